@@ -1,0 +1,26 @@
+"""steptrace core: the Trace, the recorder, the sympy checker and explanations.
+
+Importable without TensorFlow or PyTorch: a trace recorded on a GPU box can be
+checked anywhere. Framework hooks live in the separate ``hooks`` package.
+"""
+from .errors import SteptraceError, TraceFileError, TraceInputError
+from .recorder import Recorder
+from .trace import Trace
+
+__version__ = "0.1.0"
+
+
+def check(trace, **kwargs):
+    """Recompute every recorded step by hand and report disagreements (see tracer.checker)."""
+    from .checker import check as _check
+    return _check(trace, **kwargs)
+
+
+def explain(trace, step=1, **kwargs):
+    """Return the hand derivation of ``step`` with the numbers substituted (see tracer.explain)."""
+    from .explain import explain as _explain
+    return _explain(trace, step=step, **kwargs)
+
+
+__all__ = ["Trace", "Recorder", "check", "explain", "SteptraceError", "TraceFileError",
+           "TraceInputError", "__version__"]

@@ -1,0 +1,18 @@
+"""Exceptions steptrace raises on purpose.
+
+Every error a user can cause (bad names, shapes, paths, files) is a subclass of
+:class:`SteptraceError`, so the command line can tell "bad input" apart from a bug
+and exit with its own code instead of printing a traceback from deep inside.
+"""
+
+
+class SteptraceError(Exception):
+    """Base class of every error steptrace raises for bad input or bad files."""
+
+
+class TraceInputError(SteptraceError, ValueError):
+    """An argument passed to steptrace is not what was expected (the message names it)."""
+
+
+class TraceFileError(SteptraceError, OSError):
+    """A trace file cannot be read or written: missing, corrupt, foreign or unwritable."""

@@ -1,0 +1,324 @@
+"""The Trace: a recorded training run as pandas tables plus a neutral description.
+
+Tables (built on demand from columnar arrays and cached):
+
+- ``data``: the training rows once: ``sample`` (0-based row), ``x``/``x0..``, ``y``/``y0..``.
+- ``steps``: one row per iteration: ``epoch``, ``batch``, ``step`` (all from 1),
+  ``batch_size``, ``loss``, ``lr``, ``logged_<name>`` for values the framework logged,
+  and any extra per-step scalars.
+- ``samples``: one row per (step, sample): ``step``, ``sample``, ``y_pred``/``y_pred0..``
+  made with the parameters before that step's update.
+- ``params``: one row per (step, parameter, element): ``step``, ``param``, ``index``
+  (flat, C order), ``before``, ``grad``, ``after``, ``update`` and optimizer state slots.
+- ``epochs``: one row per epoch with the values logged at its end.
+
+``meta`` is a JSON-able dict: model, loss, optimizer, metrics, data, params, versions.
+
+Traces are saved as a directory of Parquet files plus ``meta.json``; loading
+reads only Parquet and JSON, so it never executes code.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import TraceFileError, TraceInputError
+from .recorder import column_names
+
+FORMAT = "steptrace-trace"
+FORMAT_VERSION = 1
+TABLES = ("data", "steps", "samples", "params", "epochs")
+
+
+@dataclass
+class TraceArrays:
+    """The columnar arrays behind a Trace (what the checker reads, no DataFrames)."""
+
+    inputs: np.ndarray | None = None
+    targets: np.ndarray | None = None
+    steps: dict = field(default_factory=dict)
+    epochs: dict = field(default_factory=dict)
+    sample_step: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    sample_row: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    sample_pred: np.ndarray | None = None
+    param_step: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    params: dict = field(default_factory=dict)
+
+
+class Trace:
+    """A recorded training run: tables (``data``, ``steps``, ``samples``, ``params``,
+    ``epochs``) and ``meta``. Build one with a hook or :class:`tracer.Recorder`;
+    save with :meth:`save`, read back with :meth:`Trace.load`."""
+
+    def __init__(self, arrays: TraceArrays | None = None, meta: dict | None = None,
+                 frames: dict | None = None):
+        self._arrays = arrays
+        self.meta: dict = dict(meta or {})
+        self._frames: dict[str, pd.DataFrame] = dict(frames or {})
+
+    def __repr__(self) -> str:
+        return (f"<Trace {self.meta.get('framework', '?')}: {self.n_steps} steps, "
+                f"params {self.param_names}>")
+
+    # ---------------------------------------------------------------- sizes
+    @property
+    def n_steps(self) -> int:
+        """Number of recorded iterations."""
+        if self._arrays is not None:
+            col = self._arrays.steps.get("step")
+            return 0 if col is None else len(col)
+        return len(self.steps)
+
+    @property
+    def param_names(self) -> list[str]:
+        """Names of the recorded parameters, in recording order."""
+        return [p["name"] for p in self.meta.get("params", [])]
+
+    def param_shape(self, name: str) -> tuple:
+        """Shape of parameter ``name``."""
+        for p in self.meta.get("params", []):
+            if p["name"] == name:
+                return tuple(p["shape"])
+        raise TraceInputError(f"param: expected one of {self.param_names}, got {name!r}")
+
+    @property
+    def input_columns(self) -> list[str]:
+        """Names of the input columns of ``data``."""
+        return list(self.meta.get("data", {}).get("inputs", []))
+
+    @property
+    def target_columns(self) -> list[str]:
+        """Names of the target columns of ``data``."""
+        return list(self.meta.get("data", {}).get("targets", []))
+
+    # ---------------------------------------------------------- array access
+    def arrays(self) -> TraceArrays:
+        """The columnar arrays (rebuilt from the tables for a loaded trace)."""
+        if self._arrays is None:
+            self._arrays = _arrays_from_frames(self._frames, self.meta)
+        return self._arrays
+
+    def param_values(self, name: str, which: str = "before") -> np.ndarray:
+        """Array ``(steps, *shape)`` of ``which`` in before/grad/after/update or a state slot."""
+        arr = self.arrays()
+        if name not in arr.params:
+            raise TraceInputError(f"param: expected one of {list(arr.params)}, got {name!r}")
+        p = arr.params[name]
+        if which == "update":
+            flat = p["after"] - p["before"]
+        elif which in ("before", "grad", "after"):
+            flat = p[which]
+        elif which in p["slots"]:
+            flat = p["slots"][which]
+        else:
+            raise TraceInputError(
+                f"which: expected before, grad, after, update or one of {list(p['slots'])}, got {which!r}")
+        return flat.reshape((flat.shape[0],) + tuple(p["shape"]))
+
+    def state_slots(self, name: str) -> list[str]:
+        """Optimizer state slots recorded for parameter ``name``."""
+        return list(self.arrays().params[name]["slots"])
+
+    # ---------------------------------------------------------------- tables
+    def _frame(self, name: str) -> pd.DataFrame:
+        if name not in self._frames:
+            self._frames[name] = _BUILDERS[name](self.arrays(), self.meta)
+        return self._frames[name]
+
+    @property
+    def data(self) -> pd.DataFrame:
+        """The training rows: ``sample``, inputs, targets."""
+        return self._frame("data")
+
+    @property
+    def steps(self) -> pd.DataFrame:
+        """One row per iteration."""
+        return self._frame("steps")
+
+    @property
+    def samples(self) -> pd.DataFrame:
+        """One row per (step, sample) with the pre-update predictions."""
+        return self._frame("samples")
+
+    @property
+    def params(self) -> pd.DataFrame:
+        """One row per (step, parameter, element)."""
+        return self._frame("params")
+
+    @property
+    def epochs(self) -> pd.DataFrame:
+        """One row per epoch with the values logged at its end."""
+        return self._frame("epochs")
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """All tables by name."""
+        return {name: self._frame(name) for name in TABLES}
+
+    # ------------------------------------------------------------- save/load
+    def save(self, path) -> Path:
+        """Save as a directory of Parquet files plus ``meta.json``; returns the path."""
+        path = Path(path)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            for name, frame in self.tables().items():
+                frame.to_parquet(path / f"{name}.parquet", index=False)
+            header = {"format": FORMAT, "version": FORMAT_VERSION, "meta": self.meta}
+            tmp = path / "meta.json.tmp"
+            tmp.write_text(json.dumps(header, indent=1, default=_json_default))
+            os.replace(tmp, path / "meta.json")
+        except OSError as exc:
+            raise TraceFileError(f"cannot write trace to {path}: {exc.strerror or exc}") from None
+        return path
+
+    @classmethod
+    def load(cls, path) -> "Trace":
+        """Read a trace saved by :meth:`save`. Never executes code from the file."""
+        path = Path(path)
+        if not path.exists():
+            raise TraceFileError(f"no trace at {path}: the path does not exist")
+        if not path.is_dir() or not (path / "meta.json").is_file():
+            raise TraceFileError(f"{path} is not a steptrace trace (expected a directory with meta.json)")
+        try:
+            header = json.loads((path / "meta.json").read_text())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise TraceFileError(f"{path}/meta.json is corrupt: {exc}") from None
+        if not isinstance(header, dict) or header.get("format") != FORMAT:
+            raise TraceFileError(f"{path} is not a steptrace trace (meta.json has no steptrace header)")
+        if header.get("version", 0) > FORMAT_VERSION:
+            raise TraceFileError(f"{path} was written by a newer steptrace (format {header['version']})")
+        frames = {}
+        for name in TABLES:
+            file = path / f"{name}.parquet"
+            try:
+                frames[name] = pd.read_parquet(file)
+            except FileNotFoundError:
+                raise TraceFileError(f"{path} is incomplete: {file.name} is missing") from None
+            except Exception as exc:  # pyarrow raises several types for corrupt files
+                raise TraceFileError(f"{file} is corrupt or not Parquet: {exc}") from None
+        return cls(arrays=None, meta=header["meta"], frames=frames)
+
+
+def _json_default(obj):
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, tuple):
+        return list(obj)
+    return str(obj)
+
+
+# ------------------------------------------------------------- table builders
+def _data_frame(a: TraceArrays, meta) -> pd.DataFrame:
+    if a.inputs is None:
+        return pd.DataFrame({"sample": np.zeros(0, np.int64)})
+    cols = {"sample": np.arange(a.inputs.shape[0], dtype=np.int64)}
+    for i, name in enumerate(column_names("x", a.inputs.shape[1])):
+        cols[name] = a.inputs[:, i]
+    for i, name in enumerate(column_names("y", a.targets.shape[1])):
+        cols[name] = a.targets[:, i]
+    return pd.DataFrame(cols)
+
+
+def _steps_frame(a: TraceArrays, meta) -> pd.DataFrame:
+    cols = dict(a.steps)
+    if not cols:
+        return pd.DataFrame({k: np.zeros(0, np.int64) for k in ("epoch", "batch", "step")})
+    for key in ("epoch", "batch", "step"):
+        cols[key] = np.asarray(cols[key], dtype=np.int64)
+    bs = np.asarray(cols.get("batch_size", []), dtype=np.float64)
+    if bs.size and np.all(np.isfinite(bs)):
+        cols["batch_size"] = bs.astype(np.int64)
+    return pd.DataFrame(cols)
+
+
+def _epochs_frame(a: TraceArrays, meta) -> pd.DataFrame:
+    cols = dict(a.epochs)
+    if not cols:
+        return pd.DataFrame({"epoch": np.zeros(0, np.int64)})
+    cols["epoch"] = np.asarray(cols["epoch"], dtype=np.int64)
+    return pd.DataFrame(cols)
+
+
+def _samples_frame(a: TraceArrays, meta) -> pd.DataFrame:
+    cols = {"step": a.sample_step.astype(np.int64), "sample": a.sample_row.astype(np.int64)}
+    if a.sample_pred is not None:
+        for i, name in enumerate(column_names("y_pred", a.sample_pred.shape[1])):
+            cols[name] = a.sample_pred[:, i]
+    return pd.DataFrame(cols)
+
+
+def _params_frame(a: TraceArrays, meta) -> pd.DataFrame:
+    parts = []
+    slot_names = []
+    for p in a.params.values():
+        for s in p["slots"]:
+            if s not in slot_names:
+                slot_names.append(s)
+    for name, p in a.params.items():
+        n_steps, size = p["before"].shape
+        cols = {
+            "step": np.repeat(a.param_step[:n_steps], size),
+            "param": np.full(n_steps * size, name, dtype=object),
+            "index": np.tile(np.arange(size, dtype=np.int64), n_steps),
+            "before": p["before"].reshape(-1),
+            "grad": p["grad"].reshape(-1),
+            "after": p["after"].reshape(-1),
+            "update": (p["after"] - p["before"]).reshape(-1),
+        }
+        for s in slot_names:
+            cols[s] = p["slots"][s].reshape(-1) if s in p["slots"] else np.full(n_steps * size, np.nan)
+        parts.append(pd.DataFrame(cols))
+    if not parts:
+        return pd.DataFrame({"step": np.zeros(0, np.int64), "param": pd.Series([], dtype=object),
+                             "index": np.zeros(0, np.int64), "before": [], "grad": [], "after": [],
+                             "update": []})
+    frame = pd.concat(parts, ignore_index=True)
+    frame["param"] = frame["param"].astype(str)
+    return frame
+
+
+_BUILDERS = {"data": _data_frame, "steps": _steps_frame, "samples": _samples_frame,
+             "params": _params_frame, "epochs": _epochs_frame}
+
+
+def _arrays_from_frames(frames: dict, meta: dict) -> TraceArrays:
+    """Rebuild the columnar arrays from loaded tables (the inverse of the builders)."""
+    data = frames["data"]
+    inputs = targets = None
+    d = meta.get("data", {})
+    if len(data.columns) > 1 and d.get("inputs"):
+        inputs = data[d["inputs"]].to_numpy()
+        targets = data[d["targets"]].to_numpy()
+    steps = {c: frames["steps"][c].to_numpy() for c in frames["steps"].columns}
+    epochs = {c: frames["epochs"][c].to_numpy() for c in frames["epochs"].columns}
+    samples = frames["samples"]
+    pred_cols = [c for c in samples.columns if c.startswith("y_pred")]
+    params_frame = frames["params"]
+    params = {}
+    param_step = np.zeros(0, np.int64)
+    base_cols = {"step", "param", "index", "before", "grad", "after", "update"}
+    for p in meta.get("params", []):
+        name, shape = p["name"], tuple(p["shape"])
+        size = int(np.prod(shape, dtype=np.int64))
+        sub = params_frame[params_frame["param"] == name]
+        n = len(sub) // max(size, 1)
+        param_step = sub["step"].to_numpy()[::max(size, 1)]
+
+        def grab(col, sub=sub, n=n, size=size):
+            return sub[col].to_numpy().reshape(n, size)
+        slots = {c: grab(c) for c in params_frame.columns if c not in base_cols}
+        slots = {k: v for k, v in slots.items() if not np.all(np.isnan(v))}
+        params[name] = {"shape": shape, "before": grab("before"), "grad": grab("grad"),
+                        "after": grab("after"), "slots": slots}
+    return TraceArrays(inputs=inputs, targets=targets, steps=steps, epochs=epochs,
+                       sample_step=samples["step"].to_numpy(), sample_row=samples["sample"].to_numpy(),
+                       sample_pred=samples[pred_cols].to_numpy() if pred_cols else None,
+                       param_step=param_step, params=params)
