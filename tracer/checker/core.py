@@ -1,0 +1,346 @@
+"""``check(trace)``: recompute every recorded step by hand and compare.
+
+For each step the checker recomputes, from the parameters *before* the step:
+the predictions (model forward pass), the batch loss, every gradient (backward
+pass with sympy-derived derivatives), the optimizer's update and state. Steps are
+grouped by batch size and each group is computed with batched NumPy calls, so the
+cost is a few array operations per group, not per step.
+
+What the trace does not declare is identified: the loss among the squared-error
+family users write by hand, and a plain SGD learning rate per parameter.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import SteptraceError
+from ..math.losses import get_loss
+from ..math.optimizers import get_optimizer
+from . import identify
+from .batches import step_groups
+from .forward import UnsupportedModel, backward, forward, model_layers
+from .interpret import name_factor
+from .report import CheckReport, Finding, TableBuilder
+
+TOLERANCES = {  # (rtol, atol) by the precision the run computed in
+    "float64": {"pred": (1e-9, 1e-12), "loss": (1e-9, 1e-12), "grad": (1e-7, 1e-12), "update": (1e-7, 0.0)},
+    "float32": {"pred": (1e-5, 1e-6), "loss": (1e-5, 1e-6), "grad": (2e-4, 1e-6), "update": (2e-3, 0.0)},
+}
+
+
+def run_precision(trace) -> str:
+    """``float32`` if any parameter was recorded in single (or lower) precision."""
+    for p in trace.arrays().params.values():
+        if p["before"].dtype.itemsize <= 4:
+            return "float32"
+    return "float64"
+
+
+def check(trace, *, loss: dict | None = None, optimizer: dict | None = None,
+          precision: str | None = None) -> CheckReport:
+    """Check a trace against the math; returns a :class:`CheckReport`.
+
+    ``loss`` / ``optimizer`` override the trace's declared ones (neutral dicts, see
+    docs/ARCHITECTURE.md). ``precision`` (``float32``/``float64``) overrides the
+    tolerance choice.
+    """
+    arrays = trace.arrays()
+    meta = trace.meta
+    precision = precision or run_precision(trace)
+    if precision not in TOLERANCES:
+        raise SteptraceError(f"precision: expected float32 or float64, got {precision!r}")
+    tol = TOLERANCES[precision]
+    builder = TableBuilder()
+    report = CheckReport(table=None, n_steps=trace.n_steps)
+    groups = step_groups(arrays)
+    model = meta.get("model")
+
+    if trace.n_steps == 0:
+        report.cannot_check.append("the trace has no recorded steps")
+    if not arrays.params:
+        report.cannot_check.append(
+            "no parameter values were recorded (summary capture or no parameters found)")
+    if model is None and arrays.params:
+        model = identify.guess_linear_model(trace)
+        if model is not None:
+            report.identified["model"] = "linear model y = X W + b (from the parameter shapes)"
+    try:
+        model_layers(model)
+        model_error = None
+    except UnsupportedModel as exc:
+        model_error = str(exc)
+        report.cannot_check.append(f"model: {exc}")
+
+    loss_spec = loss or meta.get("loss")
+    # ---- forward: predictions, per group --------------------------------------
+    computed = []  # (group, params_before, y_hat, cache)
+    for g in groups:
+        ok_pos = g.param_pos >= 0
+        if model_error or not ok_pos.any():
+            continue
+        sub = _subset(g, ok_pos)
+        params = {name: trace.param_values(name, "before")[sub.param_pos].astype(np.float64)
+                  for name in arrays.params}
+        try:
+            y_hat, cache = forward(model, params, sub.x)
+        except (KeyError, ValueError) as exc:
+            report.cannot_check.append(f"model: the recorded parameters do not fit the model ({exc})")
+            model_error = str(exc)
+            break
+        computed.append((sub, params, y_hat, cache))
+        if sub.pred is not None and y_hat.shape == sub.pred.shape:
+            rtol, atol = tol["pred"]
+            scale = np.abs(sub.pred).max(axis=(1, 2))
+            err = np.abs(y_hat - sub.pred).max(axis=2)                # (S, B)
+            worst = err.argmax(axis=1)
+            s_idx = np.arange(len(sub.steps))
+            builder.add(step=sub.steps, quantity="prediction", sample=sub.rows[s_idx, worst],
+                        expected=y_hat[s_idx, worst].max(axis=-1) if y_hat.shape[2] == 1 else
+                        _pick(y_hat, sub.pred, s_idx, worst)[0],
+                        actual=sub.pred[s_idx, worst].max(axis=-1) if y_hat.shape[2] == 1 else
+                        _pick(y_hat, sub.pred, s_idx, worst)[1],
+                        scale=scale, rtol=rtol, atol=atol)
+        elif sub.pred is not None:
+            report.cannot_check.append(
+                f"predictions: recorded shape {sub.pred.shape[1:]} does not match the model's {y_hat.shape[1:]}")
+
+    # ---- loss: declared or identified ------------------------------------------
+    steps_col = arrays.steps
+    loss_by_step = dict(zip(np.asarray(steps_col.get("step", []), dtype=np.int64),
+                            np.asarray(steps_col.get("loss", []), dtype=np.float64)))
+    loss_obj = None
+    if computed:
+        if loss_spec is None:
+            loss_spec, text = identify.identify_loss(computed, loss_by_step)
+            report.identified["loss"] = text
+        if loss_spec is not None:
+            try:
+                loss_obj = get_loss(loss_spec)
+            except SteptraceError as exc:
+                report.cannot_check.append(f"loss: {exc}")
+    grads_expected = {}   # name -> {step: grad}
+    if loss_obj is not None:
+        rtol, atol = tol["loss"]
+        for sub, params, y_hat, cache in computed:
+            value = loss_obj.value(y_hat, sub.y)
+            actual = np.array([loss_by_step.get(int(s), np.nan) for s in sub.steps])
+            has = np.isfinite(actual)
+            if has.any():
+                builder.add(step=sub.steps[has], quantity="loss", expected=value[has], actual=actual[has],
+                            rtol=rtol, atol=atol)
+            d_out = loss_obj.grad(y_hat, sub.y)
+            grads = backward(model, params, cache, d_out)
+            for name, gval in grads.items():
+                grads_expected.setdefault(name, {}).update(zip(sub.steps.tolist(), gval))
+        report.context["loss"] = loss_spec
+    elif computed:
+        report.cannot_check.append("loss: not declared and not identified, so gradients cannot be recomputed")
+
+    # ---- gradients --------------------------------------------------------------
+    param_step = arrays.param_step
+    for name, p in arrays.params.items():
+        rec_grad = p["grad"]
+        exp = grads_expected.get(name)
+        if exp is None:
+            continue
+        pos = np.array([i for i, s in enumerate(param_step) if int(s) in exp and np.isfinite(rec_grad[i]).all()],
+                       dtype=np.int64)
+        if pos.size == 0:
+            continue
+        e = np.stack([exp[int(param_step[i])].reshape(-1) for i in pos])
+        a = rec_grad[pos].astype(np.float64)
+        rtol, atol = tol["grad"]
+        scale = np.maximum(np.abs(e).max(axis=1, keepdims=True), np.abs(a).max(axis=1, keepdims=True))
+        _add_worst(builder, "grad", name, param_step[pos], e, a, np.broadcast_to(scale, e.shape), rtol, atol)
+
+    # ---- updates and optimizer state -------------------------------------------
+    _check_updates(trace, report, builder, tol, optimizer or meta.get("optimizer"), grads_expected)
+
+    # ---- framework-logged values and diagnoses ---------------------------------
+    _extra_checks(trace, report, builder, tol)
+
+    report.context["model"] = None if model_error else model
+    report.table = builder.build()
+    _factor_findings(report, trace)
+    return report
+
+
+def _subset(g, mask):
+    from .batches import StepGroup
+    return StepGroup(steps=g.steps[mask], rows=g.rows[mask], x=g.x[mask], y=g.y[mask],
+                     pred=None if g.pred is None else g.pred[mask], param_pos=g.param_pos[mask])
+
+
+def _pick(y_hat, pred, s_idx, worst):
+    e = y_hat[s_idx, worst]
+    a = pred[s_idx, worst]
+    col = np.abs(e - a).argmax(axis=1)
+    return e[np.arange(len(col)), col], a[np.arange(len(col)), col]
+
+
+def _add_worst(builder, quantity, name, steps, expected, actual, scale, rtol, atol):
+    """One row per step for a parameter: its worst element relative to the tolerance."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        badness = np.abs(expected - actual) / (atol + rtol * np.maximum(scale, np.maximum(
+            np.abs(expected), np.abs(actual))) + 1e-300)
+    badness = np.where(np.isnan(badness), np.inf, badness)
+    worst = badness.argmax(axis=1)
+    r = np.arange(len(worst))
+    builder.add(step=steps, quantity=quantity, param=name, index=worst, expected=expected[r, worst],
+                actual=actual[r, worst], scale=scale[r, worst], rtol=rtol, atol=atol)
+
+
+def _check_updates(trace, report, builder, tol, opt_spec, grads_expected):
+    arrays = trace.arrays()
+    param_step = arrays.param_step
+    if not arrays.params or param_step.size == 0:
+        return
+    steps_col = arrays.steps
+    step_numbers = np.asarray(steps_col.get("step", []), dtype=np.int64)
+    opt_step_col = steps_col.get("opt_step")
+    t_by_step = {}
+    lr_col = np.asarray(steps_col.get("lr", np.full(step_numbers.size, np.nan)), dtype=np.float64)
+    lr_by_step = dict(zip(step_numbers.tolist(), lr_col.tolist()))
+    if opt_step_col is not None:
+        t_by_step = dict(zip(step_numbers.tolist(), np.asarray(opt_step_col, dtype=np.float64).tolist()))
+
+    # the gradient each update used: recorded if present, else the recomputed one
+    used = {}
+    for name, p in arrays.params.items():
+        g = p["grad"].astype(np.float64)
+        exp = grads_expected.get(name, {})
+        missing = ~np.isfinite(g).all(axis=1)
+        for i in np.nonzero(missing)[0]:
+            e = exp.get(int(param_step[i]))
+            if e is not None:
+                g[i] = e.reshape(-1)
+        used[name] = g
+
+    rules = {}
+    if opt_spec is None:
+        rates, text = identify.identify_sgd(arrays, used)
+        if rates is None:
+            report.cannot_check.append(f"optimizer: {text}")
+            return
+        report.identified["optimizer"] = text
+        rules = {name: get_optimizer({"name": "sgd", "convention": "plain", "lr": lr})
+                 for name, lr in rates.items()}
+    else:
+        try:
+            rule = get_optimizer(opt_spec)
+        except SteptraceError as exc:
+            report.cannot_check.append(f"optimizer: {exc}")
+            return
+        rules = {name: rule for name in arrays.params}
+    report.context["rules"] = rules
+
+    rtol, _ = tol["update"]
+    eps = np.finfo(np.float32 if run_precision(trace) == "float32" else np.float64).eps
+    for name, p in arrays.params.items():
+        rule = rules[name]
+        before = p["before"].astype(np.float64)
+        after = p["after"].astype(np.float64)
+        g = used[name]
+        ok_rows = np.isfinite(g).all(axis=1) & np.isfinite(before).all(axis=1)
+        t = np.array([t_by_step.get(int(s), np.nan) for s in param_step]) if t_by_step else \
+            param_step.astype(np.float64)
+        if opt_spec is not None and not t_by_step:
+            t = param_step - param_step.min() + 1.0
+        state_before, state_ok = _state_before(rule, p, before, param_step, t)
+        ok_rows &= state_ok
+        if not ok_rows.any():
+            report.cannot_check.append(f"update of {name}: no step with a gradient and a known optimizer state")
+            continue
+        shape = (-1,) + tuple(p["shape"])
+        sb = {k: v[ok_rows].reshape(shape) for k, v in state_before.items()}
+        lr_rec = np.array([lr_by_step.get(int(s), np.nan) for s in param_step[ok_rows]])
+        lr_used = lr_rec if opt_spec is not None and np.isfinite(lr_rec).all() else None
+        new_p, new_state = rule.step(before[ok_rows].reshape(shape), g[ok_rows].reshape(shape), sb, t[ok_rows],
+                                     lr_used)
+        new_p = np.asarray(new_p).reshape(int(ok_rows.sum()), -1)
+        exp_update = new_p - before[ok_rows]
+        act_update = after[ok_rows] - before[ok_rows]
+        # the recorded update carries rounding of |before| * eps: measure against that too
+        scale = np.maximum(np.abs(before[ok_rows]), np.abs(after[ok_rows])) * eps * 8 / max(rtol, 1e-300)
+        scale = np.maximum(scale, np.abs(exp_update).max(axis=1, keepdims=True) * 1e-3)
+        _add_worst(builder, "update", name, param_step[ok_rows], exp_update, act_update, scale, rtol, 0.0)
+        for slot, value in new_state.items():
+            if slot not in p["slots"]:
+                continue
+            rec = p["slots"][slot][ok_rows].astype(np.float64)
+            ev = np.asarray(value, dtype=np.float64).reshape(rec.shape)
+            sc = np.maximum(np.abs(ev).max(axis=1, keepdims=True), np.abs(rec).max(axis=1, keepdims=True))
+            _add_worst(builder, slot, name, param_step[ok_rows], ev, rec, np.broadcast_to(sc, ev.shape),
+                       tol["grad"][0], tol["grad"][1])
+
+
+def _state_before(rule, p, before, param_step, t):
+    """Optimizer state before each recorded step: initial at the optimizer's first
+    step, else the recorded state after the previous step (when that was recorded)."""
+    slots = list(getattr(rule, "slots", []) or [])
+    n = before.shape[0]
+    ok = np.ones(n, dtype=bool)
+    if not slots:
+        return {}, ok
+    init = rule.initial_state(before.reshape((n,) + tuple(p["shape"])))
+    state = {}
+    first = np.asarray(t) == 1
+    prev_consecutive = np.zeros(n, dtype=bool)
+    prev_consecutive[1:] = np.diff(param_step) == 1
+    for slot in slots:
+        init_v = np.asarray(init[slot], dtype=np.float64).reshape(n, -1)
+        rec = p["slots"].get(slot)
+        if rec is None:
+            prev = np.full_like(init_v, np.nan)
+        else:
+            prev = np.empty_like(init_v)
+            prev[0] = np.nan
+            prev[1:] = rec[:-1]
+        value = np.where(first[:, None], init_v, prev)
+        ok &= first | (prev_consecutive & np.isfinite(prev).all(axis=1))
+        state[slot] = value
+    return state, ok
+
+
+def _extra_checks(trace, report, builder, tol):
+    import importlib
+    rtol, atol = tol["loss"]
+    try:
+        logged = importlib.import_module(".logged", __package__)
+        rows = logged.check_logged(trace)
+    except ModuleNotFoundError:
+        rows = []
+    except SteptraceError as exc:
+        report.cannot_check.append(f"logged values: {exc}")
+        rows = []
+    builder.add_rows(rows, rtol=rtol, atol=atol)
+    try:
+        findings = importlib.import_module(".diagnose", __package__).diagnose(trace)
+    except ModuleNotFoundError:
+        findings = []
+    for f in findings:
+        report.findings.append(Finding(kind=f["kind"], message=f["message"], param=f.get("param"),
+                                       step=f.get("step"), failed=f.get("failed", True)))
+
+
+def _factor_findings(report, trace):
+    """Turn the first failed update per parameter into a named diagnosis."""
+    fails = report.failures
+    if not len(fails):
+        return
+    arrays = trace.arrays()
+    bs = dict(zip(np.asarray(arrays.steps.get("step", []), dtype=np.int64).tolist(),
+                  np.asarray(arrays.steps.get("batch_size", []), dtype=np.float64).tolist()))
+    seen = {f.param for f in report.findings}
+    for quantity in ("update", "grad"):
+        sub = fails[fails["quantity"] == quantity]
+        for name, rows in sub.groupby("param", sort=False):
+            if name in seen:
+                continue
+            first = rows.iloc[0]
+            diagnosis = name_factor(first["factor"], bs.get(int(first["step"])))
+            if diagnosis:
+                seen.add(name)
+                report.findings.append(Finding(
+                    kind=f"{quantity}_factor", param=name, step=int(first["step"]),
+                    message=f"{name}: {quantity} is {first['factor']:.6g} x the expected one - {diagnosis}"))

@@ -1,0 +1,203 @@
+"""The check report: every check in one table, like pandera's failure cases.
+
+The checker never stops at the first disagreement: it collects one row per check
+(per step, quantity and parameter or sample) into ``table`` and keeps going, so the
+report can say both *where the run first disagrees with the math* and *how far the
+disagreement spreads*. Findings (a parameter never updated, a loss that could not
+be identified...) are sentences attached beside the table.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+COLUMNS = ["step", "quantity", "param", "sample", "index", "expected", "actual", "abs_err", "rel_err",
+           "factor", "passed", "status"]
+
+
+@dataclass
+class Finding:
+    """A sentence about the run that a user can act on (``failed`` ones make the check fail)."""
+
+    kind: str
+    message: str
+    param: str | None = None
+    step: int | None = None
+    failed: bool = True
+
+
+@dataclass
+class CheckReport:
+    """Result of :func:`tracer.check`.
+
+    ``table`` has one row per check: ``step``, ``quantity`` (prediction, loss, grad,
+    update, a state slot, or a logged value), ``param``, ``sample``, ``index`` (the
+    worst element), ``expected``, ``actual``, ``abs_err``, ``rel_err``, ``factor``
+    (actual / expected), ``passed`` and ``status`` (``passed``, ``failed`` or
+    ``cannot check``). ``identified`` holds what the checker found out by itself
+    (loss, learning rate); ``findings`` the diagnoses.
+    """
+
+    table: pd.DataFrame
+    findings: list = field(default_factory=list)
+    identified: dict = field(default_factory=dict)
+    cannot_check: list = field(default_factory=list)
+    n_steps: int = 0
+    context: dict = field(default_factory=dict)   # model, loss spec and update rules the check used
+
+    @property
+    def verdict(self) -> str:
+        """``passed``, ``failed`` (a check or finding failed) or ``incomplete`` (nothing
+        failed, but something could not be checked, or nothing was checked at all)."""
+        if (len(self.table) and not self.table["passed"].all()) or any(f.failed for f in self.findings):
+            return "failed"
+        checked = int((self.table["status"] == "passed").sum()) if len(self.table) else 0
+        if self.cannot_check or checked == 0:
+            return "incomplete"
+        return "passed"
+
+    @property
+    def ok(self) -> bool:
+        """True when every check passed, nothing failed and nothing was left unchecked."""
+        return self.verdict == "passed"
+
+    @property
+    def failures(self) -> pd.DataFrame:
+        """The failed rows of ``table``."""
+        return self.table[~self.table["passed"]]
+
+    @property
+    def first_failing_step(self) -> int | None:
+        """The first step where the run disagrees with the math (None if none)."""
+        steps = [int(self.failures["step"].min())] if len(self.failures) else []
+        steps += [f.step for f in self.findings if f.failed and f.step is not None]
+        return min(steps) if steps else None
+
+    def first_failure(self) -> dict | None:
+        """The first failed check (earliest step, then table order), as a dict."""
+        fails = self.failures
+        if not len(fails):
+            return None
+        first = fails.sort_values("step", kind="stable").iloc[0]
+        return first.to_dict()
+
+    def summary(self) -> str:
+        """A readable summary: what was identified, what passed, where it first failed."""
+        lines = []
+        n_checks = len(self.table)
+        n_fail = int((~self.table["passed"]).sum()) if n_checks else 0
+        verdict = {"passed": "OK", "failed": "FAILED", "incomplete": "INCOMPLETE"}[self.verdict]
+        lines.append(f"steptrace check: {verdict} - {self.n_steps} steps, {n_checks} checks, "
+                     f"{n_fail} failed")
+        for key, text in self.identified.items():
+            lines.append(f"  identified {key}: {text}")
+        for note in self.cannot_check:
+            lines.append(f"  cannot check: {note}")
+        if n_checks:
+            counts = self.table.groupby("quantity", sort=False)["passed"].agg(["size", "sum"])
+            for quantity, row in counts.iterrows():
+                lines.append(f"  {quantity:<28} {int(row['sum'])}/{int(row['size'])} passed")
+        for f in self.findings:
+            tag = "FAIL" if f.failed else "note"
+            where = f" (step {f.step})" if f.step is not None else ""
+            lines.append(f"  [{tag}] {f.message}{where}")
+        first = self.first_failure()
+        if first is not None:
+            lines.append("  first failure: " + describe_row(first))
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def _repr_html_(self) -> str:  # notebooks
+        return "<pre>" + self.summary() + "</pre>"
+
+
+def describe_row(row: dict) -> str:
+    """One sentence for one failed check: step, quantity, parameter, values, factor."""
+    what = row["quantity"]
+    if isinstance(row.get("param"), str) and row["param"]:
+        what += f" of {row['param']}"
+        if row.get("index") is not None and not pd.isna(row.get("index")):
+            what += f"[{int(row['index'])}]"
+    if row.get("sample") is not None and not pd.isna(row.get("sample")):
+        what += f" for sample {int(row['sample'])}"
+    text = f"step {int(row['step'])}, {what}: expected {row['expected']:.10g}, got {row['actual']:.10g}"
+    factor = row.get("factor")
+    if factor is not None and np.isfinite(factor):
+        text += f" (actual = {factor:.6g} x expected)"
+    return text
+
+
+class TableBuilder:
+    """Collects check rows as columns (vectorised blocks), then builds one DataFrame."""
+
+    def __init__(self):
+        self._blocks: list[dict] = []
+
+    def add(self, *, step, quantity: str, expected, actual, scale=None, rtol: float, atol: float,
+            param=None, sample=None, index=None):
+        """Add a block of checks; arrays are broadcast against ``step``.
+
+        ``scale`` is the magnitude errors are measured against (defaults to the
+        larger of |expected| and |actual|); a check passes when
+        ``|expected - actual| <= atol + rtol * scale``.
+        """
+        step = np.atleast_1d(np.asarray(step, dtype=np.int64))
+        expected = np.broadcast_to(np.asarray(expected, dtype=np.float64), step.shape)
+        actual = np.broadcast_to(np.asarray(actual, dtype=np.float64), step.shape)
+        abs_err = np.abs(expected - actual)
+        mag = np.maximum(np.abs(expected), np.abs(actual))
+        if scale is not None:
+            mag = np.maximum(mag, np.broadcast_to(np.asarray(scale, dtype=np.float64), step.shape))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel_err = np.where(mag > 0, abs_err / mag, 0.0)
+            factor = np.where(expected != 0, actual / expected, np.nan)
+        both_nan = np.isnan(expected) & np.isnan(actual)
+        passed = (abs_err <= atol + rtol * mag) | both_nan
+        passed &= ~(np.isnan(expected) ^ np.isnan(actual))
+        n = step.size
+        self._blocks.append({
+            "step": step, "quantity": np.full(n, quantity, dtype=object),
+            "param": np.full(n, param, dtype=object) if not isinstance(param, np.ndarray) else param,
+            "sample": _int_col(sample, n), "index": _int_col(index, n),
+            "expected": expected, "actual": actual, "abs_err": abs_err, "rel_err": rel_err,
+            "factor": factor, "passed": passed,
+            "status": np.where(passed, "passed", "failed").astype(object),
+        })
+
+    def add_cannot_check(self, *, step, quantity: str, param=None):
+        """Record that ``quantity`` could not be checked (it neither passes nor fails silently)."""
+        step = np.atleast_1d(np.asarray(step, dtype=np.int64))
+        n = step.size
+        nan = np.full(n, np.nan)
+        self._blocks.append({
+            "step": step, "quantity": np.full(n, quantity, dtype=object), "param": np.full(n, param, dtype=object),
+            "sample": _int_col(None, n), "index": _int_col(None, n), "expected": nan, "actual": nan,
+            "abs_err": nan, "rel_err": nan, "factor": nan, "passed": np.ones(n, bool),
+            "status": np.full(n, "cannot check", dtype=object)})
+
+    def add_rows(self, rows: list[dict], *, rtol: float, atol: float):
+        """Add plain dict rows (step, quantity, expected, actual, param?, sample?)."""
+        for row in rows:
+            self.add(step=row["step"], quantity=row["quantity"], expected=row["expected"],
+                     actual=row["actual"], param=row.get("param"), sample=row.get("sample"),
+                     rtol=row.get("rtol", rtol), atol=row.get("atol", atol), scale=row.get("scale"))
+
+    def build(self) -> pd.DataFrame:
+        """The table, sorted by step (stable, so quantities keep their order)."""
+        if not self._blocks:
+            return pd.DataFrame({c: [] for c in COLUMNS}).astype({"passed": bool})
+        cols = {c: np.concatenate([b[c] for b in self._blocks]) for c in COLUMNS}
+        frame = pd.DataFrame(cols)
+        frame["sample"] = frame["sample"].astype("Int64")
+        frame["index"] = frame["index"].astype("Int64")
+        return frame.sort_values("step", kind="stable").reset_index(drop=True)
+
+
+def _int_col(values, n):
+    if values is None:
+        return np.full(n, np.nan)
+    return np.broadcast_to(np.asarray(values, dtype=np.float64), (n,)).copy()
