@@ -45,6 +45,11 @@ def column_names(prefix: str, width: int) -> list[str]:
     return [prefix] if width == 1 else [f"{prefix}{i}" for i in range(width)]
 
 
+def initial_capacity(size: int, dtype) -> int:
+    """Rows to preallocate: 64 for small parameters, fewer for big ones (about 1 MB)."""
+    return int(max(1, min(64, (1 << 20) // max(1, size * np.dtype(dtype).itemsize))))
+
+
 class _ParamBuffers:
     __slots__ = ("shape", "size", "dtype", "before", "grad", "after", "slots")
 
@@ -52,9 +57,10 @@ class _ParamBuffers:
         self.shape = tuple(int(s) for s in shape)
         self.size = int(np.prod(self.shape, dtype=np.int64))
         self.dtype = np.dtype(dtype) if np.issubdtype(dtype, np.floating) else np.dtype(np.float64)
-        self.before = RowBuffer(self.size, self.dtype)
-        self.grad = RowBuffer(self.size, self.dtype)
-        self.after = RowBuffer(self.size, self.dtype)
+        cap = initial_capacity(self.size, self.dtype)
+        self.before = RowBuffer(self.size, self.dtype, cap)
+        self.grad = RowBuffer(self.size, self.dtype, cap)
+        self.after = RowBuffer(self.size, self.dtype, cap)
         self.slots: dict[str, RowBuffer] = {}
 
     @property
@@ -209,7 +215,8 @@ class Recorder:
                 for slot, slot_value in slots.items():
                     sbuf = buf.slots.get(slot)
                     if sbuf is None:
-                        sbuf = buf.slots[slot] = RowBuffer(buf.size, buf.dtype)
+                        sbuf = buf.slots[slot] = RowBuffer(buf.size, buf.dtype,
+                                                           initial_capacity(buf.size, buf.dtype))
                         for _ in range(buf.before.n - 1):
                             sbuf.append_fill(np.nan)
                     sbuf.append(slot_value)

@@ -74,11 +74,9 @@ def check(trace, *, loss: dict | None = None, optimizer: dict | None = None,
     loss_spec = loss or meta.get("loss")
     # ---- forward: predictions, per group --------------------------------------
     computed = []  # (group, params_before, y_hat, cache)
-    for g in groups:
-        ok_pos = g.param_pos >= 0
-        if model_error or not ok_pos.any():
-            continue
-        sub = _subset(g, ok_pos)
+    for sub in _chunks(groups, arrays):
+        if model_error:
+            break
         params = {name: trace.param_values(name, "before")[sub.param_pos].astype(np.float64)
                   for name in arrays.params}
         try:
@@ -163,6 +161,23 @@ def check(trace, *, loss: dict | None = None, optimizer: dict | None = None,
     report.table = builder.build()
     _factor_findings(report, trace)
     return report
+
+
+MAX_CHUNK_BYTES = 256 * 1024**2
+
+
+def _chunks(groups, arrays):
+    """Split step groups so one chunk's float64 parameters stay under MAX_CHUNK_BYTES."""
+    per_step = 8 * sum(p["before"].shape[1] for p in arrays.params.values()) or 1
+    for g in groups:
+        ok_pos = g.param_pos >= 0
+        if not ok_pos.any():
+            continue
+        sub = _subset(g, ok_pos)
+        per_step_total = per_step * 4 + 8 * sub.x[0].size * 4
+        size = max(1, MAX_CHUNK_BYTES // per_step_total)
+        for start in range(0, len(sub.steps), size):
+            yield _subset(sub, slice(start, start + size))
 
 
 def _subset(g, mask):
@@ -308,7 +323,9 @@ def _extra_checks(trace, report, builder, tol):
     try:
         logged = importlib.import_module(".logged", __package__)
         rows = logged.check_logged(trace)
-    except ModuleNotFoundError:
+    except ModuleNotFoundError as exc:
+        if exc.name != __package__ + ".logged":
+            raise
         rows = []
     except SteptraceError as exc:
         report.cannot_check.append(f"logged values: {exc}")
@@ -316,7 +333,9 @@ def _extra_checks(trace, report, builder, tol):
     builder.add_rows(rows, rtol=rtol, atol=atol)
     try:
         findings = importlib.import_module(".diagnose", __package__).diagnose(trace)
-    except ModuleNotFoundError:
+    except ModuleNotFoundError as exc:
+        if exc.name != __package__ + ".diagnose":
+            raise
         findings = []
     for f in findings:
         report.findings.append(Finding(kind=f["kind"], message=f["message"], param=f.get("param"),

@@ -1,0 +1,207 @@
+"""Recompute what the framework *logged* after each batch and each epoch.
+
+Why: the numbers Keras prints are not the current batch's. After each batch it
+logs a running value over the epoch so far: the loss is the batch-size-weighted
+mean of the batch losses, a stateful metric such as ``RootMeanSquaredError``
+accumulates its total and count over every prediction of the epoch so far; both
+are reset when an epoch starts and both use the predictions made *before* each
+update. Learners compare these numbers with the wrong thing (S2); the checker
+shows they follow exactly from the recorded predictions and targets.
+
+:func:`check_logged` returns plain rows (``step``, ``quantity``, ``param``,
+``sample``, ``expected``, ``actual``) that the checker turns into its report.
+:func:`logged_values` gives the recomputed series (per-batch and running) that
+:mod:`tracer.reconcile` explains.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import SteptraceError
+from ..math.losses import get_loss
+from ..math.metrics import get_metric, loss_terms, running
+
+__all__ = ["check_logged", "logged_values", "LoggedSeries", "padded_batches", "metric_spec"]
+
+
+@dataclass
+class LoggedSeries:
+    """One logged quantity recomputed for every step that can be recomputed.
+
+    ``steps``/``epochs`` are the (1-based) step and epoch numbers; ``batch_value`` the
+    quantity on each batch alone; ``total``/``count`` each batch's contribution to the
+    running state; ``running`` what the framework should log after each batch;
+    ``actual`` what it did log (NaN where nothing was logged).
+    """
+
+    name: str
+    describe: str
+    steps: np.ndarray
+    epochs: np.ndarray
+    batch_size: np.ndarray
+    batch_value: np.ndarray
+    total: np.ndarray
+    count: np.ndarray
+    running: np.ndarray
+    actual: np.ndarray
+    notes: list = field(default_factory=list)
+
+
+def padded_batches(trace, steps: np.ndarray):
+    """Predictions and targets of ``steps`` padded to ``(S, Bmax, m)`` plus a row mask.
+
+    Padding repeats each step's first row (valid numbers for every loss); the mask
+    marks real rows. Returns None when a step has no predictions or unknown rows.
+    """
+    a = trace.arrays()
+    if a.sample_pred is None or a.targets is None or not len(steps):
+        return None
+    sstep, srow = np.asarray(a.sample_step), np.asarray(a.sample_row)
+    keep = np.isin(sstep, steps)
+    idx = np.flatnonzero(keep)
+    if not idx.size:
+        return None
+    order = idx[np.argsort(sstep[idx], kind="stable")]
+    st = sstep[order]
+    uniq, start, counts = np.unique(st, return_index=True, return_counts=True)
+    if len(uniq) != len(steps) or np.any(srow[order] < 0) or np.any(np.isnan(a.sample_pred[order])):
+        return None
+    pos = np.arange(order.size) - np.repeat(start, counts)
+    which = np.searchsorted(uniq, st)
+    bmax = int(counts.max())
+    flat = np.repeat(order[start], bmax).reshape(len(uniq), bmax)   # first row of each step
+    flat[which, pos] = order
+    mask = np.zeros((len(uniq), bmax), dtype=bool)
+    mask[which, pos] = True
+    # align to the order of `steps`
+    perm = np.searchsorted(uniq, steps)
+    flat, mask = flat[perm], mask[perm]
+    yp = np.asarray(a.sample_pred, dtype=np.float64)[flat]
+    yt = np.asarray(a.targets, dtype=np.float64)[srow[flat]]
+    return yp, yt, mask
+
+
+def metric_spec(meta: dict, name: str) -> dict | None:
+    """The ``meta["metrics"]`` entry logged as ``name`` (also matched by kind, e.g. ``rmse``)."""
+    metrics = meta.get("metrics") or []
+    for m in metrics:
+        if m.get("name") == name:
+            return m
+    aliases = {"rmse": "root_mean_squared_error", "mse": "mean_squared_error", "mae": "mean_absolute_error",
+               "acc": "accuracy"}
+    for m in metrics:
+        if m.get("kind") == name or m.get("name") == aliases.get(name):
+            return m
+    return None
+
+
+def _complete_epochs(steps_tab: dict, recorded: set) -> np.ndarray:
+    """Steps of epochs whose every batch (1..K, consecutive steps) was recorded with predictions."""
+    epoch = np.asarray(steps_tab["epoch"], dtype=np.int64)
+    batch = np.asarray(steps_tab["batch"], dtype=np.int64)
+    step = np.asarray(steps_tab["step"], dtype=np.int64)
+    ok = np.zeros(len(step), dtype=bool)
+    for e in np.unique(epoch):
+        sel = np.flatnonzero(epoch == e)
+        b, s = batch[sel], step[sel]
+        if b[0] == 1 and np.all(np.diff(b) == 1) and np.all(np.diff(s) == 1) and all(int(x) in recorded for x in s):
+            ok[sel] = True
+    return ok
+
+
+def logged_values(trace) -> dict[str, LoggedSeries]:
+    """Recompute every logged per-batch quantity (``loss`` and each metric) by hand.
+
+    Only epochs whose batches were all recorded with predictions are recomputed (a
+    running value needs every batch before it).
+    """
+    a = trace.arrays()
+    tab = a.steps
+    if not tab or "step" not in tab or a.sample_pred is None:
+        return {}
+    recorded = set(np.unique(a.sample_step).tolist())
+    ok = _complete_epochs(tab, recorded)
+    if not ok.any():
+        return {}
+    steps = np.asarray(tab["step"], dtype=np.int64)[ok]
+    epochs = np.asarray(tab["epoch"], dtype=np.int64)[ok]
+    padded = padded_batches(trace, steps)
+    if padded is None:
+        return {}
+    yp, yt, mask = padded
+    bsize = mask.sum(axis=1).astype(np.float64)
+    out: dict[str, LoggedSeries] = {}
+    meta = trace.meta
+
+    def actual(key):
+        col = tab.get("logged_" + key)
+        if col is None:
+            return np.full(len(steps), np.nan)
+        return np.asarray(col, dtype=np.float64)[ok]
+
+    # the loss: Keras's Mean tracker weighted by batch size
+    notes = []
+    loss_spec = meta.get("loss")
+    batch_loss = None
+    if loss_spec:
+        try:
+            batch_loss = get_loss(loss_spec).value(yp, yt, mask)
+        except SteptraceError as exc:
+            notes.append(f"loss not recomputed from predictions ({exc}); the recorded batch loss is used")
+    if batch_loss is None and "loss" in tab:
+        batch_loss = np.asarray(tab["loss"], dtype=np.float64)[ok]
+        if not loss_spec:
+            notes.append("no loss description: the recorded batch loss is used")
+    if batch_loss is not None and "logged_loss" in tab:
+        total, count = loss_terms(batch_loss, bsize)
+        ct, cc = running(total, count, epochs)
+        out["loss"] = LoggedSeries("loss", "mean of the batch losses of the epoch so far, weighted by batch size",
+                                   steps, epochs, bsize, batch_loss, total, count, ct / cc, actual("loss"), notes)
+
+    for spec in meta.get("metrics") or []:
+        name = spec.get("name")
+        if not name or "logged_" + name not in tab:
+            continue
+        try:
+            metric = get_metric(spec)
+            total, count = metric.batch_terms(yp, yt, mask)
+        except SteptraceError:
+            continue
+        ct, cc = running(total, count, epochs)
+        out[name] = LoggedSeries(name, metric.describe(), steps, epochs, bsize, metric.result(total, count),
+                                 total, count, metric.result(ct, cc), actual(name))
+    return out
+
+
+def check_logged(trace) -> list[dict]:
+    """Rows comparing every logged per-batch and per-epoch value with its recomputation.
+
+    Each row: ``step``, ``quantity`` (``logged_<name>`` after a batch,
+    ``epoch_logged_<name>`` at an epoch's end; the step is then the epoch's last
+    step), ``param`` and ``sample`` (None), ``expected`` (recomputed) and
+    ``actual`` (what the framework logged).
+    """
+    rows = []
+    series = logged_values(trace)
+    epochs_tab = trace.arrays().epochs or {}
+    ep_col = np.asarray(epochs_tab.get("epoch", []), dtype=np.int64)
+    for name, s in series.items():
+        for step, exp, act in zip(s.steps.tolist(), s.running.tolist(), s.actual.tolist()):
+            if np.isnan(act):
+                continue
+            rows.append({"step": int(step), "quantity": "logged_" + name, "param": None, "sample": None,
+                         "expected": float(exp), "actual": float(act)})
+        logged = epochs_tab.get("logged_" + name)
+        if logged is None:
+            continue
+        logged = np.asarray(logged, dtype=np.float64)
+        for e in np.unique(s.epochs):
+            hit = np.flatnonzero(ep_col == e)
+            if not hit.size or np.isnan(logged[hit[0]]):
+                continue
+            last = np.flatnonzero(s.epochs == e)[-1]
+            rows.append({"step": int(s.steps[last]), "quantity": "epoch_logged_" + name, "param": None,
+                         "sample": None, "expected": float(s.running[last]), "actual": float(logged[hit[0]])})
+    return rows
