@@ -3,9 +3,13 @@
 Importable without TensorFlow or PyTorch: a trace recorded on a GPU box can be
 checked anywhere. Framework hooks live in the separate ``hooks`` package.
 """
-from .errors import SteptraceError, TraceFileError, TraceInputError
+from .errors import SteptraceError, TraceFileError, TraceInputError, UnsupportedError
 from .recorder import Recorder
 from .trace import Trace
+# Import the submodule before defining the function of the same name, so that the
+# package attribute ``tracer.explain`` stays the function (importing a submodule
+# later would otherwise rebind it to the module).
+from . import explain as _explain_module  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -17,10 +21,9 @@ def check(trace, **kwargs):
 
 
 def explain(trace, step=1, **kwargs):
-    """Return the hand derivation of ``step`` with the numbers substituted (see tracer.explain)."""
-    from .explain import explain as _explain
-    return _explain(trace, step=step, **kwargs)
+    """Return the hand derivation of ``step`` with the numbers substituted (see tracer/explain.py)."""
+    return _explain_module.explain(trace, step=step, **kwargs)
 
 
 __all__ = ["Trace", "Recorder", "check", "explain", "SteptraceError", "TraceFileError",
-           "TraceInputError", "__version__"]
+           "TraceInputError", "UnsupportedError", "__version__"]

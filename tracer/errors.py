@@ -16,3 +16,11 @@ class TraceInputError(SteptraceError, ValueError):
 
 class TraceFileError(SteptraceError, OSError):
     """A trace file cannot be read or written: missing, corrupt, foreign or unwritable."""
+
+
+class UnsupportedError(SteptraceError):
+    """A loss, optimizer, activation or metric steptrace has no formula for (the message names it).
+
+    Raised instead of guessing: a checker that silently used the wrong formula would
+    report false disagreements (or hide real ones).
+    """

@@ -18,13 +18,14 @@ from ..math.losses import get_loss
 from ..math.optimizers import get_optimizer
 from . import identify
 from .batches import step_groups
-from .forward import UnsupportedModel, backward, forward, model_layers
+from .forward import UnsupportedModel, backward, forward, magnitudes, model_layers
 from .interpret import name_factor
 from .report import CheckReport, Finding, TableBuilder
 
 TOLERANCES = {  # (rtol, atol) by the precision the run computed in
-    "float64": {"pred": (1e-9, 1e-12), "loss": (1e-9, 1e-12), "grad": (1e-7, 1e-12), "update": (1e-7, 0.0)},
-    "float32": {"pred": (1e-5, 1e-6), "loss": (1e-5, 1e-6), "grad": (2e-4, 1e-6), "update": (2e-3, 0.0)},
+    # pred and grad tolerances are relative to the magnitudes of the sums (see forward.magnitudes)
+    "float64": {"pred": (1e-9, 1e-12), "loss": (1e-9, 1e-12), "grad": (1e-9, 1e-15), "update": (1e-7, 0.0)},
+    "float32": {"pred": (2e-5, 1e-9), "loss": (1e-5, 1e-6), "grad": (5e-5, 1e-9), "update": (2e-3, 0.0)},
 }
 
 
@@ -72,85 +73,70 @@ def check(trace, *, loss: dict | None = None, optimizer: dict | None = None,
         report.cannot_check.append(f"model: {exc}")
 
     loss_spec = loss or meta.get("loss")
-    # ---- forward: predictions, per group --------------------------------------
-    computed = []  # (group, params_before, y_hat, cache)
-    for sub in _chunks(groups, arrays):
-        if model_error:
-            break
-        params = {name: trace.param_values(name, "before")[sub.param_pos].astype(np.float64)
-                  for name in arrays.params}
-        try:
-            y_hat, cache = forward(model, params, sub.x)
-        except (KeyError, ValueError) as exc:
-            report.cannot_check.append(f"model: the recorded parameters do not fit the model ({exc})")
-            model_error = str(exc)
-            break
-        computed.append((sub, params, y_hat, cache))
-        if sub.pred is not None and y_hat.shape == sub.pred.shape:
-            rtol, atol = tol["pred"]
-            scale = np.abs(sub.pred).max(axis=(1, 2))
-            err = np.abs(y_hat - sub.pred).max(axis=2)                # (S, B)
-            worst = err.argmax(axis=1)
-            s_idx = np.arange(len(sub.steps))
-            builder.add(step=sub.steps, quantity="prediction", sample=sub.rows[s_idx, worst],
-                        expected=y_hat[s_idx, worst].max(axis=-1) if y_hat.shape[2] == 1 else
-                        _pick(y_hat, sub.pred, s_idx, worst)[0],
-                        actual=sub.pred[s_idx, worst].max(axis=-1) if y_hat.shape[2] == 1 else
-                        _pick(y_hat, sub.pred, s_idx, worst)[1],
-                        scale=scale, rtol=rtol, atol=atol)
-        elif sub.pred is not None:
-            report.cannot_check.append(
-                f"predictions: recorded shape {sub.pred.shape[1:]} does not match the model's {y_hat.shape[1:]}")
-
-    # ---- loss: declared or identified ------------------------------------------
+    # ---- loss: declared, or identified from a first forward pass ----------------
     steps_col = arrays.steps
-    loss_by_step = dict(zip(np.asarray(steps_col.get("step", []), dtype=np.int64),
-                            np.asarray(steps_col.get("loss", []), dtype=np.float64)))
+    loss_by_step = dict(zip(np.asarray(steps_col.get("step", []), dtype=np.int64).tolist(),
+                            np.asarray(steps_col.get("loss", []), dtype=np.float64).tolist()))
+    can_forward = model_error is None and bool(arrays.params) and bool(groups)
+    if can_forward:
+        model_error = _fits_model(model, arrays)
+        if model_error:
+            report.cannot_check.append(f"model: {model_error}")
+            can_forward = False
+    if can_forward and loss_spec is None:
+        preds = [(sub, None, forward(model, _params_at(trace, sub), sub.x)[0], None)
+                 for sub in _chunks(groups, arrays)]
+        loss_spec, text = identify.identify_loss(preds, loss_by_step)
+        report.identified["loss"] = text
+        del preds
     loss_obj = None
-    if computed:
-        if loss_spec is None:
-            loss_spec, text = identify.identify_loss(computed, loss_by_step)
-            report.identified["loss"] = text
-        if loss_spec is not None:
-            try:
-                loss_obj = get_loss(loss_spec)
-            except SteptraceError as exc:
-                report.cannot_check.append(f"loss: {exc}")
-    grads_expected = {}   # name -> {step: grad}
-    if loss_obj is not None:
-        rtol, atol = tol["loss"]
-        for sub, params, y_hat, cache in computed:
+    if can_forward and loss_spec is not None:
+        try:
+            loss_obj = get_loss(loss_spec)
+            report.context["loss"] = loss_spec
+        except SteptraceError as exc:
+            report.cannot_check.append(f"loss: {exc}")
+    elif can_forward:
+        report.cannot_check.append("loss: not declared and not identified, so gradients cannot be recomputed")
+
+    # ---- per chunk of steps: predictions, loss, gradients ---------------------
+    grads_expected = {}   # name -> {step: grad}, kept only where the run recorded no gradient
+    for sub in (_chunks(groups, arrays) if can_forward else ()):
+        params = _params_at(trace, sub)
+        y_hat, cache = forward(model, params, sub.x)
+        pred_mag = np.abs(y_hat)
+        grads = grad_mag = {}
+        if loss_obj is not None:
             value = loss_obj.value(y_hat, sub.y)
             actual = np.array([loss_by_step.get(int(s), np.nan) for s in sub.steps])
             has = np.isfinite(actual)
             if has.any():
+                rtol, atol = tol["loss"]
                 builder.add(step=sub.steps[has], quantity="loss", expected=value[has], actual=actual[has],
                             rtol=rtol, atol=atol)
             d_out = loss_obj.grad(y_hat, sub.y)
             grads = backward(model, params, cache, d_out)
-            for name, gval in grads.items():
-                grads_expected.setdefault(name, {}).update(zip(sub.steps.tolist(), gval))
-        report.context["loss"] = loss_spec
-    elif computed:
-        report.cannot_check.append("loss: not declared and not identified, so gradients cannot be recomputed")
-
-    # ---- gradients --------------------------------------------------------------
-    param_step = arrays.param_step
-    for name, p in arrays.params.items():
-        rec_grad = p["grad"]
-        exp = grads_expected.get(name)
-        if exp is None:
-            continue
-        pos = np.array([i for i, s in enumerate(param_step) if int(s) in exp and np.isfinite(rec_grad[i]).all()],
-                       dtype=np.int64)
-        if pos.size == 0:
-            continue
-        e = np.stack([exp[int(param_step[i])].reshape(-1) for i in pos])
-        a = rec_grad[pos].astype(np.float64)
-        rtol, atol = tol["grad"]
-        scale = np.maximum(np.abs(e).max(axis=1, keepdims=True), np.abs(a).max(axis=1, keepdims=True))
-        _add_worst(builder, "grad", name, param_step[pos], e, a, np.broadcast_to(scale, e.shape), rtol, atol)
-
+            with np.errstate(all="ignore"):
+                probe = np.where(pred_mag > 0, pred_mag, 1.0) * 1e-3
+                d_out_mag = np.abs(loss_obj.grad(y_hat + probe, sub.y) - d_out) * 1e3
+            pred_mag, grad_mag = magnitudes(model, params, cache, d_out, np.nan_to_num(d_out_mag))
+        if sub.pred is not None:
+            _check_predictions(builder, tol, sub, y_hat, pred_mag)
+        for name, g in grads.items():
+            rec = arrays.params[name]["grad"][sub.param_pos]
+            g = g.reshape(len(sub.steps), -1)
+            if rec.shape[1] != g.shape[1]:
+                report.cannot_check.append(
+                    f"grad of {name}: recorded {rec.shape[1]} values, the model gives {g.shape[1]}")
+                continue
+            has = np.isfinite(rec).all(axis=1)
+            if has.any():
+                rtol, atol = tol["grad"]
+                mag = grad_mag[name].reshape(len(sub.steps), -1)[has]
+                _add_worst(builder, "grad", name, sub.steps[has], g[has], rec[has].astype(np.float64),
+                           mag, rtol, atol)
+            if (~has).any():
+                grads_expected.setdefault(name, {}).update(zip(sub.steps[~has].tolist(), g[~has]))
     # ---- updates and optimizer state -------------------------------------------
     _check_updates(trace, report, builder, tol, optimizer or meta.get("optimizer"), grads_expected)
 
@@ -186,11 +172,37 @@ def _subset(g, mask):
                      pred=None if g.pred is None else g.pred[mask], param_pos=g.param_pos[mask])
 
 
-def _pick(y_hat, pred, s_idx, worst):
-    e = y_hat[s_idx, worst]
-    a = pred[s_idx, worst]
-    col = np.abs(e - a).argmax(axis=1)
-    return e[np.arange(len(col)), col], a[np.arange(len(col)), col]
+def _params_at(trace, sub):
+    """The parameters before each step of ``sub``, as float64 ``(S, *shape)`` arrays."""
+    return {name: trace.param_values(name, "before")[sub.param_pos].astype(np.float64)
+            for name in trace.arrays().params}
+
+
+def _fits_model(model, arrays) -> str | None:
+    """Why the recorded parameters cannot feed the model (None when they can)."""
+    for layer in model_layers(model):
+        for key in ("weight", "bias"):
+            name = layer.get(key)
+            if name and name not in arrays.params:
+                return f"layer parameter {name!r} was not recorded (recorded: {list(arrays.params)})"
+    return None
+
+
+def _check_predictions(builder, tol, sub, y_hat, pred_mag):
+    if y_hat.shape != sub.pred.shape:
+        builder.add_cannot_check(step=sub.steps, quantity="prediction")
+        return
+    rtol, atol = tol["pred"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        badness = np.abs(y_hat - sub.pred) / (atol + rtol * np.maximum(pred_mag, np.abs(sub.pred)) + 1e-300)
+    badness = np.where(np.isnan(badness), np.inf, badness).reshape(len(sub.steps), -1)
+    worst = badness.argmax(axis=1)
+    m = y_hat.shape[2]
+    r = np.arange(len(worst))
+    flat = lambda a: a.reshape(len(sub.steps), -1)[r, worst]  # noqa: E731
+    builder.add(step=sub.steps, quantity="prediction", sample=sub.rows[r, worst // m],
+                index=worst % m if m > 1 else None, expected=flat(y_hat), actual=flat(sub.pred),
+                scale=flat(pred_mag), rtol=rtol, atol=atol)
 
 
 def _add_worst(builder, quantity, name, steps, expected, actual, scale, rtol, atol):

@@ -100,3 +100,41 @@ def predict(trace, params: dict, inputs) -> np.ndarray:
     stacked = {k: np.asarray(v, dtype=np.float64)[None] for k, v in params.items()}
     out, _ = forward(trace.meta.get("model"), stacked, x[None])
     return out[0]
+
+
+def magnitudes(model: dict, params: dict, cache, d_output: np.ndarray, d_output_mag: np.ndarray):
+    """Rounding scales: what the predictions and gradients are sums *of*.
+
+    A float32 framework computes ``X @ W`` with an error of about
+    ``eps * (|X| @ |W|)``, not ``eps * |X @ W|``: when terms cancel, the result is
+    small but its rounding error is not. The checker measures its tolerances against
+    these magnitudes (the same passes on absolute values), so cancellation does not
+    fail a correct run, while a wrong factor, sign or learning rate still does.
+    Returns ``(prediction magnitudes (S, B, m), {name: gradient magnitudes})``.
+    """
+    layers = model_layers(model)
+    a_mag = None
+    for layer, (a_prev, z, a) in zip(layers, cache):
+        w = np.abs(params[layer["weight"]])
+        w_io = np.swapaxes(w, -1, -2) if layer.get("transpose") else w
+        src = np.abs(a_prev) if a_mag is None else a_mag
+        z_mag = src @ w_io
+        if layer.get("bias"):
+            b = np.abs(params[layer["bias"]])
+            z_mag = z_mag + (b.reshape(b.shape[:-1] + (1,) + b.shape[-1:]) if b.ndim == src.ndim - 1 else b)
+        act = get_activation(layer.get("activation") or "linear")
+        slope = np.abs(act.backward(z, a, np.ones_like(z))) if act.name != "softmax" else np.ones_like(z)
+        a_mag = np.maximum(z_mag * slope, np.abs(a))
+    grads = {}
+    upstream = np.abs(d_output) + d_output_mag
+    for layer, (a_prev, z, a) in zip(reversed(layers), reversed(cache)):
+        act = get_activation(layer.get("activation") or "linear")
+        dz = np.abs(act.backward(z, a, upstream)) if act.name != "softmax" else upstream
+        dw = np.swapaxes(np.abs(a_prev), -1, -2) @ dz
+        grads[layer["weight"]] = np.swapaxes(dw, -1, -2) if layer.get("transpose") else dw
+        if layer.get("bias"):
+            grads[layer["bias"]] = dz.sum(axis=-2)
+        w = np.abs(params[layer["weight"]])
+        w_io = np.swapaxes(w, -1, -2) if layer.get("transpose") else w
+        upstream = dz @ np.swapaxes(w_io, -1, -2)
+    return a_mag, grads
