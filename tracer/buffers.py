@@ -11,55 +11,88 @@ import numpy as np
 
 
 class RowBuffer:
-    """A 2-D array that grows by rows; ``append`` copies one row, ``extend`` a block."""
+    """A 2-D array that grows by rows, in fixed-size chunks.
 
-    __slots__ = ("_buf", "n")
+    ``append`` copies one row into the current chunk; a full chunk is kept and a
+    new one allocated, so growing never copies what was already recorded (no
+    doubling). :meth:`to_array` joins the chunks once, when a Trace is built.
+    """
+
+    __slots__ = ("_chunks", "_cur", "_pos", "_chunk_rows", "_width", "_dtype", "n")
+
+    CHUNK_BYTES = 8 << 20
 
     def __init__(self, width: int, dtype=np.float64, capacity: int = 64):
-        self._buf = np.empty((max(capacity, 1), width), dtype=dtype)
+        self._width = int(width)
+        self._dtype = np.dtype(dtype)
+        row_bytes = max(1, self._width * self._dtype.itemsize)
+        self._chunk_rows = int(max(1, min(max(capacity, 1), self.CHUNK_BYTES // row_bytes)))
+        self._chunks: list[np.ndarray] = []
+        self._cur = np.empty((self._chunk_rows, self._width), dtype=self._dtype)
+        self._pos = 0
         self.n = 0
 
     @property
     def width(self) -> int:
         """Number of columns of each row."""
-        return self._buf.shape[1]
+        return self._width
 
     @property
     def nbytes(self) -> int:
-        """Bytes held by the buffer, including unused capacity."""
-        return self._buf.nbytes
+        """Bytes held by the buffer, including the unused part of the current chunk."""
+        return self._cur.nbytes + sum(c.nbytes for c in self._chunks)
 
-    def _reserve(self, rows: int) -> None:
-        need = self.n + rows
-        if need > self._buf.shape[0]:
-            cap = max(need, 2 * self._buf.shape[0])
-            grown = np.empty((cap, self._buf.shape[1]), dtype=self._buf.dtype)
-            grown[: self.n] = self._buf[: self.n]
-            self._buf = grown
+    def _next_chunk(self) -> None:
+        self._chunks.append(self._cur)
+        # later chunks may be larger (up to CHUNK_BYTES) to keep their count low
+        row_bytes = max(1, self._width * self._dtype.itemsize)
+        self._chunk_rows = int(max(self._chunk_rows, min(self._chunk_rows * 2, self.CHUNK_BYTES // row_bytes)))
+        self._cur = np.empty((self._chunk_rows, self._width), dtype=self._dtype)
+        self._pos = 0
 
     def append(self, row) -> None:
         """Copy one row (anything reshapeable to ``width`` values) into the buffer."""
-        self._reserve(1)
-        self._buf[self.n] = np.reshape(row, -1)
+        if self._pos == self._cur.shape[0]:
+            self._next_chunk()
+        self._cur[self._pos] = np.reshape(row, -1)
+        self._pos += 1
         self.n += 1
 
     def append_fill(self, value) -> None:
         """Append one row filled with ``value`` (NaN for "not recorded")."""
-        self._reserve(1)
-        self._buf[self.n] = value
+        if self._pos == self._cur.shape[0]:
+            self._next_chunk()
+        self._cur[self._pos] = value
+        self._pos += 1
         self.n += 1
 
     def extend(self, block) -> None:
         """Copy a block of rows (shape ``(k, width)`` or ``(k,)`` for width 1)."""
         block = np.asarray(block)
         k = block.shape[0] if block.ndim else 1
-        self._reserve(k)
-        self._buf[self.n : self.n + k] = block.reshape(k, self.width)
+        block = block.reshape(k, self._width)
+        done = 0
+        while done < k:
+            if self._pos == self._cur.shape[0]:
+                self._next_chunk()
+            take = min(k - done, self._cur.shape[0] - self._pos)
+            self._cur[self._pos:self._pos + take] = block[done:done + take]
+            self._pos += take
+            done += take
         self.n += k
 
+    def to_array(self) -> np.ndarray:
+        """The filled rows as one new array (a copy: later appends do not change it)."""
+        parts = self._chunks + [self._cur[: self._pos]]
+        if len(parts) == 1:
+            return parts[0].copy()
+        return np.concatenate(parts, axis=0)
+
     def view(self) -> np.ndarray:
-        """The filled rows, as a view (no copy)."""
-        return self._buf[: self.n]
+        """The filled rows (a view when they fit in one chunk, else a joined copy)."""
+        if not self._chunks:
+            return self._cur[: self._pos]
+        return self.to_array()
 
 
 class ScalarColumns:

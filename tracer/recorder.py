@@ -304,19 +304,25 @@ class Recorder:
             targets=None if self._targets is None else self._targets.copy(),
             steps=self._steps.as_dict(),
             epochs=self._epochs.as_dict(),
-            sample_step=self._sample_step.view()[:, 0].copy(),
-            sample_row=self._sample_row.view()[:, 0].copy(),
-            sample_pred=None if self._sample_pred is None else self._sample_pred.view().copy(),
-            param_step=self._param_step.view()[:, 0].copy(),
-            params={n: {"shape": p.shape, "before": p.before.view().copy(), "grad": p.grad.view().copy(),
-                        "after": p.after.view().copy(),
-                        "slots": {s: b.view().copy() for s, b in p.slots.items()}}
+            sample_step=self._sample_step.to_array()[:, 0],
+            sample_row=self._sample_row.to_array()[:, 0],
+            sample_pred=None if self._sample_pred is None else self._sample_pred.to_array(),
+            param_step=self._param_step.to_array()[:, 0],
+            params={n: {"shape": p.shape, "before": p.before.to_array(), "grad": p.grad.to_array(),
+                        "after": p.after.to_array(),
+                        "slots": {s: b.to_array() for s, b in p.slots.items()}}
                     for n, p in self._params.items()},
         )
         return Trace(arrays=arrays, meta=meta)
 
 
 def _scalar(value):
+    if isinstance(value, (float, int)):
+        return float(value)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        pass
     try:
         return float(np.asarray(value).reshape(-1)[0]) if np.size(value) else math.nan
     except (TypeError, ValueError):

@@ -119,7 +119,8 @@ def check(trace, *, loss: dict | None = None, optimizer: dict | None = None,
             with np.errstate(all="ignore"):
                 probe = np.where(pred_mag > 0, pred_mag, 1.0) * 1e-3
                 d_out_mag = np.abs(loss_obj.grad(y_hat + probe, sub.y) - d_out) * 1e3
-            pred_mag, grad_mag = magnitudes(model, params, cache, d_out, np.nan_to_num(d_out_mag))
+            with np.errstate(all="ignore"):
+                pred_mag, grad_mag = magnitudes(model, params, cache, d_out, np.nan_to_num(d_out_mag))
         if sub.pred is not None:
             _check_predictions(builder, tol, sub, y_hat, pred_mag)
         for name, g in grads.items():
@@ -244,8 +245,12 @@ def _check_updates(trace, report, builder, tol, opt_spec, grads_expected):
         used[name] = g
 
     rules = {}
+    # parameters the hook saw as constants (no gradient, e.g. requires_grad=False): the
+    # math says they must not move; the diagnosis names them as never updated
+    frozen = {n for n, r in (trace.meta.get("update_rule") or {}).items()
+              if isinstance(r, dict) and r.get("kind") == "frozen" and n in arrays.params}
     if opt_spec is None:
-        rates, text = identify.identify_sgd(arrays, used)
+        rates, text = identify.identify_sgd(arrays, {n: g for n, g in used.items() if n not in frozen})
         if rates is None:
             report.cannot_check.append(f"optimizer: {text}")
             return
@@ -259,6 +264,8 @@ def _check_updates(trace, report, builder, tol, opt_spec, grads_expected):
             report.cannot_check.append(f"optimizer: {exc}")
             return
         rules = {name: rule for name in arrays.params}
+    for name in frozen:
+        rules[name] = get_optimizer({"name": "sgd", "convention": "plain", "lr": 0.0})
     report.context["rules"] = rules
 
     rtol, _ = tol["update"]

@@ -74,6 +74,8 @@ def identify_sgd(arrays, grads: dict, rtol: float = 1e-4):
     """
     per_param = {}
     for name, p in arrays.params.items():
+        if name not in grads:
+            continue
         g = grads[name]
         update = p["after"].astype(np.float64) - p["before"].astype(np.float64)
         mask = np.isfinite(g) & (np.abs(g) > 1e-12 * (np.abs(g).max() if np.isfinite(g).any() else 1))
@@ -94,4 +96,4 @@ def identify_sgd(arrays, grads: dict, rtol: float = 1e-4):
     text = f"updates match SGD with lr {lr:g} (param -= {lr:g} * grad)"
     if odd:
         text += "; except " + ", ".join(f"{n} (moves {r:g} x grad)" for n, r in odd.items())
-    return {name: lr for name in arrays.params}, text
+    return {name: lr for name in grads}, text

@@ -97,18 +97,20 @@ def metric_spec(meta: dict, name: str) -> dict | None:
     return None
 
 
-def _complete_epochs(steps_tab: dict, recorded: set) -> np.ndarray:
+def _complete_epochs(steps_tab: dict, recorded: np.ndarray) -> np.ndarray:
     """Steps of epochs whose every batch (1..K, consecutive steps) was recorded with predictions."""
     epoch = np.asarray(steps_tab["epoch"], dtype=np.int64)
     batch = np.asarray(steps_tab["batch"], dtype=np.int64)
     step = np.asarray(steps_tab["step"], dtype=np.int64)
-    ok = np.zeros(len(step), dtype=bool)
-    for e in np.unique(epoch):
-        sel = np.flatnonzero(epoch == e)
-        b, s = batch[sel], step[sel]
-        if b[0] == 1 and np.all(np.diff(b) == 1) and np.all(np.diff(s) == 1) and all(int(x) in recorded for x in s):
-            ok[sel] = True
-    return ok
+    if not len(step):
+        return np.zeros(0, dtype=bool)
+    first = np.r_[True, epoch[1:] != epoch[:-1]]
+    # a step is fine if it has predictions and continues its epoch without a gap
+    good = np.isin(step, recorded) & np.where(first, batch == 1, np.r_[False, (np.diff(batch) == 1)
+                                                                     & (np.diff(step) == 1)])
+    group = np.cumsum(first) - 1
+    bad_groups = np.bincount(group, weights=~good, minlength=group[-1] + 1) > 0
+    return ~bad_groups[group]
 
 
 def logged_values(trace) -> dict[str, LoggedSeries]:
@@ -121,8 +123,7 @@ def logged_values(trace) -> dict[str, LoggedSeries]:
     tab = a.steps
     if not tab or "step" not in tab or a.sample_pred is None:
         return {}
-    recorded = set(np.unique(a.sample_step).tolist())
-    ok = _complete_epochs(tab, recorded)
+    ok = _complete_epochs(tab, np.unique(a.sample_step))
     if not ok.any():
         return {}
     steps = np.asarray(tab["step"], dtype=np.int64)[ok]

@@ -1,0 +1,161 @@
+"""Which dataset rows a batch holds: DataLoader indices, or matching against a dataset.
+
+Why two ways: a ``DataLoader`` draws its indices from a sampler (``shuffle=True``
+included), so wrapping the loader *iterator*'s ``_next_index`` / ``__next__`` at class
+level reads them as they are drawn, without touching the sampler or the global RNG
+(the shuffle stays bit-identical). A hand-written generator (S3) yields
+``features[batch_indices]``: its indices live only inside the user's code, so rows are
+recovered by matching each batch row's bytes against the dataset's rows.
+"""
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+import torch
+from torch.utils.data import dataloader as _dl
+
+_ATTR = "_steptrace_pending"
+
+
+class LoaderPatch:
+    """Class-level wrappers on the DataLoader iterator that report each batch with its indices.
+
+    ``on_batch(iterator, indices or None, batch)`` is called after every ``__next__``.
+    ``remove()`` restores the original methods.
+    """
+
+    def __init__(self, on_batch):
+        base = _dl._BaseDataLoaderIter
+        self._base = base
+        self._orig_next_index = base.__dict__["_next_index"]
+        self._orig_next = base.__dict__["__next__"]
+        orig_next_index, orig_next = self._orig_next_index, self._orig_next
+
+        def _next_index(it):
+            idx = orig_next_index(it)
+            pending = it.__dict__.get(_ATTR)
+            if pending is None:
+                pending = it.__dict__[_ATTR] = deque()
+            pending.append(idx)
+            return idx
+
+        def __next__(it):
+            data = orig_next(it)
+            pending = it.__dict__.get(_ATTR)
+            idx = pending.popleft() if pending else None
+            if it._dataset_kind != _dl._DatasetKind.Map:
+                idx = None
+            try:
+                on_batch(it, idx, data)
+            except Exception:  # the user's loop must never fail because of the tracer
+                pass
+            return data
+
+        base._next_index = _next_index
+        base.__next__ = __next__
+
+    def remove(self):
+        """Put the original iterator methods back."""
+        self._base._next_index = self._orig_next_index
+        self._base.__next__ = self._orig_next
+
+
+def dataset_tensors(dataset):
+    """``(inputs, targets, positions)`` for a TensorDataset (or a Subset of one), else None.
+
+    ``positions`` maps a loader index to a row of ``inputs`` (None: identity).
+    """
+    positions = None
+    if isinstance(dataset, torch.utils.data.Subset):
+        positions = np.asarray(dataset.indices, dtype=np.int64)
+        dataset = dataset.dataset
+    if isinstance(dataset, torch.utils.data.TensorDataset) and len(dataset.tensors) >= 2:
+        return dataset.tensors[0], dataset.tensors[1], positions
+    return None
+
+
+def as_rows(t) -> np.ndarray:
+    """A tensor as a 2-D float NumPy array of rows (class indices become a float column)."""
+    a = t.detach().cpu()
+    if a.dtype in (torch.bfloat16, torch.float16):
+        a = a.float()
+    a = a.numpy()
+    if a.ndim == 0:
+        a = a.reshape(1, 1)
+    elif a.ndim == 1:
+        a = a.reshape(-1, 1)
+    elif a.ndim > 2:
+        a = a.reshape(a.shape[0], -1)
+    if not np.issubdtype(a.dtype, np.floating):
+        a = a.astype(np.float64)
+    return a
+
+
+class RowMatcher:
+    """Find each batch row's position in a dataset by its bytes (exact match).
+
+    Duplicate rows map to their first position; a row not found maps to -1.
+    """
+
+    def __init__(self, inputs: np.ndarray):
+        self.inputs = np.ascontiguousarray(inputs)
+        self._index = {}
+        for i, row in enumerate(self.inputs):
+            self._index.setdefault(row.tobytes(), i)
+
+    def match(self, batch: np.ndarray) -> np.ndarray:
+        """Positions of the rows of ``batch`` (same dtype and width as the dataset)."""
+        b = np.ascontiguousarray(batch, dtype=self.inputs.dtype)
+        get = self._index.get
+        return np.fromiter((get(r.tobytes(), -1) for r in b), dtype=np.int64, count=b.shape[0])
+
+
+class SeenRows:
+    """Builds the data table from the batches themselves when no dataset is known."""
+
+    def __init__(self):
+        self.x = []
+        self.y = []
+        self.n = 0
+
+    def add(self, x: np.ndarray, y: np.ndarray | None) -> np.ndarray:
+        """Append a batch's rows; returns their positions."""
+        rows = np.arange(self.n, self.n + x.shape[0], dtype=np.int64)
+        self.x.append(np.array(x, copy=True))
+        self.y.append(np.full((x.shape[0], 1), np.nan) if y is None else np.array(y, copy=True))
+        self.n += x.shape[0]
+        return rows
+
+    def arrays(self):
+        """All rows seen so far as ``(inputs, targets)``."""
+        if not self.x:
+            return None
+        width = max(a.shape[1] for a in self.y)
+        ys = [a if a.shape[1] == width else np.full((a.shape[0], width), np.nan) for a in self.y]
+        return np.concatenate(self.x), np.concatenate(ys)
+
+
+class IndexedRows:
+    """The data table of a dataset that is not a TensorDataset, filled from the batches
+    at the positions the loader drew (rows never drawn stay NaN)."""
+
+    def __init__(self, n: int):
+        self.n = int(n)
+        self.x = None
+        self.y = None
+
+    def put(self, rows: np.ndarray, x: np.ndarray, y: np.ndarray | None) -> None:
+        """Store a batch's inputs (and targets) at dataset positions ``rows``."""
+        if self.x is None:
+            dtype = x.dtype if np.issubdtype(x.dtype, np.floating) else np.float64
+            self.x = np.full((self.n, x.shape[1]), np.nan, dtype=dtype)
+            self.y = np.full((self.n, 1 if y is None else y.shape[1]), np.nan)
+        self.x[rows] = x
+        if y is not None and y.shape[1] == self.y.shape[1]:
+            self.y[rows] = y
+
+    def arrays(self):
+        """``(inputs, targets)`` or None if no batch was stored."""
+        return None if self.x is None else (self.x, self.y)
+

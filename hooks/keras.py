@@ -1,0 +1,424 @@
+"""Keras hook: trace every iteration of ``model.fit`` with a callback.
+
+Usage::
+
+    cb = hooks.keras.TraceCallback()
+    model.fit(x, y, epochs=4, batch_size=4, callbacks=[cb])
+    cb.trace.steps            # one row per iteration
+
+Why it works in compiled mode: a callback normally sees only the logs, never the
+batch, the predictions or the gradients. For the duration of ``fit`` the
+callback swaps ``model.train_function`` for one built by Keras's own
+``_make_function`` around a step that *calls the model's own* ``train_step`` and
+additionally returns, from inside the same ``tf.function``, the weights before
+and after, the predictions and loss given to ``_compute_loss``, the gradients
+given to ``optimizer.apply_gradients``, the optimizer slots, the learning rate,
+the iteration count and the batch itself. Those calls are intercepted only while
+TensorFlow traces the step (Python runs once), so each step costs no extra Python
+call inside Keras and the arithmetic is the same graph as without the callback:
+weights and logs are bit-identical. No random numbers are drawn.
+
+Batch rows are found by content (see :mod:`hooks._keras_rows`); the training
+arrays are read from ``fit``'s own frame (after its ``validation_split`` cut) or
+given as ``data=(x, y)``. The original ``train_function`` is put back at the end
+of ``fit``, when a step raises, and, should ``fit`` be aborted elsewhere, at the
+next ``make_train_function`` call (the first thing every later ``fit`` does).
+"""
+from __future__ import annotations
+
+import sys
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tracer.errors import TraceInputError
+from tracer.recorder import DEFAULT_MAX_BYTES, Recorder
+
+from . import _keras_meta as km
+from ._keras_rows import RowMatcher
+
+__all__ = ["TraceCallback"]
+
+_NAN = float("nan")
+
+
+def _patch(obj, attr, value):
+    """Shadow ``obj.attr`` with ``value`` (instance level); returns the undo function."""
+    had = attr in obj.__dict__
+    old = obj.__dict__.get(attr)
+    object.__setattr__(obj, attr, value)
+
+    def undo():
+        if had:
+            object.__setattr__(obj, attr, old)
+        else:
+            try:
+                object.__delattr__(obj, attr)
+            except AttributeError:
+                pass
+    return undo
+
+
+def _np(t):
+    """A NumPy view of an eager tensor's buffer, without ``.numpy()``'s defensive copy.
+
+    Safe here because every array handed to the recorder is copied by it at once, and
+    the tensors are fresh graph outputs nobody else writes to.
+    """
+    view = getattr(t, "_numpy", None)
+    return view() if view is not None else np.asarray(t)
+
+
+def _fit_frame(model):
+    """The frame of the ``fit`` call that is training ``model``, or None."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        if frame.f_code.co_name == "fit" and frame.f_locals.get("self") is model \
+                and "epoch_iterator" in frame.f_locals:
+            return frame
+        frame = frame.f_back
+    return None
+
+
+def _as_array(a):
+    if a is None:
+        return None
+    if isinstance(a, np.ndarray):
+        return a
+    if isinstance(a, (tf.Tensor, tf.Variable)) or hasattr(a, "__array__") and not isinstance(a, (dict,)):
+        try:
+            return np.asarray(a)
+        except (TypeError, ValueError):
+            return None
+    if isinstance(a, list):
+        try:
+            arr = np.asarray(a)
+        except (TypeError, ValueError):
+            return None
+        return arr if arr.dtype != object else None
+    return None
+
+
+class TraceCallback(keras.callbacks.Callback):
+    """Record every iteration of ``model.fit`` into a :class:`tracer.Trace` (``.trace``).
+
+    Parameters
+    ----------
+    every:
+        Record one step in ``every``; the others run Keras's own compiled step.
+    capture:
+        ``"full"`` (weights, gradients, predictions, rows) or ``"summary"`` (scalars).
+    max_bytes:
+        Memory budget; past it the recorder keeps only per-step summaries.
+    data:
+        ``(x, y)``: the training rows, when ``fit`` gets something other than
+        arrays (e.g. a ``tf.data.Dataset``); batch rows are located in them.
+        Without it, array inputs are read from ``fit`` itself, and for other
+        inputs rows are numbered in order of first appearance.
+    """
+
+    def __init__(self, every: int = 1, capture: str = "full", max_bytes: int | None = DEFAULT_MAX_BYTES,
+                 data=None):
+        super().__init__()
+        self._opts = dict(every=every, capture=capture, max_bytes=max_bytes)
+        self._recorder = Recorder({"framework": "keras"}, **self._opts)   # validates the options
+        if data is not None:
+            if not isinstance(data, (tuple, list)) or len(data) != 2:
+                raise TraceInputError("data: expected a pair (x, y) of arrays with the training rows")
+            x, y = _as_array(data[0]), _as_array(data[1])
+            if x is None or y is None or x.shape[0] != y.shape[0]:
+                raise TraceInputError("data: expected (x, y) arrays with the same number of rows")
+            data = (x, y)
+        self._data = data
+        self._matcher: RowMatcher | None = None
+        self._pending = None
+        self._epoch = 0
+        self._active = False
+        self._undo = []
+        self._warned_rows = False
+        self._metrics_described = False
+        self._version = 0            # bumped whenever the recording changes (trace cache key)
+        self._cache = None
+
+    # --------------------------------------------------------------- result
+    @property
+    def trace(self):
+        """The recorded run so far (a :class:`tracer.Trace`); works after ``fit`` raised.
+
+        Built once per change (the snapshot copies every buffer), then reused.
+        """
+        cached = self._cache
+        if cached is not None and cached[0] == self._version:
+            return cached[1]
+        trace = self._build_trace()
+        self._cache = (self._version, trace)
+        return trace
+
+    def _build_trace(self):
+        trace = self._recorder.trace()
+        m = self._matcher
+        if m is not None and m.growable and self._recorder.n_rows is None:
+            seen = m.seen_data()
+            if seen is not None:
+                import dataclasses
+                from tracer.recorder import column_names
+                from tracer.trace import Trace
+                arrays = dataclasses.replace(trace.arrays(), inputs=seen[0], targets=seen[1])
+                meta = dict(trace.meta)
+                meta["data"] = {**meta.get("data", {}), "n_rows": int(seen[0].shape[0]),
+                                "inputs": column_names("x", seen[0].shape[1]),
+                                "targets": column_names("y", seen[1].shape[1])}
+                trace = Trace(arrays=arrays, meta=meta)
+        return trace
+
+    # ------------------------------------------------------------ lifecycle
+    def on_train_begin(self, logs=None):
+        model = self.model
+        if model.optimizer is None:
+            raise TraceInputError("model: expected a compiled model (call model.compile first)")
+        if getattr(model, "steps_per_execution", 1) != 1:
+            raise TraceInputError(
+                "model: TraceCallback needs steps_per_execution=1 (Keras then calls back after every step); "
+                f"got steps_per_execution={model.steps_per_execution}")
+        if not hasattr(model, "_make_function"):
+            raise TraceInputError(
+                f"model: TraceCallback supports the TensorFlow backend of Keras 3; got backend "
+                f"{keras.backend.backend()!r}")
+        self._restore()
+        self._version += 1
+        self._recorder = rec = Recorder({"framework": "keras"}, **self._opts)
+        self._epoch = 0
+        self._pending = None
+        self._metrics_described = False
+        notes: list[str] = []
+        opt = model.optimizer
+        self._vars = list(model.trainable_variables)
+        self._names = km.param_names(model)
+        loss = km.describe_loss(model, notes)
+        optimizer = km.describe_optimizer(opt, notes)
+        self._opt_name = optimizer["name"]
+        self._slots = []            # filled when the step is traced: Keras builds the optimizer then
+        meta = {"framework": "keras", "versions": km.versions(),
+                "model": km.describe_model(model, self._names), "loss": loss, "optimizer": optimizer,
+                "metrics": km.describe_metrics(model, loss)}
+        self._setup_data(model, rec, meta, notes)
+        if model.dtype_policy.name not in ("float32", "float64"):
+            notes.append(f"dtype policy {model.dtype_policy.name}: values are recorded as Keras computed them")
+        rec.meta.update(meta)
+        for n in notes:
+            rec.note(n)
+        self._install(model)
+
+    def _setup_data(self, model, rec, meta, notes):
+        frame = _fit_frame(model)
+        fl = frame.f_locals if frame is not None else {}
+        meta["keras_fit"] = {k: km._jsonable(fl.get(k)) for k in
+                             ("batch_size", "epochs", "shuffle", "validation_split", "steps_per_epoch")
+                             if k in fl}
+        x = y = None
+        if self._data is not None:
+            x, y = self._data
+        elif frame is not None:
+            x, y = _as_array(fl.get("x")), _as_array(fl.get("y"))
+            if fl.get("sample_weight") is not None or fl.get("class_weight") is not None:
+                notes.append("sample_weight/class_weight given: the hand check ignores them")
+            if x is None or y is None:
+                kind = type(fl.get("x")).__name__
+                notes.append(f"fit got x of type {kind}: rows are numbered in order of first appearance "
+                             "(pass TraceCallback(data=(x, y)) to number them by position)")
+        else:
+            notes.append("fit's arguments were not found: rows are numbered in order of first appearance")
+        if x is not None and y is not None:
+            if x.shape[0] != y.shape[0]:
+                raise TraceInputError(f"data: x has {x.shape[0]} rows but y has {y.shape[0]}")
+            rec.set_data(x, y)
+            self._matcher = RowMatcher(x, y)
+        else:
+            self._matcher = RowMatcher()
+
+    def _install(self, model):
+        """Swap in the traced train function (undone by :meth:`_restore`)."""
+        original_fn = model.train_function
+        if original_fn is None:
+            model.make_train_function()
+            original_fn = model.train_function
+        step = self._traced_step(model, summary=not self._recorder.full)
+        compiled = model._make_function(step)
+        cb = self
+
+        def traced_train_function(iterator):
+            if not cb._recorder.should_record():
+                cb._pending = None
+                return original_fn(iterator)
+            try:
+                logs, extras = compiled(iterator)
+            except StopIteration:
+                raise
+            except BaseException:
+                cb._restore()
+                raise
+            cb._pending = extras
+            return logs
+
+        def restoring_make_train_function(force=False):
+            # reached only if a traced fit ended without on_train_end (an exception)
+            cb._restore()
+            return model.make_train_function(force=force)
+
+        self._undo = [_patch(model, "make_train_function", restoring_make_train_function)]
+        model.train_function = traced_train_function
+        self._original_fn = original_fn
+        self._active = True
+
+    def _restore(self):
+        if not self._active:
+            return
+        self._active = False
+        model = self.model
+        for undo in reversed(self._undo):
+            undo()
+        self._undo = []
+        if model is not None:
+            model.train_function = self._original_fn
+
+    def _traced_step(self, model, summary=False):
+        """The model's own ``train_step`` plus the values the trace needs, as graph outputs.
+
+        With ``summary`` only per-parameter norms (value, update, gradient) come out.
+        """
+        opt = model.optimizer
+        variables = self._vars
+        cb = self
+        train_step = model.train_step
+        unpack = keras.utils.unpack_x_y_sample_weight
+
+        def step(data):
+            cap = {}
+            compute_loss = model._compute_loss
+            apply_gradients = opt.apply_gradients
+
+            def spy_loss(*args, **kwargs):
+                loss = compute_loss(*args, **kwargs)
+                cap["y_pred"] = kwargs.get("y_pred", args[2] if len(args) > 2 else None)
+                cap["loss"] = loss
+                return loss
+
+            def spy_apply(grads_and_vars, *args, **kwargs):
+                grads_and_vars = list(grads_and_vars)
+                cap["grads"] = {id(v): g for g, v in grads_and_vars}
+                return apply_gradients(grads_and_vars, *args, **kwargs)
+
+            lr = opt.learning_rate
+            lr = tf.cast(tf.convert_to_tensor(lr() if callable(lr) else lr), tf.float64)
+            before = [tf.identity(v.value) for v in variables]
+            undo = [_patch(model, "_compute_loss", spy_loss), _patch(opt, "apply_gradients", spy_apply)]
+            try:
+                logs = train_step(data)
+            finally:
+                for u in reversed(undo):
+                    u()
+            after = [tf.identity(v.value) for v in variables]
+            slots = cb._slots = km.slot_variables(opt, cb._opt_name, variables, cb._names)
+            grads = []
+            for v in variables:
+                g = cap.get("grads", {}).get(id(v))
+                if g is None:
+                    g = tf.fill(tf.shape(v.value), tf.constant(_NAN, v.value.dtype))
+                elif isinstance(g, tf.IndexedSlices):
+                    g = tf.convert_to_tensor(g)
+                grads.append(g)
+            extras = {"lr": lr, "iterations": tf.identity(opt.iterations.value)}
+            if summary:
+                # per-step norms computed in the graph: no weight leaves TensorFlow
+                def norm(t):
+                    return tf.norm(tf.reshape(tf.cast(t, tf.float64), [-1]))
+                extras["norms"] = tuple(tf.stack([norm(b), norm(a - b), norm(g)])
+                                        for b, a, g in zip(before, after, grads))
+            else:
+                extras.update({"before": tuple(before), "after": tuple(after), "grads": tuple(grads),
+                               "slots": tuple(tf.identity(s.value) for _, _, s in slots)})
+            y_pred, loss = cap.get("y_pred"), cap.get("loss")
+            if loss is not None:
+                extras["loss"] = tf.cast(loss, tf.float64)
+            x, y, _ = unpack(data)
+            if summary:
+                first = next((t for t in tf.nest.flatten(x) if t is not None), None)
+                if first is not None:
+                    extras["batch_size"] = tf.shape(first)[0]
+                return logs, extras
+            if isinstance(y_pred, tf.Tensor):
+                extras["y_pred"] = y_pred
+            if isinstance(x, tf.Tensor) and isinstance(y, tf.Tensor):
+                extras["x"], extras["y"] = x, y
+            return logs, extras
+
+        return step
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        if self._matcher is not None:
+            self._matcher.new_epoch()
+
+    def on_train_batch_end(self, batch, logs=None):
+        ex, self._pending = self._pending, None
+        rec = self._recorder
+        self._version += 1
+        if not self._metrics_described:
+            # Keras builds its compiled metrics while tracing the first step
+            self._metrics_described = True
+            rec.meta["metrics"] = km.describe_metrics(self.model, rec.meta.get("loss"))
+        if ex is None:
+            if not rec.should_record():
+                rec.record_step(epoch=self._epoch + 1, batch=batch + 1, params_before={}, params_after={})
+            return
+        names = self._names
+        if "norms" in ex:
+            self._record_summary(ex, batch, logs)
+            return
+        before = {n: _np(t) for n, t in zip(names, ex["before"])}
+        after = {n: _np(t) for n, t in zip(names, ex["after"])}
+        grads = {n: _np(t) for n, t in zip(names, ex["grads"])}
+        state = {}
+        for (pname, slot, _), t in zip(self._slots, ex["slots"]):
+            state.setdefault(pname, {})[slot] = _np(t)
+        rows = y_pred = None
+        bs = None
+        if "x" in ex:
+            bx, by = _np(ex["x"]), _np(ex["y"])
+            bs = bx.shape[0]
+            if rec.full:
+                rows = self._matcher.match(bx, by)
+                if rows is None and not self._warned_rows:
+                    self._warned_rows = True
+                    rec.note("some batch rows were not found in the training data: their rows are unknown")
+        if "y_pred" in ex and rec.full:
+            y_pred = _np(ex["y_pred"])
+            bs = y_pred.shape[0]
+        loss = float(ex["loss"].numpy()) if "loss" in ex else None
+        rec.record_step(epoch=self._epoch + 1, batch=batch + 1, params_before=before, params_after=after,
+                        grads=grads, rows=rows, y_pred=y_pred, loss=loss, lr=float(ex["lr"].numpy()),
+                        batch_size=bs, state=state, logs=logs,
+                        extra={"opt_step": int(ex["iterations"].numpy())})
+
+    def _record_summary(self, ex, batch, logs):
+        """Summary capture: the norms came out of the graph as columns of the steps table."""
+        extra = {"opt_step": int(ex["iterations"].numpy())}
+        for name, t in zip(self._names, ex["norms"]):
+            value, update, grad = _np(t).tolist()
+            extra["value_norm_" + name] = value
+            extra["update_norm_" + name] = update
+            extra["grad_norm_" + name] = grad
+        bs = int(ex["batch_size"].numpy()) if "batch_size" in ex else None
+        loss = float(ex["loss"].numpy()) if "loss" in ex else None
+        self._recorder.record_step(epoch=self._epoch + 1, batch=batch + 1, params_before={}, params_after={},
+                                   loss=loss, lr=float(ex["lr"].numpy()), batch_size=bs, logs=logs,
+                                   extra=extra)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._version += 1
+        self._recorder.record_epoch(epoch + 1, logs)
+
+    def on_train_end(self, logs=None):
+        self._version += 1
+        self._restore()
