@@ -1,0 +1,77 @@
+"""``build_report``: every report at once, with a progress bar on long work.
+
+Why one entry point: ``steptrace report TRACE --xlsx F --html F --plots DIR`` and
+notebooks want the same thing - a workbook with live formulas, the step-through page
+and the plots - and a long trace takes a while, so the user sees what is being done.
+The bar goes to stderr and only when stderr is a terminal (never into logs or pipes).
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+
+class Progress:
+    """A one-line text progress bar on stderr (silent unless enabled and stderr is a TTY)."""
+
+    def __init__(self, total: int, enabled: bool = True, stream=None, width: int = 28):
+        self.stream = stream or sys.stderr
+        self.enabled = bool(enabled) and hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.total = max(int(total), 1)
+        self.done = 0
+        self.width = width
+        self.t0 = time.perf_counter()
+
+    def step(self, what: str, amount: int = 1) -> None:
+        """Advance by ``amount`` units and show ``what`` is being worked on."""
+        self.done = min(self.total, self.done + amount)
+        if not self.enabled:
+            return
+        filled = int(self.width * self.done / self.total)
+        bar = "#" * filled + "-" * (self.width - filled)
+        elapsed = time.perf_counter() - self.t0
+        self.stream.write(f"\r[{bar}] {self.done}/{self.total} {elapsed:5.1f}s {what[:40]:<40}")
+        self.stream.flush()
+
+    def close(self) -> None:
+        """End the line of the bar."""
+        if self.enabled:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def build_report(trace, xlsx=None, html=None, plots=None, progress=True, formulas: bool = True,
+                 formats=("png", "svg")) -> dict:
+    """Write the requested reports and return ``{"xlsx": path, "html": path, "plots": [paths]}``.
+
+    ``xlsx``: workbook path (live formulas when the model is small enough, see
+    :mod:`reports.excel`); ``html``: step-through page path; ``plots``: directory for
+    PNG/SVG plots and the fitted-line GIF. ``progress``: show a bar on stderr when it is
+    a terminal.
+    """
+    from tracer.errors import TraceInputError
+
+    if not (xlsx or html or plots):
+        raise TraceInputError("build_report: give at least one of xlsx=, html=, plots=")
+    jobs = (5 if plots else 0) + (1 if html else 0) + (6 if xlsx else 0)
+    bar = Progress(jobs, enabled=progress)
+    written = {}
+    try:
+        if xlsx:
+            from .excel import to_excel
+            bar.step("workbook", 0)
+            written["xlsx"] = to_excel(trace, xlsx, formulas=formulas,
+                                       progress=lambda d, t, what: bar.step(what, d))
+        if html:
+            from .html import to_html
+            bar.step("step-through page", 0)
+            written["html"] = to_html(trace, html)
+            bar.step("step-through page")
+        if plots:
+            from .plots import save_all
+            written["plots"] = save_all(trace, Path(plots), formats=formats,
+                                        progress=lambda d, t, what: bar.step(what, d))
+    finally:
+        bar.close()
+    return written

@@ -1,0 +1,265 @@
+"""Excel export: values round-trip, sheet splitting, and the live formula sheet.
+
+The live sheet is recalculated from scratch by LibreOffice headless (a profile that
+forces recalculation on load; openpyxl writes no cached values), and every formula cell
+that corresponds to a recorded number must equal the trace within 1e-6 relative.
+"""
+from __future__ import annotations
+
+import zipfile
+
+import numpy as np
+import openpyxl
+import pandas as pd
+import pytest
+
+import reports
+from reports import _excel_cells
+from reports.excel import write_workbook
+from tracer.errors import TraceFileError, TraceInputError
+
+from _lo import cell, convert, profile, sheet_csv
+from _trace_factories import mlp_trace, s0_trace, s2_trace
+
+ITER_SHEET = 2  # about=1, iterations=2
+
+
+@pytest.fixture(scope="module")
+def lo(tmp_path_factory):
+    return profile(tmp_path_factory.mktemp("lo_profile"))
+
+
+def _assert_checks(info, grid, rtol=1e-6):
+    assert info.checks, "the live sheet registered no formula cells to check"
+    bad = []
+    for ch in info.checks:
+        got = cell(grid, ch.cell)
+        if not isinstance(got, float) or abs(got - ch.expected) > rtol * abs(ch.expected) + 1e-12:
+            bad.append((ch, got))
+    assert not bad, f"{len(bad)} of {len(info.checks)} formula cells disagree, first: {bad[:3]}"
+
+
+def _every_formula_cell_is_checked(path, info, sheet="iterations"):
+    """The checks cover every formula cell of the sheet: nothing computed goes unverified."""
+    wb = openpyxl.load_workbook(path, read_only=True)
+    formulas = {c.coordinate for row in wb[sheet].iter_rows() for c in row
+                if isinstance(c.value, str) and c.value.startswith("=")}
+    checked = {c.cell.replace("$", "") for c in info.checks}
+    assert formulas and formulas <= checked, f"unchecked formula cells: {sorted(formulas - checked)[:5]}"
+    return len(formulas)
+
+
+def _formula_cells_have_no_cached_values(path, sheet="iterations", sample=200):
+    wb = openpyxl.load_workbook(path, read_only=True)
+    wbv = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    n = 0
+    for frow, vrow in zip(wb[sheet].iter_rows(max_row=sample), wbv[sheet].iter_rows(max_row=sample)):
+        for f, v in zip(frow, vrow):
+            if isinstance(f.value, str) and f.value.startswith("="):
+                assert v.value is None, f"{f.coordinate} has a cached value {v.value!r}"
+                n += 1
+    assert n > 0
+
+
+def test_s2_live_sheet_recalculated_by_libreoffice_matches_trace(tmp_path, lo):
+    trace = s2_trace()
+    path = tmp_path / "s2.xlsx"
+    info = write_workbook(trace, path, formulas=True)
+    assert info.formulas and info.reason is None
+    _formula_cells_have_no_cached_values(path)
+    assert _every_formula_cell_is_checked(path, info) == 454
+    grid = sheet_csv(path, ITER_SHEET, tmp_path / "csv", lo)
+    _assert_checks(info, grid)
+    # coverage: every recorded number of every iteration has its formula cell
+    kinds = pd.Series([c.quantity for c in info.checks]).value_counts()
+    assert kinds["prediction"] == 12 * 4 and kinds["loss"] == 12
+    assert kinds["grad"] == 24 and kinds["after"] == 24 and kinds["state velocity"] == 24
+    assert kinds["before"] == 22  # iterations 2..12: the previous iteration's "after" cells
+    # golden numbers of S2 (SCENARIOS.md): RMSprop's first step is lr/sqrt(1 - rho) in size
+    after = [c for c in info.checks if c.quantity == "after" and c.step == 1]
+    got = sorted(cell(grid, c.cell) for c in after)
+    assert got == pytest.approx([0.15811388, 0.65811388], abs=1e-7)
+
+
+def test_s2_learning_rate_cell_is_live(tmp_path, lo):
+    """Editing the lr cell by hand replays training: every later iteration follows lr=0.01."""
+    path = tmp_path / "s2.xlsx"
+    info = write_workbook(s2_trace(), path, formulas=True)
+    wb = openpyxl.load_workbook(path)
+    ws = wb["iterations"]
+    assert ws[info.lr_cell.replace("$", "")].value == pytest.approx(0.05)
+    ws[info.lr_cell.replace("$", "")].value = 0.01
+    edited = tmp_path / "edited.xlsx"
+    wb.save(edited)
+    grid = sheet_csv(edited, ITER_SHEET, tmp_path / "csv", lo)
+    # the same layout written for an lr=0.01 run gives the expected value of every cell
+    ref_info = write_workbook(s2_trace(lr=0.01), tmp_path / "ref.xlsx", formulas=True)
+    assert [c.cell for c in ref_info.checks] == [c.cell for c in info.checks]
+    _assert_checks(ref_info, grid)
+    old = {c.cell: c.expected for c in info.checks}
+    changed = [c for c in ref_info.checks if c.quantity == "after"
+               and abs(cell(grid, c.cell) - old[c.cell]) > 1e-6 * abs(old[c.cell])]
+    assert {c.step for c in changed} == set(range(1, 13))
+
+
+@pytest.mark.slow
+def test_s0_live_sheet_recalculated_by_libreoffice_matches_trace(tmp_path, lo):
+    trace = s0_trace()
+    path = tmp_path / "s0.xlsx"
+    info = write_workbook(trace, path, formulas=True)
+    assert info.formulas
+    grid = sheet_csv(path, ITER_SHEET, tmp_path / "csv", lo)
+    _assert_checks(info, grid)
+    kinds = pd.Series([c.quantity for c in info.checks]).value_counts()
+    assert kinds["prediction"] == 100 * 1000 and kinds["loss"] == 100
+    last = [c for c in info.checks if c.quantity == "after" and c.step == 100]
+    got = sorted(cell(grid, c.cell) for c in last)
+    assert got == pytest.approx([1.73587336, 13.09844702], abs=1e-8)   # golden final biases, weights
+    loss_cells = [c for c in info.checks if c.quantity == "loss"]
+    assert cell(grid, loss_cells[0].cell) == pytest.approx(2937.686334634683, rel=1e-12)
+    assert cell(grid, loss_cells[-1].cell) == pytest.approx(0.03627764373777711, rel=1e-9)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_small_dense_stack_with_adam_is_live_too(tmp_path, lo, activation):
+    """1 -> 3 (tanh/relu) -> 1 with Keras Adam: hidden activations, backprop and bias correction as formulas."""
+    trace = mlp_trace(activation=activation)
+    path = tmp_path / "mlp.xlsx"
+    info = write_workbook(trace, path, formulas=True)
+    assert info.formulas, info.reason
+    _every_formula_cell_is_checked(path, info)
+    grid = sheet_csv(path, ITER_SHEET, tmp_path / "csv", lo)
+    _assert_checks(info, grid)
+    kinds = pd.Series([c.quantity for c in info.checks]).value_counts()
+    assert kinds["grad"] == 6 * 10 and kinds["state momentum"] == 6 * 10 and kinds["state velocity"] == 60
+    header = grid[info_header_row(grid) - 1]
+    assert "layer 1 dL/da0" in header and "layer 1 dL/dz0" in header
+
+
+def info_header_row(grid):
+    return next(i for i, row in enumerate(grid, start=1) if row[:3] == ["epoch", "batch", "iteration"])
+
+
+def test_values_workbook_reads_back_equal_in_libreoffice(tmp_path, lo):
+    trace = s2_trace()
+    path = reports.to_excel(trace, tmp_path / "v.xlsx")
+    convert(path, tmp_path / "out", lo)
+    wb = openpyxl.load_workbook(tmp_path / "out" / "v.xlsx", data_only=True)
+    assert wb.sheetnames[:3] == ["about", "iterations", "charts"]
+    for name, frame in trace.tables().items():
+        rows = list(wb[name].values)
+        assert list(rows[0]) == list(frame.columns)
+        back = pd.DataFrame(rows[1:], columns=rows[0])
+        for col in frame.columns:
+            if frame[col].dtype.kind == "f":
+                np.testing.assert_allclose(back[col].astype(float), frame[col], rtol=1e-12)
+            else:
+                assert back[col].astype(str).tolist() == frame[col].astype(str).tolist()
+    it = list(wb["iterations"].values)
+    head = it[0]
+    assert head[:7] == ("epoch", "batch", "iteration", "batch size", "rows used (0-based data rows)", "lr", "loss")
+    assert len(it) == 13
+    samples = trace.samples
+    for r, row in enumerate(it[1:], start=1):
+        assert row[2] == r
+        assert row[4] == ", ".join(str(s) for s in samples[samples.step == r]["sample"])
+        assert row[6] == pytest.approx(trace.steps.loss.iloc[r - 1], rel=1e-12)
+        b = head.index("dense/kernel before")
+        assert row[b] == pytest.approx(trace.param_values("dense/kernel", "before")[r - 1, 0, 0], rel=1e-12)
+        assert row[b + 1] == pytest.approx(trace.param_values("dense/kernel", "after")[r - 1, 0, 0], rel=1e-12)
+
+
+def test_tables_split_past_the_row_limit(tmp_path, monkeypatch):
+    monkeypatch.setattr(_excel_cells, "EXCEL_MAX_ROWS", 11)  # 10 data rows + header per sheet
+    trace = s2_trace()
+    info = write_workbook(trace, tmp_path / "split.xlsx")
+    wb = openpyxl.load_workbook(tmp_path / "split.xlsx", read_only=True)
+    params = [s for s in wb.sheetnames if s.startswith("params")]
+    assert params == ["params_1", "params_2", "params_3"]          # 24 rows -> 10 + 10 + 4
+    frames = []
+    for s in params:
+        rows = list(wb[s].values)
+        assert len(rows) <= 11
+        frames.append(pd.DataFrame(rows[1:], columns=rows[0]))
+    back = pd.concat(frames, ignore_index=True)
+    # openpyxl writes 16 significant digits: equal to the last bit or two
+    np.testing.assert_allclose(back["after"].to_numpy(float), trace.params["after"].to_numpy(), rtol=1e-15)
+    assert [s for s in wb.sheetnames if s.startswith("iterations")] == ["iterations_1", "iterations_2"]
+    assert "data_1" in info.sheets and "data_2" in info.sheets
+
+
+def test_large_model_falls_back_to_values_and_says_so(tmp_path):
+    trace = s2_trace()
+    layer = {"type": "dense", "weight": "dense/kernel", "bias": "dense/bias", "activation": "relu", "units": 1}
+    trace.meta["model"] = {"kind": "dense_stack", "layers": [layer] * 4}
+    info = write_workbook(trace, tmp_path / "fb.xlsx", formulas=True)
+    assert not info.formulas and "4 layers" in info.reason
+    wb = openpyxl.load_workbook(tmp_path / "fb.xlsx", read_only=True)
+    first = next(wb["iterations"].values)[0]
+    assert first.startswith("Formulas were not written") and "4 layers" in first
+    # too many parameter elements: 65 > 64
+    from reports import _excel_formulas
+    big = mlp_trace(epochs=1, hidden=22)     # 22 + 22 + 22 + 1 = 67 elements
+    info = write_workbook(big, tmp_path / "big.xlsx", formulas=True)
+    assert not info.formulas and "67 parameter elements" in info.reason
+    assert _excel_formulas.FORMULA_MAX_PARAM_ELEMENTS == 64
+
+
+def test_charts_are_native_excel_charts(tmp_path):
+    write_workbook(s2_trace(), tmp_path / "c.xlsx", formulas=True)
+    with zipfile.ZipFile(tmp_path / "c.xlsx") as z:
+        charts = [n for n in z.namelist() if n.startswith("xl/charts/chart")]
+        assert len(charts) == 3   # loss, kernel path, bias path
+        xml = " ".join(z.read(n).decode() for n in charts)
+    assert "per_iteration" in xml and "Batch loss per iteration" in xml and "Path of dense/kernel" in xml
+
+
+def test_unwritable_paths_raise_trace_file_error(tmp_path):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    with pytest.raises(TraceFileError, match="cannot write the workbook"):
+        reports.to_excel(s2_trace(), blocker / "out.xlsx")
+    with pytest.raises(TraceFileError, match="cannot write CSV"):
+        reports.to_csv(s2_trace(), blocker / "csvdir")
+    with pytest.raises(TraceInputError, match="xlsx"):
+        reports.to_excel(s2_trace(), tmp_path / "out.xls")
+
+
+def test_csv_round_trip_is_exact(tmp_path):
+    trace = s0_trace(iterations=5)
+    paths = reports.to_csv(trace, tmp_path / "csv")
+    assert [p.name for p in paths] == ["data.csv", "steps.csv", "samples.csv", "params.csv", "epochs.csv"]
+    for p, (name, frame) in zip(paths, trace.tables().items()):
+        back = pd.read_csv(p)
+        for col in frame.columns:
+            if frame[col].dtype.kind == "f":
+                np.testing.assert_array_equal(back[col].to_numpy(float), frame[col].to_numpy())
+
+
+@pytest.mark.keras
+@pytest.mark.slow
+def test_real_keras_s2_workbook_recalculated_matches_the_float32_run(tmp_path, lo):
+    """S2 recorded by the Keras hook (float32): the float64 sheet agrees within 1e-6 relative."""
+    import os
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+    from hooks.keras import TraceCallback
+
+    keras.utils.set_random_seed(2)
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(
+        units=1, kernel_initializer=keras.initializers.Constant(0.5))])
+    model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=0.05), loss="mean_squared_error",
+                  metrics=[keras.metrics.RootMeanSquaredError()])
+    cb = TraceCallback()
+    x = np.arange(1, 13, dtype=np.float64)
+    y = np.array([5.0, 8.8, 9.6, 14.2, 18.8, 19.5, 21.4, 26.8, 28.9, 32.0, 33.8, 38.2])
+    model.fit(x, y, epochs=4, batch_size=4, shuffle=True, callbacks=[cb], verbose=0)
+    trace = cb.trace
+    assert trace.n_steps == 12
+    path = tmp_path / "s2k.xlsx"
+    info = write_workbook(trace, path, formulas=True)
+    assert info.formulas, info.reason
+    _every_formula_cell_is_checked(path, info)
+    grid = sheet_csv(path, ITER_SHEET, tmp_path / "csv", lo)
+    _assert_checks(info, grid, rtol=1e-6)
+    assert "float32" in " ".join(str(c) for c in grid[3] + grid[2])
