@@ -468,14 +468,7 @@ def _recorder_of(source):
 
 def _current_epoch(source, rec):
     """The epoch of the last recorded step (None before the first one)."""
-    value = getattr(rec, "current_epoch", None)
-    if isinstance(value, int):
-        return value
-    try:
-        col = rec._steps._cols.get("epoch")
-        return int(col[-1]) if col else None
-    except Exception:
-        return None
+    return getattr(rec, "current_epoch", None)
 
 
 def _n_steps(trace) -> int:

@@ -50,6 +50,7 @@ import torch.optim.optimizer as _optim_module
 from torch.overrides import TorchFunctionMode
 
 from tracer import Recorder
+from tracer.recorder import DEFAULT_MAX_BYTES
 from tracer.errors import TraceInputError
 
 from . import _torch_data as tdata
@@ -66,7 +67,7 @@ _INPLACE = ("__isub__", "__iadd__", "sub_", "add_", "copy_", "mul_", "__imul__")
 
 
 def trace_torch(*, data=None, names=None, capture: str = "full", every: int = 1,
-                max_bytes: int | None = None, strict: bool = False) -> "TorchTracer":
+                max_bytes: int | None = DEFAULT_MAX_BYTES, strict: bool = False) -> "TorchTracer":
     """A context manager tracing the PyTorch training loop run inside it.
 
     Arguments settle what cannot be discovered:
@@ -132,10 +133,10 @@ class TorchTracer:
     """The context manager behind :func:`trace_torch`: ``.trace`` (and ``.traces``, one
     per training loop) after the block. One instance may be active at a time."""
 
-    def __init__(self, *, data=None, names=None, capture="full", every=1, max_bytes=None, strict=False):
-        self._rec_kwargs = {"every": every, "capture": capture}
-        if max_bytes is not None:
-            self._rec_kwargs["max_bytes"] = max_bytes
+    def __init__(self, *, data=None, names=None, capture="full", every=1, max_bytes=DEFAULT_MAX_BYTES,
+                 strict=False):
+        # max_bytes=None means "no limit", as for the Recorder and the Keras hook
+        self._rec_kwargs = {"every": every, "capture": capture, "max_bytes": max_bytes}
         Recorder(**self._rec_kwargs)         # validates every / capture / max_bytes now
         if names is not None and not isinstance(names, dict):
             raise TraceInputError("names: expected a dict of name -> tensor")

@@ -133,6 +133,12 @@ class Recorder:
         return (step - 1) % self.every == 0
 
     @property
+    def current_epoch(self) -> int | None:
+        """The epoch of the last recorded step (None before the first), for progress lines."""
+        col = self._steps._cols.get("epoch")
+        return int(col[-1]) if col else None
+
+    @property
     def full(self) -> bool:
         """True while values, gradients and predictions are captured (not summary)."""
         return self.capture == "full"

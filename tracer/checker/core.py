@@ -108,19 +108,22 @@ def check(trace, *, loss: dict | None = None, optimizer: dict | None = None,
         grads = grad_mag = {}
         if loss_obj is not None:
             value = loss_obj.value(y_hat, sub.y)
-            actual = np.array([loss_by_step.get(int(s), np.nan) for s in sub.steps])
-            has = np.isfinite(actual)
-            if has.any():
-                rtol, atol = tol["loss"]
-                builder.add(step=sub.steps[has], quantity="loss", expected=value[has], actual=actual[has],
-                            rtol=rtol, atol=atol)
             d_out = loss_obj.grad(y_hat, sub.y)
             grads = backward(model, params, cache, d_out)
             with np.errstate(all="ignore"):
                 probe = np.where(pred_mag > 0, pred_mag, 1.0) * 1e-3
                 d_out_mag = np.abs(loss_obj.grad(y_hat + probe, sub.y) - d_out) * 1e3
-            with np.errstate(all="ignore"):
                 pred_mag, grad_mag = magnitudes(model, params, cache, d_out, np.nan_to_num(d_out_mag))
+                # the loss moves by about sum |dL/dy_pred| * (rounding of y_pred): near
+                # convergence that is far larger than eps * L itself
+                loss_mag = np.nansum(np.abs(d_out) * np.maximum(pred_mag, np.abs(sub.y)),
+                                     axis=tuple(range(1, d_out.ndim)))
+            actual = np.array([loss_by_step.get(int(s), np.nan) for s in sub.steps])
+            has = np.isfinite(actual)
+            if has.any():
+                rtol, atol = tol["loss"]
+                builder.add(step=sub.steps[has], quantity="loss", expected=value[has], actual=actual[has],
+                            scale=loss_mag[has], rtol=rtol, atol=atol)
         if sub.pred is not None:
             _check_predictions(builder, tol, sub, y_hat, pred_mag)
         for name, g in grads.items():
