@@ -13,6 +13,8 @@ from collections import deque
 
 import numpy as np
 import torch
+
+from tracer.recorder import as_2d
 from torch.utils.data import dataloader as _dl
 
 _ATTR = "_steptrace_pending"
@@ -80,13 +82,7 @@ def as_rows(t) -> np.ndarray:
     a = t.detach().cpu()
     if a.dtype in (torch.bfloat16, torch.float16):
         a = a.float()
-    a = a.numpy()
-    if a.ndim == 0:
-        a = a.reshape(1, 1)
-    elif a.ndim == 1:
-        a = a.reshape(-1, 1)
-    elif a.ndim > 2:
-        a = a.reshape(a.shape[0], -1)
+    a = as_2d("data", a.numpy())
     if not np.issubdtype(a.dtype, np.floating):
         a = a.astype(np.float64)
     return a

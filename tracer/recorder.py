@@ -27,7 +27,9 @@ CAPTURE_MODES = ("full", "summary")
 DEFAULT_MAX_BYTES = 2 * 1024**3
 
 
-def _as_2d(name: str, array) -> np.ndarray:
+def as_2d(name: str, array) -> np.ndarray:
+    """``array`` as rows: a scalar becomes (1, 1), a vector a column, more dims are
+    flattened after the first. ``name`` is used in the error for non-numbers."""
     arr = np.asarray(array)
     if arr.ndim == 0:
         arr = arr.reshape(1, 1)
@@ -110,8 +112,8 @@ class Recorder:
     # ------------------------------------------------------------------ data
     def set_data(self, inputs, targets) -> None:
         """Declare the training rows once: ``inputs`` (n, k) and ``targets`` (n, m)."""
-        x = _as_2d("inputs", inputs)
-        y = _as_2d("targets", targets)
+        x = as_2d("inputs", inputs)
+        y = as_2d("targets", targets)
         if x.shape[0] != y.shape[0]:
             raise TraceInputError(
                 f"inputs and targets: expected the same number of rows, got {x.shape[0]} and {y.shape[0]}")
@@ -234,7 +236,7 @@ class Recorder:
                 for b in (buf.before, buf.grad, buf.after, *buf.slots.values()):
                     b.append_fill(np.nan)
         if y_pred is not None:
-            pred = _as_2d("y_pred", y_pred)
+            pred = as_2d("y_pred", y_pred)
             if rows is not None and rows.size != pred.shape[0]:
                 raise TraceInputError(
                     f"y_pred: expected one row per batch row ({rows.size}), got {pred.shape[0]}")
