@@ -162,20 +162,21 @@ class NumpyTracer:
             values[name] = np.array(value, dtype=np.float64 if np.ndim(value) == 0 else None, copy=True)
         return values
 
-    def _begin(self, frame, rows, full_batch):
+    def _begin(self, rows, full_batch, before):
         if full_batch:
             self._epoch += 1
             self._batch = 1
         else:
             self._batch += 1
-        self._open = (self._epoch, self._batch, rows, self._read_params(frame))
+        self._open = (self._epoch, self._batch, rows, before)
 
-    def _end(self, frame):
+    def _end(self, frame, after):
+        """Close the running step; ``after`` is the parameter snapshot read at this boundary,
+        which is also the next step's ``before`` (one read and one copy per boundary)."""
         if self._open is None:
             return
         epoch, batch, rows, before = self._open
         self._open = None
-        after = self._read_params(frame)
         y_pred = loss = None
         if self.pred_name is not None:
             y_pred = self._lookup(frame, self.pred_name)
@@ -244,7 +245,8 @@ class _LoopIterator:
         frame = sys._getframe(1)
         tracer = self._tracer
         try:
-            tracer._end(frame)
+            current = tracer._read_params(frame)
+            tracer._end(frame, current)
             try:
                 item = next(self._items)
             except StopIteration:
@@ -253,7 +255,7 @@ class _LoopIterator:
                 raise
             if not self._full_batch and tracer._batch == 0:
                 tracer._epoch += 1
-            tracer._begin(frame, None if self._full_batch else item, self._full_batch)
+            tracer._begin(None if self._full_batch else item, self._full_batch, current)
             return item
         finally:
             del frame

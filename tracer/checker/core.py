@@ -272,17 +272,21 @@ def _check_updates(trace, report, builder, tol, opt_spec, grads_expected):
     report.context["rules"] = rules
 
     rtol, _ = tol["update"]
-    eps = np.finfo(np.float32 if run_precision(trace) == "float32" else np.float64).eps
+    eps = np.finfo(np.float32 if tol is TOLERANCES["float32"] else np.float64).eps
+    # the optimizer's step number and learning rate per recorded step (same for every param)
+    if t_by_step:
+        t = np.array([t_by_step.get(int(s), np.nan) for s in param_step])
+    elif opt_spec is not None:
+        t = param_step - param_step.min() + 1.0
+    else:
+        t = param_step.astype(np.float64)
+    lr_rec = np.array([lr_by_step.get(int(s), np.nan) for s in param_step])
     for name, p in arrays.params.items():
         rule = rules[name]
         before = p["before"].astype(np.float64)
         after = p["after"].astype(np.float64)
         g = used[name]
         ok_rows = np.isfinite(g).all(axis=1) & np.isfinite(before).all(axis=1)
-        t = np.array([t_by_step.get(int(s), np.nan) for s in param_step]) if t_by_step else \
-            param_step.astype(np.float64)
-        if opt_spec is not None and not t_by_step:
-            t = param_step - param_step.min() + 1.0
         state_before, state_ok = _state_before(rule, p, before, param_step, t)
         ok_rows &= state_ok
         if not ok_rows.any():
@@ -290,8 +294,7 @@ def _check_updates(trace, report, builder, tol, opt_spec, grads_expected):
             continue
         shape = (-1,) + tuple(p["shape"])
         sb = {k: v[ok_rows].reshape(shape) for k, v in state_before.items()}
-        lr_rec = np.array([lr_by_step.get(int(s), np.nan) for s in param_step[ok_rows]])
-        lr_used = lr_rec if opt_spec is not None and np.isfinite(lr_rec).all() else None
+        lr_used = lr_rec[ok_rows] if opt_spec is not None and np.isfinite(lr_rec[ok_rows]).all() else None
         new_p, new_state = rule.step(before[ok_rows].reshape(shape), g[ok_rows].reshape(shape), sb, t[ok_rows],
                                      lr_used)
         new_p = np.asarray(new_p).reshape(int(ok_rows.sum()), -1)
