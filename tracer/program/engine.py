@@ -1,0 +1,196 @@
+"""Evaluate a step program for many steps at once: values, gradients, rounding magnitudes.
+
+The engine walks the program's primitive nodes in order (forward), then in reverse
+(the reverse pass is derived from the program: each op's vector-Jacobian product,
+summed where a value is used twice, as micrograd's ``backward`` does). Every array
+has a leading step axis, so one call computes a whole group of steps.
+
+Magnitudes are computed only on request (they cost about one more pass each way):
+the checker asks for them where a quick comparison is not conclusive.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import TraceInputError
+from .program import StepProgram
+from .registry import get_op
+
+__all__ = ["Evaluation"]
+
+
+class Evaluation:
+    """The values of ``program`` for a stack of steps.
+
+    ``leaves`` maps every input, const and param name to a stacked array (axis 0:
+    steps, or 1 for a value shared by all steps). ``outputs`` restricts the forward
+    pass to what those outputs need (default: loss and prediction).
+    """
+
+    def __init__(self, program: StepProgram, leaves: dict, dtype=np.float64, outputs=None):
+        self.program = program
+        self.dtype = np.dtype(dtype)
+        self.values: dict = dict(leaves)
+        self._nodes = program.primitive_nodes
+        wanted = [v for k, v in program.outputs.items() if k in (outputs or ("loss", "prediction"))]
+        self._needed = _ancestors(self._nodes, wanted)
+        self._grads = None
+        self._fmags = None
+        self._bmags = None
+        self._forward()
+
+    # ------------------------------------------------------------- forward
+    def _arg(self, a):
+        if isinstance(a, str):
+            v = self.values.get(a)
+            if v is None:
+                raise TraceInputError(f"program: no value for {a!r} (a leaf missing from the evaluation)")
+            return v
+        return np.asarray([a], dtype=self.dtype)
+
+    def _forward(self):
+        for n in self._nodes:
+            if n.name not in self._needed:
+                continue
+            op = get_op(n.op)
+            xs = [self._arg(a) for a in n.args]
+            try:
+                with np.errstate(all="ignore"):
+                    out = op.forward(xs, n.attrs)
+            except (ValueError, IndexError, TraceInputError) as exc:
+                where = f" at {n.where}" if n.where else ""
+                raise TraceInputError(f"program node {n.name!r} ({n.op}{where}): {exc}") from None
+            out = np.asarray(out)
+            if out.dtype.kind == "f" and out.dtype != self.dtype:
+                out = out.astype(self.dtype)
+            self.values[n.name] = out
+
+    def value(self, name: str) -> np.ndarray:
+        """The stacked value of ``name`` (an input, param, const or node)."""
+        return self.values[name]
+
+    @property
+    def loss(self) -> np.ndarray:
+        """The loss of every step, ``(S,)``."""
+        v = self.values[self.program.outputs["loss"]]
+        if v.ndim != 1:
+            raise TraceInputError(f"program: the loss has per-step shape {v.shape[1:]}, expected a scalar")
+        return v
+
+    @property
+    def prediction(self) -> np.ndarray | None:
+        """The predictions of every step (stacked), or None when the program names none."""
+        name = self.program.outputs.get("prediction")
+        return None if name is None else self.values.get(name)
+
+    # ------------------------------------------------------------ backward
+    def _requires(self, wrt):
+        req = set(wrt)
+        for n in self._nodes:
+            if n.name not in self._needed:
+                continue
+            op = get_op(n.op)
+            if any(isinstance(a, str) and a in req and op.can_differentiate(i) for i, a in enumerate(n.args)):
+                req.add(n.name)
+        return req
+
+    def gradients(self, wrt=None) -> dict:
+        """d loss / d leaf for each name in ``wrt`` (default: the program's params); stacked
+        like the leaves. A param the loss does not reach gets zeros."""
+        wrt = list(self.program.params if wrt is None else wrt)
+        if self._grads is not None and self._grads[0] == wrt:
+            return self._grads[1]
+        req = self._requires(wrt)
+        loss_name = self.program.outputs["loss"]
+        acc = {loss_name: np.ones_like(self.loss)}
+        self._walk_back(req, acc, None)
+        out = {}
+        for w in wrt:
+            v = self.values[w]
+            g = acc.get(w)
+            out[w] = np.zeros(v.shape, dtype=self.dtype) if g is None else _fit(g, v)
+        self._grads = (wrt, out, acc, req)
+        return out
+
+    def _walk_back(self, req, acc, mags):
+        for n in reversed(self._nodes):
+            if n.name not in self._needed or n.name not in req or n.name not in acc:
+                continue
+            op = get_op(n.op)
+            g = acc[n.name]
+            xs = [self._arg(a) for a in n.args]
+            need = [isinstance(a, str) and a in req and op.can_differentiate(i) for i, a in enumerate(n.args)]
+            if not any(need):
+                continue
+            out = self.values[n.name]
+            with np.errstate(all="ignore"):
+                if mags is None:
+                    gs = op.vjp(g, xs, out, n.attrs, need)
+                else:
+                    fm = self.magnitudes()
+                    ms = [fm[a] if isinstance(a, str) else np.abs(x) for a, x in zip(n.args, xs)]
+                    gs = op.bmag(mags[n.name], g, ms, xs, out, n.attrs, need)
+            for a, gi, nd in zip(n.args, gs, need):
+                if not nd or gi is None:
+                    continue
+                target = acc if mags is None else mags
+                target[a] = gi if a not in target else target[a] + gi
+
+    # ---------------------------------------------------------- magnitudes
+    def magnitudes(self) -> dict:
+        """Forward rounding magnitudes of every value (leaves: their absolute values)."""
+        if self._fmags is not None:
+            return self._fmags
+        fm = {k: np.abs(v).astype(self.dtype, copy=False) for k, v in self.values.items()
+              if not self._is_node(k)}
+        for n in self._nodes:
+            if n.name not in self._needed:
+                continue
+            op = get_op(n.op)
+            xs = [self._arg(a) for a in n.args]
+            ms = [fm[a] if isinstance(a, str) else np.abs(x) for a, x in zip(n.args, xs)]
+            with np.errstate(all="ignore"):
+                m = op.fmag(ms, xs, self.values[n.name], n.attrs)
+            fm[n.name] = np.asarray(m, dtype=self.dtype)
+        self._fmags = fm
+        return fm
+
+    def gradient_magnitudes(self, wrt=None) -> dict:
+        """Rounding magnitudes of :meth:`gradients` (same keys and shapes)."""
+        grads = self.gradients(wrt)
+        wrt_list, _, acc, req = self._grads
+        if self._bmags is not None:
+            return self._bmags
+        loss_name = self.program.outputs["loss"]
+        mags = {loss_name: np.ones_like(self.loss)}
+        self._walk_back(req, acc, mags)
+        self._bmags = {w: (np.zeros_like(g) if w not in mags else _fit(mags[w], self.values[w]))
+                       for w, g in grads.items()}
+        return self._bmags
+
+    def _is_node(self, name):
+        return name in self._needed
+
+
+def _fit(g, like):
+    """A gradient in the stacked shape of its leaf (summing a shared leaf's steps)."""
+    if like.shape[0] == 1 and g.shape[0] != 1:
+        g = g.sum(axis=0, keepdims=True)
+    if g.shape != like.shape:
+        g = np.broadcast_to(g, like.shape)
+    return np.ascontiguousarray(g)
+
+
+def _ancestors(nodes, wanted) -> set:
+    """Names of the nodes the ``wanted`` names depend on (including themselves)."""
+    by_name = {n.name: n for n in nodes}
+    seen, stack = set(), [w for w in wanted if w in by_name]
+    while stack:
+        name = stack.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for a in by_name[name].args:
+            if isinstance(a, str) and a in by_name:
+                stack.append(a)
+    return seen

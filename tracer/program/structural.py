@@ -1,0 +1,432 @@
+"""Structural operations: exact NumPy for matmul, shapes, reductions, softmax, indexing.
+
+These are not elementwise, so they are not sympy expressions: each is the NumPy
+operation with the semantics of ``numpy``/``torch`` on the per-step shapes (axes count
+per step; a value's axis 0 in memory runs over steps, see
+:mod:`tracer.program.batched`), plus its vector-Jacobian product. Reshapes follow
+ONNX's convention so one program serves every batch size: in a target shape ``0``
+copies the input's dimension at that position and ``-1`` is inferred.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import TraceInputError
+from .batched import align, rank, step_axes, step_axis, unbroadcast
+from .registry import MISSING, Op, register
+
+__all__ = ["reshape_target"]
+
+
+def _swap(a):
+    return np.swapaxes(a, -1, -2)
+
+
+def _ints(v, what, where, allow_none=False):
+    if v is None and allow_none:
+        return None
+    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+        return int(v)
+    if isinstance(v, (list, tuple)) and all(isinstance(i, (int, np.integer)) and not isinstance(i, bool)
+                                            for i in v):
+        return [int(i) for i in v]
+    raise TraceInputError(f"{where}{what}: expected an integer or a list of integers, got {v!r}")
+
+
+def _int(v, what, where):
+    out = _ints(v, what, where)
+    if isinstance(out, list):
+        raise TraceInputError(f"{where}{what}: expected one integer, got {v!r}")
+    return out
+
+
+# ---------------------------------------------------------------------- matmul
+class MatMul(Op):
+    """``x @ y`` with NumPy's rules (1-D operands promoted and squeezed, batch dims broadcast)."""
+
+    name, arity, doc = "matmul", 2, "matrix product x @ y"
+
+    @staticmethod
+    def _prep(a, b):
+        if rank(a) == 0 or rank(b) == 0:
+            raise TraceInputError("op 'matmul': both operands need at least one dimension")
+        va, vb = rank(a) == 1, rank(b) == 1
+        if va:
+            a = a[:, None, :]
+        if vb:
+            b = b[..., None]
+        return a, b, va, vb
+
+    @staticmethod
+    def _post(out, va, vb):
+        if vb:
+            out = out[..., 0]
+        if va:
+            out = out[..., 0, :] if not vb else out[..., 0]
+        return out
+
+    def forward(self, xs, attrs):
+        a, b, va, vb = self._prep(*xs)
+        a, b = align(a, b)
+        return self._post(np.matmul(a, b), va, vb)
+
+    def _grads(self, g, a0, b0, need, left, right):
+        """``(g @ right^T, left^T @ g)`` reduced to the operands' shapes."""
+        a, b, va, vb = self._prep(a0, b0)
+        if va:
+            g = g[..., None, :] if not vb else g[..., None, None]
+        elif vb:
+            g = g[..., None]
+        la, rb = align(*self._prep(left, right)[:2])
+        out = [None, None]
+        if need[0]:
+            ga = np.matmul(g, _swap(rb))
+            out[0] = _back(unbroadcast(ga, a), a0)
+        if need[1]:
+            gb = np.matmul(_swap(la), g)
+            out[1] = _back(unbroadcast(gb, b), b0)
+        return out
+
+    def vjp(self, g, xs, out, attrs, need):
+        return self._grads(g, xs[0], xs[1], need, xs[0], xs[1])
+
+    def fmag(self, ms, xs, out, attrs):
+        a, b = np.abs(xs[0]), np.abs(xs[1])
+        return self.forward([ms[0], b], attrs) + self.forward([a, ms[1]], attrs)
+
+    def bmag(self, gm, g, ms, xs, out, attrs, need):
+        a, b = np.abs(xs[0]), np.abs(xs[1])
+        first = self._grads(gm, xs[0], xs[1], need, a, b)
+        second = self._grads(np.abs(g), xs[0], xs[1], need, ms[0], ms[1])
+        return [None if f is None else f + s for f, s in zip(first, second)]
+
+    def text(self, args, attrs):
+        return f"{args[0]} @ {args[1]}"
+
+
+def _back(g, like):
+    """A gradient in ``like``'s per-step shape (undo 1-D promotion); step axis kept."""
+    return g.reshape((g.shape[0],) + like.shape[1:])
+
+
+register(MatMul())
+
+
+# ---------------------------------------------------------------------- shapes
+class _Shape(Op):
+    """Base of ops that only move values around: linear, gradient = inverse move."""
+
+    linear = True
+    differentiable = (0,)
+
+    def vjp(self, g, xs, out, attrs, need):
+        return [self.back(g, xs[0], attrs) if need[0] else None] + [None] * (len(xs) - 1)
+
+    def back(self, g, x, attrs):
+        return g.reshape((g.shape[0],) + x.shape[1:])
+
+
+def reshape_target(in_shape: tuple, shape: list) -> tuple:
+    """The per-step target shape: ``0`` copies the input dimension, ``-1`` is inferred."""
+    out = []
+    for i, s in enumerate(shape):
+        if s == 0:
+            if i >= len(in_shape):
+                raise TraceInputError(f"op 'reshape': 0 at position {i} but the input has rank {len(in_shape)}")
+            out.append(int(in_shape[i]))
+        else:
+            out.append(int(s))
+    if out.count(-1) > 1:
+        raise TraceInputError(f"op 'reshape': more than one -1 in {shape}")
+    total = int(np.prod(in_shape, dtype=np.int64))
+    if -1 in out:
+        known = int(np.prod([s for s in out if s != -1], dtype=np.int64))
+        if known == 0 or total % known:
+            raise TraceInputError(f"op 'reshape': cannot reshape {tuple(in_shape)} to {shape}")
+        out[out.index(-1)] = total // known
+    if int(np.prod(out, dtype=np.int64)) != total:
+        raise TraceInputError(f"op 'reshape': cannot reshape {tuple(in_shape)} to {shape}")
+    return tuple(out)
+
+
+class Reshape(_Shape):
+    name, doc = "reshape", "view/reshape (0 copies the input dimension, -1 is inferred)"
+    defaults = {"shape": MISSING}
+
+    def normalise(self, attrs, where):
+        attrs["shape"] = _ints(attrs["shape"], "reshape shape", where)
+        if isinstance(attrs["shape"], int):
+            attrs["shape"] = [attrs["shape"]]
+        return attrs
+
+    def forward(self, xs, attrs):
+        x = xs[0]
+        return x.reshape((x.shape[0],) + reshape_target(x.shape[1:], attrs["shape"]))
+
+
+class Flatten(_Shape):
+    name, doc = "flatten", "merge dimensions start..end into one"
+    defaults = {"start": 0, "end": -1}
+
+    def forward(self, xs, attrs):
+        x = xs[0]
+        r = rank(x)
+        if r == 0:
+            return x.reshape(x.shape[0], 1)
+        s, e = step_axis(attrs["start"], r), step_axis(attrs["end"], r)
+        shape = x.shape[:s] + (int(np.prod(x.shape[s:e + 1], dtype=np.int64)),) + x.shape[e + 1:]
+        return x.reshape(shape)
+
+
+class Squeeze(_Shape):
+    name, doc = "squeeze", "drop dimensions of size 1 (all, or the listed ones that have size 1)"
+    defaults = {"dims": None}
+
+    def normalise(self, attrs, where):
+        d = _ints(attrs["dims"], "squeeze dims", where, allow_none=True)
+        attrs["dims"] = [d] if isinstance(d, int) else d
+        return attrs
+
+    def forward(self, xs, attrs):
+        x = xs[0]
+        axes = step_axes(attrs["dims"], rank(x))
+        keep = tuple(i for i in axes if x.shape[i] == 1)
+        return np.squeeze(x, axis=keep) if keep else x
+
+
+class Unsqueeze(_Shape):
+    name, doc = "unsqueeze", "insert a dimension of size 1"
+    defaults = {"dim": MISSING}
+
+    def normalise(self, attrs, where):
+        attrs["dim"] = _int(attrs["dim"], "unsqueeze dim", where)
+        return attrs
+
+    def forward(self, xs, attrs):
+        x = xs[0]
+        r = rank(x)
+        d = attrs["dim"]
+        if not -r - 1 <= d <= r:
+            raise TraceInputError(f"op 'unsqueeze': dim {d} out of range for rank {r}")
+        d = d + r + 1 if d < 0 else d
+        return np.expand_dims(x, d + 1)
+
+
+class Transpose(_Shape):
+    name, doc = "transpose", "swap two dimensions"
+    defaults = {"dim0": -2, "dim1": -1}
+
+    def forward(self, xs, attrs):
+        x = xs[0]
+        r = rank(x)
+        if r < 2:
+            return x
+        return np.swapaxes(x, step_axis(attrs["dim0"], r), step_axis(attrs["dim1"], r))
+
+    def back(self, g, x, attrs):
+        return self.forward([g], attrs)
+
+    def text(self, args, attrs):
+        return f"{args[0]}.T" if (attrs["dim0"], attrs["dim1"]) in ((0, 1), (-2, -1), (1, 0)) else \
+            super().text(args, attrs)
+
+
+class Permute(_Shape):
+    name, doc = "permute", "reorder dimensions"
+    defaults = {"dims": MISSING}
+
+    def normalise(self, attrs, where):
+        attrs["dims"] = list(_ints(attrs["dims"], "permute dims", where))
+        return attrs
+
+    def _perm(self, x, dims):
+        r = rank(x)
+        if len(dims) != r:
+            raise TraceInputError(f"op 'permute': {len(dims)} dims for a value of rank {r}")
+        return (0,) + tuple(step_axis(d, r) for d in dims)
+
+    def forward(self, xs, attrs):
+        return np.transpose(xs[0], self._perm(xs[0], attrs["dims"]))
+
+    def back(self, g, x, attrs):
+        return np.transpose(g, np.argsort(self._perm(x, attrs["dims"])))
+
+
+class MoveDim(_Shape):
+    name, doc = "movedim", "move one dimension to another position"
+    defaults = {"source": MISSING, "destination": MISSING}
+
+    def forward(self, xs, attrs):
+        x = xs[0]
+        r = rank(x)
+        return np.moveaxis(x, step_axis(attrs["source"], r), step_axis(attrs["destination"], r))
+
+    def back(self, g, x, attrs):
+        r = rank(x)
+        return np.moveaxis(g, step_axis(attrs["destination"], r), step_axis(attrs["source"], r))
+
+
+class Expand(_Shape):
+    name, doc = "expand", "broadcast to a shape (-1 keeps a dimension)"
+    defaults = {"shape": MISSING}
+
+    def normalise(self, attrs, where):
+        attrs["shape"] = list(np.atleast_1d(_ints(attrs["shape"], "expand shape", where)).tolist())
+        return attrs
+
+    def forward(self, xs, attrs):
+        x = xs[0]
+        shape = attrs["shape"]
+        r = rank(x)
+        if len(shape) < r:
+            raise TraceInputError(f"op 'expand': shape {shape} has fewer dims than the input's {r}")
+        x = align(x, np.zeros((1,) * (len(shape) + 1)))[0]
+        target = tuple(x.shape[i + 1] if s == -1 else s for i, s in enumerate(shape))
+        return np.broadcast_to(x, (x.shape[0],) + target)
+
+    def back(self, g, x, attrs):
+        return unbroadcast(g, x)
+
+
+for _cls in (Reshape, Flatten, Squeeze, Unsqueeze, Transpose, Permute, MoveDim, Expand):
+    register(_cls())
+
+
+# ------------------------------------------------------------------ reductions
+class _Reduce(Op):
+    defaults = {"dims": None, "keepdim": False}
+    differentiable = (0,)
+
+    def normalise(self, attrs, where):
+        d = _ints(attrs["dims"], f"{self.name} dims", where, allow_none=True)
+        attrs["dims"] = [d] if isinstance(d, int) else d
+        attrs["keepdim"] = bool(attrs["keepdim"])
+        return attrs
+
+    def _axes(self, x, attrs):
+        return step_axes(attrs["dims"], rank(x))
+
+    def _expand(self, g, x, attrs):
+        axes = self._axes(x, attrs)
+        if not attrs["keepdim"]:
+            g = np.expand_dims(g, axes)
+        return np.broadcast_to(g, (g.shape[0],) + x.shape[1:])
+
+    def text(self, args, attrs):
+        d = "" if attrs["dims"] is None else f", dims={attrs['dims']}"
+        k = ", keepdim" if attrs["keepdim"] else ""
+        return f"{self.name}({args[0]}{d}{k})"
+
+
+class Sum(_Reduce):
+    name, linear, doc = "sum", True, "sum over dims (all when none are given)"
+
+    def forward(self, xs, attrs):
+        return np.sum(xs[0], axis=self._axes(xs[0], attrs), keepdims=attrs["keepdim"])
+
+    def vjp(self, g, xs, out, attrs, need):
+        return [self._expand(g, xs[0], attrs) if need[0] else None]
+
+
+class Mean(_Reduce):
+    name, linear, doc = "mean", True, "mean over dims (all when none are given)"
+
+    def _count(self, x, attrs):
+        return int(np.prod([x.shape[i] for i in self._axes(x, attrs)], dtype=np.int64))
+
+    def forward(self, xs, attrs):
+        x = xs[0]
+        return np.sum(x, axis=self._axes(x, attrs), keepdims=attrs["keepdim"]) / self._count(x, attrs)
+
+    def vjp(self, g, xs, out, attrs, need):
+        return [self._expand(g / self._count(xs[0], attrs), xs[0], attrs) if need[0] else None]
+
+
+class LogSumExp(_Reduce):
+    name, doc = "logsumexp", "log(sum(exp(x))) over dims, computed stably"
+
+    def forward(self, xs, attrs):
+        x = xs[0]
+        axes = self._axes(x, attrs)
+        m = np.max(x, axis=axes, keepdims=True)
+        m = np.where(np.isfinite(m), m, 0)
+        with np.errstate(all="ignore"):
+            out = np.log(np.sum(np.exp(x - m), axis=axes, keepdims=True)) + m
+        return out if attrs["keepdim"] else np.squeeze(out, axis=axes)
+
+    def _soft(self, x, out, attrs):
+        o = out if attrs["keepdim"] else np.expand_dims(out, self._axes(x, attrs))
+        with np.errstate(all="ignore"):
+            return np.exp(x - o)
+
+    def vjp(self, g, xs, out, attrs, need):
+        return [self._expand(g, xs[0], attrs) * self._soft(xs[0], out, attrs) if need[0] else None]
+
+    def fmag(self, ms, xs, out, attrs):
+        p = self._soft(xs[0], out, attrs)
+        return np.abs(out) + np.sum(p * ms[0], axis=self._axes(xs[0], attrs), keepdims=attrs["keepdim"])
+
+
+class Softmax(Op):
+    name, doc = "softmax", "exp(x) / sum(exp(x)) along dim"
+    defaults = {"dim": -1}
+    differentiable = (0,)
+
+    def forward(self, xs, attrs):
+        x = xs[0]
+        ax = step_axis(attrs["dim"], rank(x))
+        m = np.max(x, axis=ax, keepdims=True)
+        with np.errstate(all="ignore"):
+            e = np.exp(x - np.where(np.isfinite(m), m, 0))
+            return e / np.sum(e, axis=ax, keepdims=True)
+
+    def vjp(self, g, xs, out, attrs, need):
+        ax = step_axis(attrs["dim"], rank(xs[0]))
+        return [out * (g - np.sum(g * out, axis=ax, keepdims=True)) if need[0] else None]
+
+    def fmag(self, ms, xs, out, attrs):
+        ax = step_axis(attrs["dim"], rank(xs[0]))
+        return np.abs(out) * (1 + ms[0] + np.sum(out * ms[0], axis=ax, keepdims=True))
+
+    def bmag(self, gm, g, ms, xs, out, attrs, need):
+        ax = step_axis(attrs["dim"], rank(xs[0]))
+        ymag = self.fmag(ms, xs, out, attrs)
+        first = out * (gm + np.sum(gm * out, axis=ax, keepdims=True))
+        second = ymag * (np.abs(g) + np.sum(np.abs(g) * out, axis=ax, keepdims=True))
+        return [first + second if need[0] else None]
+
+
+class LogSoftmax(Softmax):
+    name, doc = "log_softmax", "x - logsumexp(x) along dim"
+
+    def forward(self, xs, attrs):
+        x = xs[0]
+        ax = step_axis(attrs["dim"], rank(x))
+        m = np.max(x, axis=ax, keepdims=True)
+        m = np.where(np.isfinite(m), m, 0)
+        with np.errstate(all="ignore"):
+            return x - m - np.log(np.sum(np.exp(x - m), axis=ax, keepdims=True))
+
+    def vjp(self, g, xs, out, attrs, need):
+        ax = step_axis(attrs["dim"], rank(xs[0]))
+        with np.errstate(all="ignore"):
+            p = np.exp(out)
+        return [g - p * np.sum(g, axis=ax, keepdims=True) if need[0] else None]
+
+    def fmag(self, ms, xs, out, attrs):
+        ax = step_axis(attrs["dim"], rank(xs[0]))
+        with np.errstate(all="ignore"):
+            p = np.exp(out)
+        return np.abs(out) + ms[0] + np.sum(p * ms[0], axis=ax, keepdims=True)
+
+    def bmag(self, gm, g, ms, xs, out, attrs, need):
+        ax = step_axis(attrs["dim"], rank(xs[0]))
+        with np.errstate(all="ignore"):
+            p = np.exp(out)
+        sg = np.sum(np.abs(g), axis=ax, keepdims=True)
+        pmag = p * (1 + ms[0] + np.sum(p * ms[0], axis=ax, keepdims=True))
+        return [gm + p * np.sum(gm, axis=ax, keepdims=True) + pmag * sg if need[0] else None]
+
+
+for _cls in (Sum, Mean, LogSumExp, Softmax, LogSoftmax):
+    register(_cls())

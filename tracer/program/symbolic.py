@@ -1,0 +1,130 @@
+"""Sympy helpers of the step program: named functions, NumPy lambdify, rounding magnitudes.
+
+Why named functions: ``sigmoid`` written as ``1/(1+exp(-x))`` has a sympy derivative
+``exp(-x)/(1+exp(-x))**2`` that overflows to ``inf/inf`` for large ``-x``, while the
+frameworks compute it as ``s(1-s)``. Declaring ``sigmoid`` (and ``softplus``) as sympy
+functions whose ``fdiff`` is that form keeps ``sympy.diff`` the source of every
+derivative and gives NumPy a stable formula. Each rewrites to plain ``exp``/``log``
+for printing (Excel, text).
+
+Why magnitudes: a float32 framework computing ``a - b`` with ``a ~ b`` is off by about
+``eps * (|a| + |b|)``, not ``eps * |a - b|``. :func:`magnitude` turns any elementwise
+expression into the expression of its rounding magnitude, node by node:
+``M(v) = |v| + sum_i |dv/du_i| * M(u_i)`` over each node's direct arguments ``u_i``,
+with ``M`` of an input given (a leaf's own absolute value). The checker compares a
+recorded value with its recomputation against ``eps * M``, so cancellation never fails
+a correct run while a wrong factor or sign still does.
+"""
+from __future__ import annotations
+
+import numpy as np
+import sympy as sp
+
+__all__ = ["sigmoid", "softplus", "magnitude", "lambdify", "to_plain"]
+
+
+def _np_sigmoid(x):
+    x = np.asarray(x)
+    with np.errstate(over="ignore"):
+        e = np.exp(-np.abs(x))
+        return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def _np_softplus(x):
+    return np.logaddexp(0, x)
+
+
+class sigmoid(sp.Function):  # noqa: N801 - sympy function names are lower case
+    """The logistic function ``1/(1+exp(-x))``; derivative ``s(1-s)``."""
+
+    is_real = True
+
+    def fdiff(self, argindex=1):
+        s = sigmoid(self.args[0])
+        return s * (1 - s)
+
+    def _eval_rewrite_as_exp(self, x, **kwargs):
+        return 1 / (1 + sp.exp(-x))
+
+
+class softplus(sp.Function):  # noqa: N801
+    """``log(1 + exp(x))``, computed stably; derivative ``sigmoid(x)``."""
+
+    is_real = True
+
+    def fdiff(self, argindex=1):
+        return sigmoid(self.args[0])
+
+    def _eval_rewrite_as_exp(self, x, **kwargs):
+        return sp.log(1 + sp.exp(x))
+
+
+def _np_erf(x):
+    from scipy.special import erf
+    return erf(x)
+
+
+_MODULES = [{"sigmoid": _np_sigmoid, "softplus": _np_softplus, "erf": _np_erf}, "numpy"]
+
+
+def lambdify(args, expr):
+    """``sympy.lambdify`` to NumPy knowing the named functions above (and ``erf``)."""
+    return sp.lambdify(args, expr, modules=_MODULES)
+
+
+def to_plain(expr):
+    """``expr`` with the named functions rewritten to exp/log (for printing)."""
+    return expr.rewrite(sp.exp) if expr.has(sigmoid, softplus) else expr
+
+
+def _d(expr, child):
+    """d expr / d child, treating the sub-expression ``child`` as a variable."""
+    dummy = sp.Dummy("u", real=True)
+    return sp.diff(expr.xreplace({child: dummy}), dummy).xreplace({dummy: child})
+
+
+def magnitude(expr, mags: dict):
+    """The rounding-magnitude expression of ``expr`` (see the module docstring).
+
+    ``mags`` maps each input symbol to the symbol of its magnitude. Numbers carry no
+    rounding of their own beyond their value's.
+    """
+    memo: dict = {}
+
+    def m(e):
+        if e in mags:
+            return mags[e]
+        if e.is_Number or e.is_NumberSymbol:
+            return sp.Abs(e)
+        if e in memo:
+            return memo[e]
+        if isinstance(e, sp.Piecewise):
+            out = sp.Piecewise(*[(m(ex), cond) for ex, cond in e.args])
+        elif isinstance(e, (sp.Max, sp.Min)):
+            out = sp.Max(*[m(a) for a in e.args])
+        elif isinstance(e, (sp.Heaviside, sp.sign)) or e.is_Relational or e.is_Boolean:
+            out = sp.Abs(e)
+        elif isinstance(e, sp.Abs):
+            out = m(e.args[0])
+        elif e.is_Add:
+            out = sp.Add(*[m(a) for a in e.args])
+        elif e.is_Mul:
+            args = e.args
+            terms = []
+            for j, a in enumerate(args):
+                if a.is_Number:
+                    continue
+                others = sp.Mul(*[sp.Abs(b) for k, b in enumerate(args) if k != j])
+                terms.append(others * m(a))
+            out = sp.Add(*terms) if terms else sp.Abs(e)
+        else:
+            # Pow and functions: first-order propagation through each argument
+            out = sp.Abs(e)
+            for a in e.args:
+                if a.is_Number:
+                    continue
+                out = out + sp.Abs(_d(e, a)) * m(a)
+        memo[e] = out
+        return out
+
+    return m(expr)
