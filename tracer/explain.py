@@ -1,18 +1,23 @@
-"""``explain(trace, step=k)``: the hand derivation of one step, numbers substituted.
+"""``explain(trace, step=k)``: the hand derivation of one step, numbers filled in.
 
-The text is printed from the same sympy expressions the checker evaluates (the
-loss, its derivative from ``sympy.diff``, the optimizer's update equations), so
-what a learner reads is exactly what was checked.
+The text is the step program the checker evaluated, line by line, with each value
+of this step beside it; the elementwise formulas and their ``sympy.diff``
+derivatives are printed from the same sympy expressions the engine lambdifies; the
+update is the optimizer's ordered equations. What a learner reads is exactly what
+was checked. A step the program cannot derive (an unsupported model) still shows
+everything recorded: rows, parameters, gradients and the update check.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .checker import check
-from .checker.forward import backward, forward
-from .errors import TraceInputError
+from .errors import SteptraceError, TraceInputError
 from .math import printing
-from .math.losses import get_loss
+from .program import get_op
+from .program.elementwise import Elementwise
+
+__all__ = ["explain"]
 
 
 def _fmt(a, limit: int = 6) -> str:
@@ -23,19 +28,6 @@ def _fmt(a, limit: int = 6) -> str:
     text = ", ".join(f"{v:.8g}" for v in flat[:limit])
     more = f", ... ({a.size} values)" if a.size > limit else ""
     return f"[{text}{more}]" + (f" shape {a.shape}" if a.ndim > 1 else "")
-
-
-def _model_text(model) -> list[str]:
-    lines = []
-    a = "x"
-    for i, layer in enumerate(model["layers"]):
-        w = layer["weight"] + (".T" if layer.get("transpose") else "")
-        z = f"{a} @ {w}" + (f" + {layer['bias']}" if layer.get("bias") else "")
-        act = layer.get("activation") or "linear"
-        out = "y_pred" if i == len(model["layers"]) - 1 else f"h{i + 1}"
-        lines.append(f"    {out} = {z}" if act == "linear" else f"    {out} = {act}({z})")
-        a = out
-    return lines
 
 
 def explain(trace, step: int = 1, *, report=None, max_rows: int = 5, metric: str | None = None,
@@ -49,7 +41,7 @@ def explain(trace, step: int = 1, *, report=None, max_rows: int = 5, metric: str
         from .reconcile import reconcile_metric
         return str(reconcile_metric(trace, metric, step, value))
     steps = trace.steps
-    if not isinstance(step, (int, np.integer)) or step < 1:
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 1:
         raise TraceInputError(f"step: expected a step number from 1, got {step!r}")
     row = steps[steps["step"] == step]
     if not len(row):
@@ -58,70 +50,149 @@ def explain(trace, step: int = 1, *, report=None, max_rows: int = 5, metric: str
             f"{int(steps['step'].max()) if len(steps) else '-'}, got {step}")
     row = row.iloc[0]
     report = report or check(trace)
-    ctx = report.context
-    out = [f"Step {step} (epoch {int(row['epoch'])}, batch {int(row['batch'])}), "
-           f"batch of {int(row['batch_size']) if np.isfinite(row['batch_size']) else '?'} rows"]
     arrays = trace.arrays()
-    sel = arrays.sample_step == step
-    rows = arrays.sample_row[sel]
-    if rows.size:
+    bs = row.get("batch_size", np.nan)
+    out = [f"Step {step} (epoch {int(row['epoch'])}, batch {int(row['batch'])}), "
+           f"batch of {int(bs) if np.isfinite(bs) else '?'} rows"]
+    rows = arrays.sample_row[arrays.sample_step == step]
+    if rows.size and (rows >= 0).all():
         shown = ", ".join(str(r) for r in rows[:12]) + (", ..." if rows.size > 12 else "")
         out.append(f"  rows used: {shown}")
-    model = ctx.get("model")
-    pos = np.nonzero(arrays.param_step == step)[0]
-    if model is None or not pos.size or arrays.inputs is None or not rows.size:
-        out.append("  (no model, parameters or rows recorded for this step: nothing to derive)")
-        return "\n".join(out + _verdict(report, step))
+    pos = np.flatnonzero(arrays.param_step == step)
+    program = report.context.get("program")
+    ev = None
+    if program is not None and pos.size:
+        from .checker.recompute import evaluate_step
+        try:
+            ev = evaluate_step(trace, step, program)
+        except SteptraceError as exc:
+            out.append(f"  (the step program cannot be evaluated at this step: {exc})")
+    if ev is None:
+        out += _recorded_only(trace, report, step, pos)
+        return "\n".join(out + _updates(trace, report, pos) + _verdict(report, step))
+    out += _program_lines(ev, arrays, step, row, max_rows, _loss_text(trace, report))
+    out += _gradients(ev, arrays, int(pos[0]))
+    grads = ev.gradients() if ev.program.has_loss else {}
+    return "\n".join(out + _updates(trace, report, pos, grads) + _verdict(report, step))
+
+
+def _loss_text(trace, report) -> str | None:
+    if report.identified.get("loss") and "not identified" not in report.identified["loss"]:
+        return report.identified["loss"] + " (identified)"
+    spec = trace.meta.get("loss")
+    if isinstance(spec, dict) and spec.get("name"):
+        red = spec.get("reduction")
+        return spec["name"] + (f", reduction {red}" if red else "")
+    return None
+
+
+def _recorded_only(trace, report, step, pos):
+    reasons = [r for r in report.cannot_check if r.startswith(("model", "program", "loss"))]
+    lines = ["Derivation: not available for this step" + (f" ({'; '.join(reasons)})" if reasons else "") + "."]
+    if not pos.size:
+        return lines + ["  (no parameters were recorded for this step)"]
+    arrays = trace.arrays()
     i = int(pos[0])
-    params = {n: trace.param_values(n, "before")[i:i + 1].astype(np.float64) for n in arrays.params}
-    out.append("Model (parameters before the update):")
-    out += _model_text(model)
-    for n, v in params.items():
-        out.append(f"    {n} = {_fmt(v[0])}")
-    x = arrays.inputs[rows][None].astype(np.float64)
-    y = arrays.targets[rows][None].astype(np.float64)
-    y_hat, cache = forward(model, params, x)
-    pred = arrays.sample_pred[sel][None] if arrays.sample_pred is not None else None
-    out.append(f"Predictions (first {min(max_rows, rows.size)} of {rows.size} rows):")
-    for r in range(min(max_rows, rows.size)):
-        rec = "" if pred is None else f"   recorded {_fmt(pred[0, r])}"
-        out.append(f"    row {rows[r]}: x = {_fmt(x[0, r])}, y = {_fmt(y[0, r])}, y_pred = {_fmt(y_hat[0, r])}{rec}")
-    spec = ctx.get("loss")
-    if spec is None:
-        out.append("Loss: not declared and not identified: the derivation stops here.")
-        return "\n".join(out + _verdict(report, step))
-    loss = get_loss(spec)
-    expr, _ = loss.elementwise
-    value = loss.value(y_hat, y)[0]
-    out.append(f"Loss: {loss.describe()}")
-    out.append(f"    per element: l = {printing.text(expr)}")
-    out.append(f"    L = {value:.10g}   recorded {float(row['loss']):.10g}")
-    out.append(f"Gradient (sympy.diff): dl/dy_pred = {printing.text(loss.derivative)}, "
-               f"then divided as the loss is")
-    d_out = loss.grad(y_hat, y)
-    grads = backward(model, params, cache, d_out)
-    for n, g in grads.items():
+    lines.append("Recorded parameters (before the update) and gradients:")
+    for n, p in arrays.params.items():
+        g = p["grad"][i]
+        grad = _fmt(g) if np.isfinite(g).all() else "(not recorded)"
+        lines.append(f"    {n} = {_fmt(p['before'][i])}   dL/d{n} = {grad}")
+    return lines
+
+
+def _program_lines(ev, arrays, step, row, max_rows, loss_text=None):
+    program = ev.program
+    lines = ["Program (parameters before the update; values of this step):"]
+    shown_groups = set()
+    for n in program.primitive_nodes:
+        if n.name not in ev.values:
+            continue
+        label = n.group or n.name
+        text = get_op(n.op).text([a if isinstance(a, str) else f"{a:g}" for a in n.args], n.attrs)
+        lines.append(f"    {n.name} = {text}  ->  {_fmt(ev.values[n.name][0])}")
+        shown_groups.add(label)
+    for p in program.params:
+        lines.append(f"    {p} = {_fmt(ev.values[p][0])}")
+    formulas = _formulas(program)
+    if formulas:
+        lines.append("Elementwise formulas (derivatives by sympy.diff):")
+        lines += formulas
+    pred = ev.prediction
+    rows = arrays.sample_row[arrays.sample_step == step]
+    rec = arrays.sample_pred[arrays.sample_step == step] if arrays.sample_pred is not None else None
+    if pred is not None and rows.size:
+        p = np.asarray(pred[0], dtype=np.float64).reshape(rows.size, -1) if pred[0].size % rows.size == 0 else None
+        if p is not None:
+            lines.append(f"Predictions (first {min(max_rows, rows.size)} of {rows.size} rows):")
+            for r in range(min(max_rows, rows.size)):
+                x = arrays.inputs[rows[r]] if arrays.inputs is not None else None
+                y = arrays.targets[rows[r]] if arrays.targets is not None else None
+                recd = "" if rec is None else f"   recorded {_fmt(rec[r])}"
+                lines.append(f"    row {rows[r]}: x = {_fmt(x)}, y = {_fmt(y)}, y_pred = {_fmt(p[r])}{recd}")
+    if program.has_loss:
+        recorded = row.get("loss", np.nan)
+        if loss_text:
+            lines.append(f"Loss: {loss_text}")
+        lines.append(f"    L = {program.outputs['loss']} = {float(ev.loss[0]):.10g}   recorded {float(recorded):.10g}")
+    else:
+        lines.append("Loss: not declared and not identified: the derivation stops here.")
+    return lines
+
+
+def _formulas(program) -> list[str]:
+    seen, out = set(), []
+    for n in program.primitive_nodes:
+        op = get_op(n.op)
+        key = (n.op, tuple(sorted(n.attrs.items())))
+        if not isinstance(op, Elementwise) or key in seen or n.op in ("add", "sub", "mul", "div", "neg",
+                                                                       "identity", "cast"):
+            continue
+        seen.add(key)
+        e = op.expr(n.attrs)
+        args = ", ".join(s.name for s in op.symbols)
+        line = f"    {n.op}({args}) = {printing.text(e)}"
+        if op.differentiable:
+            d = op.derivative(op.differentiable[0], n.attrs)
+            line += f";  d/d{op.symbols[op.differentiable[0]].name} = {printing.text(d)}"
+        out.append(line)
+    return out
+
+
+def _gradients(ev, arrays, i):
+    if not ev.program.has_loss:
+        return []
+    lines = ["Gradients (reverse pass through the program):"]
+    for n, g in ev.gradients().items():
         recorded = arrays.params[n]["grad"][i]
         rec = f"   recorded {_fmt(recorded)}" if np.isfinite(recorded).all() else "   (not recorded)"
-        out.append(f"    dL/d{n} = {_fmt(g[0])}{rec}")
-    rules = ctx.get("rules") or {}
-    if rules:
-        rule = next(iter(rules.values()))
-        out.append(f"Update: {rule.describe()}")
-        try:
-            for name, eq in rule.equations():
-                out.append(f"    {name} = {printing.text(eq)}")
-        except Exception:  # an equation the printer cannot render is not worth failing over
-            pass
-        for n, p in arrays.params.items():
-            before, after = p["before"][i].astype(np.float64), p["after"][i].astype(np.float64)
-            g = p["grad"][i] if np.isfinite(p["grad"][i]).all() else grads[n][0].reshape(-1)
-            exp_after = before - rules[n].lr * g if rules[n].convention == "plain" else None
-            line = f"    {n}: {_fmt(before)} -> {_fmt(after)} (recorded)"
-            if exp_after is not None:
-                line += f"; by hand {_fmt(before)} - {rules[n].lr:g} * {_fmt(g)} = {_fmt(exp_after)}"
-            out.append(line)
-    return "\n".join(out + _verdict(report, step))
+        lines.append(f"    dL/d{n} = {_fmt(g[0])}{rec}")
+    return lines
+
+
+def _updates(trace, report, pos, grads=None):
+    rules = report.context.get("rules") or {}
+    if not rules or not pos.size:
+        return []
+    arrays = trace.arrays()
+    i = int(pos[0])
+    rule = next(iter(rules.values()))
+    lines = [f"Update: {rule.describe()}"]
+    try:
+        for name, eq in rule.equations():
+            lines.append(f"    {name} = {printing.text(eq)}")
+    except (TypeError, ValueError):   # an equation the printer cannot render is not worth failing over
+        pass
+    for n, p in arrays.params.items():
+        before, after = p["before"][i].astype(np.float64), p["after"][i].astype(np.float64)
+        line = f"    {n}: {_fmt(before)} -> {_fmt(after)} (recorded)"
+        g = p["grad"][i]
+        if not np.isfinite(g).all() and grads and n in grads:
+            g = np.asarray(grads[n][0], dtype=np.float64).reshape(-1)
+        if n in rules and rules[n].convention == "plain" and np.isfinite(g).all():
+            line += f"; by hand {_fmt(before)} - {rules[n].lr:g} * {_fmt(g)} = {_fmt(before - rules[n].lr * g)}"
+        lines.append(line)
+    return lines
 
 
 def _verdict(report, step) -> list[str]:

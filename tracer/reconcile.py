@@ -92,43 +92,23 @@ def _tolerance(value: float) -> float:
     return max(0.5 * 10.0 ** (-decimals) * (1 + 1e-9), 2e-6 * abs(value))
 
 
-def _params_at(trace, step_pos: int, which: str) -> dict:
-    return {n: trace.param_values(n, which)[step_pos] for n in trace.param_names}
-
-
-def _predict(trace, params: dict, inputs: np.ndarray) -> np.ndarray:
-    try:
-        from .checker.forward import predict
-    except ImportError:  # pragma: no cover - the checker is part of the package
-        predict = None
-    if predict is not None:
-        return predict(trace, params, inputs)
-    a = np.asarray(inputs, dtype=np.float64)
-    for layer in (trace.meta.get("model") or {}).get("layers", []):
-        w = np.asarray(params[layer["weight"]], dtype=np.float64)
-        z = a @ (w.T if layer.get("transpose") else w)
-        if layer.get("bias"):
-            z = z + params[layer["bias"]]
-        act = layer.get("activation", "linear")
-        a = {"linear": lambda t: t, "relu": lambda t: np.maximum(t, 0),
-             "sigmoid": lambda t: 1 / (1 + np.exp(-t)), "tanh": np.tanh}[act](z) if act != "softmax" else \
-            np.exp(z - z.max(-1, keepdims=True)) / np.exp(z - z.max(-1, keepdims=True)).sum(-1, keepdims=True)
-    return a
-
-
-def _full_data_value(trace, name: str, spec, params: dict) -> float:
-    """The quantity on every training row with one parameter set."""
-    a = trace.arrays()
-    preds = np.asarray(_predict(trace, params, a.inputs), dtype=np.float64)
-    if preds.ndim == 1:
-        preds = preds.reshape(-1, 1)
-    yt = np.asarray(a.targets, dtype=np.float64)
+def _full_data_value(trace, name: str, spec, step: int, which: str) -> float:
+    """The quantity on every training row with the parameters before or after ``step``,
+    computed by the step program the checker uses."""
+    from .checker.recompute import evaluate_full_data
+    ev = evaluate_full_data(trace, step, which)
     if name == "loss":
-        from .math.losses import get_loss
-        return float(get_loss(trace.meta["loss"]).value(preds[None], yt[None])[0])
+        if not ev.program.has_loss:
+            raise SteptraceError("the trace's loss is not known")
+        return float(ev.loss[0])
+    preds = ev.prediction
+    if preds is None:
+        raise SteptraceError("the program names no prediction")
+    yt = np.asarray(trace.arrays().targets, dtype=np.float64)
+    preds = np.asarray(preds, dtype=np.float64).reshape(1, yt.shape[0], -1)
     from .math.metrics import get_metric
     metric = get_metric(spec)
-    total, count = metric.batch_terms(preds[None], yt[None])
+    total, count = metric.batch_terms(preds, yt[None])
     return float(metric.result(total, count)[0])
 
 
@@ -177,13 +157,9 @@ def reconcile_metric(trace, metric: str, step: int, value: float | None = None) 
     notes = list(series.notes)
     values = {LOGGED: float(series.running[k]), BATCH: float(series.batch_value[k]),
               MEAN_OF_BATCHES: float(np.mean(series.batch_value[in_epoch]))}
-    param_steps = np.asarray(trace.arrays().param_step)
-    pos = np.flatnonzero(param_steps == step)
     for label, which in ((FULL_BEFORE, "before"), (FULL_AFTER, "after")):
         try:
-            if not pos.size:
-                raise SteptraceError("the parameters of this step were not recorded")
-            values[label] = _full_data_value(trace, name, spec, _params_at(trace, int(pos[0]), which))
+            values[label] = _full_data_value(trace, name, spec, step, which)
         except SteptraceError as exc:
             values[label] = float("nan")
             notes.append(f"{label}: not computed ({exc})")

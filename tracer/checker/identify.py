@@ -2,9 +2,9 @@
 
 Hand-written loops rarely say which loss they compute ("sum of squares / 2 / n"?)
 or which learning rate they used. Both leave fingerprints in the trace: the
-recorded loss divided by the recomputed sum of squares is a constant of the batch
-size, and ``-update / gradient`` is the learning rate. The checker states what it
-found, so a wrong guess is visible rather than silent.
+recorded loss equals exactly one candidate loss of the predictions, and
+``-update / gradient`` is the learning rate. The checker states what it found, so a
+wrong guess is visible rather than silent.
 """
 from __future__ import annotations
 
@@ -12,7 +12,19 @@ from collections import Counter
 
 import numpy as np
 
-from ..math.losses import get_loss, squared_error_family
+from ..errors import SteptraceError
+from ..program import Evaluation
+from ..program.legacy import loss_tail
+from .feed import leaves
+
+__all__ = ["guess_linear_model", "identify_loss", "identify_sgd", "candidate_losses"]
+
+#: squared errors as people write them by hand, first (sum, /2, /n, /2/n, mean, mean/2)
+_SQUARED = ([], [2], ["n"], [2, "n"], ["n", "m"], [2, "n", "m"])
+_LABELS = {"mse": "mean squared error", "mae": "mean absolute error", "huber": "Huber loss (delta 1)",
+           "bce": "binary cross-entropy on probabilities (torch BCELoss)",
+           "bce_logits": "binary cross-entropy on logits", "scce_logits": "cross-entropy on logits, class targets",
+           "cce_logits": "cross-entropy on logits, probability targets"}
 
 
 def guess_linear_model(trace) -> dict | None:
@@ -37,36 +49,88 @@ def guess_linear_model(trace) -> dict | None:
                                                "transpose": transpose, "activation": "linear"}]}
 
 
-def identify_loss(computed, loss_by_step: dict, rtol: float = 1e-5):
-    """Find the squared-error variant whose value equals every recorded loss.
+def candidate_losses(n_outputs: int, class_targets: bool) -> list[tuple[dict, str]]:
+    """``(loss spec, description)`` to try, most common first: the squared errors people write
+    by hand, then the registry's losses with mean and sum reductions."""
+    out = []
+    for d in _SQUARED:
+        label = "sum of squares" + "".join(f" / {f}" for f in d)
+        out.append(({"name": "squared_error", "divide_by": list(d)}, label))
+    for name in ("mae", "huber", "bce", "bce_logits"):
+        for d, how in ((["n", "m"], "mean"), ([], "sum")):
+            out.append(({"name": name, "divide_by": d, "convention": "torch"}, f"{_LABELS[name]} ({how})"))
+    for name in (("scce_logits",) if class_targets else ()) + (("cce_logits",) if n_outputs > 1 else ()):
+        for d, how in ((["n"], "mean"), ([], "sum")):
+            out.append(({"name": name, "divide_by": d, "convention": "torch"}, f"{_LABELS[name]} ({how})"))
+    return out
 
-    ``computed`` is the checker's list of (group, params, predictions, cache).
-    Returns ``(spec, text)``; spec is None when nothing fits.
-    """
-    recorded = []
-    for sub, _, y_hat, _ in computed:
-        actual = np.array([loss_by_step.get(int(s), np.nan) for s in sub.steps])
-        recorded.append(actual)
-    if not any(np.isfinite(a).any() for a in recorded):
+
+def identify_loss(program, arrays, groups, dtype, recorded_loss: dict, rtol: float = 1e-5):
+    """The candidate loss whose value equals every recorded loss; returns ``(program with
+    that loss, description)`` or ``(None, reason)``."""
+    pred, target = program.outputs.get("prediction"), program.outputs.get("target")
+    if pred is None or target is None:
+        return None, "not identified: the program names no prediction and target"
+    group = max(groups, key=lambda g: len(g.steps))
+    sub = group.subset(slice(0, min(len(group.steps), 16)))
+    actual = np.array([recorded_loss.get(int(s), np.nan) for s in sub.steps])
+    if not np.isfinite(actual).any():
         return None, "not identified: no loss values were recorded"
-    for spec in squared_error_family():
-        loss = get_loss(spec)
-        fits = True
-        for (sub, _, y_hat, _), actual in zip(computed, recorded):
-            has = np.isfinite(actual)
-            if not has.any():
-                continue
-            value = loss.value(y_hat, sub.y)[has]
-            if not np.allclose(value, actual[has], rtol=rtol, atol=0):
-                fits = False
-                break
-        if fits:
-            return spec, loss.describe()
-    return None, "not identified: the recorded loss is none of the squared-error variants"
+    try:
+        ev = Evaluation(program, leaves(program, arrays, sub, dtype), dtype, outputs=("prediction",))
+    except SteptraceError as exc:
+        return None, f"not identified: {exc}"
+    y_hat = ev.values[pred]
+    y = ev.values[target]
+    m = int(np.prod(y_hat.shape[2:])) if y_hat.ndim > 2 else 1
+    t = np.asarray(y)
+    class_targets = t.shape[-1] == 1 and m > 1 and np.all(np.equal(np.mod(t, 1), 0))
+    has = np.isfinite(actual)
+    for spec, label in candidate_losses(m, bool(class_targets)):
+        try:
+            cand = program.with_loss(loss_tail(spec, pred, target, m, prefix="loss"), "loss")
+            value = Evaluation(cand, {**ev.values}, dtype, outputs=("loss",)).loss.astype(np.float64)
+        except (SteptraceError, ValueError, IndexError):
+            continue
+        with np.errstate(invalid="ignore"):
+            if np.allclose(value[has], actual[has], rtol=rtol, atol=0):
+                return cand, label
+    return None, "not identified: the recorded loss is none of the candidate losses (squared errors, MAE, " \
+                 "Huber, binary and categorical cross-entropies)"
 
 
-def identify_sgd(arrays, grads: dict, rtol: float = 1e-4):
-    """The plain-SGD learning rate that explains the updates: ``-update / grad``.
+def sgd_rate(update, grad, magnitude, eps: float) -> float | None:
+    """The plain-SGD rate ``lr`` with ``update = -lr * grad``, as a person would have typed it.
+
+    Least squares over the elements gives ``lr``; then the shortest decimal (1 to 8
+    significant digits) that explains every element within the update check's own
+    tolerance (``8 eps |p| + 64 eps |update|``) is preferred, so a float32 run's rounding
+    does not turn ``0.0002`` into ``0.000199992``. None when no gradient is non-zero.
+    """
+    u = np.asarray(update, dtype=np.float64).reshape(-1)
+    g = np.asarray(grad, dtype=np.float64).reshape(-1)
+    mag = np.asarray(magnitude, dtype=np.float64).reshape(-1)
+    ok = np.isfinite(u) & np.isfinite(g) & np.isfinite(mag)
+    if ok.sum() > 1_000_000:
+        ok &= np.arange(ok.size) % (ok.sum() // 1_000_000 + 1) == 0
+    u, g, mag = u[ok], g[ok], mag[ok]
+    top = float(np.max(np.abs(g))) if g.size else 0.0
+    if not top:
+        return None
+    gs, us = g / top, u / max(float(np.max(np.abs(u))), 1e-300)
+    lr = -float(np.dot(us, gs)) / float(np.dot(gs, gs)) * (max(float(np.max(np.abs(u))), 1e-300) / top)
+    if not np.isfinite(lr):
+        return None
+    tol = 8 * eps * mag + 64 * eps * np.abs(u)
+    for digits in range(1, 9):
+        cand = float(f"{lr:.{digits}g}")
+        if np.all(np.abs(u + cand * g) <= tol):
+            return cand
+    return lr
+
+
+def identify_sgd(arrays, grads: dict, eps: float = 2.2e-16):
+    """The plain-SGD learning rate that explains the updates (see :func:`sgd_rate`).
 
     Returns ``(rates, text)`` where rates maps every parameter to the rate most
     parameters share (the odd ones out will then fail their update check, which is
@@ -76,24 +140,20 @@ def identify_sgd(arrays, grads: dict, rtol: float = 1e-4):
     for name, p in arrays.params.items():
         if name not in grads:
             continue
-        g = grads[name]
-        update = p["after"].astype(np.float64) - p["before"].astype(np.float64)
-        mask = np.isfinite(g) & (np.abs(g) > 1e-12 * (np.abs(g).max() if np.isfinite(g).any() else 1))
-        if not mask.any():
-            continue
-        rates = -update[mask] / g[mask]
-        per_param[name] = float(np.median(rates))
+        before, after = p["before"].astype(np.float64), p["after"].astype(np.float64)
+        rate = sgd_rate(after - before, grads[name], np.maximum(np.abs(before), np.abs(after)), eps)
+        if rate is not None:
+            per_param[name] = rate
     if not per_param:
         return None, "no gradients to identify the update rule from"
-    nice = {name: float(f"{r:.6g}") for name, r in per_param.items()}
-    counts = Counter(float(f"{r:.4g}") for r in nice.values())
+    counts = Counter(float(f"{r:.4g}") for r in per_param.values())
     best = max(counts.values())
     candidates = [v for v, c in counts.items() if c == best]
     positive = [v for v in candidates if v > 0]
     chosen4 = min(positive) if positive else candidates[0]
-    lr = next(v for v in nice.values() if float(f"{v:.4g}") == chosen4)
-    odd = {n: r for n, r in nice.items() if float(f"{r:.4g}") != chosen4}
+    lr = next((v for v in per_param.values() if float(f"{v:.4g}") == chosen4), chosen4)
+    odd = {n: r for n, r in per_param.items() if float(f"{r:.4g}") != chosen4}
     text = f"updates match SGD with lr {lr:g} (param -= {lr:g} * grad)"
     if odd:
-        text += "; except " + ", ".join(f"{n} (moves {r:g} x grad)" for n, r in odd.items())
+        text += "; except " + ", ".join(f"{n} (moves {r:.6g} x grad)" for n, r in odd.items())
     return {name: lr for name in grads}, text

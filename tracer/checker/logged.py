@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import SteptraceError
-from ..math.losses import get_loss
 from ..math.metrics import get_metric, loss_terms, running
 
 __all__ = ["check_logged", "logged_values", "LoggedSeries", "padded_batches", "metric_spec"]
@@ -113,11 +112,12 @@ def _complete_epochs(steps_tab: dict, recorded: np.ndarray) -> np.ndarray:
     return ~bad_groups[group]
 
 
-def logged_values(trace) -> dict[str, LoggedSeries]:
+def logged_values(trace, batch_losses: dict | None = None) -> dict[str, LoggedSeries]:
     """Recompute every logged per-batch quantity (``loss`` and each metric) by hand.
 
     Only epochs whose batches were all recorded with predictions are recomputed (a
-    running value needs every batch before it).
+    running value needs every batch before it). ``batch_losses`` (step -> loss, as the
+    checker recomputed them from the step program) saves recomputing them here.
     """
     a = trace.arrays()
     tab = a.steps
@@ -142,19 +142,22 @@ def logged_values(trace) -> dict[str, LoggedSeries]:
             return np.full(len(steps), np.nan)
         return np.asarray(col, dtype=np.float64)[ok]
 
-    # the loss: Keras's Mean tracker weighted by batch size
+    # the loss: Keras's Mean tracker weighted by batch size, of the batch losses the
+    # step program recomputes
     notes = []
-    loss_spec = meta.get("loss")
-    batch_loss = None
-    if loss_spec:
+    if batch_losses is None:
+        from .recompute import batch_losses as recompute
         try:
-            batch_loss = get_loss(loss_spec).value(yp, yt, mask)
+            batch_losses = recompute(trace, steps)
         except SteptraceError as exc:
-            notes.append(f"loss not recomputed from predictions ({exc}); the recorded batch loss is used")
-    if batch_loss is None and "loss" in tab:
+            notes.append(f"loss not recomputed ({exc}); the recorded batch loss is used")
+            batch_losses = {}
+    batch_loss = None
+    if batch_losses and all(int(s) in batch_losses for s in steps):
+        batch_loss = np.array([batch_losses[int(s)] for s in steps], dtype=np.float64)
+    elif "loss" in tab:
         batch_loss = np.asarray(tab["loss"], dtype=np.float64)[ok]
-        if not loss_spec:
-            notes.append("no loss description: the recorded batch loss is used")
+        notes.append("the loss could not be recomputed from the model: the recorded batch loss is used")
     if batch_loss is not None and "logged_loss" in tab:
         total, count = loss_terms(batch_loss, bsize)
         ct, cc = running(total, count, epochs)
@@ -176,7 +179,7 @@ def logged_values(trace) -> dict[str, LoggedSeries]:
     return out
 
 
-def check_logged(trace) -> list[dict]:
+def check_logged(trace, batch_losses: dict | None = None) -> list[dict]:
     """Rows comparing every logged per-batch and per-epoch value with its recomputation.
 
     Each row: ``step``, ``quantity`` (``logged_<name>`` after a batch,
@@ -185,7 +188,7 @@ def check_logged(trace) -> list[dict]:
     ``actual`` (what the framework logged).
     """
     rows = []
-    series = logged_values(trace)
+    series = logged_values(trace, batch_losses)
     epochs_tab = trace.arrays().epochs or {}
     ep_col = np.asarray(epochs_tab.get("epoch", []), dtype=np.int64)
     for name, s in series.items():

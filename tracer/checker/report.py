@@ -35,8 +35,8 @@ class CheckReport:
     ``table`` has one row per check: ``step``, ``quantity`` (prediction, loss, grad,
     update, a state slot, or a logged value), ``param``, ``sample``, ``index`` (the
     worst element), ``expected``, ``actual``, ``abs_err``, ``rel_err``, ``factor``
-    (actual / expected), ``passed`` and ``status`` (``passed``, ``failed`` or
-    ``cannot check``). ``identified`` holds what the checker found out by itself
+    (actual / expected), ``passed`` and ``status`` (``passed``, ``failed``,
+    ``non-finite`` (a NaN or inf, which never passes) or ``cannot check``). ``identified`` holds what the checker found out by itself
     (loss, learning rate); ``findings`` the diagnoses.
     """
 
@@ -89,8 +89,10 @@ class CheckReport:
         n_checks = len(self.table)
         n_fail = int((~self.table["passed"]).sum()) if n_checks else 0
         verdict = {"passed": "OK", "failed": "FAILED", "incomplete": "INCOMPLETE"}[self.verdict]
-        lines.append(f"steptrace check: {verdict} - {self.n_steps} steps, {n_checks} checks, "
-                     f"{n_fail} failed")
+        rec = self.context.get("steps_recorded", self.n_steps)
+        done = self.context.get("steps_checked")
+        steps = _count(rec, "step") + ("" if done is None else f" recorded, {done} checked")
+        lines.append(f"steptrace check: {verdict} - {steps}, {_count(n_checks, 'check')}, {n_fail} failed")
         for key, text in self.identified.items():
             lines.append(f"  identified {key}: {text}")
         for note in self.cannot_check:
@@ -113,6 +115,10 @@ class CheckReport:
 
     def _repr_html_(self) -> str:  # notebooks
         return "<pre>" + self.summary() + "</pre>"
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def describe_row(row: dict) -> str:
@@ -155,9 +161,9 @@ class TableBuilder:
         with np.errstate(divide="ignore", invalid="ignore"):
             rel_err = np.where(mag > 0, abs_err / mag, 0.0)
             factor = np.where(expected != 0, actual / expected, np.nan)
-        both_nan = np.isnan(expected) & np.isnan(actual)
-        passed = (abs_err <= atol + rtol * mag) | both_nan
-        passed &= ~(np.isnan(expected) ^ np.isnan(actual))
+        # NaN or inf never passes: a non-finite value is a finding, even when the math agrees
+        finite = np.isfinite(expected) & np.isfinite(actual)
+        passed = finite & (abs_err <= atol + rtol * mag)
         n = step.size
         self._blocks.append({
             "step": step, "quantity": np.full(n, quantity, dtype=object),
@@ -165,7 +171,7 @@ class TableBuilder:
             "sample": _int_col(sample, n), "index": _int_col(index, n),
             "expected": expected, "actual": actual, "abs_err": abs_err, "rel_err": rel_err,
             "factor": factor, "passed": passed,
-            "status": np.where(passed, "passed", "failed").astype(object),
+            "status": np.where(passed, "passed", np.where(finite, "failed", "non-finite")).astype(object),
         })
 
     def add_cannot_check(self, *, step, quantity: str, param=None):

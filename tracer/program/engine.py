@@ -50,7 +50,7 @@ class Evaluation:
 
     def _forward(self):
         for n in self._nodes:
-            if n.name not in self._needed:
+            if n.name not in self._needed or n.name in self.values:   # given: not recomputed
                 continue
             op = get_op(n.op)
             xs = [self._arg(a) for a in n.args]

@@ -159,8 +159,6 @@ class StepProgram:
                 raise TraceInputError(f"program outputs: unknown output {key!r} (prediction, loss, target)")
             if name not in defined:
                 raise TraceInputError(f"program outputs: {key} names {name!r}, which is not defined")
-        if "loss" not in self.outputs and not self.unsupported:
-            raise TraceInputError("program outputs: no loss")
 
     # -------------------------------------------------------------- json
     @classmethod
@@ -215,6 +213,18 @@ class StepProgram:
                                     where=n.where, label=n.label, group=e.get("group") or None))
             self._primitive = out
         return self._primitive
+
+    def with_loss(self, tail: list[Node], loss: str) -> "StepProgram":
+        """A copy of this program with the loss nodes ``tail`` appended (``loss`` names the last)."""
+        return StepProgram(inputs=self.inputs, consts=self.consts, params=self.params,
+                           nodes=[Node(**vars(n)) for n in self.nodes] + list(tail),
+                           outputs={**self.outputs, "loss": loss}, batch_size=self.batch_size,
+                           unsupported=self.unsupported, notes=self.notes)
+
+    @property
+    def has_loss(self) -> bool:
+        """Whether the program computes the loss (else the checker identifies it)."""
+        return "loss" in self.outputs
 
     def cannot_check(self) -> list[str]:
         """Why the program cannot be evaluated ("<op> at <file:line>"), empty when it can."""

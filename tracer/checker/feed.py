@@ -1,0 +1,117 @@
+"""Feed recorded steps to the step program: group steps by batch size, build the leaves.
+
+This is the one place that sorts the ``samples`` table by step and slices each step's
+rows (the checker, the logged-value check, the reconciliation and the reports all
+come here). Steps are grouped by batch size so each group stacks into arrays
+``(S, B, ...)``; groups are cut into chunks that bound memory, and a chunk's leaves
+are copied in the working precision only when the chunk is evaluated.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import TraceInputError
+
+__all__ = ["StepGroup", "step_groups", "leaves", "chunks", "rows_of_steps"]
+
+
+@dataclass
+class StepGroup:
+    """Steps sharing a batch size: ``steps`` (S,), ``rows`` (S, B) positions in the data
+    (None when the program reads no data), ``param_pos`` (S,) positions into the
+    parameter arrays (-1 where parameters were not captured)."""
+
+    steps: np.ndarray
+    rows: np.ndarray | None
+    param_pos: np.ndarray
+
+    def subset(self, sel) -> "StepGroup":
+        """The steps picked by ``sel`` (a mask or slice)."""
+        return StepGroup(self.steps[sel], None if self.rows is None else self.rows[sel], self.param_pos[sel])
+
+    @property
+    def batch_size(self) -> int | None:
+        return None if self.rows is None else int(self.rows.shape[1])
+
+
+def rows_of_steps(arrays) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(steps, starts, counts, order)``: the samples table sorted by step (stable), each
+    recorded step with the start and length of its block of rows in ``order``."""
+    order = np.argsort(arrays.sample_step, kind="stable")
+    steps, starts, counts = np.unique(arrays.sample_step[order], return_index=True, return_counts=True)
+    return steps, starts, counts, order
+
+
+def step_groups(arrays, needs_rows: bool = True) -> list[StepGroup]:
+    """The recorded steps with parameters, grouped by batch size (one group when the
+    program reads no data rows). Steps whose rows are unknown are left out."""
+    pos_of = {int(s): i for i, s in enumerate(arrays.param_step)}
+    if not needs_rows:
+        steps = np.asarray(arrays.param_step, dtype=np.int64)
+        if not steps.size:
+            return []
+        return [StepGroup(steps, None, np.arange(steps.size, dtype=np.int64))]
+    if arrays.inputs is None or arrays.sample_step.size == 0:
+        return []
+    steps, starts, counts, order = rows_of_steps(arrays)
+    s_row = arrays.sample_row[order]
+    groups = []
+    for size in np.unique(counts):
+        sel = counts == size
+        idx = starts[sel][:, None] + np.arange(size)[None, :]
+        rows = s_row[idx]
+        ok = (rows >= 0).all(axis=1)
+        if not ok.any():
+            continue
+        st = steps[sel][ok]
+        groups.append(StepGroup(st, rows[ok], np.array([pos_of.get(int(s), -1) for s in st], dtype=np.int64)))
+    return groups
+
+
+def chunks(groups: list[StepGroup], bytes_per_step: int, budget: int = 256 * 1024**2):
+    """Split groups (only steps with parameters) so one chunk's working arrays stay under ``budget``."""
+    size = max(1, budget // max(1, bytes_per_step))
+    for g in groups:
+        ok = g.param_pos >= 0
+        if not ok.any():
+            continue
+        g = g.subset(ok)
+        for start in range(0, len(g.steps), size):
+            yield g.subset(slice(start, start + size))
+
+
+def leaves(program, arrays, group: StepGroup, dtype, which: str = "before", params=None) -> dict:
+    """The program's leaves for the steps of ``group``: data rows, parameters, constants.
+
+    ``which`` picks the parameter values (``before`` the update, or ``after``);
+    ``params`` overrides parameter arrays (name -> stacked array).
+    """
+    out = {}
+    for inp in program.inputs:
+        table = arrays.inputs if inp.source == "inputs" else arrays.targets
+        if table is None or group.rows is None:
+            raise TraceInputError(f"program input {inp.name!r}: the trace has no {inp.source} rows")
+        c0, c1 = inp.columns if inp.columns is not None else (0, table.shape[1])
+        if c1 > table.shape[1]:
+            raise TraceInputError(f"program input {inp.name!r}: columns {c0}..{c1} but the data has "
+                                  f"{table.shape[1]}")
+        block = table[group.rows][:, :, c0:c1]
+        shape = tuple(inp.shape) if inp.shape is not None else (c1 - c0,)
+        if int(np.prod(shape, dtype=np.int64)) != c1 - c0:
+            raise TraceInputError(f"program input {inp.name!r}: shape {list(shape)} does not hold {c1 - c0} columns")
+        block = block.reshape(block.shape[:2] + shape)
+        out[inp.name] = (np.rint(block).astype(np.int64) if inp.dtype == "int" else block.astype(dtype, copy=False))
+    for c in program.consts:
+        out[c.name] = c.value[None].astype(np.int64 if c.dtype == "int" else dtype, copy=False)
+    for name in program.params:
+        if params is not None and name in params:
+            out[name] = params[name]
+            continue
+        p = arrays.params.get(name)
+        if p is None:
+            raise TraceInputError(f"program param {name!r} was not recorded (recorded: {list(arrays.params)})")
+        flat = p[which][group.param_pos]
+        out[name] = flat.reshape((len(group.steps),) + tuple(p["shape"])).astype(dtype, copy=False)
+    return out

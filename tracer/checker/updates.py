@@ -1,0 +1,180 @@
+"""Check every recorded update: the optimizer's rule applied to the recorded gradient.
+
+For each parameter and each recorded step the rule (:mod:`tracer.math.optimizers`,
+the framework's own equations in sympy) is applied to the value before the step, the
+gradient the run used (recorded, or recomputed by the step program where the run
+kept none) and the optimizer state before the step (initial at the optimizer's first
+step, else the state recorded after the previous step), and compared with the value
+after the step and the recorded state. Steps are processed in chunks so memory stays
+bounded whatever the run's length.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import SteptraceError
+from ..math.optimizers import get_optimizer
+from . import identify
+from .quantities import add_worst
+
+__all__ = ["check_updates"]
+
+CHUNK_ELEMENTS = 4 * 1024 * 1024
+
+
+def check_updates(trace, report, builder, eps, opt_spec, expected_grads):
+    """Add update and optimizer-state rows to ``builder``; notes go to ``report``.
+
+    ``expected_grads`` maps a parameter name to ``(n_param_steps, size)`` recomputed
+    gradients (NaN where none) for runs that did not record gradients.
+    """
+    arrays = trace.arrays()
+    param_step = arrays.param_step
+    if not arrays.params or param_step.size == 0:
+        return
+    steps_col = arrays.steps
+    step_numbers = np.asarray(steps_col.get("step", []), dtype=np.int64)
+    pos = {int(s): i for i, s in enumerate(step_numbers)}
+    lookup = np.array([pos.get(int(s), -1) for s in param_step])
+
+    def col(name):
+        c = steps_col.get(name)
+        if c is None:
+            return np.full(param_step.size, np.nan)
+        c = np.asarray(c, dtype=np.float64)
+        return np.where(lookup >= 0, c[np.maximum(lookup, 0)], np.nan)
+
+    frozen = {n for n, r in (trace.meta.get("update_rule") or {}).items()
+              if isinstance(r, dict) and r.get("kind") == "frozen" and n in arrays.params}
+    rules = _rules(arrays, report, opt_spec, expected_grads, frozen, eps)
+    if rules is None:
+        return
+    report.context["rules"] = rules
+    t_rec = col("opt_step")
+    if np.isfinite(t_rec).any():
+        t = t_rec
+    elif opt_spec is not None:
+        t = (param_step - param_step.min() + 1).astype(np.float64)
+    else:
+        t = param_step.astype(np.float64)
+    lr_rec = col("lr")
+    for name, p in arrays.params.items():
+        _check_param(name, p, rules[name], param_step, t, lr_rec if opt_spec is not None else None,
+                     expected_grads.get(name), builder, report, eps)
+
+
+def _rules(arrays, report, opt_spec, expected_grads, frozen, eps):
+    if opt_spec is None:
+        grads = {}
+        for name, p in arrays.params.items():
+            if name in frozen:
+                continue
+            g = p["grad"].astype(np.float64)
+            exp = expected_grads.get(name)
+            if exp is not None:
+                g = np.where(np.isnan(g), exp, g)
+            grads[name] = g
+        rates, text = identify.identify_sgd(arrays, grads, eps)
+        if rates is None:
+            report.cannot_check.append(f"optimizer: {text}")
+            return None
+        report.identified["optimizer"] = text
+        rules = {name: get_optimizer({"name": "sgd", "convention": "plain", "lr": lr}) for name, lr in rates.items()}
+    else:
+        try:
+            rule = get_optimizer(opt_spec)
+        except SteptraceError as exc:
+            report.cannot_check.append(f"optimizer: {exc}")
+            return None
+        rules = {name: rule for name in arrays.params}
+    for name in frozen:
+        rules[name] = get_optimizer({"name": "sgd", "convention": "plain", "lr": 0.0})
+    for name in arrays.params:
+        rules.setdefault(name, get_optimizer({"name": "sgd", "convention": "plain", "lr": 0.0}))
+    return rules
+
+
+def _check_param(name, p, rule, param_step, t, lr_rec, expected, builder, report, eps):
+    n, size = p["before"].shape
+    shape = tuple(p["shape"])
+    per = max(1, CHUNK_ELEMENTS // max(1, size))
+    checked = 0
+    rtol = 64 * eps       # the rule's own arithmetic in the run's precision, relative to the update
+    for i0 in range(0, n, per):
+        i1 = min(n, i0 + per)
+        before = p["before"][i0:i1].astype(np.float64)
+        after = p["after"][i0:i1].astype(np.float64)
+        g = p["grad"][i0:i1].astype(np.float64)
+        if expected is not None:
+            g = np.where(np.isnan(g), expected[i0:i1], g)
+        ok = np.isfinite(g).all(axis=1) & np.isfinite(before).all(axis=1)
+        state, state_ok = _state_before(rule, p, before, param_step, t, i0, i1, shape)
+        ok &= state_ok
+        if not ok.any():
+            continue
+        k = int(ok.sum())
+        sb = {s: v[ok].reshape((k,) + shape) for s, v in state.items()}
+        lr_used = None
+        if lr_rec is not None and np.isfinite(lr_rec[i0:i1][ok]).all():
+            lr_used = lr_rec[i0:i1][ok]
+        new_p, new_state = rule.step(before[ok].reshape((k,) + shape), g[ok].reshape((k,) + shape), sb,
+                                     t[i0:i1][ok], lr_used)
+        exp_update = np.asarray(new_p).reshape(k, -1) - before[ok]
+        act_update = after[ok] - before[ok]
+        # the recorded update carries the rounding of the value itself: eps * |p| per step
+        scale = np.maximum(np.abs(before[ok]), np.abs(after[ok])) * (8 * eps / rtol)
+        steps = param_step[i0:i1][ok]
+        add_worst(builder, "update", name, steps, exp_update, act_update, scale, rtol)
+        for slot, value in new_state.items():
+            rec = _recorded_slot(p, slot)
+            if rec is None:
+                continue
+            r = rec[i0:i1][ok].astype(np.float64)
+            ev = np.asarray(value, dtype=np.float64).reshape(r.shape)
+            sc = np.maximum(np.abs(ev).max(axis=1, keepdims=True), np.abs(r).max(axis=1, keepdims=True))
+            add_worst(builder, slot, name, steps, ev, r, np.broadcast_to(sc, ev.shape), 64 * eps)
+        checked += k
+    if checked == 0:
+        report.cannot_check.append(f"update of {name}: no step with a gradient and a known optimizer state")
+    elif checked < n:
+        report.context.setdefault("partial_updates", {})[name] = (checked, n)
+
+
+def _recorded_slot(p, slot):
+    from ..math.optimizers import _SLOT_ALIASES   # Keras 3 calls Adam's m/v momentum/velocity
+    for name in (slot, *_SLOT_ALIASES.get(slot, ())):
+        if name in p["slots"]:
+            return p["slots"][name]
+    return None
+
+
+def _state_before(rule, p, before, param_step, t, i0, i1, shape):
+    """Optimizer state before each step of rows ``i0:i1``: the initial state at the
+    optimizer's first step, else the recorded state after the previous step (when that
+    step was recorded right before)."""
+    slots = list(getattr(rule, "slots", ()) or ())
+    n = i1 - i0
+    ok = np.ones(n, dtype=bool)
+    if not slots:
+        return {}, ok
+    init = rule.initial_state(before.reshape((n,) + shape))
+    first = np.asarray(t[i0:i1]) == 1
+    prev_steps = param_step[max(i0 - 1, 0):i1 - 1]
+    consecutive = np.zeros(n, dtype=bool)
+    if i0 == 0:
+        consecutive[1:] = np.diff(param_step[0:i1]) == 1
+    else:
+        consecutive[:] = param_step[i0:i1] - prev_steps == 1
+    state = {}
+    for slot in slots:
+        init_v = np.asarray(init[slot], dtype=np.float64).reshape(n, -1)
+        rec = _recorded_slot(p, slot)
+        prev = np.full_like(init_v, np.nan)
+        if rec is not None:
+            if i0 == 0:
+                prev[1:] = rec[0:i1 - 1]
+            else:
+                prev[:] = rec[i0 - 1:i1 - 1]
+        state[slot] = np.where(first[:, None], init_v, prev)
+        ok &= first | (consecutive & np.isfinite(prev).all(axis=1))
+    return state, ok
