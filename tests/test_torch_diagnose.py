@@ -5,7 +5,7 @@ import torch.nn as nn
 
 from hooks.torch import trace_torch
 from tracer import Recorder
-from tracer.checker.diagnose import diagnose
+from tracer.checker.diagnoses import diagnose
 
 
 def _data():
@@ -25,7 +25,7 @@ def test_parameter_with_gradient_left_out_of_the_optimizer():
             opt.step()
     found = [f for f in diagnose(tr.trace) if f["kind"] == "never_updated"]
     assert [(f["param"], f["step"]) for f in found] == [("bias", 1)]
-    assert "gradient" in found[0]["message"] and "optimizer" in found[0]["message"]
+    assert "gradient" in found[0]["message"] and "optimizer" in found[0]["fix"]
 
 
 def test_in_place_update_applied_twice_is_counted():
@@ -60,7 +60,7 @@ def test_gradients_never_zeroed_without_optimizer():
             with torch.no_grad():
                 w -= 0.05 * w.grad          # and no w.grad.zero_()
     (f,) = [f for f in diagnose(tr.trace) if f["kind"] == "grad_accumulating"]
-    assert f["step"] == 2 and f["param"] == "w" and "zero" in f["message"]
+    assert f["step"] == 2 and f["param"] == "w" and "zero" in f["message"] + f["fix"]
 
 
 def test_double_averaging_needs_both_a_mean_loss_and_a_division_by_the_batch():

@@ -108,6 +108,9 @@ class Recorder:
         self._param_step = RowBuffer(1, np.int64, 256)
         self._notes: list[str] = []
         self._started = time.time()
+        # how many recorded steps were handed each quantity: a NaN then means a real NaN,
+        # not "not recorded" (the buffers use NaN for both)
+        self._given = {"loss": 0, "y_pred": 0, "grads": {}}
 
     # ------------------------------------------------------------------ data
     def set_data(self, inputs, targets) -> None:
@@ -176,6 +179,7 @@ class Recorder:
         if batch_size is None:
             batch_size = (rows.size if rows is not None else
                           (np.shape(y_pred)[0] if y_pred is not None and np.ndim(y_pred) else np.nan))
+        self._count_given(loss, y_pred, grads)
         row = {"epoch": int(epoch), "batch": int(batch), "step": step, "batch_size": batch_size,
                "loss": np.nan if loss is None else float(loss),
                "lr": np.nan if lr is None else float(lr)}
@@ -192,6 +196,17 @@ class Recorder:
             self._record_summary(row, params_before, params_after, grads)
         self._steps.add_row(row)
         return step
+
+    def _count_given(self, loss, y_pred, grads):
+        given = self._given
+        if loss is not None:
+            given["loss"] += 1
+        if y_pred is not None:
+            given["y_pred"] += 1
+        if grads:
+            for name, g in grads.items():
+                if g is not None:
+                    given["grads"][name] = given["grads"].get(name, 0) + 1
 
     def _record_full(self, step, before, after, grads, rows, y_pred, state):
         self._param_step.append(step)
@@ -297,7 +312,9 @@ class Recorder:
         meta = dict(self.meta)
         meta.setdefault("capture", {})
         meta["capture"] = {**meta.get("capture", {}), "mode": self.capture, "every": self.every,
-                           "steps_seen": self.steps_seen}
+                           "steps_seen": self.steps_seen,
+                           "given": {"loss": self._given["loss"], "y_pred": self._given["y_pred"],
+                                     "grads": dict(self._given["grads"])}}
         if self._notes:
             meta["notes"] = list(meta.get("notes", [])) + self._notes
         if self._inputs is not None:

@@ -61,7 +61,7 @@ def check(trace, *, loss: dict | None = None, optimizer: dict | None = None,
     report.context["program"] = program
     report.context["loss_by_step"] = recomputed["loss"]
     check_updates(trace, report, builder, eps, optimizer or trace.meta.get("optimizer"), recomputed["grads"])
-    _logged_and_diagnoses(trace, report, builder, eps, recomputed["loss"])
+    _logged_and_diagnoses(trace, report, builder, eps, recomputed["loss"], program)
     report.table = builder.build()
     _factor_findings(report, trace)
     coverage.account(trace, report, recomputed["checked"])
@@ -122,8 +122,8 @@ def _recorded_loss(arrays) -> dict:
                     np.asarray(steps.get("loss", []), dtype=np.float64).tolist()))
 
 
-def _logged_and_diagnoses(trace, report, builder, eps, losses):
-    from .diagnose import diagnose
+def _logged_and_diagnoses(trace, report, builder, eps, losses, program):
+    from .diagnoses import diagnose
     from .logged import check_logged
     try:
         rows = check_logged(trace, batch_losses=losses or None)
@@ -131,9 +131,10 @@ def _logged_and_diagnoses(trace, report, builder, eps, losses):
         report.cannot_check.append(f"logged values: {exc}")
         rows = []
     builder.add_rows(rows, rtol=max(1e-5, 64 * eps), atol=1e-6 if eps > 1e-10 else 1e-12)
-    for f in diagnose(trace):
+    for f in diagnose(trace, program if program is not None and program.has_loss else None):
         report.findings.append(Finding(kind=f["kind"], message=f["message"], param=f.get("param"),
-                                       step=f.get("step"), failed=f.get("failed", True)))
+                                       step=f.get("step"), failed=f.get("failed", True), fix=f.get("fix"),
+                                       evidence=f.get("evidence") or {}))
 
 
 def _factor_findings(report, trace):

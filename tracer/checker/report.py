@@ -26,6 +26,8 @@ class Finding:
     param: str | None = None
     step: int | None = None
     failed: bool = True
+    fix: str | None = None
+    evidence: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -104,7 +106,8 @@ class CheckReport:
         for f in self.findings:
             tag = "FAIL" if f.failed else "note"
             where = f" (step {f.step})" if f.step is not None else ""
-            lines.append(f"  [{tag}] {f.message}{where}")
+            fix = f" Fix: {f.fix}." if f.fix else ""
+            lines.append(f"  [{tag}] {f.message}{where}{fix}")
         first = self.first_failure()
         if first is not None:
             lines.append("  first failure: " + describe_row(first))

@@ -1,0 +1,74 @@
+"""Benchmark: checking S4 against training it (time and peak memory), in one process.
+
+One epoch of S4's regression loop (7000 x 500 -> 256 -> 1, batch 50, 140 steps) is
+trained untraced and traced (full capture), interleaved, best of N; then the trace
+is checked, best of N. Printed: training ms per epoch, check ms, their ratio, and
+the checker's peak memory (tracemalloc, which counts NumPy's buffers) against the
+trace's own in-memory size (its arrays' bytes).
+
+    python bench/bench_checker.py [--repeats 3] [--threads 1]
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import tracer  # noqa: E402
+from bench_torch import make_data, run  # noqa: E402
+from hooks.torch import trace_torch  # noqa: E402
+
+
+def trace_bytes(trace) -> int:
+    """Bytes of the arrays a trace holds in memory."""
+    a = trace.arrays()
+    total = sum(v.nbytes for p in a.params.values() for k, v in p.items() if isinstance(v, np.ndarray))
+    total += sum(v.nbytes for p in a.params.values() for v in p["slots"].values())
+    for arr in (a.inputs, a.targets, a.sample_pred, a.sample_step, a.sample_row, a.param_step):
+        total += 0 if arr is None else arr.nbytes
+    return total
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    x, y = make_data()
+    run(contextlib.nullcontext, x, y, 1)
+    train = float("inf")
+    trace = None
+    for _ in range(args.repeats):
+        seconds, steps, _, _ = run(contextlib.nullcontext, x, y, 1)
+        train = min(train, seconds)
+        _, _, _, trace = run(lambda: trace_torch(capture="full"), x, y, 1)
+    best, report = float("inf"), None
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        report = tracer.check(trace)
+        best = min(best, time.perf_counter() - t0)
+    tracemalloc.start()
+    tracer.check(trace)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    size = trace_bytes(trace)
+    print(f"S4 one epoch: {trace.n_steps} steps, {args.threads} thread(s), best of {args.repeats}")
+    print(f"  training (untraced)  {1e3 * train:8.1f} ms")
+    print(f"  check                {1e3 * best:8.1f} ms   ratio check/train {best / train:.2f}")
+    print(f"  trace in memory      {size / 2**20:8.1f} MB")
+    print(f"  check peak memory    {peak / 2**20:8.1f} MB   ratio {peak / size:.2f}")
+    print(f"  verdict: {report.verdict}")
+    return {"train_s": train, "check_s": best, "trace_bytes": size, "check_peak_bytes": peak}
+
+
+if __name__ == "__main__":
+    main()

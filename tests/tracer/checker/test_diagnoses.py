@@ -1,0 +1,84 @@
+"""Each program-based diagnosis: a planted bug is named (step, parameter or quantity,
+evidence, fix) and its clean twin gives no finding and passes the check."""
+import numpy as np
+import pytest
+
+import tracer
+from tracer.checker.diagnoses import diagnose
+
+from _program_runs import mlp_program, simulate
+
+RNG = np.random.default_rng(3)
+X = RNG.normal(size=(20, 3))
+Y = X @ np.array([[1.0], [-2.0], [0.5]]) + 0.3
+
+
+def _params(b1=0.0, units=4, out=1):
+    return {"w1": RNG.normal(size=(units, 3)) * 0.5, "b1": np.full(units, b1),
+            "w2": RNG.normal(size=(out, units)) * 0.5, "b2": np.zeros(out)}
+
+
+def _kinds(trace, kind):
+    report = tracer.check(trace)
+    return [f for f in report.findings if f.kind == kind], report
+
+
+def test_clean_run_has_no_finding_and_passes():
+    trace = simulate(mlp_program(), X, Y, _params(b1=0.1))
+    report = tracer.check(trace)
+    assert report.ok, report.summary()
+    assert report.findings == []
+
+
+def test_continuity_names_a_write_outside_the_update():
+    def extra_update(step, params):
+        if step == 2:
+            params = dict(params)
+            params["w2"] = params["w2"] * 0.9          # e.g. model.weight -= 0.1 * model.weight
+        return params
+    found, report = _kinds(simulate(mlp_program(), X, Y, _params(b1=0.1), tamper=extra_update), "continuity")
+    assert len(found) == 1 and found[0].param == "w2" and found[0].step == 3
+    assert "between step 2 and step 3" in found[0].message and found[0].fix
+    assert report.verdict == "failed"
+
+
+def test_dead_relu_is_named_with_its_operation():
+    found, _ = _kinds(simulate(mlp_program(), X, Y, _params(b1=-100.0)), "dead_gradient")
+    names = sorted(f.param for f in found)
+    assert names == ["b1", "w1", "w2"]            # w2 multiplies the dead ReLU's zeros
+    assert all("dead ReLU" in f.message and "model.py:4" in f.message for f in found)
+
+
+def test_softmax_over_one_unit_kills_every_gradient_below_it():
+    prog = mlp_program(act="tanh")
+    prog["nodes"][2:2] = []
+    prog["nodes"].insert(3, {"name": "p", "op": "softmax", "args": ["pred"], "attrs": {"dim": -1}})
+    prog["nodes"][-1]["args"] = ["p", "y"]
+    prog["outputs"]["prediction"] = "p"
+    found, _ = _kinds(simulate(prog, X, (Y > 0).astype(float), _params()), "dead_gradient")
+    assert {f.param for f in found} == {"w1", "b1", "w2", "b2"}
+    assert all("softmax over a single unit" in f.message for f in found)
+
+
+def test_loss_broadcast_names_both_shapes():
+    prog = mlp_program(target_shape=[])                   # predictions (N, 1), targets (N,)
+    found, report = _kinds(simulate(prog, X, Y[:, 0], _params(b1=0.1)), "loss_broadcast")
+    assert len(found) == 1
+    assert "(20, 1)" in found[0].message and "(20,)" in found[0].message and "(20, 20)" in found[0].message
+    assert report.ok is False
+    clean, report = _kinds(simulate(mlp_program(), X, Y, _params(b1=0.1)), "loss_broadcast")
+    assert clean == [] and report.ok
+
+
+def test_non_finite_names_the_step_and_the_operation():
+    prog = mlp_program(act="tanh")
+    prog["nodes"].insert(3, {"name": "lp", "op": "log", "args": ["pred"], "where": "model.py:6"})
+    prog["nodes"][-1]["args"] = ["lp", "y"]
+    prog["outputs"]["prediction"] = "lp"
+    params = _params()
+    params["b2"] = np.array([-50.0])                      # log of a negative prediction
+    found, report = _kinds(simulate(prog, X, Y, params, steps=2), "non_finite")
+    assert len(found) == 1 and found[0].step == 1
+    assert "log of 0 or of a negative number" in found[0].message and "model.py:6" in found[0].message
+    assert report.verdict == "failed"
+    assert (report.table["status"] == "non-finite").any()

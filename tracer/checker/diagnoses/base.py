@@ -1,0 +1,72 @@
+"""The tiny base every diagnosis stands on (one diagnosis per module, as Cockpit's quantities).
+
+A diagnosis reads a :class:`Context` (the trace, its arrays and, when the checker
+resolved one, the step program) and returns findings: plain dicts with ``kind``,
+``param``, ``step``, ``message`` (what happened, with the evidence: numbers and
+factors), ``fix`` (one line saying what to change) and ``failed``. The context
+computes shared things once (the steps table, an evaluation of the first steps).
+"""
+from __future__ import annotations
+
+from functools import cached_property
+
+import numpy as np
+
+__all__ = ["Context", "Diagnosis", "finding"]
+
+
+def finding(kind, message, fix, *, param=None, step=None, failed=True, **evidence) -> dict:
+    """A finding dict (see the module docstring)."""
+    return {"kind": kind, "param": param, "step": None if step is None else int(step), "message": message,
+            "fix": fix, "failed": failed, "evidence": evidence}
+
+
+class Context:
+    """What the diagnoses read: the trace, its arrays and steps, the program (may be None)."""
+
+    def __init__(self, trace, program=None):
+        self.trace = trace
+        self.meta = trace.meta
+        self.arrays = trace.arrays()
+        self.program = program
+
+    @cached_property
+    def steps(self) -> np.ndarray:
+        """The recorded step numbers."""
+        return np.asarray(self.arrays.steps.get("step", []), dtype=np.int64)
+
+    @cached_property
+    def first_step(self):
+        return int(self.steps[0]) if self.steps.size else None
+
+    @cached_property
+    def evaluation(self):
+        """The program evaluated on the first recorded steps (up to 8), or None."""
+        if self.program is None or not self.program.has_loss:
+            return None
+        from ...errors import SteptraceError
+        from ...program import Evaluation
+        from ..feed import leaves, step_groups
+        try:
+            groups = [g for g in step_groups(self.arrays, needs_rows=bool(self.program.inputs))
+                      if (g.param_pos >= 0).any()]
+            if not groups:
+                return None
+            g = min(groups, key=lambda g: g.steps[0])
+            g = g.subset(g.param_pos >= 0)
+            sub = g.subset(slice(0, 8))
+            ev = Evaluation(self.program, leaves(self.program, self.arrays, sub, np.float64), np.float64)
+            ev.gradients()
+            ev.steps = sub.steps
+            return ev
+        except (SteptraceError, ValueError, IndexError, FloatingPointError):
+            return None
+
+
+class Diagnosis:
+    """Base class: ``kind`` names the finding; :meth:`run` returns findings for a context."""
+
+    kind = ""
+
+    def run(self, ctx: Context) -> list[dict]:
+        raise NotImplementedError
