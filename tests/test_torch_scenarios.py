@@ -10,7 +10,7 @@ import torch
 
 import tracer
 from hooks.torch import trace_torch
-from tracer.checker.diagnose import diagnose
+from tracer.checker.diagnoses import diagnose
 
 import _torch_scenarios as S
 
@@ -268,7 +268,7 @@ def test_forgotten_zero_grad_caught_at_step_2():
     trace = tr.trace
     found = [f for f in diagnose(trace) if f["kind"] == "grad_accumulating"]
     assert len(found) == 1 and found[0]["step"] == 2
-    assert "zero_grad" in found[0]["message"]
+    assert "zero_grad" in found[0]["fix"]
     assert trace.steps["stale_grad_0.weight"].iloc[0] == 0
     assert trace.steps["stale_grad_0.weight"].iloc[1:].eq(1).all()
     # the recorded gradient is the accumulated one the optimizer used
