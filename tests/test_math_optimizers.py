@@ -240,8 +240,8 @@ def test_initial_state_values():
 def test_bad_specs():
     with pytest.raises(UnsupportedError):
         get_optimizer({"name": "lion", "convention": "keras"})
-    with pytest.raises(UnsupportedError, match="clipnorm"):
-        get_optimizer({"name": "sgd", "convention": "keras", "clipnorm": 1.0})
+    with pytest.raises(UnsupportedError, match="loss_scale_factor"):
+        get_optimizer({"name": "sgd", "convention": "keras", "loss_scale_factor": 128.0})
     with pytest.raises(TraceInputError):
         get_optimizer("sgd")
     with pytest.raises(TraceInputError, match="rho"):

@@ -131,7 +131,7 @@ def _logged_and_diagnoses(trace, report, builder, eps, losses, program):
         report.cannot_check.append(f"logged values: {exc}")
         rows = []
     builder.add_rows(rows, rtol=max(1e-5, 64 * eps), atol=1e-6 if eps > 1e-10 else 1e-12)
-    for f in diagnose(trace, program if program is not None and program.has_loss else None):
+    for f in diagnose(trace, program if program is not None and program.has_loss else None, report.context):
         report.findings.append(Finding(kind=f["kind"], message=f["message"], param=f.get("param"),
                                        step=f.get("step"), failed=f.get("failed", True), fix=f.get("fix"),
                                        evidence=f.get("evidence") or {}))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import SteptraceError
+from ..math.clipping import Clipping, transforms_of
 from ..math.optimizers import get_optimizer
 from . import identify
 from .quantities import add_worst
@@ -58,9 +59,37 @@ def check_updates(trace, report, builder, eps, opt_spec, expected_grads):
     else:
         t = param_step.astype(np.float64)
     lr_rec = col("lr")
+    clipping = _clipping(trace, report, opt_spec, expected_grads)
     for name, p in arrays.params.items():
         _check_param(name, p, rules[name], param_step, t, lr_rec if opt_spec is not None else None,
-                     expected_grads.get(name), builder, report, eps)
+                     expected_grads.get(name), builder, report, eps, clipping)
+    if clipping is not None:
+        report.context["clipping"] = {"transforms": clipping.transforms, "active_steps": int(clipping.active.sum()),
+                                      "steps": int(param_step.size)}
+
+
+def _clipping(trace, report, opt_spec, expected_grads):
+    """The gradient clipping the run applied before its updates (None when it applied none)."""
+    try:
+        transforms = transforms_of(opt_spec, trace.meta)
+    except SteptraceError as exc:
+        report.cannot_check.append(f"gradient clipping: {exc}")
+        return None
+    if not transforms:
+        return None
+    params = trace.arrays().params
+
+    def grad_of(name, i0, i1):
+        return _used_grad(params[name], expected_grads.get(name), i0, i1)
+    return Clipping(transforms, params, trace.arrays().param_step.size, grad_of)
+
+
+def _used_grad(p, expected, i0, i1):
+    """The gradient rows the update used: recorded, else the program's recomputation."""
+    g = p["grad"][i0:i1].astype(np.float64)
+    if expected is not None:
+        g = np.where(np.isnan(g), expected[i0:i1], g)
+    return g
 
 
 def _rules(arrays, report, opt_spec, expected_grads, frozen, eps):
@@ -94,7 +123,7 @@ def _rules(arrays, report, opt_spec, expected_grads, frozen, eps):
     return rules
 
 
-def _check_param(name, p, rule, param_step, t, lr_rec, expected, builder, report, eps):
+def _check_param(name, p, rule, param_step, t, lr_rec, expected, builder, report, eps, clipping=None):
     n, size = p["before"].shape
     shape = tuple(p["shape"])
     per = max(1, CHUNK_ELEMENTS // max(1, size))
@@ -104,9 +133,9 @@ def _check_param(name, p, rule, param_step, t, lr_rec, expected, builder, report
         i1 = min(n, i0 + per)
         before = p["before"][i0:i1].astype(np.float64)
         after = p["after"][i0:i1].astype(np.float64)
-        g = p["grad"][i0:i1].astype(np.float64)
-        if expected is not None:
-            g = np.where(np.isnan(g), expected[i0:i1], g)
+        g = _used_grad(p, expected, i0, i1)
+        if clipping is not None:
+            g = clipping.apply(name, i0, i1, g)
         ok = np.isfinite(g).all(axis=1) & np.isfinite(before).all(axis=1)
         state, state_ok = _state_before(rule, p, before, param_step, t, i0, i1, shape)
         ok &= state_ok

@@ -42,8 +42,8 @@ p, g, t, lr = _s("p"), _s("g"), sp.Symbol("t", positive=True), sp.Symbol("lr", p
 # Keras 3 calls the same variables momentum, velocity, velocity_hat: accepted as aliases.
 _SLOT_ALIASES = {"m": ("momentum",), "v": ("velocity",), "vhat": ("velocity_hat",)}
 # options that change the maths and have no formula here
-_UNSUPPORTED_OPTIONS = ("clipnorm", "clipvalue", "global_clipnorm", "use_ema",
-                        "gradient_accumulation_steps", "loss_scale_factor")
+# (clipping is applied to the gradient before the rule: tracer.math.clipping)
+_UNSUPPORTED_OPTIONS = ("gradient_accumulation_steps", "loss_scale_factor")
 
 _KERAS_LR = {"sgd": 0.01, "rmsprop": 0.001, "adam": 0.001, "adamw": 0.001, "adagrad": 0.001}
 _TORCH_LR = {"sgd": 0.001, "rmsprop": 0.01, "adam": 0.001, "adamw": 0.001, "adagrad": 0.01}
@@ -212,6 +212,22 @@ def _wd_keras(eqs, r, default=None):
     return {}
 
 
+def _keras_ema(eqs, r, slots):
+    """Keras ``use_ema``: after the update, ``ema = m ema + (1 - m) p`` (m = 0 at the first
+    step), and every ``ema_overwrite_frequency`` steps the variable becomes the average
+    (Keras 3.15 ``_update_model_variables_moving_average`` and
+    ``_overwrite_model_variables_with_average_value``)."""
+    if not r.get("use_ema", False):
+        return {}, tuple(slots)
+    m = _num(r.get("ema_momentum", 0.99), "ema_momentum")
+    freq = r.get("ema_overwrite_frequency", None)
+    mom = sp.Piecewise((0, sp.Eq(t, 1)), (_s("ema_momentum"), True))
+    eqs.append(("ema", mom * _s("ema") + (1 - mom) * p))
+    if freq:
+        eqs.append(("p", sp.Piecewise((_s("ema"), sp.Eq(sp.Mod(t, int(freq)), 0)), (p, True))))
+    return {"ema_momentum": m}, tuple(slots) + ("ema",)
+
+
 def _torch_grad_prelude(eqs, r, coupled=True):
     syms = {}
     if r.get("maximize", False):
@@ -239,7 +255,9 @@ def _keras_sgd(spec):
         slots = ("momentum",)
     else:
         eqs.append(("p", p - lr * g))
-    return r, syms, slots, {}, eqs, "Keras SGD"
+    ema_syms, all_slots = _keras_ema(eqs, r, slots)
+    syms.update(ema_syms)
+    return r, syms, all_slots, {}, eqs, "Keras SGD"
 
 
 def _keras_rmsprop(spec):
@@ -268,7 +286,9 @@ def _keras_rmsprop(spec):
         eqs.append(("p", p - _s("momentum")))
     else:
         eqs.append(("p", p - _s("increment")))
-    return r, syms, tuple(slots), {}, eqs, "Keras RMSprop"
+    ema_syms, all_slots = _keras_ema(eqs, r, tuple(slots))
+    syms.update(ema_syms)
+    return r, syms, all_slots, {}, eqs, "Keras RMSprop"
 
 
 def _keras_adam(spec, adamw=False):
@@ -291,7 +311,9 @@ def _keras_adam(spec, adamw=False):
         eqs.append(("p", p - m * _s("alpha") / (sp.sqrt(vh) + E)))
     else:
         eqs.append(("p", p - m * _s("alpha") / (sp.sqrt(v) + E)))
-    return r, syms, tuple(slots), {}, eqs, "Keras AdamW" if adamw else "Keras Adam"
+    ema_syms, all_slots = _keras_ema(eqs, r, tuple(slots))
+    syms.update(ema_syms)
+    return r, syms, all_slots, {}, eqs, "Keras AdamW" if adamw else "Keras Adam"
 
 
 def _keras_adagrad(spec):
@@ -303,7 +325,9 @@ def _keras_adagrad(spec):
     acc = _s("accumulator")
     eqs.append(("accumulator", acc + g ** 2))
     eqs.append(("p", p - lr * g / sp.sqrt(acc + _s("epsilon"))))
-    return r, syms, ("accumulator",), {"accumulator": init}, eqs, "Keras Adagrad"
+    ema_syms, all_slots = _keras_ema(eqs, r, ("accumulator",))
+    syms.update(ema_syms)
+    return r, syms, all_slots, {"accumulator": init}, eqs, "Keras Adagrad"
 
 
 # --------------------------------------------------------------------------- torch

@@ -81,6 +81,8 @@ def _xl(e, cells) -> str:
         h0 = e.args[1] if len(e.args) > 1 else sp.Rational(1, 2)
         xs = _xl(x, cells)
         return f"IF({xs}>0,1,IF({xs}<0,0,{_xl(h0, cells)}))"
+    if isinstance(e, sp.Mod):
+        return f"MOD({_xl(e.args[0], cells)},{_xl(e.args[1], cells)})"
     if isinstance(e, (sp.Max, sp.Min)):
         f = "MAX" if isinstance(e, sp.Max) else "MIN"
         return f"{f}(" + ",".join(_xl(a, cells) for a in e.args) + ")"

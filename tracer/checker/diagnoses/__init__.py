@@ -10,6 +10,7 @@ Framework-neutral: reads only ``trace.meta``, the trace's arrays and the program
 from __future__ import annotations
 
 from .base import Context, Diagnosis, finding
+from .clipping import ClippingEffect
 from .bookkeeping import DoubleAveraging, GradAccumulating, NeverUpdated, UpdatedTwice
 from .continuity import Continuity
 from .dead_gradients import DeadGradients
@@ -19,16 +20,16 @@ from .nonfinite import NonFinite
 __all__ = ["diagnose", "DIAGNOSES", "Context", "Diagnosis", "finding"]
 
 DIAGNOSES: list[Diagnosis] = [NeverUpdated(), UpdatedTwice(), GradAccumulating(), DoubleAveraging(),
-                              Continuity(), DeadGradients(), LossBroadcast(), NonFinite()]
+                              Continuity(), DeadGradients(), LossBroadcast(), NonFinite(), ClippingEffect()]
 
 
-def diagnose(trace, program=None) -> list[dict]:
+def diagnose(trace, program=None, extras: dict | None = None) -> list[dict]:
     """Findings ``{"kind", "param", "step", "message", "fix", "failed", "evidence"}`` for ``trace``.
 
     ``program`` is the step program the checker used (None: the diagnoses that need
-    one are skipped).
+    one are skipped); ``extras`` what the checker found out (e.g. ``clipping``).
     """
-    ctx = Context(trace, program)
+    ctx = Context(trace, program, extras)
     out = []
     for d in DIAGNOSES:
         out += d.run(ctx)

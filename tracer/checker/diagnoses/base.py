@@ -24,8 +24,9 @@ def finding(kind, message, fix, *, param=None, step=None, failed=True, **evidenc
 class Context:
     """What the diagnoses read: the trace, its arrays and steps, the program (may be None)."""
 
-    def __init__(self, trace, program=None):
+    def __init__(self, trace, program=None, extras=None):
         self.trace = trace
+        self.extras = extras or {}
         self.meta = trace.meta
         self.arrays = trace.arrays()
         self.program = program
