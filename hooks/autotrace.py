@@ -1,7 +1,7 @@
 """Switch tracing on inside a script that knows nothing about steptrace.
 
 Why: people debug the script they have, often pasted from a tutorial, and will not
-edit it to try a tool. ``steptrace run script.py`` (:mod:`tracer.run`) therefore
+edit it to try a tool. ``steptrace run script.py`` (:mod:`tracer.app.run`) therefore
 traces whatever the script trains, and this module is the framework side of it.
 
 How, without importing a framework the script does not use:

@@ -5,8 +5,8 @@ import sys
 import numpy as np
 import pytest
 
-from tracer.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, main
-from tracer.examples import s0_data
+from tracer.app.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, main
+from tracer.app.examples import s0_data
 from hooks.numpy import NumpyTracer
 
 

@@ -12,7 +12,7 @@ import pytest
 import tracer
 from hooks.keras import TraceCallback
 from tracer.checker.logged import check_logged
-from tracer.examples import s0_data
+from tracer.app.examples import s0_data
 
 pytestmark = pytest.mark.keras
 

@@ -239,7 +239,7 @@ def test_reconcile_bad_input_is_named(four_by_four):
 
 
 def test_cli_explain_metric(one_batch, tmp_path, capsys):
-    from tracer.cli import main
+    from tracer.app.cli import main
     path = one_batch[0].save(tmp_path / "s2")
     assert main(["explain", str(path), "--metric", "loss", "--step", "1", "--value", "352.3351"]) == 0
     out = capsys.readouterr().out

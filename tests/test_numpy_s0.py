@@ -9,7 +9,7 @@ import pytest
 
 import tracer
 from hooks.numpy import NumpyTracer
-from tracer.examples import s0_data, s0_numpy
+from tracer.app.examples import s0_data, s0_numpy
 
 
 def untraced_s0(iterations=100, lr=0.02):

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import tracer.run as run
+import tracer.app.run as run
 from tracer import Trace
 from tracer.errors import TraceInputError
 
@@ -155,8 +155,8 @@ def test_post_import_hook_fires_once_after_the_module_ran(tmp_path, monkeypatch)
 
 
 def test_runner_imports_no_framework():
-    """tracer.run and hooks.autotrace load Keras/PyTorch only when the script does."""
-    code = ("import sys, tracer.run, hooks.autotrace; "
+    """tracer.app.run and hooks.autotrace load Keras/PyTorch only when the script does."""
+    code = ("import sys, tracer.app.run, hooks.autotrace; "
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'tensorflow', 'keras'}))")
     res = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=60)
     assert res.stdout.strip() == "[]", res.stderr
@@ -197,7 +197,7 @@ def test_torch_script_raising_half_way_keeps_its_steps(tmp_path):
     assert res.returncode == 1, res.stderr
     tb = res.stderr[res.stderr.index("Traceback (most recent call last):"):]
     assert tb.splitlines()[1].strip().startswith(f'File "{SCRIPTS / "torch_raise.py"}", line')
-    assert "RuntimeError: stopping in epoch 3" in tb and "tracer/run.py" not in tb
+    assert "RuntimeError: stopping in epoch 3" in tb and "tracer/app/" not in tb
     assert "\x1b[K" not in res.stderr                       # no progress line: not a terminal
     idx = index(out)
     assert idx["exit_code"] == 1 and idx["error"] == "RuntimeError: stopping in epoch 3"
@@ -215,9 +215,9 @@ def test_torch_script_raising_half_way_keeps_its_steps(tmp_path):
 def test_exit_code_of_sys_exit_is_kept_and_frameworks_are_restored(tmp_path):
     out = tmp_path / "out"
     code = textwrap.dedent(f"""
-        import sys, json, tracer.run
+        import sys, json, tracer.app.run
         from hooks.autotrace import _PostImportFinder
-        rc = tracer.run.main(["-o", {str(out)!r}, "--no-excel", "--no-csv", {str(SCRIPTS / 'exits_3.py')!r}])
+        rc = tracer.app.run.main(["-o", {str(out)!r}, "--no-excel", "--no-csv", {str(SCRIPTS / 'exits_3.py')!r}])
         import torch
         print(json.dumps({{"rc": rc, "argv": sys.argv, "path0": sys.path[0],
                           "finders": sum(isinstance(f, _PostImportFinder) for f in sys.meta_path),

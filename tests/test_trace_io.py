@@ -8,7 +8,7 @@ import pytest
 from hooks.numpy import NumpyTracer
 from tracer import Recorder, Trace
 from tracer.errors import TraceFileError, TraceInputError
-from tracer.examples import s0_data, s0_numpy
+from tracer.app.examples import s0_data, s0_numpy
 
 
 def _odd_trace():

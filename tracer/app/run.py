@@ -31,11 +31,11 @@ import threading
 import time
 from pathlib import Path
 
-from .errors import SteptraceError, TraceInputError
-from .recorder import CAPTURE_MODES
+from ..errors import SteptraceError, TraceInputError
+from ..recorder import CAPTURE_MODES
+from .exit_codes import EXIT_BAD_INPUT
 
 INDEX = "index.json"
-EXIT_BAD_INPUT = 2
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
@@ -379,7 +379,7 @@ def _check_and_export(entry: dict, args) -> None:
     """Check one saved run, print its summary, write check.txt, CSV and Excel."""
     trace, path = entry["trace"], entry["path"]
     if trace is None:
-        from .trace import Trace
+        from ..trace import Trace
         try:
             trace = Trace.load(path)
         except Exception as exc:
@@ -394,7 +394,7 @@ def _check_and_export(entry: dict, args) -> None:
     entry["verdict"] = None
     if not args.no_check:
         try:
-            from . import check
+            from .. import check
             report = check(trace)
             summary = report.summary()
             entry["verdict"] = report.verdict

@@ -11,20 +11,20 @@ import argparse
 import sys
 from pathlib import Path
 
-from .errors import SteptraceError
+from ..errors import SteptraceError
+from .exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_OK, VERDICT_EXIT
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INCOMPLETE = 0, 1, 2, 3
-_VERDICT_EXIT = {"passed": EXIT_OK, "failed": EXIT_FAILED, "incomplete": EXIT_INCOMPLETE}
+__all__ = ["main", "build_parser", "EXIT_OK", "EXIT_FAILED", "EXIT_BAD_INPUT", "EXIT_INCOMPLETE"]
 
 
 def _load(path):
-    from .trace import Trace
+    from ..trace import Trace
     return Trace.load(path)
 
 
 def cmd_demo(args) -> int:
     """Trace the built-in example (S0), check it, export it, show a short table."""
-    from . import check
+    from .. import check
     from .examples import s0_numpy
 
     out = Path(args.out)
@@ -55,17 +55,17 @@ def cmd_demo(args) -> int:
         print(f"  {p}")
     print(f"  {out / 'explain_step1.txt'}")
     print(f"\nnext: steptrace explain {out / 's0.trace'} --step 1")
-    return _VERDICT_EXIT[report.verdict]
+    return VERDICT_EXIT[report.verdict]
 
 
 def _explain_text(trace, step, report=None):
-    from .explain import explain
+    from ..explain import explain
     return explain(trace, step=step, report=report)
 
 
 def cmd_check(args) -> int:
     """Check a saved trace and print the summary (and the failures with --failures)."""
-    from . import check
+    from .. import check
     trace = _load(args.trace)
     report = check(trace)
     print(report.summary())
@@ -74,7 +74,7 @@ def cmd_check(args) -> int:
     if args.table:
         report.table.to_csv(args.table, index=False)
         print(f"check table written to {args.table}")
-    return _VERDICT_EXIT[report.verdict]
+    return VERDICT_EXIT[report.verdict]
 
 
 def cmd_export(args) -> int:
@@ -93,7 +93,7 @@ def cmd_export(args) -> int:
 
 def cmd_explain(args) -> int:
     """Print the hand derivation of one step, or reconcile a logged metric."""
-    from .explain import explain
+    from ..explain import explain
     trace = _load(args.trace)
     print(explain(trace, step=args.step, metric=args.metric, value=args.value))
     return EXIT_OK
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("steptrace: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover
