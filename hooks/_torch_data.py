@@ -14,7 +14,7 @@ from collections import deque
 import numpy as np
 import torch
 
-from tracer.recorder import as_2d
+from tracer.arrays import as_2d
 from torch.utils.data import dataloader as _dl
 
 _ATTR = "_steptrace_pending"

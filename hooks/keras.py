@@ -162,7 +162,7 @@ class TraceCallback(keras.callbacks.Callback):
             seen = m.seen_data()
             if seen is not None:
                 import dataclasses
-                from tracer.recorder import column_names
+                from tracer.arrays import column_names
                 from tracer.trace import Trace
                 arrays = dataclasses.replace(trace.arrays(), inputs=seen[0], targets=seen[1])
                 meta = dict(trace.meta)

@@ -20,31 +20,13 @@ import warnings
 
 import numpy as np
 
+from .arrays import TraceArrays, as_2d, column_names
 from .buffers import RowBuffer, ScalarColumns
 from .errors import TraceInputError
+from .trace import Trace
 
 CAPTURE_MODES = ("full", "summary")
 DEFAULT_MAX_BYTES = 2 * 1024**3
-
-
-def as_2d(name: str, array) -> np.ndarray:
-    """``array`` as rows: a scalar becomes (1, 1), a vector a column, more dims are
-    flattened after the first. ``name`` is used in the error for non-numbers."""
-    arr = np.asarray(array)
-    if arr.ndim == 0:
-        arr = arr.reshape(1, 1)
-    elif arr.ndim == 1:
-        arr = arr.reshape(-1, 1)
-    elif arr.ndim > 2:
-        arr = arr.reshape(arr.shape[0], -1)
-    if not np.issubdtype(arr.dtype, np.number) and arr.dtype != np.bool_:
-        raise TraceInputError(f"{name}: expected numbers, got an array of dtype {arr.dtype}")
-    return arr
-
-
-def column_names(prefix: str, width: int) -> list[str]:
-    """``x`` for one column, else ``x0..x{k-1}``: the naming rule of every table."""
-    return [prefix] if width == 1 else [f"{prefix}{i}" for i in range(width)]
 
 
 def initial_capacity(size: int, dtype) -> int:
@@ -290,10 +272,8 @@ class Recorder:
             total += self._sample_pred.nbytes
         return total
 
-    def trace(self):
+    def trace(self) -> Trace:
         """Build a :class:`tracer.Trace` from everything recorded so far (a snapshot)."""
-        from .trace import Trace, TraceArrays
-
         meta = dict(self.meta)
         meta.setdefault("capture", {})
         meta["capture"] = {**meta.get("capture", {}), "mode": self.capture, "every": self.every,
