@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import torch
 
+from tracer.errors import UnsupportedModel
+
 _VIEWS = {"ViewBackward0", "ReshapeAliasBackward0", "UnsafeViewBackward0", "SqueezeBackward0",
           "SqueezeBackward1", "SqueezeBackward2", "UnsqueezeBackward0", "CloneBackward0"}
 _ACTS = {"ReluBackward0": "relu", "SigmoidBackward0": "sigmoid", "TanhBackward0": "tanh",
          "SoftmaxBackward0": "softmax"}
 _REDUCTION = {0: "none", 1: "mean", 2: "sum"}
-
-
-class Unsupported(Exception):
-    """The graph holds something the neutral model/loss vocabulary cannot express."""
 
 
 def _name(node) -> str:
@@ -111,7 +109,7 @@ def analyze(loss, const_args=None, const_by_pos=None, candidates=None) -> Graph:
     root = loss.grad_fn
     try:
         pred_node, g.loss, pred_fn, g.target = _parse_loss(root, g)
-    except Unsupported as exc:
+    except UnsupportedModel as exc:
         g.loss_reason = str(exc)
         pred_node, pred_fn = _guess_pred_node(root), None
     g.pred_node = pred_node
@@ -122,7 +120,7 @@ def analyze(loss, const_args=None, const_by_pos=None, candidates=None) -> Graph:
     try:
         layers, x, last = _parse_model(pred_node, const_args or {}, const_by_pos or {}, holder, candidates)
         g.layers, g.x = layers, x
-    except Unsupported as exc:
+    except UnsupportedModel as exc:
         g.reason = str(exc)
         last = holder[0] if holder else None
     if pred_fn is None and last is not None:
@@ -139,7 +137,7 @@ def _pred_side(node):
         return 0 if nfs[0] is not None else 1
     sides = [i for i, n in enumerate(nfs) if _depends_on_params(n)]
     if len(sides) != 1:
-        raise Unsupported(f"{_name(node)}: expected exactly one input that depends on the parameters")
+        raise UnsupportedModel(f"{_name(node)}: expected exactly one input that depends on the parameters")
     return sides[0]
 
 
@@ -154,7 +152,7 @@ def _parse_loss(root, g):
             other = node._saved_other
             if isinstance(other, torch.Tensor):
                 if other.numel() != 1 or (len(node.next_functions) > 1 and node.next_functions[1][0] is not None):
-                    raise Unsupported("loss divided by a tensor that is not a constant")
+                    raise UnsupportedModel("loss divided by a tensor that is not a constant")
                 other = float(other)
             factor *= float(other)
             node = node.next_functions[0][0]
@@ -163,7 +161,7 @@ def _parse_loss(root, g):
             node = node.next_functions[0][0]
         elif name in ("SumBackward0", "MeanBackward0"):
             if reduce is not None:
-                raise Unsupported("loss reduced twice")
+                raise UnsupportedModel("loss reduced twice")
             reduce = "sum" if name == "SumBackward0" else "mean"
             node = node.next_functions[0][0]
         elif name in _VIEWS:
@@ -171,7 +169,7 @@ def _parse_loss(root, g):
         else:
             break
         if node is None:
-            raise Unsupported("loss does not depend on the parameters")
+            raise UnsupportedModel("loss does not depend on the parameters")
     name = _name(node)
     torch_red = None
     if name in ("MseLossBackward0", "BinaryCrossEntropyBackward0", "BinaryCrossEntropyWithLogitsBackward0"):
@@ -182,9 +180,9 @@ def _parse_loss(root, g):
         base = {"MseLossBackward0": "mse", "BinaryCrossEntropyBackward0": "bce",
                 "BinaryCrossEntropyWithLogitsBackward0": "bce_logits"}[name]
         if base == "bce_logits" and (node._saved_weight is not None or node._saved_pos_weight is not None):
-            raise Unsupported("BCEWithLogitsLoss with weight or pos_weight")
+            raise UnsupportedModel("BCEWithLogitsLoss with weight or pos_weight")
         if base == "bce" and node._saved_weight is not None:
-            raise Unsupported("BCELoss with weight")
+            raise UnsupportedModel("BCELoss with weight")
         pred_node = node.next_functions[side][0]
         spec = _spec(base, torch_red, reduce, factor, row_wise=False)
         return pred_node, spec, (lambda t=pred_t: t), target_t
@@ -198,17 +196,17 @@ def _parse_loss(root, g):
         else:                                   # smooth_l1(beta) = huber(delta=beta) / beta
             delta = float(node._saved_beta)
             if delta <= 0:
-                raise Unsupported("SmoothL1Loss with beta=0 (that is L1Loss)")
+                raise UnsupportedModel("SmoothL1Loss with beta=0 (that is L1Loss)")
             factor *= delta
         spec = _spec("huber", torch_red, reduce, factor, row_wise=False)
         spec["delta"] = delta
         return node.next_functions[side][0], spec, (lambda t=pred_t: t), target_t
     if name == "NllLossBackward0":
         if node._saved_weight is not None:
-            raise Unsupported("CrossEntropyLoss/NLLLoss with class weights")
+            raise UnsupportedModel("CrossEntropyLoss/NLLLoss with class weights")
         inner = _strip(node.next_functions[0][0])
         if inner is None or _name(inner) != "LogSoftmaxBackward0":
-            raise Unsupported("NLLLoss on something other than log_softmax")
+            raise UnsupportedModel("NLLLoss on something other than log_softmax")
         torch_red = _REDUCTION.get(int(node._saved_reduction), "mean")
         target_t = node._saved_target.detach()
         pred_node = inner.next_functions[0][0]
@@ -224,12 +222,12 @@ def _parse_loss(root, g):
     elif name == "AbsBackward0":
         kind, node = "mae", node.next_functions[0][0]
     else:
-        raise Unsupported(f"loss built from {name}")
+        raise UnsupportedModel(f"loss built from {name}")
     node = _strip(node)
     if node is None or _name(node) not in ("SubBackward0", "AddBackward0"):
-        raise Unsupported("hand-written loss that is not a function of (prediction - target)")
+        raise UnsupportedModel("hand-written loss that is not a function of (prediction - target)")
     if abs(float(node._saved_alpha)) != 1.0:
-        raise Unsupported("hand-written loss with a scaled difference")
+        raise UnsupportedModel("hand-written loss with a scaled difference")
     side = _pred_side(node)
     pred_node = _strip(node.next_functions[side][0])
     saved = getattr(core, "_saved_self", None)
@@ -242,7 +240,7 @@ def _parse_loss(root, g):
     else:
         spec = {"name": "squared_error", "divide_by": div, "convention": "torch", "source": "hand-written"}
     if reduce is None:
-        raise Unsupported("hand-written loss that is not reduced to a scalar with sum() or mean()")
+        raise UnsupportedModel("hand-written loss that is not reduced to a scalar with sum() or mean()")
     return pred_node, spec, None, None
 
 
@@ -273,10 +271,10 @@ def _divide_by_spec(factor, reduce):
 def _spec(base, torch_red, reduce, factor, row_wise):
     if torch_red == "none":
         if reduce is None:
-            raise Unsupported(f"{base} with reduction='none' not reduced to a scalar")
+            raise UnsupportedModel(f"{base} with reduction='none' not reduced to a scalar")
         torch_red = reduce
     elif reduce is not None:
-        raise Unsupported(f"{base} reduced twice")
+        raise UnsupportedModel(f"{base} reduced twice")
     div = (["n"] if row_wise else ["n", "m"]) if torch_red == "mean" else []
     if factor != 1.0:
         div.append(("const", factor))
@@ -352,7 +350,7 @@ def _param_of(node):
         node = node.next_functions[0][0]
     var = getattr(node, "variable", None) if node is not None else None
     if var is None:
-        raise Unsupported("a matmul whose weight is not a trained tensor")
+        raise UnsupportedModel("a matmul whose weight is not a trained tensor")
     return var, t
 
 
@@ -367,7 +365,7 @@ def _bias_of(node, other_idx, add_node, const_args, known=None, candidates=None,
             if nf2 is not None and _name(nf2) == "ExpandBackward0":
                 var = getattr(nf2.next_functions[0][0], "variable", None)
         if var is None:
-            raise Unsupported(f"a layer adds {_name(nf)} where a bias was expected")
+            raise UnsupportedModel(f"a layer adds {_name(nf)} where a bias was expected")
         return var, False
     entry = const_args.get(id(add_node))
     args = entry[1] if entry else None
@@ -381,7 +379,7 @@ def _bias_of(node, other_idx, add_node, const_args, known=None, candidates=None,
         for cand in candidates():
             if verify(cand):
                 return cand, True
-    raise Unsupported("a layer adds a constant whose value is unknown")
+    raise UnsupportedModel("a layer adds a constant whose value is unknown")
 
 
 def _verifier(mm, w, first, act_node, addmm=False):
@@ -420,15 +418,15 @@ def _parse_model(pred_node, const_args, const_by_pos, holder, candidates=None):
         name = _name(node)
         if name in _ACTS or name == "MaximumBackward0" or name == "ClampMinBackward0":
             if act != "linear":
-                raise Unsupported("two activations in a row")
+                raise UnsupportedModel("two activations in a row")
             if name == "MaximumBackward0":
                 if node.next_functions[1][0] is not None or float(node._saved_other.max()) != 0.0 \
                         or node._saved_other.numel() != 1:
-                    raise Unsupported("torch.max of two tensors that is not relu")
+                    raise UnsupportedModel("torch.max of two tensors that is not relu")
                 act = "relu"
             elif name == "ClampMinBackward0":
                 if float(node._saved_min) != 0.0:
-                    raise Unsupported("clamp(min) other than 0")
+                    raise UnsupportedModel("clamp(min) other than 0")
                 act = "relu"
             else:
                 act = _ACTS[name]
@@ -438,7 +436,7 @@ def _parse_model(pred_node, const_args, const_by_pos, holder, candidates=None):
         layer = {"activation": act, "bias": None, "bias_const": False}
         if name == "AddmmBackward0":
             if float(node._saved_alpha) != 1.0 or float(node._saved_beta) != 1.0:
-                raise Unsupported("addmm with alpha/beta other than 1")
+                raise UnsupportedModel("addmm with alpha/beta other than 1")
             layer["weight"], layer["transpose"] = _param_of(node.next_functions[2][0])
             layer["bias"], layer["bias_const"] = _bias_of(
                 node, 0, node, const_args, const_by_pos.get(len(layers)), candidates,
@@ -452,11 +450,11 @@ def _parse_model(pred_node, const_args, const_by_pos, holder, candidates=None):
         elif name in ("AddBackward0", "MmBackward0"):
             if name == "AddBackward0":
                 if float(node._saved_alpha) != 1.0:
-                    raise Unsupported("add with alpha other than 1")
+                    raise UnsupportedModel("add with alpha other than 1")
                 sides = [_strip(n) for n, _ in node.next_functions[:2]]
                 mm_idx = next((i for i, s in enumerate(sides) if s is not None and _name(s) == "MmBackward0"), None)
                 if mm_idx is None:
-                    raise Unsupported("an addition that is not matmul + bias")
+                    raise UnsupportedModel("an addition that is not matmul + bias")
                 mm = sides[mm_idx]
                 layer["weight"], layer["transpose"] = _param_of(mm.next_functions[1][0])
                 layer["bias"], layer["bias_const"] = _bias_of(
@@ -480,7 +478,7 @@ def _parse_model(pred_node, const_args, const_by_pos, holder, candidates=None):
                 def fn(mm=mm, b=b, w=w):
                     return b + torch.mm(mm._saved_self, w())
         else:
-            raise Unsupported(f"operation {name} in the model")
+            raise UnsupportedModel(f"operation {name} in the model")
         if last_fn is None:
             last_fn = _with_activation(fn, act, act_node)
             holder.append(last_fn)
@@ -492,7 +490,7 @@ def _parse_model(pred_node, const_args, const_by_pos, holder, candidates=None):
             x = inp.detach()
             layers.reverse()
             return layers, x, last_fn
-    raise Unsupported("empty model")
+    raise UnsupportedModel("empty model")
 
 
 def _operand(layer):
@@ -511,4 +509,4 @@ def _with_activation(fn, act, act_node):
         return lambda n=act_node: n._saved_result
     if act == "relu":
         return lambda: torch.relu(fn())
-    raise Unsupported(f"activation {act} whose output is not saved")
+    raise UnsupportedModel(f"activation {act} whose output is not saved")
