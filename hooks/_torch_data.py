@@ -14,53 +14,45 @@ from collections import deque
 import numpy as np
 import torch
 
-from tracer.arrays import as_2d
 from torch.utils.data import dataloader as _dl
+from tracer.arrays import as_2d
+
+from .patch import Patch, set_attr
 
 _ATTR = "_steptrace_pending"
 
 
-class LoaderPatch:
-    """Class-level wrappers on the DataLoader iterator that report each batch with its indices.
+def patch_loader(on_batch) -> Patch:
+    """Wrap the DataLoader iterator's methods at class level so each batch is reported
+    with its indices: ``on_batch(iterator, indices or None, batch)`` after every
+    ``__next__``. Returns the :class:`Patch` that puts the original methods back."""
+    base = _dl._BaseDataLoaderIter
+    orig_next_index, orig_next = base.__dict__["_next_index"], base.__dict__["__next__"]
 
-    ``on_batch(iterator, indices or None, batch)`` is called after every ``__next__``.
-    ``remove()`` restores the original methods.
-    """
+    def _next_index(it):
+        idx = orig_next_index(it)
+        pending = it.__dict__.get(_ATTR)
+        if pending is None:
+            pending = it.__dict__[_ATTR] = deque()
+        pending.append(idx)
+        return idx
 
-    def __init__(self, on_batch):
-        base = _dl._BaseDataLoaderIter
-        self._base = base
-        self._orig_next_index = base.__dict__["_next_index"]
-        self._orig_next = base.__dict__["__next__"]
-        orig_next_index, orig_next = self._orig_next_index, self._orig_next
+    def __next__(it):
+        data = orig_next(it)
+        pending = it.__dict__.get(_ATTR)
+        idx = pending.popleft() if pending else None
+        if it._dataset_kind != _dl._DatasetKind.Map:
+            idx = None
+        try:
+            on_batch(it, idx, data)
+        except Exception:  # the user's loop must never fail because of the tracer
+            pass
+        return data
 
-        def _next_index(it):
-            idx = orig_next_index(it)
-            pending = it.__dict__.get(_ATTR)
-            if pending is None:
-                pending = it.__dict__[_ATTR] = deque()
-            pending.append(idx)
-            return idx
-
-        def __next__(it):
-            data = orig_next(it)
-            pending = it.__dict__.get(_ATTR)
-            idx = pending.popleft() if pending else None
-            if it._dataset_kind != _dl._DatasetKind.Map:
-                idx = None
-            try:
-                on_batch(it, idx, data)
-            except Exception:  # the user's loop must never fail because of the tracer
-                pass
-            return data
-
-        base._next_index = _next_index
-        base.__next__ = __next__
-
-    def remove(self):
-        """Put the original iterator methods back."""
-        self._base._next_index = self._orig_next_index
-        self._base.__next__ = self._orig_next
+    patch = Patch()
+    patch.add(set_attr(base, "_next_index", _next_index))
+    patch.add(set_attr(base, "__next__", __next__))
+    return patch
 
 
 def dataset_tensors(dataset):

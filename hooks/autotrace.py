@@ -32,6 +32,8 @@ import sys
 import threading
 from dataclasses import dataclass, field
 
+from .patch import Patch, set_attr
+
 __all__ = ["AutoTrace", "FinishedRun", "describe_error"]
 
 KERAS_MODEL_MODULE = "keras.src.models.model"
@@ -150,7 +152,7 @@ class AutoTrace:
         self.imported: list[str] = []          # frameworks the script imported
         self._next_number = 0
         self._finder: _PostImportFinder | None = None
-        self._undo: list = []
+        self._patch = Patch()                  # the fit patch and the torch step-aside, removed at the end
         self._fit_depth = threading.local()
         self._torch = None                     # the open trace_torch session
         self._live = []                        # (number, framework, recorder-ish) for progress
@@ -194,12 +196,9 @@ class AutoTrace:
                 pass
             self._finder = None
         self._close_torch(error)
-        for undo in reversed(self._undo):
-            try:
-                undo()
-            except Exception as exc:  # never mask the script's own outcome
-                _warn(f"could not undo a patch: {exc}")
-        self._undo = []
+        # never mask the script's own outcome: a failed undo is reported, the others still run
+        self._patch.remove(on_error=lambda exc: _warn(f"could not undo a patch: {exc}"))
+        self._patch = Patch()
         return self.runs
 
     def __enter__(self):
@@ -240,8 +239,6 @@ class AutoTrace:
             return
         if "keras" not in self.imported:
             self.imported.append("keras")
-        had = "fit" in model_cls.__dict__
-        original_attr = model_cls.__dict__.get("fit")
         original_fit = model_cls.fit
         auto = self
 
@@ -252,15 +249,7 @@ class AutoTrace:
         fit.__wrapped__ = original_fit
         fit.__name__ = "fit"
         fit.__qualname__ = getattr(original_fit, "__qualname__", "Model.fit")
-        model_cls.fit = fit
-
-        def undo():
-            if model_cls.__dict__.get("fit") is fit:
-                if had:
-                    model_cls.fit = original_attr
-                else:
-                    del model_cls.fit
-        self._undo.append(undo)
+        self._patch.add(set_attr(model_cls, "fit", fit, only_if_current=True))
 
     def _traced_fit(self, original_fit, model, args, kwargs):
         depth = getattr(self._fit_depth, "n", 0)
@@ -335,12 +324,7 @@ class AutoTrace:
             return original_enter(tracer)
 
         __enter__.__doc__ = original_enter.__doc__
-        tracer_cls.__enter__ = __enter__
-
-        def undo():
-            if tracer_cls.__dict__.get("__enter__") is __enter__:
-                tracer_cls.__enter__ = original_enter
-        self._undo.append(undo)
+        self._patch.add(set_attr(tracer_cls, "__enter__", __enter__, only_if_current=True))
 
     def _close_torch(self, error) -> None:
         session, self._torch = self._torch, None

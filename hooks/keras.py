@@ -37,27 +37,11 @@ from tracer.recorder import DEFAULT_MAX_BYTES, Recorder
 
 from . import _keras_meta as km
 from ._keras_rows import RowMatcher
+from .patch import Patch, set_attr
 
 __all__ = ["TraceCallback"]
 
 _NAN = float("nan")
-
-
-def _patch(obj, attr, value):
-    """Shadow ``obj.attr`` with ``value`` (instance level); returns the undo function."""
-    had = attr in obj.__dict__
-    old = obj.__dict__.get(attr)
-    object.__setattr__(obj, attr, value)
-
-    def undo():
-        if had:
-            object.__setattr__(obj, attr, old)
-        else:
-            try:
-                object.__delattr__(obj, attr)
-            except AttributeError:
-                pass
-    return undo
 
 
 def _np(t):
@@ -134,8 +118,7 @@ class TraceCallback(keras.callbacks.Callback):
         self._matcher: RowMatcher | None = None
         self._pending = None
         self._epoch = 0
-        self._active = False
-        self._undo = []
+        self._patch: Patch | None = None    # the traced train function, while installed
         self._warned_rows = False
         self._metrics_described = False
         self._version = 0            # bumped whenever the recording changes (trace cache key)
@@ -266,21 +249,17 @@ class TraceCallback(keras.callbacks.Callback):
             cb._restore()
             return model.make_train_function(force=force)
 
-        self._undo = [_patch(model, "make_train_function", restoring_make_train_function)]
+        patch = Patch()
+        patch.add(set_attr(model, "make_train_function", restoring_make_train_function))
         model.train_function = traced_train_function
-        self._original_fn = original_fn
-        self._active = True
+        patch.add(lambda: setattr(model, "train_function", original_fn))
+        self._patch = patch
 
     def _restore(self):
-        if not self._active:
-            return
-        self._active = False
-        model = self.model
-        for undo in reversed(self._undo):
-            undo()
-        self._undo = []
-        if model is not None:
-            model.train_function = self._original_fn
+        """Put Keras's own train function back (idempotent)."""
+        patch, self._patch = self._patch, None
+        if patch is not None:
+            patch.remove()
 
     def _traced_step(self, model, summary=False):
         """The model's own ``train_step`` plus the values the trace needs, as graph outputs.
@@ -312,12 +291,10 @@ class TraceCallback(keras.callbacks.Callback):
             lr = opt.learning_rate
             lr = tf.cast(tf.convert_to_tensor(lr() if callable(lr) else lr), tf.float64)
             before = [tf.identity(v.value) for v in variables]
-            undo = [_patch(model, "_compute_loss", spy_loss), _patch(opt, "apply_gradients", spy_apply)]
-            try:
+            with Patch() as spies:
+                spies.add(set_attr(model, "_compute_loss", spy_loss))
+                spies.add(set_attr(opt, "apply_gradients", spy_apply))
                 logs = train_step(data)
-            finally:
-                for u in reversed(undo):
-                    u()
             after = [tf.identity(v.value) for v in variables]
             slots = cb._slots = km.slot_variables(opt, cb._opt_name, variables, cb._names)
             grads = []

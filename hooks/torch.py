@@ -57,6 +57,7 @@ from . import _torch_data as tdata
 from . import _torch_graph as tgraph
 from . import _torch_names as tnames
 from . import _torch_optim as topt
+from .patch import Patch, set_attr
 
 __all__ = ["trace_torch", "TorchTracer"]
 
@@ -158,7 +159,7 @@ class TorchTracer:
         self._n_iters = 0
         self._first = None
         self._fa = None
-        self._patches = []
+        self._patch = Patch()        # every patch of the with block, removed on exit
         self._new_run()
 
     def _new_run(self):
@@ -214,31 +215,22 @@ class TorchTracer:
         return self
 
     def _install(self):
-        torch.Tensor.backward = _traced_backward
-        self._patches.append(lambda: setattr(torch.Tensor, "backward", _ORIG_BACKWARD))
-        torch.Tensor.data = property(_DATA_DESCR.__get__, _traced_data_set, doc=_DATA_DESCR.__doc__)
-        self._patches.append(lambda: delattr(torch.Tensor, "data"))
+        patch = self._patch = Patch()
+        patch.add(set_attr(torch.Tensor, "backward", _traced_backward))
+        patch.add(set_attr(torch.Tensor, "data",
+                           property(_DATA_DESCR.__get__, _traced_data_set, doc=_DATA_DESCR.__doc__)))
         for meth in _INPLACE:
-            setattr(torch.Tensor, meth, _make_inplace(meth))
-            self._patches.append(lambda m=meth: delattr(torch.Tensor, m))
-        loader = tdata.LoaderPatch(self._on_batch)
-        self._patches.append(loader.remove)
-        pre = _optim_module.register_optimizer_step_pre_hook(self._opt_pre)
-        self._patches.append(pre.remove)
-        post = _optim_module.register_optimizer_step_post_hook(self._opt_post)
-        self._patches.append(post.remove)
+            patch.add(set_attr(torch.Tensor, meth, _make_inplace(meth)))
+        patch.add(tdata.patch_loader(self._on_batch))
+        patch.add(_optim_module.register_optimizer_step_pre_hook(self._opt_pre).remove)
+        patch.add(_optim_module.register_optimizer_step_post_hook(self._opt_post).remove)
         self._first = _FirstForward()
         self._first.__enter__()
-        self._patches.append(self._drop_first_forward)
+        patch.add(self._drop_first_forward)
 
     def _uninstall(self):
         global _ACTIVE
-        for undo in reversed(self._patches):
-            try:
-                undo()
-            except Exception:  # pragma: no cover - restoring must go on
-                pass
-        self._patches = []
+        self._patch.remove(on_error=lambda exc: None)   # restoring must go on past a failed undo
         _ACTIVE = None
 
     def __exit__(self, exc_type, exc, tb):
