@@ -110,7 +110,7 @@ def test_patches_are_removed_after_an_exception_and_the_steps_so_far_kept():
 
 
 def test_a_tracer_failure_never_breaks_the_training(monkeypatch):
-    import hooks._torch_graph as tgraph
+    import hooks.torch.graph as tgraph
 
     def boom(*args, **kwargs):
         raise RuntimeError("planted")

@@ -36,7 +36,7 @@ def test_the_math_reports_what_it_cannot_check_as_cannot_check():
 
 def test_the_torch_graph_reader_uses_the_shared_class():
     torch = pytest.importorskip("torch")
-    from hooks import _torch_graph as graph
+    from hooks.torch import graph
     w = torch.ones(2, 1, requires_grad=True)
     loss = torch.sin(torch.ones(3, 2) @ w).sum()       # sin is outside the dense-stack vocabulary
     g = graph.analyze(loss)

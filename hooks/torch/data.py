@@ -1,28 +1,30 @@
-"""Which dataset rows a batch holds: DataLoader indices, or matching against a dataset.
+"""Where a batch comes from: DataLoader indices, the dataset's tensors, batches as rows.
 
 Why two ways: a ``DataLoader`` draws its indices from a sampler (``shuffle=True``
 included), so wrapping the loader *iterator*'s ``_next_index`` / ``__next__`` at class
 level reads them as they are drawn, without touching the sampler or the global RNG
 (the shuffle stays bit-identical). A hand-written generator (S3) yields
 ``features[batch_indices]``: its indices live only inside the user's code, so rows are
-recovered by matching each batch row's bytes against the dataset's rows.
+recovered by matching each batch row's bytes against the dataset's rows
+(:mod:`hooks.torch.sources` decides which way a run takes).
 """
 from __future__ import annotations
 
 from collections import deque
+from typing import Any, Callable
 
 import numpy as np
 import torch
-
 from torch.utils.data import dataloader as _dl
+
 from tracer.arrays import as_2d
 
-from .patch import Patch, set_attr
+from ..patch import Patch, set_attr
 
 _ATTR = "_steptrace_pending"
 
 
-def patch_loader(on_batch) -> Patch:
+def patch_loader(on_batch: Callable[[Any, Any, Any], None]) -> Patch:
     """Wrap the DataLoader iterator's methods at class level so each batch is reported
     with its indices: ``on_batch(iterator, indices or None, batch)`` after every
     ``__next__``. Returns the :class:`Patch` that puts the original methods back."""
@@ -55,7 +57,7 @@ def patch_loader(on_batch) -> Patch:
     return patch
 
 
-def dataset_tensors(dataset):
+def dataset_tensors(dataset: Any) -> tuple[torch.Tensor, torch.Tensor, np.ndarray | None] | None:
     """``(inputs, targets, positions)`` for a TensorDataset (or a Subset of one), else None.
 
     ``positions`` maps a loader index to a row of ``inputs`` (None: identity).
@@ -69,7 +71,7 @@ def dataset_tensors(dataset):
     return None
 
 
-def as_rows(t) -> np.ndarray:
+def as_rows(t: torch.Tensor) -> np.ndarray:
     """A tensor as a 2-D float NumPy array of rows (class indices become a float column)."""
     a = t.detach().cpu()
     if a.dtype in (torch.bfloat16, torch.float16):
@@ -86,7 +88,7 @@ class RowMatcher:
     Duplicate rows map to their first position; a row not found maps to -1.
     """
 
-    def __init__(self, inputs: np.ndarray):
+    def __init__(self, inputs: np.ndarray) -> None:
         self.inputs = np.ascontiguousarray(inputs)
         self._index = {}
         for i, row in enumerate(self.inputs):
@@ -97,53 +99,3 @@ class RowMatcher:
         b = np.ascontiguousarray(batch, dtype=self.inputs.dtype)
         get = self._index.get
         return np.fromiter((get(r.tobytes(), -1) for r in b), dtype=np.int64, count=b.shape[0])
-
-
-class SeenRows:
-    """Builds the data table from the batches themselves when no dataset is known."""
-
-    def __init__(self):
-        self.x = []
-        self.y = []
-        self.n = 0
-
-    def add(self, x: np.ndarray, y: np.ndarray | None) -> np.ndarray:
-        """Append a batch's rows; returns their positions."""
-        rows = np.arange(self.n, self.n + x.shape[0], dtype=np.int64)
-        self.x.append(np.array(x, copy=True))
-        self.y.append(np.full((x.shape[0], 1), np.nan) if y is None else np.array(y, copy=True))
-        self.n += x.shape[0]
-        return rows
-
-    def arrays(self):
-        """All rows seen so far as ``(inputs, targets)``."""
-        if not self.x:
-            return None
-        width = max(a.shape[1] for a in self.y)
-        ys = [a if a.shape[1] == width else np.full((a.shape[0], width), np.nan) for a in self.y]
-        return np.concatenate(self.x), np.concatenate(ys)
-
-
-class IndexedRows:
-    """The data table of a dataset that is not a TensorDataset, filled from the batches
-    at the positions the loader drew (rows never drawn stay NaN)."""
-
-    def __init__(self, n: int):
-        self.n = int(n)
-        self.x = None
-        self.y = None
-
-    def put(self, rows: np.ndarray, x: np.ndarray, y: np.ndarray | None) -> None:
-        """Store a batch's inputs (and targets) at dataset positions ``rows``."""
-        if self.x is None:
-            dtype = x.dtype if np.issubdtype(x.dtype, np.floating) else np.float64
-            self.x = np.full((self.n, x.shape[1]), np.nan, dtype=dtype)
-            self.y = np.full((self.n, 1 if y is None else y.shape[1]), np.nan)
-        self.x[rows] = x
-        if y is not None and y.shape[1] == self.y.shape[1]:
-            self.y[rows] = y
-
-    def arrays(self):
-        """``(inputs, targets)`` or None if no batch was stored."""
-        return None if self.x is None else (self.x, self.y)
-

@@ -9,6 +9,7 @@ user's variables (locals before globals, nearest frame first; loop variables suc
 from __future__ import annotations
 
 import sys
+from types import FrameType
 
 import torch
 
@@ -16,7 +17,7 @@ _GENERIC = {"param", "params", "p", "t", "tensor", "x", "v", "var", "_", "parame
 _SKIP_MODULES = ("torch", "hooks", "tracer", "_pytest", "pluggy", "contextlib", "importlib")
 
 
-def user_frames(start=None, limit: int = 30):
+def user_frames(start: FrameType | None = None, limit: int = 30) -> list[FrameType]:
     """Frames of the user's code, nearest first (torch and steptrace frames skipped)."""
     frame = start or sys._getframe(1)
     out = []
@@ -28,7 +29,7 @@ def user_frames(start=None, limit: int = 30):
     return out
 
 
-def find_names(tensors, frames) -> dict:
+def find_names(tensors: list[torch.Tensor], frames: list[FrameType]) -> dict[int, str]:
     """Map ``id(tensor)`` -> a readable name for each tensor found in ``frames``."""
     wanted = {id(t): t for t in tensors}
     best = {}  # id -> (score tuple, name)
@@ -63,3 +64,18 @@ def find_names(tensors, frames) -> dict:
             names[key] = f"{n}_{sum(1 for v in names.values() if v.startswith(n))}"
         seen[names[key]] = key
     return names
+
+
+def constant_candidates() -> list[torch.Tensor]:
+    """Small tensors that need no gradient in the user's frames: where a constant bias
+    (a tensor the user forgot to train) may be found when the first forward pass was
+    not watched."""
+    out, seen = [], set()
+    for frame in user_frames(sys._getframe(1)):
+        for scope in (frame.f_locals, frame.f_globals):
+            for value in list(scope.values()):
+                if isinstance(value, torch.Tensor) and not value.requires_grad and id(value) not in seen \
+                        and value.dim() <= 2 and 0 < value.numel() <= 4096 and value.is_floating_point():
+                    seen.add(id(value))
+                    out.append(value)
+    return out
