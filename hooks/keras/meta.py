@@ -176,7 +176,7 @@ def describe_optimizer(opt, notes: list) -> dict | None:
     if cls in _OPTIMIZERS:
         name, keys = _OPTIMIZERS[cls]
         spec["name"] = name
-        spec.update({k: _jsonable(cfg.get(k)) for k in keys})
+        spec.update({k: jsonable(cfg.get(k)) for k in keys})
     else:
         spec["name"] = cls.lower()
         notes.append(f"optimizer {cls}: not one the checker knows")
@@ -184,14 +184,14 @@ def describe_optimizer(opt, notes: list) -> dict | None:
         spec["lr"] = float(lr)
     else:
         spec["lr"] = None
-        spec["lr_schedule"] = _jsonable(lr)
+        spec["lr_schedule"] = jsonable(lr)
         notes.append("the learning rate follows a schedule: the per-step value is in steps.lr")
     for k in _COMMON_OPT_KEYS:
         v = cfg.get(k)
         if k == "ema_momentum" and not cfg.get("use_ema"):
             continue
         if v not in (None, False) or k == "weight_decay":
-            spec[k] = _jsonable(v)
+            spec[k] = jsonable(v)
     if cls == "AdamW" and spec.get("weight_decay") is None:
         spec["weight_decay"] = 0.004
     for k in ("clipnorm", "clipvalue", "global_clipnorm", "use_ema", "gradient_accumulation_steps"):
@@ -249,13 +249,14 @@ def versions() -> dict:
     return {"keras": keras.__version__, "tensorflow": tf.__version__, "numpy": np.__version__}
 
 
-def _jsonable(v):
+def jsonable(v: object) -> object:
+    """``v`` as plain JSON-able values (NumPy scalars unwrapped, anything else as text)."""
     if isinstance(v, (np.floating, np.integer)):
         return v.item()
     if isinstance(v, dict):
-        return {k: _jsonable(x) for k, x in v.items()}
+        return {k: jsonable(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
+        return [jsonable(x) for x in v]
     if v is None or isinstance(v, (bool, int, float, str)):
         return v
     return str(v)

@@ -1,87 +1,30 @@
-"""Keras hook: trace every iteration of ``model.fit`` with a callback.
+"""The Keras callback: :class:`TraceCallback` records every iteration of ``model.fit``.
 
-Usage::
-
-    cb = hooks.keras.TraceCallback()
-    model.fit(x, y, epochs=4, batch_size=4, callbacks=[cb])
-    cb.trace.steps            # one row per iteration
-
-Why it works in compiled mode: a callback normally sees only the logs, never the
-batch, the predictions or the gradients. For the duration of ``fit`` the
-callback swaps ``model.train_function`` for one built by Keras's own
-``_make_function`` around a step that *calls the model's own* ``train_step`` and
-additionally returns, from inside the same ``tf.function``, the weights before
-and after, the predictions and loss given to ``_compute_loss``, the gradients
-given to ``optimizer.apply_gradients``, the optimizer slots, the learning rate,
-the iteration count and the batch itself. Those calls are intercepted only while
-TensorFlow traces the step (Python runs once), so each step costs no extra Python
-call inside Keras and the arithmetic is the same graph as without the callback:
-weights and logs are bit-identical. No random numbers are drawn.
-
-Batch rows are found by content (see :mod:`hooks._keras_rows`); the training
-arrays are read from ``fit``'s own frame (after its ``validation_split`` cut) or
-given as ``data=(x, y)``. The original ``train_function`` is put back at the end
-of ``fit``, when a step raises, and, should ``fit`` be aborted elsewhere, at the
-next ``make_train_function`` call (the first thing every later ``fit`` does).
+Why a callback that swaps the train function: a callback normally sees only the logs.
+For the duration of ``fit`` it swaps ``model.train_function`` for one built by Keras's
+own ``_make_function`` around :func:`hooks.keras.step.traced_step`; the original is put
+back at the end of ``fit``, when a step raises, and, should ``fit`` be aborted
+elsewhere, at the next ``make_train_function`` call (the first thing every later
+``fit`` does). Each batch's outputs then become one :meth:`tracer.Recorder.record_step`.
 """
 from __future__ import annotations
 
-import sys
+import dataclasses
 
 import keras
-import numpy as np
-import tensorflow as tf
 
+from tracer.arrays import column_names
 from tracer.errors import TraceInputError
 from tracer.recorder import DEFAULT_MAX_BYTES, Recorder
+from tracer.trace import Trace
 
-from . import _keras_meta as km
-from ._keras_rows import RowMatcher
-from .patch import Patch, set_attr
+from ..patch import Patch, set_attr
+from . import meta as km
+from .data import as_array, fit_frame
+from .rows import RowMatcher
+from .step import as_numpy, traced_step
 
 __all__ = ["TraceCallback"]
-
-_NAN = float("nan")
-
-
-def _np(t):
-    """A NumPy view of an eager tensor's buffer, without ``.numpy()``'s defensive copy.
-
-    Safe here because every array handed to the recorder is copied by it at once, and
-    the tensors are fresh graph outputs nobody else writes to.
-    """
-    view = getattr(t, "_numpy", None)
-    return view() if view is not None else np.asarray(t)
-
-
-def _fit_frame(model):
-    """The frame of the ``fit`` call that is training ``model``, or None."""
-    frame = sys._getframe(2)
-    while frame is not None:
-        if frame.f_code.co_name == "fit" and frame.f_locals.get("self") is model \
-                and "epoch_iterator" in frame.f_locals:
-            return frame
-        frame = frame.f_back
-    return None
-
-
-def _as_array(a):
-    if a is None:
-        return None
-    if isinstance(a, np.ndarray):
-        return a
-    if isinstance(a, (tf.Tensor, tf.Variable)) or hasattr(a, "__array__") and not isinstance(a, (dict,)):
-        try:
-            return np.asarray(a)
-        except (TypeError, ValueError):
-            return None
-    if isinstance(a, list):
-        try:
-            arr = np.asarray(a)
-        except (TypeError, ValueError):
-            return None
-        return arr if arr.dtype != object else None
-    return None
 
 
 class TraceCallback(keras.callbacks.Callback):
@@ -110,7 +53,7 @@ class TraceCallback(keras.callbacks.Callback):
         if data is not None:
             if not isinstance(data, (tuple, list)) or len(data) != 2:
                 raise TraceInputError("data: expected a pair (x, y) of arrays with the training rows")
-            x, y = _as_array(data[0]), _as_array(data[1])
+            x, y = as_array(data[0]), as_array(data[1])
             if x is None or y is None or x.shape[0] != y.shape[0]:
                 raise TraceInputError("data: expected (x, y) arrays with the same number of rows")
             data = (x, y)
@@ -144,9 +87,6 @@ class TraceCallback(keras.callbacks.Callback):
         if m is not None and m.growable and self._recorder.n_rows is None:
             seen = m.seen_data()
             if seen is not None:
-                import dataclasses
-                from tracer.arrays import column_names
-                from tracer.trace import Trace
                 arrays = dataclasses.replace(trace.arrays(), inputs=seen[0], targets=seen[1])
                 meta = dict(trace.meta)
                 meta["data"] = {**meta.get("data", {}), "n_rows": int(seen[0].shape[0]),
@@ -194,16 +134,16 @@ class TraceCallback(keras.callbacks.Callback):
         self._install(model)
 
     def _setup_data(self, model, rec, meta, notes):
-        frame = _fit_frame(model)
+        frame = fit_frame(model)
         fl = frame.f_locals if frame is not None else {}
-        meta["keras_fit"] = {k: km._jsonable(fl.get(k)) for k in
+        meta["keras_fit"] = {k: km.jsonable(fl.get(k)) for k in
                              ("batch_size", "epochs", "shuffle", "validation_split", "steps_per_epoch")
                              if k in fl}
         x = y = None
         if self._data is not None:
             x, y = self._data
         elif frame is not None:
-            x, y = _as_array(fl.get("x")), _as_array(fl.get("y"))
+            x, y = as_array(fl.get("x")), as_array(fl.get("y"))
             if fl.get("sample_weight") is not None or fl.get("class_weight") is not None:
                 notes.append("sample_weight/class_weight given: the hand check ignores them")
             if x is None or y is None:
@@ -226,7 +166,8 @@ class TraceCallback(keras.callbacks.Callback):
         if original_fn is None:
             model.make_train_function()
             original_fn = model.train_function
-        step = self._traced_step(model, summary=not self._recorder.full)
+        step = traced_step(model, self._vars, self._names, self._opt_name, self._keep_slots,
+                           summary=not self._recorder.full)
         compiled = model._make_function(step)
         cb = self
 
@@ -255,82 +196,14 @@ class TraceCallback(keras.callbacks.Callback):
         patch.add(lambda: setattr(model, "train_function", original_fn))
         self._patch = patch
 
+    def _keep_slots(self, slots):
+        self._slots = slots
+
     def _restore(self):
         """Put Keras's own train function back (idempotent)."""
         patch, self._patch = self._patch, None
         if patch is not None:
             patch.remove()
-
-    def _traced_step(self, model, summary=False):
-        """The model's own ``train_step`` plus the values the trace needs, as graph outputs.
-
-        With ``summary`` only per-parameter norms (value, update, gradient) come out.
-        """
-        opt = model.optimizer
-        variables = self._vars
-        cb = self
-        train_step = model.train_step
-        unpack = keras.utils.unpack_x_y_sample_weight
-
-        def step(data):
-            cap = {}
-            compute_loss = model._compute_loss
-            apply_gradients = opt.apply_gradients
-
-            def spy_loss(*args, **kwargs):
-                loss = compute_loss(*args, **kwargs)
-                cap["y_pred"] = kwargs.get("y_pred", args[2] if len(args) > 2 else None)
-                cap["loss"] = loss
-                return loss
-
-            def spy_apply(grads_and_vars, *args, **kwargs):
-                grads_and_vars = list(grads_and_vars)
-                cap["grads"] = {id(v): g for g, v in grads_and_vars}
-                return apply_gradients(grads_and_vars, *args, **kwargs)
-
-            lr = opt.learning_rate
-            lr = tf.cast(tf.convert_to_tensor(lr() if callable(lr) else lr), tf.float64)
-            before = [tf.identity(v.value) for v in variables]
-            with Patch() as spies:
-                spies.add(set_attr(model, "_compute_loss", spy_loss))
-                spies.add(set_attr(opt, "apply_gradients", spy_apply))
-                logs = train_step(data)
-            after = [tf.identity(v.value) for v in variables]
-            slots = cb._slots = km.slot_variables(opt, cb._opt_name, variables, cb._names)
-            grads = []
-            for v in variables:
-                g = cap.get("grads", {}).get(id(v))
-                if g is None:
-                    g = tf.fill(tf.shape(v.value), tf.constant(_NAN, v.value.dtype))
-                elif isinstance(g, tf.IndexedSlices):
-                    g = tf.convert_to_tensor(g)
-                grads.append(g)
-            extras = {"lr": lr, "iterations": tf.identity(opt.iterations.value)}
-            if summary:
-                # per-step norms computed in the graph: no weight leaves TensorFlow
-                def norm(t):
-                    return tf.norm(tf.reshape(tf.cast(t, tf.float64), [-1]))
-                extras["norms"] = tuple(tf.stack([norm(b), norm(a - b), norm(g)])
-                                        for b, a, g in zip(before, after, grads))
-            else:
-                extras.update({"before": tuple(before), "after": tuple(after), "grads": tuple(grads),
-                               "slots": tuple(tf.identity(s.value) for _, _, s in slots)})
-            y_pred, loss = cap.get("y_pred"), cap.get("loss")
-            if loss is not None:
-                extras["loss"] = tf.cast(loss, tf.float64)
-            x, y, _ = unpack(data)
-            if summary:
-                first = next((t for t in tf.nest.flatten(x) if t is not None), None)
-                if first is not None:
-                    extras["batch_size"] = tf.shape(first)[0]
-                return logs, extras
-            if isinstance(y_pred, tf.Tensor):
-                extras["y_pred"] = y_pred
-            if isinstance(x, tf.Tensor) and isinstance(y, tf.Tensor):
-                extras["x"], extras["y"] = x, y
-            return logs, extras
-
-        return step
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
@@ -353,16 +226,16 @@ class TraceCallback(keras.callbacks.Callback):
         if "norms" in ex:
             self._record_summary(ex, batch, logs)
             return
-        before = {n: _np(t) for n, t in zip(names, ex["before"])}
-        after = {n: _np(t) for n, t in zip(names, ex["after"])}
-        grads = {n: _np(t) for n, t in zip(names, ex["grads"])}
+        before = {n: as_numpy(t) for n, t in zip(names, ex["before"])}
+        after = {n: as_numpy(t) for n, t in zip(names, ex["after"])}
+        grads = {n: as_numpy(t) for n, t in zip(names, ex["grads"])}
         state = {}
         for (pname, slot, _), t in zip(self._slots, ex["slots"]):
-            state.setdefault(pname, {})[slot] = _np(t)
+            state.setdefault(pname, {})[slot] = as_numpy(t)
         rows = y_pred = None
         bs = None
         if "x" in ex:
-            bx, by = _np(ex["x"]), _np(ex["y"])
+            bx, by = as_numpy(ex["x"]), as_numpy(ex["y"])
             bs = bx.shape[0]
             if rec.full:
                 rows = self._matcher.match(bx, by)
@@ -370,7 +243,7 @@ class TraceCallback(keras.callbacks.Callback):
                     self._warned_rows = True
                     rec.note("some batch rows were not found in the training data: their rows are unknown")
         if "y_pred" in ex and rec.full:
-            y_pred = _np(ex["y_pred"])
+            y_pred = as_numpy(ex["y_pred"])
             bs = y_pred.shape[0]
         loss = float(ex["loss"].numpy()) if "loss" in ex else None
         rec.record_step(epoch=self._epoch + 1, batch=batch + 1, params_before=before, params_after=after,
@@ -382,7 +255,7 @@ class TraceCallback(keras.callbacks.Callback):
         """Summary capture: the norms came out of the graph as columns of the steps table."""
         extra = {"opt_step": int(ex["iterations"].numpy())}
         for name, t in zip(self._names, ex["norms"]):
-            value, update, grad = _np(t).tolist()
+            value, update, grad = as_numpy(t).tolist()
             extra["value_norm_" + name] = value
             extra["update_norm_" + name] = update
             extra["grad_norm_" + name] = grad
