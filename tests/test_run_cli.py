@@ -111,14 +111,14 @@ def test_progress_text():
 
 
 def test_fit_callbacks_are_added_without_touching_the_users_list():
-    from hooks.autotrace import _add_callback
+    from hooks.autotrace.keras_fit import add_callback
     cb = object()
     user = ["a"]
-    args, kwargs = _add_callback((), {"callbacks": user}, cb)
+    args, kwargs = add_callback((), {"callbacks": user}, cb)
     assert kwargs["callbacks"] == ["a", cb] and user == ["a"]
-    args, kwargs = _add_callback(("x", "y"), {}, cb)
+    args, kwargs = add_callback(("x", "y"), {}, cb)
     assert kwargs["callbacks"] == [cb] and args == ("x", "y")
-    args, kwargs = _add_callback(("x", "y", 4, 2, 0, ("b",)), {}, cb)     # callbacks given positionally
+    args, kwargs = add_callback(("x", "y", 4, 2, 0, ("b",)), {}, cb)     # callbacks given positionally
     assert args[5] == ["b", cb] and "callbacks" not in kwargs
 
 
@@ -136,11 +136,11 @@ def test_rerun_replaces_only_its_own_runs(tmp_path):
 
 
 def test_post_import_hook_fires_once_after_the_module_ran(tmp_path, monkeypatch):
-    from hooks.autotrace import _PostImportFinder
+    from hooks.autotrace.imports import PostImportFinder
     (tmp_path / "steptrace_fake_fw.py").write_text("VALUE = 41\nVALUE += 1\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     seen = []
-    finder = _PostImportFinder({"steptrace_fake_fw": lambda m: seen.append(m.VALUE)})
+    finder = PostImportFinder({"steptrace_fake_fw": lambda m: seen.append(m.VALUE)})
     sys.meta_path.insert(0, finder)
     try:
         import steptrace_fake_fw
@@ -216,11 +216,11 @@ def test_exit_code_of_sys_exit_is_kept_and_frameworks_are_restored(tmp_path):
     out = tmp_path / "out"
     code = textwrap.dedent(f"""
         import sys, json, tracer.app.run
-        from hooks.autotrace import _PostImportFinder
+        from hooks.autotrace.imports import PostImportFinder
         rc = tracer.app.run.main(["-o", {str(out)!r}, "--no-excel", "--no-csv", {str(SCRIPTS / 'exits_3.py')!r}])
         import torch
         print(json.dumps({{"rc": rc, "argv": sys.argv, "path0": sys.path[0],
-                          "finders": sum(isinstance(f, _PostImportFinder) for f in sys.meta_path),
+                          "finders": sum(isinstance(f, PostImportFinder) for f in sys.meta_path),
                           "backward": torch.Tensor.backward.__module__}}))
     """)
     res = subprocess.run([sys.executable, "-c", code, "wrapper-arg"], cwd=tmp_path, env=ENV,

@@ -28,7 +28,8 @@ __all__ = ["TraceCallback"]
 
 
 class TraceCallback(keras.callbacks.Callback):
-    """Record every iteration of ``model.fit`` into a :class:`tracer.Trace` (``.trace``).
+    """Record every iteration of ``model.fit`` into a :class:`tracer.Trace` (``.trace``);
+    a :class:`tracer.source.TraceSource`.
 
     Parameters
     ----------
@@ -69,7 +70,17 @@ class TraceCallback(keras.callbacks.Callback):
 
     # --------------------------------------------------------------- result
     @property
-    def trace(self):
+    def recorder(self) -> Recorder:
+        """The recorder of the ``fit`` call being traced (a new one per ``fit``)."""
+        return self._recorder
+
+    @property
+    def traces(self) -> list[Trace]:
+        """The one run this callback records, as a list (the :class:`tracer.source.TraceSource` contract)."""
+        return [self.trace]
+
+    @property
+    def trace(self) -> Trace:
         """The recorded run so far (a :class:`tracer.Trace`); works after ``fit`` raised.
 
         Built once per change (the snapshot copies every buffer), then reused.

@@ -56,7 +56,8 @@ def trace_torch(*, data: tuple | None = None, names: dict[str, torch.Tensor] | N
 
 class TorchTracer:
     """The context manager behind :func:`trace_torch`: ``.trace`` (and ``.traces``, one
-    per training loop) after the block. One instance may be active at a time."""
+    per training loop) after the block; a :class:`tracer.source.TraceSource`. One
+    instance may be active at a time."""
 
     def __init__(self, *, data: tuple | None = None, names: dict[str, torch.Tensor] | None = None,
                  capture: str = "full", every: int = 1, max_bytes: int | None = DEFAULT_MAX_BYTES,

@@ -310,18 +310,14 @@ def _exit_code(exc: SystemExit) -> int:
 def _script_traceback(tb, script: Path):
     """The traceback from the script's first frame on, without steptrace's own frames
     (the runner, runpy, the ``fit`` wrapper): what ``python script.py`` would show."""
-    ours = {str(Path(__file__).resolve())}
-    try:
-        import hooks.autotrace as auto
-        ours.add(str(Path(auto.__file__).resolve()))
-    except Exception:  # pragma: no cover
-        pass
+    import hooks.autotrace as auto
+    ours = (Path(__file__).resolve().parent, Path(auto.__file__).resolve().parent)   # tracer/app, hooks/autotrace
     kept, started = [], False
     while tb is not None:
-        name = tb.tb_frame.f_code.co_filename
-        if not started and Path(name).resolve() == script:
+        path = Path(tb.tb_frame.f_code.co_filename).resolve()
+        if not started and path == script:
             started = True
-        if started and str(Path(name).resolve()) not in ours:
+        if started and not any(d in path.parents for d in ours):
             kept.append(tb)
         tb = tb.tb_next
     if not kept:
