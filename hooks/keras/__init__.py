@@ -18,7 +18,7 @@ TensorFlow traces the step (Python runs once), so each step costs no extra Pytho
 call inside Keras and the arithmetic is the same graph as without the callback:
 weights and logs are bit-identical. No random numbers are drawn.
 
-Batch rows are found by content (see :mod:`hooks.keras.rows`); the training
+Batch rows are found by content (see :mod:`hooks.rows`); the training
 arrays are read from ``fit``'s own frame (after its ``validation_split`` cut) or
 given as ``data=(x, y)``. The original ``train_function`` is put back at the end
 of ``fit``, when a step raises, and, should ``fit`` be aborted elsewhere, at the
@@ -26,7 +26,7 @@ next ``make_train_function`` call (the first thing every later ``fit`` does).
 
 The modules: ``callback`` (:class:`TraceCallback`), ``step`` (the traced train step),
 ``meta`` (the neutral description of the compiled model), ``data`` (the rows ``fit``
-was given), ``rows`` (rows by content). The package is named after the framework it
+was given). The package is named after the framework it
 hooks; ``import keras`` inside it is absolute, so it never shadows Keras.
 """
 from .callback import TraceCallback

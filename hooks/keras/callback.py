@@ -19,9 +19,9 @@ from tracer.recorder import DEFAULT_MAX_BYTES, Recorder
 from tracer.trace import Trace
 
 from ..patch import Patch, set_attr
+from ..rows import RowMatcher
 from . import meta as km
 from .data import as_array, fit_frame
-from .rows import RowMatcher
 from .step import as_numpy, traced_step
 
 __all__ = ["TraceCallback"]

@@ -80,22 +80,3 @@ def as_rows(t: torch.Tensor) -> np.ndarray:
     if not np.issubdtype(a.dtype, np.floating):
         a = a.astype(np.float64)
     return a
-
-
-class RowMatcher:
-    """Find each batch row's position in a dataset by its bytes (exact match).
-
-    Duplicate rows map to their first position; a row not found maps to -1.
-    """
-
-    def __init__(self, inputs: np.ndarray) -> None:
-        self.inputs = np.ascontiguousarray(inputs)
-        self._index = {}
-        for i, row in enumerate(self.inputs):
-            self._index.setdefault(row.tobytes(), i)
-
-    def match(self, batch: np.ndarray) -> np.ndarray:
-        """Positions of the rows of ``batch`` (same dtype and width as the dataset)."""
-        b = np.ascontiguousarray(batch, dtype=self.inputs.dtype)
-        get = self._index.get
-        return np.fromiter((get(r.tobytes(), -1) for r in b), dtype=np.int64, count=b.shape[0])

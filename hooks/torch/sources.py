@@ -18,7 +18,8 @@ import torch
 from tracer.errors import TraceInputError
 from tracer.recorder import Recorder
 
-from .data import RowMatcher, as_rows, dataset_tensors
+from ..rows import RowMatcher
+from .data import as_rows, dataset_tensors
 
 
 class LoaderBatch(NamedTuple):
@@ -112,14 +113,15 @@ class MatchedRows(RowSource):
     kind = "matched"
 
     def __init__(self, inputs: np.ndarray) -> None:
-        self.matcher = RowMatcher(inputs)
+        # inputs alone (a loop's targets may be rebuilt or absent); a repeated row is its
+        # first position, since epochs are told apart by rows that repeat
+        self.matcher = RowMatcher(inputs, repeats="first")
 
     def locate(self, x, target, indices):
         """The positions of every row of ``x``, or None if one is not in the data."""
         if x is None:
             return None
-        rows = self.matcher.match(as_rows(x))
-        return rows if (rows >= 0).all() else None
+        return self.matcher.match(as_rows(x))
 
 
 class SeenRows(RowSource):

@@ -1,13 +1,17 @@
-"""Find which training rows are in a Keras batch, by content.
+"""Find which training rows are in a batch, by content: one matcher for every hook.
 
-Keras shuffles array inputs inside its compiled ``tf.data`` pipeline with its
-own random stream; a callback never sees the indices, and recomputing the
-shuffle would mean drawing from that stream (which would change the user's
-run). Instead each batch row is looked up by its bytes (inputs and targets
-together, in the dtype Keras fed to the model) in a table built once from the
-training data. Rows that are byte-identical in inputs *and* targets are
-interchangeable for every number Keras computes; within an epoch each copy is
-handed out once, so every epoch's rows still form a permutation of the data.
+Why by content: Keras shuffles array inputs inside its compiled ``tf.data`` pipeline
+with its own random stream, and a PyTorch loop may slice batches in its own generator
+(S3): either way the indices never reach steptrace, and recomputing a shuffle would
+mean drawing from the user's random stream (which would change the run). Instead each
+batch row is looked up by its bytes (inputs, and targets when the data has them, in the
+dtype the batch has) in a table built once from the training data.
+
+Repeated rows: byte-identical rows are interchangeable for every number a framework
+computes. With ``repeats="in_turn"`` (Keras) each copy is handed out once per epoch
+(:meth:`RowMatcher.new_epoch`), so every epoch's rows still form a permutation of the
+data; with ``repeats="first"`` (PyTorch, whose epochs are told apart by repeated rows)
+a repeated row is always its first position.
 
 Fast path: rows are hashed to 64 bits with vectorised NumPy (no Python loop per
 row) and every hit is verified byte for byte; a batch holding a duplicated row or
@@ -20,6 +24,8 @@ first appearance.
 from __future__ import annotations
 
 import numpy as np
+
+__all__ = ["RowMatcher"]
 
 
 _MIX = np.uint64(0xBF58476D1CE4E5B9)
@@ -47,6 +53,11 @@ def _hash_rows(u8: np.ndarray) -> np.ndarray:
     return h
 
 
+def _no_columns(like: np.ndarray) -> np.ndarray:
+    """Zero-width targets for rows matched by their inputs alone."""
+    return np.zeros((like.shape[0], 0), dtype=np.uint8)
+
+
 def _rows_2d(a: np.ndarray) -> np.ndarray:
     a = np.asarray(a)
     if a.ndim == 0:
@@ -57,19 +68,27 @@ def _rows_2d(a: np.ndarray) -> np.ndarray:
 
 
 class RowMatcher:
-    """Map batch rows to 0-based positions in the training data, by content."""
+    """Map batch rows to 0-based positions in the training data, by content.
 
-    def __init__(self, x=None, y=None):
+    ``x`` (and ``y``, when batches come with their targets) are the training rows;
+    without ``x`` the table grows from the batches (:meth:`seen_data`). ``repeats``:
+    ``"in_turn"`` or ``"first"`` (see the module docstring).
+    """
+
+    def __init__(self, x: np.ndarray | None = None, y: np.ndarray | None = None, *,
+                 repeats: str = "in_turn") -> None:
+        if repeats not in ("in_turn", "first"):
+            raise ValueError(f"repeats: expected 'in_turn' or 'first', got {repeats!r}")
         self.growable = x is None
         self._x = None if x is None else _rows_2d(x)
         self._y = None if y is None else _rows_2d(y)
+        self._in_turn = repeats == "in_turn"
         self._table: dict[bytes, list[int]] | None = None
         self._keys: np.ndarray | None = None
         self._used: dict[bytes, int] = {}
         self._dtypes = None
         self.new_x: list[np.ndarray] = []   # growable mode: rows in order of first appearance
         self.new_y: list[np.ndarray] = []
-        self.unmatched = 0
 
     def new_epoch(self) -> None:
         """Start handing out duplicate rows from their first copy again."""
@@ -81,7 +100,7 @@ class RowMatcher:
         if self.growable:
             return
         x = self._x.astype(bx.dtype, copy=False)
-        y = self._y.astype(by.dtype, copy=False)
+        y = _no_columns(x) if self._y is None else self._y.astype(by.dtype, copy=False)
         if x.shape[1] != bx.shape[1] or y.shape[1] != by.shape[1]:
             return
         keys = self._keys = _row_bytes(x, y)
@@ -109,9 +128,15 @@ class RowMatcher:
             return None
         return rows
 
-    def match(self, bx, by) -> np.ndarray | None:
-        """0-based rows of the batch ``(bx, by)``; None if a row is not in the data."""
-        bx, by = _rows_2d(bx), _rows_2d(by)
+    def match(self, bx: np.ndarray, by: np.ndarray | None = None) -> np.ndarray | None:
+        """0-based rows of the batch ``(bx, by)``; None if a row is not in the data.
+
+        ``by`` (the batch's targets) counts only when the data was given with targets
+        (or the table grows from the batches). The data are compared in the dtype of
+        the first batch.
+        """
+        bx = _rows_2d(bx)
+        by = _no_columns(bx) if by is None or (self._y is None and not self.growable) else _rows_2d(by)
         if self._dtypes is None:
             self._build(bx, by)
         if not self.growable and self._keys is None:
@@ -131,11 +156,13 @@ class RowMatcher:
             hits = table.get(k)
             if hits is None:
                 if not self.growable:
-                    self.unmatched += 1
                     return None
                 hits = table[k] = [len(self.new_x)]
                 self.new_x.append(bx[i].copy())
                 self.new_y.append(by[i].copy())
+            if not self._in_turn:
+                rows[i] = hits[0]
+                continue
             j = used.get(k, 0)
             if j >= len(hits):
                 if self.growable:           # a repeat within the epoch: a new sample
