@@ -1,7 +1,6 @@
 """Plots and build_report: files exist, are real images, and draw the trace's numbers."""
 from __future__ import annotations
 
-import io
 
 import numpy as np
 import pytest
@@ -9,7 +8,6 @@ from PIL import Image
 
 import reports
 from reports import plots
-from reports.build import Progress
 
 from _trace_factories import s0_trace, s2_trace
 
@@ -61,19 +59,6 @@ def test_save_all_and_build_report_write_real_files(tmp_path):
     gif = Image.open(tmp_path / "plots" / "fits.gif")
     assert gif.n_frames == 12
     assert out["xlsx"].exists() and out["html"].exists()
-
-
-def test_progress_bar_only_on_a_terminal():
-    class Tty(io.StringIO):
-        def isatty(self):
-            return True
-    tty, pipe = Tty(), io.StringIO()
-    for stream in (tty, pipe):
-        bar = Progress(3, enabled=True, stream=stream)
-        bar.step("a")
-        bar.step("b")
-        bar.close()
-    assert "2/3" in tty.getvalue() and pipe.getvalue() == ""
 
 
 def test_fit_plots_refuse_multi_feature_models():

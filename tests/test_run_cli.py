@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 import tracer.app.run as run
+from tracer.app.script import exit_code
 from tracer import Trace
 from tracer.errors import TraceInputError
 
@@ -95,19 +96,12 @@ def test_bad_options_exit_2_with_a_plain_message(argv, message, tmp_path, capsys
 
 
 def test_exit_codes_follow_python():
-    assert run._exit_code(SystemExit()) == 0
-    assert run._exit_code(SystemExit(0)) == 0
-    assert run._exit_code(SystemExit(3)) == 3
-    assert run._exit_code(SystemExit(-1)) == 255
-    assert run._exit_code(SystemExit(True)) == 1
-    assert run._exit_code(SystemExit("bye")) == 1
-
-
-def test_progress_text():
-    assert run.format_progress(None) is None
-    assert run.format_progress({"run": 0, "framework": "torch", "steps": 0, "epoch": None}) is None
-    assert run.format_progress({"run": 2, "framework": "keras", "steps": 120, "epoch": 3}, 7.2) == \
-        "steptrace: keras run 2 | epoch 3 | 120 steps recorded | 7s"
+    assert exit_code(SystemExit()) == 0
+    assert exit_code(SystemExit(0)) == 0
+    assert exit_code(SystemExit(3)) == 3
+    assert exit_code(SystemExit(-1)) == 255
+    assert exit_code(SystemExit(True)) == 1
+    assert exit_code(SystemExit("bye")) == 1
 
 
 def test_fit_callbacks_are_added_without_touching_the_users_list():

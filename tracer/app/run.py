@@ -20,103 +20,21 @@ imports Keras or PyTorch.
 """
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import re
-import runpy
 import shutil
 import sys
-import threading
-import time
 from pathlib import Path
 
 from ..errors import SteptraceError, TraceInputError
-from ..recorder import CAPTURE_MODES
+from ..progress import ClearingStream, LiveProgress, is_tty
 from .exit_codes import EXIT_BAD_INPUT
+from .run_options import build_parser, parse_runs, parse_size
+from .script import run_script
+
+__all__ = ["main", "build_parser", "parse_runs", "parse_size", "run_script", "default_out_dir"]
 
 INDEX = "index.json"
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
-
-
-# ------------------------------------------------------------------ options
-def parse_size(text: str) -> int | None:
-    """``"2G"``, ``"512M"``, ``"300k"``, ``"1000000"`` -> bytes; ``"none"`` -> no limit."""
-    if str(text).strip().lower() in ("none", "unlimited", "0"):
-        return None
-    m = _SIZE.match(str(text))
-    if not m:
-        raise TraceInputError(f"--max-memory: expected a size such as 512M or 2G (or 'none'), got {text!r}")
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
-
-
-def parse_runs(text: str):
-    """``"all"``, ``"2"``, ``"1,3"``, ``"2-4"``, ``"3-"`` -> a predicate on run numbers (from 1)."""
-    text = str(text).strip().lower()
-    if text in ("all", "*", ""):
-        return lambda n: True
-    ranges = []
-    for part in text.split(","):
-        part = part.strip()
-        m = re.fullmatch(r"(\d+)(?:\s*-\s*(\d*))?", part)
-        if not m or int(m.group(1)) < 1:
-            raise TraceInputError(
-                f"--runs: expected 'all' or run numbers from 1 such as 2, 1,3, 2-4 or 3-, got {text!r}")
-        lo = int(m.group(1))
-        if m.group(2) is None:
-            hi = lo
-        else:
-            hi = int(m.group(2)) if m.group(2) else 10**12
-        if hi < lo:
-            raise TraceInputError(f"--runs: range {part!r} is empty (the end is before the start)")
-        ranges.append((lo, hi))
-    return lambda n: any(lo <= n <= hi for lo, hi in ranges)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The ``steptrace run`` argument parser (exposed for --help and tests)."""
-    p = argparse.ArgumentParser(
-        prog="steptrace run",
-        usage="steptrace run [options] SCRIPT [ARGS...]",
-        description="Run a training script unchanged, as `python SCRIPT ARGS...` would, and trace\n"
-                    "every Keras Model.fit call and the PyTorch training it does. Each run is saved,\n"
-                    "checked step by step against the math, and exported to CSV and Excel. The\n"
-                    "script's output and exit code are kept; steptrace's messages go to stderr.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Options go before SCRIPT; everything after SCRIPT is passed to the script.\n"
-               "Each Keras fit call is one run, and so is each PyTorch training loop (a loop that\n"
-               "trains other tensors starts a new one; PyTorch runs are numbered when the script\n"
-               "ends). Output: DIR/run_N/ (the trace: steptrace check/explain/\n"
-               "export take it), with check.txt, csv/ and trace.xlsx; DIR/index.json lists the runs.\n"
-               "Example: steptrace run --every 10 --capture summary train.py --epochs 5")
-    p.add_argument("script", metavar="SCRIPT", help="the Python script to run (as __main__)")
-    p.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS", help="the script's own arguments")
-    p.add_argument("-o", "--out", metavar="DIR",
-                   help="output directory (default: SCRIPT.steptrace next to the script)")
-    what = p.add_argument_group("what to record")
-    what.add_argument("--runs", default="all", metavar="SPEC",
-                      help="which training runs to record, numbered from 1 in the order they start: "
-                           "all, 2, 1,3, 2-4, 3- (default: %(default)s)")
-    what.add_argument("--framework", choices=["all", "keras", "torch"], default="all",
-                      help="trace only this framework's training (default: %(default)s)")
-    how = p.add_argument_group("how much to record")
-    how.add_argument("--every", type=int, default=1, metavar="K",
-                     help="record every K-th training step; the others run untouched (default: %(default)s)")
-    how.add_argument("--capture", choices=CAPTURE_MODES, default="full",
-                     help="full: batch rows, predictions, gradients, parameters and optimizer state; "
-                          "summary: per-step scalars only (loss, lr, norms) (default: %(default)s)")
-    how.add_argument("--max-memory", default="2G", metavar="SIZE",
-                     help="memory budget per run; past it the run falls back to summary capture, "
-                          "e.g. 512M, 2G, none (default: %(default)s)")
-    after = p.add_argument_group("after the script")
-    after.add_argument("--no-check", action="store_true", help="do not check the runs against the math")
-    after.add_argument("--no-csv", action="store_true", help="do not write CSV files")
-    after.add_argument("--no-excel", action="store_true", help="do not write the Excel workbook")
-    after.add_argument("--progress", choices=["auto", "on", "off"], default="auto",
-                       help="progress line while the script trains: auto = only when stderr is a "
-                            "terminal (default: %(default)s)")
-    return p
 
 
 # ------------------------------------------------------------------ output
@@ -188,187 +106,6 @@ def _n_steps(trace) -> int:
         return int(trace.n_steps)
     except Exception:
         return 0
-
-
-# ----------------------------------------------------------------- progress
-class _Progress:
-    """A one-line progress display on a terminal's stderr, redrawn twice a second.
-
-    Runs in a daemon thread that only reads counters, so training steps pay nothing.
-    The script's own writes go through :class:`_ClearingStream`, which erases the line
-    first; the line is drawn only while the script's output ends with a newline, so it
-    never splits or hides a line the script is writing (nor a Keras progress bar).
-    """
-
-    def __init__(self, auto, stream, interval: float = 0.5):
-        interval = float(os.environ.get("STEPTRACE_PROGRESS_INTERVAL", interval))
-        self.auto = auto
-        self.stream = stream
-        self.interval = interval
-        self.shown = False
-        self.at_line_start = True
-        self.lock = threading.RLock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="steptrace-progress", daemon=True)
-        self._started = time.monotonic()
-
-    def start(self):
-        self._thread.start()
-        return self
-
-    def stop(self):
-        self._stop.set()
-        self._thread.join(timeout=2)
-        self.clear()
-
-    def clear(self):
-        with self.lock:
-            if self.shown:
-                self.shown = False
-                try:
-                    self.stream.write("\r\x1b[K")
-                    self.stream.flush()
-                except Exception:
-                    pass
-
-    def _loop(self):
-        while not self._stop.wait(self.interval):
-            text = format_progress(self.auto.progress(), time.monotonic() - self._started)
-            if text is None:
-                continue
-            with self.lock:
-                if not self.at_line_start:
-                    continue
-                try:
-                    self.stream.write("\r\x1b[K" + text)
-                    self.stream.flush()
-                    self.shown = True
-                except Exception:
-                    return
-
-
-def format_progress(info: dict | None, elapsed: float | None = None) -> str | None:
-    """The progress line for ``AutoTrace.progress()``'s dict (None: nothing to show yet)."""
-    if not info or not info.get("steps"):
-        return None
-    parts = [f"steptrace: {info['framework']}"]
-    if info.get("run"):
-        parts[0] += f" run {info['run']}"
-    if info.get("epoch") is not None:
-        parts.append(f"epoch {info['epoch']}")
-    if info.get("steps") is not None:
-        parts.append(f"{info['steps']} steps recorded")
-    if elapsed is not None:
-        parts.append(f"{elapsed:.0f}s")
-    return " | ".join(parts)
-
-
-class _ClearingStream:
-    """Wraps sys.stdout/sys.stderr while a progress line may be shown: erase it before
-    the script writes, and note whether the script's output ends a line. Everything
-    else is delegated to the real stream."""
-
-    def __init__(self, stream, progress: _Progress):
-        self._stream = stream
-        self._progress = progress
-
-    def write(self, text):
-        progress = self._progress
-        with progress.lock:
-            if progress.shown:
-                progress.clear()
-            n = self._stream.write(text)
-            if text:
-                progress.at_line_start = text.endswith("\n")
-        return n
-
-    def writelines(self, lines):
-        for line in lines:
-            self.write(line)
-
-    def __getattr__(self, name):
-        return getattr(self._stream, name)
-
-
-# ------------------------------------------------------------ running it
-def _exit_code(exc: SystemExit) -> int:
-    """What ``python script.py`` would exit with for ``SystemExit(code)``."""
-    code = exc.code
-    if code is None:
-        return 0
-    if isinstance(code, bool):
-        return int(code)
-    if isinstance(code, int):
-        return code & 0xFF            # as the operating system reports it (-1 -> 255)
-    try:
-        print(code, file=sys.stderr)
-    except Exception:
-        pass
-    return 1
-
-
-def _script_traceback(tb, script: Path):
-    """The traceback from the script's first frame on, without steptrace's own frames
-    (the runner, runpy, the ``fit`` wrapper): what ``python script.py`` would show."""
-    import hooks.autotrace as auto
-    ours = (Path(__file__).resolve().parent, Path(auto.__file__).resolve().parent)   # tracer/app, hooks/autotrace
-    kept, started = [], False
-    while tb is not None:
-        path = Path(tb.tb_frame.f_code.co_filename).resolve()
-        if not started and path == script:
-            started = True
-        if started and not any(d in path.parents for d in ours):
-            kept.append(tb)
-        tb = tb.tb_next
-    if not kept:
-        return None
-    for a, b in zip(kept, kept[1:]):
-        a.tb_next = b
-    kept[-1].tb_next = None
-    return kept[0]
-
-
-def _print_script_error(exc: BaseException, script: Path) -> None:
-    """Print the traceback as Python would, starting at the script's own frames."""
-    tb = _script_traceback(exc.__traceback__, script)
-    if tb is not None:
-        exc.__traceback__ = tb
-    try:
-        sys.stdout.flush()
-    except Exception:
-        pass
-    sys.excepthook(type(exc), exc, exc.__traceback__)
-
-
-def run_script(script: Path, args: list[str]) -> tuple[int, BaseException | None]:
-    """Run ``script`` as ``__main__`` with ``sys.argv = [script, *args]`` and the script's
-    directory first on ``sys.path``, as ``python script args`` does; restores both.
-
-    Returns ``(exit code, exception or None)``; the script's traceback is printed.
-    """
-    saved_argv, saved_path = sys.argv, list(sys.path)
-    sys.argv = [str(script)] + list(args)
-    sys.path.insert(0, str(script.parent))
-    error = None
-    code = 0
-    try:
-        runpy.run_path(str(script), run_name="__main__")
-    except SystemExit as exc:
-        code = _exit_code(exc)
-        if code != 0:
-            error = exc
-    except KeyboardInterrupt as exc:
-        error = exc
-        _print_script_error(exc, script)
-        code = 130
-    except BaseException as exc:  # the script's own error: report it as Python would
-        error = exc
-        _print_script_error(exc, script)
-        code = 1
-    finally:
-        sys.argv = saved_argv
-        sys.path[:] = saved_path
-    return code, error
 
 
 def _check_and_export(entry: dict, args) -> None:
@@ -461,13 +198,13 @@ def main(argv: list[str] | None = None) -> int:
     saver = _Saver(out)
     auto = AutoTrace(every=args.every, capture=args.capture, max_bytes=options["max_bytes"],
                      select=options["select"], frameworks=options["frameworks"], on_finish=saver)
-    show = args.progress == "on" or (args.progress == "auto" and _isatty(sys.stderr))
+    show = args.progress == "on" or (args.progress == "auto" and is_tty(sys.stderr))
     progress = None
     saved_streams = (sys.stdout, sys.stderr)
     if show:
-        progress = _Progress(auto, sys.stderr)
-        sys.stdout = _ClearingStream(sys.stdout, progress)
-        sys.stderr = _ClearingStream(sys.stderr, progress)
+        progress = LiveProgress(auto.progress, sys.stderr)
+        sys.stdout = ClearingStream(sys.stdout, progress)
+        sys.stderr = ClearingStream(sys.stderr, progress)
         progress.start()
     auto.install()
     error = None
@@ -531,13 +268,6 @@ def _report(args, options, code, error, entries) -> int:
     _say(f"steptrace: traces written to {out}",
          f"  next: steptrace explain {first['path']} --step 1")
     return code
-
-
-def _isatty(stream) -> bool:
-    try:
-        return bool(stream.isatty())
-    except Exception:
-        return False
 
 
 if __name__ == "__main__":  # pragma: no cover
