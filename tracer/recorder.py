@@ -119,8 +119,8 @@ class Recorder:
     @property
     def current_epoch(self) -> int | None:
         """The epoch of the last recorded step (None before the first), for progress lines."""
-        col = self._steps._cols.get("epoch")
-        return int(col[-1]) if col else None
+        epoch = self._steps.last("epoch")
+        return None if epoch is None else int(epoch)
 
     @property
     def full(self) -> bool:

@@ -51,7 +51,6 @@ class Graph:
         self.pred = None
         self.target = None
         self.reason = None
-        self.pred_node = None
         self.diff = None        # hand-written loss: (saved pred - target, pred side) to rebuild targets
 
 
@@ -72,7 +71,6 @@ def analyze(loss: torch.Tensor, const_args: dict | None = None, const_by_pos: di
     except UnsupportedModel as exc:
         g.loss_reason = str(exc)
         pred_node, pred_fn = guess_pred_node(root), None
-    g.pred_node = pred_node
     if pred_node is None:
         g.reason = "no prediction found in the loss's graph"
         return g
