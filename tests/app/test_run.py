@@ -24,8 +24,9 @@ from tracer.app.script import exit_code
 from tracer import Trace
 from tracer.errors import TraceInputError
 
-ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = Path(__file__).resolve().parent / "scripts"
+TESTS = Path(__file__).resolve().parents[1]
+ROOT = TESTS.parent
+SCRIPTS = TESTS / "scripts"
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg",
        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
 ENV.pop("STEPTRACE_PROGRESS_INTERVAL", None)

@@ -29,8 +29,9 @@ from tracer import Trace
 
 pytestmark = [pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = Path(__file__).resolve().parent / "scripts"
+TESTS = Path(__file__).resolve().parents[1]
+ROOT = TESTS.parent
+SCRIPTS = TESTS / "scripts"
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg",
        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
 ENV.pop("STEPTRACE_PROGRESS_INTERVAL", None)
