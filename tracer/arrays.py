@@ -8,6 +8,7 @@ each other.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -16,7 +17,7 @@ from .errors import TraceInputError
 __all__ = ["TraceArrays", "as_2d", "column_names"]
 
 
-def as_2d(name: str, array) -> np.ndarray:
+def as_2d(name: str, array: Any) -> np.ndarray:
     """``array`` as rows: a scalar becomes (1, 1), a vector a column, more dims are
     flattened after the first. ``name`` is used in the error for non-numbers."""
     arr = np.asarray(array)

@@ -107,7 +107,8 @@ class TraceCallback(keras.callbacks.Callback):
         return trace
 
     # ------------------------------------------------------------ lifecycle
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        """Describe the compiled model, find the training rows, swap in the traced train function."""
         model = self.model
         if model.optimizer is None:
             raise TraceInputError("model: expected a compiled model (call model.compile first)")
@@ -216,12 +217,14 @@ class TraceCallback(keras.callbacks.Callback):
         if patch is not None:
             patch.remove()
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        """Count the epoch; repeated rows are handed out afresh."""
         self._epoch = epoch
         if self._matcher is not None:
             self._matcher.new_epoch()
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        """Record the step the traced train function just ran (or count a skipped one)."""
         ex, self._pending = self._pending, None
         rec = self._recorder
         self._version += 1
@@ -276,10 +279,12 @@ class TraceCallback(keras.callbacks.Callback):
                                    loss=loss, lr=float(ex["lr"].numpy()), batch_size=bs, logs=logs,
                                    extra=extra)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        """Record what Keras logged at the end of the epoch."""
         self._version += 1
         self._recorder.record_epoch(epoch + 1, logs)
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict | None = None) -> None:
+        """Put Keras's own train function back."""
         self._version += 1
         self._restore()

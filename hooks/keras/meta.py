@@ -60,7 +60,7 @@ _METRIC_FN_KINDS = {
 }
 
 
-def param_names(model) -> list[str]:
+def param_names(model: keras.Model) -> list[str]:
     """Names of the trainable variables (Keras's own ``variable.path``), made unique."""
     names, seen = [], {}
     for v in model.trainable_variables:
@@ -74,7 +74,7 @@ def param_names(model) -> list[str]:
     return names
 
 
-def describe_model(model, names: list[str]) -> dict:
+def describe_model(model: keras.Model, names: list[str]) -> dict:
     """``{"kind": "dense_stack", "layers": [...]}`` for a chain of Dense layers, else unsupported."""
     by_id = {id(v): n for v, n in zip(model.trainable_variables, names)}
     layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
@@ -118,7 +118,7 @@ def _loss_key(loss) -> str | None:
     return getattr(loss, "__name__", "").lower() or None
 
 
-def describe_loss(model, notes: list) -> dict | None:
+def describe_loss(model: keras.Model, notes: list) -> dict | None:
     """The compiled loss as ``{"name", "divide_by", "reduction", ...}`` (Keras conventions).
 
     Keras averages the elementwise loss over the last axis (MSE, MAE, Huber, BCE) or
@@ -167,7 +167,7 @@ def describe_loss(model, notes: list) -> dict | None:
     return spec
 
 
-def describe_optimizer(opt, notes: list) -> dict | None:
+def describe_optimizer(opt: keras.optimizers.Optimizer, notes: list) -> dict | None:
     """The optimizer with its Keras hyperparameters (``convention: "keras"``)."""
     cls = type(opt).__name__
     cfg = opt.get_config()
@@ -200,7 +200,8 @@ def describe_optimizer(opt, notes: list) -> dict | None:
     return spec
 
 
-def slot_variables(opt, name: str, variables, names) -> list[tuple[str, str, object]]:
+def slot_variables(opt: keras.optimizers.Optimizer, name: str, variables: list,
+                   names: list[str]) -> list[tuple[str, str, object]]:
     """``(param name, slot name, optimizer variable)`` for every state slot of every parameter."""
     out = []
     attrs = _SLOT_ATTRS.get(name, ())
@@ -224,7 +225,7 @@ def slot_variables(opt, name: str, variables, names) -> list[tuple[str, str, obj
     return out
 
 
-def describe_metrics(model, loss_spec: dict | None) -> list[dict]:
+def describe_metrics(model: keras.Model, loss_spec: dict | None) -> list[dict]:
     """One entry per compiled metric: its logged name and the kind the checker recomputes."""
     cm = getattr(model, "_compile_metrics", None)
     out = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import warnings
 from types import FrameType
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -156,7 +156,7 @@ class TorchTracer:
         if self._first_off is not None:
             self._first_off.remove()
 
-    def guard(self, fn, *args):
+    def guard(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run a tracer step; a failure stops tracing (with a warning and a note) but never
         the user's loop - unless ``strict``."""
         if self.failed is not None:

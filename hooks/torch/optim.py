@@ -27,7 +27,7 @@ def _plain(v):
     return v
 
 
-def optimizer_spec(opt) -> dict:
+def optimizer_spec(opt: torch.optim.Optimizer) -> dict:
     """``{"name": "sgd", "convention": "torch", "lr": ..., hyperparameters}`` (or unsupported)."""
     cls = type(opt).__name__
     name = _CLASSES.get(cls)
@@ -44,7 +44,7 @@ def optimizer_spec(opt) -> dict:
     return spec
 
 
-def group_of(opt, param):
+def group_of(opt: torch.optim.Optimizer, param: torch.Tensor) -> dict | None:
     """The param_group holding ``param`` (None if the optimizer does not train it)."""
     for group in opt.param_groups:
         for p in group["params"]:
@@ -53,7 +53,7 @@ def group_of(opt, param):
     return None
 
 
-def state_arrays(opt, param) -> tuple[dict, float | None]:
+def state_arrays(opt: torch.optim.Optimizer, param: torch.Tensor) -> tuple[dict, float | None]:
     """(slot -> NumPy copy, optimizer step count) of ``param``'s state after a step."""
     st = opt.state.get(param)
     if not st:

@@ -61,7 +61,8 @@ class LoaderRows(RowSource):
     def __init__(self, positions: np.ndarray | None) -> None:
         self.positions = positions
 
-    def locate(self, x, target, indices):
+    def locate(self, x: torch.Tensor | None, target: torch.Tensor | None,
+               indices: Any | None) -> np.ndarray | None:
         """The sampler's indices, mapped through the subset's positions."""
         if indices is None:
             return None
@@ -83,7 +84,8 @@ class IndexedRows(RowSource):
         self.x = None
         self.y = None
 
-    def locate(self, x, target, indices):
+    def locate(self, x: torch.Tensor | None, target: torch.Tensor | None,
+               indices: Any | None) -> np.ndarray | None:
         """The sampler's indices; the batch's values are stored at them."""
         if indices is None or x is None:
             return None
@@ -101,7 +103,7 @@ class IndexedRows(RowSource):
         if y is not None and y.shape[1] == self.y.shape[1]:
             self.y[rows] = y
 
-    def collected(self):
+    def collected(self) -> tuple[np.ndarray, np.ndarray] | None:
         """``(inputs, targets)`` or None if no batch was stored."""
         return None if self.x is None else (self.x, self.y)
 
@@ -117,7 +119,8 @@ class MatchedRows(RowSource):
         # first position, since epochs are told apart by rows that repeat
         self.matcher = RowMatcher(inputs, repeats="first")
 
-    def locate(self, x, target, indices):
+    def locate(self, x: torch.Tensor | None, target: torch.Tensor | None,
+               indices: Any | None) -> np.ndarray | None:
         """The positions of every row of ``x``, or None if one is not in the data."""
         if x is None:
             return None
@@ -136,7 +139,8 @@ class SeenRows(RowSource):
         self.y = []
         self.n = 0
 
-    def locate(self, x, target, indices):
+    def locate(self, x: torch.Tensor | None, target: torch.Tensor | None,
+               indices: Any | None) -> np.ndarray | None:
         """New positions for the batch's rows, which are kept."""
         if x is None:
             return None
@@ -150,7 +154,7 @@ class SeenRows(RowSource):
         self.n += x.shape[0]
         return rows
 
-    def collected(self):
+    def collected(self) -> tuple[np.ndarray, np.ndarray] | None:
         """All rows seen so far as ``(inputs, targets)``."""
         if not self.x:
             return None

@@ -22,7 +22,7 @@ def _load(path):
     return Trace.load(path)
 
 
-def cmd_demo(args) -> int:
+def cmd_demo(args: argparse.Namespace) -> int:
     """Trace the built-in example (S0), check it, export it, show a short table."""
     from .. import check
     from .examples import s0_numpy
@@ -63,7 +63,7 @@ def _explain_text(trace, step, report=None):
     return explain(trace, step=step, report=report)
 
 
-def cmd_check(args) -> int:
+def cmd_check(args: argparse.Namespace) -> int:
     """Check a saved trace and print the summary (and the failures with --failures)."""
     from .. import check
     trace = _load(args.trace)
@@ -77,7 +77,7 @@ def cmd_check(args) -> int:
     return VERDICT_EXIT[report.verdict]
 
 
-def cmd_export(args) -> int:
+def cmd_export(args: argparse.Namespace) -> int:
     """Export a saved trace to CSV files and/or an Excel workbook."""
     if not args.csv and not args.xlsx:
         raise SteptraceError("export: give --csv DIR and/or --xlsx FILE")
@@ -91,7 +91,7 @@ def cmd_export(args) -> int:
     return EXIT_OK
 
 
-def cmd_explain(args) -> int:
+def cmd_explain(args: argparse.Namespace) -> int:
     """Print the hand derivation of one step, or reconcile a logged metric."""
     from ..explain import explain
     trace = _load(args.trace)
@@ -99,7 +99,7 @@ def cmd_explain(args) -> int:
     return EXIT_OK
 
 
-def cmd_report(args) -> int:
+def cmd_report(args: argparse.Namespace) -> int:
     """Write the reports people look at: workbook, step-through page, plots."""
     if not (args.xlsx or args.html or args.plots):
         raise SteptraceError("report: give at least one of --xlsx FILE, --html FILE, --plots DIR")

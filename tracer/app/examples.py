@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..trace import Trace
 
-def s0_data(observations: int = 1000):
+
+def s0_data(observations: int = 1000) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """S0's data and initial parameters, drawn as the tutorial draws them (global seed 42)."""
     state = np.random.get_state()
     try:
@@ -28,7 +30,7 @@ def s0_data(observations: int = 1000):
 
 
 def s0_numpy(iterations: int = 100, learning_rate: float = 0.02, declare_lr: bool = False,
-             observations: int = 1000):
+             observations: int = 1000) -> tuple[Trace, np.ndarray, np.ndarray]:
     """Trace S0 and return ``(trace, weights, biases)`` (the final parameters)."""
     from hooks.numpy import NumpyTracer
 
