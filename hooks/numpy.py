@@ -33,12 +33,14 @@ import numpy as np
 
 from tracer.errors import TraceInputError
 from tracer.recorder import Recorder
+from tracer.trace import Trace
 
 _MISSING = object()
 
 
 class NumpyTracer:
-    """Records a NumPy training loop step by step (see the module docstring).
+    """Records a NumPy training loop step by step (see the module docstring); a
+    :class:`tracer.source.TraceSource`.
 
     Parameters
     ----------
@@ -223,9 +225,14 @@ class NumpyTracer:
                                          params_after=params_after, **values)
 
     @property
-    def trace(self):
+    def trace(self) -> Trace:
         """The :class:`tracer.Trace` of every completed step so far."""
         return self.recorder.trace()
+
+    @property
+    def traces(self) -> list[Trace]:
+        """The one run this tracer records, as a list (the :class:`tracer.source.TraceSource` contract)."""
+        return [self.trace]
 
 
 class _LoopIterator:

@@ -7,38 +7,9 @@ The bar goes to stderr and only when stderr is a terminal (never into logs or pi
 """
 from __future__ import annotations
 
-import sys
-import time
 from pathlib import Path
 
-
-class Progress:
-    """A one-line text progress bar on stderr (silent unless enabled and stderr is a TTY)."""
-
-    def __init__(self, total: int, enabled: bool = True, stream=None, width: int = 28):
-        self.stream = stream or sys.stderr
-        self.enabled = bool(enabled) and hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.total = max(int(total), 1)
-        self.done = 0
-        self.width = width
-        self.t0 = time.perf_counter()
-
-    def step(self, what: str, amount: int = 1) -> None:
-        """Advance by ``amount`` units and show ``what`` is being worked on."""
-        self.done = min(self.total, self.done + amount)
-        if not self.enabled:
-            return
-        filled = int(self.width * self.done / self.total)
-        bar = "#" * filled + "-" * (self.width - filled)
-        elapsed = time.perf_counter() - self.t0
-        self.stream.write(f"\r[{bar}] {self.done}/{self.total} {elapsed:5.1f}s {what[:40]:<40}")
-        self.stream.flush()
-
-    def close(self) -> None:
-        """End the line of the bar."""
-        if self.enabled:
-            self.stream.write("\n")
-            self.stream.flush()
+from tracer.progress import ProgressBar as Progress
 
 
 def build_report(trace, xlsx=None, html=None, plots=None, progress=True, formulas: bool = True,

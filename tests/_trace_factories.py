@@ -2,7 +2,7 @@
 
 Why: the reports (and anything else downstream of the Trace) must be testable before
 and without the framework hooks. Each builder replays a scenario of
-``/work/shared/SCENARIOS.md`` in plain NumPy and records it exactly as a hook would
+``docs/SCENARIOS.md`` in plain NumPy and records it exactly as a hook would
 (same parameter names, slot names, logs and meta), so the numbers are the scenario's
 golden numbers.
 

@@ -3,7 +3,8 @@
 Importable without TensorFlow or PyTorch: a trace recorded on a GPU box can be
 checked anywhere. Framework hooks live in the separate ``hooks`` package.
 """
-from .errors import SteptraceError, TraceFileError, TraceInputError, UnsupportedError
+from .errors import (CannotCheck, SteptraceError, TraceFileError, TraceInputError, UnsupportedError,
+                     UnsupportedModel)
 from .recorder import Recorder
 from .trace import Trace
 # Import the submodule before defining the function of the same name, so that the
@@ -26,4 +27,4 @@ def explain(trace, step=1, **kwargs):
 
 
 __all__ = ["Trace", "Recorder", "check", "explain", "SteptraceError", "TraceFileError",
-           "TraceInputError", "UnsupportedError", "__version__"]
+           "TraceInputError", "CannotCheck", "UnsupportedError", "UnsupportedModel", "__version__"]

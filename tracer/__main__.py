@@ -1,6 +1,6 @@
 """``python -m tracer ...`` runs the steptrace command line (same as ``steptrace ...``)."""
 import sys
 
-from .cli import main
+from .app.cli import main
 
 sys.exit(main())

@@ -88,12 +88,6 @@ class RowBuffer:
             return parts[0].copy()
         return np.concatenate(parts, axis=0)
 
-    def view(self) -> np.ndarray:
-        """The filled rows (a view when they fit in one chunk, else a joined copy)."""
-        if not self._chunks:
-            return self._cur[: self._pos]
-        return self.to_array()
-
 
 class ScalarColumns:
     """Named per-step scalar columns; a column first seen late is back-filled with NaN."""
@@ -116,6 +110,11 @@ class ScalarColumns:
         for col in cols.values():
             if len(col) < self.n:
                 col.append(np.nan)
+
+    def last(self, key: str):
+        """The latest value of column ``key`` (None if there is no such column or no row)."""
+        col = self._cols.get(key)
+        return col[-1] if col else None
 
     def as_dict(self) -> dict[str, np.ndarray]:
         """The columns as NumPy arrays."""

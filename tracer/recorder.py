@@ -1,6 +1,6 @@
 """The recorder: the one place hooks hand framework-neutral step records to.
 
-Hooks (``hooks/keras.py``, ``hooks/torch.py``, ``hooks/numpy.py``) turn framework
+Hooks (``hooks/keras/``, ``hooks/torch/``, ``hooks/numpy.py``) turn framework
 events into plain NumPy arrays and call :meth:`Recorder.record_step` once per
 iteration. The recorder copies each array once into a columnar buffer
 (:mod:`tracer.buffers`) and builds a :class:`tracer.Trace` on demand. Because
@@ -20,31 +20,13 @@ import warnings
 
 import numpy as np
 
+from .arrays import TraceArrays, as_2d, column_names
 from .buffers import RowBuffer, ScalarColumns
 from .errors import TraceInputError
+from .trace import Trace
 
 CAPTURE_MODES = ("full", "summary")
 DEFAULT_MAX_BYTES = 2 * 1024**3
-
-
-def as_2d(name: str, array) -> np.ndarray:
-    """``array`` as rows: a scalar becomes (1, 1), a vector a column, more dims are
-    flattened after the first. ``name`` is used in the error for non-numbers."""
-    arr = np.asarray(array)
-    if arr.ndim == 0:
-        arr = arr.reshape(1, 1)
-    elif arr.ndim == 1:
-        arr = arr.reshape(-1, 1)
-    elif arr.ndim > 2:
-        arr = arr.reshape(arr.shape[0], -1)
-    if not np.issubdtype(arr.dtype, np.number) and arr.dtype != np.bool_:
-        raise TraceInputError(f"{name}: expected numbers, got an array of dtype {arr.dtype}")
-    return arr
-
-
-def column_names(prefix: str, width: int) -> list[str]:
-    """``x`` for one column, else ``x0..x{k-1}``: the naming rule of every table."""
-    return [prefix] if width == 1 else [f"{prefix}{i}" for i in range(width)]
 
 
 def initial_capacity(size: int, dtype) -> int:
@@ -140,8 +122,8 @@ class Recorder:
     @property
     def current_epoch(self) -> int | None:
         """The epoch of the last recorded step (None before the first), for progress lines."""
-        col = self._steps._cols.get("epoch")
-        return int(col[-1]) if col else None
+        epoch = self._steps.last("epoch")
+        return None if epoch is None else int(epoch)
 
     @property
     def full(self) -> bool:
@@ -305,10 +287,8 @@ class Recorder:
             total += self._sample_pred.nbytes
         return total
 
-    def trace(self):
+    def trace(self) -> Trace:
         """Build a :class:`tracer.Trace` from everything recorded so far (a snapshot)."""
-        from .trace import Trace, TraceArrays
-
         meta = dict(self.meta)
         meta.setdefault("capture", {})
         meta["capture"] = {**meta.get("capture", {}), "mode": self.capture, "every": self.every,

@@ -21,33 +21,17 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .arrays import TraceArrays, column_names
 from .errors import TraceFileError, TraceInputError
-from .recorder import column_names
 
 FORMAT = "steptrace-trace"
 FORMAT_VERSION = 1
 TABLES = ("data", "steps", "samples", "params", "epochs")
-
-
-@dataclass
-class TraceArrays:
-    """The columnar arrays behind a Trace (what the checker reads, no DataFrames)."""
-
-    inputs: np.ndarray | None = None
-    targets: np.ndarray | None = None
-    steps: dict = field(default_factory=dict)
-    epochs: dict = field(default_factory=dict)
-    sample_step: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    sample_row: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    sample_pred: np.ndarray | None = None
-    param_step: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    params: dict = field(default_factory=dict)
 
 
 class Trace:

@@ -1,0 +1,290 @@
+"""The Keras callback: :class:`TraceCallback` records every iteration of ``model.fit``.
+
+Why a callback that swaps the train function: a callback normally sees only the logs.
+For the duration of ``fit`` it swaps ``model.train_function`` for one built by Keras's
+own ``_make_function`` around :func:`hooks.keras.step.traced_step`; the original is put
+back at the end of ``fit``, when a step raises, and, should ``fit`` be aborted
+elsewhere, at the next ``make_train_function`` call (the first thing every later
+``fit`` does). Each batch's outputs then become one :meth:`tracer.Recorder.record_step`.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+
+from tracer.arrays import column_names
+from tracer.errors import TraceInputError
+from tracer.recorder import DEFAULT_MAX_BYTES, Recorder
+from tracer.trace import Trace
+
+from ..patch import Patch, set_attr
+from ..rows import RowMatcher
+from . import meta as km
+from .data import as_array, fit_frame
+from .step import as_numpy, traced_step
+
+__all__ = ["TraceCallback"]
+
+
+class TraceCallback(keras.callbacks.Callback):
+    """Record every iteration of ``model.fit`` into a :class:`tracer.Trace` (``.trace``);
+    a :class:`tracer.source.TraceSource`.
+
+    Parameters
+    ----------
+    every:
+        Record one step in ``every``; the others run Keras's own compiled step.
+    capture:
+        ``"full"`` (weights, gradients, predictions, rows) or ``"summary"`` (scalars).
+    max_bytes:
+        Memory budget; past it the recorder keeps only per-step summaries.
+    data:
+        ``(x, y)``: the training rows, when ``fit`` gets something other than
+        arrays (e.g. a ``tf.data.Dataset``); batch rows are located in them.
+        Without it, array inputs are read from ``fit`` itself, and for other
+        inputs rows are numbered in order of first appearance.
+    """
+
+    def __init__(self, every: int = 1, capture: str = "full", max_bytes: int | None = DEFAULT_MAX_BYTES,
+                 data=None):
+        super().__init__()
+        self._opts = dict(every=every, capture=capture, max_bytes=max_bytes)
+        self._recorder = Recorder({"framework": "keras"}, **self._opts)   # validates the options
+        if data is not None:
+            if not isinstance(data, (tuple, list)) or len(data) != 2:
+                raise TraceInputError("data: expected a pair (x, y) of arrays with the training rows")
+            x, y = as_array(data[0]), as_array(data[1])
+            if x is None or y is None or x.shape[0] != y.shape[0]:
+                raise TraceInputError("data: expected (x, y) arrays with the same number of rows")
+            data = (x, y)
+        self._data = data
+        self._matcher: RowMatcher | None = None
+        self._pending = None
+        self._epoch = 0
+        self._patch: Patch | None = None    # the traced train function, while installed
+        self._warned_rows = False
+        self._metrics_described = False
+        self._version = 0            # bumped whenever the recording changes (trace cache key)
+        self._cache = None
+
+    # --------------------------------------------------------------- result
+    @property
+    def recorder(self) -> Recorder:
+        """The recorder of the ``fit`` call being traced (a new one per ``fit``)."""
+        return self._recorder
+
+    @property
+    def traces(self) -> list[Trace]:
+        """The one run this callback records, as a list (the :class:`tracer.source.TraceSource` contract)."""
+        return [self.trace]
+
+    @property
+    def trace(self) -> Trace:
+        """The recorded run so far (a :class:`tracer.Trace`); works after ``fit`` raised.
+
+        Built once per change (the snapshot copies every buffer), then reused.
+        """
+        cached = self._cache
+        if cached is not None and cached[0] == self._version:
+            return cached[1]
+        trace = self._build_trace()
+        self._cache = (self._version, trace)
+        return trace
+
+    def _build_trace(self):
+        trace = self._recorder.trace()
+        m = self._matcher
+        if m is not None and m.growable and self._recorder.n_rows is None:
+            seen = m.seen_data()
+            if seen is not None:
+                arrays = dataclasses.replace(trace.arrays(), inputs=seen[0], targets=seen[1])
+                meta = dict(trace.meta)
+                meta["data"] = {**meta.get("data", {}), "n_rows": int(seen[0].shape[0]),
+                                "inputs": column_names("x", seen[0].shape[1]),
+                                "targets": column_names("y", seen[1].shape[1])}
+                trace = Trace(arrays=arrays, meta=meta)
+        return trace
+
+    # ------------------------------------------------------------ lifecycle
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        """Describe the compiled model, find the training rows, swap in the traced train function."""
+        model = self.model
+        if model.optimizer is None:
+            raise TraceInputError("model: expected a compiled model (call model.compile first)")
+        if getattr(model, "steps_per_execution", 1) != 1:
+            raise TraceInputError(
+                "model: TraceCallback needs steps_per_execution=1 (Keras then calls back after every step); "
+                f"got steps_per_execution={model.steps_per_execution}")
+        if not hasattr(model, "_make_function"):
+            raise TraceInputError(
+                f"model: TraceCallback supports the TensorFlow backend of Keras 3; got backend "
+                f"{keras.backend.backend()!r}")
+        self._restore()
+        self._version += 1
+        self._recorder = rec = Recorder({"framework": "keras"}, **self._opts)
+        self._epoch = 0
+        self._pending = None
+        self._metrics_described = False
+        notes: list[str] = []
+        opt = model.optimizer
+        self._vars = list(model.trainable_variables)
+        self._names = km.param_names(model)
+        loss = km.describe_loss(model, notes)
+        optimizer = km.describe_optimizer(opt, notes)
+        self._opt_name = optimizer["name"]
+        self._slots = []            # filled when the step is traced: Keras builds the optimizer then
+        meta = {"framework": "keras", "versions": km.versions(),
+                "model": km.describe_model(model, self._names), "loss": loss, "optimizer": optimizer,
+                "metrics": km.describe_metrics(model, loss)}
+        self._setup_data(model, rec, meta, notes)
+        if model.dtype_policy.name not in ("float32", "float64"):
+            notes.append(f"dtype policy {model.dtype_policy.name}: values are recorded as Keras computed them")
+        rec.meta.update(meta)
+        for n in notes:
+            rec.note(n)
+        self._install(model)
+
+    def _setup_data(self, model, rec, meta, notes):
+        frame = fit_frame(model)
+        fl = frame.f_locals if frame is not None else {}
+        meta["keras_fit"] = {k: km.jsonable(fl.get(k)) for k in
+                             ("batch_size", "epochs", "shuffle", "validation_split", "steps_per_epoch")
+                             if k in fl}
+        x = y = None
+        if self._data is not None:
+            x, y = self._data
+        elif frame is not None:
+            x, y = as_array(fl.get("x")), as_array(fl.get("y"))
+            if fl.get("sample_weight") is not None or fl.get("class_weight") is not None:
+                notes.append("sample_weight/class_weight given: the hand check ignores them")
+            if x is None or y is None:
+                kind = type(fl.get("x")).__name__
+                notes.append(f"fit got x of type {kind}: rows are numbered in order of first appearance "
+                             "(pass TraceCallback(data=(x, y)) to number them by position)")
+        else:
+            notes.append("fit's arguments were not found: rows are numbered in order of first appearance")
+        if x is not None and y is not None:
+            if x.shape[0] != y.shape[0]:
+                raise TraceInputError(f"data: x has {x.shape[0]} rows but y has {y.shape[0]}")
+            rec.set_data(x, y)
+            self._matcher = RowMatcher(x, y)
+        else:
+            self._matcher = RowMatcher()
+
+    def _install(self, model):
+        """Swap in the traced train function (undone by :meth:`_restore`)."""
+        original_fn = model.train_function
+        if original_fn is None:
+            model.make_train_function()
+            original_fn = model.train_function
+        step = traced_step(model, self._vars, self._names, self._opt_name, self._keep_slots,
+                           summary=not self._recorder.full)
+        compiled = model._make_function(step)
+        cb = self
+
+        def traced_train_function(iterator):
+            if not cb._recorder.should_record():
+                cb._pending = None
+                return original_fn(iterator)
+            try:
+                logs, extras = compiled(iterator)
+            except StopIteration:
+                raise
+            except BaseException:
+                cb._restore()
+                raise
+            cb._pending = extras
+            return logs
+
+        def restoring_make_train_function(force=False):
+            # reached only if a traced fit ended without on_train_end (an exception)
+            cb._restore()
+            return model.make_train_function(force=force)
+
+        patch = Patch()
+        patch.add(set_attr(model, "make_train_function", restoring_make_train_function))
+        model.train_function = traced_train_function
+        patch.add(lambda: setattr(model, "train_function", original_fn))
+        self._patch = patch
+
+    def _keep_slots(self, slots):
+        self._slots = slots
+
+    def _restore(self):
+        """Put Keras's own train function back (idempotent)."""
+        patch, self._patch = self._patch, None
+        if patch is not None:
+            patch.remove()
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        """Count the epoch; repeated rows are handed out afresh."""
+        self._epoch = epoch
+        if self._matcher is not None:
+            self._matcher.new_epoch()
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        """Record the step the traced train function just ran (or count a skipped one)."""
+        ex, self._pending = self._pending, None
+        rec = self._recorder
+        self._version += 1
+        if not self._metrics_described:
+            # Keras builds its compiled metrics while tracing the first step
+            self._metrics_described = True
+            rec.meta["metrics"] = km.describe_metrics(self.model, rec.meta.get("loss"))
+        if ex is None:
+            if not rec.should_record():
+                rec.record_step(epoch=self._epoch + 1, batch=batch + 1, params_before={}, params_after={})
+            return
+        names = self._names
+        if "norms" in ex:
+            self._record_summary(ex, batch, logs)
+            return
+        before = {n: as_numpy(t) for n, t in zip(names, ex["before"])}
+        after = {n: as_numpy(t) for n, t in zip(names, ex["after"])}
+        grads = {n: as_numpy(t) for n, t in zip(names, ex["grads"])}
+        state = {}
+        for (pname, slot, _), t in zip(self._slots, ex["slots"]):
+            state.setdefault(pname, {})[slot] = as_numpy(t)
+        rows = y_pred = None
+        bs = None
+        if "x" in ex:
+            bx, by = as_numpy(ex["x"]), as_numpy(ex["y"])
+            bs = bx.shape[0]
+            if rec.full:
+                rows = self._matcher.match(bx, by)
+                if rows is None and not self._warned_rows:
+                    self._warned_rows = True
+                    rec.note("some batch rows were not found in the training data: their rows are unknown")
+        if "y_pred" in ex and rec.full:
+            y_pred = as_numpy(ex["y_pred"])
+            bs = y_pred.shape[0]
+        loss = float(ex["loss"].numpy()) if "loss" in ex else None
+        rec.record_step(epoch=self._epoch + 1, batch=batch + 1, params_before=before, params_after=after,
+                        grads=grads, rows=rows, y_pred=y_pred, loss=loss, lr=float(ex["lr"].numpy()),
+                        batch_size=bs, state=state, logs=logs,
+                        extra={"opt_step": int(ex["iterations"].numpy())})
+
+    def _record_summary(self, ex, batch, logs):
+        """Summary capture: the norms came out of the graph as columns of the steps table."""
+        extra = {"opt_step": int(ex["iterations"].numpy())}
+        for name, t in zip(self._names, ex["norms"]):
+            value, update, grad = as_numpy(t).tolist()
+            extra["value_norm_" + name] = value
+            extra["update_norm_" + name] = update
+            extra["grad_norm_" + name] = grad
+        bs = int(ex["batch_size"].numpy()) if "batch_size" in ex else None
+        loss = float(ex["loss"].numpy()) if "loss" in ex else None
+        self._recorder.record_step(epoch=self._epoch + 1, batch=batch + 1, params_before={}, params_after={},
+                                   loss=loss, lr=float(ex["lr"].numpy()), batch_size=bs, logs=logs,
+                                   extra=extra)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        """Record what Keras logged at the end of the epoch."""
+        self._version += 1
+        self._recorder.record_epoch(epoch + 1, logs)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        """Put Keras's own train function back."""
+        self._version += 1
+        self._restore()

@@ -1,0 +1,182 @@
+"""Find which training rows are in a batch, by content: one matcher for every hook.
+
+Why by content: Keras shuffles array inputs inside its compiled ``tf.data`` pipeline
+with its own random stream, and a PyTorch loop may slice batches in its own generator
+(S3): either way the indices never reach steptrace, and recomputing a shuffle would
+mean drawing from the user's random stream (which would change the run). Instead each
+batch row is looked up by its bytes (inputs, and targets when the data has them, in the
+dtype the batch has) in a table built once from the training data.
+
+Repeated rows: byte-identical rows are interchangeable for every number a framework
+computes. With ``repeats="in_turn"`` (Keras) each copy is handed out once per epoch
+(:meth:`RowMatcher.new_epoch`), so every epoch's rows still form a permutation of the
+data; with ``repeats="first"`` (PyTorch, whose epochs are told apart by repeated rows)
+a repeated row is always its first position.
+
+Fast path: rows are hashed to 64 bits with vectorised NumPy (no Python loop per
+row) and every hit is verified byte for byte; a batch holding a duplicated row or
+a hash collision takes the exact dictionary path instead.
+
+With no declared data (a ``tf.data.Dataset`` input), the table grows: a row
+seen for the first time becomes the next sample, so ``sample`` is the order of
+first appearance.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["RowMatcher"]
+
+
+_MIX = np.uint64(0xBF58476D1CE4E5B9)
+
+
+def _row_bytes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``(n, bytes)`` uint8 matrix of each row's inputs then targets."""
+    return np.ascontiguousarray(np.concatenate(
+        [x.view(np.uint8).reshape(x.shape[0], -1), y.view(np.uint8).reshape(y.shape[0], -1)], axis=1))
+
+
+def _hash_rows(u8: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each row of a uint8 matrix (vectorised; equal rows, equal hashes)."""
+    n, width = u8.shape
+    pad = (-width) % 8
+    if pad:
+        u8 = np.concatenate([u8, np.zeros((n, pad), np.uint8)], axis=1)
+    words = np.ascontiguousarray(u8).view(np.uint64)
+    with np.errstate(over="ignore"):
+        words = words ^ (words >> np.uint64(31))
+        words = words * _MIX
+        mult = (np.arange(1, words.shape[1] + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)) | np.uint64(1)
+        h = (words * mult).sum(axis=1, dtype=np.uint64)
+        h ^= h >> np.uint64(29)
+    return h
+
+
+def _no_columns(like: np.ndarray) -> np.ndarray:
+    """Zero-width targets for rows matched by their inputs alone."""
+    return np.zeros((like.shape[0], 0), dtype=np.uint8)
+
+
+def _rows_2d(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a)
+    if a.ndim == 0:
+        a = a.reshape(1, 1)
+    elif a.ndim == 1:
+        a = a.reshape(-1, 1)
+    return np.ascontiguousarray(a.reshape(a.shape[0], -1))
+
+
+class RowMatcher:
+    """Map batch rows to 0-based positions in the training data, by content.
+
+    ``x`` (and ``y``, when batches come with their targets) are the training rows;
+    without ``x`` the table grows from the batches (:meth:`seen_data`). ``repeats``:
+    ``"in_turn"`` or ``"first"`` (see the module docstring).
+    """
+
+    def __init__(self, x: np.ndarray | None = None, y: np.ndarray | None = None, *,
+                 repeats: str = "in_turn") -> None:
+        if repeats not in ("in_turn", "first"):
+            raise ValueError(f"repeats: expected 'in_turn' or 'first', got {repeats!r}")
+        self.growable = x is None
+        self._x = None if x is None else _rows_2d(x)
+        self._y = None if y is None else _rows_2d(y)
+        self._in_turn = repeats == "in_turn"
+        self._table: dict[bytes, list[int]] | None = None
+        self._keys: np.ndarray | None = None
+        self._used: dict[bytes, int] = {}
+        self._dtypes = None
+        self.new_x: list[np.ndarray] = []   # growable mode: rows in order of first appearance
+        self.new_y: list[np.ndarray] = []
+
+    def new_epoch(self) -> None:
+        """Start handing out duplicate rows from their first copy again."""
+        self._used.clear()
+
+    def _build(self, bx: np.ndarray, by: np.ndarray) -> None:
+        self._dtypes = (bx.dtype, by.dtype)
+        self._table = {}
+        if self.growable:
+            return
+        x = self._x.astype(bx.dtype, copy=False)
+        y = _no_columns(x) if self._y is None else self._y.astype(by.dtype, copy=False)
+        if x.shape[1] != bx.shape[1] or y.shape[1] != by.shape[1]:
+            return
+        keys = self._keys = _row_bytes(x, y)
+        h = _hash_rows(keys)
+        self._order = np.argsort(h, kind="stable")
+        self._sorted = h[self._order]
+        self._table = None           # the exact dictionary, built on first need
+
+    def _dictionary(self) -> dict:
+        if self._table is None:
+            table = self._table = {}
+            for i, key in enumerate(self._keys):
+                table.setdefault(key.tobytes(), []).append(i)
+        return self._table
+
+    def _fast(self, keys: np.ndarray) -> np.ndarray | None:
+        """Rows of a batch whose rows are all unique in the data, by hash; None otherwise."""
+        hb = _hash_rows(keys)
+        lo = np.searchsorted(self._sorted, hb, "left")
+        hi = np.searchsorted(self._sorted, hb, "right")
+        if np.any(hi - lo != 1):
+            return None
+        rows = self._order[lo]
+        if not np.array_equal(self._keys[rows], keys):
+            return None
+        return rows
+
+    def match(self, bx: np.ndarray, by: np.ndarray | None = None) -> np.ndarray | None:
+        """0-based rows of the batch ``(bx, by)``; None if a row is not in the data.
+
+        ``by`` (the batch's targets) counts only when the data was given with targets
+        (or the table grows from the batches). The data are compared in the dtype of
+        the first batch.
+        """
+        bx = _rows_2d(bx)
+        by = _no_columns(bx) if by is None or (self._y is None and not self.growable) else _rows_2d(by)
+        if self._dtypes is None:
+            self._build(bx, by)
+        if not self.growable and self._keys is None:
+            return None
+        if (bx.dtype, by.dtype) != self._dtypes:
+            bx = bx.astype(self._dtypes[0])
+            by = by.astype(self._dtypes[1])
+        keys = _row_bytes(bx, by)
+        if not self.growable:
+            rows = self._fast(keys)
+            if rows is not None:
+                return rows
+        rows = np.empty(bx.shape[0], dtype=np.int64)
+        table, used = (self._table if self.growable else self._dictionary()), self._used
+        for i, key in enumerate(keys):
+            k = key.tobytes()
+            hits = table.get(k)
+            if hits is None:
+                if not self.growable:
+                    return None
+                hits = table[k] = [len(self.new_x)]
+                self.new_x.append(bx[i].copy())
+                self.new_y.append(by[i].copy())
+            if not self._in_turn:
+                rows[i] = hits[0]
+                continue
+            j = used.get(k, 0)
+            if j >= len(hits):
+                if self.growable:           # a repeat within the epoch: a new sample
+                    hits.append(len(self.new_x))
+                    self.new_x.append(bx[i].copy())
+                    self.new_y.append(by[i].copy())
+                else:
+                    j = j % len(hits)
+            used[k] = j + 1
+            rows[i] = hits[j]
+        return rows
+
+    def seen_data(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Growable mode: the rows seen so far, in order of first appearance."""
+        if not self.new_x:
+            return None
+        return np.stack(self.new_x), np.stack(self.new_y)

@@ -1,0 +1,72 @@
+"""hooks.rows.RowMatcher: batch rows found by content, for the Keras and PyTorch hooks alike."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hooks.rows import RowMatcher
+
+
+def test_unique_rows_are_found_by_inputs_and_targets():
+    x = np.arange(12, dtype=np.float32).reshape(6, 2)
+    y = np.arange(6, dtype=np.float32)
+    m = RowMatcher(x, y)
+    assert m.match(x[[4, 0, 5]], y[[4, 0, 5]]).tolist() == [4, 0, 5]
+    # same inputs, other target: not in the data
+    assert m.match(x[[1]], np.array([99.0], np.float32)) is None
+
+
+def test_repeated_rows_are_handed_out_in_turn_within_an_epoch():
+    x = np.array([[1.0], [2.0], [1.0]], np.float32)
+    y = np.array([[0.0], [0.0], [0.0]], np.float32)
+    m = RowMatcher(x, y)
+    assert m.match(x[[0, 0]], y[[0, 0]]).tolist() == [0, 2]
+    assert m.match(x[[0]], y[[0]]).tolist() == [0]          # a third copy wraps around
+    m.new_epoch()
+    assert m.match(x[[2, 1]], y[[2, 1]]).tolist() == [0, 1]
+
+
+def test_first_policy_matches_inputs_alone_and_keeps_the_first_position():
+    x = np.array([[1.0, 1.0], [2.0, 2.0], [1.0, 1.0]])
+    m = RowMatcher(x, repeats="first")
+    assert m.match(np.array([[1.0, 1.0], [1.0, 1.0], [2.0, 2.0]])).tolist() == [0, 0, 1]
+    assert m.match(np.array([[3.0, 3.0]])) is None
+    # targets passed with the batch do not count when the data has none
+    assert m.match(np.array([[2.0, 2.0]]), np.array([[7.0]])).tolist() == [1]
+
+
+def test_the_data_is_compared_in_the_batch_dtype():
+    x = np.array([[0.1], [0.2]], dtype=np.float64)
+    m = RowMatcher(x, repeats="first")
+    assert m.match(x.astype(np.float32)[[1]]).tolist() == [1]
+
+
+def test_other_widths_match_nothing():
+    m = RowMatcher(np.ones((3, 2)), np.ones((3, 1)))
+    assert m.match(np.ones((1, 3)), np.ones((1, 1))) is None
+
+
+def test_without_data_the_table_grows_in_order_of_first_appearance():
+    m = RowMatcher()
+    a, b = np.array([[5.0]]), np.array([[6.0]])
+    assert m.match(np.vstack([a, b]), np.vstack([a, b])).tolist() == [0, 1]
+    # within the epoch every repeat of a row is a new sample
+    assert m.match(np.vstack([b, b]), np.vstack([b, b])).tolist() == [2, 3]
+    m.new_epoch()
+    assert m.match(np.vstack([b, a]), np.vstack([b, a])).tolist() == [1, 0]
+    x, y = m.seen_data()
+    assert x[:, 0].tolist() == [5.0, 6.0, 6.0, 6.0] and y.shape == (4, 1)
+
+
+def test_many_unique_rows_take_the_vectorised_path_and_agree():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(500, 3)).astype(np.float32)
+    y = rng.normal(size=(500, 1)).astype(np.float32)
+    m = RowMatcher(x, y)
+    order = rng.permutation(500)[:64]
+    assert m.match(x[order], y[order]).tolist() == order.tolist()
+
+
+def test_an_unknown_repeats_policy_is_refused():
+    with pytest.raises(ValueError, match="repeats"):
+        RowMatcher(np.ones((1, 1)), repeats="last")

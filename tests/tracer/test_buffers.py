@@ -1,0 +1,68 @@
+"""tracer.buffers: the recorder's columnar storage (exact values, growth without copies)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tracer.buffers import RowBuffer, ScalarColumns
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+def test_values_round_trip_exactly(dtype):
+    rng = np.random.default_rng(0)
+    rows = (rng.normal(size=(50, 3)) * 1e6).astype(dtype)
+    if np.issubdtype(dtype, np.floating):
+        rows[0] = [np.nan, np.inf, -0.0]
+    buf = RowBuffer(3, dtype, capacity=8)
+    for row in rows[:20]:
+        buf.append(row)
+    buf.extend(rows[20:])
+    out = buf.to_array()
+    assert out.dtype == dtype and out.shape == (50, 3) and buf.n == 50 and buf.width == 3
+    assert out.tobytes() == rows.tobytes()            # bit for bit, NaN and -0.0 included
+
+
+def test_growth_keeps_earlier_chunks_in_place():
+    buf = RowBuffer(2, np.float64, capacity=4)
+    first_chunk = buf._cur                            # the block the first rows are copied into
+    for i in range(4):
+        buf.append([i, i])
+    buf.append([4, 4])                                # a full chunk is kept, a new one allocated
+    buf.extend(np.arange(20, dtype=np.float64).reshape(10, 2))
+    assert buf._chunks[0] is first_chunk              # never copied nor moved
+    assert first_chunk[:, 0].tolist() == [0, 1, 2, 3]
+    assert all(c.shape[0] >= 4 for c in buf._chunks)
+    assert buf.to_array()[:, 0].tolist() == [0, 1, 2, 3, 4] + list(range(0, 20, 2))
+
+
+def test_later_chunks_grow_but_stay_under_the_chunk_size():
+    buf = RowBuffer(1024, np.float64, capacity=64)   # 8 KiB rows: 1024 rows per 8 MiB chunk at most
+    for _ in range(3):
+        buf._next_chunk()
+    sizes = [c.shape[0] for c in buf._chunks] + [buf._cur.shape[0]]
+    assert sizes == [64, 128, 256, 512]
+    assert buf._cur.nbytes <= RowBuffer.CHUNK_BYTES
+
+
+def test_to_array_is_a_copy_and_append_fill_pads():
+    buf = RowBuffer(2, np.float32, capacity=2)
+    buf.append([1, 2])
+    snapshot = buf.to_array()
+    buf.append_fill(np.nan)
+    snapshot[0, 0] = 99
+    out = buf.to_array()
+    assert out[0].tolist() == [1, 2] and np.isnan(out[1]).all() and snapshot.shape == (1, 2)
+    assert buf.nbytes >= out.nbytes
+
+
+def test_scalar_columns_back_fill_late_and_missing_columns():
+    cols = ScalarColumns()
+    cols.add_row({"step": 1, "loss": 0.5})
+    cols.add_row({"step": 2, "extra": 7.0})
+    cols.add_row({"step": 3, "loss": 0.25})
+    d = cols.as_dict()
+    assert d["step"].tolist() == [1, 2, 3]
+    assert d["loss"][0] == 0.5 and np.isnan(d["loss"][1]) and d["loss"][2] == 0.25
+    assert np.isnan(d["extra"][0]) and d["extra"][1] == 7.0 and np.isnan(d["extra"][2])
+    assert cols.n == 3 and cols.last("step") == 3 and cols.last("nothing") is None
+    assert ScalarColumns().last("step") is None

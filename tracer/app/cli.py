@@ -1,0 +1,173 @@
+"""The ``steptrace`` command line.
+
+Exit codes tell outcomes apart: 0 success (checks passed), 1 checks failed,
+2 bad input (a missing or corrupt trace, a bad argument), 3 incomplete (nothing
+failed but part of the run could not be checked). ``steptrace run`` exits with the
+traced script's own code.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import SteptraceError
+from .exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_OK, VERDICT_EXIT
+
+__all__ = ["main", "build_parser", "EXIT_OK", "EXIT_FAILED", "EXIT_BAD_INPUT", "EXIT_INCOMPLETE"]
+
+
+def _load(path):
+    from ..trace import Trace
+    return Trace.load(path)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Trace the built-in example (S0), check it, export it, show a short table."""
+    from .. import check
+    from .examples import s0_numpy
+
+    out = Path(args.out)
+    print("steptrace demo: NumPy full-batch gradient descent on y = 13x + 2 + noise "
+          "(1000 rows, 100 iterations, lr 0.02)")
+    trace, weights, biases = s0_numpy()
+    print(f"  final weights {weights.ravel()}, biases {biases.ravel()}")
+    report = check(trace)
+    print(report.summary())
+    steps = trace.steps
+    params = trace.params.pivot_table(index="step", columns="param", values="after", sort=False)
+    table = steps.set_index("step")[["epoch", "batch", "loss"]].join(params)
+    print("\nfirst and last iterations (parameters after the update):")
+    print(table.head(3).to_string())
+    print("...")
+    print(table.tail(2).to_string())
+    saved = trace.save(out / "s0.trace")
+    written = [saved]
+    try:
+        from reports import to_csv, to_excel
+        written += list(to_csv(trace, out / "csv"))
+        written.append(to_excel(trace, out / "s0.xlsx"))
+    except ImportError as exc:  # reports is part of the package; say so rather than hide it
+        print(f"  (export skipped: {exc})", file=sys.stderr)
+    (out / "explain_step1.txt").write_text(_explain_text(trace, 1, report))
+    print(f"\nfiles written under {out.resolve()}:")
+    for p in written:
+        print(f"  {p}")
+    print(f"  {out / 'explain_step1.txt'}")
+    print(f"\nnext: steptrace explain {out / 's0.trace'} --step 1")
+    return VERDICT_EXIT[report.verdict]
+
+
+def _explain_text(trace, step, report=None):
+    from ..explain import explain
+    return explain(trace, step=step, report=report)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Check a saved trace and print the summary (and the failures with --failures)."""
+    from .. import check
+    trace = _load(args.trace)
+    report = check(trace)
+    print(report.summary())
+    if args.failures and len(report.failures):
+        print(report.failures.head(args.failures).to_string(index=False))
+    if args.table:
+        report.table.to_csv(args.table, index=False)
+        print(f"check table written to {args.table}")
+    return VERDICT_EXIT[report.verdict]
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export a saved trace to CSV files and/or an Excel workbook."""
+    if not args.csv and not args.xlsx:
+        raise SteptraceError("export: give --csv DIR and/or --xlsx FILE")
+    from reports import to_csv, to_excel
+    trace = _load(args.trace)
+    if args.csv:
+        for p in to_csv(trace, args.csv):
+            print(p)
+    if args.xlsx:
+        print(to_excel(trace, args.xlsx, formulas=args.formulas))
+    return EXIT_OK
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Print the hand derivation of one step, or reconcile a logged metric."""
+    from ..explain import explain
+    trace = _load(args.trace)
+    print(explain(trace, step=args.step, metric=args.metric, value=args.value))
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write the reports people look at: workbook, step-through page, plots."""
+    if not (args.xlsx or args.html or args.plots):
+        raise SteptraceError("report: give at least one of --xlsx FILE, --html FILE, --plots DIR")
+    from reports import build_report
+    trace = _load(args.trace)
+    written = build_report(trace, xlsx=args.xlsx, html=args.html, plots=args.plots,
+                           progress=sys.stderr.isatty())
+    for kind, paths in written.items():
+        for p in (paths if isinstance(paths, (list, tuple)) else [paths]):
+            print(f"{kind}: {p}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for documentation and tests)."""
+    parser = argparse.ArgumentParser(
+        prog="steptrace", description="Step-by-step training debugger: trace, check, explain, export.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("demo", help="trace, check and export the built-in example (S0)")
+    p.add_argument("--out", default="steptrace-demo", help="output directory (default: %(default)s)")
+    p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("check", help="check a saved trace against the math")
+    p.add_argument("trace", help="trace directory written by Trace.save")
+    p.add_argument("--failures", type=int, default=20, metavar="N", help="show up to N failed checks")
+    p.add_argument("--table", metavar="CSV", help="write the whole check table to this CSV file")
+    p.set_defaults(func=cmd_check)
+    p = sub.add_parser("export", help="export a trace to CSV and/or Excel")
+    p.add_argument("trace")
+    p.add_argument("--csv", metavar="DIR", help="directory for one CSV file per table")
+    p.add_argument("--xlsx", metavar="FILE", help="Excel workbook to write")
+    p.add_argument("--formulas", action="store_true", help="write the iterations sheet as live formulas")
+    p.set_defaults(func=cmd_export)
+    p = sub.add_parser("explain", help="hand derivation of one step, or reconcile a logged metric")
+    p.add_argument("trace")
+    p.add_argument("--step", type=int, default=1, help="global step number, from 1 (default 1)")
+    p.add_argument("--metric", help="a logged metric to reconcile (e.g. root_mean_squared_error)")
+    p.add_argument("--value", type=float, help="the value you computed yourself, to find its source")
+    p.set_defaults(func=cmd_explain)
+    p = sub.add_parser("report", help="workbook with live formulas, step-through HTML page, plots")
+    p.add_argument("trace")
+    p.add_argument("--xlsx", metavar="FILE")
+    p.add_argument("--html", metavar="FILE")
+    p.add_argument("--plots", metavar="DIR")
+    p.set_defaults(func=cmd_report)
+    p = sub.add_parser("run", help="run a training script unchanged and trace what it trains",
+                       add_help=False)
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=None)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``steptrace`` console script; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "run":
+        from .run import main as run_main
+        return run_main(argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except SteptraceError as exc:
+        print(f"steptrace: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("steptrace: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

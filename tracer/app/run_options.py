@@ -1,0 +1,97 @@
+"""The options of ``steptrace run``: the parser and the parsing of sizes and run selections.
+
+Why apart from the runner: every option is validated before anything is created or
+run, and the help text is the documentation users read; both are easier to keep
+right on their own.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+from typing import Callable
+
+from ..errors import TraceInputError
+from ..recorder import CAPTURE_MODES
+
+__all__ = ["parse_size", "parse_runs", "build_parser"]
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def parse_size(text: str) -> int | None:
+    """``"2G"``, ``"512M"``, ``"300k"``, ``"1000000"`` -> bytes; ``"none"`` -> no limit."""
+    if str(text).strip().lower() in ("none", "unlimited", "0"):
+        return None
+    m = _SIZE.match(str(text))
+    if not m:
+        raise TraceInputError(f"--max-memory: expected a size such as 512M or 2G (or 'none'), got {text!r}")
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+def parse_runs(text: str) -> Callable[[int], bool]:
+    """``"all"``, ``"2"``, ``"1,3"``, ``"2-4"``, ``"3-"`` -> a predicate on run numbers (from 1)."""
+    text = str(text).strip().lower()
+    if text in ("all", "*", ""):
+        return lambda n: True
+    ranges = []
+    for part in text.split(","):
+        part = part.strip()
+        m = re.fullmatch(r"(\d+)(?:\s*-\s*(\d*))?", part)
+        if not m or int(m.group(1)) < 1:
+            raise TraceInputError(
+                f"--runs: expected 'all' or run numbers from 1 such as 2, 1,3, 2-4 or 3-, got {text!r}")
+        lo = int(m.group(1))
+        if m.group(2) is None:
+            hi = lo
+        else:
+            hi = int(m.group(2)) if m.group(2) else 10**12
+        if hi < lo:
+            raise TraceInputError(f"--runs: range {part!r} is empty (the end is before the start)")
+        ranges.append((lo, hi))
+    return lambda n: any(lo <= n <= hi for lo, hi in ranges)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``steptrace run`` argument parser (exposed for --help and tests)."""
+    p = argparse.ArgumentParser(
+        prog="steptrace run",
+        usage="steptrace run [options] SCRIPT [ARGS...]",
+        description="Run a training script unchanged, as `python SCRIPT ARGS...` would, and trace\n"
+                    "every Keras Model.fit call and the PyTorch training it does. Each run is saved,\n"
+                    "checked step by step against the math, and exported to CSV and Excel. The\n"
+                    "script's output and exit code are kept; steptrace's messages go to stderr.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Options go before SCRIPT; everything after SCRIPT is passed to the script.\n"
+               "Each Keras fit call is one run, and so is each PyTorch training loop (a loop that\n"
+               "trains other tensors starts a new one; PyTorch runs are numbered when the script\n"
+               "ends). Output: DIR/run_N/ (the trace: steptrace check/explain/\n"
+               "export take it), with check.txt, csv/ and trace.xlsx; DIR/index.json lists the runs.\n"
+               "Example: steptrace run --every 10 --capture summary train.py --epochs 5")
+    p.add_argument("script", metavar="SCRIPT", help="the Python script to run (as __main__)")
+    p.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS", help="the script's own arguments")
+    p.add_argument("-o", "--out", metavar="DIR",
+                   help="output directory (default: SCRIPT.steptrace next to the script)")
+    what = p.add_argument_group("what to record")
+    what.add_argument("--runs", default="all", metavar="SPEC",
+                      help="which training runs to record, numbered from 1 in the order they start: "
+                           "all, 2, 1,3, 2-4, 3- (default: %(default)s)")
+    what.add_argument("--framework", choices=["all", "keras", "torch"], default="all",
+                      help="trace only this framework's training (default: %(default)s)")
+    how = p.add_argument_group("how much to record")
+    how.add_argument("--every", type=int, default=1, metavar="K",
+                     help="record every K-th training step; the others run untouched (default: %(default)s)")
+    how.add_argument("--capture", choices=CAPTURE_MODES, default="full",
+                     help="full: batch rows, predictions, gradients, parameters and optimizer state; "
+                          "summary: per-step scalars only (loss, lr, norms) (default: %(default)s)")
+    how.add_argument("--max-memory", default="2G", metavar="SIZE",
+                     help="memory budget per run; past it the run falls back to summary capture, "
+                          "e.g. 512M, 2G, none (default: %(default)s)")
+    after = p.add_argument_group("after the script")
+    after.add_argument("--no-check", action="store_true", help="do not check the runs against the math")
+    after.add_argument("--no-csv", action="store_true", help="do not write CSV files")
+    after.add_argument("--no-excel", action="store_true", help="do not write the Excel workbook")
+    after.add_argument("--progress", choices=["auto", "on", "off"], default="auto",
+                       help="progress line while the script trains: auto = only when stderr is a "
+                            "terminal (default: %(default)s)")
+    return p

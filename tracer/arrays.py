@@ -1,0 +1,52 @@
+"""The columnar arrays behind a trace, and the shaping and naming rules every table shares.
+
+Why a module of its own: the recorder fills these arrays and the :class:`tracer.Trace`
+turns them into tables, so both need them; kept here, imports run one way
+(``recorder -> trace -> arrays``) instead of the recorder and the trace importing
+each other.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import TraceInputError
+
+__all__ = ["TraceArrays", "as_2d", "column_names"]
+
+
+def as_2d(name: str, array: Any) -> np.ndarray:
+    """``array`` as rows: a scalar becomes (1, 1), a vector a column, more dims are
+    flattened after the first. ``name`` is used in the error for non-numbers."""
+    arr = np.asarray(array)
+    if arr.ndim == 0:
+        arr = arr.reshape(1, 1)
+    elif arr.ndim == 1:
+        arr = arr.reshape(-1, 1)
+    elif arr.ndim > 2:
+        arr = arr.reshape(arr.shape[0], -1)
+    if not np.issubdtype(arr.dtype, np.number) and arr.dtype != np.bool_:
+        raise TraceInputError(f"{name}: expected numbers, got an array of dtype {arr.dtype}")
+    return arr
+
+
+def column_names(prefix: str, width: int) -> list[str]:
+    """``x`` for one column, else ``x0..x{k-1}``: the naming rule of every table."""
+    return [prefix] if width == 1 else [f"{prefix}{i}" for i in range(width)]
+
+
+@dataclass
+class TraceArrays:
+    """The columnar arrays behind a Trace (what the checker reads, no DataFrames)."""
+
+    inputs: np.ndarray | None = None
+    targets: np.ndarray | None = None
+    steps: dict = field(default_factory=dict)
+    epochs: dict = field(default_factory=dict)
+    sample_step: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    sample_row: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    sample_pred: np.ndarray | None = None
+    param_step: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    params: dict = field(default_factory=dict)
