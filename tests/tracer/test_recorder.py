@@ -78,7 +78,9 @@ def test_every_k_records_one_step_in_k_and_counts_them_all():
     trace = rec.trace()
     assert rec.steps_seen == 7 and trace.steps["step"].tolist() == [1, 4, 7]
     assert trace.params["step"].unique().tolist() == [1, 4, 7]
-    assert trace.meta["capture"] == {"mode": "full", "every": 3, "steps_seen": 7}
+    assert {k: trace.meta["capture"][k] for k in ("mode", "every", "steps_seen")} == \
+        {"mode": "full", "every": 3, "steps_seen": 7}
+    assert trace.meta["capture"]["given"] == {"loss": 0, "y_pred": 0, "grads": {}}   # 3 recorded, none given
 
 
 def test_summary_capture_norms_equal_numpy_norms():
