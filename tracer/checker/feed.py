@@ -112,6 +112,13 @@ def leaves(program, arrays, group: StepGroup, dtype, which: str = "before", para
         p = arrays.params.get(name)
         if p is None:
             raise TraceInputError(f"program param {name!r} was not recorded (recorded: {list(arrays.params)})")
-        flat = p[which][group.param_pos]
+        flat = p[which][_positions(group.param_pos)]
         out[name] = flat.reshape((len(group.steps),) + tuple(p["shape"])).astype(dtype, copy=False)
     return out
+
+
+def _positions(pos: np.ndarray):
+    """A slice when the positions are consecutive (a view, no copy), else the array."""
+    if pos.size and pos[-1] - pos[0] == pos.size - 1 and np.all(np.diff(pos) == 1):
+        return slice(int(pos[0]), int(pos[-1]) + 1)
+    return pos

@@ -10,8 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..program import Evaluation
+from .compare import badness, worst_per_row
 from .feed import leaves
-from .tolerance import FACTOR, quick_ok
+from .tolerance import FACTOR
 
 __all__ = ["ChunkResult", "check_chunk", "add_worst"]
 
@@ -46,7 +47,9 @@ def check_chunk(program, arrays, sub, dtype, eps, builder, recorded_loss, want_g
         has = np.isfinite(actual) | np.isnan(actual) & np.isnan(res.loss)
         if has.any():
             exp = res.loss[has]
-            scale = None if quick_ok(exp, actual[has], rtol) else mags.value(program.outputs["loss"])[has]
+            scale = None
+            if not worst_per_row(badness(exp[:, None], actual[has][:, None], rtol))[1]:
+                scale = mags.value(program.outputs["loss"])[has]
             builder.add(step=sub.steps[has], quantity="loss", expected=exp, actual=actual[has],
                         scale=scale, rtol=rtol, atol=0.0)
             res.checked["loss"] = int(has.sum())
@@ -60,12 +63,14 @@ def check_chunk(program, arrays, sub, dtype, eps, builder, recorded_loss, want_g
             continue
         has = ~np.isnan(rec).all(axis=1)
         if has.any():
-            r = rec[has]
-            e = g[has]
+            r = rec if has.all() else rec[has]
+            e = g if has.all() else g[has]
+            bad = badness(e, r, rtol)
             scale = None
-            if not quick_ok(e, r, rtol):
+            if not worst_per_row(bad)[1]:
                 scale = mags.grad(name).reshape(len(sub.steps), -1)[has]
-            add_worst(builder, "grad", name, sub.steps[has], e, r, scale, rtol)
+                bad = badness(e, r, rtol, scale)
+            add_worst(builder, "grad", name, sub.steps[has], e, r, scale, rtol, bad=bad)
             res.checked["grad:" + name] = int(has.sum())
         if name in want_grads:
             res.grads[name] = g
@@ -103,14 +108,15 @@ def _predictions(program, arrays, sub, ev, mags, builder, rtol, res):
     if not has.any():
         return
     e, a = y_hat[has], rec[has]
-    scale = None
-    if not quick_ok(e, a, rtol):
-        scale = mags.value(program.outputs["prediction"]).reshape(rec.shape)[has]
     m = rec.shape[2]
     flat_e, flat_a = e.reshape(int(has.sum()), -1), a.reshape(int(has.sum()), -1)
-    worst = add_worst(builder, "prediction", None, sub.steps[has], flat_e, flat_a,
-                      None if scale is None else scale.reshape(flat_e.shape), rtol, index_mode="sample",
-                      rows=sub.rows[has], width=m)
+    bad = badness(flat_e, flat_a, rtol)
+    scale = None
+    if not worst_per_row(bad)[1]:
+        scale = mags.value(program.outputs["prediction"]).reshape(rec.shape)[has].reshape(flat_e.shape)
+        bad = badness(flat_e, flat_a, rtol, scale)
+    worst = add_worst(builder, "prediction", None, sub.steps[has], flat_e, flat_a, scale, rtol,
+                      index_mode="sample", rows=sub.rows[has], width=m, bad=bad)
     res.checked["prediction"] = int(has.sum())
     return worst
 
@@ -137,15 +143,13 @@ def _cached_order(arrays, fn):
 
 
 def add_worst(builder, quantity, name, steps, expected, actual, scale, rtol, index_mode="index",
-              rows=None, width=None):
-    """One row per step: the element furthest outside its tolerance (NaN counts as worst)."""
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        mag = np.maximum(np.abs(expected), np.abs(actual))
-        if scale is not None:
-            mag = np.maximum(mag, scale)
-        bad = np.abs(expected - actual) / (rtol * mag + 1e-300)
-    bad = np.where(np.isnan(bad), np.inf, bad)
-    worst = bad.argmax(axis=1)
+              rows=None, width=None, bad=None):
+    """One row per step: the element furthest outside its tolerance (NaN counts as worst).
+
+    ``bad`` is :func:`~tracer.checker.compare.badness` when the caller computed it already."""
+    if bad is None:
+        bad = badness(expected, actual, rtol, scale)
+    worst, _ = worst_per_row(bad)
     r = np.arange(len(worst))
     sc = None if scale is None else scale[r, worst]
     if index_mode == "sample":

@@ -10,13 +10,14 @@ runs in the working precision (float32 for a float32 run) and is off by as much
 again, hence the factor :data:`FACTOR` on ``eps * M``; docs/TOLERANCES.md derives it.
 
 Checks run in two phases: a quick one against ``eps * |value|`` that passes almost
-everything, and only where it does not, the magnitudes (one more pass each way).
+everything (:mod:`tracer.checker.compare`), and only where it does not, the
+magnitudes (one more pass each way).
 """
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["EPS", "FACTOR", "run_precision", "working_dtype", "quick_ok"]
+__all__ = ["EPS", "FACTOR", "run_precision", "working_dtype"]
 
 #: unit roundoff of each precision a run may compute in
 EPS = {"float64": float(np.finfo(np.float64).eps), "float32": float(np.finfo(np.float32).eps),
@@ -45,12 +46,3 @@ def run_precision(trace) -> str:
 def working_dtype(precision: str):
     """The precision the checker computes in: the run's own, at least float32."""
     return np.float64 if precision == "float64" else np.float32
-
-
-def quick_ok(expected, actual, rtol: float) -> bool:
-    """True when every element agrees within ``rtol`` of its own size (or both are equal)."""
-    with np.errstate(invalid="ignore", over="ignore"):
-        diff = np.abs(expected - actual)
-        lim = rtol * np.maximum(np.abs(expected), np.abs(actual))
-        ok = (diff <= lim) | (expected == actual)
-    return bool(ok.all())
