@@ -87,14 +87,25 @@ def csv_text(value: object) -> object:
     return "'" + value if formula_like(value) else value
 
 
+def xlsx_text(value: str) -> str:
+    """``value`` without the control characters XML (so xlsx) cannot hold: each is written
+    as ``\\xNN``, so two names that differ only there stay distinct."""
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+    return ILLEGAL_CHARACTERS_RE.sub(lambda m: f"\\x{ord(m.group(0)):02x}", value)
+
+
 def xlsx_cell(ws, value: object, bold: bool = False):
     """A value for openpyxl's write-only ``ws.append``: a formula-like string becomes a
     string-typed cell with the quote prefix (shown as typed, never evaluated, also after
     an edit in Excel); other values pass through (a ``WriteOnlyCell`` when ``bold``).
+    Strings lose the control characters a workbook cannot hold (:func:`xlsx_text`).
     """
     from openpyxl.cell import WriteOnlyCell
     from openpyxl.styles import Font
 
+    if isinstance(value, str):
+        value = xlsx_text(value)
     if not (bold or formula_like(value)):
         return value
     cell = WriteOnlyCell(ws, value=value)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tracer.atomic import replacing_file
 from tracer.errors import TraceFileError, TraceInputError
 
 
@@ -33,10 +34,12 @@ def to_csv(trace, directory) -> list[Path]:
         directory.mkdir(parents=True, exist_ok=True)
         for name, frame in trace.tables().items():
             path = directory / f"{name}.csv"
-            # CRLF ends rows (RFC 4180), so a CR inside a name is quoted, not a row break
-            defused(frame).to_csv(path, index=False, float_format=None, lineterminator="\r\n")
+            with replacing_file(path) as tmp:     # each file complete or not written
+                # CRLF ends rows (RFC 4180), so a CR inside a name is quoted, not a row break
+                defused(frame).to_csv(tmp, index=False, float_format=None, lineterminator="\r\n")
             paths.append(path)
-        (directory / "meta.json").write_text(json.dumps(trace.meta, indent=1, default=_json_default))
+        with replacing_file(directory / "meta.json") as tmp:
+            tmp.write_text(json.dumps(trace.meta, indent=1, default=_json_default))
     except OSError as exc:
         raise TraceFileError(f"cannot write CSV files to {directory}: {exc.strerror or exc}") from None
     return paths

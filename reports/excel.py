@@ -25,17 +25,17 @@ for large traces.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from tracer.atomic import probe_dir, replacing_file
 from tracer.errors import TraceFileError, TraceInputError
 
 from . import _excel_cells
 from ._excel_cells import cell_value, rows_text
-from ._safe import xlsx_cell
+from ._safe import xlsx_cell, xlsx_text
 
 #: parameter elements shown as before/after columns on the values ``iterations`` sheet
 VALUES_MAX_PARAM_ELEMENTS = 100
@@ -275,7 +275,7 @@ def _write_charts(wb, src, info):
         xref = Reference(data_ws, min_col=src["x_col"], min_row=src["first"], max_row=src["last"])
         for name, column in series:
             yref = Reference(data_ws, min_col=column, min_row=src["first"], max_row=src["last"])
-            s = Series(yref, xref, title=name)
+            s = Series(yref, xref, title=xlsx_text(name))
             s.marker.symbol = "none"
             s.smooth = False
             ch.series.append(s)
@@ -287,15 +287,13 @@ def _write_charts(wb, src, info):
         by_param.setdefault(lab.split("[")[0], []).append((lab, column))
     anchor = 22
     for pname, series in by_param.items():
-        ws.add_chart(chart(f"Path of {pname} (value after each update)", "value",
+        ws.add_chart(chart(xlsx_text(f"Path of {pname} (value after each update)"), "value",
                            series[:CHART_MAX_SERIES]), f"A{anchor}")
         anchor += 19
 
 
 def write_workbook(trace, path, formulas: bool = False, progress=None) -> WorkbookInfo:
     """Write the workbook and return a :class:`WorkbookInfo` (see :func:`to_excel`)."""
-    from openpyxl import Workbook
-
     if not hasattr(trace, "tables"):
         raise TraceInputError(f"trace: expected a tracer.Trace, got {type(trace).__name__}")
     path = Path(path)
@@ -314,13 +312,22 @@ def write_workbook(trace, path, formulas: bool = False, progress=None) -> Workbo
         except NotShown as exc:
             reason = str(exc)
     info.reason = reason
-    tmp = path.with_name(path.name + ".partial")
     try:  # fail before any work, with a clear message, if the file cannot be written
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb"):
-            pass
+        probe_dir(path.parent)
     except OSError as exc:
         raise TraceFileError(f"cannot write the workbook {path}: {exc.strerror or exc}") from None
+    try:   # whatever fails, no partial workbook is left behind
+        with replacing_file(path) as tmp:
+            _fill_workbook(tmp, trace, sheet, info, reason, progress)
+    except OSError as exc:
+        raise TraceFileError(f"cannot write the workbook {path}: {exc.strerror or exc}") from None
+    return info
+
+
+def _fill_workbook(tmp, trace, sheet, info, reason, progress) -> None:
+    from openpyxl import Workbook
+
     wb = Workbook(write_only=True)
     if sheet is not None:
         src = _write_formula_sheets(wb, trace, sheet, info)
@@ -332,10 +339,4 @@ def write_workbook(trace, path, formulas: bool = False, progress=None) -> Workbo
     for name, frame in trace.tables().items():
         _write_frame(wb, name, frame, info, progress)
     _write_about(wb, trace, info, reason)
-    try:
-        wb.save(tmp)
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise TraceFileError(f"cannot write the workbook {path}: {exc.strerror or exc}") from None
-    return info
+    wb.save(tmp)

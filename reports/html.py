@@ -17,6 +17,7 @@ import hashlib
 import re
 from pathlib import Path
 
+from tracer.atomic import replacing_file
 from tracer.errors import TraceFileError, TraceInputError
 
 from ._html_payload import EXPLAIN_LIMIT, build_payload
@@ -39,7 +40,8 @@ def to_html(trace, path, explain_limit: int = EXPLAIN_LIMIT, title: str | None =
     page = render_page(payload)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(page, encoding="utf-8")
+        with replacing_file(path) as tmp:        # a full disk leaves no partial page
+            tmp.write_text(page, encoding="utf-8")
     except OSError as exc:
         raise TraceFileError(f"cannot write the HTML page {path}: {exc.strerror or exc}") from None
     return path

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tracer.atomic import replacing_file
 from tracer.errors import TraceFileError, TraceInputError
 
 from ._model import dense_layers, forward, params_at
@@ -127,7 +128,8 @@ def _save(fig, path, formats):
         path.parent.mkdir(parents=True, exist_ok=True)
         for fmt in formats:
             p = path.with_suffix("." + fmt)
-            fig.savefig(p, dpi=110, bbox_inches="tight")
+            with replacing_file(p) as tmp:        # a full disk leaves no partial image
+                fig.savefig(tmp, dpi=110, bbox_inches="tight", format=fmt)
             out.append(p)
     except OSError as exc:
         raise TraceFileError(f"cannot write plot {path}: {exc.strerror or exc}") from None
@@ -373,7 +375,8 @@ def animate_fits(trace, path, fps: int = 4) -> Path:
     path = Path(path).with_suffix(".gif")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        anim.save(path, writer=PillowWriter(fps=fps), dpi=80)
+        with replacing_file(path) as tmp:
+            anim.save(tmp, writer=PillowWriter(fps=fps), dpi=80)
     except OSError as exc:
         raise TraceFileError(f"cannot write animation {path}: {exc.strerror or exc}") from None
     finally:

@@ -63,6 +63,15 @@ def new_file(path: Path) -> Iterator[BinaryIO]:
         os.fsync(fh.fileno())
 
 
+def probe_dir(directory: Path) -> None:
+    """Create and remove a file in ``directory``: an OSError now, before long work, when
+    it is not writable."""
+    probe = Path(directory) / f".steptrace-probe-{secrets.token_hex(6)}"
+    with new_file(probe):
+        pass
+    probe.unlink()
+
+
 def fsync_dir(path: Path) -> None:
     """Make a directory's entries (new names, renames) durable."""
     try:
@@ -153,3 +162,22 @@ def leftovers(path: Path) -> list[Path]:
         return []
     return sorted(found, key=lambda p: p.stat().st_mtime if p.exists() else 0, reverse=True)
 
+
+
+@contextlib.contextmanager
+def replacing_file(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (same suffix) to write a file to; it replaces
+    ``path`` only if the block ends without an exception, and is removed otherwise.
+
+    Why: an export interrupted by a full disk must leave the earlier file, not a partial
+    or empty one. A ``path`` that is a symbolic link is refused.
+    """
+    path = Path(path)
+    refuse_link(path, "a file")
+    tmp = path.parent / f".{path.stem}.tmp-{secrets.token_hex(6)}{path.suffix}"
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()

@@ -134,7 +134,8 @@ def test_mathtext_names_do_not_break_the_plots(tmp_path):
     assert {p.name for p in paths} >= {"loss.png", "params.png", "gradients.png", "params.svg"}
     svg = (tmp_path / "plots" / "params.svg").read_text()
     assert "w$\\foo{$" in svg or "w$" in svg        # drawn as text (svg.fonttype 'path' keeps ids)
-    fig = reports.plots.plot_params(trace)
+    from reports import plots
+    fig = plots.plot_params(trace)
     titles = [ax.get_title() for ax in fig.axes]
     assert any(t.startswith(r"w\$\foo{\$") for t in titles)
     import matplotlib.pyplot as plt
