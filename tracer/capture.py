@@ -185,6 +185,8 @@ class FullBuffers:
                 if self._pred_dtype is None:
                     self._pred_dtype = _value_dtype(pred.dtype)
                 self.sample_pred = self._index(pred.shape[1], self._pred_dtype)
+                if self.sample_step.n:     # rows recorded before the first predictions: NaN
+                    self.sample_pred.extend(np.full((self.sample_step.n, pred.shape[1]), np.nan))
             self.sample_pred.extend(pred)
             k = pred.shape[0]
             self.sample_step.extend(np.full(k, step, dtype=np.int64))

@@ -74,6 +74,9 @@ class Recorder:
         flushed; the trace is then the store's directory.
     """
 
+    #: ``steps`` columns the recorder fills itself; ``extra`` may not name them
+    RESERVED = frozenset({"epoch", "batch", "step", "batch_size", "loss", "lr"})
+
     def __init__(self, meta: dict | None = None, *, every: int = 1, capture: str = "full",
                  max_bytes: int | None = DEFAULT_MAX_BYTES, store=None):
         if not isinstance(every, int) or every < 1:
@@ -169,7 +172,7 @@ class Recorder:
         step = self.steps_seen
         if not self.should_record(step):
             return step
-        rows = self._check_step(params_before, params_after, rows)
+        rows = self._check_step(params_before, params_after, rows, extra)
         if batch_size is None:
             batch_size = (rows.size if rows is not None else
                           (np.shape(y_pred)[0] if y_pred is not None and np.ndim(y_pred) else np.nan))
@@ -193,7 +196,10 @@ class Recorder:
             self.flush()
         return step
 
-    def _check_step(self, params_before, params_after, rows):
+    def _check_step(self, params_before, params_after, rows, extra):
+        if extra and not self.RESERVED.isdisjoint(extra):
+            raise TraceInputError(f"extra: {sorted(self.RESERVED.intersection(extra))[0]!r} is a steps column "
+                                  f"the recorder fills itself; give the value another name")
         if not isinstance(params_before, dict) or not isinstance(params_after, dict):
             raise TraceInputError("params_before and params_after: expected dicts of name -> array")
         if set(params_before) != set(params_after):

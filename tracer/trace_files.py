@@ -55,9 +55,18 @@ def json_default(obj: object) -> object:
 
 
 def header_bytes(meta: dict, **fields: object) -> bytes:
-    """The ``meta.json`` text: the steptrace header, ``fields`` and ``meta``."""
+    """The ``meta.json`` text: the steptrace header, ``fields`` and ``meta``.
+
+    ``meta`` is validated as :func:`read_header` will validate it, so nothing is written
+    that could not be read back (TraceFileError naming the field otherwise).
+    """
     header = {"format": FORMAT, "version": FORMAT_VERSION, **fields, "meta": meta}
-    return json.dumps(header, indent=1, default=json_default).encode("utf-8")
+    try:
+        text = json.dumps(header, indent=1, default=json_default)
+    except (ValueError, RecursionError) as exc:
+        raise TraceFileError(f"cannot save meta: {one_line(exc, 160)}") from None
+    validate_meta(json.loads(text)["meta"], where="meta to save")
+    return text.encode("utf-8")
 
 
 def write_table(frame: pd.DataFrame, file: Path) -> None:
@@ -77,11 +86,13 @@ def is_trace_dir(path: Path) -> bool:
 
 def write_trace(tables: dict[str, pd.DataFrame], meta: dict, path: Path) -> Path:
     """Write ``tables`` and ``meta`` as a trace directory at ``path``, atomically."""
+    header = header_bytes(meta)       # refused before anything is written
+
     def fill(tmp: Path) -> None:
         for name in TABLES:
             write_table(tables[name], tmp / f"{name}.parquet")
         with new_file(tmp / "meta.json") as fh:
-            fh.write(header_bytes(meta))
+            fh.write(header)
     return write_dir(Path(path), fill, is_trace_dir, what="trace")
 
 

@@ -11,9 +11,6 @@ from __future__ import annotations
 import errno
 import os
 import random
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,11 +19,11 @@ import pandas.testing as pdt
 import pytest
 
 import tracer.store
+from _sigkill import kill_at_random
 from tracer import Recorder, Trace
 from tracer.errors import TraceFileError, TraceInputError
 from tracer.store import StreamStore
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(rec: Recorder, steps: int = 10) -> Recorder:
@@ -137,40 +134,6 @@ def test_the_store_never_writes_over_anything(tmp_path):
         Recorder({}, store=StreamStore(tmp_path / "shared"))
     with pytest.raises(TraceInputError, match="flush_every"):
         StreamStore(tmp_path / "x", flush_every=0)
-
-
-CHILD = r"""
-import sys, time
-import numpy as np
-from tracer import Recorder
-from tracer.store import StreamStore
-path, every = sys.argv[1], int(sys.argv[2])
-rec = Recorder({"framework": "numpy"}, store=StreamStore(path, flush_every=every, flush_seconds=None))
-rec.set_data(np.arange(20.0).reshape(10, 2), np.arange(10.0))
-for s in range(1, 10**7):
-    w = np.array([[s * 0.5], [-s * 0.25]])
-    rec.record_step(epoch=1 + (s - 1) // 10, batch=1 + (s - 1) % 10, params_before={"w": w},
-                    params_after={"w": w + 1}, grads={"w": w * 2}, rows=[s % 10], y_pred=[[s * 1.5]],
-                    loss=float(s), lr=0.1)
-    print(s, flush=True)
-    time.sleep(0.002)
-"""
-
-
-def kill_at_random(path: Path, every: int, seconds: float) -> int:
-    """Start the recording child, SIGKILL it after ``seconds``; return the last step it
-    reported as recorded."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(path), str(every)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
-    first = proc.stdout.readline()              # recording has started
-    assert first.strip() == "1", proc.stderr.read()
-    time.sleep(seconds)
-    proc.send_signal(signal.SIGKILL)
-    out, _ = proc.communicate(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
-    lines = [first] + out.splitlines()
-    return int(lines[-1]) if lines[-1].strip() else int(lines[-2])
 
 
 def test_sigkill_at_a_random_moment_keeps_every_flushed_step(tmp_path):
