@@ -273,17 +273,21 @@ def _arrays_from_frames(frames: dict, meta: dict) -> TraceArrays:
     pred_cols = [c for c in samples.columns if c.startswith("y_pred")]
     params_frame = frames["params"]
     params = {}
-    param_step = np.zeros(0, np.int64)
     base_cols = {"step", "param", "index", "before", "grad", "after", "update"}
+    # the recorded steps, from any parameter with elements (a zero-size one has no rows)
+    sized = [p for p in meta.get("params", []) if int(np.prod(p["shape"], dtype=np.int64))]
+    param_step = np.zeros(0, np.int64)
+    if sized:
+        first = params_frame[params_frame["param"] == sized[0]["name"]]
+        param_step = first["step"].to_numpy()[::int(np.prod(sized[0]["shape"], dtype=np.int64))]
     for p in meta.get("params", []):
         name, shape = p["name"], tuple(p["shape"])
         size = int(np.prod(shape, dtype=np.int64))
         sub = params_frame[params_frame["param"] == name]
-        n = len(sub) // max(size, 1)
-        param_step = sub["step"].to_numpy()[::max(size, 1)]
+        n = len(sub) // size if size else len(param_step)
 
         def grab(col, sub=sub, n=n, size=size):
-            return sub[col].to_numpy().reshape(n, size)
+            return sub[col].to_numpy().reshape(n, size) if size else np.zeros((n, 0))
         slots = {c: grab(c) for c in params_frame.columns if c not in base_cols}
         slots = {k: v for k, v in slots.items() if not np.all(np.isnan(v))}
         params[name] = {"shape": shape, "before": grab("before"), "grad": grab("grad"),
