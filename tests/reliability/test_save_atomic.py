@@ -124,3 +124,13 @@ def test_load_points_at_a_copy_left_by_an_interrupted_swap(tmp_path):
                                              r"trace at .*\.run\.trace\.old-0123456789ab\)"):
         Trace.load(path)
     assert Trace.load(aside).n_steps == 2
+
+
+def test_a_meta_that_could_not_be_read_back_is_refused_before_writing(tmp_path):
+    trace = clean_trace()
+    trace.meta["hook_extra"] = {"count": 10**30}          # beyond 64 bits: load would refuse it
+    with pytest.raises(TraceFileError, match=r'^meta to save: meta.hook_extra.count: expected an integer within 64 bits'):
+        trace.save(tmp_path / "run.trace")
+    assert list(tmp_path.iterdir()) == []
+    trace.meta["hook_extra"] = {"count": 10**12}          # the clean twin
+    assert Trace.load(trace.save(tmp_path / "run.trace")).meta["hook_extra"] == {"count": 10**12}
