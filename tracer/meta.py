@@ -21,25 +21,16 @@ opaque JSON: only the depth and size limits apply, and their numbers must be fin
 """
 from __future__ import annotations
 
-import json
 import math
-import re
-from typing import Any, Callable, TypedDict
+from typing import Any, TypedDict
 
 from .errors import TraceFileError
+from .jsoncheck import (BOOL, COUNT, MAX_COUNT, MAX_DEPTH, MAX_ITEMS, MAX_NAME, MAX_NODES, MAX_TEXT, NAME,
+                        NUMBER, OPAQUE, POSITIVE_COUNT, Invalid, check_limits, is_int, is_number, list_of,
+                        make, mapping, nullable, record, show, text, Check)
 
-#: deepest nesting of lists and dicts accepted anywhere in meta
-MAX_DEPTH = 64
-#: most values (dict entries and list items, counted recursively) in one meta
-MAX_NODES = 2_000_000
-#: longest string anywhere in meta (notes, source lines)
-MAX_TEXT = 1_000_000
-#: longest name (parameter, column, metric, slot)
-MAX_NAME = 4096
-#: longest list anywhere in meta
-MAX_ITEMS = 1_000_000
-#: largest integer accepted as a size or count
-MAX_COUNT = 2**62
+__all__ = ["Meta", "validate_meta", "MAX_DEPTH", "MAX_ITEMS", "MAX_NAME", "MAX_NODES", "MAX_TEXT"]
+
 #: most dimensions of a parameter, and most elements of one
 MAX_DIMS, MAX_ELEMENTS = 32, 2**48
 
@@ -153,151 +144,24 @@ class Meta(TypedDict, total=False):
     program: Any          # the step program: opaque JSON here
 
 
-# ------------------------------------------------------------ checking machinery
-class _Bad(Exception):
-    def __init__(self, path: str, expected: str, value: object):
-        super().__init__(path)
-        self.path, self.expected, self.value = path, expected, value
-
-
-Check = Callable[[object, str], None]
-
-
-def _show(value: object) -> str:
-    try:
-        text = json.dumps(value, ensure_ascii=True, default=repr)
-    except (ValueError, RecursionError):
-        text = type(value).__name__
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _make(expected: str, test: Callable[[object], bool]) -> Check:
-    def check(value: object, path: str) -> None:
-        if not test(value):
-            raise _Bad(path, expected, value)
-    check.expected = expected  # type: ignore[attr-defined]
-    return check
-
-
-def text(max_len: int = MAX_TEXT, expected: str = "a string") -> Check:
-    return _make(expected, lambda v: isinstance(v, str) and len(v) <= max_len)
-
-
-NAME = text(MAX_NAME, f"a name (a string of at most {MAX_NAME} characters)")
-BOOL = _make("true or false", lambda v: isinstance(v, bool))
-NUMBER = _make("a number", _is_number)
-COUNT = _make("a non-negative integer", lambda v: _is_int(v) and 0 <= v <= MAX_COUNT)
-POSITIVE_COUNT = _make("a positive integer", lambda v: _is_int(v) and 1 <= v <= MAX_COUNT)
-HYPER = _make("a number, true/false or null", lambda v: v is None or isinstance(v, (bool, int, float)))
-
-
-def nullable(check: Check) -> Check:
-    def inner(value: object, path: str) -> None:
-        if value is not None:
-            try:
-                check(value, path)
-            except _Bad as bad:
-                if bad.path == path:
-                    raise _Bad(path, bad.expected + " or null", value) from None
-                raise
-    inner.expected = check.expected + " or null"  # type: ignore[attr-defined]
-    return inner
-
-
-def list_of(item: Check, expected: str, unique: bool = False, objects: bool = False) -> Check:
-    """A list of ``item``; a bad item is reported as the whole list (``expected a list of
-    names, got [...]``), or, for lists of ``objects``, at the item's own path."""
-    def inner(value: object, path: str) -> None:
-        if not isinstance(value, list):
-            raise _Bad(path, expected, value)
-        for i, v in enumerate(value):
-            try:
-                item(v, f"{path}[{i}]")
-            except _Bad as bad:
-                if bad.path == f"{path}[{i}]" and not objects:
-                    raise _Bad(path, expected, value) from None
-                raise
-        if unique and len(set(value)) != len(value):
-            dup = next(v for i, v in enumerate(value) if v in value[:i])
-            raise _Bad(path, expected + " without repeats", dup)
-    inner.expected = expected  # type: ignore[attr-defined]
-    return inner
-
-
-def _key_path(path: str, key: str) -> str:
-    return f"{path}.{key}" if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key) else f"{path}[{json.dumps(key)}]"
-
-
-def record(fields: dict[str, Check], required: tuple = (), extra: Check | None = None,
-           expected: str = "an object") -> Check:
-    """A dict whose known keys follow ``fields``; other keys follow ``extra`` (opaque)."""
-    def inner(value: object, path: str) -> None:
-        if not isinstance(value, dict):
-            raise _Bad(path, expected, value)
-        for key in required:
-            if key not in value:
-                raise _Bad(_key_path(path, key), "a value (the key is required)", None)
-        for key, v in value.items():
-            check = fields.get(key, extra)
-            if check is not None:
-                check(v, _key_path(path, key))
-    inner.expected = expected  # type: ignore[attr-defined]
-    return inner
-
-
-def mapping(value_check: Check, expected: str = "an object") -> Check:
-    """A dict from names to values that follow ``value_check``."""
-    def inner(value: object, path: str) -> None:
-        if not isinstance(value, dict):
-            raise _Bad(path, expected, value)
-        for key, v in value.items():
-            NAME(key, _key_path(path, key))
-            value_check(v, _key_path(path, key))
-    inner.expected = expected  # type: ignore[attr-defined]
-    return inner
-
-
-def _opaque(value: object, path: str) -> None:
-    """Opaque JSON: finite numbers only (sizes are checked once for the whole document)."""
-    stack = [(value, path)]
-    while stack:
-        v, p = stack.pop()
-        if isinstance(v, float) and not math.isfinite(v):
-            raise _Bad(p, "a finite number", v)
-        if isinstance(v, dict):
-            stack.extend((x, _key_path(p, k)) for k, x in v.items())
-        elif isinstance(v, list):
-            stack.extend((x, f"{p}[{i}]") for i, x in enumerate(v))
-
-
-OPAQUE: Check = _opaque
-
-
 def _shape(value: object, path: str) -> None:
     expected = "a list of non-negative integers"
-    if not isinstance(value, list) or not all(_is_int(v) and 0 <= v <= MAX_COUNT for v in value):
-        raise _Bad(path, expected, value)
+    if not isinstance(value, list) or not all(is_int(v) and 0 <= v <= MAX_COUNT for v in value):
+        raise Invalid(path, expected, value)
     if len(value) > MAX_DIMS or math.prod(value) > MAX_ELEMENTS:
-        raise _Bad(path, f"at most {MAX_DIMS} dimensions and {MAX_ELEMENTS} elements", value)
+        raise Invalid(path, f"at most {MAX_DIMS} dimensions and {MAX_ELEMENTS} elements", value)
 
 
 def _factor(value: object, path: str) -> None:
-    ok = value in ("n", "m") or (_is_number(value) and math.isfinite(value) and value > 0)
+    ok = value in ("n", "m") or (is_number(value) and math.isfinite(value) and value > 0)
     if not ok:
-        raise _Bad(path, '"n", "m" or a positive number', value)
+        raise Invalid(path, '"n", "m" or a positive number', value)
 
 
 _factor.expected = '"n", "m" or a positive number'  # type: ignore[attr-defined]
 _shape.expected = "a list of non-negative integers"  # type: ignore[attr-defined]
 
+HYPER = make("a number, true/false or null", lambda v: v is None or isinstance(v, (bool, int, float)))
 NAMES = list_of(NAME, "a list of names")
 UNIQUE_NAMES = list_of(NAME, "a list of names", unique=True)
 
@@ -345,50 +209,18 @@ META_FIELDS: dict[str, Check] = {
 META = record(META_FIELDS, extra=OPAQUE, expected="an object (the meta dict)")
 
 
-def _limits(meta: object) -> None:
-    """Depth, size, string length, JSON types and integer range for the whole document,
-    iteratively (a deeply nested file must not exhaust Python's recursion)."""
-    stack: list[tuple[object, str, int]] = [(meta, "meta", 0)]
-    nodes = 0
-    while stack:
-        v, path, depth = stack.pop()
-        nodes += 1
-        if nodes > MAX_NODES:
-            raise _Bad("meta", f"at most {MAX_NODES} values in all", "(more)")
-        if isinstance(v, (dict, list)):
-            if depth >= MAX_DEPTH:
-                raise _Bad(path, f"at most {MAX_DEPTH} levels of nesting", v)
-            if len(v) > MAX_ITEMS:
-                raise _Bad(path, f"at most {MAX_ITEMS} items", f"{len(v)} items")
-            if isinstance(v, dict):
-                for k, x in v.items():
-                    if not isinstance(k, str) or len(k) > MAX_NAME:
-                        raise _Bad(path, f"keys that are strings of at most {MAX_NAME} characters", str(k))
-                    stack.append((x, _key_path(path, k), depth + 1))
-            else:
-                stack.extend((x, f"{path}[{i}]", depth + 1) for i, x in enumerate(v))
-        elif isinstance(v, str):
-            if len(v) > MAX_TEXT:
-                raise _Bad(path, f"a string of at most {MAX_TEXT} characters", f"{len(v)} characters")
-        elif _is_int(v):
-            if abs(v) > 2**63:
-                raise _Bad(path, "an integer within 64 bits", v)
-        elif not (v is None or isinstance(v, (bool, float))):
-            raise _Bad(path, "a JSON value", type(v).__name__)
-
-
 def _consistent(meta: dict) -> None:
     """Cross-field rules: unique parameter names; data columns unique and not ``sample``."""
     params = meta.get("params") or []
     seen: set = set()
     for i, p in enumerate(params):
         if p["name"] in seen:
-            raise _Bad(f"meta.params[{i}].name", "a name not used by an earlier parameter", p["name"])
+            raise Invalid(f"meta.params[{i}].name", "a name not used by an earlier parameter", p["name"])
         seen.add(p["name"])
     data = meta.get("data") or {}
     cols = list(data.get("inputs") or []) + list(data.get("targets") or [])
     if "sample" in cols or len(set(cols)) != len(cols):
-        raise _Bad("meta.data", "input and target names that differ from each other and from 'sample'", cols)
+        raise Invalid("meta.data", "input and target names that differ from each other and from 'sample'", cols)
 
 
 def validate_meta(meta: object, where: str = "meta.json") -> Meta:
@@ -398,9 +230,9 @@ def validate_meta(meta: object, where: str = "meta.json") -> Meta:
     file) and the field: ``where: meta.params[2].shape: expected ..., got ...``.
     """
     try:
-        _limits(meta)
+        check_limits(meta, "meta")
         META(meta, "meta")
         _consistent(meta)  # type: ignore[arg-type]
-    except _Bad as bad:
-        raise TraceFileError(f"{where}: {bad.path}: expected {bad.expected}, got {_show(bad.value)}") from None
+    except Invalid as bad:
+        raise TraceFileError(f"{where}: {bad.path}: expected {bad.expected}, got {show(bad.value)}") from None
     return meta  # type: ignore[return-value]

@@ -12,7 +12,6 @@ import errno
 import os
 import random
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas.testing as pdt
