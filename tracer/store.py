@@ -247,7 +247,7 @@ def read_stream(path: Path, header: dict) -> tuple[dict, dict[str, pd.DataFrame]
     if not complete:
         n = len(frames["steps"])
         last = int(frames["steps"]["step"].iloc[-1]) if n else 0
-        notes.insert(0, f"interrupted run: read {n} recorded steps (up to step {last}) from "
-                        f"{len(parts['steps'])} flushed chunk(s); steps after the last flush were lost")
+        notes.insert(0, f"unfinished run (interrupted, or still recording): read {n} recorded steps (up to step "
+                        f"{last}) from {len(parts['steps'])} flushed chunk(s); steps after the last flush are not in it")
         meta = {**meta, "notes": list(meta.get("notes") or []) + notes}
     return meta, frames

@@ -266,7 +266,9 @@ def check_mutated(good: Path, mutation, work: Path) -> tuple[str, str]:
     return ("ok" if code in (0, 1, 3) else "crash"), err.getvalue()
 
 
-def good_trace_dir() -> Path:
-    """A saved trace to mutate (the S2 run: data, RMSprop state, logged metrics, epochs)."""
+def good_trace_dir(base: Path | None = None) -> Path:
+    """A saved trace to mutate (the S2 run: data, RMSprop state, logged metrics, epochs),
+    in ``base`` (default: a new temporary directory the caller removes)."""
     from _trace_factories import s2_trace
-    return s2_trace(epochs=1).save(Path(tempfile.mkdtemp(prefix="steptrace-fuzz-")) / "good.trace")
+    base = Path(tempfile.mkdtemp(prefix="steptrace-fuzz-")) if base is None else Path(base)
+    return s2_trace(epochs=1).save(base / "good.trace")

@@ -18,8 +18,8 @@ from _fuzzcases import check_mutated, file_mutations, good_trace_dir
 
 
 @pytest.fixture(scope="module")
-def good() -> Path:
-    return good_trace_dir()
+def good(tmp_path_factory) -> Path:
+    return good_trace_dir(tmp_path_factory.mktemp("fuzz"))
 
 
 def test_clean_twin_checks(good):

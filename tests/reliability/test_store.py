@@ -64,7 +64,8 @@ def test_interrupted_store_reads_up_to_its_last_chunk_and_says_so(tmp_path):
     back = Trace.load(tmp_path / "run.trace")
     assert back.steps["step"].tolist() == list(range(1, 9))       # 2 chunks of 4; 2 steps unflushed
     np.testing.assert_array_equal(back.param_values("late", "before")[:, 0], [np.nan] * 4 + [4, 5, 6, 7])
-    assert back.meta["notes"][0].startswith("interrupted run: read 8 recorded steps (up to step 8) from 2 flushed")
+    assert back.meta["notes"][0].startswith(
+        "unfinished run (interrupted, or still recording): read 8 recorded steps (up to step 8) from 2 flushed")
 
 
 def test_time_based_flush(tmp_path):
@@ -152,4 +153,4 @@ def test_sigkill_at_a_random_moment_keeps_every_flushed_step(tmp_path):
     np.testing.assert_array_equal(back.param_values("w", "grad")[:, 1, 0], -s * 0.5)
     np.testing.assert_array_equal(back.samples["y_pred"], s * 1.5)
     assert back.data.shape == (10, 4)
-    assert back.meta["notes"][0].startswith(f"interrupted run: read {n} recorded steps")
+    assert back.meta["notes"][0].startswith(f"unfinished run (interrupted, or still recording): read {n} recorded")
