@@ -95,7 +95,7 @@ def xlsx_text(value: str) -> str:
     return ILLEGAL_CHARACTERS_RE.sub(lambda m: f"\\x{ord(m.group(0)):02x}", value)
 
 
-def xlsx_cell(ws, value: object, bold: bool = False):
+def xlsx_cell(ws, value: object, bold: bool = False) -> object:
     """A value for openpyxl's write-only ``ws.append``: a formula-like string becomes a
     string-typed cell with the quote prefix (shown as typed, never evaluated, also after
     an edit in Excel); other values pass through (a ``WriteOnlyCell`` when ``bold``).

@@ -7,9 +7,13 @@ shadows the standard library's ``csv`` module.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tracer.atomic import replacing_file
 from tracer.errors import TraceFileError, TraceInputError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def to_csv(trace, directory) -> list[Path]:
@@ -45,7 +49,7 @@ def to_csv(trace, directory) -> list[Path]:
     return paths
 
 
-def defused(frame):
+def defused(frame: pd.DataFrame) -> pd.DataFrame:
     """``frame`` with every formula-like text cell and column name prefixed by ``'``.
 
     Why per unique value: a params table has millions of rows but a handful of names, so

@@ -169,11 +169,6 @@ class ScalarColumns:
                 added += self.SLOT_BYTES
         self.nbytes += added
 
-    def last(self, key: str):
-        """The last value of column ``key`` (None when there is none)."""
-        col = self._cols.get(key)
-        return col[-1] if col else None
-
     def as_dict(self) -> dict[str, np.ndarray]:
         """The columns as NumPy arrays."""
         return {k: np.asarray(v) for k, v in self._cols.items()}

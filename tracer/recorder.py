@@ -31,12 +31,16 @@ import math
 import sys
 import time
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .buffers import RowBuffer, ScalarColumns, as_2d, column_names
 from .capture import FullBuffers, initial_capacity
 from .errors import TraceInputError
+
+if TYPE_CHECKING:
+    from .trace import Trace
 
 __all__ = ["Recorder", "as_2d", "column_names", "initial_capacity", "CAPTURE_MODES", "DEFAULT_MAX_BYTES"]
 
@@ -167,7 +171,7 @@ class Recorder:
         batch; ``extra`` any other per-step scalars.
         """
         if self._closed:
-            raise TraceInputError("record_step: the recorder is closed (its store holds the finished run)")
+            raise TraceInputError("record_step: the recorder is closed (Recorder.close() was called)")
         self.steps_seen += 1
         step = self.steps_seen
         if not self.should_record(step):
@@ -315,7 +319,7 @@ class Recorder:
             self.store.close(self._meta_snapshot())
         self._closed = True
 
-    def trace(self):
+    def trace(self) -> "Trace":
         """Build a :class:`tracer.Trace` from everything recorded so far (a snapshot).
 
         With a store, what is held is flushed first and the trace is read back from the
