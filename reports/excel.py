@@ -25,16 +25,17 @@ for large traces.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from tracer.atomic import probe_dir, replacing_file
 from tracer.errors import TraceFileError, TraceInputError
 
 from . import _excel_cells
 from ._excel_cells import cell_value, rows_text
+from ._safe import xlsx_cell, xlsx_text
 
 #: parameter elements shown as before/after columns on the values ``iterations`` sheet
 VALUES_MAX_PARAM_ELEMENTS = 100
@@ -78,26 +79,25 @@ def _sheet_parts(name: str, n_rows: int) -> list[tuple[str, int, int]]:
 
 
 def _bold_row(ws, values):
-    from openpyxl.cell import WriteOnlyCell
-    from openpyxl.styles import Font
-    out = []
-    for v in values:
-        cell = WriteOnlyCell(ws, value=cell_value(v))
-        cell.font = Font(bold=True)
-        out.append(cell)
-    return out
+    return [xlsx_cell(ws, cell_value(v), bold=True) for v in values]
+
+
+def _text_row(ws, values):
+    """A row of labels and values: strings a spreadsheet would evaluate are written as text."""
+    return [xlsx_cell(ws, cell_value(v)) for v in values]
 
 
 def _write_frame(wb, name, frame, info, progress):
     cols = list(frame.columns)
-    arrays = [frame[c].to_numpy(dtype=object) if frame[c].dtype == object else frame[c].to_numpy()
-              for c in cols]
+    text = [frame[c].dtype.kind not in "biufc" for c in cols]
+    arrays = [frame[c].to_numpy(dtype=object) if t else frame[c].to_numpy() for c, t in zip(cols, text)]
     for title, lo, hi in _sheet_parts(name, len(frame)):
         ws = wb.create_sheet(title)
         ws.freeze_panes = "A2"
         ws.append(_bold_row(ws, cols))
         for i in range(lo, hi):
-            ws.append([cell_value(arr[i]) for arr in arrays])
+            ws.append([xlsx_cell(ws, cell_value(arr[i])) if t else cell_value(arr[i])
+                       for arr, t in zip(arrays, text)])
         info.sheets.append(title)
         if progress:
             progress(1, 0, f"sheet {title}")
@@ -120,13 +120,13 @@ def _write_about(wb, trace, info, reason):
     ws.column_dimensions["B"].width = 100
     meta = trace.meta
     ws.append(_bold_row(ws, ["steptrace trace", f"{meta.get('framework', '?')} run, {trace.n_steps} iterations"]))
-    ws.append(["iterations sheet", "live formulas (edit a setting to replay the training)" if info.formulas
-               else "values" + (f" - formulas not written: {reason}" if reason else "")])
+    ws.append(_text_row(ws, ["iterations sheet", "live formulas (edit a setting to replay the training)"
+                             if info.formulas else "values" + (f" - formulas not written: {reason}" if reason else "")]))
     for key in ("model", "loss", "optimizer", "metrics", "data", "params", "capture", "versions"):
         if meta.get(key) is not None:
-            ws.append([key, cell_value(json.dumps(meta[key], default=str))])
+            ws.append(_text_row(ws, [key, json.dumps(meta[key], default=str)]))
     for note in meta.get("notes", []) or []:
-        ws.append(["note", cell_value(str(note))])
+        ws.append(_text_row(ws, ["note", str(note)]))
     info.sheets.insert(0, "about")
 
 
@@ -177,7 +177,7 @@ def _write_values_iterations(wb, trace, info, reason):
                    rows_text(s_row[lo[r]:hi[r]]) if hi[r] > lo[r] else None,
                    cell_value(cols["lr"][r]) if "lr" in cols else None,
                    cell_value(cols["loss"][r]) if "loss" in cols else None]
-            row += [cell_value(cols[c][r]) for c in logged]
+            row += [xlsx_cell(ws, cell_value(cols[c][r])) for c in logged]
             if show_params:
                 k = pos.get(int(cols["step"][r]))
                 for pname, idx, _ in labels:
@@ -217,9 +217,13 @@ def _write_formula_sheets(wb, trace, sheet, info):
                 if i == 1:
                     cell.fill = fill
                     cell.font = bold
+                elif isinstance(v, str):      # a setting's name or note: text, never a formula
+                    cell.data_type = "s"
                 cells.append(cell)
             ws.append(cells)
-        else:
+        elif r < sheet.header_row:            # the sheet's own notes: text
+            ws.append(_text_row(ws, row))
+        else:   # below the header, strings are the formulas printed by _excel_formulas
             ws.append([v if isinstance(v, str) else cell_value(v) for v in row])
     info.sheets.append("iterations")
     # per-iteration summary, referring to the live cells
@@ -234,7 +238,7 @@ def _write_formula_sheets(wb, trace, sheet, info):
     for s in range(trace.n_steps):
         row = [int(steps["step"].iloc[s]), int(steps["epoch"].iloc[s]), int(steps["batch"].iloc[s]),
                f"=iterations!{sheet.loss_cells[s]}"]
-        row += [cell_value(steps[c].iloc[s]) for c in logged]
+        row += [xlsx_cell(ws2, cell_value(steps[c].iloc[s])) for c in logged]
         row += [f"=iterations!{sheet.after_cells[lab][s]}" for lab in sheet.labels]
         ws2.append(row)
     info.sheets.append("per_iteration")
@@ -271,7 +275,7 @@ def _write_charts(wb, src, info):
         xref = Reference(data_ws, min_col=src["x_col"], min_row=src["first"], max_row=src["last"])
         for name, column in series:
             yref = Reference(data_ws, min_col=column, min_row=src["first"], max_row=src["last"])
-            s = Series(yref, xref, title=name)
+            s = Series(yref, xref, title=xlsx_text(name))
             s.marker.symbol = "none"
             s.smooth = False
             ch.series.append(s)
@@ -283,15 +287,13 @@ def _write_charts(wb, src, info):
         by_param.setdefault(lab.split("[")[0], []).append((lab, column))
     anchor = 22
     for pname, series in by_param.items():
-        ws.add_chart(chart(f"Path of {pname} (value after each update)", "value",
+        ws.add_chart(chart(xlsx_text(f"Path of {pname} (value after each update)"), "value",
                            series[:CHART_MAX_SERIES]), f"A{anchor}")
         anchor += 19
 
 
 def write_workbook(trace, path, formulas: bool = False, progress=None) -> WorkbookInfo:
     """Write the workbook and return a :class:`WorkbookInfo` (see :func:`to_excel`)."""
-    from openpyxl import Workbook
-
     if not hasattr(trace, "tables"):
         raise TraceInputError(f"trace: expected a tracer.Trace, got {type(trace).__name__}")
     path = Path(path)
@@ -310,13 +312,22 @@ def write_workbook(trace, path, formulas: bool = False, progress=None) -> Workbo
         except NotShown as exc:
             reason = str(exc)
     info.reason = reason
-    tmp = path.with_name(path.name + ".partial")
     try:  # fail before any work, with a clear message, if the file cannot be written
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb"):
-            pass
+        probe_dir(path.parent)
     except OSError as exc:
         raise TraceFileError(f"cannot write the workbook {path}: {exc.strerror or exc}") from None
+    try:   # whatever fails, no partial workbook is left behind
+        with replacing_file(path) as tmp:
+            _fill_workbook(tmp, trace, sheet, info, reason, progress)
+    except OSError as exc:
+        raise TraceFileError(f"cannot write the workbook {path}: {exc.strerror or exc}") from None
+    return info
+
+
+def _fill_workbook(tmp, trace, sheet, info, reason, progress) -> None:
+    from openpyxl import Workbook
+
     wb = Workbook(write_only=True)
     if sheet is not None:
         src = _write_formula_sheets(wb, trace, sheet, info)
@@ -328,10 +339,4 @@ def write_workbook(trace, path, formulas: bool = False, progress=None) -> Workbo
     for name, frame in trace.tables().items():
         _write_frame(wb, name, frame, info, progress)
     _write_about(wb, trace, info, reason)
-    try:
-        wb.save(tmp)
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise TraceFileError(f"cannot write the workbook {path}: {exc.strerror or exc}") from None
-    return info
+    wb.save(tmp)

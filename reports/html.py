@@ -12,13 +12,16 @@ timeline and the slider jump anywhere.
 """
 from __future__ import annotations
 
-import html as _html
-import json
+import base64
+import hashlib
+import re
 from pathlib import Path
 
+from tracer.atomic import replacing_file
 from tracer.errors import TraceFileError, TraceInputError
 
 from ._html_payload import EXPLAIN_LIMIT, build_payload
+from ._safe import html_text, script_json
 
 
 def to_html(trace, path, explain_limit: int = EXPLAIN_LIMIT, title: str | None = None) -> Path:
@@ -34,20 +37,35 @@ def to_html(trace, path, explain_limit: int = EXPLAIN_LIMIT, title: str | None =
     payload = build_payload(trace, explain_limit=explain_limit)
     if title:
         payload["title"] = title
-    data = json.dumps(payload, separators=(",", ":"), allow_nan=False)
-    data = data.replace("</", "<\\/")   # never close the script element early
-    page = (_TEMPLATE.replace("__TITLE__", _html.escape(payload["title"]))
-            .replace("__CSS__", _CSS).replace("__JS__", _JS).replace("__DATA__", data))
+    page = render_page(payload)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(page, encoding="utf-8")
+        with replacing_file(path) as tmp:        # a full disk leaves no partial page
+            tmp.write_text(page, encoding="utf-8")
     except OSError as exc:
         raise TraceFileError(f"cannot write the HTML page {path}: {exc.strerror or exc}") from None
     return path
 
 
+def render_page(payload: dict) -> str:
+    """The page's text for ``payload``, every trace string escaped for where it lands.
+
+    Why one pass: the template's placeholders are replaced by one ``re.sub``, so text
+    inserted for one placeholder (a framework named ``__DATA__``) is never scanned for
+    another. The title is HTML-escaped; the data is JSON made inert inside ``<script>``
+    (:func:`reports._safe.script_json`, NaN and infinities as null).
+    """
+    parts = {"__TITLE__": html_text(payload.get("title", "")), "__CSS__": _CSS, "__JS__": _JS,
+             "__CSP__": CSP, "__DATA__": script_json(payload)}
+    return _PLACEHOLDER.sub(lambda m: parts[m.group(0)], _TEMPLATE)
+
+
+_PLACEHOLDER = re.compile("__(?:TITLE|CSS|JS|CSP|DATA)__")
+
+
 _TEMPLATE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="__CSP__">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>steptrace - __TITLE__</title>
 <style>__CSS__</style></head>
@@ -143,7 +161,7 @@ function fmt(v){
   return s.indexOf('.') >= 0 ? s.replace(/\.?0+$/, '') : s;
 }
 function par(v){ const s = fmt(v); return (v < 0) ? '(' + s + ')' : s; }
-function esc(s){ return String(s).replace(/[&<>"]/g, c => ({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;'}[c])); }
+function esc(s){ return String(s).replace(/[&<>"']/g, c => ({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;',"'":'&#39;'}[c])); }
 function num(v, cls){ return '<td' + (cls ? ' class="' + cls + '"' : '') + ' data-value="' + (v === null ? '' : v) + '">' + fmt(v) + '</td>'; }
 // epochs and batches per epoch
 const epochs = S.epoch, batches = S.batch;
@@ -255,7 +273,7 @@ function renderLoss(s){
   let h = '<div class="formula">';
   if (d.loss) h += 'loss: ' + esc(d.loss) + '\n';
   if (d.loss_term) h += 'per element: l = ' + esc(d.loss_term) + '   ;   L = \u03a3 l' +
-      (d.divide_by && d.divide_by.length ? ' / ' + d.divide_by.map(f => f === 'n' ? 'n (' + n + ' rows)' : f === 'm' ? 'm (' + M + ' outputs)' : f).join(' / ') : '') + '\n';
+      (d.divide_by && d.divide_by.length ? ' / ' + d.divide_by.map(f => f === 'n' ? 'n (' + n + ' rows)' : f === 'm' ? 'm (' + M + ' outputs)' : esc(f)).join(' / ') : '') + '\n';
   h += 'L = <b id="batch-loss" data-value="' + (S.loss[s] === null ? '' : S.loss[s]) + '">' + fmt(S.loss[s]) + '</b>  (recorded, this batch, parameters before the update)</div>';
   $('loss-box').innerHTML = h;
   const logged = Object.keys(S).filter(c => c.startsWith('logged_'));
@@ -273,7 +291,7 @@ function renderGrads(s){
     const lim = Math.min(p.size, 16);
     for (let e = 0; e < lim; e++) {
       const rec = pval(p, 'grad', s, e), lab = elemLabel(p, e);
-      let line = 'dL/d' + lab + ' = ';
+      let line = 'dL/d' + esc(lab) + ' = ';
       if (model && D.row_grad && (p.name === model.weight || p.name === model.bias)) {
         let o, j = null;
         if (p.name === model.weight) { const a = Math.floor(e / p.shape[1]), b = e % p.shape[1]; if (model.transpose) { o = a; j = b; } else { j = a; o = b; } }
@@ -305,8 +323,8 @@ function renderUpdate(s){
   const d = D.desc;
   let h = '';
   if (d.optimizer) h += '<div class="formula">' + esc(d.optimizer) + '\n' + d.equations.map(([n, e]) => '  ' + esc(n) + ' = ' + esc(e)).join('\n') +
-     (d.symbols ? '\n  with ' + Object.entries(d.symbols).map(([k, v]) => k + ' = ' + fmt(v)).join(', ') : '') +
-     '\n  lr = ' + fmt(S.lr ? S.lr[s] : null) + (S.opt_step ? ', t = ' + S.opt_step[s] : '') + '</div>';
+     (d.symbols ? '\n  with ' + Object.entries(d.symbols).map(([k, v]) => esc(k) + ' = ' + fmt(v)).join(', ') : '') +
+     '\n  lr = ' + fmt(S.lr ? S.lr[s] : null) + (S.opt_step ? ', t = ' + fmt(S.opt_step[s]) : '') + '</div>';
   const slots = [];
   for (const p of D.params) for (const k of Object.keys(p.slots)) if (!slots.includes(k)) slots.push(k);
   h += '<table id="update-table"><thead><tr><th>parameter</th><th>before</th><th>gradient</th>' + slots.map(k => '<th>' + esc(k) + ' (after)</th>').join('') +
@@ -334,7 +352,7 @@ function renderUpdate(s){
         for (const [slot, arr] of Object.entries(u.prev)) env[slot] = at(arr);
         let txt = elemLabel(p, e) + ':';
         d.equations.forEach(([name, expr], i) => {
-          const sub = expr.replace(/[A-Za-z_][A-Za-z_0-9]*/g, w => (w in env && env[w] !== null) ? par(env[w]) : w);
+          const sub = expr.replace(/[A-Za-z_][A-Za-z_0-9]*/g, w => (Object.prototype.hasOwnProperty.call(env, w) && typeof env[w] === 'number') ? par(env[w]) : w);
           const v = at(u.eq[i]);
           txt += '\n  ' + name + ' = ' + sub + ' = ' + fmt(v);
           env[name] = v;
@@ -401,3 +419,10 @@ if (N === 0) {
 }
 document.body.dataset.ready = '1';
 """
+
+#: Content-Security-Policy of the page: only its own inline script (by hash) may run, and
+#: nothing is fetched. A second wall behind the escaping: an injected ``<script>`` or
+#: ``onerror=`` would not run even if a name slipped through unescaped.
+CSP = ("default-src 'none'; script-src 'sha256-"
+       + base64.b64encode(hashlib.sha256(_JS.encode("utf-8")).digest()).decode("ascii")
+       + "'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'")

@@ -21,9 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
+from tracer.atomic import replacing_file
 from tracer.errors import TraceFileError, TraceInputError
 
 from ._model import dense_layers, forward, params_at
+from ._safe import plain_label
 
 #: most parameter elements drawn per parameter in :func:`plot_params`
 MAX_ELEMENTS_PER_PARAM = 8
@@ -126,7 +128,8 @@ def _save(fig, path, formats):
         path.parent.mkdir(parents=True, exist_ok=True)
         for fmt in formats:
             p = path.with_suffix("." + fmt)
-            fig.savefig(p, dpi=110, bbox_inches="tight")
+            with replacing_file(p) as tmp:        # a full disk leaves no partial image
+                fig.savefig(tmp, dpi=110, bbox_inches="tight", format=fmt)
             out.append(p)
     except OSError as exc:
         raise TraceFileError(f"cannot write plot {path}: {exc.strerror or exc}") from None
@@ -164,7 +167,7 @@ def plot_loss(trace, path=None, formats=("png", "svg")):
         ax.plot(it, full, marker="^" if marker else None, ms=4, lw=1.2, color="C2",
                 label="loss on all data rows, weights after the update")
     loss = trace.meta.get("loss") or {}
-    ax.set_ylabel(f"loss ({loss.get('name', 'as recorded')})")
+    ax.set_ylabel(plain_label(f"loss ({loss.get('name', 'as recorded')})"))
     ax.set_title("Loss per iteration")
     _epoch_lines(ax, trace)
     if np.nanmax(np.abs(steps["loss"].to_numpy(float))) / max(np.nanmin(np.abs(steps["loss"].to_numpy(float))), 1e-300) > 1e3:
@@ -184,7 +187,7 @@ def plot_loss(trace, path=None, formats=("png", "svg")):
             d = pred_all - trace.arrays().targets[None]
             ax.plot(it, _metric_value(kind, d), marker="^" if marker else None, ms=4, color="C2",
                     label=f"{lab} on all data rows (weights after the update)")
-        ax.set_ylabel(f"{lab} ({key})")
+        ax.set_ylabel(plain_label(f"{lab} ({key})"))
         ax.set_title(f"{lab}: what was logged vs what the batch and the updated model give")
         _epoch_lines(ax, trace)
         ax.legend(fontsize=8, loc="upper right")
@@ -209,10 +212,10 @@ def plot_params(trace, path=None, formats=("png", "svg")):
         x = np.concatenate([[it[0] - 1], it]) if len(it) else it
         for e in range(min(before.shape[1], MAX_ELEMENTS_PER_PARAM)):
             y = np.concatenate([[before[0, e]], after[:, e]])
-            lab = name if before.shape[1] == 1 else f"{name}[{e}]"
+            lab = plain_label(name if before.shape[1] == 1 else f"{name}[{e}]")
             ax.plot(x, y, marker="o" if len(it) <= 60 else None, ms=3, label=lab)
         more = before.shape[1] - MAX_ELEMENTS_PER_PARAM
-        title = f"{name} {list(trace.param_shape(name))}"
+        title = plain_label(f"{name} {list(trace.param_shape(name))}")
         if more > 0:
             title += f" (first {MAX_ELEMENTS_PER_PARAM} elements of {before.shape[1]})"
         ax.set_title(title)
@@ -238,8 +241,8 @@ def plot_gradients(trace, path=None, formats=("png", "svg")):
         g = trace.param_values(name, "grad").reshape(len(it), -1)
         u = trace.param_values(name, "update").reshape(len(it), -1)
         if np.isfinite(g).any():
-            axes[0].plot(it, np.linalg.norm(g, axis=1), color=f"C{i}", label=name)
-        axes[1].plot(it, np.linalg.norm(u, axis=1), color=f"C{i}", label=name)
+            axes[0].plot(it, np.linalg.norm(g, axis=1), color=f"C{i}", label=plain_label(name))
+        axes[1].plot(it, np.linalg.norm(u, axis=1), color=f"C{i}", label=plain_label(name))
     for ax, title in zip(axes, ["gradient norm ||dL/dp||", "update size ||p_after - p_before||"]):
         ax.set_yscale("log")
         ax.set_ylabel(title.split(" ")[0] + " norm" if ax is axes[0] else "update size")
@@ -313,9 +316,9 @@ def plot_fits(trace, path=None, formats=("png", "svg"), iterations=None):
     for ax, s in zip(axes.ravel(), idx):
         _draw_fit(ax, trace, data, int(s), rows, lo, hi, small=True)
     for ax in axes[-1]:
-        ax.set_xlabel(trace.input_columns[0] if trace.input_columns else "x")
+        ax.set_xlabel(plain_label(trace.input_columns[0] if trace.input_columns else "x"))
     for ax in axes[:, 0]:
-        ax.set_ylabel(trace.target_columns[0] if trace.target_columns else "y")
+        ax.set_ylabel(plain_label(trace.target_columns[0] if trace.target_columns else "y"))
     handles, labels = axes.ravel()[0].get_legend_handles_labels()
     fig.suptitle("Fitted line before and after the update, at " +
                  ("every iteration" if len(idx) == trace.n_steps else f"{len(idx)} of {trace.n_steps} iterations"))
@@ -350,8 +353,8 @@ def animate_fits(trace, path, fps: int = 4) -> Path:
     (line_a,) = ax.plot([], [], color="C2", lw=1.6, label="after the update")
     ax.set_ylim(ylo - pad, yhi + pad)
     ax.set_xlim(grid[0], grid[-1])
-    ax.set_xlabel(trace.input_columns[0] if trace.input_columns else "x")
-    ax.set_ylabel(trace.target_columns[0] if trace.target_columns else "y")
+    ax.set_xlabel(plain_label(trace.input_columns[0] if trace.input_columns else "x"))
+    ax.set_ylabel(plain_label(trace.target_columns[0] if trace.target_columns else "y"))
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(alpha=0.3)
     ax.set_title("iteration 0 (epoch 0, batch 0)")
@@ -372,7 +375,8 @@ def animate_fits(trace, path, fps: int = 4) -> Path:
     path = Path(path).with_suffix(".gif")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        anim.save(path, writer=PillowWriter(fps=fps), dpi=80)
+        with replacing_file(path) as tmp:
+            anim.save(tmp, writer=PillowWriter(fps=fps), dpi=80)
     except OSError as exc:
         raise TraceFileError(f"cannot write animation {path}: {exc.strerror or exc}") from None
     finally:

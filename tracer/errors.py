@@ -38,7 +38,15 @@ class TraceInputError(SteptraceError, ValueError):
 
 
 class TraceFileError(SteptraceError, OSError):
-    """A trace file cannot be read or written: missing, corrupt, foreign or unwritable."""
+    """A trace file cannot be read or written: missing, corrupt, foreign or unwritable.
+
+    The message is always one line (whitespace runs, newlines included, become one
+    space): the command line prints it as its one error line, whatever a library or a
+    file name put in it.
+    """
+
+    def __init__(self, message: object = ""):
+        super().__init__(" ".join(str(message).split()))
 
 
 class CannotCheck(SteptraceError):

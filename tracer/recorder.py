@@ -1,20 +1,34 @@
 """The recorder: the one place hooks hand framework-neutral step records to.
 
-Hooks (``hooks/keras/``, ``hooks/torch/``, ``hooks/numpy.py``) turn framework
+Hooks (``hooks/keras.py``, ``hooks/torch.py``, ``hooks/numpy.py``) turn framework
 events into plain NumPy arrays and call :meth:`Recorder.record_step` once per
 iteration. The recorder copies each array once into a columnar buffer
-(:mod:`tracer.buffers`) and builds a :class:`tracer.Trace` on demand. Because
-everything recorded so far is in those buffers, a run that raises half-way still
-yields every completed step: call :meth:`Recorder.trace` in a ``finally``.
+(:mod:`tracer.buffers`, :mod:`tracer.capture`) and builds a :class:`tracer.Trace` on
+demand. Because everything recorded so far is in those buffers, a run that raises
+half-way still yields every completed step: call :meth:`Recorder.trace` in a ``finally``.
 
-Memory stays bounded: ``every=k`` records one step in k, ``capture="summary"``
-keeps only per-step scalars (loss, lr, gradient and update norms), and
-``max_bytes`` switches a full capture to summary, with a warning, when the
-buffers would grow past it.
+Memory: ``every=k`` records one step in k, ``capture="summary"`` keeps only per-step
+scalars (loss, lr, gradient and update norms), and ``max_bytes`` is a budget for
+everything the recorder holds (:attr:`Recorder.nbytes`: parameter, gradient, state and
+prediction buffers with their preallocated space, batch rows, the copied data, the
+per-step scalar columns and notes). ``max_bytes=None`` means unlimited and ``0`` means
+zero; it is checked *before* a step is copied:
+
+- without a store, a full capture that would pass the budget switches to summary
+  capture (with a warning and a note), and data larger than the budget is not copied;
+- with a store (:class:`tracer.store.StreamStore`), what is held is flushed to disk
+  instead, so full capture goes on with memory bounded by the budget (a zero budget
+  writes each step as soon as it is recorded). The per-step scalars of summary capture
+  are counted but not bounded without a store (a few dozen bytes a step).
+
+With a store, completed steps also go to disk every ``flush_every`` steps or
+``flush_seconds`` seconds; :meth:`Recorder.close` flushes and marks the run finished,
+and :meth:`Recorder.trace` reads the trace back from the store.
 """
 from __future__ import annotations
 
 import math
+import sys
 import time
 import warnings
 
@@ -22,35 +36,24 @@ import numpy as np
 
 from .arrays import TraceArrays, as_2d, column_names
 from .buffers import RowBuffer, ScalarColumns
+from .capture import FullBuffers, initial_capacity
 from .errors import TraceInputError
-from .trace import Trace
+from .trace import _BUILDERS, Trace, _data_frame
+
+__all__ = ["Recorder", "as_2d", "column_names", "initial_capacity", "CAPTURE_MODES", "DEFAULT_MAX_BYTES"]
 
 CAPTURE_MODES = ("full", "summary")
+#: the default memory budget of a recording (2 GiB); None means unlimited, 0 means zero
 DEFAULT_MAX_BYTES = 2 * 1024**3
 
 
-def initial_capacity(size: int, dtype) -> int:
-    """Rows to preallocate: 64 for small parameters, fewer for big ones (about 1 MB)."""
-    return int(max(1, min(64, (1 << 20) // max(1, size * np.dtype(dtype).itemsize))))
-
-
-class _ParamBuffers:
-    __slots__ = ("shape", "size", "dtype", "before", "grad", "after", "slots")
-
-    def __init__(self, shape, dtype):
-        self.shape = tuple(int(s) for s in shape)
-        self.size = int(np.prod(self.shape, dtype=np.int64))
-        self.dtype = np.dtype(dtype) if np.issubdtype(dtype, np.floating) else np.dtype(np.float64)
-        cap = initial_capacity(self.size, self.dtype)
-        self.before = RowBuffer(self.size, self.dtype, cap)
-        self.grad = RowBuffer(self.size, self.dtype, cap)
-        self.after = RowBuffer(self.size, self.dtype, cap)
-        self.slots: dict[str, RowBuffer] = {}
-
-    @property
-    def nbytes(self) -> int:
-        return self.before.nbytes + self.grad.nbytes + self.after.nbytes + sum(
-            b.nbytes for b in self.slots.values())
+def check_max_bytes(max_bytes) -> int | None:
+    """``max_bytes`` as a budget: None (unlimited) or a non-negative integer (0 = zero)."""
+    if max_bytes is None:
+        return None
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)) or max_bytes < 0:
+        raise TraceInputError(f"max_bytes: expected a non-negative integer or None (unlimited), got {max_bytes!r}")
+    return int(max_bytes)
 
 
 class Recorder:
@@ -59,17 +62,25 @@ class Recorder:
     Parameters
     ----------
     meta:
-        Framework-neutral description of what is trained (see ``tracer.meta``).
+        Framework-neutral description of what is trained (see :mod:`tracer.meta`).
     every:
         Record one step in ``every`` (1 = all). Steps are still counted.
     capture:
         ``"full"`` (values, gradients, predictions) or ``"summary"`` (scalars only).
     max_bytes:
-        Memory budget of the buffers; past it a full capture falls back to summary.
+        Memory budget of everything recorded (None: unlimited; 0: nothing is kept in
+        memory). Past it a full capture spills to ``store``, or without one falls back
+        to summary.
+    store:
+        A :class:`tracer.store.StreamStore` that receives completed steps as they are
+        flushed; the trace is then the store's directory.
     """
 
+    #: ``steps`` columns the recorder fills itself; ``extra`` may not name them
+    RESERVED = frozenset({"epoch", "batch", "step", "batch_size", "loss", "lr"})
+
     def __init__(self, meta: dict | None = None, *, every: int = 1, capture: str = "full",
-                 max_bytes: int | None = DEFAULT_MAX_BYTES):
+                 max_bytes: int | None = DEFAULT_MAX_BYTES, store=None):
         if not isinstance(every, int) or every < 1:
             raise TraceInputError(f"every: expected a positive integer, got {every!r}")
         if capture not in CAPTURE_MODES:
@@ -77,38 +88,55 @@ class Recorder:
         self.meta: dict = dict(meta or {})
         self.every = every
         self.capture = capture
-        self.max_bytes = max_bytes
+        self.max_bytes = check_max_bytes(max_bytes)
+        self.store = store
         self.steps_seen = 0          # every step the run made, recorded or not
         self._inputs = None
         self._targets = None
+        self._data_shape: tuple | None = None     # (rows, inputs, targets) once declared
         self._steps = ScalarColumns()
         self._epochs = ScalarColumns()
-        self._sample_step = RowBuffer(1, np.int64, 256)
-        self._sample_row = RowBuffer(1, np.int64, 256)
-        self._sample_pred: RowBuffer | None = None
-        self._params: dict[str, _ParamBuffers] = {}
-        self._param_step = RowBuffer(1, np.int64, 256)
+        chunk = RowBuffer.CHUNK_BYTES if self.max_bytes is None else max(1, self.max_bytes // 32)
+        self._full = FullBuffers(chunk)
         self._notes: list[str] = []
+        self._notes_bytes = 0
+        self._last_epoch: int | None = None
+        self._closed = False
         self._started = time.time()
         # how many recorded steps were handed each quantity: a NaN then means a real NaN,
         # not "not recorded" (the buffers use NaN for both)
         self._given = {"loss": 0, "y_pred": 0, "grads": {}}
+        if store is not None:
+            store.open(self._meta_snapshot())
 
     # ------------------------------------------------------------------ data
     def set_data(self, inputs, targets) -> None:
-        """Declare the training rows once: ``inputs`` (n, k) and ``targets`` (n, m)."""
+        """Declare the training rows once: ``inputs`` (n, k) and ``targets`` (n, m).
+
+        With a store the rows go to disk at once and are not kept in memory; without
+        one, rows that would pass ``max_bytes`` are not copied (a warning and a note say
+        so, and the trace has no data table).
+        """
         x = as_2d("inputs", inputs)
         y = as_2d("targets", targets)
         if x.shape[0] != y.shape[0]:
             raise TraceInputError(
                 f"inputs and targets: expected the same number of rows, got {x.shape[0]} and {y.shape[0]}")
+        self._data_shape = (x.shape[0], x.shape[1], y.shape[1])
+        if self.store is not None:
+            self.store.write_data(_data_frame(TraceArrays(inputs=x, targets=y), self.meta))
+            return
+        if self.max_bytes is not None and self.nbytes + x.nbytes + y.nbytes > self.max_bytes:
+            self._say(f"steptrace: the training data ({x.nbytes + y.nbytes} bytes) would pass "
+                      f"max_bytes={self.max_bytes}; it is not kept (the trace has no data table)", stacklevel=2)
+            return
         self._inputs = np.array(x, copy=True)
         self._targets = np.array(y, copy=True)
 
     @property
     def n_rows(self) -> int | None:
         """Number of training rows declared with :meth:`set_data` (None if not declared)."""
-        return None if self._inputs is None else self._inputs.shape[0]
+        return None if self._data_shape is None else self._data_shape[0]
 
     # ----------------------------------------------------------------- steps
     def should_record(self, step: int | None = None) -> bool:
@@ -122,8 +150,7 @@ class Recorder:
     @property
     def current_epoch(self) -> int | None:
         """The epoch of the last recorded step (None before the first), for progress lines."""
-        epoch = self._steps.last("epoch")
-        return None if epoch is None else int(epoch)
+        return self._last_epoch
 
     @property
     def full(self) -> bool:
@@ -143,21 +170,13 @@ class Recorder:
         update, one row per batch row; ``logs`` what the framework logged for this
         batch; ``extra`` any other per-step scalars.
         """
+        if self._closed:
+            raise TraceInputError("record_step: the recorder is closed (Recorder.close() was called)")
         self.steps_seen += 1
         step = self.steps_seen
         if not self.should_record(step):
             return step
-        if not isinstance(params_before, dict) or not isinstance(params_after, dict):
-            raise TraceInputError("params_before and params_after: expected dicts of name -> array")
-        if set(params_before) != set(params_after):
-            raise TraceInputError(
-                f"params_before and params_after: expected the same names, got {sorted(params_before)} "
-                f"and {sorted(params_after)}")
-        if rows is not None:
-            rows = np.asarray(rows).reshape(-1)
-            if self._inputs is not None and rows.size and (rows.min() < 0 or rows.max() >= self._inputs.shape[0]):
-                raise TraceInputError(
-                    f"rows: expected positions in 0..{self._inputs.shape[0] - 1}, got {rows.min()}..{rows.max()}")
+        rows = self._check_step(params_before, params_after, rows, extra)
         if batch_size is None:
             batch_size = (rows.size if rows is not None else
                           (np.shape(y_pred)[0] if y_pred is not None and np.ndim(y_pred) else np.nan))
@@ -171,84 +190,49 @@ class Recorder:
         if extra:
             row.update({k: _scalar(v) for k, v in extra.items()})
         if self.capture == "full":
-            self._record_full(step, params_before, params_after, grads, rows, y_pred, state)
-            if self.max_bytes is not None and self.nbytes > self.max_bytes:
-                self._fall_back_to_summary(step)
+            self._make_room(step, params_before, state, rows, y_pred)
+        if self.capture == "full":
+            self._full.record(step, params_before, params_after, grads, rows, y_pred, state)
         else:
             self._record_summary(row, params_before, params_after, grads)
         self._steps.add_row(row)
+        self._last_epoch = int(epoch)
+        if self.store is not None and (self.store.due(self._steps.n) or self._over_budget()):
+            self.flush()
         return step
 
-    def _count_given(self, loss, y_pred, grads):
-        given = self._given
-        if loss is not None:
-            given["loss"] += 1
-        if y_pred is not None:
-            given["y_pred"] += 1
-        if grads:
-            for name, g in grads.items():
-                if g is not None:
-                    given["grads"][name] = given["grads"].get(name, 0) + 1
+    def _check_step(self, params_before, params_after, rows, extra):
+        if extra and not self.RESERVED.isdisjoint(extra):
+            raise TraceInputError(f"extra: {sorted(self.RESERVED.intersection(extra))[0]!r} is a steps column "
+                                  f"the recorder fills itself; give the value another name")
+        if not isinstance(params_before, dict) or not isinstance(params_after, dict):
+            raise TraceInputError("params_before and params_after: expected dicts of name -> array")
+        if set(params_before) != set(params_after):
+            raise TraceInputError(
+                f"params_before and params_after: expected the same names, got {sorted(params_before)} "
+                f"and {sorted(params_after)}")
+        if rows is None:
+            return None
+        rows = np.asarray(rows).reshape(-1)
+        n = self.n_rows
+        if n is not None and rows.size and (rows.min() < 0 or rows.max() >= n):
+            raise TraceInputError(f"rows: expected positions in 0..{n - 1}, got {rows.min()}..{rows.max()}")
+        return rows
 
-    def _record_full(self, step, before, after, grads, rows, y_pred, state):
-        self._param_step.append(step)
-        for name, value in before.items():
-            buf = self._params.get(name)
-            value = np.asarray(value)
-            if buf is None:
-                buf = self._params[name] = _ParamBuffers(value.shape, value.dtype)
-                # pad a parameter first seen after step 1 so all stay aligned
-                for _ in range(self._param_step.n - 1):
-                    for b in (buf.before, buf.grad, buf.after):
-                        b.append_fill(np.nan)
-            if value.size != buf.size:
-                raise TraceInputError(
-                    f"params_before[{name!r}]: expected {buf.size} values (shape {buf.shape}), got shape {value.shape}")
-            buf.before.append(value)
-            after_value = np.asarray(after[name])
-            if after_value.size != buf.size:
-                raise TraceInputError(
-                    f"params_after[{name!r}]: expected shape {buf.shape}, got {after_value.shape}")
-            buf.after.append(after_value)
-            grad = None if grads is None else grads.get(name)
-            if grad is None:
-                buf.grad.append_fill(np.nan)
-            else:
-                buf.grad.append(grad)
-            slots = None if state is None else state.get(name)
-            if slots:
-                for slot, slot_value in slots.items():
-                    sbuf = buf.slots.get(slot)
-                    if sbuf is None:
-                        sbuf = buf.slots[slot] = RowBuffer(buf.size, buf.dtype,
-                                                           initial_capacity(buf.size, buf.dtype))
-                        for _ in range(buf.before.n - 1):
-                            sbuf.append_fill(np.nan)
-                    sbuf.append(slot_value)
-            for slot, sbuf in buf.slots.items():
-                if sbuf.n < buf.before.n:
-                    sbuf.append_fill(np.nan)
-        for name, buf in self._params.items():
-            if buf.before.n < self._param_step.n:      # a parameter absent from this step
-                for b in (buf.before, buf.grad, buf.after, *buf.slots.values()):
-                    b.append_fill(np.nan)
-        if y_pred is not None:
-            pred = as_2d("y_pred", y_pred)
-            if rows is not None and rows.size != pred.shape[0]:
-                raise TraceInputError(
-                    f"y_pred: expected one row per batch row ({rows.size}), got {pred.shape[0]}")
-            if self._sample_pred is None:
-                self._sample_pred = RowBuffer(pred.shape[1], pred.dtype if np.issubdtype(
-                    pred.dtype, np.floating) else np.float64, 256)
-            self._sample_pred.extend(pred)
-            k = pred.shape[0]
-            self._sample_step.extend(np.full(k, step, dtype=np.int64))
-            self._sample_row.extend(rows if rows is not None else np.full(k, -1, dtype=np.int64))
-        elif rows is not None:
-            self._sample_step.extend(np.full(rows.size, step, dtype=np.int64))
-            self._sample_row.extend(rows)
-            if self._sample_pred is not None:
-                self._sample_pred.extend(np.full((rows.size, self._sample_pred.width), np.nan))
+    def _over_budget(self, extra: int = 0) -> bool:
+        return self.max_bytes is not None and self.nbytes + extra > self.max_bytes
+
+    def _make_room(self, step, before, state, rows, y_pred) -> None:
+        """Before copying a full step: spill to the store, or fall back to summary, when
+        the copy would pass the budget."""
+        if self.max_bytes is None:
+            return
+        if not self._over_budget(self._full.growth(before, state, rows, y_pred)):
+            return
+        if self.store is not None:
+            self.flush()        # a step larger than the whole budget is flushed right after it is copied
+        else:
+            self._fall_back_to_summary(step)
 
     def _record_summary(self, row, before, after, grads):
         for name, value in before.items():
@@ -260,11 +244,14 @@ class Recorder:
             row["grad_norm_" + name] = np.nan if g is None else float(np.linalg.norm(np.asarray(g, np.float64)))
 
     def _fall_back_to_summary(self, step):
-        msg = (f"steptrace: buffers passed max_bytes={self.max_bytes} at step {step}; "
-               f"recording only per-step summaries from step {step + 1} on")
-        warnings.warn(msg, RuntimeWarning, stacklevel=3)
-        self._notes.append(msg)
+        self._say(f"steptrace: recording step {step} in full would pass max_bytes={self.max_bytes}; "
+                  f"recording only per-step summaries from step {step} on", stacklevel=4)
         self.capture = "summary"
+
+    def _say(self, msg: str, stacklevel: int) -> None:
+        """Warn (pointing at the caller of the public method) and keep the message as a note."""
+        warnings.warn(msg, RuntimeWarning, stacklevel=stacklevel + 1)
+        self.note(msg)
 
     def record_epoch(self, epoch: int, logs: dict | None = None) -> None:
         """Record what the framework logged at the end of ``epoch`` (from 1)."""
@@ -276,49 +263,84 @@ class Recorder:
     def note(self, message: str) -> None:
         """Attach a human-readable note to the trace (kept in ``meta['notes']``)."""
         self._notes.append(message)
+        self._notes_bytes += sys.getsizeof(message) + 8
 
     # ----------------------------------------------------------------- output
     @property
     def nbytes(self) -> int:
-        """Bytes held by the recording buffers."""
-        total = sum(p.nbytes for p in self._params.values())
-        total += self._sample_step.nbytes + self._sample_row.nbytes
-        if self._sample_pred is not None:
-            total += self._sample_pred.nbytes
+        """Bytes held by the recorder: value, state, prediction and row buffers (with their
+        preallocated space), the copied data, the per-step scalar columns and the notes."""
+        total = self._full.nbytes + self._steps.nbytes + self._epochs.nbytes + self._notes_bytes
+        if self._inputs is not None:
+            total += self._inputs.nbytes + self._targets.nbytes
         return total
 
-    def trace(self) -> Trace:
-        """Build a :class:`tracer.Trace` from everything recorded so far (a snapshot)."""
+    def _meta_snapshot(self) -> dict:
         meta = dict(self.meta)
-        meta.setdefault("capture", {})
-        meta["capture"] = {**meta.get("capture", {}), "mode": self.capture, "every": self.every,
+        meta["capture"] = {**(meta.get("capture") or {}), "mode": self.capture, "every": self.every,
                            "steps_seen": self.steps_seen,
                            "given": {"loss": self._given["loss"], "y_pred": self._given["y_pred"],
                                      "grads": dict(self._given["grads"])}}
         if self._notes:
-            meta["notes"] = list(meta.get("notes", [])) + self._notes
-        if self._inputs is not None:
-            meta.setdefault("data", {})
-            meta["data"] = {**meta["data"], "n_rows": int(self._inputs.shape[0]),
-                            "inputs": column_names("x", self._inputs.shape[1]),
-                            "targets": column_names("y", self._targets.shape[1])}
-        meta["params"] = [{"name": n, "shape": list(p.shape)} for n, p in self._params.items()] or \
+            meta["notes"] = list(meta.get("notes") or []) + self._notes
+        if self._data_shape is not None and (self._inputs is not None or self.store is not None):
+            n, k, m = self._data_shape
+            meta["data"] = {**(meta.get("data") or {}), "n_rows": int(n),
+                            "inputs": column_names("x", k), "targets": column_names("y", m)}
+        meta["params"] = [{"name": n, "shape": list(shape)} for n, shape in self._full.shapes.items()] or \
             meta.get("params", [])
-        arrays = TraceArrays(
-            inputs=None if self._inputs is None else self._inputs.copy(),
-            targets=None if self._targets is None else self._targets.copy(),
-            steps=self._steps.as_dict(),
-            epochs=self._epochs.as_dict(),
-            sample_step=self._sample_step.to_array()[:, 0],
-            sample_row=self._sample_row.to_array()[:, 0],
-            sample_pred=None if self._sample_pred is None else self._sample_pred.to_array(),
-            param_step=self._param_step.to_array()[:, 0],
-            params={n: {"shape": p.shape, "before": p.before.to_array(), "grad": p.grad.to_array(),
-                        "after": p.after.to_array(),
-                        "slots": {s: b.to_array() for s, b in p.slots.items()}}
-                    for n, p in self._params.items()},
-        )
-        return Trace(arrays=arrays, meta=meta)
+        return meta
+
+    def _count_given(self, loss, y_pred, grads) -> None:
+        given = self._given
+        if loss is not None:
+            given["loss"] += 1
+        if y_pred is not None:
+            given["y_pred"] += 1
+        for name, g in (grads or {}).items():
+            if g is not None:
+                given["grads"][name] = given["grads"].get(name, 0) + 1
+
+    def _arrays(self, with_data: bool = True):
+        keep = with_data and self._inputs is not None
+        return TraceArrays(inputs=self._inputs.copy() if keep else None,
+                           targets=self._targets.copy() if keep else None,
+                           steps=self._steps.as_dict(), epochs=self._epochs.as_dict(), **self._full.parts())
+
+    def flush(self) -> int:
+        """Write the steps held in memory to the store as one chunk and forget them.
+
+        Returns the number of steps written (0 without a store or with nothing held).
+        A later phase's signal handler calls this before the process exits.
+        """
+        if self.store is None or (self._steps.n == 0 and self._epochs.n == 0):
+            return 0
+        arrays, meta = self._arrays(with_data=False), self._meta_snapshot()
+        tables = {name: _BUILDERS[name](arrays, meta) for name in ("steps", "samples", "params", "epochs")}
+        self.store.write_chunk(tables, meta)
+        n = self._steps.n
+        self._full.drain()
+        self._steps, self._epochs = ScalarColumns(), ScalarColumns()
+        return n
+
+    def close(self) -> None:
+        """Flush and mark the store's run finished (no-op without a store). Idempotent."""
+        if self.store is not None and not self._closed:
+            self.flush()
+            self.store.close(self._meta_snapshot())
+        self._closed = True
+
+    def trace(self) -> Trace:
+        """Build a :class:`tracer.Trace` from everything recorded so far (a snapshot).
+
+        With a store, what is held is flushed first and the trace is read back from the
+        store's directory (see :meth:`tracer.Trace.load`).
+        """
+        if self.store is not None:
+            if not self._closed:
+                self.flush()
+            return Trace.load(self.store.path)
+        return Trace(arrays=self._arrays(), meta=self._meta_snapshot())
 
 
 def _scalar(value):

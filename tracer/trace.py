@@ -15,23 +15,21 @@ Tables (built on demand from columnar arrays and cached):
 ``meta`` is a JSON-able dict: model, loss, optimizer, metrics, data, params, versions.
 
 Traces are saved as a directory of Parquet files plus ``meta.json``; loading
-reads only Parquet and JSON, so it never executes code.
+reads only Parquet and JSON, so it never executes code (the file format, atomic saving
+and validation on load are in :mod:`tracer.trace_files`).
 """
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .arrays import TraceArrays, column_names
-from .errors import TraceFileError, TraceInputError
+from .errors import TraceInputError
+from .trace_files import FORMAT, FORMAT_VERSION, TABLES, json_default, read_trace, write_trace
 
-FORMAT = "steptrace-trace"
-FORMAT_VERSION = 1
-TABLES = ("data", "steps", "samples", "params", "epochs")
+__all__ = ["Trace", "TraceArrays", "FORMAT", "FORMAT_VERSION", "TABLES"]
 
 
 class Trace:
@@ -145,58 +143,30 @@ class Trace:
 
     # ------------------------------------------------------------- save/load
     def save(self, path) -> Path:
-        """Save as a directory of Parquet files plus ``meta.json``; returns the path."""
-        path = Path(path)
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-            for name, frame in self.tables().items():
-                frame.to_parquet(path / f"{name}.parquet", index=False)
-            header = {"format": FORMAT, "version": FORMAT_VERSION, "meta": self.meta}
-            tmp = path / "meta.json.tmp"
-            tmp.write_text(json.dumps(header, indent=1, default=_json_default))
-            os.replace(tmp, path / "meta.json")
-        except OSError as exc:
-            raise TraceFileError(f"cannot write trace to {path}: {exc.strerror or exc}") from None
-        return path
+        """Save as a directory of Parquet files plus ``meta.json``; returns the path.
+
+        Atomic (see :mod:`tracer.atomic`): the files are written into a temporary sibling
+        directory that replaces ``path`` only when complete, so a full disk or a crash
+        leaves an earlier trace at ``path`` intact and no partial files. ``path`` may be
+        missing, an empty directory or an earlier trace; a symbolic link or any other
+        existing directory is refused (TraceFileError), never written through or deleted.
+        """
+        return write_trace(self.tables(), self.meta, Path(path))
 
     @classmethod
     def load(cls, path) -> "Trace":
-        """Read a trace saved by :meth:`save`. Never executes code from the file."""
-        path = Path(path)
-        if not path.exists():
-            raise TraceFileError(f"no trace at {path}: the path does not exist")
-        if not path.is_dir() or not (path / "meta.json").is_file():
-            raise TraceFileError(f"{path} is not a steptrace trace (expected a directory with meta.json)")
-        try:
-            header = json.loads((path / "meta.json").read_text())
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise TraceFileError(f"{path}/meta.json is corrupt: {exc}") from None
-        if not isinstance(header, dict) or header.get("format") != FORMAT:
-            raise TraceFileError(f"{path} is not a steptrace trace (meta.json has no steptrace header)")
-        if header.get("version", 0) > FORMAT_VERSION:
-            raise TraceFileError(f"{path} was written by a newer steptrace (format {header['version']})")
-        frames = {}
-        for name in TABLES:
-            file = path / f"{name}.parquet"
-            try:
-                frames[name] = pd.read_parquet(file)
-            except FileNotFoundError:
-                raise TraceFileError(f"{path} is incomplete: {file.name} is missing") from None
-            except Exception as exc:  # pyarrow raises several types for corrupt files
-                raise TraceFileError(f"{file} is corrupt or not Parquet: {exc}") from None
-        return cls(arrays=None, meta=header["meta"], frames=frames)
+        """Read a trace saved by :meth:`save` or written by :class:`tracer.store.StreamStore`
+        (finished or interrupted: up to its last flushed chunk).
+
+        Never executes code from the file. ``meta.json`` and the tables are validated
+        (:mod:`tracer.meta`, :mod:`tracer.tablecheck`); anything malformed raises one
+        TraceFileError line naming the file and the field.
+        """
+        meta, frames = read_trace(Path(path))
+        return cls(arrays=None, meta=meta, frames=frames)
 
 
-def _json_default(obj):
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating,)):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, tuple):
-        return list(obj)
-    return str(obj)
+_json_default = json_default   # the name reports.csv_export imports
 
 
 # ------------------------------------------------------------- table builders
@@ -287,17 +257,21 @@ def _arrays_from_frames(frames: dict, meta: dict) -> TraceArrays:
     pred_cols = [c for c in samples.columns if c.startswith("y_pred")]
     params_frame = frames["params"]
     params = {}
-    param_step = np.zeros(0, np.int64)
     base_cols = {"step", "param", "index", "before", "grad", "after", "update"}
+    # the recorded steps, from any parameter with elements (a zero-size one has no rows)
+    sized = [p for p in meta.get("params", []) if int(np.prod(p["shape"], dtype=np.int64))]
+    param_step = np.zeros(0, np.int64)
+    if sized:
+        first = params_frame[params_frame["param"] == sized[0]["name"]]
+        param_step = first["step"].to_numpy()[::int(np.prod(sized[0]["shape"], dtype=np.int64))]
     for p in meta.get("params", []):
         name, shape = p["name"], tuple(p["shape"])
         size = int(np.prod(shape, dtype=np.int64))
         sub = params_frame[params_frame["param"] == name]
-        n = len(sub) // max(size, 1)
-        param_step = sub["step"].to_numpy()[::max(size, 1)]
+        n = len(sub) // size if size else len(param_step)
 
         def grab(col, sub=sub, n=n, size=size):
-            return sub[col].to_numpy().reshape(n, size)
+            return sub[col].to_numpy().reshape(n, size) if size else np.zeros((n, 0))
         slots = {c: grab(c) for c in params_frame.columns if c not in base_cols}
         slots = {k: v for k, v in slots.items() if not np.all(np.isnan(v))}
         params[name] = {"shape": shape, "before": grab("before"), "grad": grab("grad"),

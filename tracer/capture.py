@@ -1,0 +1,223 @@
+"""The arrays of full capture: parameters, gradients, optimizer state, predictions, rows.
+
+Why apart from the recorder: these buffers are what costs memory. Keeping them in one
+object lets the recorder ask, before copying a step, how many bytes recording it would
+allocate (:meth:`FullBuffers.growth`), hand what was recorded to a streaming store
+(:meth:`FullBuffers.parts`) and then forget it (:meth:`FullBuffers.drain`) while
+remembering each parameter's shape and dtype, so later chunks stay aligned.
+
+Layout: one :class:`tracer.buffers.RowBuffer` per quantity, one row per recorded step
+(a parameter's values flattened in C order); the rows of every batch (``sample_step``,
+``sample_row``) and its predictions (``sample_pred``) one row per batch row.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .arrays import as_2d
+from .buffers import RowBuffer
+from .errors import TraceInputError
+
+
+def initial_capacity(size: int, dtype, limit: int = 1 << 20) -> int:
+    """Rows to preallocate: 64 for small parameters, fewer for big ones (about ``limit``
+    bytes, 1 MB by default), never less than one."""
+    return int(max(1, min(64, min(limit, 1 << 20) // max(1, size * np.dtype(dtype).itemsize))))
+
+
+def _value_dtype(dtype) -> np.dtype:
+    """Floating parameters keep their dtype (float16/32/64); anything else is float64."""
+    return np.dtype(dtype) if np.issubdtype(dtype, np.floating) else np.dtype(np.float64)
+
+
+class ParamBuffers:
+    """Before, gradient, after and state slots of one parameter, one row per step."""
+
+    __slots__ = ("shape", "size", "dtype", "before", "grad", "after", "slots", "chunk_bytes")
+
+    def __init__(self, shape, dtype, chunk_bytes: int = RowBuffer.CHUNK_BYTES):
+        self.shape = tuple(int(s) for s in shape)
+        self.size = int(np.prod(self.shape, dtype=np.int64))
+        self.dtype = _value_dtype(dtype)
+        self.chunk_bytes = chunk_bytes
+        self.before = self._buffer()
+        self.grad = self._buffer()
+        self.after = self._buffer()
+        self.slots: dict[str, RowBuffer] = {}
+
+    def _buffer(self) -> RowBuffer:
+        cap = initial_capacity(self.size, self.dtype, self.chunk_bytes)
+        return RowBuffer(self.size, self.dtype, cap, self.chunk_bytes)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by this parameter's buffers."""
+        return self.before.nbytes + self.grad.nbytes + self.after.nbytes + sum(
+            b.nbytes for b in self.slots.values())
+
+    def new_slot(self, rows_before: int) -> RowBuffer:
+        """A state-slot buffer, NaN for the ``rows_before`` steps recorded before it appeared."""
+        sbuf = self._buffer()
+        for _ in range(rows_before):
+            sbuf.append_fill(np.nan)
+        return sbuf
+
+
+class FullBuffers:
+    """Everything full capture keeps since the last drain (see the module docstring)."""
+
+    def __init__(self, chunk_bytes: int = RowBuffer.CHUNK_BYTES):
+        self.chunk_bytes = chunk_bytes     # the largest block one buffer allocates at once
+        self.params: dict[str, ParamBuffers] = {}
+        self.known: dict[str, tuple] = {}  # every parameter seen: name -> (shape, dtype), in order
+        self.param_step = self._index()
+        self.sample_step = self._index()
+        self.sample_row = self._index()
+        self.sample_pred: RowBuffer | None = None
+        self._pred_dtype: np.dtype | None = None
+
+    def _index(self, width: int = 1, dtype=np.int64) -> RowBuffer:
+        return RowBuffer(width, dtype, 256, self.chunk_bytes)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by every buffer, preallocated space included."""
+        total = sum(p.nbytes for p in self.params.values())
+        total += self.param_step.nbytes + self.sample_step.nbytes + self.sample_row.nbytes
+        return total + (self.sample_pred.nbytes if self.sample_pred is not None else 0)
+
+    @property
+    def n_steps(self) -> int:
+        """Steps held (recorded since the last drain)."""
+        return self.param_step.n
+
+    @property
+    def shapes(self) -> dict[str, tuple]:
+        """Every parameter seen so far (also before a drain) and its shape, in order."""
+        return {name: shape for name, (shape, _) in self.known.items()}
+
+    # ------------------------------------------------------------ budget
+    def growth(self, before: dict, state: dict | None, rows, y_pred) -> int:
+        """Bytes that recording one step with these arrays would newly allocate."""
+        total = self.param_step.growth(1)
+        new = {n: (int(np.prod(sh)), dt) for n, (sh, dt) in self.known.items() if n not in self.params}
+        new.update({n: (int(np.size(v)), _value_dtype(np.asarray(v).dtype))
+                    for n, v in before.items() if n not in self.params and n not in self.known})
+        for name, (size, dt) in new.items():   # buffers to create: their first block
+            cap = initial_capacity(size, dt, self.chunk_bytes)
+            n_buffers = 3 + len((state or {}).get(name) or {})
+            total += n_buffers * max(cap, self.param_step.n + 1) * size * dt.itemsize
+        for name in before:
+            buf = self.params.get(name)
+            if buf is None:
+                continue
+            total += 3 * buf.before.growth(1) + sum(b.growth(1) for b in buf.slots.values())
+            for slot in (state or {}).get(name) or {}:
+                if slot not in buf.slots:
+                    cap = initial_capacity(buf.size, buf.dtype, self.chunk_bytes)
+                    total += max(cap, buf.before.n + 1) * buf.size * buf.dtype.itemsize
+        k = int(np.shape(y_pred)[0]) if y_pred is not None and np.ndim(y_pred) else (
+            0 if rows is None else int(np.size(rows)))
+        total += self.sample_step.growth(k) + self.sample_row.growth(k)
+        if y_pred is not None:
+            width = int(np.size(y_pred) // max(k, 1)) if k else 1
+            if self.sample_pred is not None:
+                total += self.sample_pred.growth(k)
+            else:
+                row_bytes = max(1, width * 8)
+                total += max(k, min(256, max(1, self.chunk_bytes // row_bytes))) * row_bytes
+        return total
+
+    # ------------------------------------------------------------ recording
+    def record(self, step: int, before: dict, after: dict, grads: dict | None, rows,
+               y_pred, state: dict | None) -> None:
+        """Copy one step's arrays (each once) into the buffers."""
+        self.param_step.append(step)
+        for name, (shape, dtype) in self.known.items():     # buffers dropped by a drain
+            if name not in self.params:
+                self._new_param(name, shape, dtype)
+        for name, value in before.items():
+            self._record_param(name, np.asarray(value), after[name], grads, state)
+        for buf in self.params.values():
+            if buf.before.n < self.param_step.n:      # a parameter absent from this step
+                for b in (buf.before, buf.grad, buf.after, *buf.slots.values()):
+                    b.append_fill(np.nan)
+        self._record_samples(step, rows, y_pred)
+
+    def _record_param(self, name, value, after_value, grads, state) -> None:
+        buf = self.params.get(name)
+        if buf is None:
+            buf = self._new_param(name, value.shape, value.dtype)
+        if value.size != buf.size:
+            raise TraceInputError(
+                f"params_before[{name!r}]: expected {buf.size} values (shape {buf.shape}), got shape {value.shape}")
+        after_value = np.asarray(after_value)
+        if after_value.size != buf.size:
+            raise TraceInputError(f"params_after[{name!r}]: expected shape {buf.shape}, got {after_value.shape}")
+        buf.before.append(value)
+        buf.after.append(after_value)
+        grad = None if grads is None else grads.get(name)
+        if grad is None:
+            buf.grad.append_fill(np.nan)
+        else:
+            buf.grad.append(grad)
+        for slot, slot_value in ((state or {}).get(name) or {}).items():
+            if slot not in buf.slots:
+                buf.slots[slot] = buf.new_slot(buf.before.n - 1)
+            buf.slots[slot].append(slot_value)
+        for sbuf in buf.slots.values():
+            if sbuf.n < buf.before.n:
+                sbuf.append_fill(np.nan)
+
+    def _new_param(self, name: str, shape, dtype) -> ParamBuffers:
+        buf = self.params[name] = ParamBuffers(shape, dtype, self.chunk_bytes)
+        self.known.setdefault(name, (buf.shape, buf.dtype))
+        for _ in range(self.param_step.n - 1):     # pad a parameter first seen late
+            for b in (buf.before, buf.grad, buf.after):
+                b.append_fill(np.nan)
+        return buf
+
+    def _record_samples(self, step, rows, y_pred) -> None:
+        if y_pred is not None:
+            pred = as_2d("y_pred", y_pred)
+            if rows is not None and rows.size != pred.shape[0]:
+                raise TraceInputError(f"y_pred: expected one row per batch row ({rows.size}), got {pred.shape[0]}")
+            if self.sample_pred is None:
+                if self._pred_dtype is None:
+                    self._pred_dtype = _value_dtype(pred.dtype)
+                self.sample_pred = self._index(pred.shape[1], self._pred_dtype)
+                if self.sample_step.n:     # rows recorded before the first predictions: NaN
+                    self.sample_pred.extend(np.full((self.sample_step.n, pred.shape[1]), np.nan))
+            self.sample_pred.extend(pred)
+            k = pred.shape[0]
+            self.sample_step.extend(np.full(k, step, dtype=np.int64))
+            self.sample_row.extend(rows if rows is not None else np.full(k, -1, dtype=np.int64))
+        elif rows is not None:
+            self.sample_step.extend(np.full(rows.size, step, dtype=np.int64))
+            self.sample_row.extend(rows)
+            if self.sample_pred is not None:
+                self.sample_pred.extend(np.full((rows.size, self.sample_pred.width), np.nan))
+
+    # ------------------------------------------------------------ output
+    def parts(self) -> dict:
+        """The recorded arrays as keyword arguments of :class:`tracer.trace.TraceArrays`."""
+        return {
+            "sample_step": self.sample_step.to_array()[:, 0],
+            "sample_row": self.sample_row.to_array()[:, 0],
+            "sample_pred": None if self.sample_pred is None else self.sample_pred.to_array(),
+            "param_step": self.param_step.to_array()[:, 0],
+            "params": {n: {"shape": p.shape, "before": p.before.to_array(), "grad": p.grad.to_array(),
+                           "after": p.after.to_array(),
+                           "slots": {s: b.to_array() for s, b in p.slots.items()}}
+                       for n, p in self.params.items()},
+        }
+
+    def drain(self) -> None:
+        """Forget the recorded rows and free their buffers; keep each parameter's name,
+        shape and dtype (:attr:`known`), so the next step recreates them in order."""
+        self.params = {}
+        self.param_step = self._index()
+        self.sample_step = self._index()
+        self.sample_row = self._index()
+        if self.sample_pred is not None:
+            self.sample_pred = self._index(self.sample_pred.width, self._pred_dtype)
