@@ -248,7 +248,7 @@ def check_mutated(good: Path, mutation, work: Path) -> tuple[str, str]:
 
     Returns ``(outcome, stderr)``: exit 2 must come with one stderr line.
     """
-    from tracer.cli import main
+    from tracer.app.cli import main
 
     case = work / "case.trace"
     if case.exists():

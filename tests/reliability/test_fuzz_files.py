@@ -3,7 +3,7 @@
 One change per case to one file of a good trace: a node of ``meta.json`` replaced,
 deleted, added or nested 300 deep; bytes truncated, flipped, inserted or replaced; a
 table column dropped, retyped, overwritten, shuffled or added; a file deleted. The
-command line (in-process ``tracer.cli.main``) must exit 0, 1 or 3 (it loaded and
+command line (in-process ``tracer.app.cli.main``) must exit 0, 1 or 3 (it loaded and
 checked) or 2 with exactly one line on stderr, never raise. The clean twin exits 0.
 """
 from __future__ import annotations

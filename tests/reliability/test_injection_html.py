@@ -121,7 +121,7 @@ def test_template_substitution_is_one_pass():
 
 
 def test_infinite_and_nan_hyperparameters_give_a_working_page(browser, tmp_path):
-    from tracer.cli import main
+    from tracer.app.cli import main
 
     from _trace_factories import s2_trace
 

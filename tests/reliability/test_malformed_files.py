@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tracer import Trace
-from tracer.cli import main
+from tracer.app.cli import main
 from tracer.errors import TraceFileError
 
 from _corpus import CASES, make_case
