@@ -49,7 +49,7 @@ import pandas as pd
 
 from .atomic import fsync_dir, make_private_dir, new_file, reason, refuse_link, remove_tree
 from .errors import TraceFileError, TraceInputError
-from .trace_files import STREAM_VERSION, header_bytes, read_header, read_table, write_table
+from .file_format import STREAM_VERSION, header_bytes, read_header, read_table, write_table
 
 #: the tables each chunk holds (``data`` is written once, beside the chunks)
 CHUNK_TABLES = ("steps", "samples", "params", "epochs")

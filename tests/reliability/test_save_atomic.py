@@ -37,7 +37,7 @@ def test_full_disk_leaves_the_earlier_trace_intact_and_no_partial_files(tmp_path
     old = s0_trace(iterations=3).save(tmp_path / "run.trace")
     before = _digest(old)
     calls = []
-    real = tracer.trace_files.write_table
+    real = tracer.file_format.write_table
 
     def filling_disk(frame, file):
         calls.append(file.name)

@@ -40,8 +40,11 @@ class DeadGradients(Diagnosis):
         out = []
         for name in dead:
             op, node, where = _zeroing_node(ev, name) if ev is not None else (None, None, None)
+            failed = True
             if ev is not None and name not in _used(ev):
+                # possibly on purpose (an unused head): worth saying, not a failure
                 why, fix = "the loss does not use it", "use it in the model, or stop training it"
+                failed = False
             elif op is not None:
                 why, fix = _WHY.get(op, (f"the operation {op} passes no gradient to it", "check that operation"))
                 why += f" (`{node} = {op}(...)`" + (f" at {where}" if where else "") + ")"
@@ -49,7 +52,7 @@ class DeadGradients(Diagnosis):
                 why, fix = "its gradient is zero on every recorded step", "check how it reaches the loss"
             out.append(finding(self.kind, (
                 f"{name} gets a gradient of exactly 0 at every one of the {len(ctx.steps)} recorded steps, so it "
-                f"never learns: {why}."), fix, param=name, step=ctx.first_step))
+                f"never learns: {why}."), fix, param=name, step=ctx.first_step, failed=failed))
         return out
 
 
