@@ -147,7 +147,7 @@ def _update_values(trace, rule):
     """
     import sympy as sp
 
-    from ._excel_formulas import _framework_equations, _trace_slot
+    from ._excel_formulas import framework_equations as _framework_equations, trace_slot as _trace_slot
 
     a = trace.arrays()
     if not a.params or sum(p["before"].shape[1] for p in a.params.values()) > UPDATE_VALUES_LIMIT:

@@ -67,7 +67,10 @@ def test_s2_live_sheet_recalculated_by_libreoffice_matches_trace(tmp_path, lo):
     info = write_workbook(trace, path, formulas=True)
     assert info.formulas and info.reason is None
     _formula_cells_have_no_cached_values(path)
-    assert _every_formula_cell_is_checked(path, info) == 454
+    # per batch row: x, y, x1@W, z1 (the prediction), the loss term, dL/dy_pred (6 x 48);
+    # per iteration: lr, batch loss, dL/d(loss/row_total) = 1/n, and per parameter its gradient
+    # and 4 RMSprop assignments (13 x 12); "before" of iterations 2..12 (22)
+    assert _every_formula_cell_is_checked(path, info) == 6 * 48 + 13 * 12 + 22
     grid = sheet_csv(path, ITER_SHEET, tmp_path / "csv", lo)
     _assert_checks(info, grid)
     # coverage: every recorded number of every iteration has its formula cell
@@ -133,7 +136,8 @@ def test_small_dense_stack_with_adam_is_live_too(tmp_path, lo, activation):
     kinds = pd.Series([c.quantity for c in info.checks]).value_counts()
     assert kinds["grad"] == 6 * 10 and kinds["state momentum"] == 6 * 10 and kinds["state velocity"] == 60
     header = grid[info_header_row(grid) - 1]
-    assert "layer 1 dL/da0" in header and "layer 1 dL/dz0" in header
+    # columns are the program's variables: z1 = x1@W + b, a1 = act(z1), and their gradients
+    assert {"z1[0]", "a1[2]", "dL/da1[0]", "dL/dz1[2]"} <= set(header)
 
 
 def info_header_row(grid):
@@ -263,3 +267,56 @@ def test_real_keras_s2_workbook_recalculated_matches_the_float32_run(tmp_path, l
     grid = sheet_csv(path, ITER_SHEET, tmp_path / "csv", lo)
     _assert_checks(info, grid, rtol=1e-6)
     assert "float32" in " ".join(str(c) for c in grid[3] + grid[2])
+
+
+# ------------------------------------------------------------------ programs (meta["program"])
+@pytest.mark.torch
+@pytest.mark.parametrize("factory,expect", [
+    ("polynomial_trace", {"x2", "x3", "bx", "s2", "prediction (y_pred)", "dL/dy_pred", "a: square_avg"}),
+    ("mlp_trace", {"h[0]", "prediction (prob)", "dL/dz2", "dL/dh[2]", "dL/dz1[1]", "0.weight[2,1]: exp_avg_sq"}),
+    ("logistic_trace", {"prediction (prob)", "loss/term", "dL/dprob", "dL/dz", "0.bias: momentum_buffer"}),
+    ("softmax_trace", {"logsumexp(logits)", "loss/log_softmax[2]", "loss/onehot[1]", "dL/dlogits[0]"}),
+])
+def test_program_models_are_live_and_libreoffice_reproduces_torch(tmp_path, lo, factory, expect):
+    """Scalar-parameter polynomial (RMSprop), a tanh/sigmoid MLP (Adam), sigmoid + BCELoss (SGD with
+    momentum), softmax cross-entropy on class numbers: every formula cell recalculated by
+    LibreOffice equals the engine's value, and the batch losses and updated parameters equal
+    what torch computed."""
+    import _program_traces
+
+    trace = getattr(_program_traces, factory)()
+    path = tmp_path / f"{factory}.xlsx"
+    info = write_workbook(trace, path, formulas=True)
+    assert info.formulas, info.reason
+    _every_formula_cell_is_checked(path, info)
+    grid = sheet_csv(path, ITER_SHEET, tmp_path / "csv", lo)
+    _assert_checks(info, grid, rtol=1e-9)
+    header = grid[info_header_row(grid) - 1]
+    assert expect <= set(header), sorted(expect - set(header))
+    by = {}
+    for c in info.checks:
+        by.setdefault(c.quantity, []).append(c)
+    losses = [cell(grid, c.cell) for c in by["loss"]]
+    np.testing.assert_allclose(losses, trace.steps["loss"].to_numpy(), rtol=1e-9)
+    after = trace.params.set_index(["step", "param", "index"])["after"]
+    from reports._excel_formulas import element_labels
+    elements = [(p, i) for p, (_, labs) in element_labels(trace).items() for i in range(len(labs))]
+    got = [cell(grid, c.cell) for c in by["after"]]
+    want = [after[(c.step, *elements[k % len(elements)])] for k, c in enumerate(by["after"])]
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.torch
+def test_program_lr_cell_is_live(tmp_path, lo):
+    """The polynomial: editing the lr cell replays training with the new rate."""
+    import _program_traces
+
+    path = tmp_path / "poly.xlsx"
+    info = write_workbook(_program_traces.polynomial_trace(lr=1e-2), path, formulas=True)
+    wb = openpyxl.load_workbook(path)
+    wb["iterations"][info.lr_cell.replace("$", "")].value = 3e-2
+    wb.save(tmp_path / "edited.xlsx")
+    grid = sheet_csv(tmp_path / "edited.xlsx", ITER_SHEET, tmp_path / "csv", lo)
+    ref_info = write_workbook(_program_traces.polynomial_trace(lr=3e-2), tmp_path / "ref.xlsx", formulas=True)
+    assert [c.cell for c in ref_info.checks] == [c.cell for c in info.checks]
+    _assert_checks(ref_info, grid, rtol=1e-9)
