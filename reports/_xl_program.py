@@ -24,7 +24,7 @@ from tracer.program import get_op
 
 from ._xl_forward import REARRANGE, Val, _obj, fibers, forward_node, lse, softmax_axis
 from ._xl_reverse import full_contribution, vjp_node
-from ._xl_symbols import ROW, STEP, Columns, NotShown, number
+from ._xl_symbols import ROW, STEP, Columns, NotShown, d_name, number
 
 __all__ = ["Mapped", "map_program"]
 
@@ -211,11 +211,6 @@ def _helper_factory(node, op, cols):
         return cols.new(ROW, "grad_helper", f"{d_name(node.args[i])}{suffix} per row (via {node.name})", expr,
                         ("fn", recipe, idx, True))
     return helper
-
-
-def d_name(name: str) -> str:
-    """``dL/dz1``, or ``dL/d(loss/term)`` for a name that is not one word."""
-    return f"dL/d{name}" if name.replace("_", "a").isalnum() else f"dL/d({name})"
 
 
 def map_program(program, names: dict, k: int, labels: dict, shapes: dict) -> Mapped:

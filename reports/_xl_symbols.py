@@ -164,6 +164,11 @@ def _suffix(idx, shape) -> str:
     return "[" + ",".join(str(i) for i in idx) + "]"
 
 
+def d_name(name: str) -> str:
+    """``dL/dz1``, or ``dL/d(loss/term)`` for a name that is not one word."""
+    return f"dL/d{name}" if name.replace("_", "a").isalnum() else f"dL/d({name})"
+
+
 def number(v):
     """A program number as sympy: integers exact, floats with every bit."""
     v = float(v)

@@ -16,7 +16,7 @@ import numpy as np
 from ._engine import evaluate_steps
 from ._xl_symbols import STEP
 
-__all__ = ["EngineValues", "optimizer_values", "step_t_and_lr"]
+__all__ = ["EngineValues", "optimizer_values", "step_t_and_lr", "state_before"]
 
 
 class EngineValues:
@@ -97,7 +97,9 @@ def step_t_and_lr(trace, rule, declared: bool):
     return t, np.where(np.isfinite(lr), lr, rule.lr)
 
 
-def _state_before(rule, p, slot, init, n):
+def state_before(p: dict, slot: str, init: np.ndarray) -> np.ndarray | None:
+    """The optimizer state ``slot`` before each step: ``init`` at the first, then the recorded
+    state after the previous step (None when the run did not record that slot)."""
     from ._excel_formulas import trace_slot
     rec = trace_slot(slot, p["slots"])
     if rec is None:
@@ -120,7 +122,7 @@ def optimizer_values(trace, rule, name: str, grads: np.ndarray, t, lr) -> list:
     before = p["before"].astype(np.float64)
     n, size = before.shape
     init = rule.initial_state(np.zeros(size))
-    states = {s: _state_before(rule, p, s, init[s], n) for s in rule.slots}
+    states = {s: state_before(p, s, init[s]) for s in rule.slots}
     if all(v is not None for v in states.values()):
         return rule.assignments(before, grads, states, t, lr)
     out, state = None, {s: init[s][None] for s in rule.slots}

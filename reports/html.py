@@ -289,10 +289,13 @@ function renderGrads(s){
         line += '\u03a3<sub>rows</sub> ' + (linear(model) ? 'dL/d\u0177' : 'dL/dz') + (j === null ? '' : ' \u00b7 ' + esc(xNames[j])) + ' = ' + parts.join(' + ') + more +
           ' = <b class="gsum" data-value="' + sum + '">' + fmt(sum) + '</b>';
         const ok = rec !== null && Math.abs(sum - rec) <= 1e-6 * Math.max(Math.abs(rec), Math.abs(sum)) + 1e-12;
-        line += '   recorded <span class="grec" data-value="' + (rec === null ? '' : rec) + '">' + fmt(rec) + '</span> ' +
+        line += (rec === null && p.grad_source === 'recomputed') ? '   (recomputed by the checker: the run recorded no gradient)' :
+          '   recorded <span class="grec" data-value="' + (rec === null ? '' : rec) + '">' + fmt(rec) + '</span> ' +
           (rec === null ? '' : (ok ? '<span class="ok">\u2713</span>' : '<span class="bad">\u2717 differs</span>'));
       } else {
-        line += '<span class="grec" data-value="' + (rec === null ? '' : rec) + '">' + fmt(rec) + '</span> (recorded)';
+        const rc = (rec === null && p.grad_recomputed) ? pval({size: p.size, v: p.grad_recomputed}, 'v', s, e) : null;
+        line += rc !== null ? '<span class="grecomp" data-value="' + rc + '">' + fmt(rc) + '</span> (recomputed by the checker: the run recorded no gradient)' :
+          '<span class="grec" data-value="' + (rec === null ? '' : rec) + '">' + fmt(rec) + '</span> (recorded)';
       }
       h += '<div class="formula grad" data-param="' + esc(lab) + '">' + line + '</div>';
     }
