@@ -59,11 +59,21 @@ class WorkbookInfo:
 def to_excel(trace, path, formulas: bool = False, progress=None) -> Path:
     """Write ``trace`` to the .xlsx file ``path`` and return the path.
 
-    ``formulas=True`` makes the ``iterations`` sheet live (see the module docstring);
+    ``formulas=True`` makes the ``iterations`` sheet live (see the module docstring); when it
+    cannot be, the workbook holds values and a :class:`FormulasNotWritten` warning says why.
     ``progress`` is an optional callable ``progress(done, total, what)``.
     An unwritable path raises :class:`tracer.errors.TraceFileError`.
     """
-    return write_workbook(trace, path, formulas=formulas, progress=progress).path
+    info = write_workbook(trace, path, formulas=formulas, progress=progress)
+    if formulas and not info.formulas:
+        import warnings
+        warnings.warn(FormulasNotWritten(f"{info.path} holds values, not live formulas: {info.reason}"),
+                      stacklevel=2)
+    return info.path
+
+
+class FormulasNotWritten(UserWarning):
+    """``formulas=True`` was asked for, and the workbook holds values (the message says why)."""
 
 
 def _sheet_parts(name: str, n_rows: int) -> list[tuple[str, int, int]]:
