@@ -162,3 +162,53 @@ def softmax_trace(n: int = 12, epochs: int = 2, batch_size: int = 6, lr: float =
     opt = torch.optim.SGD(p.values(), lr=lr)
     return _record(program, p, forward, torch.nn.functional.cross_entropy, opt, x, cls, epochs, batch_size, 6,
                    {"name": "sgd", "convention": "torch", "lr": lr}, target=cls[:, 0].astype(np.int64))
+
+
+def engine_trace(meta: dict, x, y, params: dict, steps: int = 3, batch_size: int = 4, seed: int = 0):
+    """A run whose numbers are the engine's own (the program or 0.1.0 model and loss in ``meta``,
+    the declared optimizer), for testing how the reports *print* every registry op: the
+    workbook's formulas must reproduce the engine cell for cell."""
+    from tracer.checker.resolve import resolve_program
+    from tracer.math.optimizers import get_optimizer
+    from tracer.program import Evaluation
+
+    rec = Recorder(meta=meta)
+    rec.set_data(x, y)
+    rule = get_optimizer(meta["optimizer"])
+    state = {n: rule.initial_state(v) for n, v in params.items()}
+    program = resolve_program(_one_step(meta, x, y, params)).program
+    rng = np.random.default_rng(seed)
+    for s in range(steps):
+        rows = rng.permutation(len(x))[:batch_size]
+        leaves = {i.name: _leaf(i, x if i.source == "inputs" else y, rows) for i in program.inputs}
+        leaves.update({c.name: c.value[None] for c in program.consts})
+        leaves.update({n: np.asarray(v, dtype=np.float64)[None] for n, v in params.items()})
+        ev = Evaluation(program, leaves)
+        grads = {n: g[0] for n, g in ev.gradients().items()}
+        after = {}
+        for n, v in params.items():
+            p1, st = rule.step(np.asarray(v)[None], grads[n][None], {k: w[None] for k, w in state[n].items()},
+                               np.array([s + 1.0]))
+            after[n], state[n] = p1[0], {k: w[0] for k, w in st.items()}
+        rec.record_step(epoch=1, batch=s + 1, params_before=params, params_after=after, grads=grads, rows=rows,
+                        y_pred=ev.prediction[0].reshape(len(rows), -1), loss=float(ev.loss[0]),
+                        lr=rule.lr, batch_size=len(rows), state={n: dict(state[n]) for n in params},
+                        extra={"opt_step": s + 1})
+        params = after
+    return rec.trace()
+
+
+def _leaf(inp, table, rows):
+    c0, c1 = inp.columns or (0, table.shape[1])
+    shape = tuple(inp.shape) if inp.shape is not None else (c1 - c0,)
+    block = table[rows][:, c0:c1].reshape((len(rows),) + shape)[None]
+    return np.rint(block).astype(np.int64) if inp.dtype == "int" else block
+
+
+def _one_step(meta, x, y, params):
+    """A one-step trace with ``meta``, to resolve its program before the run is recorded."""
+    rec = Recorder(meta=meta)
+    rec.set_data(x, y)
+    rec.record_step(epoch=1, batch=1, params_before=params, params_after=params, grads=None,
+                    rows=np.arange(len(x)), y_pred=None, loss=0.0, lr=0.0, batch_size=len(x))
+    return rec.trace()

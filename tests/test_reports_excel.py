@@ -320,3 +320,125 @@ def test_program_lr_cell_is_live(tmp_path, lo):
     ref_info = write_workbook(_program_traces.polynomial_trace(lr=3e-2), tmp_path / "ref.xlsx", formulas=True)
     assert [c.cell for c in ref_info.checks] == [c.cell for c in info.checks]
     _assert_checks(ref_info, grid, rtol=1e-9)
+
+
+def _dense_meta(layers, loss, optimizer=None):
+    return {"framework": "keras", "model": {"kind": "dense_stack", "layers": layers}, "loss": loss,
+            "optimizer": optimizer or {"name": "rmsprop", "convention": "keras", "lr": 0.05}}
+
+
+def _layer(w, b, act="linear"):
+    return {"type": "dense", "weight": w, "bias": b, "transpose": False, "activation": act}
+
+
+_X = np.linspace(-2, 2, 12).reshape(-1, 1)
+_LEGACY = {
+    "mse": ([_layer("w", "b")], {"name": "mse", "reduction": "sum_over_batch_size"}, None),
+    "sum of squares / 2 / n": ([_layer("w", "b")], {"name": "squared_error", "divide_by": [2, "n"]}, None),
+    "mae": ([_layer("w", "b")], {"name": "mae", "reduction": "sum_over_batch_size"}, None),
+    "huber": ([_layer("w", "b")], {"name": "huber", "delta": 1.5, "reduction": "sum_over_batch_size"}, None),
+    "bce keras": ([_layer("w", "b", "sigmoid")], {"name": "bce", "reduction": "sum_over_batch_size"}, None),
+    "bce torch": ([_layer("w", "b", "sigmoid")], {"name": "bce", "convention": "torch", "reduction": "mean"}, None),
+    "bce logits": ([_layer("w", "b")], {"name": "bce_logits", "reduction": "sum_over_batch_size"}, None),
+    "3 layers": ([_layer("w", "b", "relu"), _layer("w1", "b1", "tanh"), _layer("w2", "b2", "sigmoid")],
+                 {"name": "mse", "reduction": "sum_over_batch_size"},
+                 {"name": "adam", "convention": "keras", "lr": 0.05}),
+}
+
+
+@pytest.mark.parametrize("case", list(_LEGACY))
+def test_declared_dense_stacks_and_losses_stay_live(tmp_path, lo, case):
+    """What the 0.1.0 sheet wrote (dense stacks up to 3 layers, the elementwise losses) is still
+    written, now from the program the checker builds for them; LibreOffice reproduces the engine."""
+    from _program_traces import engine_trace
+
+    layers, loss, opt = _LEGACY[case]
+    rng = np.random.default_rng(7)
+    shapes = {"w": (1, 2), "b": (2,), "w1": (2, 2), "b1": (2,), "w2": (2, 1), "b2": (1,)}
+    if len(layers) == 1:
+        shapes.update({"w": (1, 1), "b": (1,)})
+    params = {n: rng.normal(0, 0.7, shapes[n]) for lay in layers for n in (lay["weight"], lay["bias"])}
+    y = (_X > 0.3).astype(float) if "bce" in case or case == "3 layers" else 1.5 * _X - 0.5 + np.sin(3 * _X)
+    trace = engine_trace(_dense_meta(layers, loss, opt), _X, y, params)
+    assert reports_check(trace) == "passed"
+    path = tmp_path / "legacy.xlsx"
+    info = write_workbook(trace, path, formulas=True)
+    assert info.formulas, info.reason
+    _every_formula_cell_is_checked(path, info)
+    _assert_checks(info, sheet_csv(path, ITER_SHEET, tmp_path / "csv", lo), rtol=1e-9)
+
+
+def reports_check(trace):
+    import tracer
+    return tracer.check(trace).verdict
+
+
+_CHAIN = [("gelu", {}), ("gelu", {"approximate": "tanh"}), ("silu", {}), ("softplus", {"beta": 2.0, "threshold": 20.0}),
+          ("elu", {"alpha": 0.7}), ("leaky_relu", {"alpha": 0.1}), ("selu", {}), ("tanh", {}), ("sin", {}),
+          ("clamp", {"min": -0.6, "max": 0.9}), ("sigmoid", {}), ("relu", {}), ("exp", {}), ("log", {}),
+          ("sqrt", {}), ("abs", {}), ("square", {})]
+
+
+def test_every_elementwise_activation_is_printed_from_its_expression(tmp_path, lo):
+    """A chain of registry ops (GELU exact and tanh, SiLU, softplus, ELU, leaky ReLU, SELU, tanh, sin,
+    clamp, sigmoid, ReLU, exp, log, sqrt, abs, square) between two dense layers: each op's
+    formula and derivative are printed from its sympy expression; LibreOffice reproduces the
+    engine's values and gradients in every cell."""
+    from _program_traces import engine_trace
+
+    nodes = [{"name": "z", "op": "linear", "args": ["x", "W1", "b1"]}]
+    prev = "z"
+    for i, (op, attrs) in enumerate(_CHAIN):
+        nodes.append({"name": f"h{i}_{op}", "op": op, "args": [prev], "attrs": attrs})
+        prev = f"h{i}_{op}"
+    nodes += [{"name": "out", "op": "linear", "args": [prev, "W2", "b2"]},
+              {"name": "loss", "op": "mse_loss", "args": ["out", "y"]}]
+    program = {"inputs": [{"name": "x", "source": "inputs"}, {"name": "y", "source": "targets"}],
+               "params": ["W1", "b1", "W2", "b2"], "nodes": nodes,
+               "outputs": {"prediction": "out", "loss": "loss", "target": "y"}}
+    meta = {"framework": "torch", "program": program, "optimizer": {"name": "sgd", "convention": "torch", "lr": 0.1}}
+    rng = np.random.default_rng(3)
+    params = {"W1": rng.normal(0, 0.8, (2, 1)), "b1": np.array([0.2, -0.3]), "W2": rng.normal(0, 0.8, (1, 2)),
+              "b2": np.zeros(1)}
+    trace = engine_trace(meta, _X, np.cos(_X), params)
+    path = tmp_path / "chain.xlsx"
+    info = write_workbook(trace, path, formulas=True)
+    assert info.formulas, info.reason
+    _every_formula_cell_is_checked(path, info)
+    grid = sheet_csv(path, ITER_SHEET, tmp_path / "csv", lo)
+    _assert_checks(info, grid, rtol=1e-9)
+    header = grid[info_header_row(grid) - 1]
+    assert {f"h{i}_{op}[1]" for i, (op, _) in enumerate(_CHAIN)} <= set(header)
+    assert {f"dL/dh{i}_{op}[0]" for i, (op, _) in enumerate(_CHAIN)} <= set(header)
+
+
+@pytest.mark.parametrize("case", ["(N,1) against (N,)", "gather by target"])
+def test_programs_the_sheet_cannot_lay_out_fall_back_with_the_reason(tmp_path, case):
+    """The engine checks them; the sheet refuses them by name (never a silent value sheet)."""
+    from _program_traces import engine_trace
+
+    if case == "(N,1) against (N,)":
+        nodes = [{"name": "pred", "op": "linear", "args": ["x", "W", "b"]},
+                 {"name": "loss", "op": "mse_loss", "args": ["pred", "y"], "where": "train.py:12"}]
+        y_input = {"name": "y", "source": "targets", "shape": []}
+        y, params = np.sin(_X), {"W": np.array([[0.5]]), "b": np.array([0.1])}
+        reason = "the batch rows would be broadcast against each other"
+    else:
+        nodes = [{"name": "logits", "op": "linear", "args": ["x", "W", "b"]},
+                 {"name": "logp", "op": "log_softmax", "args": ["logits"], "attrs": {"dim": 1}},
+                 {"name": "idx", "op": "unsqueeze", "args": ["y"], "attrs": {"dim": 1}},
+                 {"name": "picked", "op": "gather", "args": ["logp", "idx"], "attrs": {"dim": 1}, "where": "nll.py:7"},
+                 {"name": "nll", "op": "neg", "args": ["picked"]}, {"name": "loss", "op": "mean", "args": ["nll"]}]
+        y_input = {"name": "y", "source": "targets", "shape": [], "dtype": "int"}
+        y = (np.arange(12) % 3).reshape(-1, 1).astype(float)
+        params = {"W": np.array([[0.5], [-0.2], [0.1]]), "b": np.zeros(3)}
+        reason = "positions that depend on the data"
+    program = {"inputs": [{"name": "x", "source": "inputs"}, y_input], "params": ["W", "b"], "nodes": nodes,
+               "outputs": {"prediction": nodes[0]["name"], "loss": "loss", "target": "y"}}
+    meta = {"framework": "torch", "program": program, "optimizer": {"name": "sgd", "convention": "torch", "lr": 0.1}}
+    trace = engine_trace(meta, _X, y, params)
+    assert reports_check(trace) == "passed"
+    info = write_workbook(trace, tmp_path / "fb.xlsx", formulas=True)
+    assert not info.formulas and reason in info.reason, info.reason
+    first = next(openpyxl.load_workbook(tmp_path / "fb.xlsx", read_only=True)["iterations"].values)[0]
+    assert first.startswith("Formulas were not written") and reason in first
