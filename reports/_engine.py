@@ -18,7 +18,7 @@ import numpy as np
 from tracer.checker.feed import StepGroup, chunks, leaves, step_groups
 from tracer.program import Evaluation
 
-__all__ = ["run_check", "StepEvaluation", "evaluate_steps", "evaluation_at"]
+__all__ = ["run_check", "StepEvaluation", "evaluate_steps"]
 
 #: working memory per chunk of evaluated steps (values and gradients of every node)
 CHUNK_BYTES = 128 * 1024**2
@@ -41,11 +41,6 @@ class StepEvaluation:
     group: StepGroup
     ev: Evaluation
     grads: dict
-
-    def where(self, step: int) -> int | None:
-        """The position of global step ``step`` in this chunk, or None."""
-        hit = np.flatnonzero(self.group.steps == step)
-        return int(hit[0]) if hit.size else None
 
 
 def _bytes_per_step(arrays, program) -> int:
@@ -72,12 +67,3 @@ def evaluate_steps(trace, program, wrt=None, which: str = "before", outputs=None
         grads = ev.gradients(list(wrt)) if wrt else {}
         out.append(StepEvaluation(sub, ev, grads))
     return out
-
-
-def evaluation_at(evaluations: list[StepEvaluation], step: int):
-    """``(chunk, position)`` of global step ``step``, or ``(None, None)``."""
-    for e in evaluations:
-        i = e.where(step)
-        if i is not None:
-            return e, i
-    return None, None

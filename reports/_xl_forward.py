@@ -22,13 +22,14 @@ from tracer.program.elementwise import Elementwise
 
 from ._xl_symbols import N, NotShown
 
-__all__ = ["Val", "align", "forward_node", "REARRANGE", "fibers"]
+__all__ = ["Val", "align", "forward_node", "REARRANGE", "fibers", "lse", "obj", "obj_array", "dot",
+           "reduced_axes", "softmax_axis"]
 
 #: ops that only move elements around (their cells are the argument's cells)
 REARRANGE = {"reshape", "flatten", "squeeze", "unsqueeze", "transpose", "permute", "movedim", "expand",
              "concat", "stack", "index", "gather", "take"}
-#: the first argument(s) whose elements are moved; the others are constant positions
-_MOVED = {"concat": None, "stack": None}
+#: ops whose every argument is moved (the others move their first argument to constant positions)
+_ALL_MOVED = {"concat", "stack"}
 _FAKE_BATCH = 3
 
 
@@ -86,7 +87,7 @@ def elementwise(node, op: Elementwise, vals: list[Val]) -> Val:
     return Val(out, rows)
 
 
-def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a @ b`` for 1-D/2-D object arrays of sympy atoms (NumPy's promotion rules)."""
     a2 = a if a.ndim == 2 else a[None, :]
     b2 = b if b.ndim == 2 else b[:, None]
@@ -107,16 +108,17 @@ def matmul(node, a: Val, b: Val) -> Val:
     """Per-row inputs times a parameter matrix (a dense layer), or two per-step values."""
     if a.rows and not b.rows and a.arr.ndim == 1 and b.arr.ndim in (1, 2):
         try:
-            return Val(_obj(_dot(a.arr, b.arr)), True)
+            return Val(obj(dot(a.arr, b.arr)), True)
         except ValueError as exc:
             raise NotShown(f"{_where(node)}: {exc}") from None
     if not a.rows and not b.rows and a.arr.ndim in (1, 2) and b.arr.ndim in (1, 2):
-        return Val(_obj(_dot(a.arr, b.arr)), False)
+        return Val(obj(dot(a.arr, b.arr)), False)
     raise NotShown(f"{_where(node)}: a matrix product of per-row values of ranks {a.rank} and {b.rank}; the "
                    "sheet writes products of a (rows, k) value with a (k, u) or (k,) parameter")
 
 
-def _obj(x) -> np.ndarray:
+def obj(x) -> np.ndarray:
+    """``x`` as an object array (a single sympy expression becomes a 0-d array)."""
     if isinstance(x, np.ndarray):
         return x
     out = np.empty((), dtype=object)
@@ -124,7 +126,14 @@ def _obj(x) -> np.ndarray:
     return out
 
 
-def _axes(v: Val, dims) -> tuple[bool, tuple]:
+def obj_array(items: list, shape: tuple) -> np.ndarray:
+    """A list of sympy expressions as an object array of ``shape`` (never nested by NumPy)."""
+    out = np.empty(len(items), dtype=object)
+    out[:] = items
+    return out.reshape(shape)
+
+
+def reduced_axes(v: Val, dims) -> tuple[bool, tuple]:
     """``(reduces the batch, reduced axes of the array)`` for per-step ``dims``."""
     per = [a - 1 for a in step_axes(dims, v.rank)]
     if v.rows:
@@ -135,22 +144,22 @@ def _axes(v: Val, dims) -> tuple[bool, tuple]:
 def reduce(node, v: Val, cols, mean: bool) -> Val:
     """``sum``/``mean``: the cells added along the reduced dimensions; over the batch, a
     ``SUM`` over the block's rows, and the mean divides by the block's ``n`` cell."""
-    batch, axes = _axes(v, node.attrs["dims"])
+    batch, axes = reduced_axes(v, node.attrs["dims"])
     keep = node.attrs["keepdim"]
     count = int(np.prod([v.arr.shape[a] for a in axes], dtype=np.int64))
-    s = _obj(np.sum(v.arr, axis=axes, keepdims=keep) if axes else v.arr.copy())
+    s = obj(np.sum(v.arr, axis=axes, keepdims=keep) if axes else v.arr.copy())
     rows = v.rows
     if batch:
         flat = [cols.row_sum(e) for e in s.reshape(-1)]
         if any(f is None for f in flat):
             raise NotShown(f"{_where(node)}: a sum over the batch of a value that is not in cells")
-        s = np.array(flat + [None], dtype=object)[:-1].reshape(s.shape)
+        s = obj_array(flat, s.shape)
         if keep:
             s = s[None]
         rows = False
     if mean:
         div = count * (N if batch else 1)
-        s = _obj(np.vectorize(lambda e: e / div, otypes=[object])(s))
+        s = obj(np.vectorize(lambda e: e / div, otypes=[object])(s))
     return Val(s, rows)
 
 
@@ -171,7 +180,7 @@ def lse(elems) -> sp.Expr:
 
 
 def logsumexp(node, v: Val) -> Val:
-    batch, axes = _axes(v, node.attrs["dims"])
+    batch, axes = reduced_axes(v, node.attrs["dims"])
     if batch or len(axes) != 1:
         raise NotShown(f"{_where(node)}: log-sum-exp is written along one dimension of a row, not over the batch")
     ax = axes[0]
@@ -262,7 +271,7 @@ def forward_node(node, op, args: list, cols) -> Val:
     if name == "one_hot":
         return one_hot(node, args[0])
     if name in REARRANGE:
-        moved = len(args) if name in _MOVED else 1
+        moved = len(args) if name in _ALL_MOVED else 1
         consts = [_const_value(a) for a in args[moved:]]
         return rearrange(node, op, args[:moved], consts)
     raise NotShown(f"{_where(node)}: the sheet has no cell layout for this op")

@@ -125,7 +125,7 @@ def _templates(an, order, groups, eqs, out: FormulaSheet):
         elif c.role == "input":
             c.template = f"={DATA_SHEET}!{letter_of(c.data[0])}{{d}}"
     names = [n for n, _ in eqs]
-    consts = set(an.rule.symbols) | {n for _, e in eqs for s in e.free_symbols for n in [s.name] if n.endswith("_f32")}
+    consts = [k for k in out.setting_cells if k != "lr" and not k.startswith("initial ")]
     for _, _, _, before, grad, eq in groups:
         for first in (True, False):
             env = {"p": cells[before.symbol], "g": cells[grad.symbol], "t": cells[T], "lr": cells[LR]}

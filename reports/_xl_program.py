@@ -22,7 +22,7 @@ import sympy as sp
 
 from tracer.program import get_op
 
-from ._xl_forward import REARRANGE, Val, _obj, fibers, forward_node, lse, softmax_axis
+from ._xl_forward import REARRANGE, Val, fibers, forward_node, lse, obj, softmax_axis
 from ._xl_reverse import full_contribution, vjp_node
 from ._xl_symbols import ROW, STEP, Columns, NotShown, d_name, number
 
@@ -39,21 +39,6 @@ class Mapped:
     grads: dict = field(default_factory=dict)
     loss: object = None
     grad_names: list = field(default_factory=list)
-
-
-class _Ctx:
-    """What a helper column's recipe reads: the engine's values and gradients of one chunk."""
-
-    def __init__(self, ev, grads):
-        self.ev, self.grads = ev, grads
-
-    def value(self, a):
-        if isinstance(a, str):
-            return self.ev.values[a]
-        return np.asarray([a], dtype=np.float64)
-
-    def grad(self, name):
-        return self.grads[name]
 
 
 def _needed(program) -> list:
@@ -89,7 +74,7 @@ def _leaves(program, cols: Columns, names: dict, k: int, labels) -> dict:
         vals[inp.name] = Val(arr, True)
     for c in program.consts:
         vals[c.name] = Val(np.vectorize(number, otypes=[object])(c.value) if c.value.ndim else
-                           _obj(number(c.value.item())), False)
+                           obj(number(c.value.item())), False)
     for p in program.params:
         shape = labels[p][0]
         arr = np.empty(shape, dtype=object)
@@ -101,7 +86,7 @@ def _leaves(program, cols: Columns, names: dict, k: int, labels) -> dict:
 
 
 def _arg(vals, a) -> Val:
-    return vals[a] if isinstance(a, str) else Val(_obj(number(a)), False)
+    return vals[a] if isinstance(a, str) else Val(obj(number(a)), False)
 
 
 def _check_shape(node, v: Val, shapes: dict):
@@ -178,7 +163,7 @@ def _reverse(program, nodes, vals, cols, req):
     """``dL/d<name>`` for every node between the parameters and the loss; returns the
     parameters' gradient expressions and the nodes given gradient cells."""
     loss = program.outputs["loss"]
-    acc = {loss: _obj(sp.Integer(1))}
+    acc = {loss: obj(sp.Integer(1))}
     visited = []
     for node in reversed(nodes):
         if node.name not in req or node.name not in acc:

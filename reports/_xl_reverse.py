@@ -20,7 +20,7 @@ import sympy as sp
 from tracer.program.batched import align as align_stacked
 from tracer.program.elementwise import Elementwise
 
-from ._xl_forward import Val, _axes, _dot, _obj, align, fibers, softmax_axis
+from ._xl_forward import Val, align, dot, fibers, obj, obj_array, reduced_axes, softmax_axis
 from ._xl_symbols import N, NotShown
 
 __all__ = ["vjp_node"]
@@ -30,10 +30,10 @@ def _sum_to(arr: np.ndarray, shape: tuple) -> np.ndarray:
     """Sum an object array down to ``shape`` (the chain rule of broadcasting)."""
     extra = arr.ndim - len(shape)
     if extra > 0:
-        arr = _obj(np.sum(arr, axis=tuple(range(extra))))
+        arr = obj(np.sum(arr, axis=tuple(range(extra))))
     axes = tuple(i for i, n in enumerate(shape) if n == 1 and arr.shape[i] != 1)
     if axes:
-        arr = _obj(np.sum(arr, axis=axes, keepdims=True))
+        arr = obj(np.sum(arr, axis=axes, keepdims=True))
     return np.broadcast_to(arr, shape).copy() if arr.shape != tuple(shape) else arr
 
 
@@ -82,20 +82,20 @@ def matmul_vjp(node, a: Val, b: Val, g: np.ndarray, need, cols):
     A = a.arr if a.arr.ndim == 2 else a.arr[None, :]
     B = b.arr if b.arr.ndim == 2 else b.arr[:, None]
     G = np.asarray(g, dtype=object).reshape(A.shape[0], B.shape[1])
-    da = _dot(G, B.T).reshape(a.arr.shape) if need[0] else None
+    da = dot(G, B.T).reshape(a.arr.shape) if need[0] else None
     db = None
     if need[1]:
-        db = _dot(A.T, G).reshape(b.arr.shape)
+        db = dot(A.T, G).reshape(b.arr.shape)
         if a.rows:
             flat = [cols.row_sum(e) for e in db.reshape(-1)]
             if any(f is None for f in flat):
                 raise NotShown(f"op 'matmul' ({node.name}): its gradient is not a sum of cells")
-            db = np.array(flat + [None], dtype=object)[:-1].reshape(db.shape)
+            db = obj_array(flat, db.shape)
     return [da, db]
 
 
 def reduce_vjp(node, v: Val, g: np.ndarray, mean: bool):
-    batch, axes = _axes(v, node.attrs["dims"])
+    batch, axes = reduced_axes(v, node.attrs["dims"])
     count = int(np.prod([v.arr.shape[a] for a in axes], dtype=np.int64))
     if batch and node.attrs["keepdim"]:
         g = g[0]
@@ -107,7 +107,7 @@ def reduce_vjp(node, v: Val, g: np.ndarray, mean: bool):
 
 
 def logsumexp_vjp(node, v: Val, out: Val, g: np.ndarray):
-    _, axes = _axes(v, node.attrs["dims"])
+    _, axes = reduced_axes(v, node.attrs["dims"])
     ax = axes[0]
     res = np.empty(v.arr.shape, dtype=object)
     o = out.arr if not node.attrs["keepdim"] else np.squeeze(out.arr, ax)

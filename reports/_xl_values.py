@@ -16,7 +16,22 @@ import numpy as np
 from ._engine import evaluate_steps
 from ._xl_symbols import STEP
 
-__all__ = ["EngineValues", "optimizer_values", "step_t_and_lr", "state_before"]
+__all__ = ["Ctx", "EngineValues", "optimizer_values", "step_t_and_lr", "state_before"]
+
+
+class Ctx:
+    """What a helper column's recipe reads: the engine's values and gradients of one chunk."""
+
+    def __init__(self, ev, grads):
+        self.ev, self.grads = ev, grads
+
+    def value(self, a):
+        if isinstance(a, str):
+            return self.ev.values[a]
+        return np.asarray([a], dtype=np.float64)
+
+    def grad(self, name):
+        return self.grads[name]
 
 
 class EngineValues:
@@ -53,7 +68,6 @@ class EngineValues:
     def column(self, col, step: int):
         """The expected value(s) of a formula column at ``step``: one per batch row for a row
         column, one number for a step column."""
-        from ._xl_program import _Ctx
         ci, pos = self.where[step]
         chunk = self.chunks[ci]
         kind, name, idx, batch = col.source
@@ -64,7 +78,7 @@ class EngineValues:
         else:
             key = (ci, id(name))
             if key not in self._fn_cache:
-                self._fn_cache[key] = np.asarray(name(_Ctx(chunk.ev, chunk.grads)))
+                self._fn_cache[key] = np.asarray(name(Ctx(chunk.ev, chunk.grads)))
             arr = self._fn_cache[key]
         a = arr[min(pos, arr.shape[0] - 1)]
         if batch:

@@ -7,11 +7,11 @@ Sheets:
 - ``iterations``: laid out as a learner builds it by hand. With ``formulas=False`` one
   row per iteration (epoch, batch, iteration, the rows used, lr, loss, logged values,
   each parameter before and after). With ``formulas=True`` and a model small enough
-  (see :mod:`reports._excel_formulas`: a dense stack of at most 3 layers, at most 64
-  parameter elements and 250,000 batch rows) a block of rows per iteration whose predictions, residuals,
-  loss, gradients, optimizer state and updated parameters are Excel formulas printed
-  from the checker's sympy expressions; a larger model falls back to values and the
-  sheet says so in its first row.
+  (see :mod:`reports._excel_formulas`: at most 3 matrix products, 64 parameter elements
+  and 250,000 batch rows) a block of rows per iteration whose program values, loss,
+  gradients, optimizer state and updated parameters are Excel formulas: the checker's step
+  program mapped to cells, printed from the registry's sympy expressions; otherwise the
+  sheet holds values and says why in its first row.
 - ``per_iteration`` (formulas only): one row per iteration referring to the live cells,
   what the charts draw.
 - ``charts``: native Excel charts, loss per iteration and each parameter's path.

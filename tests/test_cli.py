@@ -35,6 +35,7 @@ def test_demo_end_to_end(demo_dir):
     assert "Step 1 (epoch 1, batch 1)" in (out / "explain_step1.txt").read_text()
 
 
+@pytest.mark.slow
 def test_demo_and_report_workbooks_are_live(demo_dir, tmp_path):
     """The demo's trace declares neither loss nor lr: the workbook uses what the checker identified."""
     import zipfile
