@@ -4,8 +4,10 @@ Why columnar: the page must stay usable for 10,000 iterations, so each quantity 
 flat array (steps x elements) that the browser indexes; nothing is repeated per step.
 The check verdict comes from :func:`tracer.check` and the derivation from
 :func:`tracer.explain` (embedded for the first :data:`EXPLAIN_LIMIT` steps); each has a
-clear fallback when it cannot run. The per-row gradient of the loss used in the
-page's substituted derivation is computed with the loss's own ``grad`` (sympy.diff).
+clear fallback when it cannot run. The derivation's numbers (per-row gradient terms,
+recomputed predictions and gradients, the optimizer's assignments, the program's lines
+with this step's values) are the checker's own: its program evaluated by the engine and
+its update rule (:mod:`reports._html_engine`, :mod:`reports._html_program`).
 """
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ import numpy as np
 EXPLAIN_LIMIT = 60
 #: data rows shown in the page's data table (beyond it only the batch rows are listed)
 DATA_TABLE_LIMIT = 5000
+#: batch rows (all iterations) up to which the checker's own predictions are embedded beside the recorded ones
+RECOMPUTED_PRED_LIMIT = 50_000
 #: failing checks listed per step
 FAILURES_PER_STEP = 6
 
@@ -82,197 +86,119 @@ def _explanations(trace, report, limit):
     return {"available": True, "texts": out, "limit": limit}
 
 
-def _dense_info(trace):
-    from ._model import dense_layers
-    layers = dense_layers(trace.meta)
-    if layers is None or len(layers) != 1:
-        return None
-    layer = layers[0]
-    a = trace.arrays()
-    if layer.get("weight") not in a.params:
-        return None
-    return layer
-
-
-def _row_grads(trace, layer, rows, pred, lo, hi):
-    """dL/dz for each recorded batch row (the chain-rule factor of each gradient term)."""
-    from tracer.math.activations import get_activation
-    from tracer.math.losses import get_loss
-
-    a = trace.arrays()
-    spec = trace.meta.get("loss")
-    if spec is None or pred is None or a.targets is None:
-        return None, None
-    try:
-        loss = get_loss(spec)
-        act = get_activation(layer.get("activation", "linear"))
-        if loss.row_wise or act.vector:
-            return None, None
-        out = np.full(pred.shape, np.nan)
-        sizes = hi - lo
-        for size in np.unique(sizes):
-            idx = np.nonzero(sizes == size)[0]
-            if size == 0:
-                continue
-            take = lo[idx][:, None] + np.arange(size)[None]
-            yp = pred[take]
-            yt = a.targets[rows[take]]
-            g = loss.grad(yp, yt)
-            if act.name != "linear":
-                # z from the parameters before the step (recorded) and the rows' inputs
-                from ._model import forward
-                zparams = {layer["weight"]: trace.param_values(layer["weight"], "before")[idx]}
-                if layer.get("bias"):
-                    zparams[layer["bias"]] = trace.param_values(layer["bias"], "before")[idx]
-                lin = dict(layer, activation="linear")
-                meta = {"model": {"kind": "dense_stack", "layers": [lin]}}
-                z = np.stack([forward(meta, {k: v[j:j + 1] for k, v in zparams.items()},
-                                      a.inputs[rows[take[j]]])[0] for j in range(len(idx))])
-                g = act.backward(z, yp, g)
-            out[take] = g
-        return out, loss
-    except Exception:
-        return None, None
-
-
-#: parameter elements for which each optimizer assignment's value is embedded
-UPDATE_VALUES_LIMIT = 64
-
-
-def _update_values(trace, rule):
-    """Each optimizer assignment's value per step and element, evaluated like the checker:
-    every step at once, from the recorded parameters, gradients and previous state.
-
-    Returns ``{param: {"eq": [flat values per assignment], "prev": {slot: flat}}}`` or None.
-    """
-    import sympy as sp
-
-    from ._excel_formulas import _framework_equations, _trace_slot
-
-    a = trace.arrays()
-    if not a.params or sum(p["before"].shape[1] for p in a.params.values()) > UPDATE_VALUES_LIMIT:
-        return None
-    steps = a.steps
-    n = len(a.param_step)
-    if n != trace.n_steps:
-        return None
-    t = np.asarray(steps.get("opt_step", np.arange(1, n + 1)), dtype=np.float64).reshape(-1, 1)
-    if not np.isfinite(t).all():
-        t = np.arange(1, n + 1, dtype=np.float64).reshape(-1, 1)
-    lr = np.asarray(steps.get("lr", np.full(n, np.nan)), dtype=np.float64).reshape(-1, 1)
-    lr = np.where(np.isfinite(lr), lr, rule.lr)
-    compiled = []
-    eqs, f32 = _framework_equations(rule)     # the framework's arithmetic (Keras: float32 beta powers)
-    consts = {**{k: float(v) for k, v in rule.symbols.items()}, **f32}
-    for name, expr in eqs:
-        args = sorted(expr.free_symbols, key=lambda x: x.name)
-        compiled.append((name, [x.name for x in args], sp.lambdify(args, expr, "numpy")))
-    init = rule.initial_state(np.zeros(1))
-    out = {}
-    for pname, p in a.params.items():
-        size = p["before"].shape[1]
-        env = {"p": p["before"].astype(np.float64), "g": p["grad"].astype(np.float64),
-               "t": np.broadcast_to(t, (n, size)), "lr": np.broadcast_to(lr, (n, size))}
-        env.update({k: np.full((n, size), v) for k, v in consts.items()})
-        prev = {}
-        for slot in rule.slots:
-            rec = _trace_slot(slot, p["slots"])
-            if rec is None:
-                return None
-            after = p["slots"][rec].astype(np.float64)
-            before = np.empty_like(after)
-            before[0] = init[slot][0]
-            before[1:] = after[:-1]
-            env[slot] = before
-            prev[slot] = _fast_flat(before)
-        values = []
-        with np.errstate(all="ignore"):
-            for name, names, fn in compiled:
-                v = np.broadcast_to(np.asarray(fn(*[env[x] for x in names]), dtype=np.float64), (n, size))
-                env[name] = v
-                values.append(_fast_flat(v))
-        out[pname] = {"eq": values, "prev": prev}
-    return out
-
-
-def build_payload(trace, explain_limit: int = EXPLAIN_LIMIT) -> dict:
-    """Everything the page shows, as JSON-ready lists (see the module docstring)."""
-    from tracer.math import printing
-
+def _base(trace) -> dict:
+    """What was recorded: steps, batch rows, predictions, data, parameters."""
     a = trace.arrays()
     steps = trace.steps
     n = trace.n_steps
     order = np.argsort(a.sample_step, kind="stable")
     s_step = a.sample_step[order]
-    rows = a.sample_row[order]
     pred = None if a.sample_pred is None else a.sample_pred[order]
     ids = steps["step"].to_numpy()
-    lo = np.searchsorted(s_step, ids, "left")
-    hi = np.searchsorted(s_step, ids, "right")
     meta = trace.meta
     payload = {
         "title": f"{meta.get('framework', '?')} run - {n} iterations",
         "framework": meta.get("framework"),
         "n_steps": n,
         "inputs": trace.input_columns, "targets": trace.target_columns,
-        "steps": {c: _fast_flat(steps[c]) for c in steps.columns
-                  if steps[c].dtype.kind in "fiu"},
-        "sample_lo": lo.tolist(), "sample_hi": hi.tolist(),
-        "sample_rows": rows.tolist(),
+        "steps": {c: _fast_flat(steps[c]) for c in steps.columns if steps[c].dtype.kind in "fiu"},
+        "sample_lo": np.searchsorted(s_step, ids, "left").tolist(),
+        "sample_hi": np.searchsorted(s_step, ids, "right").tolist(),
+        "sample_rows": a.sample_row[order].tolist(),
         "sample_pred": None if pred is None else _fast_flat(pred),
         "m": 0 if pred is None else int(pred.shape[1]),
     }
     if a.inputs is not None:
-        n_rows = a.inputs.shape[0]
-        payload["n_rows"] = int(n_rows)
-        payload["k"] = int(a.inputs.shape[1])
-        payload["data_x"] = _fast_flat(a.inputs)
-        payload["data_y"] = _fast_flat(a.targets)
-        payload["data_table_limit"] = DATA_TABLE_LIMIT
-    params = []
+        payload.update({"n_rows": int(a.inputs.shape[0]), "k": int(a.inputs.shape[1]),
+                        "data_x": _fast_flat(a.inputs), "data_y": _fast_flat(a.targets),
+                        "data_table_limit": DATA_TABLE_LIMIT})
     pos = {int(s): i for i, s in enumerate(a.param_step)}
     payload["param_pos"] = [pos.get(int(s), -1) for s in ids]
-    for name in trace.param_names:
-        p = a.params[name]
-        params.append({"name": name, "shape": list(p["shape"]), "size": int(p["before"].shape[1]),
-                       "before": _fast_flat(p["before"]), "grad": _fast_flat(p["grad"]),
-                       "after": _fast_flat(p["after"]),
-                       "slots": {s: _fast_flat(v) for s, v in p["slots"].items()}})
-    payload["params"] = params
-    # descriptions printed from the sympy expressions
+    payload["params"] = [{"name": name, "shape": list(p["shape"]), "size": int(p["before"].shape[1]),
+                          "before": _fast_flat(p["before"]), "grad": _fast_flat(p["grad"]),
+                          "after": _fast_flat(p["after"]),
+                          "slots": {s: _fast_flat(v) for s, v in p["slots"].items()},
+                          "grad_source": "recorded" if np.isfinite(p["grad"]).all() else "not recorded"}
+                         for name, p in ((nm, a.params[nm]) for nm in trace.param_names)]
+    return payload
+
+
+def _loss_desc(trace, report, program) -> dict:
+    """The loss as the page prints it: its name, elementwise term, derivative and divisors,
+    from the declared loss or, when the checker identified it, from the program's loss."""
+    from tracer.math import printing
+    spec = trace.meta.get("loss")
+    try:
+        if spec:
+            from tracer.math.losses import get_loss
+            loss = get_loss(spec)
+            return {"loss": loss.describe(), "loss_term": printing.text(loss.elementwise[0]),
+                    "loss_grad": printing.text(loss.derivative), "divide_by": [str(f) for f in loss.divide_by]}
+        if program is None or not program.has_loss:
+            return {}
+        from ._html_engine import loss_formulas
+        out = loss_formulas(program, trace.arrays())
+        ident = report.identified.get("loss") if report is not None else None
+        if ident and "not identified" not in ident:
+            out["loss"] = f"{ident} (identified by the checker)"
+        return out
+    except Exception as exc:   # display only: the recorded loss stays
+        return {"loss": f"(loss formula not available: {exc})"}
+
+
+def _engine_parts(trace, report, payload, desc) -> None:
+    """The checker's numbers: per-row gradient terms, recomputed predictions and gradients,
+    the optimizer's assignments, the program's lines with each step's values."""
+    from tracer.math import printing
+
+    from ._html_engine import engine_view, update_values
+    from ._html_program import program_payload
+
+    program = report.context.get("program")
+    rules = report.context.get("rules") or {}
+    view, dense = engine_view(trace, program)
+    if view is not None:
+        if dense is not None and payload["m"]:
+            desc["model"] = {k: dense[k] for k in ("weight", "bias", "transpose", "activation")}
+            g = view.per_sample(lambda c: c.grads[dense["z"]])
+            payload["row_grad"] = None if g is None or g.shape[1] != payload["m"] else _fast_flat(g)
+        pred = None
+        if program.outputs.get("prediction") and view.n_samples <= RECOMPUTED_PRED_LIMIT:
+            pred = view.per_sample(lambda c: c.ev.prediction)
+        payload["pred_recomputed"] = None if pred is None else _fast_flat(pred)
+        for p in payload["params"]:
+            if program.has_loss and p["name"] in program.params:
+                p["grad_recomputed"] = _fast_flat(view.per_param(p["name"]))
+                if p["grad_source"] != "recorded":
+                    p["grad_source"] = "recomputed"
+        payload["program"] = program_payload(program, view, trace.steps["step"].to_numpy())
+    if rules:
+        rule = next(iter(rules.values()))
+        declared = trace.meta.get("optimizer") is not None
+        desc["optimizer"] = rule.describe() + ("" if declared else " (identified by the checker)")
+        desc["equations"] = [[nm, printing.text(e)] for nm, e in rule.equations()]
+        desc["symbols"] = {k: float(v) for k, v in rule.symbols.items()}
+        try:
+            u = update_values(trace, rule, declared, view)
+            payload["update_values"] = None if u is None else {
+                n: {"eq": [_fast_flat(v) for v in d["eq"]], "prev": {k: _fast_flat(v) for k, v in d["prev"].items()}}
+                for n, d in u.items()}
+        except Exception:   # display only: the table of recorded values stays
+            payload["update_values"] = None
+
+
+def build_payload(trace, explain_limit: int = EXPLAIN_LIMIT) -> dict:
+    """Everything the page shows, as JSON-ready lists (see the module docstring)."""
+    payload = _base(trace)
+    report, payload["check"] = _check(trace)
+    program = None if report is None else report.context.get("program")
     desc = {"loss": None, "loss_term": None, "loss_grad": None, "optimizer": None, "equations": [],
             "model": None}
-    try:
-        from tracer.math.losses import get_loss
-        if meta.get("loss"):
-            loss = get_loss(meta["loss"])
-            desc["loss"] = loss.describe()
-            desc["loss_term"] = printing.text(loss.elementwise[0])
-            desc["loss_grad"] = printing.text(loss.derivative)
-            desc["divide_by"] = [str(f) for f in loss.divide_by]
-    except Exception as exc:
-        desc["loss"] = f"(loss formula not available: {exc})"
-    try:
-        from tracer.math.optimizers import get_optimizer
-        if meta.get("optimizer"):
-            rule = get_optimizer(meta["optimizer"])
-            desc["optimizer"] = rule.describe()
-            desc["equations"] = [[nm, printing.text(e)] for nm, e in rule.equations()]
-            desc["symbols"] = {k: float(v) for k, v in rule.symbols.items()}
-            try:
-                payload["update_values"] = _update_values(trace, rule)
-            except Exception:   # display only: the table of recorded values stays
-                payload["update_values"] = None
-    except Exception as exc:
-        desc["optimizer"] = f"(optimizer formula not available: {exc})"
-    layer = _dense_info(trace)
-    if layer is not None:
-        desc["model"] = {"weight": layer["weight"], "bias": layer.get("bias"),
-                         "transpose": bool(layer.get("transpose")), "activation": layer.get("activation", "linear")}
-        g, _ = _row_grads(trace, layer, rows, pred, lo, hi)
-        payload["row_grad"] = None if g is None else _fast_flat(g)
+    desc.update(_loss_desc(trace, report, program))
+    payload["program"] = None
+    if report is not None:
+        _engine_parts(trace, report, payload, desc)
     payload["desc"] = desc
-    report, payload["check"] = _check(trace)
     if report is not None and explain_limit:
         payload["explain"] = _explanations(trace, report, explain_limit)
     else:

@@ -14,7 +14,8 @@ from tracer.progress import ProgressBar as Progress
 
 def build_report(trace, xlsx=None, html=None, plots=None, progress=True, formulas: bool = True,
                  formats=("png", "svg")) -> dict:
-    """Write the requested reports and return ``{"xlsx": path, "html": path, "plots": [paths]}``.
+    """Write the requested reports and return ``{"xlsx": path, "html": path, "plots": [paths]}``,
+    plus ``"warnings"`` (sentences) when the workbook could not be live.
 
     ``xlsx``: workbook path (live formulas when the model is small enough, see
     :mod:`reports.excel`); ``html``: step-through page path; ``plots``: directory for
@@ -27,13 +28,15 @@ def build_report(trace, xlsx=None, html=None, plots=None, progress=True, formula
         raise TraceInputError("build_report: give at least one of xlsx=, html=, plots=")
     jobs = (5 if plots else 0) + (1 if html else 0) + (6 if xlsx else 0)
     bar = Progress(jobs, enabled=progress)
-    written = {}
+    written, warnings = {}, []
     try:
         if xlsx:
-            from .excel import to_excel
+            from .excel import write_workbook
             bar.step("workbook", 0)
-            written["xlsx"] = to_excel(trace, xlsx, formulas=formulas,
-                                       progress=lambda d, t, what: bar.step(what, d))
+            info = write_workbook(trace, xlsx, formulas=formulas, progress=lambda d, t, what: bar.step(what, d))
+            written["xlsx"] = info.path
+            if formulas and not info.formulas:
+                warnings.append(f"{info.path} holds values, not live formulas: {info.reason}")
         if html:
             from .html import to_html
             bar.step("step-through page", 0)
@@ -45,4 +48,6 @@ def build_report(trace, xlsx=None, html=None, plots=None, progress=True, formula
                                         progress=lambda d, t, what: bar.step(what, d))
     finally:
         bar.close()
+    if warnings:
+        written["warnings"] = warnings
     return written

@@ -7,11 +7,11 @@ Sheets:
 - ``iterations``: laid out as a learner builds it by hand. With ``formulas=False`` one
   row per iteration (epoch, batch, iteration, the rows used, lr, loss, logged values,
   each parameter before and after). With ``formulas=True`` and a model small enough
-  (see :mod:`reports._excel_formulas`: a dense stack of at most 3 layers, at most 64
-  parameter elements and 250,000 batch rows) a block of rows per iteration whose predictions, residuals,
-  loss, gradients, optimizer state and updated parameters are Excel formulas printed
-  from the checker's sympy expressions; a larger model falls back to values and the
-  sheet says so in its first row.
+  (see :mod:`reports._excel_formulas`: at most 3 matrix products, 64 parameter elements
+  and 250,000 batch rows) a block of rows per iteration whose program values, loss,
+  gradients, optimizer state and updated parameters are Excel formulas: the checker's step
+  program mapped to cells, printed from the registry's sympy expressions; otherwise the
+  sheet holds values and says why in its first row.
 - ``per_iteration`` (formulas only): one row per iteration referring to the live cells,
   what the charts draw.
 - ``charts``: native Excel charts, loss per iteration and each parameter's path.
@@ -60,11 +60,21 @@ class WorkbookInfo:
 def to_excel(trace, path, formulas: bool = False, progress=None) -> Path:
     """Write ``trace`` to the .xlsx file ``path`` and return the path.
 
-    ``formulas=True`` makes the ``iterations`` sheet live (see the module docstring);
+    ``formulas=True`` makes the ``iterations`` sheet live (see the module docstring); when it
+    cannot be, the workbook holds values and a :class:`FormulasNotWritten` warning says why.
     ``progress`` is an optional callable ``progress(done, total, what)``.
     An unwritable path raises :class:`tracer.errors.TraceFileError`.
     """
-    return write_workbook(trace, path, formulas=formulas, progress=progress).path
+    info = write_workbook(trace, path, formulas=formulas, progress=progress)
+    if formulas and not info.formulas:
+        import warnings
+        warnings.warn(FormulasNotWritten(f"{info.path} holds values, not live formulas: {info.reason}"),
+                      stacklevel=2)
+    return info.path
+
+
+class FormulasNotWritten(UserWarning):
+    """``formulas=True`` was asked for, and the workbook holds values (the message says why)."""
 
 
 def _sheet_parts(name: str, n_rows: int) -> list[tuple[str, int, int]]:

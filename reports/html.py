@@ -21,6 +21,7 @@ from tracer.atomic import replacing_file
 from tracer.errors import TraceFileError, TraceInputError
 
 from ._html_payload import EXPLAIN_LIMIT, build_payload
+from ._html_program import PROGRAM_JS, PROGRAM_SECTION
 from ._safe import html_text, script_json
 
 
@@ -107,6 +108,7 @@ _TEMPLATE = """<!DOCTYPE html>
     <div id="grads"></div>
     <h2>The update</h2>
     <div id="update"></div>
+    __PROGRAM_SECTION__
     <h2>Check</h2>
     <div id="check"></div>
     <details id="explain-box"><summary>Full derivation (tracer.explain)</summary><pre id="explain"></pre></details>
@@ -307,10 +309,13 @@ function renderGrads(s){
         line += '\u03a3<sub>rows</sub> ' + (linear(model) ? 'dL/d\u0177' : 'dL/dz') + (j === null ? '' : ' \u00b7 ' + esc(xNames[j])) + ' = ' + parts.join(' + ') + more +
           ' = <b class="gsum" data-value="' + sum + '">' + fmt(sum) + '</b>';
         const ok = rec !== null && Math.abs(sum - rec) <= 1e-6 * Math.max(Math.abs(rec), Math.abs(sum)) + 1e-12;
-        line += '   recorded <span class="grec" data-value="' + (rec === null ? '' : rec) + '">' + fmt(rec) + '</span> ' +
+        line += (rec === null && p.grad_source === 'recomputed') ? '   (recomputed by the checker: the run recorded no gradient)' :
+          '   recorded <span class="grec" data-value="' + (rec === null ? '' : rec) + '">' + fmt(rec) + '</span> ' +
           (rec === null ? '' : (ok ? '<span class="ok">\u2713</span>' : '<span class="bad">\u2717 differs</span>'));
       } else {
-        line += '<span class="grec" data-value="' + (rec === null ? '' : rec) + '">' + fmt(rec) + '</span> (recorded)';
+        const rc = (rec === null && p.grad_recomputed) ? pval({size: p.size, v: p.grad_recomputed}, 'v', s, e) : null;
+        line += rc !== null ? '<span class="grecomp" data-value="' + rc + '">' + fmt(rc) + '</span> (recomputed by the checker: the run recorded no gradient)' :
+          '<span class="grec" data-value="' + (rec === null ? '' : rec) + '">' + fmt(rec) + '</span> (recorded)';
       }
       h += '<div class="formula grad" data-param="' + esc(lab) + '">' + line + '</div>';
     }
@@ -395,7 +400,7 @@ function go(s){
   $('step-num').textContent = S.step[s]; $('pos-epoch').textContent = epochs[s]; $('pos-batch').textContent = batches[s];
   $('batch-total').textContent = epochMax[epochs[s]];
   $('slider').value = s + 1; if (document.activeElement !== $('goto')) $('goto').value = s + 1;
-  highlight(s); renderBatch(s); renderLoss(s); renderGrads(s); renderUpdate(s); renderCheck(s); renderExplain(s); drawCursor();
+  highlight(s); renderBatch(s); renderLoss(s); renderGrads(s); renderUpdate(s); renderProgram(s); renderCheck(s); renderExplain(s); drawCursor();
   if (location.hash !== '#' + (s + 1)) history.replaceState(null, '', '#' + (s + 1));
 }
 $('btn-first').onclick = () => go(0); $('btn-prev').onclick = () => go(cur - 1);
@@ -419,6 +424,10 @@ if (N === 0) {
 }
 document.body.dataset.ready = '1';
 """
+
+# the step program's section and renderer (static text, no trace data): part of the template
+_TEMPLATE = _TEMPLATE.replace("__PROGRAM_SECTION__", PROGRAM_SECTION)
+_JS = _JS + PROGRAM_JS
 
 #: Content-Security-Policy of the page: only its own inline script (by hash) may run, and
 #: nothing is fetched. A second wall behind the escaping: an injected ``<script>`` or

@@ -67,7 +67,10 @@ def test_s2_live_sheet_recalculated_by_libreoffice_matches_trace(tmp_path, lo):
     info = write_workbook(trace, path, formulas=True)
     assert info.formulas and info.reason is None
     _formula_cells_have_no_cached_values(path)
-    assert _every_formula_cell_is_checked(path, info) == 454
+    # per batch row: x, y, x1@W, z1 (the prediction), the loss term, dL/dy_pred (6 x 48);
+    # per iteration: lr, batch loss, dL/d(loss/row_total) = 1/n, and per parameter its gradient
+    # and 4 RMSprop assignments (13 x 12); "before" of iterations 2..12 (22)
+    assert _every_formula_cell_is_checked(path, info) == 6 * 48 + 13 * 12 + 22
     grid = sheet_csv(path, ITER_SHEET, tmp_path / "csv", lo)
     _assert_checks(info, grid)
     # coverage: every recorded number of every iteration has its formula cell
@@ -133,7 +136,8 @@ def test_small_dense_stack_with_adam_is_live_too(tmp_path, lo, activation):
     kinds = pd.Series([c.quantity for c in info.checks]).value_counts()
     assert kinds["grad"] == 6 * 10 and kinds["state momentum"] == 6 * 10 and kinds["state velocity"] == 60
     header = grid[info_header_row(grid) - 1]
-    assert "layer 1 dL/da0" in header and "layer 1 dL/dz0" in header
+    # columns are the program's variables: z1 = x1@W + b, a1 = act(z1), and their gradients
+    assert {"z1[0]", "a1[2]", "dL/da1[0]", "dL/dz1[2]"} <= set(header)
 
 
 def info_header_row(grid):
@@ -263,3 +267,178 @@ def test_real_keras_s2_workbook_recalculated_matches_the_float32_run(tmp_path, l
     grid = sheet_csv(path, ITER_SHEET, tmp_path / "csv", lo)
     _assert_checks(info, grid, rtol=1e-6)
     assert "float32" in " ".join(str(c) for c in grid[3] + grid[2])
+
+
+# ------------------------------------------------------------------ programs (meta["program"])
+@pytest.mark.torch
+@pytest.mark.parametrize("factory,expect", [
+    ("polynomial_trace", {"x2", "x3", "bx", "s2", "prediction (y_pred)", "dL/dy_pred", "a: square_avg"}),
+    ("mlp_trace", {"h[0]", "prediction (prob)", "dL/dz2", "dL/dh[2]", "dL/dz1[1]", "0.weight[2,1]: exp_avg_sq"}),
+    ("logistic_trace", {"prediction (prob)", "loss/term", "dL/dprob", "dL/dz", "0.bias: momentum_buffer"}),
+    ("softmax_trace", {"logsumexp(logits)", "loss/log_softmax[2]", "loss/onehot[1]", "dL/dlogits[0]"}),
+])
+def test_program_models_are_live_and_libreoffice_reproduces_torch(tmp_path, lo, factory, expect):
+    """Scalar-parameter polynomial (RMSprop), a tanh/sigmoid MLP (Adam), sigmoid + BCELoss (SGD with
+    momentum), softmax cross-entropy on class numbers: every formula cell recalculated by
+    LibreOffice equals the engine's value, and the batch losses and updated parameters equal
+    what torch computed."""
+    import _program_traces
+
+    trace = getattr(_program_traces, factory)()
+    path = tmp_path / f"{factory}.xlsx"
+    info = write_workbook(trace, path, formulas=True)
+    assert info.formulas, info.reason
+    _every_formula_cell_is_checked(path, info)
+    grid = sheet_csv(path, ITER_SHEET, tmp_path / "csv", lo)
+    _assert_checks(info, grid, rtol=1e-9)
+    header = grid[info_header_row(grid) - 1]
+    assert expect <= set(header), sorted(expect - set(header))
+    by = {}
+    for c in info.checks:
+        by.setdefault(c.quantity, []).append(c)
+    losses = [cell(grid, c.cell) for c in by["loss"]]
+    np.testing.assert_allclose(losses, trace.steps["loss"].to_numpy(), rtol=1e-9)
+    after = trace.params.set_index(["step", "param", "index"])["after"]
+    from reports._excel_formulas import element_labels
+    elements = [(p, i) for p, (_, labs) in element_labels(trace).items() for i in range(len(labs))]
+    got = [cell(grid, c.cell) for c in by["after"]]
+    want = [after[(c.step, *elements[k % len(elements)])] for k, c in enumerate(by["after"])]
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.torch
+def test_program_lr_cell_is_live(tmp_path, lo):
+    """The polynomial: editing the lr cell replays training with the new rate."""
+    import _program_traces
+
+    path = tmp_path / "poly.xlsx"
+    info = write_workbook(_program_traces.polynomial_trace(lr=1e-2), path, formulas=True)
+    wb = openpyxl.load_workbook(path)
+    wb["iterations"][info.lr_cell.replace("$", "")].value = 3e-2
+    wb.save(tmp_path / "edited.xlsx")
+    grid = sheet_csv(tmp_path / "edited.xlsx", ITER_SHEET, tmp_path / "csv", lo)
+    ref_info = write_workbook(_program_traces.polynomial_trace(lr=3e-2), tmp_path / "ref.xlsx", formulas=True)
+    assert [c.cell for c in ref_info.checks] == [c.cell for c in info.checks]
+    _assert_checks(ref_info, grid, rtol=1e-9)
+
+
+def _dense_meta(layers, loss, optimizer=None):
+    return {"framework": "keras", "model": {"kind": "dense_stack", "layers": layers}, "loss": loss,
+            "optimizer": optimizer or {"name": "rmsprop", "convention": "keras", "lr": 0.05}}
+
+
+def _layer(w, b, act="linear"):
+    return {"type": "dense", "weight": w, "bias": b, "transpose": False, "activation": act}
+
+
+_X = np.linspace(-2, 2, 12).reshape(-1, 1)
+_LEGACY = {
+    "mse": ([_layer("w", "b")], {"name": "mse", "reduction": "sum_over_batch_size"}, None),
+    "sum of squares / 2 / n": ([_layer("w", "b")], {"name": "squared_error", "divide_by": [2, "n"]}, None),
+    "mae": ([_layer("w", "b")], {"name": "mae", "reduction": "sum_over_batch_size"}, None),
+    "huber": ([_layer("w", "b")], {"name": "huber", "delta": 1.5, "reduction": "sum_over_batch_size"}, None),
+    "bce keras": ([_layer("w", "b", "sigmoid")], {"name": "bce", "reduction": "sum_over_batch_size"}, None),
+    "bce torch": ([_layer("w", "b", "sigmoid")], {"name": "bce", "convention": "torch", "reduction": "mean"}, None),
+    "bce logits": ([_layer("w", "b")], {"name": "bce_logits", "reduction": "sum_over_batch_size"}, None),
+    "3 layers": ([_layer("w", "b", "relu"), _layer("w1", "b1", "tanh"), _layer("w2", "b2", "sigmoid")],
+                 {"name": "mse", "reduction": "sum_over_batch_size"},
+                 {"name": "adam", "convention": "keras", "lr": 0.05}),
+}
+
+
+@pytest.mark.parametrize("case", list(_LEGACY))
+def test_declared_dense_stacks_and_losses_stay_live(tmp_path, lo, case):
+    """What the 0.1.0 sheet wrote (dense stacks up to 3 layers, the elementwise losses) is still
+    written, now from the program the checker builds for them; LibreOffice reproduces the engine."""
+    from _program_traces import engine_trace
+
+    layers, loss, opt = _LEGACY[case]
+    rng = np.random.default_rng(7)
+    shapes = {"w": (1, 2), "b": (2,), "w1": (2, 2), "b1": (2,), "w2": (2, 1), "b2": (1,)}
+    if len(layers) == 1:
+        shapes.update({"w": (1, 1), "b": (1,)})
+    params = {n: rng.normal(0, 0.7, shapes[n]) for lay in layers for n in (lay["weight"], lay["bias"])}
+    y = (_X > 0.3).astype(float) if "bce" in case or case == "3 layers" else 1.5 * _X - 0.5 + np.sin(3 * _X)
+    trace = engine_trace(_dense_meta(layers, loss, opt), _X, y, params)
+    assert reports_check(trace) == "passed"
+    path = tmp_path / "legacy.xlsx"
+    info = write_workbook(trace, path, formulas=True)
+    assert info.formulas, info.reason
+    _every_formula_cell_is_checked(path, info)
+    _assert_checks(info, sheet_csv(path, ITER_SHEET, tmp_path / "csv", lo), rtol=1e-9)
+
+
+def reports_check(trace):
+    import tracer
+    return tracer.check(trace).verdict
+
+
+_CHAIN = [("gelu", {}), ("gelu", {"approximate": "tanh"}), ("silu", {}), ("softplus", {"beta": 2.0, "threshold": 20.0}),
+          ("elu", {"alpha": 0.7}), ("leaky_relu", {"alpha": 0.1}), ("selu", {}), ("tanh", {}), ("sin", {}),
+          ("clamp", {"min": -0.6, "max": 0.9}), ("sigmoid", {}), ("relu", {}), ("exp", {}), ("log", {}),
+          ("sqrt", {}), ("abs", {}), ("square", {})]
+
+
+def test_every_elementwise_activation_is_printed_from_its_expression(tmp_path, lo):
+    """A chain of registry ops (GELU exact and tanh, SiLU, softplus, ELU, leaky ReLU, SELU, tanh, sin,
+    clamp, sigmoid, ReLU, exp, log, sqrt, abs, square) between two dense layers: each op's
+    formula and derivative are printed from its sympy expression; LibreOffice reproduces the
+    engine's values and gradients in every cell."""
+    from _program_traces import engine_trace
+
+    nodes = [{"name": "z", "op": "linear", "args": ["x", "W1", "b1"]}]
+    prev = "z"
+    for i, (op, attrs) in enumerate(_CHAIN):
+        nodes.append({"name": f"h{i}_{op}", "op": op, "args": [prev], "attrs": attrs})
+        prev = f"h{i}_{op}"
+    nodes += [{"name": "out", "op": "linear", "args": [prev, "W2", "b2"]},
+              {"name": "loss", "op": "mse_loss", "args": ["out", "y"]}]
+    program = {"inputs": [{"name": "x", "source": "inputs"}, {"name": "y", "source": "targets"}],
+               "params": ["W1", "b1", "W2", "b2"], "nodes": nodes,
+               "outputs": {"prediction": "out", "loss": "loss", "target": "y"}}
+    meta = {"framework": "torch", "program": program, "optimizer": {"name": "sgd", "convention": "torch", "lr": 0.1}}
+    rng = np.random.default_rng(3)
+    params = {"W1": rng.normal(0, 0.8, (2, 1)), "b1": np.array([0.2, -0.3]), "W2": rng.normal(0, 0.8, (1, 2)),
+              "b2": np.zeros(1)}
+    trace = engine_trace(meta, _X, np.cos(_X), params)
+    path = tmp_path / "chain.xlsx"
+    info = write_workbook(trace, path, formulas=True)
+    assert info.formulas, info.reason
+    _every_formula_cell_is_checked(path, info)
+    grid = sheet_csv(path, ITER_SHEET, tmp_path / "csv", lo)
+    _assert_checks(info, grid, rtol=1e-9)
+    header = grid[info_header_row(grid) - 1]
+    assert {f"h{i}_{op}[1]" for i, (op, _) in enumerate(_CHAIN)} <= set(header)
+    assert {f"dL/dh{i}_{op}[0]" for i, (op, _) in enumerate(_CHAIN)} <= set(header)
+
+
+@pytest.mark.parametrize("case", ["(N,1) against (N,)", "gather by target"])
+def test_programs_the_sheet_cannot_lay_out_fall_back_with_the_reason(tmp_path, case):
+    """The engine checks them; the sheet refuses them by name (never a silent value sheet)."""
+    from _program_traces import engine_trace
+
+    if case == "(N,1) against (N,)":
+        nodes = [{"name": "pred", "op": "linear", "args": ["x", "W", "b"]},
+                 {"name": "loss", "op": "mse_loss", "args": ["pred", "y"], "where": "train.py:12"}]
+        y_input = {"name": "y", "source": "targets", "shape": []}
+        y, params = np.sin(_X), {"W": np.array([[0.5]]), "b": np.array([0.1])}
+        reason = "the batch rows would be broadcast against each other"
+    else:
+        nodes = [{"name": "logits", "op": "linear", "args": ["x", "W", "b"]},
+                 {"name": "logp", "op": "log_softmax", "args": ["logits"], "attrs": {"dim": 1}},
+                 {"name": "idx", "op": "unsqueeze", "args": ["y"], "attrs": {"dim": 1}},
+                 {"name": "picked", "op": "gather", "args": ["logp", "idx"], "attrs": {"dim": 1}, "where": "nll.py:7"},
+                 {"name": "nll", "op": "neg", "args": ["picked"]}, {"name": "loss", "op": "mean", "args": ["nll"]}]
+        y_input = {"name": "y", "source": "targets", "shape": [], "dtype": "int"}
+        y = (np.arange(12) % 3).reshape(-1, 1).astype(float)
+        params = {"W": np.array([[0.5], [-0.2], [0.1]]), "b": np.zeros(3)}
+        reason = "positions that depend on the data"
+    program = {"inputs": [{"name": "x", "source": "inputs"}, y_input], "params": ["W", "b"], "nodes": nodes,
+               "outputs": {"prediction": nodes[0]["name"], "loss": "loss", "target": "y"}}
+    meta = {"framework": "torch", "program": program, "optimizer": {"name": "sgd", "convention": "torch", "lr": 0.1}}
+    trace = engine_trace(meta, _X, y, params)
+    assert reports_check(trace) == "passed"
+    info = write_workbook(trace, tmp_path / "fb.xlsx", formulas=True)
+    assert not info.formulas and reason in info.reason, info.reason
+    first = next(openpyxl.load_workbook(tmp_path / "fb.xlsx", read_only=True)["iterations"].values)[0]
+    assert first.startswith("Formulas were not written") and reason in first

@@ -200,9 +200,80 @@ def test_summary_and_empty_traces_still_give_a_page(browser, tmp_path):
     # the other reports: values workbook, CSV; plots refuse an empty trace clearly
     from reports import plots
     from tracer.errors import TraceInputError
+    from reports.excel import FormulasNotWritten
     for t in (summary, empty):
-        assert reports.to_excel(t, tmp_path / "t.xlsx", formulas=True).exists()
+        with pytest.warns(FormulasNotWritten, match="holds values, not live formulas"):
+            assert reports.to_excel(t, tmp_path / "t.xlsx", formulas=True).exists()
         assert len(reports.to_csv(t, tmp_path / "csv")) == 5
     with pytest.raises(TraceInputError, match="no recorded steps"):
         plots.save_all(empty, tmp_path / "plots")
     assert plots.save_all(summary, tmp_path / "plots", formats=("png",))
+
+
+# ------------------------------------------------------------ the checker's own numbers
+def test_s0_page_shows_the_recomputed_gradient(browser, tmp_path):
+    """S0's NumPy loop records no gradients and declares no loss: the page's per-row terms and
+    gradients are the checker's (identified loss, engine's reverse pass), labelled as such, and
+    equal the loop's own x.T @ (pred - y) / n."""
+    from tracer.app.examples import s0_numpy
+
+    trace, _, _ = s0_numpy(iterations=4)
+    page, errors, requests, _ = _open(browser, reports.to_html(trace, tmp_path / "s0.html"))
+    a = trace.arrays()
+    x, y = a.inputs, a.targets
+    for k in range(1, 5):
+        w, b = trace.param_values("weights", "before")[k - 1], trace.param_values("biases", "before")[k - 1]
+        d = (x @ w + b - y) / len(x)
+        text = page.inner_text("#grads")
+        assert "\u2014 (recorded)" not in text and "recomputed by the checker" in text
+        np.testing.assert_allclose(_values(page, "#grads .gsum"), [(x.T @ d).item(), d.sum()], rtol=1e-10)
+        upd = [float(v) for v in page.eval_on_selector_all("#update .upd", "els => els.map(e => e.dataset.after)")]
+        np.testing.assert_allclose(upd, [trace.param_values("weights", "after")[k - 1, 0, 0],
+                                         trace.param_values("biases", "after")[k - 1, 0]], rtol=1e-12)
+        page.keyboard.press("ArrowRight")
+    assert "identified" in page.inner_text("#loss-box")
+    assert errors == [] and requests == []
+    page.close()
+
+
+@pytest.mark.torch
+def test_payload_values_are_the_checkers(tmp_path):
+    """Predictions, gradients, the optimizer's assignments and the program's lines come from
+    the checker's evaluation; on a torch MLP they reproduce what torch computed."""
+    import _program_traces
+
+    trace = _program_traces.mlp_trace()
+    p = _html_payload.build_payload(trace, explain_limit=0)
+    np.testing.assert_allclose(p["pred_recomputed"], p["sample_pred"], rtol=1e-12)
+    for q in p["params"]:
+        assert q["grad_source"] == "recorded"
+        np.testing.assert_allclose(q["grad_recomputed"], q["grad"], rtol=1e-9, atol=1e-15)
+        np.testing.assert_allclose(p["update_values"][q["name"]]["eq"][-1], q["after"], rtol=1e-12)
+    lines = p["program"]["lines"]
+    assert lines[:3] == ["z1/W.T = 0.weight.T", "z1/x@W.T = x @ z1/W.T", "z1 = z1/x@W.T + 0.bias"]
+    assert "h = tanh(z1)" in lines and p["program"]["grads"][0] == "dL/d(0.weight)"
+    loss_line = lines.index("loss = mean(loss/term)")
+    for i in range(trace.n_steps):
+        assert float(p["program"]["values"][str(i)][loss_line]) == pytest.approx(trace.steps["loss"][i], rel=1e-9)
+    assert "row_grad" not in p and p["desc"]["model"] is None   # two layers: no one-layer sum of row terms
+    json.dumps(p, allow_nan=False)
+
+
+def test_program_section_renders_the_lines_with_this_steps_values(browser, tmp_path):
+    """reports._html_program.PROGRAM_JS (for the page template) shows the program with the
+    step's values: injected here next to the page's own script."""
+    from reports._html_program import PROGRAM_JS, PROGRAM_SECTION
+
+    trace = s2_trace()
+    page, errors, _, _ = _open(browser, reports.to_html(trace, tmp_path / "s2.html"))
+    page.evaluate("html => document.getElementById('check').insertAdjacentHTML('beforebegin', html)",
+                  PROGRAM_SECTION)
+    page.add_script_tag(content=PROGRAM_JS)
+    for s in (0, 5, 11):
+        page.evaluate(f"renderProgram({s})")
+        text = page.inner_text("#program-lines")
+        assert "z1 = x1@W + dense/bias  ->" in text and "dL/d(dense/kernel) = " in text
+        loss = next(line for line in text.splitlines() if line.strip().startswith("loss = "))
+        assert float(loss.split("->")[1]) == pytest.approx(trace.steps["loss"][s], rel=1e-9)
+    assert errors == []
+    page.close()

@@ -44,9 +44,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     saved = trace.save(out / "s0.trace")
     written = [saved]
     try:
-        from reports import to_csv, to_excel
+        from reports import to_csv
+        from reports.excel import write_workbook
         written += list(to_csv(trace, out / "csv"))
-        written.append(to_excel(trace, out / "s0.xlsx"))
+        info = write_workbook(trace, out / "s0.xlsx", formulas=True)
+        written.append(info.path)
+        _say_formulas(info)
     except ImportError as exc:  # reports is part of the package; say so rather than hide it
         print(f"  (export skipped: {exc})", file=sys.stderr)
     (out / "explain_step1.txt").write_text(_explain_text(trace, 1, report))
@@ -77,17 +80,32 @@ def cmd_check(args: argparse.Namespace) -> int:
     return VERDICT_EXIT[report.verdict]
 
 
+def _say_formulas(info) -> bool:
+    """Print on stderr why a workbook asked to be live holds values; True when it is live."""
+    if info.formulas:
+        print(f"  {info.path}: live formulas ({info.n_formulas} formula cells; edit the lr cell "
+              f"{info.lr_cell} of the iterations sheet to replay the training)")
+        return True
+    print(f"steptrace: warning: {info.path} holds values, not live formulas: {info.reason}", file=sys.stderr)
+    return False
+
+
 def cmd_export(args: argparse.Namespace) -> int:
-    """Export a saved trace to CSV files and/or an Excel workbook."""
+    """Export a saved trace to CSV files and/or an Excel workbook (exit 3 when --formulas
+    cannot be kept: the workbook then holds values and the reason is printed)."""
     if not args.csv and not args.xlsx:
         raise SteptraceError("export: give --csv DIR and/or --xlsx FILE")
-    from reports import to_csv, to_excel
+    from reports import to_csv
+    from reports.excel import write_workbook
     trace = _load(args.trace)
     if args.csv:
         for p in to_csv(trace, args.csv):
             print(p)
     if args.xlsx:
-        print(to_excel(trace, args.xlsx, formulas=args.formulas))
+        info = write_workbook(trace, args.xlsx, formulas=args.formulas)
+        print(info.path)
+        if args.formulas and not _say_formulas(info):
+            return EXIT_INCOMPLETE
     return EXIT_OK
 
 
@@ -107,6 +125,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     trace = _load(args.trace)
     written = build_report(trace, xlsx=args.xlsx, html=args.html, plots=args.plots,
                            progress=sys.stderr.isatty())
+    for note in written.pop("warnings", []):
+        print(f"steptrace: warning: {note}", file=sys.stderr)
     for kind, paths in written.items():
         for p in (paths if isinstance(paths, (list, tuple)) else [paths]):
             print(f"{kind}: {p}")
@@ -127,10 +147,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--table", metavar="CSV", help="write the whole check table to this CSV file")
     p.set_defaults(func=cmd_check)
     p = sub.add_parser("export", help="export a trace to CSV and/or Excel")
-    p.add_argument("trace")
+    p.add_argument("trace", help="trace directory written by Trace.save")
     p.add_argument("--csv", metavar="DIR", help="directory for one CSV file per table")
     p.add_argument("--xlsx", metavar="FILE", help="Excel workbook to write")
-    p.add_argument("--formulas", action="store_true", help="write the iterations sheet as live formulas")
+    p.add_argument("--formulas", action="store_true",
+                   help="write the iterations sheet as live formulas; when they cannot be written (model "
+                        "too large, loss or optimizer unknown) the workbook holds values, the reason is "
+                        "printed and the exit code is 3 (incomplete)")
     p.set_defaults(func=cmd_export)
     p = sub.add_parser("explain", help="hand derivation of one step, or reconcile a logged metric")
     p.add_argument("trace")
@@ -139,10 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--value", type=float, help="the value you computed yourself, to find its source")
     p.set_defaults(func=cmd_explain)
     p = sub.add_parser("report", help="workbook with live formulas, step-through HTML page, plots")
-    p.add_argument("trace")
-    p.add_argument("--xlsx", metavar="FILE")
-    p.add_argument("--html", metavar="FILE")
-    p.add_argument("--plots", metavar="DIR")
+    p.add_argument("trace", help="trace directory written by Trace.save")
+    p.add_argument("--xlsx", metavar="FILE", help="workbook whose iterations sheet is live formulas (values, "
+                                                  "with a printed warning, when they cannot be written)")
+    p.add_argument("--html", metavar="FILE", help="self-contained step-through page")
+    p.add_argument("--plots", metavar="DIR", help="directory for PNG/SVG plots")
     p.set_defaults(func=cmd_report)
     p = sub.add_parser("run", help="run a training script unchanged and trace what it trains",
                        add_help=False)

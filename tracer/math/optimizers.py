@@ -127,6 +127,21 @@ class OptimizerRule:
         ``lr_value`` optionally ``(S,)`` (the recorded learning rate, for schedules), else
         :attr:`lr`. Returns ``(p_after, state_after)``.
         """
+        env = self._run(p_before, grad, state, t_step, lr_value, None)
+        return np.array(env["p"]), {s: np.array(env[s]) for s in self.slots}
+
+    def assignments(self, p_before, grad, state, t_step, lr_value=None) -> list:
+        """The value of every assignment of :meth:`equations`, in order: ``[(name, (S, *shape)), ...]``.
+
+        Same arguments as :meth:`step`; for reports that show each line of the rule with its
+        number (the workbook's optimizer columns, the page's substituted update), so the
+        equations are compiled once, here, for the checker and every report.
+        """
+        out: list = []
+        self._run(p_before, grad, state, t_step, lr_value, out)
+        return out
+
+    def _run(self, p_before, grad, state, t_step, lr_value, record):
         pv = np.asarray(p_before, dtype=np.float64)
         gv = np.asarray(grad, dtype=np.float64)
         if pv.shape != gv.shape or pv.ndim < 1:
@@ -148,7 +163,9 @@ class OptimizerRule:
         with np.errstate(all="ignore"):
             for target, names, fn in self._compiled:
                 env[target] = np.broadcast_to(fn(*[env[n] for n in names]), pv.shape)
-        return np.array(env["p"]), {s: np.array(env[s]) for s in self.slots}
+                if record is not None:
+                    record.append((target, np.array(env[target])))
+        return env
 
     def run(self, p0, grads, state=None, t0: int = 1, lr_value=None):
         """Follow one parameter through consecutive steps (``grads`` shaped ``(K, *shape)``).
