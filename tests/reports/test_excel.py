@@ -358,6 +358,8 @@ def test_declared_dense_stacks_and_losses_stay_live(tmp_path, lo, case):
     if len(layers) == 1:
         shapes.update({"w": (1, 1), "b": (1,)})
     params = {n: rng.normal(0, 0.7, shapes[n]) for lay in layers for n in (lay["weight"], lay["bias"])}
+    if case == "3 layers":
+        params["b"] = np.abs(params["b"]) + 0.5        # a ReLU alive on some rows (else: dead-ReLU finding)
     y = (_X > 0.3).astype(float) if "bce" in case or case == "3 layers" else 1.5 * _X - 0.5 + np.sin(3 * _X)
     trace = engine_trace(_dense_meta(layers, loss, opt), _X, y, params)
     assert reports_check(trace) == "passed"

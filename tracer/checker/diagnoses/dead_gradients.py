@@ -46,14 +46,23 @@ class DeadGradients(Diagnosis):
                 why, fix = "the loss does not use it", "use it in the model, or stop training it"
                 failed = False
             elif op is not None:
+                if op not in _WHY and not _cuts_gradient(op):
+                    continue        # a sum that cancels exactly (e.g. balanced residual signs): no bug
                 why, fix = _WHY.get(op, (f"the operation {op} passes no gradient to it", "check that operation"))
                 why += f" (`{node} = {op}(...)`" + (f" at {where}" if where else "") + ")"
             else:
-                why, fix = "its gradient is zero on every recorded step", "check how it reaches the loss"
+                continue            # no operation to blame: nothing a user could act on
             out.append(finding(self.kind, (
                 f"{name} gets a gradient of exactly 0 at every one of the {len(ctx.steps)} recorded steps, so it "
                 f"never learns: {why}."), fix, param=name, step=ctx.first_step, failed=failed))
         return out
+
+
+def _cuts_gradient(op: str) -> bool:
+    """Ops that pass no gradient at all by definition (detach, comparisons, floor...)."""
+    from ...program import get_op
+    o = get_op(op)
+    return o is not None and o.differentiable == ()
 
 
 def _dead_params(ctx):
