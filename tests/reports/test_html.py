@@ -260,15 +260,9 @@ def test_payload_values_are_the_checkers(tmp_path):
 
 
 def test_program_section_renders_the_lines_with_this_steps_values(browser, tmp_path):
-    """reports._html_program.PROGRAM_JS (for the page template) shows the program with the
-    step's values: injected here next to the page's own script."""
-    from reports._html_program import PROGRAM_JS, PROGRAM_SECTION
-
+    """The page's program section (reports._html_program) shows the program with the step's values."""
     trace = s2_trace()
     page, errors, _, _ = _open(browser, reports.to_html(trace, tmp_path / "s2.html"))
-    page.evaluate("html => document.getElementById('check').insertAdjacentHTML('beforebegin', html)",
-                  PROGRAM_SECTION)
-    page.add_script_tag(content=PROGRAM_JS)
     for s in (0, 5, 11):
         page.evaluate(f"renderProgram({s})")
         text = page.inner_text("#program-lines")
