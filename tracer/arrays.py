@@ -48,5 +48,6 @@ class TraceArrays:
     sample_step: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     sample_row: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     sample_pred: np.ndarray | None = None
+    sample_micro: np.ndarray | None = None      # micro-step of each row (gradient accumulation)
     param_step: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     params: dict = field(default_factory=dict)

@@ -160,8 +160,13 @@ class Recorder:
     def record_step(self, *, epoch: int, batch: int, params_before: dict, params_after: dict,
                     grads: dict | None = None, rows=None, y_pred=None, loss=None, lr=None,
                     batch_size: int | None = None, state: dict | None = None,
-                    logs: dict | None = None, extra: dict | None = None) -> int:
+                    logs: dict | None = None, extra: dict | None = None, micro=None) -> int:
         """Record one iteration and return its global step number (from 1).
+
+        ``micro`` (gradient accumulation): the micro-step (0, 1, ...) of each batch row
+        when the step's gradient accumulated several backward passes; ``rows`` and
+        ``y_pred`` then hold every micro-batch's rows in order and ``loss`` the sum of the
+        micro-batch losses that were backpropagated.
 
         ``params_before``/``params_after``/``grads`` map parameter names to arrays;
         ``state`` maps parameter name -> {slot name -> array of the parameter's shape}
@@ -192,7 +197,7 @@ class Recorder:
         if self.capture == "full":
             self._make_room(step, params_before, state, rows, y_pred)
         if self.capture == "full":
-            self._full.record(step, params_before, params_after, grads, rows, y_pred, state)
+            self._full.record(step, params_before, params_after, grads, rows, y_pred, state, micro)
         else:
             self._record_summary(row, params_before, params_after, grads)
         self._steps.add_row(row)

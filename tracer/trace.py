@@ -203,6 +203,8 @@ def _epochs_frame(a: TraceArrays, meta) -> pd.DataFrame:
 
 def _samples_frame(a: TraceArrays, meta) -> pd.DataFrame:
     cols = {"step": a.sample_step.astype(np.int64), "sample": a.sample_row.astype(np.int64)}
+    if a.sample_micro is not None:
+        cols["micro"] = a.sample_micro.astype(np.int64)
     if a.sample_pred is not None:
         for i, name in enumerate(column_names("y_pred", a.sample_pred.shape[1])):
             cols[name] = a.sample_pred[:, i]
@@ -279,4 +281,5 @@ def _arrays_from_frames(frames: dict, meta: dict) -> TraceArrays:
     return TraceArrays(inputs=inputs, targets=targets, steps=steps, epochs=epochs,
                        sample_step=samples["step"].to_numpy(), sample_row=samples["sample"].to_numpy(),
                        sample_pred=samples[pred_cols].to_numpy() if pred_cols else None,
+                       sample_micro=samples["micro"].to_numpy() if "micro" in samples.columns else None,
                        param_step=param_step, params=params)

@@ -83,6 +83,12 @@ def _evaluate(trace, program, report, builder, eps, dtype, recomputed):
         else:
             program = found
             report.identified["loss"] = text
+    if arrays.sample_micro is not None:             # gradient accumulation: sums per step
+        from .accumulated import check_accumulated
+        losses, grads, checked = check_accumulated(program, arrays, groups, dtype, eps, builder, recorded_loss,
+                                                   report, CHUNK_BYTES)
+        recomputed.update({"loss": losses, "grads": grads, "checked": checked})
+        return program
     missing = {n for n, p in arrays.params.items() if np.isnan(p["grad"]).all(axis=1).any()}
     grads = {n: np.full(arrays.params[n]["grad"].shape, np.nan) for n in missing}
     for sub in chunks(groups, _bytes_per_step(arrays, program), CHUNK_BYTES):

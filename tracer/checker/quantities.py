@@ -124,8 +124,8 @@ def _predictions(program, arrays, sub, ev, mags, builder, rtol, res):
 def _recorded_predictions(arrays, sub):
     """Recorded predictions of the chunk's steps, ``(S, B, m)`` in row order."""
     from .feed import rows_of_steps
-    steps, starts, counts, order = _cached_order(arrays, rows_of_steps)
-    pos = np.searchsorted(steps, sub.steps)
+    keys, starts, counts, order = _cached_order(arrays, rows_of_steps)
+    pos = np.searchsorted(keys, sub.keys)
     B = sub.rows.shape[1]
     idx = order[starts[pos][:, None] + np.arange(B)[None, :]]
     return arrays.sample_pred[idx].astype(np.float64)

@@ -71,5 +71,6 @@ def batch_losses(trace, steps, program=None) -> dict:
             continue
         sub = g.subset(sel)
         ev = Evaluation(program, leaves(program, arrays, sub, _dtype(trace)), _dtype(trace), outputs=("loss",))
-        out.update(zip(sub.steps.tolist(), ev.loss.astype(np.float64).tolist()))
+        for s, v in zip(sub.steps.tolist(), ev.loss.astype(np.float64).tolist()):
+            out[s] = out.get(s, 0.0) + v          # micro-batches of one step add up
     return out

@@ -10,6 +10,7 @@ Framework-neutral: reads only ``trace.meta``, the trace's arrays and the program
 from __future__ import annotations
 
 from .base import Context, Diagnosis, finding
+from .accumulation import Accumulation
 from .clipping import ClippingEffect
 from .bookkeeping import DoubleAveraging, GradAccumulating, NeverUpdated, UpdatedTwice
 from .continuity import Continuity
@@ -20,7 +21,7 @@ from .nonfinite import NonFinite
 __all__ = ["diagnose", "DIAGNOSES", "Context", "Diagnosis", "finding"]
 
 DIAGNOSES: list[Diagnosis] = [NeverUpdated(), UpdatedTwice(), GradAccumulating(), DoubleAveraging(),
-                              Continuity(), DeadGradients(), LossBroadcast(), NonFinite(), ClippingEffect()]
+                              Continuity(), DeadGradients(), LossBroadcast(), NonFinite(), ClippingEffect(), Accumulation()]
 
 
 def diagnose(trace, program=None, extras: dict | None = None) -> list[dict]:
