@@ -95,9 +95,7 @@ def _steps_and_rows(frames: dict, meta: dict) -> None:
         raise _Bad(f"samples: column 'sample': expected data rows 0..{high} (or -1), "
                    f"got {int(rows.min())}..{int(rows.max())}")
     targets = (meta.get("data") or {}).get("targets") or []
-    preds = [c for c in samples.columns if str(c).startswith("y_pred")]
-    if len(data.columns) > 1 and preds and len(preds) != len(targets):
-        raise _Bad(f"samples: {len(preds)} prediction columns for {len(targets)} targets")
+    # predictions may be wider than the targets (class scores against class numbers)
     if len(data.columns) > 1 and (meta.get("data") or {}).get("inputs") and not targets:
         raise _Bad("data: inputs are declared in meta.data but no targets")
 
