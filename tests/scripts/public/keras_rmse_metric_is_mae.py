@@ -10,8 +10,9 @@ Changes: our own script; synthetic regression data (400 rows, 6 features, noisy
     linear target with scale ~10), Dense(16, relu) -> Dense(1), mse loss, adam(0.01),
     batch 32, 3 epochs, verbose=0 with the history printed. Seeds fixed.
 Expected: buggy - the logged "rmse" is not an RMSE: it equals the MAE of the batch
-    predictions. steptrace should report a `logged_mismatch` on `logged_rmse` (and
-    `explain --metric rmse` should say which hand computation gives it: MAE).
+    predictions. steptrace should fail the `logged_rmse` check (a logged mismatch;
+    MANIFEST expects the failing quantity `logged_rmse`), and `explain --metric rmse`
+    should say which hand computation gives it: the MAE.
 """
 import numpy as np
 import keras
