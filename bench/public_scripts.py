@@ -76,6 +76,9 @@ def _env() -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.setdefault("PYTHONHASHSEED", "0")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")      # TensorFlow's start-up chatter (stderr only)
+    env.setdefault("MPLBACKEND", "Agg")
+    env.pop("STEPTRACE_PROGRESS_INTERVAL", None)
     return env
 
 
