@@ -60,7 +60,10 @@ _QUANTITY_LINE = re.compile(r"^\s+(\S+)\s+(\d+)/(\d+) passed\s*$")
 
 # ----------------------------------------------------------------- manifest
 def load_manifest(path: Path = MANIFEST) -> list[dict]:
-    """The manifest entries (``file``, ``provenance``, ``framework``, ``kind``, ``expected``, ``runs``)."""
+    """The manifest entries: ``file``, ``provenance``, ``framework``, ``kind`` (clean/buggy),
+    ``expected`` (``"no FAILED verdict"``, a finding kind or a failing quantity), ``runs``
+    (training runs the script makes), ``steps`` (optimizer steps of each run) and, for
+    a few, ``also_accept`` (other finding kinds that name the same bug)."""
     return json.loads(Path(path).read_text())
 
 
@@ -240,15 +243,19 @@ def evaluate(entry: dict, res: dict) -> dict:
         why = "" if met else f"FAILED/ERROR in run {', '.join(bad)}"
     else:
         failed = [r for r in runs if r["verdict"] == "failed"]
-        named = [r for r in failed if any(names_finding(r["check"], k) for k in accept)]
+        named = [(r, k) for k in accept for r in failed if names_finding(r["check"], k)]
         met = bool(named)
         if met:
-            why = ""
+            matched = named[0][1]
+            why = "" if matched == expected else f"as {matched}"
         elif failed:
             why = f"FAILED but check.txt does not name {expected}"
         else:
             why = "no FAILED verdict"
+    steps_got = [r["steps"] for r in runs]
+    steps_ok = None if entry.get("steps") is None else steps_got == list(entry["steps"])
     return {"verdicts": verdicts, "runs_got": len(runs), "expected_met": met, "why": why,
+            "steps_expected": entry.get("steps"), "steps_got": steps_got, "steps_ok": steps_ok,
             "stdout_identical": stdout_identical,
             "exit_code_kept": tr["exit_code"] is not None and unt["exit_code"] == tr["exit_code"],
             "ratio": ratio}
@@ -269,11 +276,13 @@ def _verdict_text(verdicts: list) -> str:
 
 def table(results: list[dict]) -> str:
     """A plain-text table, one row per script."""
-    head = ["script", "kind", "runs", "verdicts", "expected met?", "traced/untraced", "stdout identical"]
+    head = ["script", "kind", "runs (got/expected)", "verdicts", "expected met?", "traced/untraced", "stdout identical"]
     rows = []
     for r in results:
         runs = f"{r['runs_got']}/{r['runs_expected']}" if r.get("runs_expected") is not None else str(r["runs_got"])
-        met = "yes" if r["expected_met"] else "NO" + (f" ({r['why']})" if r["why"] else "")
+        if r.get("steps_ok") is False:
+            runs += f" (steps {sum(s or 0 for s in r['steps_got'])}/{sum(r['steps_expected'])})"
+        met = ("yes" if r["expected_met"] else "NO") + (f" ({r['why']})" if r["why"] else "")
         if r["kind"] == "buggy":
             met += f" [{r['expected']}]"
         ut, tt = r["untraced"], r["traced"]
@@ -294,7 +303,8 @@ def table(results: list[dict]) -> str:
     lines.append(f"clean scripts without a FAILED verdict: {sum(r['expected_met'] for r in clean)}/{len(clean)}; "
                  f"buggy scripts whose bug is named: {sum(r['expected_met'] for r in buggy)}/{len(buggy)}; "
                  f"stdout identical: {sum(r['stdout_identical'] for r in results)}/{len(results)}; "
-                 f"run counts as expected: {sum(r['runs_got'] == r['runs_expected'] for r in results)}/{len(results)}")
+                 f"run counts as expected: {sum(r['runs_got'] == r['runs_expected'] for r in results)}/{len(results)}; "
+                 f"step counts as expected: {sum(bool(r.get('steps_ok')) for r in results)}/{len(results)}")
     return "\n".join(lines)
 
 
