@@ -274,6 +274,12 @@ def _verdict_text(verdicts: list) -> str:
     return " ".join(f"{w}x{n}" for w, n in counts.items())
 
 
+def _steps_text(steps: list) -> str:
+    """Steps per run: ``24+24``, or the total when there are many runs."""
+    steps = [int(k or 0) for k in steps]
+    return "+".join(map(str, steps)) if len(steps) <= 3 else str(sum(steps))
+
+
 def table(results: list[dict]) -> str:
     """A plain-text table, one row per script."""
     head = ["script", "kind", "runs (got/expected)", "verdicts", "expected met?", "traced/untraced", "stdout identical"]
@@ -281,7 +287,7 @@ def table(results: list[dict]) -> str:
     for r in results:
         runs = f"{r['runs_got']}/{r['runs_expected']}" if r.get("runs_expected") is not None else str(r["runs_got"])
         if r.get("steps_ok") is False:
-            runs += f" (steps {sum(s or 0 for s in r['steps_got'])}/{sum(r['steps_expected'])})"
+            runs += f" (steps {_steps_text(r['steps_got'])}/{_steps_text(r['steps_expected'])})"
         met = ("yes" if r["expected_met"] else "NO") + (f" ({r['why']})" if r["why"] else "")
         if r["kind"] == "buggy":
             met += f" [{r['expected']}]"
