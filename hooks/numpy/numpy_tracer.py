@@ -18,9 +18,34 @@ from tracer.trace import Trace
 from .functions import Functions, build_program, linear
 from .loop import LoopIterator, batch_order
 
-__all__ = ["NumpyTracer"]
+__all__ = ["NumpyTracer", "read_params", "lookup", "MISSING", "UNKNOWN_ROWS"]
 
-_MISSING = object()
+MISSING = object()
+#: ``rows`` of a step whose batch rows are not known (recorded without rows and predictions)
+UNKNOWN_ROWS = "unknown"
+
+
+def lookup(frame, name: str):
+    """The value of variable ``name`` in ``frame`` (locals, then globals), or ``MISSING``."""
+    value = frame.f_locals.get(name, MISSING)
+    if value is MISSING:
+        value = frame.f_globals.get(name, MISSING)
+    return value
+
+
+def read_params(frame, names: list[str]) -> dict:
+    """Copies of the variables ``names`` as ``frame`` holds them now (Python floats as 0-d
+    float64 arrays): reading never changes the user's values, and a later in-place
+    update cannot change what was read."""
+    values = {}
+    for name in names:
+        value = lookup(frame, name)
+        if value is MISSING:
+            visible = sorted(k for k, v in frame.f_locals.items() if isinstance(v, np.ndarray))
+            raise TraceInputError(
+                f"params: no variable named {name!r} in the loop's scope (arrays there: {visible})")
+        values[name] = np.array(value, dtype=np.float64 if np.ndim(value) == 0 else None, copy=True)
+    return values
 
 
 class NumpyTracer:
@@ -157,30 +182,17 @@ class NumpyTracer:
         return LoopIterator(self, iter(chunks), full_batch=False)
 
     # ------------------------------------------------------------ frames
-    @staticmethod
-    def lookup(frame, name: str):
-        """The value of variable ``name`` in ``frame`` (locals, then globals), or ``_MISSING``."""
-        value = frame.f_locals.get(name, _MISSING)
-        if value is _MISSING:
-            value = frame.f_globals.get(name, _MISSING)
-        return value
-
     def read_params(self, frame) -> dict:
-        """Copies of the parameters as the loop's frame holds them now (Python floats as 0-d arrays)."""
-        values = {}
-        for name in self.param_names:
-            value = self.lookup(frame, name)
-            if value is _MISSING:
-                visible = sorted(k for k, v in frame.f_locals.items() if isinstance(v, np.ndarray))
-                raise TraceInputError(
-                    f"params: no variable named {name!r} in the loop's scope (arrays there: {visible})")
-            values[name] = np.array(value, dtype=np.float64 if np.ndim(value) == 0 else None, copy=True)
-        return values
+        """Copies of the parameters as the loop's frame holds them now (see :func:`read_params`)."""
+        return read_params(frame, self.param_names)
 
     def open_step(self, epoch: int, batch: int, rows, before: dict) -> None:
-        """Start a step: its epoch and batch (from 1), rows (None: all), parameters before it."""
+        """Start a step: its epoch and batch (from 1), rows (None: all; ``UNKNOWN_ROWS``:
+        not known), parameters before it."""
         self._epoch, self._batch = epoch, batch
         self._open = (epoch, batch, rows, before)
+        if isinstance(rows, str):
+            return
         size = self._n_rows if rows is None else len(rows)
         if size is not None:
             self._sizes.add(int(size))
@@ -212,17 +224,19 @@ class NumpyTracer:
             return
         epoch, batch, rows, before = self._open
         self._open = None
-        y_pred = self._predictions(frame, rows)
+        known = not isinstance(rows, str)
+        rows = rows if known else None
+        y_pred = self._predictions(frame, rows) if known else None
         loss = self._loss(frame)
         grads = None
         if self.grad_names:
             grads = {}
             for p, gname in self.grad_names.items():
-                g = self.lookup(frame, gname)
-                if g is _MISSING:
+                g = lookup(frame, gname)
+                if g is MISSING:
                     raise TraceInputError(f"grads: no variable named {gname!r} in the loop's scope")
                 grads[p] = g
-        if rows is None and self._n_rows is not None:
+        if rows is None and self._n_rows is not None and known:
             rows = np.arange(self._n_rows)
         lr = self.recorder.meta["optimizer"]["lr"] if self.recorder.meta.get("optimizer") else None
         self.recorder.record_step(epoch=epoch, batch=batch, params_before=before, params_after=after,
@@ -231,8 +245,8 @@ class NumpyTracer:
     def _predictions(self, frame, rows):
         if self.pred_name is None:
             return None
-        y_pred = self.lookup(frame, self.pred_name)
-        if y_pred is _MISSING:
+        y_pred = lookup(frame, self.pred_name)
+        if y_pred is MISSING:
             raise TraceInputError(f"predictions: no variable named {self.pred_name!r} in the loop's scope")
         y_pred = np.asarray(y_pred)
         expected = self._n_rows if rows is None else len(rows)
@@ -245,8 +259,8 @@ class NumpyTracer:
     def _loss(self, frame):
         if self.loss_name is None:
             return None
-        loss = self.lookup(frame, self.loss_name)
-        if loss is _MISSING:
+        loss = lookup(frame, self.loss_name)
+        if loss is MISSING:
             raise TraceInputError(f"loss: no variable named {self.loss_name!r} in the loop's scope")
         if np.size(loss) != 1:
             raise TraceInputError(f"loss: {self.loss_name!r} should be one number, has shape {np.shape(loss)}")
