@@ -61,6 +61,11 @@ class NumpyTracer:
         Names of the variables holding the batch predictions and the loss (optional).
     grads:
         Optional mapping parameter name -> name of the variable holding its gradient.
+    logs:
+        Optional mapping logged name -> name of the variable holding what the loop
+        reports after each batch, e.g. ``{"loss": "running_loss"}`` for a running mean
+        of the epoch's batch losses as Keras logs it; recorded as ``logged_<name>`` and
+        checked against the Keras definition.
     inputs, targets:
         The full training data (rows are samples); required for checking.
     lr:
@@ -89,18 +94,23 @@ class NumpyTracer:
     """
 
     def __init__(self, params, predictions: str | None = None, loss: str | None = None, *,
-                 grads: dict | None = None, inputs=None, targets=None, lr: float | None = None,
+                 grads: dict | None = None, logs: dict | None = None, inputs=None, targets=None,
+                 lr: float | None = None,
                  loss_spec: dict | None = None, model="linear", loss_fn=None, every: int = 1,
                  capture: str = "full", max_bytes: int | None = 2 * 1024**3):
         if isinstance(params, str):
             params = [params]
         _check_names(params, predictions, loss, grads, lr)
+        if logs is not None and not (isinstance(logs, dict) and all(
+                isinstance(k, str) and isinstance(v, str) and v.isidentifier() for k, v in logs.items())):
+            raise TraceInputError(f"logs: expected a dict logged name -> variable name, got {logs!r}")
         if loss_fn is not None and not callable(loss_fn):
             raise TraceInputError(f"loss_fn: expected a function loss_fn(y_pred, y), got {loss_fn!r}")
         self.param_names = list(params)
         self.pred_name = predictions
         self.loss_name = loss
         self.grad_names = dict(grads or {})
+        self.log_names = dict(logs or {})
         self._functions = self._functions_of(model, loss_fn)
         self.recorder = Recorder(meta=self._meta(model, loss_spec, lr), every=every, capture=capture,
                                  max_bytes=max_bytes)
@@ -238,9 +248,14 @@ class NumpyTracer:
                 grads[p] = g
         if rows is None and self._n_rows is not None and known:
             rows = np.arange(self._n_rows)
+        logs = {}
+        for name, var in self.log_names.items():
+            value = lookup(frame, var)
+            if value is not MISSING and np.size(value) == 1:
+                logs[name] = float(np.asarray(value).reshape(-1)[0])
         lr = self.recorder.meta["optimizer"]["lr"] if self.recorder.meta.get("optimizer") else None
         self.recorder.record_step(epoch=epoch, batch=batch, params_before=before, params_after=after,
-                                  grads=grads, rows=rows, y_pred=y_pred, loss=loss, lr=lr)
+                                  grads=grads, rows=rows, y_pred=y_pred, loss=loss, lr=lr, logs=logs or None)
 
     def _predictions(self, frame, rows):
         if self.pred_name is None:
