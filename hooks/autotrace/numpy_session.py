@@ -17,6 +17,8 @@ ever raises into the script: an error of steptrace's stops the recording of that
 """
 from __future__ import annotations
 
+import dis
+import inspect
 import sys
 from typing import Callable
 
@@ -75,6 +77,9 @@ class NumpySession:
         code = frame.f_code
         if code is self._code or (self._code is None and self._is_loop_code(code)):
             self._code = code
+            for watch in self._watches:          # a generator resumed: the same activation
+                if watch.frame is frame:
+                    return watch.local
             watch = _FrameWatch(self, frame, local)
             self._watches.append(watch)
             return watch.local
@@ -93,6 +98,18 @@ class NumpySession:
             self._watches.remove(watch)
 
 
+_SUSPENDING = {dis.opmap[name] for name in ("YIELD_VALUE",) if name in dis.opmap}
+_RESUMABLE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
+
+
+def _suspended(frame) -> bool:
+    """Whether a 'return' event of ``frame`` is a generator's ``yield`` rather than its end."""
+    if not frame.f_code.co_flags & _RESUMABLE:
+        return False
+    code = frame.f_code.co_code
+    return 0 <= frame.f_lasti < len(code) and code[frame.f_lasti] in _SUSPENDING
+
+
 class _FrameWatch:
     """The local trace function of one activation of the loop's frame."""
 
@@ -105,7 +122,7 @@ class _FrameWatch:
         self.in_header = False
         self.error: BaseException | None = None
         self.done = False
-        self._frame = frame
+        self.frame = frame
 
     def local(self, frame, event, arg):
         if self.prev_local is not None:
@@ -119,7 +136,7 @@ class _FrameWatch:
                 self._line(frame)
             elif event == "exception":
                 self.error = arg[1]
-            elif event == "return":
+            elif event == "return" and not _suspended(frame):
                 self.finish(self.error)
         except Exception as exc:  # steptrace's own failure: keep what was recorded, never break the script
             self.steps.notes.append(f"recording stopped: {type(exc).__name__}: {exc}")
@@ -156,4 +173,4 @@ class _FrameWatch:
         if self.site.function is None:   # the script's top level: nothing else to trace
             self.session.detach()
         self.session.on_run(self.steps, None if error is None else describe_error(error))
-        self._frame = None
+        self.frame = None

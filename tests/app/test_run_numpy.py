@@ -244,3 +244,65 @@ def test_bad_numpy_options_exit_2_before_running(argv, message, tmp_path, capsys
     argv = [str(SCRIPT) if a == "S" else a for a in argv]
     assert run.main(["-o", str(tmp_path / "out"), *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+LOGISTIC = """
+import numpy as np
+
+def sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+def propagate(w, b, X):
+    return sigmoid(np.dot(X, w) + b)
+
+def cross_entropy(A, Y):
+    return -np.mean(Y * np.log(A) + (1 - Y) * np.log(1 - A))
+
+rng = np.random.default_rng(0)
+X = rng.normal(size=(100, 2))
+Y = (X[:, :1] - X[:, 1:] > 0).astype(float)
+w = np.zeros((2, 1))
+b = 0.0
+m = X.shape[0]
+for i in range(25):
+    A = propagate(w, b, X)
+    cost = cross_entropy(A, Y)
+    dw = np.dot(X.T, A - Y) / m
+    db = np.sum(A - Y) / m
+    w = w - 0.5 * dw
+    b = b - 0.5 * db
+print(w.ravel(), b)
+"""
+
+
+def test_logistic_script_with_its_own_model_and_loss_functions(tmp_path, capsys):
+    runs, ns, _ = run_in_process(tmp_path, LOGISTIC, ["w", "b"], model="propagate", loss_fn="cross_entropy")
+    trace = runs[0].trace
+    report = tracer.check(trace)
+    assert report.verdict == "passed" and report.cannot_check == [], report.summary()
+    assert trace.meta["program"]["outputs"]["loss"] == "cost"
+    assert isinstance(ns["b"], float) and trace.param_values("b", "after")[-1] == ns["b"]
+    notes = " ".join(runs[0].notes)
+    for guess in ("inputs: the variable 'X'", "targets: the variable 'Y'", "predictions: the variable 'A'",
+                  "loss: the variable 'cost'"):
+        assert guess in notes
+
+
+def test_a_loop_inside_a_generator_is_one_run_across_its_yields(tmp_path):
+    source = """
+    import numpy as np
+
+    def training(x, y):
+        w = np.zeros((1, 1))
+        for i in range(4):
+            out = x @ w
+            loss = np.mean((out - y) ** 2)
+            w = w - 0.01 * 2 * x.T @ (out - y) / len(x)
+            yield loss
+
+    x = np.arange(5.0).reshape(-1, 1); y = 3 * x
+    losses = list(training(x, y))
+    """
+    runs, ns, _ = run_in_process(tmp_path, source, ["w"])
+    assert len(runs) == 1 and runs[0].trace.n_steps == 4
+    assert runs[0].trace.steps["loss"].tolist() == ns["losses"]

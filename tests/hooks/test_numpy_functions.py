@@ -173,3 +173,38 @@ def test_mlp_planted_bugs_are_caught(bug, param, factor):
     assert first["factor"] == pytest.approx(factor, rel=1e-6)
     others = report.table[(report.table.quantity == "update") & (report.table.param != param)]
     assert others["passed"].all()
+
+
+def test_model_function_alone_lets_the_checker_identify_the_loss():
+    x, y = logistic_data()
+    n = len(x)
+    w, b = np.zeros((3, 1)), 0.0
+    tr = NumpyTracer(params=["w", "b"], predictions="p", loss="cost", inputs=x, targets=y, model=logistic)
+    for i in tr.range(10):
+        p = sigmoid(np.dot(x, w) + b)
+        cost = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
+        w = w - 0.1 * np.dot(x.T, p - y) / n
+        b = b - 0.1 * np.sum(p - y) / n
+    report = tracer.check(tr.trace)
+    assert report.verdict == "passed", report.summary()
+    assert report.identified["loss"] == "binary cross-entropy on probabilities (torch BCELoss) (mean)"
+    assert "lr 0.1" in report.identified["optimizer"]
+
+
+def test_a_model_the_program_cannot_follow_says_cannot_check_and_never_crashes():
+    x, y = logistic_data(60)
+    w, b = np.zeros((3, 1)), 0.0
+
+    def softmax_model(w, b, x):
+        z = x @ w + b
+        return np.exp(z - z.max(axis=1, keepdims=True))
+
+    tr = NumpyTracer(params=["w", "b"], predictions="p", inputs=x, targets=y, lr=0.1, model=softmax_model)
+    for i in tr.range(3):
+        p = softmax_model(w, b, x)
+        w = w - 0.1 * x.T @ (p - y) / 60
+        b = b - 0.1 * float(np.mean(p - y))
+    report = tracer.check(tr.trace)
+    assert report.verdict == "incomplete"
+    assert any(r.startswith("model: numpy.max at test_numpy_functions.py:") for r in report.cannot_check), \
+        report.cannot_check
