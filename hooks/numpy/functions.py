@@ -56,11 +56,7 @@ def linear(weight, bias, x):
     return x @ weight + bias
 
 
-def _linear_without_bias(weight, x):
-    return x @ weight
-
-
-def call_model(model, params: dict, x):
+def call_model(model, params: dict, x) -> object:
     """Call ``model`` on the parameters and the inputs (the convention in the module docstring)."""
     try:
         sig = inspect.signature(model)

@@ -15,7 +15,12 @@ import math
 
 import numpy as np
 
+from typing import TYPE_CHECKING
+
 from .proxy import Traced
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .builder import Builder
 
 __all__ = ["on_ufunc", "on_function", "index", "astype", "concrete"]
 
@@ -46,7 +51,7 @@ def concrete(v):
 
 
 # ------------------------------------------------------------------ ufuncs
-def on_ufunc(b, ufunc, method, inputs, kwargs):
+def on_ufunc(b: Builder, ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict):
     """``ufunc.method(*inputs, **kwargs)`` on traced values (NumPy's ``__array_ufunc__``)."""
     value = getattr(ufunc, method)(*concrete(inputs), **concrete(kwargs))
     name = f"numpy.{ufunc.__name__}"
@@ -82,7 +87,7 @@ def on_ufunc(b, ufunc, method, inputs, kwargs):
 
 
 # --------------------------------------------------------------- functions
-def on_function(b, func, args, kwargs):
+def on_function(b: Builder, func, args: tuple, kwargs: dict):
     """``func(*args, **kwargs)`` with traced arguments (NumPy's ``__array_function__``)."""
     value = func(*concrete(args), **concrete(kwargs))
     handler = FUNCTIONS.get(func)
@@ -259,7 +264,7 @@ FUNCTIONS = {
 
 
 # --------------------------------------------------------- indexing, astype
-def index(b, x, key):
+def index(b: Builder, x: Traced, key):
     """``x[key]``: the registry's ``index`` op (basic indexing and integer index arrays)."""
     value = x.value[concrete(key)]
     keys = key if isinstance(key, tuple) else (key,)
@@ -289,7 +294,7 @@ def index(b, x, key):
     return b.emit("index", args, value, items=items)
 
 
-def astype(b, x, dtype):
+def astype(b: Builder, x: Traced, dtype) -> Traced:
     """``x.astype(dtype)``: comparisons are already 0/1 numbers in the program."""
     value = x.value.astype(dtype)
     kind, source = value.dtype.kind, x.value.dtype.kind
