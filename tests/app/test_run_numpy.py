@@ -306,3 +306,14 @@ def test_a_loop_inside_a_generator_is_one_run_across_its_yields(tmp_path):
     runs, ns, _ = run_in_process(tmp_path, source, ["w"])
     assert len(runs) == 1 and runs[0].trace.n_steps == 4
     assert runs[0].trace.steps["loss"].tolist() == ns["losses"]
+
+
+def test_a_loop_that_never_iterates_is_said_and_leaves_nothing(tmp_path, capsys):
+    script = tmp_path / "never.py"
+    script.write_text("import numpy as np\nw = np.zeros(1)\nfor i in range(0):\n    w = w - 1\nprint('done')\n")
+    assert run.main(["--numpy-params", "w", str(script)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "done\n"
+    assert "never.py trained nothing steptrace can trace (the NumPy loop at line 3 completed no iteration)" \
+        in captured.err
+    assert not (tmp_path / "never.steptrace").exists()
