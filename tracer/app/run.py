@@ -268,7 +268,7 @@ def _numpy_loop(args, script: Path):
 def _nothing_traced(args, options, imported) -> str:
     """Why no run was recorded, in the user's terms."""
     names = {"keras": "Keras", "torch": "PyTorch"}
-    if options["numpy"] is not None and not imported:
+    if options["numpy"] is not None:
         site = options["numpy"][0]
         arrivals, notes = options["numpy_status"]
         if not arrivals:
