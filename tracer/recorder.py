@@ -1,6 +1,6 @@
 """The recorder: the one place hooks hand framework-neutral step records to.
 
-Hooks (``hooks/keras.py``, ``hooks/torch.py``, ``hooks/numpy.py``) turn framework
+Hooks (``hooks/keras/``, ``hooks/torch/``, ``hooks/numpy/``) turn framework
 events into plain NumPy arrays and call :meth:`Recorder.record_step` once per
 iteration. The recorder copies each array once into a columnar buffer
 (:mod:`tracer.buffers`, :mod:`tracer.capture`) and builds a :class:`tracer.Trace` on
