@@ -58,15 +58,6 @@ KNOWN_GAPS = {
         "issue 16 item 5: backward calls between optimizer steps are recorded as steps; reported as "
         "grad_accumulating/never_updated instead of an undivided accumulation (on current main: ERROR, "
         "'3 prediction columns for 1 targets')",
-    # regression on main since the reliab merge (98332f4): a trace whose targets are class indices
-    # (1 column) and predictions are logits (10 columns) is saved but cannot be read back:
-    # "samples.parquet: 10 prediction columns for 1 targets" -> verdict ERROR
-    "torch_nn_really.py::verdicts":
-        "REGRESSION: runs 2-8 cannot be read back ('10 prediction columns for 1 targets'): verdict ERROR",
-    "keras_guide_builtin_training.py::verdicts":
-        "REGRESSION: the trace cannot be read back ('10 prediction columns for 1 targets'): verdict ERROR",
-    "torch_extra_manual_update.py::verdicts":
-        "REGRESSION: the trace cannot be read back ('10 prediction columns for 1 targets'): verdict ERROR",
     "keras_rmse_metric_is_mae.py::verdicts":
         "metrics given as plain functions are not recomputed: no logged_rmse check, verdict OK",
 }

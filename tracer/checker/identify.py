@@ -35,18 +35,22 @@ def guess_linear_model(trace) -> dict | None:
     k, m = arrays.inputs.shape[1], arrays.targets.shape[1]
     weight = bias = None
     transpose = False
+    flat = False
     for name, p in arrays.params.items():
         shape = tuple(p["shape"])
         if len(shape) == 2 and shape == (k, m) and weight is None:
             weight = name
         elif len(shape) == 2 and shape == (m, k) and weight is None:
             weight, transpose = name, True
-        elif shape in ((m,), (1, m)) and bias is None:
+        elif shape == (k,) and m == 1 and weight is None:      # x @ w with a vector w: one output per row
+            weight, flat = name, True
+        elif shape in ((m,), (1, m), ()) and bias is None:   # a Python float bias is a scalar
             bias = name
     if weight is None or len(arrays.params) > 2 or (len(arrays.params) == 2 and bias is None):
         return None
-    return {"kind": "dense_stack", "layers": [{"type": "dense", "weight": weight, "bias": bias,
-                                               "transpose": transpose, "activation": "linear"}]}
+    return {"kind": "dense_stack", "flat_output": flat,
+            "layers": [{"type": "dense", "weight": weight, "bias": bias, "transpose": transpose,
+                        "activation": "linear"}]}
 
 
 def candidate_losses(n_outputs: int, class_targets: bool) -> list[tuple[dict, str]]:

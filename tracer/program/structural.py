@@ -428,5 +428,63 @@ class LogSoftmax(Softmax):
         return [gm + p * np.sum(gm, axis=ax, keepdims=True) + pmag * sg if need[0] else None]
 
 
-for _cls in (Sum, Mean, LogSumExp, Softmax, LogSoftmax):
+class AMax(_Reduce):
+    """Largest value over dims; the gradient goes to the largest elements (split evenly
+    between ties, as torch's ``amax``)."""
+
+    name, doc = "amax", "largest value over dims (gradient to the arg-max, ties split)"
+    pick = staticmethod(np.max)
+
+    def forward(self, xs, attrs):
+        return self.pick(xs[0], axis=self._axes(xs[0], attrs), keepdims=attrs["keepdim"])
+
+    def _mask(self, x, out, attrs):
+        o = out if attrs["keepdim"] else np.expand_dims(out, self._axes(x, attrs))
+        hit = (x == o).astype(x.dtype if x.dtype.kind == "f" else np.float64)
+        return hit / np.sum(hit, axis=self._axes(x, attrs), keepdims=True)
+
+    def vjp(self, g, xs, out, attrs, need):
+        return [self._expand(g, xs[0], attrs) * self._mask(xs[0], out, attrs) if need[0] else None]
+
+    def fmag(self, ms, xs, out, attrs):
+        return self.forward([ms[0]], attrs)
+
+    def bmag(self, gm, g, ms, xs, out, attrs, need):
+        return [self._expand(gm, xs[0], attrs) * self._mask(xs[0], out, attrs) if need[0] else None]
+
+
+class AMin(AMax):
+    name, doc = "amin", "smallest value over dims (gradient to the arg-min, ties split)"
+    pick = staticmethod(np.min)
+
+
+class Size(Op):
+    """The number of elements along dims of a value (a batch size, ``len(x)``), per step.
+
+    A number that depends on the batch (``/ len(y)``) must follow the batch: the last,
+    shorter batch divides by its own size. No gradient flows through it."""
+
+    name, arity, doc = "size", 1, "number of elements along dims (all when none are given)"
+    defaults = {"dims": None}
+    differentiable = ()
+
+    def normalise(self, attrs, where):
+        d = _ints(attrs["dims"], "size dims", where, allow_none=True)
+        attrs["dims"] = [d] if isinstance(d, int) else d
+        return attrs
+
+    def forward(self, xs, attrs):
+        x = xs[0]
+        axes = step_axes(attrs["dims"], rank(x))
+        n = float(np.prod([x.shape[a] for a in axes], dtype=np.int64))
+        return np.full(x.shape[0], n)
+
+    def vjp(self, g, xs, out, attrs, need):
+        return [None]
+
+    def text(self, args, attrs):
+        return f"size({args[0]}" + ("" if attrs["dims"] is None else f", dims={attrs['dims']}") + ")"
+
+
+for _cls in (Sum, Mean, LogSumExp, Softmax, LogSoftmax, AMax, AMin, Size):
     register(_cls())

@@ -82,3 +82,23 @@ def test_non_finite_names_the_step_and_the_operation():
     assert "log of 0 or of a negative number" in found[0].message and "model.py:6" in found[0].message
     assert report.verdict == "failed"
     assert (report.table["status"] == "non-finite").any()
+
+
+def test_a_guessed_linear_model_accepts_a_vector_weight_and_a_scalar_bias():
+    """``x @ w + b`` with ``w`` of shape (k,) and a Python-float bias: the guessed model
+    compares one prediction per row with one target per row (no broadcast)."""
+    from tracer import Recorder
+    x, y = X, Y[:, 0]
+    rec = Recorder(meta={"framework": "numpy", "optimizer": {"name": "sgd", "convention": "plain", "lr": 0.1}})
+    rec.set_data(x, y)
+    w, b = np.zeros(3), np.float64(0.0)
+    for step in range(3):
+        pred = x @ w + b
+        gw, gb = x.T @ (pred - y) / len(y), np.mean(pred - y)
+        rec.record_step(epoch=step + 1, batch=1, params_before={"w": w, "b": b},
+                        params_after={"w": w - 0.1 * gw, "b": b - 0.1 * gb}, rows=np.arange(len(y)), y_pred=pred,
+                        loss=float(np.mean((pred - y) ** 2) / 2))
+        w, b = w - 0.1 * gw, b - 0.1 * gb
+    report = tracer.check(rec.trace())
+    assert report.ok, report.summary()
+    assert "linear model" in report.identified["model"]
