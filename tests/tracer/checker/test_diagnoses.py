@@ -102,3 +102,28 @@ def test_a_guessed_linear_model_accepts_a_vector_weight_and_a_scalar_bias():
     report = tracer.check(rec.trace())
     assert report.ok, report.summary()
     assert "linear model" in report.identified["model"]
+
+
+def _loss_program(tail):
+    prog = mlp_program(act="tanh")
+    prog["nodes"][-1]["name"] = "l0"
+    prog["nodes"] += tail
+    return prog
+
+
+def test_a_mean_loss_divided_by_the_batch_size_again_is_named():
+    planted = _loss_program([{"name": "loss", "op": "div", "args": ["l0", 20.0], "where": "train.py:12"}])
+    found, report = _kinds(simulate(planted, X, Y, _params()), "loss_scale")
+    assert len(found) == 1 and "divided by the batch size (20) again at train.py:12" in found[0].message
+    assert found[0].evidence["factor"] == 20 and report.table["passed"].all()
+    twin = _loss_program([{"name": "loss", "op": "div", "args": ["l0", 2.0]}])      # a /2 is no bug
+    assert _kinds(simulate(twin, X, Y, _params()), "loss_scale")[0] == []
+
+
+def test_a_summed_loss_that_diverges_is_named():
+    summed = mlp_program(act="tanh", loss="mse_loss")
+    summed["nodes"][-1]["attrs"] = {"reduction": "sum"}
+    found, _ = _kinds(simulate(summed, X, Y * 50, _params(), lr=0.05, steps=8), "loss_scale")
+    assert len(found) == 1 and "sums over the 20 rows" in found[0].message and "diverged" in found[0].message
+    calm, _ = _kinds(simulate(summed, X, Y, _params(), lr=0.001, steps=8), "loss_scale")
+    assert calm == []

@@ -15,13 +15,14 @@ from .clipping import ClippingEffect
 from .bookkeeping import DoubleAveraging, GradAccumulating, NeverUpdated, UpdatedTwice
 from .continuity import Continuity
 from .dead_gradients import DeadGradients
+from .loss_scale import LossScale
 from .loss_shape import LossBroadcast
 from .nonfinite import NonFinite
 
 __all__ = ["diagnose", "DIAGNOSES", "Context", "Diagnosis", "finding"]
 
 DIAGNOSES: list[Diagnosis] = [NeverUpdated(), UpdatedTwice(), GradAccumulating(), DoubleAveraging(),
-                              Continuity(), DeadGradients(), LossBroadcast(), NonFinite(), ClippingEffect(), Accumulation()]
+                              Continuity(), DeadGradients(), LossBroadcast(), NonFinite(), ClippingEffect(), Accumulation(), LossScale()]
 
 
 def diagnose(trace, program=None, extras: dict | None = None) -> list[dict]:

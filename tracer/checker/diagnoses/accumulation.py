@@ -40,17 +40,5 @@ class Accumulation(Diagnosis):
 
 def _constant_divisor(program) -> float:
     """The product of the constant divisors applied to the loss at its very end (1 if none)."""
-    by_name = {n.name: n for n in program.primitive_nodes}
-    node = by_name.get(program.outputs["loss"])
-    div = 1.0
-    while node is not None:
-        nums = [a for a in node.args if not isinstance(a, str)]
-        names = [a for a in node.args if isinstance(a, str)]
-        if node.op == "div" and len(nums) == 1 and node.args[1] == nums[0]:
-            div *= float(nums[0])
-        elif node.op == "mul" and len(nums) == 1 and nums[0]:
-            div /= float(nums[0])
-        elif node.op != "identity":
-            break
-        node = by_name.get(names[0]) if names else None
-    return div
+    from .loss_scale import final_divisor
+    return final_divisor(program)[0]
