@@ -90,14 +90,23 @@ class MatMul(Op):
     def vjp(self, g, xs, out, attrs, need):
         return self._grads(g, xs[0], xs[1], need, xs[0], xs[1])
 
-    def fmag(self, ms, xs, out, attrs):
+    def fmag(self, ms, xs, out, attrs, exact=(False, False)):
         a, b = np.abs(xs[0]), np.abs(xs[1])
+        if exact[0] and exact[1]:            # both leaves: |A| @ |B| once
+            return 2 * self.forward([a, b], attrs)
+        if exact[1]:                         # (M_A + |A|) @ |B|: one product, not two
+            return self.forward([ms[0] + a, b], attrs)
+        if exact[0]:
+            return self.forward([a, ms[1] + b], attrs)
         return self.forward([ms[0], b], attrs) + self.forward([a, ms[1]], attrs)
 
-    def bmag(self, gm, g, ms, xs, out, attrs, need):
+    def bmag(self, gm, g, ms, xs, out, attrs, need, exact=(False, False)):
         a, b = np.abs(xs[0]), np.abs(xs[1])
+        ag = np.abs(g)
+        if exact[0] and exact[1]:            # M_A = |A|, M_B = |B|: (gm + |g|) against each once
+            return self._grads(gm + ag, xs[0], xs[1], need, a, b)
         first = self._grads(gm, xs[0], xs[1], need, a, b)
-        second = self._grads(np.abs(g), xs[0], xs[1], need, ms[0], ms[1])
+        second = self._grads(ag, xs[0], xs[1], need, ms[0], ms[1])
         return [None if f is None else f + s for f, s in zip(first, second)]
 
     def text(self, args, attrs):
