@@ -74,6 +74,11 @@ def build_program(model: keras.Model, names: list[str], shapes: StepShapes, seen
 
 def _translate(model, names, shapes, seen, b, backend) -> dict:
     layers = _chain(model)
+    for obj in [model] + layers:
+        policy = getattr(obj, "dtype_policy", None)
+        if policy is not None and policy.compute_dtype != policy.variable_dtype:
+            raise Unsupported("mixed precision", f"{obj.name} computes in {policy.compute_dtype} with "
+                              f"{policy.variable_dtype} weights ({policy.name}); the loss is scaled")
     if seen.get("sample_weight"):
         raise Unsupported("sample_weight", "the batches carry sample or class weights, which the program "
                           "does not model")

@@ -52,8 +52,9 @@ def traced_step(model: keras.Model, variables: list, names: list[str], opt_name:
         after = [tf.identity(v.value) for v in variables]
         slots = slot_variables(opt, opt_name, variables, names)
         seen["slots"] = slots
-        grads = _gradients(variables, cap)
-        extras = {"lr": lr, "iterations": tf.identity(opt.iterations.value)}
+        grads = _gradients(variables, cap, opt.loss_scale_factor)
+        iterations = opt.iterations          # a tensor, not a variable, with gradient accumulation
+        extras = {"lr": lr, "iterations": tf.identity(getattr(iterations, "value", iterations))}
         if summary:
             extras["norms"] = _norms(before, after, grads)
         else:
@@ -77,8 +78,9 @@ def traced_step(model: keras.Model, variables: list, names: list[str], opt_name:
     return step
 
 
-def _gradients(variables, cap):
-    """One dense gradient per variable (NaN where the optimizer got none)."""
+def _gradients(variables, cap, scale=None):
+    """One dense gradient per variable (NaN where the optimizer got none): the gradient of
+    the loss, unscaled as the optimizer unscales it (``loss_scale_factor``)."""
     grads = []
     for v in variables:
         g = cap.get("grads", {}).get(id(v))
@@ -86,6 +88,8 @@ def _gradients(variables, cap):
             g = tf.fill(tf.shape(v.value), tf.constant(_NAN, v.value.dtype))
         elif isinstance(g, tf.IndexedSlices):
             g = tf.convert_to_tensor(g)
+        if scale is not None:
+            g = g / scale
         grads.append(g)
     return grads
 

@@ -39,7 +39,7 @@ def traced_function(model: keras.Model, variables: list, names: list[str], opt_n
             logs, cap = spied_train_step(model, opt, train_step, batch, "apply", seen)
         slots = slot_variables(opt, opt_name, variables, names)
         seen["slots"] = slots
-        grads = _gradients(variables, cap)
+        grads = _gradients(variables, cap, opt.loss_scale_factor)
         extras = {"lr": lr, "iterations": int(_scalar(opt.iterations))}
         after = [v.value.detach() for v in variables]
         x, y, _ = unpack(batch)
@@ -72,12 +72,16 @@ def _scalar(v) -> float:
     return float(v)
 
 
-def _gradients(variables, cap):
-    """One dense gradient per variable (NaN where the optimizer got none)."""
+def _gradients(variables, cap, scale=None):
+    """One dense gradient per variable (NaN where the optimizer got none): the gradient of
+    the loss, unscaled as the optimizer unscales it (``loss_scale_factor``)."""
     out = []
     for v in variables:
         g = cap.get("grads", {}).get(id(v))
-        out.append(torch.full_like(v.value, float("nan")) if g is None else g.detach())
+        if g is None:
+            out.append(torch.full_like(v.value, float("nan")))
+        else:
+            out.append(g.detach() if scale is None else g.detach() / scale)
     return out
 
 
