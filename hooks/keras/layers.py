@@ -75,11 +75,16 @@ def _softplus(b, x, base, label, backend):
     return b.add(base, "softplus", [x], label=label, **({"threshold": 20.0} if backend == "torch" else {}))
 
 
+def _relu6(b, x, base, label):
+    # min(relu(x), 6): the gradient is 0 at x == 0, as TensorFlow's Relu6Grad and torch's
+    # hardtanh give it (a zero bias over a dead ReLU row hits exactly 0; clamp would pass 1)
+    return b.add(base, "minimum", [b.add(base + "/relu", "relu", [x], label=label), 6.0], label=label)
+
+
 def _hard_sigmoid(b, x, base, label):
     # relu6(x + 3) / 6 (TensorFlow) == torch's hardsigmoid
     shifted = b.add(base + "/x+3", "add", [x, 3.0], label=label)
-    return b.add(base, "div", [b.add(base + "/relu6", "clamp", [shifted], label=label, min=0.0, max=6.0), 6.0],
-                 label=label)
+    return b.add(base, "div", [_relu6(b, shifted, base + "/relu6", label), 6.0], label=label)
 
 
 def _composite(b, name, x, base, label, backend):
@@ -88,7 +93,7 @@ def _composite(b, name, x, base, label, backend):
     if name in simple:
         return b.add(base, name, [x], label=label, **simple[name])
     if name == "relu6":
-        return b.add(base, "clamp", [x], label=label, min=0.0, max=6.0)
+        return _relu6(b, x, base, label)
     if name == "log_softmax":
         return b.add(base, "log_softmax", [x], label=label, dim=-1)
     if name == "exponential":

@@ -89,11 +89,14 @@ def describe_model(model: keras.Model, names: list[str]) -> dict:
     if not isinstance(model, keras.Sequential):
         # a functional model qualifies only if each layer feeds the next one
         try:
-            chain = all(b.input is a.output for a, b in zip(layers, layers[1:]))
+            chain = bool(getattr(model, "inputs", None)) and \
+                all(b.input is a.output for a, b in zip(layers, layers[1:]))
         except (AttributeError, ValueError):
             chain = False
         if not chain:
             return {"kind": "unsupported", "reason": f"{type(model).__name__} is not a plain chain of layers"}
+    if not all(layer.built for layer in layers):
+        return {"kind": "unsupported", "reason": "the model is not built yet"}
     out = []
     for layer in layers:
         if type(layer) is not keras.layers.Dense:

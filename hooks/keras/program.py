@@ -51,7 +51,7 @@ class _Context:
         name = self.names_by_id.get(id(variable))
         if name is not None:
             return self.builder.param(name)
-        return self.builder.const(base, keras.ops.convert_to_numpy(variable))
+        return self.builder.const(base, keras.ops.convert_to_numpy(keras.ops.copy(variable.value)))
 
 
 def build_program(model: keras.Model, names: list[str], shapes: StepShapes, seen: dict,
