@@ -80,8 +80,8 @@ def as_numpy(t: Any) -> np.ndarray:
     """A NumPy view of a tensor the step returned, without a defensive copy.
 
     Safe because every array handed to the recorder is copied by it at once, and the
-    tensors are fresh step outputs (TensorFlow) or values nothing writes to before the
-    recorder copies them (torch: the next step has not started yet).
+    tensors are fresh step outputs: graph outputs on TensorFlow, clones or gradients
+    nothing writes to before the next step on torch.
     """
     view = getattr(t, "_numpy", None)                        # a TensorFlow eager tensor
     if view is not None:

@@ -143,7 +143,7 @@ def describe_loss(model: keras.Model, notes: list) -> dict | None:
     key = _loss_key(loss)
     name = _LOSS_ALIASES.get(key or "")
     if name is None:
-        notes.append(f"loss {loss!r}: not one steptrace knows; the checker will try to identify it")
+        notes.append(f"loss {loss!r}: not one steptrace models (see the step program's unsupported entries)")
         return None
     cfg = {}
     if isinstance(loss, keras.losses.Loss):

@@ -41,7 +41,7 @@ def traced_function(model: keras.Model, variables: list, names: list[str], opt_n
         seen["slots"] = slots
         grads = _gradients(variables, cap, opt.loss_scale_factor)
         extras = {"lr": lr, "iterations": int(_scalar(opt.iterations))}
-        after = [v.value.detach() for v in variables]
+        after = [v.value.detach().clone() for v in variables]   # other callbacks run before ours
         x, y, _ = unpack(batch)
         loss = cap.get("loss")
         if loss is not None:
@@ -53,7 +53,7 @@ def traced_function(model: keras.Model, variables: list, names: list[str], opt_n
                 extras["batch_size"] = int(first.shape[0])
             return logs, extras
         extras.update({"before": tuple(before), "after": tuple(after), "grads": tuple(grads),
-                       "slots": tuple(getattr(s, "value", s).detach() for _, _, s in slots)})
+                       "slots": tuple(getattr(s, "value", s).detach().clone() for _, _, s in slots)})
         y_pred = cap.get("y_pred")
         if isinstance(y_pred, torch.Tensor):
             extras["y_pred"] = y_pred.detach()
