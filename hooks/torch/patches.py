@@ -25,6 +25,7 @@ import torch
 import torch.optim.optimizer as _optim_module
 from torch.overrides import TorchFunctionMode
 
+from .._busy import torch_should_ignore
 from ..patch import Patch, set_attr
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -103,7 +104,7 @@ class FirstForward(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        if isinstance(out, torch.Tensor):
+        if isinstance(out, torch.Tensor) and not torch_should_ignore():
             gf = out.grad_fn
             if gf is not None:
                 self.args[id(gf)] = (gf, [a for a in args if isinstance(a, torch.Tensor)])
@@ -117,7 +118,8 @@ class FirstForward(TorchFunctionMode):
 def _traced_backward(self, *args, **kwargs):
     """``Tensor.backward`` with the tracer reading the graph before and the gradients after."""
     tracer = _ACTIVE
-    if tracer is None or tracer.failed is not None or not self.requires_grad or self.grad_fn is None:
+    if tracer is None or torch_should_ignore() or tracer.failed is not None or not self.requires_grad \
+            or self.grad_fn is None:
         return ORIGINAL_BACKWARD(self, *args, **kwargs)
     tracer.take_first_forward()
     tracer.guard(tracer.before_backward, self)
@@ -128,7 +130,7 @@ def _traced_backward(self, *args, **kwargs):
 
 def _traced_data_set(self, value):
     tracer = _ACTIVE
-    if tracer is not None and id(self) in tracer.run.names:
+    if tracer is not None and id(self) in tracer.run.names and not torch_should_ignore():
         tracer.on_write(self, sys._getframe(1), True)
     _DATA_DESCR.__set__(self, value)
 
@@ -138,7 +140,7 @@ def _make_inplace(meth):
 
     def inplace(self, *args, **kwargs):
         tracer = _ACTIVE
-        if tracer is not None and id(self) in tracer.run.names:
+        if tracer is not None and id(self) in tracer.run.names and not torch_should_ignore():
             tracer.on_write(self, sys._getframe(1), False)
         return orig(self, *args, **kwargs)
 
