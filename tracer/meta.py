@@ -70,10 +70,13 @@ class LossSpec(TypedDict, total=False):
 
 
 class OptimizerSpec(TypedDict, total=False):
-    """The optimizer and its hyperparameters under the framework's own names."""
+    """The optimizer and its hyperparameters under the framework's own names;
+    ``unmodelled`` maps a parameter to why its update is not the rule's (a constraint,
+    an exclusion from weight decay): the checker says "cannot check" for it."""
     name: str
     convention: str
     lr: float | None
+    unmodelled: dict[str, str]
 
 
 class MetricSpec(TypedDict, total=False):

@@ -292,8 +292,11 @@ class Recorder:
             n, k, m = self._data_shape
             meta["data"] = {**(meta.get("data") or {}), "n_rows": int(n),
                             "inputs": column_names("x", k), "targets": column_names("y", m)}
-        meta["params"] = [{"name": n, "shape": list(shape)} for n, shape in self._full.shapes.items()] or \
-            meta.get("params", [])
+        # the recorded shapes, keeping what the hook said of each parameter (e.g. its dtype
+        # when the values were widened for recording: bfloat16 kept as float32)
+        declared = {p.get("name"): p for p in meta.get("params") or [] if isinstance(p, dict)}
+        meta["params"] = [{**declared.get(n, {}), "name": n, "shape": list(shape)}
+                          for n, shape in self._full.shapes.items()] or meta.get("params", [])
         return meta
 
     def _count_given(self, loss, y_pred, grads) -> None:

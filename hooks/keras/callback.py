@@ -147,6 +147,9 @@ class TraceCallback(keras.callbacks.Callback):
         self._names = km.param_names(model)
         loss = km.describe_loss(model, notes)
         optimizer = km.describe_optimizer(opt, notes)
+        unmodelled = km.unmodelled_updates(opt, self._vars, self._names)
+        if unmodelled:
+            optimizer["unmodelled"] = unmodelled
         self._opt_name = optimizer["name"]
         self._seen = {}             # filled when the step is traced: slots (Keras builds the optimizer
         self._program_built = False  # then), sample weights, the number of add_loss terms

@@ -210,6 +210,27 @@ def describe_optimizer(opt: keras.optimizers.Optimizer, notes: list) -> dict | N
     return spec
 
 
+def unmodelled_updates(opt: keras.optimizers.Optimizer, variables: list, names: list[str]) -> dict:
+    """``{param: reason}`` for variables whose update the rule does not describe: a
+    constraint (applied after the update) or an exclusion from weight decay. The checker
+    then says "cannot check" for those updates instead of failing them."""
+    out = {}
+    wd = getattr(opt, "weight_decay", None)
+    use_wd = getattr(opt, "_use_weight_decay", None)
+    for var, name in zip(variables, names):
+        constraint = getattr(var, "constraint", None)
+        if constraint is not None:
+            out[name] = f"a constraint ({type(constraint).__name__}) changes the value after the update"
+        elif wd and use_wd is not None:
+            try:
+                excluded = not use_wd(var)
+            except (AttributeError, TypeError, ValueError):
+                excluded = False
+            if excluded:
+                out[name] = "excluded from weight decay (exclude_from_weight_decay)"
+    return out
+
+
 def slot_variables(opt: keras.optimizers.Optimizer, name: str, variables: list,
                    names: list[str]) -> list[tuple[str, str, object]]:
     """``(param name, slot name, optimizer variable)`` for every state slot of every parameter

@@ -16,7 +16,9 @@ from ..errors import SteptraceError
 from ..math.clipping import Clipping, transforms_of
 from ..math.optimizers import get_optimizer
 from . import identify
+from .compare import badness, worst_per_row
 from .quantities import add_worst
+from .tolerance import FACTOR
 
 __all__ = ["check_updates"]
 
@@ -60,7 +62,11 @@ def check_updates(trace, report, builder, eps, opt_spec, expected_grads):
         t = param_step.astype(np.float64)
     lr_rec = col("lr")
     clipping = _clipping(trace, report, opt_spec, expected_grads)
+    unmodelled = (opt_spec or {}).get("unmodelled") or {}
     for name, p in arrays.params.items():
+        if name in unmodelled:         # the hook saw something the rule does not describe
+            report.cannot_check.append(f"update of {name}: {unmodelled[name]}")
+            continue
         _check_param(name, p, rules[name], param_step, t, lr_rec if opt_spec is not None else None,
                      expected_grads.get(name), builder, report, eps, clipping)
     if clipping is not None:
@@ -128,7 +134,7 @@ def _check_param(name, p, rule, param_step, t, lr_rec, expected, builder, report
     shape = tuple(p["shape"])
     per = max(1, CHUNK_ELEMENTS // max(1, size))
     checked = 0
-    rtol = 64 * eps       # the rule's own arithmetic in the run's precision, relative to the update
+    rtol = FACTOR * eps   # against the rounding magnitudes of the rule's own arithmetic
     for i0 in range(0, n, per):
         i1 = min(n, i0 + per)
         before = p["before"][i0:i1].astype(np.float64)
@@ -146,27 +152,47 @@ def _check_param(name, p, rule, param_step, t, lr_rec, expected, builder, report
         lr_used = None
         if lr_rec is not None and np.isfinite(lr_rec[i0:i1][ok]).all():
             lr_used = lr_rec[i0:i1][ok]
-        new_p, new_state = rule.step(before[ok].reshape((k,) + shape), g[ok].reshape((k,) + shape), sb,
-                                     t[i0:i1][ok], lr_used)
+        args = (before[ok].reshape((k,) + shape), g[ok].reshape((k,) + shape), sb, t[i0:i1][ok], lr_used)
+        new_p, new_state = rule.step(*args)
+        mags = _LazyMags(rule, args, k)
         exp_update = np.asarray(new_p).reshape(k, -1) - before[ok]
         act_update = after[ok] - before[ok]
         # the recorded update carries the rounding of the value itself: eps * |p| per step
         scale = np.maximum(np.abs(before[ok]), np.abs(after[ok])) * (8 * eps / rtol)
+        bad = badness(exp_update, act_update, rtol, scale)
+        if not worst_per_row(bad)[1]:          # not conclusive: the rule's rounding magnitudes decide
+            scale = np.maximum(scale, mags.of("p"))
+            bad = badness(exp_update, act_update, rtol, scale)
         steps = param_step[i0:i1][ok]
-        add_worst(builder, "update", name, steps, exp_update, act_update, scale, rtol)
+        add_worst(builder, "update", name, steps, exp_update, act_update, scale, rtol, bad=bad)
         for slot, value in new_state.items():
             rec = _recorded_slot(p, slot)
             if rec is None:
                 continue
             r = rec[i0:i1][ok].astype(np.float64)
             ev = np.asarray(value, dtype=np.float64).reshape(r.shape)
-            sc = np.maximum(np.abs(ev).max(axis=1, keepdims=True), np.abs(r).max(axis=1, keepdims=True))
-            add_worst(builder, slot, name, steps, ev, r, np.broadcast_to(sc, ev.shape), 64 * eps)
+            sc, bad = None, badness(ev, r, rtol)
+            if not worst_per_row(bad)[1]:
+                sc = mags.of(slot)
+                bad = badness(ev, r, rtol, sc)
+            add_worst(builder, slot, name, steps, ev, r, sc, rtol, bad=bad)
         checked += k
     if checked == 0:
         report.cannot_check.append(f"update of {name}: no step with a gradient and a known optimizer state")
     elif checked < n:
         report.context.setdefault("partial_updates", {})[name] = (checked, n)
+
+
+class _LazyMags:
+    """The rule's rounding magnitudes for a chunk, computed on first use (flattened rows)."""
+
+    def __init__(self, rule, args, k):
+        self.rule, self.args, self.k, self.done = rule, args, k, None
+
+    def of(self, name):
+        if self.done is None:
+            self.done = self.rule.magnitudes(*self.args)
+        return self.done[name].reshape(self.k, -1)
 
 
 def _recorded_slot(p, slot):

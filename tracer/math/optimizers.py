@@ -26,6 +26,7 @@ import numpy as np
 import sympy as sp
 
 from ..errors import TraceInputError, UnsupportedError
+from ..program.symbolic import magnitude as _magnitude
 
 __all__ = ["OptimizerRule", "get_optimizer", "OPTIMIZER_NAMES"]
 
@@ -75,6 +76,7 @@ class OptimizerRule:
         subs = {sp.Symbol(k, real=True): sp.Float(v) for k, v in self.symbols.items()}
         subs.update({sp.Symbol(k, positive=True): sp.Float(v) for k, v in self.symbols.items()})
         self._compiled = []
+        self._compiled_mag = []
         for target, expr in self._equations:
             if convention == "keras":
                 # Keras computes beta**t as ops.power(ops.cast(beta, dtype), t): the Python float
@@ -87,6 +89,11 @@ class OptimizerRule:
             e = expr.subs(subs)
             args = sorted(e.free_symbols, key=lambda s: s.name)
             self._compiled.append((target, [s.name for s in args], sp.lambdify(args, e, "numpy")))
+            # the rounding magnitude of the assignment (tracer.program.symbolic.magnitude)
+            msyms = {a: sp.Symbol("m_" + a.name, nonnegative=True) for a in args}
+            m = _magnitude(e, msyms)
+            margs = args + [msyms[a] for a in args]
+            self._compiled_mag.append((target, [a.name for a in args], sp.lambdify(margs, m, "numpy")))
 
     def equations(self, numeric: bool = False):
         """Ordered assignments ``[(name, sympy expr), ...]``; ``numeric=True`` substitutes hyperparameters."""
@@ -141,7 +148,7 @@ class OptimizerRule:
         self._run(p_before, grad, state, t_step, lr_value, out)
         return out
 
-    def _run(self, p_before, grad, state, t_step, lr_value, record):
+    def _run(self, p_before, grad, state, t_step, lr_value, record, mags=None):
         pv = np.asarray(p_before, dtype=np.float64)
         gv = np.asarray(grad, dtype=np.float64)
         if pv.shape != gv.shape or pv.ndim < 1:
@@ -160,12 +167,30 @@ class OptimizerRule:
             if v.shape != pv.shape:
                 raise TraceInputError(f"state[{s!r}]: expected shape {pv.shape}, got {v.shape}")
             env[s] = v
+        if mags is not None:
+            mags.update({k: np.abs(v) for k, v in env.items()})
         with np.errstate(all="ignore"):
-            for target, names, fn in self._compiled:
+            for (target, names, fn), (_, _, fm) in zip(self._compiled, self._compiled_mag):
+                if mags is not None:     # before env[target] is replaced: the inputs' values
+                    m = fm(*[env[n] for n in names], *[mags[n] for n in names])
                 env[target] = np.broadcast_to(fn(*[env[n] for n in names]), pv.shape)
+                if mags is not None:
+                    mags[target] = np.abs(m)
                 if record is not None:
                     record.append((target, np.array(env[target])))
         return env
+
+    def magnitudes(self, p_before, grad, state, t_step, lr_value=None) -> dict:
+        """Rounding magnitudes of the new parameter and state, ``{"p": ..., slot: ...}``.
+
+        Each assignment's magnitude follows :func:`tracer.program.symbolic.magnitude`
+        (``M(v) = |v| + sum |dv/du| M(u)``, the recorded inputs exact): a framework
+        computing ``b1*m + (1-b1)*g`` in float32 is off by about
+        ``eps * (|b1 m| + |(1-b1) g|)``, not ``eps * |result|`` when the two cancel.
+        """
+        mags: dict = {}
+        env = self._run(p_before, grad, state, t_step, lr_value, None, mags)
+        return {k: np.array(np.broadcast_to(mags[k], np.shape(env["p"]))) for k in ("p",) + tuple(self.slots)}
 
     def run(self, p0, grads, state=None, t0: int = 1, lr_value=None):
         """Follow one parameter through consecutive steps (``grads`` shaped ``(K, *shape)``).

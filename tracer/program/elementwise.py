@@ -308,6 +308,13 @@ def _clamp(a):
     return sp.Piecewise(*cases, (X, True)) if cases else X
 
 
+def _hardtanh(a):
+    lo, hi = _c(a["min"]), _c(a["max"])
+    return sp.Piecewise((lo, X <= lo), (hi, X >= hi), (X, True))
+
+
+_def("hardtanh", 1, _hardtanh, defaults={"min": -1.0, "max": 1.0}, check=_attr_num("min", "max"),
+     doc="x limited to [min, max] with no gradient at the bounds (torch hardtanh/relu6, Keras relu6)")
 _def("clamp", 1, _clamp, defaults={"min": None, "max": None},
      check=_attr_num("min", "max", optional=("min", "max")),
      doc="x limited to [min, max]; the gradient passes on the closed interval")

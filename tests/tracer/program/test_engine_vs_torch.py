@@ -281,3 +281,11 @@ def test_amax_amin_and_size():
              {"name": "loss", "op": "div", "args": ["t", "n"]}]
     _compare({"w": ("param", w)}, nodes,
              lambda w: (torch.exp(w - w.amax(1, keepdim=True)).sum() + w.amin(0).sum()) / w.shape[0])
+
+
+def test_hardtanh_and_relu6_pass_no_gradient_at_the_bounds():
+    w = np.array([[-1.0, -0.5, 0.0, 1.0, 6.0, 7.0]] * S)
+    nodes = [{"name": "h", "op": "hardtanh", "args": ["w"], "attrs": {"min": -0.5, "max": 1.0}},
+             {"name": "r", "op": "hardtanh", "args": ["w"], "attrs": {"min": 0.0, "max": 6.0}},
+             {"name": "hr", "op": "add", "args": ["h", "r"]}, {"name": "loss", "op": "sum", "args": ["hr"]}]
+    _compare({"w": ("param", w)}, nodes, lambda w: (F.hardtanh(w, -0.5, 1.0) + F.relu6(w)).sum())
