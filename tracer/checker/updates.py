@@ -196,8 +196,8 @@ class _LazyMags:
 
 
 def _recorded_slot(p, slot):
-    from ..math.optimizers import _SLOT_ALIASES   # Keras 3 calls Adam's m/v momentum/velocity
-    for name in (slot, *_SLOT_ALIASES.get(slot, ())):
+    from ..math.optimizers import SLOT_ALIASES    # Keras 3 calls Adam's m/v momentum/velocity
+    for name in (slot, *SLOT_ALIASES.get(slot, ())):
         if name in p["slots"]:
             return p["slots"][name]
     return None

@@ -133,4 +133,4 @@ def _load() -> None:
     global _LOADED
     if not _LOADED:
         _LOADED = True
-        from . import elementwise, structural, indexing, macros  # noqa: F401  (they register their ops)
+        from . import elementwise, structural, reductions, indexing, macros  # noqa: F401  (they register their ops)
