@@ -240,6 +240,8 @@ class Recorder:
             if self._sample_pred is None:
                 self._sample_pred = RowBuffer(pred.shape[1], pred.dtype if np.issubdtype(
                     pred.dtype, np.floating) else np.float64, 256)
+                if self._sample_step.n:          # rows recorded before the first predictions: NaN
+                    self._sample_pred.extend(np.full((self._sample_step.n, pred.shape[1]), np.nan))
             self._sample_pred.extend(pred)
             k = pred.shape[0]
             self._sample_step.extend(np.full(k, step, dtype=np.int64))

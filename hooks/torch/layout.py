@@ -1,0 +1,184 @@
+"""The step's tensors that nobody trains: the batch, constants, frozen tensors, plain numbers.
+
+Why it matters: the checker re-reads every step's batch from the trace's data table,
+so a tensor that holds the batch (one row per example: its first dimension is the
+batch size) becomes a program *input* - a column range of that table - while a small
+tensor that is the same at every step becomes a *const* stored in the program, a
+0-d tensor a plain number, and a constant used as a layer's weight or bias (S4's
+``b1``, which a diagnosis names as "never updated") or a large one a *frozen*
+parameter recorded with the steps.
+
+Where a batch tensor's rows are (so that later steps are found without watching the
+forward pass again, :mod:`hooks.torch.sources`):
+
+- ``loader``: it is (a view of, or equal to) a tensor of the DataLoader's batch; the
+  data table is the dataset and the rows are the sampler's indices;
+- ``matched``: it was cut from a bigger tensor with ``source[idx]`` (S3's generator):
+  rows are found by content;
+- ``slice``: it is a view ``source[a:b]`` (the "torch.nn really" tutorial): rows are
+  ``a..b``, read off the view's storage offset;
+- ``full``: it is the whole data (a full-batch loop): every row, stored once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .emit import Unsupported
+
+__all__ = ["DataInput", "Layout", "CONST_ELEMENTS", "batch_source"]
+
+CONST_ELEMENTS = 10_000
+"""Untracked tensors up to this many elements are stored in the program; bigger ones are recorded."""
+
+
+@dataclass
+class DataInput:
+    """One batch tensor of the build step: its program input and where its rows come from."""
+
+    tensor: torch.Tensor
+    name: str = ""
+    source: str = "inputs"            # which data table: "inputs" or "targets"
+    columns: list = field(default_factory=list)
+    shape: list = field(default_factory=list)
+    dtype: str = "float"
+    root: torch.Tensor | None = None  # the tensor the rows index (not for loader batches)
+    rows: np.ndarray | None = None    # its rows at the build step
+    loc: tuple | None = None          # where the graph saved it (hooks.torch.graph.Locator)
+
+    def program_input(self) -> dict:
+        return {"name": self.name, "source": self.source, "columns": list(self.columns),
+                "shape": list(self.shape), "dtype": self.dtype}
+
+
+@dataclass
+class Layout:
+    """How the build step's untracked tensors enter the program (see the module docstring)."""
+
+    batch_size: int | None = None
+    kind: str | None = None                      # loader / matched / slice / full, None: no batch
+    inputs: list[DataInput] = field(default_factory=list)
+    consts: list[tuple] = field(default_factory=list)      # (tensor, value array, dtype)
+    frozen: list[tuple] = field(default_factory=list)      # (tensor, is a layer's weight/bias)
+    literals: dict = field(default_factory=dict)           # id(tensor) -> number
+    tables: dict = field(default_factory=dict)             # "inputs"/"targets" -> [root tensors] (not loader)
+
+    @property
+    def key(self) -> DataInput | None:
+        """The batch tensor found again at each step (inputs before targets)."""
+        located = [d for d in self.inputs if d.loc is not None]
+        located.sort(key=lambda d: d.source != "inputs")
+        return located[0] if located else None
+
+
+def batch_source(t: torch.Tensor, batch_tensors: list[torch.Tensor]) -> int | None:
+    """Which tensor of a DataLoader batch ``t`` is (itself, a view, or equal values), or None."""
+    for j, bt in enumerate(batch_tensors):
+        if not isinstance(bt, torch.Tensor) or bt.dim() == 0 or bt.shape[0] != t.shape[0]:
+            continue
+        if t is bt:
+            return j
+        if bt.numel() != t.numel():
+            continue
+        try:
+            if _same_memory(t, bt) or torch.equal(bt.reshape(t.shape).to(t.dtype), t):
+                return j
+        except RuntimeError:
+            continue
+    return None
+
+
+def _same_memory(t: torch.Tensor, other: torch.Tensor) -> bool:
+    return t.data_ptr() == other.data_ptr() and t.numel() == other.numel() and t.is_contiguous() \
+        and other.is_contiguous()
+
+
+def find_root(t: torch.Tensor, slices) -> tuple[str, torch.Tensor, np.ndarray]:
+    """``(kind, root, rows)`` of a batch tensor that is not a DataLoader's (see the module docstring)."""
+    base = t._base if t._base is not None else None
+    for src, idx, out in reversed(slices):
+        if t is out or (base is not None and base is out):
+            rows = _index_rows(idx, src.shape[0])
+            if rows is not None and rows.size == t.shape[0]:
+                return "matched", src, rows
+    if base is not None and base.dim() >= 1:
+        rows = _slice_rows(t, base)
+        if rows is not None:
+            return ("full" if rows.size == base.shape[0] and rows[0] == 0 else "slice"), base, rows
+    return "full", t, np.arange(t.shape[0], dtype=np.int64)
+
+
+def _index_rows(idx, n: int) -> np.ndarray | None:
+    if isinstance(idx, torch.Tensor):
+        if idx.dtype == torch.bool:
+            idx = idx.nonzero().reshape(-1)
+        idx = idx.detach().cpu().numpy()
+    arr = np.asarray(list(idx) if isinstance(idx, range) else idx)
+    if arr.ndim != 1 or arr.dtype.kind not in "iu":
+        return None
+    return np.where(arr < 0, arr + n, arr).astype(np.int64)
+
+
+def _slice_rows(t: torch.Tensor, base: torch.Tensor) -> np.ndarray | None:
+    """Rows ``a..b`` of ``base`` that the view ``t`` holds (None if it is not such a view)."""
+    width = base.numel() // max(base.shape[0], 1)
+    if t.dim() == 0 or t.numel() != t.shape[0] * width or base.stride(0) != width or not base.is_contiguous():
+        return None
+    offset = t.storage_offset() - base.storage_offset()
+    if offset < 0 or offset % width:
+        return None
+    start = offset // width
+    stop = start + t.shape[0]
+    if stop > base.shape[0]:
+        return None
+    try:
+        same = torch.equal(base[start:stop].reshape(t.shape), t)
+    except RuntimeError:
+        return None
+    return np.arange(start, stop, dtype=np.int64) if same else None
+
+
+def place_rows(layout: Layout, leaves: list[DataInput], slices) -> None:
+    """Give every batch tensor of a loop without a DataLoader its root and rows, and lay the
+    roots out as the data table's columns (raises Unsupported when the rows disagree)."""
+    kinds = set()
+    rows0 = None
+    for d in leaves:
+        kind, root, rows = find_root(d.tensor, slices)
+        d.root, d.rows = root, rows
+        kinds.add(kind)
+        if rows0 is None:
+            rows0 = rows
+        elif not np.array_equal(rows0, rows):
+            raise Unsupported("batch tensors that hold different rows")
+        width = root.numel() // max(root.shape[0], 1)
+        if int(np.prod(d.shape, dtype=np.int64)) != width:
+            raise Unsupported(f"a batch tensor of shape {tuple(d.tensor.shape)} that is part of a row only")
+    roots_n = {int(d.root.shape[0]) for d in leaves}
+    if len(roots_n) > 1:
+        raise Unsupported("batch tensors sliced from data of different lengths")
+    layout.kind = "matched" if "matched" in kinds else "slice" if "slice" in kinds else "full"
+    for d in leaves:
+        table = layout.tables.setdefault(d.source, [])
+        start = 0
+        for r in table:
+            if r is d.root:
+                break
+            start += r.numel() // max(r.shape[0], 1)
+        else:
+            table.append(d.root)
+        d.columns = [start, start + int(np.prod(d.shape, dtype=np.int64))]
+
+
+def loader_columns(d: DataInput, j: int, batch_tensors: list[torch.Tensor]) -> None:
+    """A batch tensor that is the loader batch's tensor ``j``: the dataset's columns."""
+    if j > 1:
+        raise Unsupported("a DataLoader batch with more than (inputs, targets)")
+    bt = batch_tensors[j]
+    width = bt.numel() // max(bt.shape[0], 1)
+    if int(np.prod(d.shape, dtype=np.int64)) != width:
+        raise Unsupported(f"a batch tensor of shape {tuple(d.tensor.shape)} that is part of a row only")
+    d.source = "inputs" if j == 0 else "targets"
+    d.columns = [0, width]
