@@ -20,6 +20,7 @@ import warnings
 from types import FrameType
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
 from tracer.errors import TraceInputError
@@ -120,7 +121,18 @@ class TorchTracer:
         self.guard(run.flush_deferred)
         run.release()
         if run.recorder.steps_seen:
-            self.traces.append(run.build_trace(self.failed, self.capture.failed))
+            self.traces.append(self._finish_trace(run))
+
+    def _finish_trace(self, run: TorchRun) -> Trace:
+        """The run's trace; a failure building it still gives the recorded steps, with a warning."""
+        try:
+            return run.build_trace(self.failed, self.capture.failed)
+        except Exception as exc:
+            if self._strict:
+                raise
+            if self.failed is None:
+                self._stop(f"{type(exc).__name__}: {exc}")
+            return run.recorder.trace()
 
     # ------------------------------------------------------------ enter / exit
     def __enter__(self) -> TorchTracer:
@@ -157,9 +169,10 @@ class TorchTracer:
                 self.guard(steps.close_manual)
         finally:
             self._uninstall()
-        self._close_run()
-        if not self.traces:
-            self.traces.append(self.run.build_trace(self.failed, self.capture.failed))
+        with np.errstate(all="ignore"):
+            self._close_run()
+            if not self.traces:
+                self.traces.append(self._finish_trace(self.run))
         self.trace = self.traces[-1]
         return False
 
@@ -169,7 +182,8 @@ class TorchTracer:
         if self.failed is not None:
             return None
         try:
-            return fn(*args)
+            with np.errstate(all="ignore"):          # the hook's own arithmetic never warns the user
+                return fn(*args)
         except Exception as exc:
             if self._strict:
                 raise
@@ -214,7 +228,7 @@ class TorchTracer:
         plan = run.plan if run.plan is not None and run.plan.covers(w.signature, None) else None
         run.attach_waiting()
         run.steps.settle_open_step()
-        run.steps.open(loss, w, plan, self.loader)
+        run.steps.open(loss, w, plan, self.loader, run.candidate(w.signature))
         self._arm_next = plan is None and run.wants_capture(w.signature)
 
     def _build(self, records, loss, w) -> Plan:
@@ -251,9 +265,10 @@ class TorchTracer:
     def _before_optimizer(self, opt) -> None:
         if self.run.restarts_with(opt):
             pending = self.run.steps.pending
+            plan = self.run.candidate(pending.signature)
             self.run.steps.pending = None
             self._close_run()
-            self._new_run().take_over(pending, opt)
+            self._new_run().take_over(pending, opt, plan)
         self.run.steps.before_optimizer(opt)
 
     def _opt_post(self, opt, args, kwargs):

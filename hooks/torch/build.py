@@ -28,6 +28,7 @@ import torch
 
 from tracer.errors import SteptraceError
 from tracer.program import StepProgram
+from tracer.program.program import MAX_CONST_ELEMENTS
 
 from . import ops_loss, ops_nn  # noqa: F401  (they register their rules)
 from .capture import MAX_RECORDS, Record
@@ -72,8 +73,11 @@ def build_plan(records: list[Record], loss: torch.Tensor, w: Walk, ctx: BuildCon
 
 def _build(plan: Plan, records, loss, w, ctx) -> None:
     trained = {id(p) for p in w.params}
-    order, leaves = _cone(records, loss, trained)
+    order, leaves, aliased = _cone(records, loss, trained)
     cone = [records[i] for i in order]
+    for i in sorted(aliased):
+        plan.fail("an in-place change of a tensor that another view of it is read after", records[i].where,
+                  op=records[i].name)
     tracked, untracked = [], []
     for t in leaves:
         (tracked if t.requires_grad else untracked).append(t)
@@ -145,18 +149,33 @@ def _outs(rec: Record):
     return []
 
 
-def _cone(records: list[Record], loss: torch.Tensor, trained: set) -> tuple[list[int], list[torch.Tensor]]:
-    """Indices of the records the loss depends on (in order) and the tensors they read
-    that no record made (the leaves, in order of first use). A call that returns a
-    trained tensor itself (``nn.init.uniform_(w)``, run with grad on) makes nothing:
-    the step reads the parameter's value, whatever set it."""
+def _cone(records: list[Record], loss: torch.Tensor, trained: set) -> tuple[list[int], list[torch.Tensor], set]:
+    """Indices of the records the loss depends on (in order), the tensors they read that
+    no record made (the leaves, in order of first use), and the records that changed a
+    tensor in place that another, older view of the same memory is read after (aliasing
+    the program cannot follow). A call that returns a trained tensor itself
+    (``nn.init.uniform_(w)``, run with grad on) makes nothing: the step reads the
+    parameter's value, whatever set it."""
     producer: dict[int, int] = {}
     deps: list[list[int]] = []
+    changed: dict[int, tuple[int, int]] = {}       # id(memory base) -> (record, id(tensor changed))
+    aliased: set[int] = set()
     for i, rec in enumerate(records):
-        deps.append([producer[id(t)] for t in _tensors(rec) if id(t) in producer])
+        d = []
+        for t in _tensors(rec):
+            j = producer.get(id(t), -1)
+            if j >= 0:
+                d.append(j)
+            hit = changed.get(id(_memory(t)))
+            if hit is not None and hit[1] != id(t) and j < hit[0]:
+                d.append(hit[0])                    # read through another view after an in-place change
+                aliased.add(hit[0])
+        deps.append(d)
         for t in _outs(rec):
             if id(t) not in trained:
                 producer[id(t)] = i
+            if rec.args and t is rec.args[0]:       # in place: the memory it shares changed
+                changed[id(_memory(t))] = (i, id(t))
     root = producer.get(id(loss))
     if root is None:
         raise Unsupported("the loss was not computed by torch functions while the step was watched")
@@ -177,7 +196,13 @@ def _cone(records: list[Record], loss: torch.Tensor, trained: set) -> tuple[list
         for t in _outs(rec):
             if id(t) not in trained:
                 made.add(id(t))
-    return order, leaves
+    return order, leaves, aliased & keep
+
+
+def _memory(t: torch.Tensor) -> torch.Tensor:
+    """The tensor whose memory ``t`` views (itself when it is not a view)."""
+    base = t._base
+    return t if base is None else base
 
 
 def _is_leaf(t: torch.Tensor) -> bool:
@@ -255,14 +280,15 @@ def _layout(cone, untracked, target, w: Walk, ctx: BuildContext) -> Layout:
     b = layout.batch_size
     rows = []
     for t in untracked:
+        frozen_on_purpose = isinstance(t, torch.nn.Parameter)      # requires_grad=False: a frozen layer
         if t.dim() == 0:
             layout.literals[id(t)] = _number(t)
-        elif id(t) in layer:
-            layout.frozen.append((t, True))
-        elif b is not None and t.shape[0] == b:
+        elif id(t) in layer and not frozen_on_purpose:
+            layout.frozen.append((t, True))    # a plain tensor as a layer's weight/bias: S4's b1, named
+        elif b is not None and t.shape[0] == b and not frozen_on_purpose:
             rows.append(DataInput(tensor=t, source="targets" if t is target else "inputs",
                                   shape=list(t.shape[1:]), dtype="float" if t.is_floating_point() else "int"))
-        elif t.numel() <= CONST_ELEMENTS:
+        elif t.numel() <= (MAX_CONST_ELEMENTS if frozen_on_purpose else CONST_ELEMENTS):
             value = t.detach().cpu()
             dtype = "float" if value.is_floating_point() else "int"
             layout.consts.append((t, value.double().numpy() if dtype == "float" else value.long().numpy(), dtype))
@@ -378,7 +404,7 @@ def _loss_meta(e: Emitter, outputs: dict) -> dict | None:
             # batch rows, m: outputs per row); the checker itself evaluates the program
             meta["divide_by"] = ["n"] if node["op"] in ("cross_entropy", "nll_loss") else ["n", "m"]
         return meta
-    return {"name": "hand-written", "reduction": None}
+    return {"name": "written by hand", "reduction": None}
 
 
 def _batch_dependent(nodes: list[dict], b: int | None, sizes: set) -> bool:

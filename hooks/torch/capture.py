@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections import deque
 from typing import Any, Callable
 
@@ -163,12 +164,21 @@ class Capture(TorchFunctionMode):
 
     # ---------------------------------------------------------------- watch
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        if self.armed and self.failed is None:
-            try:
-                self._note(func, args, kwargs, out)
-            except Exception as exc:  # recording must never change what the user's call does
-                self._fail(f"{type(exc).__name__}: {exc}")
+        if not self.armed or self.failed is not None:
+            return func(*args, **(kwargs or {}))
+        caught: list = []
+        shown = warnings.showwarning
+        warnings.showwarning = lambda *w, **kw: caught.append(w)   # not a filter change: registries stay valid
+        try:
+            out = func(*args, **(kwargs or {}))
+        finally:
+            warnings.showwarning = shown
+            if caught:
+                reissue(caught, sys._getframe(1))
+        try:
+            self._note(func, args, kwargs, out)
+        except Exception as exc:  # recording must never change what the user's call does
+            self._fail(f"{type(exc).__name__}: {exc}")
         return out
 
     def _note(self, func, args, kwargs, out) -> None:
@@ -219,6 +229,34 @@ class Capture(TorchFunctionMode):
                 self._on_error(message)
             except Exception:  # pragma: no cover - a reporting failure must not reach the user
                 pass
+
+
+def reissue(caught: list, frame) -> None:
+    """Issue the warnings a watched call raised as it would have untraced: one that points at
+    the mode's handler (or PyTorch's dispatch) points at the frame that called the torch
+    function instead, and each counts in its location's registry, so "once" stays once."""
+    if frame is not None and frame.f_code.co_filename.endswith(_OVERRIDES):
+        frame = frame.f_back.f_back if frame.f_back is not None else frame    # dispatch, then the function
+    for message, category, filename, lineno, *_ in caught:
+        module_globals = None
+        if frame is not None and (filename == __file__ or filename.endswith(_OVERRIDES)):
+            filename, lineno, module_globals = frame.f_code.co_filename, frame.f_lineno, frame.f_globals
+        elif module_globals is None:
+            module_globals = _globals_of(filename)
+        registry = None if module_globals is None else module_globals.setdefault("__warningregistry__", {})
+        warnings.warn_explicit(message, category, filename, lineno,
+                               module=None if module_globals is None else module_globals.get("__name__"),
+                               registry=registry, module_globals=module_globals)
+
+
+_OVERRIDES = os.path.join("torch", "overrides.py")
+
+
+def _globals_of(filename: str):
+    for mod in list(sys.modules.values()):
+        if getattr(mod, "__file__", None) == filename:
+            return vars(mod)
+    return None
 
 
 def _depth() -> int:

@@ -4,9 +4,10 @@ Why it matters: the checker re-reads every step's batch from the trace's data ta
 so a tensor that holds the batch (one row per example: its first dimension is the
 batch size) becomes a program *input* - a column range of that table - while a small
 tensor that is the same at every step becomes a *const* stored in the program, a
-0-d tensor a plain number, and a constant used as a layer's weight or bias (S4's
-``b1``, which a diagnosis names as "never updated") or a large one a *frozen*
-parameter recorded with the steps.
+0-d tensor a plain number, and a plain tensor used as a layer's weight or bias (S4's
+``b1``, which a diagnosis names as "never updated") or a large constant a *frozen*
+parameter recorded with the steps. An ``nn.Parameter`` with ``requires_grad=False`` is
+a layer frozen on purpose: a const (up to the program's limit), never named as a bug.
 
 Where a batch tensor's rows are (so that later steps are found without watching the
 forward pass again, :mod:`hooks.torch.sources`):
@@ -158,7 +159,12 @@ def place_rows(layout: Layout, leaves: list[DataInput], slices) -> None:
             raise Unsupported(f"a batch tensor of shape {tuple(d.tensor.shape)} that is part of a row only")
     roots_n = {int(d.root.shape[0]) for d in leaves}
     if len(roots_n) > 1:
-        raise Unsupported("batch tensors sliced from data of different lengths")
+        fresh = next((d for d in leaves if d.root is d.tensor and int(d.root.shape[0]) < max(roots_n)), None)
+        if fresh is not None:
+            raise Unsupported(f"a batch tensor of shape {tuple(fresh.tensor.shape)} made by operations that need "
+                              "no gradient (preprocessing, or a frozen part of the model) from data the step "
+                              "cannot place")
+        raise Unsupported("batch tensors cut from data of different lengths")
     layout.kind = "matched" if "matched" in kinds else "slice" if "slice" in kinds else "full"
     for d in leaves:
         table = layout.tables.setdefault(d.source, [])

@@ -103,9 +103,10 @@ class EpochCounter:
         return max(self.epoch, 1), max(self.batch, 1)
 
 
-def place(run: TorchRun, st: Step, w: Walk, loader: LoaderBatches) -> None:
-    """Epoch, batch number, batch size, rows and (full capture) predictions of a new step."""
-    plan = st.plan
+def place(run: TorchRun, st: Step, w: Walk, loader: LoaderBatches, shape=None) -> None:
+    """Epoch, batch number, batch size, rows and (full capture) predictions of a new step;
+    ``shape`` (a plan for the step's graph) says where the batch and predictions are."""
+    plan = shape
     layout = plan.layout if plan is not None and plan.ok else None
     key_loc = layout.key.loc if layout is not None and layout.key is not None else None
     x = read_saved(w, key_loc)
@@ -122,11 +123,11 @@ def place(run: TorchRun, st: Step, w: Walk, loader: LoaderBatches) -> None:
         st.batch_size = int(x.shape[0])
     elif layout is not None:
         st.batch_size = layout.batch_size
-    if plan is not None and not plan.covers(st.signature, st.batch_size):
+    if st.plan is not None and not st.plan.covers(st.signature, st.batch_size):
         st.plan = None                                 # a batch size the program did not bake in
     _rows_and_clock(run, st, x, layout)
-    if st.record and run.recorder.full and st.plan is not None:
-        st.pred = _predictions(run, st, w)
+    if st.record and run.recorder.full and plan is not None:
+        st.pred = _predictions(run, plan, st, w)
     run.pred_stash = None
 
 
@@ -154,9 +155,8 @@ def _rows_and_clock(run: TorchRun, st: Step, x, layout, keep_rows: bool = False)
     st.epoch, st.batch = run.clock.position()
 
 
-def _predictions(run: TorchRun, st: Step, w: Walk) -> np.ndarray | None:
+def _predictions(run: TorchRun, plan, st: Step, w: Walk) -> np.ndarray | None:
     """The predictions the loss saw (a copy, one row per batch row), or None."""
-    plan = st.plan
     if plan.pred_module is None and plan.pred_loc is None:
         return None                         # no source at later steps: none at all, not one step's
     t, plan.build_pred = plan.build_pred, None

@@ -56,6 +56,7 @@ class TorchRun:
         self.covered = 0                        # recorded steps the program covers
         self.uncovered: list[int] = []          # recorded steps it does not
         self.tried: set = set()                 # signatures a capture was asked for
+        self.candidates: dict = {}              # signature -> a program built for another graph
         self.deferred = None                    # a closed step waiting for the program
         self.opt = None
         self.opt_ids: frozenset = frozenset()
@@ -86,11 +87,13 @@ class TorchRun:
         pending = self.steps.pending
         return optim.was_reset(opt, pending.params if pending else [], self.last_opt_step)
 
-    def take_over(self, st: Step, opt: torch.optim.Optimizer) -> None:
-        """Continue with the step another run had opened (the optimizer showed a restart)."""
+    def take_over(self, st: Step, opt: torch.optim.Optimizer, plan: Plan | None) -> None:
+        """Continue with the step another run had opened (the optimizer showed a restart);
+        ``plan`` is the program built for the step's graph, if any."""
         self.name_params(st.params)
-        if st.plan is not None:
-            self.consider(st.plan)
+        if plan is not None and plan.signature == st.signature:
+            self.adopt(plan)
+            st.plan = plan
         self.steps.pending = st
         self.steps.mode = "optimizer"
         replace(self, st)
@@ -104,7 +107,7 @@ class TorchRun:
     # -------------------------------------------------------------- names
     def name_params(self, tensors: list[torch.Tensor], frames: list[FrameType] | None = None) -> dict[int, str]:
         """Names for ``tensors`` (new ones named as the user does); they join the run's recording order."""
-        new = [p for p in tensors if id(p) not in self.names]
+        new = list({id(p): p for p in tensors if id(p) not in self.names}.values())
         if new:
             frames = frames if frames is not None else tnames.user_frames(sys._getframe(1))
             found = tnames.find_names(new, frames)
@@ -129,24 +132,44 @@ class TorchRun:
 
     # ------------------------------------------------------------ program
     def consider(self, plan: Plan) -> None:
-        """A program was built at this run's step: it becomes the run's if it has none."""
+        """A program was built at this run's step: it becomes the run's if it has none, else it
+        is kept by signature (a run that restarts at this step adopts it)."""
         if self.plan is not None:
+            if plan.signature != self.plan.signature:
+                self.candidates[plan.signature] = plan
             return
+        self.adopt(plan)
+
+    def candidate(self, signature: tuple) -> Plan | None:
+        """The run's program, or a program built for another graph, matching ``signature``."""
+        if self.plan is not None and self.plan.signature == signature:
+            return self.plan
+        return self.candidates.get(signature)
+
+    def adopt(self, plan: Plan) -> None:
+        """Make ``plan`` this run's program: its frozen tensors, its data table, its predictions hook."""
         self.plan = plan
+        self.candidates.pop(plan.signature, None)
         self.frozen |= {id(t) for t in plan.frozen}
         self.flagged |= plan.flagged
         if plan.ok and plan.layout is not None and plan.layout.kind != "loader":
             self.rows.from_layout(plan.layout)
         if plan.pred_module is not None:
-            self._hooks.append(plan.pred_module.register_forward_pre_hook(self._loss_input))
+            self._hooks.append(plan.pred_module.register_forward_pre_hook(self._loss_input(plan.pred_arg)))
 
-    def _loss_input(self, module, args):
-        if torch.is_grad_enabled() and len(args) > self.plan.pred_arg:
-            self.pred_stash = args[self.plan.pred_arg]
+    def _loss_input(self, pos: int):
+        """A loss module's forward pre-hook keeping the prediction it is handed (with grad on)."""
+        def hook(module, args):
+            try:
+                if torch.is_grad_enabled() and len(args) > pos:
+                    self.pred_stash = args[pos]
+            except Exception:  # a hook on the user's module must never raise
+                pass
+        return hook
 
     def wants_capture(self, signature: tuple) -> bool:
-        """Whether to watch the next forward pass: no program yet, and this graph was not tried."""
-        if self.plan is not None or signature in self.tried:
+        """Whether to watch the next forward pass: a graph no program was built for yet."""
+        if signature in self.tried or self.candidate(signature) is not None:
             return False
         self.tried.add(signature)
         return True
@@ -174,6 +197,7 @@ class TorchRun:
         if st.plan is not None and st.plan is self.plan and not self.covered and not self.uncovered:
             self.plan = None                    # the program came from that backward: find the next one
             self.tried.discard(st.signature)
+            self.release()
 
     def release(self) -> None:
         """Remove the hooks this run put on the user's modules."""

@@ -87,12 +87,17 @@ class StepCycle:
             return any(not torch.equal(p.detach(), st.before[id(p)]) for p in st.params if id(p) in st.before)
         return True                    # not snapshotted: cannot tell, count it (0.1.0's behaviour)
 
-    def open(self, loss: torch.Tensor, w: Walk, plan: Plan | None, loader: LoaderBatches) -> None:
-        """Open the step ``backward(loss)`` starts: parameters, loss, batch, placement."""
+    def open(self, loss: torch.Tensor, w: Walk, plan: Plan | None, loader: LoaderBatches,
+             shape: Plan | None = None) -> None:
+        """Open the step ``backward(loss)`` starts: parameters, loss, batch, placement.
+
+        ``plan`` is the run's program when it covers the step; ``shape`` a program built for
+        the step's graph (the run's, or one a restart at this step will adopt), which places
+        the batch's rows either way."""
         from .placement import place
         run = self.run
         st = Step(record=run.recorder.should_record())
-        st.params = run.step_params(w, plan)
+        st.params = run.step_params(w, plan or shape)
         st.plan, st.signature = plan, w.signature
         st.loss = float(loss.detach())
         for p in st.params:             # gradients left over from a step that already used them
@@ -100,7 +105,7 @@ class StepCycle:
             st.stale[id(p)] = bool(gr is not None and self._consumed.get(id(p)) and _nonzero(gr))
         if st.record:
             st.before = {id(p): p.detach().clone() for p in st.params}
-        place(run, st, w, loader)
+        place(run, st, w, loader, shape or plan)
         self.pending = st
 
     def after_backward(self) -> None:

@@ -151,7 +151,7 @@ def test_s1_meta_update_rule_and_check(s1):
     assert _ops(trace) == [("transpose", ["w"]), ("matmul", ["x", "transpose1"]), ("add", ["matmul1", "b"]),
                            ("sub", ["preds", "y"]), ("mul", ["sub1", "sub1"]), ("sum", ["mul1"]),
                            ("div", ["sum1", 6.0])]
-    assert m["loss"] == {"name": "hand-written", "reduction": None}
+    assert m["loss"] == {"name": "written by hand", "reduction": None}
     assert trace.arrays().sample_pred is None      # the hand-written loss saves no predictions
     assert m["optimizer"] is None
     assert m["update_rule"]["w"]["text"] == "w -= 1e-06 * grad"
