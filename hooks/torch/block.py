@@ -6,7 +6,7 @@ pass (:mod:`hooks.torch.capture`), the traces made so far, whether tracing faile
 hands each event to the current training loop (:class:`hooks.torch.run.TorchRun`),
 whose step cycle (:mod:`hooks.torch.step`) opens and closes the steps. A loop that
 trains other tensors, or a new optimizer, a reset optimizer state or a changed set of
-trained tensors, ends the run and starts another (:issue:`16`).
+trained tensors, ends the run and starts another (issue 16).
 
 When the forward pass is watched: from the block's start to the first ``backward``,
 and again for one step whenever a new program may be needed (a new run, a step whose
@@ -182,8 +182,7 @@ class TorchTracer:
         if self.failed is not None:
             return None
         try:
-            with np.errstate(all="ignore"):          # the hook's own arithmetic never warns the user
-                return fn(*args)
+            return fn(*args)
         except Exception as exc:
             if self._strict:
                 raise
@@ -213,6 +212,10 @@ class TorchTracer:
 
     def before_backward(self, loss: torch.Tensor) -> None:
         """Build or match the step's program, settle the open step, open this one."""
+        with np.errstate(all="ignore"):          # the hook's own arithmetic never warns the user
+            self._before_backward(loss)
+
+    def _before_backward(self, loss: torch.Tensor) -> None:
         captured = self.capture.armed
         self.capture.disarm()
         records = self.capture.take() if captured else None

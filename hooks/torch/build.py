@@ -31,7 +31,7 @@ from tracer.program import StepProgram
 from tracer.program.program import MAX_CONST_ELEMENTS
 
 from . import ops_loss, ops_nn  # noqa: F401  (they register their rules)
-from .capture import MAX_RECORDS, Record
+from .capture import MAX_HELD_BYTES, MAX_RECORDS, Record
 from .emit import Emitter, Unsupported
 from .graph import Walk, find_saved
 from .layout import CONST_ELEMENTS, DataInput, Layout, batch_source, loader_columns, place_rows
@@ -87,9 +87,10 @@ def _build(plan: Plan, records, loss, w, ctx) -> None:
                 plan.params.append(t)
                 trained.add(id(t))
             elif ctx.overflow:
-                raise Unsupported(f"the step runs more than {MAX_RECORDS} operations (too large to check)")
+                raise Unsupported(f"the step runs more operations than steptrace keeps ({MAX_RECORDS}, or "
+                                  f"{MAX_HELD_BYTES // 2**20} MB of results): too large to check")
             else:
-                raise Unsupported("a tensor computed before the step's forward pass was watched")
+                raise Unsupported(_untraced_origin(t))
     target, pred = _loss_operands(cone, untracked)
     layout = _layout(cone, untracked, target, w, ctx)
     plan.layout = layout
@@ -205,6 +206,17 @@ def _memory(t: torch.Tensor) -> torch.Tensor:
     return t if base is None else base
 
 
+def _untraced_origin(t: torch.Tensor) -> str:
+    """Why a tensor that requires grad has no record: a custom autograd Function, or older."""
+    try:
+        fn = t.grad_fn
+    except RuntimeError:
+        fn = None
+    if isinstance(fn, torch.autograd.function.BackwardCFunction):
+        return f"a custom autograd Function ({type(fn).__name__.removesuffix('Backward')})"
+    return "a tensor computed before the step's forward pass was watched"
+
+
 def _is_leaf(t: torch.Tensor) -> bool:
     try:
         return t.grad_fn is None
@@ -307,6 +319,7 @@ def _layout(cone, untracked, target, w: Walk, ctx: BuildContext) -> Layout:
     for d in rows:
         d.loc = find_saved(w, d.tensor)
     layout.inputs = rows
+    layout.choose_key()
     return layout
 
 

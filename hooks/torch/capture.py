@@ -13,8 +13,9 @@ unchanged. It records only while grad mode is on (not ``no_grad``, not
 ``grad_fn``, ``.data`` or values (reading ``grad_fn`` of a view made under
 ``no_grad`` whose base was changed in place raises - ``nn.init.orthogonal_`` did).
 Its own failures are caught: one warning, recording stops, the user's call returns
-what it returned untraced. It holds the latest :data:`MAX_RECORDS` records; a step that
-needs more is "too large to check".
+what it returned untraced. It holds the latest :data:`MAX_RECORDS` records (keeping at
+most :data:`MAX_HELD_BYTES` of results alive); a step that needs more is "too large to
+check".
 
 The mode is on the stack only while a step is being captured (:meth:`Capture.arm`
 to :meth:`Capture.disarm`): in steady state no mode is active and operations cost
@@ -38,6 +39,8 @@ __all__ = ["Capture", "Record", "MAX_RECORDS", "func_name"]
 
 MAX_RECORDS = 10_000
 """Records one captured step may hold; a bigger step cannot be checked."""
+MAX_HELD_BYTES = 256 * 1024**2
+"""Bytes of results the records may keep alive (older records go first)."""
 _SKIP = ("torch", "hooks", "tracer", "contextlib", "functools", "typing")
 _MUTATORS = {"__setitem__", "__delitem__"}
 _SIZE_FUNCS = {"size", "numel", "__len__", "shape", "dim", "nelement"}
@@ -46,7 +49,7 @@ _SIZE_FUNCS = {"size", "numel", "__len__", "shape", "dim", "nelement"}
 class Record:
     """One torch function call of the captured forward pass."""
 
-    __slots__ = ("func", "name", "args", "kwargs", "out", "where", "module")
+    __slots__ = ("func", "name", "args", "kwargs", "out", "where", "module", "nbytes")
 
     def __init__(self, func, name, args, kwargs, out, where, module):
         self.func = func
@@ -56,6 +59,8 @@ class Record:
         self.out = out
         self.where = where          # "file.py:31", the user's line
         self.module = module        # the nn.Module whose forward made the call, or None
+        outs = out if isinstance(out, (tuple, list)) else (out,)
+        self.nbytes = sum(o.numel() * o.element_size() for o in outs if isinstance(o, torch.Tensor))
 
     def __repr__(self) -> str:
         return f"<Record {self.name} at {self.where}>"
@@ -114,7 +119,8 @@ class Capture(TorchFunctionMode):
     def __init__(self, on_error: Callable[[str], None] | None = None, ignored: Callable[[], bool] | None = None):
         super().__init__()
         self.records: deque = deque(maxlen=MAX_RECORDS)
-        self.overflow = False                      # older records were dropped to stay within the cap
+        self._held = 0                             # bytes of the results the records keep alive
+        self.overflow = False                      # older records were dropped to stay within the caps
         self.size_values: set[int] = set()         # ints read off tracked tensors' shapes
         self.slices: deque = deque(maxlen=256)     # (source, index, result) of untracked fancy indexing
         self.failed: str | None = None
@@ -153,6 +159,7 @@ class Capture(TorchFunctionMode):
     def clear(self) -> None:
         """Forget what was recorded."""
         self.records = deque(maxlen=MAX_RECORDS)
+        self._held = 0
         self.overflow = False
         self.size_values = set()
         self.slices.clear()
@@ -160,6 +167,7 @@ class Capture(TorchFunctionMode):
     def take(self) -> list[Record]:
         """The records of the step (the caller owns them now)."""
         records, self.records = list(self.records), deque(maxlen=MAX_RECORDS)
+        self._held = 0
         return records
 
     # ---------------------------------------------------------------- watch
@@ -199,8 +207,14 @@ class Capture(TorchFunctionMode):
                 return
         if len(self.records) == MAX_RECORDS:
             self.overflow = True                       # the oldest record goes: the step may not need it
+            self._held -= self.records[0].nbytes
         where, module = _where(sys._getframe(2))
-        self.records.append(Record(func, name, tuple(args), dict(kwargs or {}), out, where, module))
+        rec = Record(func, name, tuple(args), dict(kwargs or {}), out, where, module)
+        self.records.append(rec)
+        self._held += rec.nbytes
+        while self._held > MAX_HELD_BYTES and len(self.records) > 1:
+            self.overflow = True
+            self._held -= self.records.popleft().nbytes
 
     def _untracked(self, func, args, out) -> None:
         """``features[idx]`` on untracked tensors: which tensor a batch was sliced from."""

@@ -43,35 +43,41 @@ class Walk:
 
 
 def walk(loss: torch.Tensor) -> Walk:
-    """Walk ``loss.grad_fn`` depth first (first input first). Costs one visit per node."""
-    root = loss.grad_fn
+    """Walk ``loss.grad_fn`` depth first (first input first), in one pass: the signature is
+    the walk itself written down (each node's type and input count, ``None`` for an input
+    that needs no gradient, a back reference for a node met again, the position of each
+    trained tensor)."""
     nodes: list = []
     params: list[torch.Tensor] = []
-    leaf_pos: dict[int, int] = {}
     index: dict[int, int] = {}
-    shape: list = []
-    stack = [root]
+    leaf_pos: dict[int, int] = {}
+    sig: list = []
+    stack = [loss.grad_fn]
     while stack:
         node = stack.pop()
-        if node is None or id(node) in index:
+        if node is None:
+            sig.append(None)
             continue
-        index[id(node)] = len(nodes)
+        k = id(node)
+        seen = index.get(k)
+        if seen is not None:
+            sig.append(-seen - 1)
+            continue
+        index[k] = len(nodes)
         nodes.append(node)
-        var = getattr(node, "variable", None)
-        if var is not None:
-            leaf_pos[id(node)] = len(params)
-            params.append(var)
+        t = type(node)
+        if t.__name__ == "AccumulateGrad":
+            var = node.variable
+            pos = leaf_pos.setdefault(id(var), len(leaf_pos))
+            if pos == len(params):
+                params.append(var)
+            sig.append(pos)
             continue
         nexts = node.next_functions
-        stack.extend(n for n, _ in reversed(nexts))
-    for node in nodes:
-        pos = leaf_pos.get(id(node))
-        if pos is not None:
-            shape.append(("leaf", pos))
-            continue
-        shape.append((type(node).__name__,
-                      tuple(-1 if n is None else index.get(id(n), -2) for n, _ in node.next_functions)))
-    return Walk(nodes, params, tuple(shape))
+        sig.append((t, len(nexts)))
+        for n, _ in reversed(nexts):
+            stack.append(n)
+    return Walk(nodes, params, tuple(sig))
 
 
 def saved_attrs(node: Any) -> tuple[str, ...]:

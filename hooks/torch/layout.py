@@ -66,12 +66,13 @@ class Layout:
     literals: dict = field(default_factory=dict)           # id(tensor) -> number
     tables: dict = field(default_factory=dict)             # "inputs"/"targets" -> [root tensors] (not loader)
 
-    @property
-    def key(self) -> DataInput | None:
-        """The batch tensor found again at each step (inputs before targets)."""
+    key: DataInput | None = None                          # the batch tensor found again at each step
+
+    def choose_key(self) -> None:
+        """The batch tensor to find at each step: one the graph saved, inputs before targets."""
         located = [d for d in self.inputs if d.loc is not None]
         located.sort(key=lambda d: d.source != "inputs")
-        return located[0] if located else None
+        self.key = located[0] if located else None
 
 
 def batch_source(t: torch.Tensor, batch_tensors: list[torch.Tensor]) -> int | None:

@@ -19,7 +19,7 @@ Each entry point asks :func:`_ignored` first (work a framework does on its own b
 such as Keras on its torch backend, is not the user's loop) and is re-entrant safe:
 under a ``TorchFunctionMode`` (``torch.set_default_device``) PyTorch dispatches
 ``Tensor.backward`` a second time through the patched attribute, which must not count
-as a second step (:issue:`16`).
+as a second step (issue 16).
 """
 from __future__ import annotations
 
@@ -169,7 +169,7 @@ def _traced_backward(self, *args, **kwargs):
 
 def _traced_data_set(self, value):
     tracer = _ACTIVE
-    if tracer is not None and not _busy() and not _ignored():
+    if tracer is not None and id(self) in tracer.run.names and not _busy() and not _ignored():
         with _Entered():
             tracer.guard(tracer.on_write, self, sys._getframe(1), True)
     _DATA_DESCR.__set__(self, value)
@@ -180,7 +180,7 @@ def _make_inplace(meth):
 
     def inplace(self, *args, **kwargs):
         tracer = _ACTIVE
-        if tracer is not None and not _busy() and not _ignored():
+        if tracer is not None and id(self) in tracer.run.names and not _busy() and not _ignored():
             with _Entered():
                 tracer.guard(tracer.on_write, self, sys._getframe(1), False)
         return orig(self, *args, **kwargs)

@@ -270,6 +270,10 @@ class TorchRun:
     # -------------------------------------------------------------- trace
     def build_trace(self, failed: str | None, capture_failed: str | None = None) -> Trace:
         """The :class:`tracer.Trace` of this loop (``failed``: why tracing stopped, if it did)."""
+        with np.errstate(all="ignore"):          # the hook's own arithmetic never warns the user
+            return self._build_trace(failed, capture_failed)
+
+    def _build_trace(self, failed: str | None, capture_failed: str | None) -> Trace:
         rec = self.recorder
         meta = rec.meta
         self.rows.apply_collected()

@@ -7,7 +7,7 @@ dataset (each batch's rows are new rows, as seen), from its own generator cuttin
 ``features[idx]`` (rows found by content), from views ``x[a:b]`` of a tensor (rows
 read off the view), or train on the whole data at every step (every row). Each source
 answers the same question, :meth:`RowSource.locate`, and stores the data table once
-(:issue:`16`: a full-batch loop's rows are not appended at every step).
+(issue 16: a full-batch loop's rows are not appended at every step).
 :class:`RowFinder` picks the run's source: the loader's way at its first batch, else
 the way the step program's batch tensors showed (:mod:`hooks.torch.layout`).
 """

@@ -7,7 +7,7 @@ snapshotted) and closes either at ``optimizer.step()`` (the optimizer hooks) or,
 loop with a hand-written update, at the next ``backward`` or the end of the block -
 whatever in-place update the loop made under ``no_grad`` is what changed the values.
 A ``backward`` followed by another ``backward`` with no update in between is not a step
-of its own (:issue:`16`): it is folded into the next one (gradient accumulation).
+of its own (issue 16): it is folded into the next one (gradient accumulation).
 :class:`StepCycle` keeps the open :class:`Step` and which of the two ways the loop
 updates (``mode``), and hands each closed step to the run to record.
 """
@@ -173,7 +173,7 @@ class StepCycle:
         if self.run.recorder.full:
             return {id(p): (None if p.grad is None else p.grad.detach().clone()) for p in params}
         have = [p for p in params if p.grad is not None]
-        norms = torch._foreach_norm([p.grad.detach().float() for p in have]) if have else []
+        norms = torch._foreach_norm([p.grad.detach() for p in have]) if have else []
         return {id(p): n for p, n in zip(have, norms)}
 
 
