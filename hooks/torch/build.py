@@ -23,25 +23,22 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-import numpy as np
 import torch
 
 from tracer.errors import SteptraceError
 from tracer.program import StepProgram
-from tracer.program.program import MAX_CONST_ELEMENTS
 
 from . import ops_loss, ops_nn  # noqa: F401  (they register their rules)
 from .capture import MAX_HELD_BYTES, MAX_RECORDS, Record
 from .emit import Emitter, Unsupported
 from .graph import Walk, find_saved
-from .layout import CONST_ELEMENTS, DataInput, Layout, batch_source, loader_columns, place_rows
+from .layout import Layout, classify
 from .ops import TABLE
 from .plan import Plan
 
 __all__ = ["build_plan", "BuildContext"]
 
 POISON = "\0unsupported"
-_MATMULS = {"matmul", "mm", "bmm", "mv", "__matmul__", "__rmatmul__", "linear", "addmm", "dot"}
 _COMBINE = {"sub", "__sub__", "rsub", "__rsub__", "add", "__add__", "__radd__", "mul", "__mul__", "__rmul__",
             "div", "__truediv__", "__rtruediv__", "__getitem__", "gather"}
 
@@ -92,7 +89,7 @@ def _build(plan: Plan, records, loss, w, ctx) -> None:
             else:
                 raise Unsupported(_untraced_origin(t))
     target, pred = _loss_operands(cone, untracked)
-    layout = _layout(cone, untracked, target, w, ctx)
+    layout = classify(cone, untracked, target, w, ctx.loader_batch, ctx.slices)
     plan.layout = layout
     plan.batch_size = layout.batch_size
     plan.frozen = [t for t, _ in layout.frozen]
@@ -132,24 +129,6 @@ def _build(plan: Plan, records, loss, w, ctx) -> None:
 
 
 # ------------------------------------------------------------------- the cone
-def _tensors(rec: Record):
-    for a in list(rec.args) + list(rec.kwargs.values()):
-        if isinstance(a, torch.Tensor):
-            yield a
-        elif isinstance(a, (list, tuple)):
-            for b in a:
-                if isinstance(b, torch.Tensor):
-                    yield b
-
-
-def _outs(rec: Record):
-    if isinstance(rec.out, torch.Tensor):
-        return [rec.out]
-    if isinstance(rec.out, (list, tuple)):
-        return [o for o in rec.out if isinstance(o, torch.Tensor)]
-    return []
-
-
 def _cone(records: list[Record], loss: torch.Tensor, trained: set) -> tuple[list[int], list[torch.Tensor], set]:
     """Indices of the records the loss depends on (in order), the tensors they read that
     no record made (the leaves, in order of first use), and the records that changed a
@@ -163,7 +142,7 @@ def _cone(records: list[Record], loss: torch.Tensor, trained: set) -> tuple[list
     aliased: set[int] = set()
     for i, rec in enumerate(records):
         d = []
-        for t in _tensors(rec):
+        for t in rec.tensors():
             j = producer.get(id(t), -1)
             if j >= 0:
                 d.append(j)
@@ -172,7 +151,7 @@ def _cone(records: list[Record], loss: torch.Tensor, trained: set) -> tuple[list
                 d.append(hit[0])                    # read through another view after an in-place change
                 aliased.add(hit[0])
         deps.append(d)
-        for t in _outs(rec):
+        for t in rec.outs():
             if id(t) not in trained:
                 producer[id(t)] = i
             if rec.args and t is rec.args[0]:       # in place: the memory it shares changed
@@ -190,11 +169,11 @@ def _cone(records: list[Record], loss: torch.Tensor, trained: set) -> tuple[list
     leaves, seen, made = [], set(), set()
     for i in order:
         rec = records[i]
-        for t in _tensors(rec):
+        for t in rec.tensors():
             if id(t) not in made and id(t) not in seen:
                 seen.add(id(t))
                 leaves.append(t)
-        for t in _outs(rec):
+        for t in rec.outs():
             if id(t) not in trained:
                 made.add(id(t))
     return order, leaves, aliased & keep
@@ -240,7 +219,7 @@ def _loss_operands(cone: list[Record], untracked: list[torch.Tensor]):
     for rec in reversed(cone):
         if rec.name not in _COMBINE:
             continue
-        ts = list(_tensors(rec))
+        ts = list(rec.tensors())
         data = [t for t in ts if id(t) in leaf_ids and t.dim() >= 1]
         live = [t for t in ts if t.requires_grad]
         if data and live:
@@ -248,86 +227,7 @@ def _loss_operands(cone: list[Record], untracked: list[torch.Tensor]):
     return None, None
 
 
-# ---------------------------------------------------------------- the leaves
-def _roles(cone: list[Record]) -> set[int]:
-    """Untracked tensors used as a layer's weight or bias: a ``linear``'s weight/bias, a
-    matmul operand that is not the batch, or a term added to a matmul's result."""
-    made_by_mm = set()
-    layer = set()
-    for rec in cone:
-        ts = list(_tensors(rec))
-        if rec.name == "linear":
-            layer.update(id(t) for t in ts[1:] if not t.requires_grad)
-        elif rec.name in _MATMULS and len(ts) >= 2 and ts[0].requires_grad and not ts[1].requires_grad:
-            layer.add(id(ts[1]))
-        elif rec.name in ("add", "__add__", "__radd__", "add_") and len(ts) == 2:
-            for a, b in ((ts[0], ts[1]), (ts[1], ts[0])):
-                if id(a) in made_by_mm and not b.requires_grad:
-                    layer.add(id(b))
-        if rec.name in _MATMULS:
-            made_by_mm.update(id(t) for t in _outs(rec))
-    return layer
-
-
-def _batch_size(cone, untracked, target, batch) -> int | None:
-    if batch is not None:
-        for t in untracked:
-            if t.dim() >= 1 and batch_source(t, batch) is not None:
-                return int(batch[0].shape[0]) if isinstance(batch[0], torch.Tensor) else int(t.shape[0])
-    if target is not None and target.dim() >= 1:
-        return int(target.shape[0])
-    ids = {id(t) for t in untracked}
-    for rec in cone:
-        if rec.name in _MATMULS:
-            ts = list(_tensors(rec))
-            if ts and id(ts[0]) in ids and ts[0].dim() >= 2:
-                return int(ts[0].shape[0])
-    return None
-
-
-def _layout(cone, untracked, target, w: Walk, ctx: BuildContext) -> Layout:
-    batch = ctx.loader_batch
-    layout = Layout(batch_size=_batch_size(cone, untracked, target, batch))
-    layer = _roles(cone)
-    b = layout.batch_size
-    rows = []
-    for t in untracked:
-        frozen_on_purpose = isinstance(t, torch.nn.Parameter)      # requires_grad=False: a frozen layer
-        if t.dim() == 0:
-            layout.literals[id(t)] = _number(t)
-        elif id(t) in layer and not frozen_on_purpose:
-            layout.frozen.append((t, True))    # a plain tensor as a layer's weight/bias: S4's b1, named
-        elif b is not None and t.shape[0] == b and not frozen_on_purpose:
-            rows.append(DataInput(tensor=t, source="targets" if t is target else "inputs",
-                                  shape=list(t.shape[1:]), dtype="float" if t.is_floating_point() else "int"))
-        elif t.numel() <= (MAX_CONST_ELEMENTS if frozen_on_purpose else CONST_ELEMENTS):
-            value = t.detach().cpu()
-            dtype = "float" if value.is_floating_point() else "int"
-            layout.consts.append((t, value.double().numpy() if dtype == "float" else value.long().numpy(), dtype))
-        else:
-            layout.frozen.append((t, False))
-    if rows and batch is not None:
-        layout.kind = "loader"
-        for d in rows:
-            j = batch_source(d.tensor, batch)
-            if j is None:
-                raise Unsupported(f"a batch tensor of shape {tuple(d.tensor.shape)} computed from the "
-                                  "DataLoader's batch outside the watched operations")
-            loader_columns(d, j, batch)
-    elif rows:
-        place_rows(layout, rows, ctx.slices)
-    for d in rows:
-        d.loc = find_saved(w, d.tensor)
-    layout.inputs = rows
-    layout.choose_key()
-    return layout
-
-
-def _number(t: torch.Tensor) -> float:
-    v = t.item()
-    return float(v) if not isinstance(v, bool) else (1.0 if v else 0.0)
-
-
+# ---------------------------------------------------------------- the names
 def _name_inputs(layout: Layout, ctx: BuildContext, taken: set) -> None:
     found = ctx.user_names([d.tensor for d in layout.inputs])
     for d in layout.inputs:
@@ -352,7 +252,7 @@ def _translate(e: Emitter, rec: Record, modules: dict, plan: Plan) -> None:
     if rec.module is not None and id(rec.module) in modules:
         e.label = f"{modules[id(rec.module)]} ({type(rec.module).__name__})"
     fn = TABLE.get(rec.name or "")
-    if any(e.names.get(id(t)) == POISON for t in _tensors(rec)):
+    if any(e.names.get(id(t)) == POISON for t in rec.tensors()):
         fn = None                            # downstream of an unsupported call: said once already
     else:
         try:
@@ -362,7 +262,7 @@ def _translate(e: Emitter, rec: Record, modules: dict, plan: Plan) -> None:
             return
         except Unsupported as exc:
             plan.fail(exc.reason, rec.where, op=rec.name or repr(rec.func))
-    for t in _outs(rec):
+    for t in rec.outs():
         e.names[id(t)] = POISON
 
 

@@ -62,6 +62,24 @@ class Record:
         outs = out if isinstance(out, (tuple, list)) else (out,)
         self.nbytes = sum(o.numel() * o.element_size() for o in outs if isinstance(o, torch.Tensor))
 
+    def tensors(self):
+        """The tensor arguments (one level of list/tuple included), in order."""
+        for a in list(self.args) + list(self.kwargs.values()):
+            if isinstance(a, torch.Tensor):
+                yield a
+            elif isinstance(a, (list, tuple)):
+                for b in a:
+                    if isinstance(b, torch.Tensor):
+                        yield b
+
+    def outs(self) -> list[torch.Tensor]:
+        """The tensors the call returned."""
+        if isinstance(self.out, torch.Tensor):
+            return [self.out]
+        if isinstance(self.out, (list, tuple)):
+            return [o for o in self.out if isinstance(o, torch.Tensor)]
+        return []
+
     def __repr__(self) -> str:
         return f"<Record {self.name} at {self.where}>"
 

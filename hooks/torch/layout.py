@@ -27,10 +27,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from tracer.program.program import MAX_CONST_ELEMENTS
+
 from .emit import Unsupported
+from .graph import Walk, find_saved
 
-__all__ = ["DataInput", "Layout", "CONST_ELEMENTS", "batch_source"]
+__all__ = ["DataInput", "Layout", "CONST_ELEMENTS", "batch_source", "classify"]
 
+_MATMULS = {"matmul", "mm", "bmm", "mv", "__matmul__", "__rmatmul__", "linear", "addmm", "dot"}
 CONST_ELEMENTS = 10_000
 """Untracked tensors up to this many elements are stored in the program; bigger ones are recorded."""
 
@@ -189,3 +193,85 @@ def loader_columns(d: DataInput, j: int, batch_tensors: list[torch.Tensor]) -> N
         raise Unsupported(f"a batch tensor of shape {tuple(d.tensor.shape)} that is part of a row only")
     d.source = "inputs" if j == 0 else "targets"
     d.columns = [0, width]
+
+
+# ----------------------------------------------------- classifying the leaves
+def _roles(cone: list[Record]) -> set[int]:
+    """Untracked tensors used as a layer's weight or bias: a ``linear``'s weight/bias, a
+    matmul operand that is not the batch, or a term added to a matmul's result."""
+    made_by_mm = set()
+    layer = set()
+    for rec in cone:
+        ts = list(rec.tensors())
+        if rec.name == "linear":
+            layer.update(id(t) for t in ts[1:] if not t.requires_grad)
+        elif rec.name in _MATMULS and len(ts) >= 2 and ts[0].requires_grad and not ts[1].requires_grad:
+            layer.add(id(ts[1]))
+        elif rec.name in ("add", "__add__", "__radd__", "add_") and len(ts) == 2:
+            for a, b in ((ts[0], ts[1]), (ts[1], ts[0])):
+                if id(a) in made_by_mm and not b.requires_grad:
+                    layer.add(id(b))
+        if rec.name in _MATMULS:
+            made_by_mm.update(id(t) for t in rec.outs())
+    return layer
+
+
+def _batch_size(cone, untracked, target, batch) -> int | None:
+    if batch is not None:
+        for t in untracked:
+            if t.dim() >= 1 and batch_source(t, batch) is not None:
+                return int(batch[0].shape[0]) if isinstance(batch[0], torch.Tensor) else int(t.shape[0])
+    if target is not None and target.dim() >= 1:
+        return int(target.shape[0])
+    ids = {id(t) for t in untracked}
+    for rec in cone:
+        if rec.name in _MATMULS:
+            ts = list(rec.tensors())
+            if ts and id(ts[0]) in ids and ts[0].dim() >= 2:
+                return int(ts[0].shape[0])
+    return None
+
+
+def classify(cone: list, untracked: list[torch.Tensor], target: torch.Tensor | None, w: Walk,
+             batch: list | None, slices) -> Layout:
+    """The :class:`Layout` of the build step's untracked tensors (see the module docstring);
+    ``batch`` is the fresh DataLoader batch's tensors, ``slices`` the watched ``x[idx]`` calls."""
+    layout = Layout(batch_size=_batch_size(cone, untracked, target, batch))
+    layer = _roles(cone)
+    b = layout.batch_size
+    rows = []
+    for t in untracked:
+        frozen_on_purpose = isinstance(t, torch.nn.Parameter)      # requires_grad=False: a frozen layer
+        if t.dim() == 0:
+            layout.literals[id(t)] = _number(t)
+        elif id(t) in layer and not frozen_on_purpose:
+            layout.frozen.append((t, True))    # a plain tensor as a layer's weight/bias: S4's b1, named
+        elif b is not None and t.shape[0] == b and not frozen_on_purpose:
+            rows.append(DataInput(tensor=t, source="targets" if t is target else "inputs",
+                                  shape=list(t.shape[1:]), dtype="float" if t.is_floating_point() else "int"))
+        elif t.numel() <= (MAX_CONST_ELEMENTS if frozen_on_purpose else CONST_ELEMENTS):
+            value = t.detach().cpu()
+            dtype = "float" if value.is_floating_point() else "int"
+            layout.consts.append((t, value.double().numpy() if dtype == "float" else value.long().numpy(), dtype))
+        else:
+            layout.frozen.append((t, False))
+    if rows and batch is not None:
+        layout.kind = "loader"
+        for d in rows:
+            j = batch_source(d.tensor, batch)
+            if j is None:
+                raise Unsupported(f"a batch tensor of shape {tuple(d.tensor.shape)} computed from the "
+                                  "DataLoader's batch outside the watched operations")
+            loader_columns(d, j, batch)
+    elif rows:
+        place_rows(layout, rows, slices)
+    for d in rows:
+        d.loc = find_saved(w, d.tensor)
+    layout.inputs = rows
+    layout.choose_key()
+    return layout
+
+
+def _number(t: torch.Tensor) -> float:
+    v = t.item()
+    return float(v) if not isinstance(v, bool) else (1.0 if v else 0.0)

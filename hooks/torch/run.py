@@ -36,6 +36,9 @@ from .sources import RowFinder
 from .step import Step, StepCycle
 from .summary import summary_norms
 
+_MAX_CANDIDATES = 8      # programs kept for other graphs (a run restarting with one adopts it)
+_MAX_TRIED = 64          # graphs a capture is asked for, per run (a graph that changes at every step
+                         # is not watched at every step)
 _DTYPES = {torch.float16: "float16", torch.bfloat16: "bfloat16", torch.float32: "float32",
            torch.float64: "float64"}
 
@@ -137,6 +140,8 @@ class TorchRun:
         if self.plan is not None:
             if plan.signature != self.plan.signature:
                 self.candidates[plan.signature] = plan
+                while len(self.candidates) > _MAX_CANDIDATES:      # the oldest goes
+                    self.candidates.pop(next(iter(self.candidates)))
             return
         self.adopt(plan)
 
@@ -169,7 +174,7 @@ class TorchRun:
 
     def wants_capture(self, signature: tuple) -> bool:
         """Whether to watch the next forward pass: a graph no program was built for yet."""
-        if signature in self.tried or self.candidate(signature) is not None:
+        if signature in self.tried or self.candidate(signature) is not None or len(self.tried) >= _MAX_TRIED:
             return False
         self.tried.add(signature)
         return True
@@ -225,6 +230,8 @@ class TorchRun:
 
     def record(self, st: Step, counts: dict, state: dict | None, opt_step: float | None, final: bool = False):
         """Record a closed step (or keep it until the program is known, see the module doc)."""
+        if self.deferred is not None and self.deferred[0] is not st:
+            self.flush_deferred()                # steps are recorded in the order they ran
         rec = self.recorder
         covered = self._covers(st)
         if not covered and not final and self.plan is None and self.deferred is None and st.record:

@@ -154,7 +154,7 @@ def test_a_failure_in_the_step_machinery_stops_tracing_with_one_warning(monkeypa
 
     def boom(*args, **kwargs):
         raise RuntimeError("planted")
-    monkeypatch.setattr(tbuild, "_layout", boom)
+    monkeypatch.setattr(tbuild, "classify", boom)
     with pytest.warns(RuntimeWarning, match="tracing stopped.*planted"):
         tr = trace_torch()
         traced = no_grad_and_inference(lambda: tr)
