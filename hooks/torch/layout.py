@@ -52,6 +52,7 @@ class DataInput:
     root: torch.Tensor | None = None  # the tensor the rows index (not for loader batches)
     rows: np.ndarray | None = None    # its rows at the build step
     loc: tuple | None = None          # where the graph saved it (hooks.torch.graph.Locator)
+    first: int = 0                    # its first column in its root's rows (a column view)
 
     def program_input(self) -> dict:
         return {"name": self.name, "source": self.source, "columns": list(self.columns),
@@ -80,17 +81,25 @@ class Layout:
 
 
 def batch_source(t: torch.Tensor, batch_tensors: list[torch.Tensor]) -> int | None:
-    """Which tensor of a DataLoader batch ``t`` is (itself, a view, or equal values), or None."""
+    """Which tensor of a DataLoader batch ``t`` holds (itself, a view, equal values, or some of
+    its columns), or None."""
+    found = batch_columns(t, batch_tensors)
+    return None if found is None else found[0]
+
+
+def batch_columns(t: torch.Tensor, batch_tensors: list[torch.Tensor]) -> tuple[int, int] | None:
+    """``(j, first column)``: ``t`` is batch tensor ``j`` (or columns of it, ``y[:, :1]``)."""
     for j, bt in enumerate(batch_tensors):
-        if not isinstance(bt, torch.Tensor) or bt.dim() == 0 or bt.shape[0] != t.shape[0]:
+        if not isinstance(bt, torch.Tensor) or bt.dim() == 0 or t.dim() == 0 or bt.shape[0] != t.shape[0]:
             continue
         if t is bt:
-            return j
-        if bt.numel() != t.numel():
-            continue
+            return j, 0
         try:
-            if _same_memory(t, bt) or torch.equal(bt.reshape(t.shape).to(t.dtype), t):
-                return j
+            if bt.numel() == t.numel() and (_same_memory(t, bt) or torch.equal(bt.reshape(t.shape).to(t.dtype), t)):
+                return j, 0
+            col = column_view(t, bt)
+            if col is not None:
+                return j, col
         except RuntimeError:
             continue
     return None
@@ -99,6 +108,39 @@ def batch_source(t: torch.Tensor, batch_tensors: list[torch.Tensor]) -> int | No
 def _same_memory(t: torch.Tensor, other: torch.Tensor) -> bool:
     return t.data_ptr() == other.data_ptr() and t.numel() == other.numel() and t.is_contiguous() \
         and other.is_contiguous()
+
+
+def column_view(t: torch.Tensor, base: torch.Tensor) -> int | None:
+    """The first column when ``t`` is a view of some columns of every row of ``base``
+    (``x[:, 2:5]``, ``y[:, 0]``), else None."""
+    found = view_rows(t, base)
+    if found is None or found[0].size != base.shape[0]:
+        return None
+    return found[1]
+
+
+def view_rows(t: torch.Tensor, base: torch.Tensor) -> tuple[np.ndarray, int] | None:
+    """``(rows, first column)`` when ``t`` is a view ``base[a:b, c:d]`` (whole rows or a column
+    range of each, ``x[a:b]``, ``x[:, 2:5]``, ``y[a:b, 0]``), else None."""
+    if t.dim() == 0 or base.dim() == 0 or not base.is_contiguous() or \
+            t.untyped_storage().data_ptr() != base.untyped_storage().data_ptr():
+        return None
+    n, b = base.shape[0], t.shape[0]
+    width = base.numel() // max(n, 1)
+    per_row = t.numel() // max(b, 1)
+    if width == 0 or (b > 1 and t.stride(0) != width) or (per_row > 1 and not t[0].is_contiguous()):
+        return None
+    offset = t.storage_offset() - base.storage_offset()
+    if offset < 0:
+        return None
+    start, col = divmod(offset, width)
+    if col + per_row > width or start + b > n:
+        return None
+    try:
+        same = torch.equal(base.reshape(n, width)[start:start + b, col:col + per_row].reshape(t.shape), t)
+    except RuntimeError:
+        return None
+    return (np.arange(start, start + b, dtype=np.int64), col) if same else None
 
 
 def find_root(t: torch.Tensor, slices) -> tuple[str, torch.Tensor, np.ndarray]:
@@ -110,9 +152,10 @@ def find_root(t: torch.Tensor, slices) -> tuple[str, torch.Tensor, np.ndarray]:
             if rows is not None and rows.size == t.shape[0]:
                 return "matched", src, rows
     if base is not None and base.dim() >= 1:
-        rows = _slice_rows(t, base)
-        if rows is not None:
-            return ("full" if rows.size == base.shape[0] and rows[0] == 0 else "slice"), base, rows
+        found = view_rows(t, base)
+        if found is not None:
+            rows = found[0]
+            return ("full" if rows.size == base.shape[0] else "slice"), base, rows
     return "full", t, np.arange(t.shape[0], dtype=np.int64)
 
 
@@ -125,25 +168,6 @@ def _index_rows(idx, n: int) -> np.ndarray | None:
     if arr.ndim != 1 or arr.dtype.kind not in "iu":
         return None
     return np.where(arr < 0, arr + n, arr).astype(np.int64)
-
-
-def _slice_rows(t: torch.Tensor, base: torch.Tensor) -> np.ndarray | None:
-    """Rows ``a..b`` of ``base`` that the view ``t`` holds (None if it is not such a view)."""
-    width = base.numel() // max(base.shape[0], 1)
-    if t.dim() == 0 or t.numel() != t.shape[0] * width or base.stride(0) != width or not base.is_contiguous():
-        return None
-    offset = t.storage_offset() - base.storage_offset()
-    if offset < 0 or offset % width:
-        return None
-    start = offset // width
-    stop = start + t.shape[0]
-    if stop > base.shape[0]:
-        return None
-    try:
-        same = torch.equal(base[start:stop].reshape(t.shape), t)
-    except RuntimeError:
-        return None
-    return np.arange(start, stop, dtype=np.int64) if same else None
 
 
 def place_rows(layout: Layout, leaves: list[DataInput], slices) -> None:
@@ -159,9 +183,8 @@ def place_rows(layout: Layout, leaves: list[DataInput], slices) -> None:
             rows0 = rows
         elif not np.array_equal(rows0, rows):
             raise Unsupported("batch tensors that hold different rows")
-        width = root.numel() // max(root.shape[0], 1)
-        if int(np.prod(d.shape, dtype=np.int64)) != width:
-            raise Unsupported(f"a batch tensor of shape {tuple(d.tensor.shape)} that is part of a row only")
+        found = None if root is d.tensor else view_rows(d.tensor, root)
+        d.first = 0 if found is None else found[1]
     roots_n = {int(d.root.shape[0]) for d in leaves}
     if len(roots_n) > 1:
         fresh = next((d for d in leaves if d.root is d.tensor and int(d.root.shape[0]) < max(roots_n)), None)
@@ -180,19 +203,17 @@ def place_rows(layout: Layout, leaves: list[DataInput], slices) -> None:
             start += r.numel() // max(r.shape[0], 1)
         else:
             table.append(d.root)
+        start += d.first
         d.columns = [start, start + int(np.prod(d.shape, dtype=np.int64))]
 
 
-def loader_columns(d: DataInput, j: int, batch_tensors: list[torch.Tensor]) -> None:
-    """A batch tensor that is the loader batch's tensor ``j``: the dataset's columns."""
+def loader_columns(d: DataInput, j: int, col: int, batch_tensors: list[torch.Tensor]) -> None:
+    """A batch tensor that is (columns ``col..`` of) the loader batch's tensor ``j``: the
+    dataset's columns."""
     if j > 1:
         raise Unsupported("a DataLoader batch with more than (inputs, targets)")
-    bt = batch_tensors[j]
-    width = bt.numel() // max(bt.shape[0], 1)
-    if int(np.prod(d.shape, dtype=np.int64)) != width:
-        raise Unsupported(f"a batch tensor of shape {tuple(d.tensor.shape)} that is part of a row only")
     d.source = "inputs" if j == 0 else "targets"
-    d.columns = [0, width]
+    d.columns = [col, col + int(np.prod(d.shape, dtype=np.int64))]
 
 
 # ----------------------------------------------------- classifying the leaves
@@ -258,11 +279,11 @@ def classify(cone: list, untracked: list[torch.Tensor], target: torch.Tensor | N
     if rows and batch is not None:
         layout.kind = "loader"
         for d in rows:
-            j = batch_source(d.tensor, batch)
-            if j is None:
+            found = batch_columns(d.tensor, batch)
+            if found is None:
                 raise Unsupported(f"a batch tensor of shape {tuple(d.tensor.shape)} computed from the "
                                   "DataLoader's batch outside the watched operations")
-            loader_columns(d, j, batch)
+            loader_columns(d, *found, batch)
     elif rows:
         place_rows(layout, rows, slices)
     for d in rows:

@@ -22,7 +22,7 @@ from tracer.recorder import Recorder
 
 from ..rows import RowMatcher
 from .data import as_rows, dataset_tensors
-from .layout import Layout, _slice_rows
+from .layout import Layout, view_rows
 
 __all__ = ["LoaderBatch", "RowSource", "LoaderRows", "IndexedRows", "SeenRows", "MatchedRows", "SliceRows",
            "FullRows", "RowFinder"]
@@ -175,7 +175,7 @@ class MatchedRows(RowSource):
 
 
 class SliceRows(RowSource):
-    """Batches that are views ``data[a:b]`` of one tensor: the rows are ``a..b``."""
+    """Batches that are views ``data[a:b]`` (or ``data[a:b, c:d]``) of one tensor: the rows are ``a..b``."""
 
     kind = "sliced"
 
@@ -186,7 +186,8 @@ class SliceRows(RowSource):
         """``a..b`` when ``x`` is such a view of the data, else None."""
         if x is None or x._base is None or x._base.data_ptr() != self.root.data_ptr():
             return None
-        return _slice_rows(x, self.root)
+        found = view_rows(x, self.root)
+        return None if found is None else found[0]
 
 
 class FullRows(RowSource):

@@ -232,3 +232,33 @@ def test_half_double_and_bfloat16_runs_are_traced_and_checked(dtype):
     assert report.context["precision"] == name
     if dtype == torch.bfloat16:                            # kept as float32 values (NumPy has no bfloat16)
         assert trace.arrays().params["0.weight"]["before"].dtype == np.float32
+
+
+# ------------------------------------------------------------- column views
+def test_column_views_of_the_batch_are_columns_of_the_data_table():
+    """``y[:, :1]`` of a DataLoader batch, and ``D[a:b, :3]`` / ``D[a:b, 4]`` of one data tensor."""
+    torch.manual_seed(0)
+    X, Y = torch.randn(40, 6), torch.randn(40, 2)
+    model = nn.Linear(6, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, Y), batch_size=16, shuffle=True)
+    with trace_torch(strict=True) as tr:
+        for xb, yb in loader:
+            opt.zero_grad()
+            nn.functional.mse_loss(model(xb), yb[:, 1:]).backward()
+            opt.step()
+    assert tr.trace.meta["program"]["inputs"][1]["columns"] == [1, 2]
+    _passed(tr.trace)
+    D = torch.randn(50, 5)
+    head = nn.Linear(3, 1)
+    opt = torch.optim.SGD(head.parameters(), lr=0.1)
+    with trace_torch(strict=True) as tr:
+        for i in range(0, 50, 10):
+            opt.zero_grad()
+            nn.functional.mse_loss(head(D[i:i + 10, :3]).squeeze(1), D[i:i + 10, 4]).backward()
+            opt.step()
+    trace = tr.trace
+    assert trace.meta["torch"]["data"] == "sliced"
+    assert [i["columns"] for i in trace.meta["program"]["inputs"]] == [[0, 3], [4, 5]]
+    assert trace.arrays().sample_row.tolist() == list(range(50))
+    _passed(trace)
