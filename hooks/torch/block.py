@@ -212,10 +212,6 @@ class TorchTracer:
 
     def before_backward(self, loss: torch.Tensor) -> None:
         """Build or match the step's program, settle the open step, open this one."""
-        with np.errstate(all="ignore"):          # the hook's own arithmetic never warns the user
-            self._before_backward(loss)
-
-    def _before_backward(self, loss: torch.Tensor) -> None:
         captured = self.capture.armed
         self.capture.disarm()
         records = self.capture.take() if captured else None
@@ -227,7 +223,8 @@ class TorchTracer:
             self._close_run()
             run = self._new_run()
         if records is not None:
-            run.consider(self._build(records, loss, w))
+            with np.errstate(all="ignore"):      # the hook's own arithmetic never warns the user
+                run.consider(self._build(records, loss, w))
         plan = run.plan if run.plan is not None and run.plan.covers(w.signature, None) else None
         run.attach_waiting()
         run.steps.settle_open_step()

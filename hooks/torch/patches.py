@@ -71,13 +71,16 @@ def _busy() -> bool:
 
 
 class _Entered:
-    """``with _Entered():`` marks an entry point as running on this thread."""
+    """``with _ENTERED:`` marks an entry point as running on this thread."""
 
     def __enter__(self) -> None:
         _INSIDE.depth = getattr(_INSIDE, "depth", 0) + 1
 
     def __exit__(self, *exc: Any) -> None:
         _INSIDE.depth -= 1
+
+
+_ENTERED = _Entered()
 
 
 def patch_backward() -> Patch:
@@ -105,7 +108,7 @@ def patch_optimizer_steps(pre: Callable[..., Any], post: Callable[..., Any]) -> 
         def hook(opt, args, kwargs):
             if _ignored() or _busy():
                 return None
-            with _Entered():
+            with _ENTERED:
                 return fn(opt, args, kwargs)
         return hook
     patch = Patch()
@@ -160,7 +163,7 @@ def _traced_backward(self, *args, **kwargs):
     tracer = _ACTIVE
     if tracer is None or tracer.failed is not None or _busy() or _ignored() or not self.requires_grad:
         return ORIGINAL_BACKWARD(self, *args, **kwargs)
-    with _Entered():
+    with _ENTERED:
         tracer.guard(tracer.before_backward, self)
         out = ORIGINAL_BACKWARD(self, *args, **kwargs)
         tracer.guard(tracer.after_backward)
@@ -170,7 +173,7 @@ def _traced_backward(self, *args, **kwargs):
 def _traced_data_set(self, value):
     tracer = _ACTIVE
     if tracer is not None and id(self) in tracer.run.names and not _busy() and not _ignored():
-        with _Entered():
+        with _ENTERED:
             tracer.guard(tracer.on_write, self, sys._getframe(1), True)
     _DATA_DESCR.__set__(self, value)
 
@@ -181,7 +184,7 @@ def _make_inplace(meth):
     def inplace(self, *args, **kwargs):
         tracer = _ACTIVE
         if tracer is not None and id(self) in tracer.run.names and not _busy() and not _ignored():
-            with _Entered():
+            with _ENTERED:
                 tracer.guard(tracer.on_write, self, sys._getframe(1), False)
         return orig(self, *args, **kwargs)
 

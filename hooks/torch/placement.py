@@ -140,7 +140,8 @@ def replace(run: TorchRun, st: Step) -> None:
 def _rows_and_clock(run: TorchRun, st: Step, x, layout, keep_rows: bool = False) -> None:
     batch = st.loader_batch
     if batch is not None:
-        rows = run.rows.from_loader(batch)
+        # a summary trace keeps no rows, and the loader's iterators number the epochs
+        rows = run.rows.from_loader(batch) if run.recorder.full else None
         run.clock.at_loader_batch(batch)
     else:
         if layout is not None:

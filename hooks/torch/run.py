@@ -254,7 +254,8 @@ class TorchRun:
             n = names[id(p)]
             cols["updates_" + n] = counts.get(id(p), 0)
             cols["stale_grad_" + n] = int(st.stale.get(id(p), False))
-            self.dtypes.setdefault(n, _DTYPES.get(p.dtype, str(p.dtype).replace("torch.", "")))
+            if n not in self.dtypes:
+                self.dtypes[n] = _DTYPES.get(p.dtype) or str(p.dtype).replace("torch.", "")
         if rec.full:
             self._record_full(st, covered, state, extra)
         else:

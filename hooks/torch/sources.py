@@ -243,13 +243,11 @@ class RowFinder:
         key = layout.key
         if self._data_arg is not None:
             inputs, targets = (as_rows(torch.as_tensor(a)) for a in self._data_arg)
-            self._rec.set_data(inputs, targets)
+            self._set_data(lambda: (inputs, targets))
             self._note("batch rows recovered by matching against the data= argument")
             self.source = MatchedRows(inputs)
             return
-        tables = {k: np.concatenate([as_rows(r) for r in roots], axis=1) for k, roots in layout.tables.items()}
-        n = next(iter(tables.values())).shape[0]
-        self._rec.set_data(tables.get("inputs", np.full((n, 1), np.nan)), tables.get("targets", np.full((n, 1), np.nan)))
+        self._set_data(lambda: _tables(layout))
         if layout.kind == "matched" and key is not None:
             self.source = MatchedRows(as_rows(key.root))
             self._note("batch rows recovered by matching against the tensor the batches are cut from")
@@ -273,6 +271,12 @@ class RowFinder:
             self._rec.set_data(*arrays)
             self._note(self.source.collected_note)
 
+    def _set_data(self, tables) -> None:
+        """Declare the data table (``tables()`` gives it) - only when values are captured:
+        a summary trace keeps no rows."""
+        if self._rec.full:
+            self._rec.set_data(*tables())
+
     def _note(self, text: str) -> None:
         self._rec.meta.setdefault("notes", []).append(text)
 
@@ -285,6 +289,13 @@ class RowFinder:
                 n = None
             return SeenRows() if n is None or iterator._dataset_kind != 0 else IndexedRows(n)
         inputs, targets, positions = found
-        self._rec.set_data(as_rows(inputs), as_rows(targets))
+        self._set_data(lambda: (as_rows(inputs), as_rows(targets)))
         self._note("batch rows from the DataLoader's sampler")
         return LoaderRows(positions)
+
+
+def _tables(layout: Layout) -> tuple[np.ndarray, np.ndarray]:
+    """The data table a program's layout describes: its roots' rows side by side."""
+    tables = {k: np.concatenate([as_rows(r) for r in roots], axis=1) for k, roots in layout.tables.items()}
+    n = next(iter(tables.values())).shape[0]
+    return tables.get("inputs", np.full((n, 1), np.nan)), tables.get("targets", np.full((n, 1), np.nan))
