@@ -217,15 +217,18 @@ def loader_columns(d: DataInput, j: int, col: int, batch_tensors: list[torch.Ten
 
 
 # ----------------------------------------------------- classifying the leaves
-def _roles(cone: list[Record]) -> set[int]:
-    """Untracked tensors used as a layer's weight or bias: a ``linear``'s weight/bias, a
-    matmul operand that is not the batch, or a term added to a matmul's result."""
+def _roles(cone: list, batch_size: int | None) -> set[int]:
+    """Untracked tensors used as a layer's weight or bias: a ``linear``'s weight/bias, the
+    weight operand of a matmul (``h @ W``, ``addmm(b, h, W)``), or a term added to a
+    matmul's result - never the batch itself (first dimension the batch size)."""
     made_by_mm = set()
     layer = set()
     for rec in cone:
         ts = list(rec.tensors())
         if rec.name == "linear":
             layer.update(id(t) for t in ts[1:] if not t.requires_grad)
+        elif rec.name == "addmm" and len(ts) == 3:
+            layer.update(id(t) for t in (ts[0], ts[2]) if not t.requires_grad)
         elif rec.name in _MATMULS and len(ts) >= 2 and ts[0].requires_grad and not ts[1].requires_grad:
             layer.add(id(ts[1]))
         elif rec.name in ("add", "__add__", "__radd__", "add_") and len(ts) == 2:
@@ -234,7 +237,9 @@ def _roles(cone: list[Record]) -> set[int]:
                     layer.add(id(b))
         if rec.name in _MATMULS:
             made_by_mm.update(id(t) for t in rec.outs())
-    return layer
+    batch = {id(t) for rec in cone for t in rec.tensors()
+             if batch_size is not None and t.dim() >= 1 and t.shape[0] == batch_size and t.dim() >= 2}
+    return layer - batch
 
 
 def _batch_size(cone, untracked, target, batch) -> int | None:
@@ -258,8 +263,8 @@ def classify(cone: list, untracked: list[torch.Tensor], target: torch.Tensor | N
     """The :class:`Layout` of the build step's untracked tensors (see the module docstring);
     ``batch`` is the fresh DataLoader batch's tensors, ``slices`` the watched ``x[idx]`` calls."""
     layout = Layout(batch_size=_batch_size(cone, untracked, target, batch))
-    layer = _roles(cone)
     b = layout.batch_size
+    layer = _roles(cone, b)
     rows = []
     for t in untracked:
         frozen_on_purpose = isinstance(t, torch.nn.Parameter)      # requires_grad=False: a frozen layer
