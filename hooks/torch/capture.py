@@ -197,10 +197,17 @@ class Capture(TorchFunctionMode):
         warnings.showwarning = lambda *w, **kw: caught.append(w)   # not a filter change: registries stay valid
         try:
             out = func(*args, **(kwargs or {}))
-        finally:
+        except BaseException:
             warnings.showwarning = shown
             if caught:
-                reissue(caught, sys._getframe(1))
+                try:
+                    reissue(caught, sys._getframe(1))
+                except Exception:  # the call's own exception is what the user sees
+                    pass
+            raise
+        warnings.showwarning = shown
+        if caught:
+            reissue(caught, sys._getframe(1))   # raises where the user's filters make warnings errors
         try:
             self._note(func, args, kwargs, out)
         except Exception as exc:  # recording must never change what the user's call does

@@ -160,3 +160,26 @@ def test_a_failure_in_the_step_machinery_stops_tracing_with_one_warning(monkeypa
         traced = no_grad_and_inference(lambda: tr)
     assert all(torch.equal(a, b) for a, b in zip(plain, traced))
     assert torch.overrides._get_current_function_mode() is None
+
+
+def _broadcast_loop(ctx, n):
+    torch.manual_seed(5)
+    X, Y = torch.randn(n, 3), torch.randn(n)
+    model = nn.Linear(3, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with ctx():
+        for _ in range(3):
+            opt.zero_grad()
+            nn.functional.mse_loss(model(X), Y).backward()     # torch warns about broadcasting
+            opt.step()
+
+
+def test_a_warning_raised_while_watching_keeps_its_location_and_shows_once():
+    shown = {}
+    for name, ctx, n in (("plain", contextlib.nullcontext, 17), ("traced", trace_torch, 19)):
+        with warnings.catch_warnings(record=True) as got:
+            warnings.simplefilter("default")
+            _broadcast_loop(ctx, n)
+        shown[name] = [(w.filename, w.lineno) for w in got if "target size" in str(w.message)]
+    assert len(shown["plain"]) == len(shown["traced"]) == 1
+    assert shown["plain"] == shown["traced"]               # torch's own line, not steptrace's
