@@ -94,7 +94,7 @@ class Evaluation:
                 req.add(n.name)
         return req
 
-    def gradients(self, wrt=None) -> dict:
+    def gradients(self, wrt: list[str] | None = None) -> dict:
         """d loss / d leaf for each name in ``wrt`` (default: the program's params); stacked
         like the leaves. A param the loss does not reach gets zeros."""
         wrt = list(self.program.params if wrt is None else wrt)
@@ -161,7 +161,7 @@ class Evaluation:
         self._fmags = fm
         return fm
 
-    def gradient_magnitudes(self, wrt=None) -> dict:
+    def gradient_magnitudes(self, wrt: list[str] | None = None) -> dict:
         """Rounding magnitudes of :meth:`gradients` (same keys and shapes)."""
         grads = self.gradients(wrt)
         wrt_list, _, acc, req = self._grads

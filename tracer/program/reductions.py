@@ -19,7 +19,7 @@ class _Reduce(Op):
     defaults = {"dims": None, "keepdim": False}
     differentiable = (0,)
 
-    def normalise(self, attrs, where):
+    def normalise(self, attrs: dict, where: str) -> dict:
         d = _ints(attrs["dims"], f"{self.name} dims", where, allow_none=True)
         attrs["dims"] = [d] if isinstance(d, int) else d
         attrs["keepdim"] = bool(attrs["keepdim"])
@@ -34,7 +34,7 @@ class _Reduce(Op):
             g = np.expand_dims(g, axes)
         return np.broadcast_to(g, (g.shape[0],) + x.shape[1:])
 
-    def text(self, args, attrs):
+    def text(self, args: list, attrs: dict) -> str:
         d = "" if attrs["dims"] is None else f", dims={attrs['dims']}"
         k = ", keepdim" if attrs["keepdim"] else ""
         return f"{self.name}({args[0]}{d}{k})"
@@ -43,10 +43,10 @@ class _Reduce(Op):
 class Sum(_Reduce):
     name, linear, doc = "sum", True, "sum over dims (all when none are given)"
 
-    def forward(self, xs, attrs):
+    def forward(self, xs: list[np.ndarray], attrs: dict) -> np.ndarray:
         return np.sum(xs[0], axis=self._axes(xs[0], attrs), keepdims=attrs["keepdim"])
 
-    def vjp(self, g, xs, out, attrs, need):
+    def vjp(self, g: np.ndarray, xs: list[np.ndarray], out: np.ndarray, attrs: dict, need: list[bool]) -> list:
         return [self._expand(g, xs[0], attrs) if need[0] else None]
 
 
@@ -56,18 +56,18 @@ class Mean(_Reduce):
     def _count(self, x, attrs):
         return int(np.prod([x.shape[i] for i in self._axes(x, attrs)], dtype=np.int64))
 
-    def forward(self, xs, attrs):
+    def forward(self, xs: list[np.ndarray], attrs: dict) -> np.ndarray:
         x = xs[0]
         return np.sum(x, axis=self._axes(x, attrs), keepdims=attrs["keepdim"]) / self._count(x, attrs)
 
-    def vjp(self, g, xs, out, attrs, need):
+    def vjp(self, g: np.ndarray, xs: list[np.ndarray], out: np.ndarray, attrs: dict, need: list[bool]) -> list:
         return [self._expand(g / self._count(xs[0], attrs), xs[0], attrs) if need[0] else None]
 
 
 class LogSumExp(_Reduce):
     name, doc = "logsumexp", "log(sum(exp(x))) over dims, computed stably"
 
-    def forward(self, xs, attrs):
+    def forward(self, xs: list[np.ndarray], attrs: dict) -> np.ndarray:
         x = xs[0]
         axes = self._axes(x, attrs)
         m = np.max(x, axis=axes, keepdims=True)
@@ -81,10 +81,10 @@ class LogSumExp(_Reduce):
         with np.errstate(all="ignore"):
             return np.exp(x - o)
 
-    def vjp(self, g, xs, out, attrs, need):
+    def vjp(self, g: np.ndarray, xs: list[np.ndarray], out: np.ndarray, attrs: dict, need: list[bool]) -> list:
         return [self._expand(g, xs[0], attrs) * self._soft(xs[0], out, attrs) if need[0] else None]
 
-    def fmag(self, ms, xs, out, attrs):
+    def fmag(self, ms: list[np.ndarray], xs: list[np.ndarray], out: np.ndarray, attrs: dict) -> np.ndarray:
         p = self._soft(xs[0], out, attrs)
         return np.abs(out) + np.sum(p * ms[0], axis=self._axes(xs[0], attrs), keepdims=attrs["keepdim"])
 
@@ -94,7 +94,7 @@ class Softmax(Op):
     defaults = {"dim": -1}
     differentiable = (0,)
 
-    def forward(self, xs, attrs):
+    def forward(self, xs: list[np.ndarray], attrs: dict) -> np.ndarray:
         x = xs[0]
         ax = step_axis(attrs["dim"], rank(x))
         m = np.max(x, axis=ax, keepdims=True)
@@ -102,15 +102,16 @@ class Softmax(Op):
             e = np.exp(x - np.where(np.isfinite(m), m, 0))
             return e / np.sum(e, axis=ax, keepdims=True)
 
-    def vjp(self, g, xs, out, attrs, need):
+    def vjp(self, g: np.ndarray, xs: list[np.ndarray], out: np.ndarray, attrs: dict, need: list[bool]) -> list:
         ax = step_axis(attrs["dim"], rank(xs[0]))
         return [out * (g - np.sum(g * out, axis=ax, keepdims=True)) if need[0] else None]
 
-    def fmag(self, ms, xs, out, attrs):
+    def fmag(self, ms: list[np.ndarray], xs: list[np.ndarray], out: np.ndarray, attrs: dict) -> np.ndarray:
         ax = step_axis(attrs["dim"], rank(xs[0]))
         return np.abs(out) * (1 + ms[0] + np.sum(out * ms[0], axis=ax, keepdims=True))
 
-    def bmag(self, gm, g, ms, xs, out, attrs, need):
+    def bmag(self, gm: np.ndarray, g: np.ndarray, ms: list[np.ndarray], xs: list[np.ndarray], out: np.ndarray,
+             attrs: dict, need: list[bool]) -> list:
         ax = step_axis(attrs["dim"], rank(xs[0]))
         ymag = self.fmag(ms, xs, out, attrs)
         first = out * (gm + np.sum(gm * out, axis=ax, keepdims=True))
@@ -121,7 +122,7 @@ class Softmax(Op):
 class LogSoftmax(Softmax):
     name, doc = "log_softmax", "x - logsumexp(x) along dim"
 
-    def forward(self, xs, attrs):
+    def forward(self, xs: list[np.ndarray], attrs: dict) -> np.ndarray:
         x = xs[0]
         ax = step_axis(attrs["dim"], rank(x))
         m = np.max(x, axis=ax, keepdims=True)
@@ -129,19 +130,20 @@ class LogSoftmax(Softmax):
         with np.errstate(all="ignore"):
             return x - m - np.log(np.sum(np.exp(x - m), axis=ax, keepdims=True))
 
-    def vjp(self, g, xs, out, attrs, need):
+    def vjp(self, g: np.ndarray, xs: list[np.ndarray], out: np.ndarray, attrs: dict, need: list[bool]) -> list:
         ax = step_axis(attrs["dim"], rank(xs[0]))
         with np.errstate(all="ignore"):
             p = np.exp(out)
         return [g - p * np.sum(g, axis=ax, keepdims=True) if need[0] else None]
 
-    def fmag(self, ms, xs, out, attrs):
+    def fmag(self, ms: list[np.ndarray], xs: list[np.ndarray], out: np.ndarray, attrs: dict) -> np.ndarray:
         ax = step_axis(attrs["dim"], rank(xs[0]))
         with np.errstate(all="ignore"):
             p = np.exp(out)
         return np.abs(out) + ms[0] + np.sum(p * ms[0], axis=ax, keepdims=True)
 
-    def bmag(self, gm, g, ms, xs, out, attrs, need):
+    def bmag(self, gm: np.ndarray, g: np.ndarray, ms: list[np.ndarray], xs: list[np.ndarray], out: np.ndarray,
+             attrs: dict, need: list[bool]) -> list:
         ax = step_axis(attrs["dim"], rank(xs[0]))
         with np.errstate(all="ignore"):
             p = np.exp(out)
@@ -157,7 +159,7 @@ class AMax(_Reduce):
     name, doc = "amax", "largest value over dims (gradient to the arg-max, ties split)"
     pick = staticmethod(np.max)
 
-    def forward(self, xs, attrs):
+    def forward(self, xs: list[np.ndarray], attrs: dict) -> np.ndarray:
         return self.pick(xs[0], axis=self._axes(xs[0], attrs), keepdims=attrs["keepdim"])
 
     def _mask(self, x, out, attrs):
@@ -165,13 +167,14 @@ class AMax(_Reduce):
         hit = (x == o).astype(x.dtype if x.dtype.kind == "f" else np.float64)
         return hit / np.sum(hit, axis=self._axes(x, attrs), keepdims=True)
 
-    def vjp(self, g, xs, out, attrs, need):
+    def vjp(self, g: np.ndarray, xs: list[np.ndarray], out: np.ndarray, attrs: dict, need: list[bool]) -> list:
         return [self._expand(g, xs[0], attrs) * self._mask(xs[0], out, attrs) if need[0] else None]
 
-    def fmag(self, ms, xs, out, attrs):
+    def fmag(self, ms: list[np.ndarray], xs: list[np.ndarray], out: np.ndarray, attrs: dict) -> np.ndarray:
         return self.forward([ms[0]], attrs)
 
-    def bmag(self, gm, g, ms, xs, out, attrs, need):
+    def bmag(self, gm: np.ndarray, g: np.ndarray, ms: list[np.ndarray], xs: list[np.ndarray], out: np.ndarray,
+             attrs: dict, need: list[bool]) -> list:
         return [self._expand(gm, xs[0], attrs) * self._mask(xs[0], out, attrs) if need[0] else None]
 
 
@@ -190,21 +193,21 @@ class Size(Op):
     defaults = {"dims": None}
     differentiable = ()
 
-    def normalise(self, attrs, where):
+    def normalise(self, attrs: dict, where: str) -> dict:
         d = _ints(attrs["dims"], "size dims", where, allow_none=True)
         attrs["dims"] = [d] if isinstance(d, int) else d
         return attrs
 
-    def forward(self, xs, attrs):
+    def forward(self, xs: list[np.ndarray], attrs: dict) -> np.ndarray:
         x = xs[0]
         axes = step_axes(attrs["dims"], rank(x))
         n = float(np.prod([x.shape[a] for a in axes], dtype=np.int64))
         return np.full(x.shape[0], n)
 
-    def vjp(self, g, xs, out, attrs, need):
+    def vjp(self, g: np.ndarray, xs: list[np.ndarray], out: np.ndarray, attrs: dict, need: list[bool]) -> list:
         return [None]
 
-    def text(self, args, attrs):
+    def text(self, args: list, attrs: dict) -> str:
         return f"size({args[0]}" + ("" if attrs["dims"] is None else f", dims={attrs['dims']}") + ")"
 
 

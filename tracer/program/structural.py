@@ -65,7 +65,7 @@ class MatMul(Op):
             out = out[..., 0, :] if not vb else out[..., 0]
         return out
 
-    def forward(self, xs, attrs):
+    def forward(self, xs: list[np.ndarray], attrs: dict) -> np.ndarray:
         a, b, va, vb = self._prep(*xs)
         a, b = align(a, b)
         return self._post(np.matmul(a, b), va, vb)
@@ -87,10 +87,11 @@ class MatMul(Op):
             out[1] = _back(unbroadcast(gb, b), b0)
         return out
 
-    def vjp(self, g, xs, out, attrs, need):
+    def vjp(self, g: np.ndarray, xs: list[np.ndarray], out: np.ndarray, attrs: dict, need: list[bool]) -> list:
         return self._grads(g, xs[0], xs[1], need, xs[0], xs[1])
 
-    def fmag(self, ms, xs, out, attrs, exact=(False, False)):
+    def fmag(self, ms: list[np.ndarray], xs: list[np.ndarray], out: np.ndarray, attrs: dict,
+             exact: tuple[bool, bool] = (False, False)) -> np.ndarray:
         a, b = np.abs(xs[0]), np.abs(xs[1])
         if exact[0] and exact[1]:            # both leaves: |A| @ |B| once
             return 2 * self.forward([a, b], attrs)
@@ -100,7 +101,8 @@ class MatMul(Op):
             return self.forward([a, ms[1] + b], attrs)
         return self.forward([ms[0], b], attrs) + self.forward([a, ms[1]], attrs)
 
-    def bmag(self, gm, g, ms, xs, out, attrs, need, exact=(False, False)):
+    def bmag(self, gm: np.ndarray, g: np.ndarray, ms: list[np.ndarray], xs: list[np.ndarray], out: np.ndarray,
+             attrs: dict, need: list[bool], exact: tuple[bool, bool] = (False, False)) -> list:
         a, b = np.abs(xs[0]), np.abs(xs[1])
         ag = np.abs(g)
         if exact[0] and exact[1]:            # M_A = |A|, M_B = |B|: (gm + |g|) against each once
@@ -109,7 +111,7 @@ class MatMul(Op):
         second = self._grads(ag, xs[0], xs[1], need, ms[0], ms[1])
         return [None if f is None else f + s for f, s in zip(first, second)]
 
-    def text(self, args, attrs):
+    def text(self, args: list, attrs: dict) -> str:
         return f"{args[0]} @ {args[1]}"
 
 
@@ -128,10 +130,10 @@ class _Shape(Op):
     linear = True
     differentiable = (0,)
 
-    def vjp(self, g, xs, out, attrs, need):
+    def vjp(self, g: np.ndarray, xs: list[np.ndarray], out: np.ndarray, attrs: dict, need: list[bool]) -> list:
         return [self.back(g, xs[0], attrs) if need[0] else None] + [None] * (len(xs) - 1)
 
-    def back(self, g, x, attrs):
+    def back(self, g: np.ndarray, x: np.ndarray, attrs: dict) -> np.ndarray:
         return g.reshape((g.shape[0],) + x.shape[1:])
 
 
@@ -162,13 +164,13 @@ class Reshape(_Shape):
     name, doc = "reshape", "view/reshape (0 copies the input dimension, -1 is inferred)"
     defaults = {"shape": MISSING}
 
-    def normalise(self, attrs, where):
+    def normalise(self, attrs: dict, where: str) -> dict:
         attrs["shape"] = _ints(attrs["shape"], "reshape shape", where)
         if isinstance(attrs["shape"], int):
             attrs["shape"] = [attrs["shape"]]
         return attrs
 
-    def forward(self, xs, attrs):
+    def forward(self, xs: list[np.ndarray], attrs: dict) -> np.ndarray:
         x = xs[0]
         return x.reshape((x.shape[0],) + reshape_target(x.shape[1:], attrs["shape"]))
 
@@ -177,7 +179,7 @@ class Flatten(_Shape):
     name, doc = "flatten", "merge dimensions start..end into one"
     defaults = {"start": 0, "end": -1}
 
-    def forward(self, xs, attrs):
+    def forward(self, xs: list[np.ndarray], attrs: dict) -> np.ndarray:
         x = xs[0]
         r = rank(x)
         if r == 0:
@@ -191,12 +193,12 @@ class Squeeze(_Shape):
     name, doc = "squeeze", "drop dimensions of size 1 (all, or the listed ones that have size 1)"
     defaults = {"dims": None}
 
-    def normalise(self, attrs, where):
+    def normalise(self, attrs: dict, where: str) -> dict:
         d = _ints(attrs["dims"], "squeeze dims", where, allow_none=True)
         attrs["dims"] = [d] if isinstance(d, int) else d
         return attrs
 
-    def forward(self, xs, attrs):
+    def forward(self, xs: list[np.ndarray], attrs: dict) -> np.ndarray:
         x = xs[0]
         axes = step_axes(attrs["dims"], rank(x))
         keep = tuple(i for i in axes if x.shape[i] == 1)
@@ -207,11 +209,11 @@ class Unsqueeze(_Shape):
     name, doc = "unsqueeze", "insert a dimension of size 1"
     defaults = {"dim": MISSING}
 
-    def normalise(self, attrs, where):
+    def normalise(self, attrs: dict, where: str) -> dict:
         attrs["dim"] = _int(attrs["dim"], "unsqueeze dim", where)
         return attrs
 
-    def forward(self, xs, attrs):
+    def forward(self, xs: list[np.ndarray], attrs: dict) -> np.ndarray:
         x = xs[0]
         r = rank(x)
         d = attrs["dim"]
@@ -225,17 +227,17 @@ class Transpose(_Shape):
     name, doc = "transpose", "swap two dimensions"
     defaults = {"dim0": -2, "dim1": -1}
 
-    def forward(self, xs, attrs):
+    def forward(self, xs: list[np.ndarray], attrs: dict) -> np.ndarray:
         x = xs[0]
         r = rank(x)
         if r < 2:
             return x
         return np.swapaxes(x, step_axis(attrs["dim0"], r), step_axis(attrs["dim1"], r))
 
-    def back(self, g, x, attrs):
+    def back(self, g: np.ndarray, x: np.ndarray, attrs: dict) -> np.ndarray:
         return self.forward([g], attrs)
 
-    def text(self, args, attrs):
+    def text(self, args: list, attrs: dict) -> str:
         return f"{args[0]}.T" if (attrs["dim0"], attrs["dim1"]) in ((0, 1), (-2, -1), (1, 0)) else \
             super().text(args, attrs)
 
@@ -244,7 +246,7 @@ class Permute(_Shape):
     name, doc = "permute", "reorder dimensions"
     defaults = {"dims": MISSING}
 
-    def normalise(self, attrs, where):
+    def normalise(self, attrs: dict, where: str) -> dict:
         attrs["dims"] = list(_ints(attrs["dims"], "permute dims", where))
         return attrs
 
@@ -254,10 +256,10 @@ class Permute(_Shape):
             raise TraceInputError(f"op 'permute': {len(dims)} dims for a value of rank {r}")
         return (0,) + tuple(step_axis(d, r) for d in dims)
 
-    def forward(self, xs, attrs):
+    def forward(self, xs: list[np.ndarray], attrs: dict) -> np.ndarray:
         return np.transpose(xs[0], self._perm(xs[0], attrs["dims"]))
 
-    def back(self, g, x, attrs):
+    def back(self, g: np.ndarray, x: np.ndarray, attrs: dict) -> np.ndarray:
         return np.transpose(g, np.argsort(self._perm(x, attrs["dims"])))
 
 
@@ -265,12 +267,12 @@ class MoveDim(_Shape):
     name, doc = "movedim", "move one dimension to another position"
     defaults = {"source": MISSING, "destination": MISSING}
 
-    def forward(self, xs, attrs):
+    def forward(self, xs: list[np.ndarray], attrs: dict) -> np.ndarray:
         x = xs[0]
         r = rank(x)
         return np.moveaxis(x, step_axis(attrs["source"], r), step_axis(attrs["destination"], r))
 
-    def back(self, g, x, attrs):
+    def back(self, g: np.ndarray, x: np.ndarray, attrs: dict) -> np.ndarray:
         r = rank(x)
         return np.moveaxis(g, step_axis(attrs["destination"], r), step_axis(attrs["source"], r))
 
@@ -279,11 +281,11 @@ class Expand(_Shape):
     name, doc = "expand", "broadcast to a shape (-1 keeps a dimension)"
     defaults = {"shape": MISSING}
 
-    def normalise(self, attrs, where):
+    def normalise(self, attrs: dict, where: str) -> dict:
         attrs["shape"] = list(np.atleast_1d(_ints(attrs["shape"], "expand shape", where)).tolist())
         return attrs
 
-    def forward(self, xs, attrs):
+    def forward(self, xs: list[np.ndarray], attrs: dict) -> np.ndarray:
         x = xs[0]
         shape = attrs["shape"]
         r = rank(x)
@@ -293,7 +295,7 @@ class Expand(_Shape):
         target = tuple(x.shape[i + 1] if s == -1 else s for i, s in enumerate(shape))
         return np.broadcast_to(x, (x.shape[0],) + target)
 
-    def back(self, g, x, attrs):
+    def back(self, g: np.ndarray, x: np.ndarray, attrs: dict) -> np.ndarray:
         return unbroadcast(g, x)
 
 
