@@ -20,6 +20,7 @@ and validation on load are in :mod:`tracer.trace_files`).
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -142,7 +143,7 @@ class Trace:
         return {name: self._frame(name) for name in TABLES}
 
     # ------------------------------------------------------------- save/load
-    def save(self, path) -> Path:
+    def save(self, path: str | os.PathLike) -> Path:
         """Save as a directory of Parquet files plus ``meta.json``; returns the path.
 
         Atomic (see :mod:`tracer.atomic`): the files are written into a temporary sibling
@@ -154,7 +155,7 @@ class Trace:
         return write_trace(self.tables(), self.meta, Path(path))
 
     @classmethod
-    def load(cls, path) -> "Trace":
+    def load(cls, path: str | os.PathLike) -> "Trace":
         """Read a trace saved by :meth:`save` or written by :class:`tracer.store.StreamStore`
         (finished or interrupted: up to its last flushed chunk).
 

@@ -76,7 +76,7 @@ class ProgramBuilder:
         return float(self.dtype.type(value))
 
     # ------------------------------------------------------------- nodes
-    def add(self, base: str, op: str, args: list, label: str | None = None, **attrs) -> str:
+    def add(self, base: str, op: str, args: list, label: str | None = None, **attrs: object) -> str:
         """Append ``name = op(args, **attrs)`` and return the (unique) name."""
         name = self.fresh(base)
         node = {"name": name, "op": op, "args": list(args), "attrs": attrs}

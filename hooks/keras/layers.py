@@ -30,7 +30,7 @@ ACTIVATIONS = ("linear", "relu", "relu6", "sigmoid", "softmax", "log_softmax", "
                "silu", "softplus", "softsign", "leaky_relu", "exponential", "hard_sigmoid", "hard_silu", "mish")
 
 
-def source_line(obj) -> str | None:
+def source_line(obj: object) -> str | None:
     """``file:line`` where a user's class or function is defined (None for Keras's own)."""
     target = obj if inspect.isclass(obj) or inspect.isfunction(obj) else type(obj)
     try:
@@ -113,7 +113,8 @@ def _composite(b, name, x, base, label, backend):
     raise Unsupported(f"activation {name}", "no formula")      # pragma: no cover - ACTIVATIONS is closed
 
 
-def emit_layer(b: ProgramBuilder, layer, x: str, shape: tuple, ctx) -> tuple[str, tuple]:
+def emit_layer(b: ProgramBuilder, layer: keras.layers.Layer, x: str, shape: tuple,
+               ctx: object) -> tuple[str, tuple]:
     """Nodes for one layer applied to ``x`` (per-step shape ``shape``, batch first).
 
     ``ctx`` gives ``backend``, ``training`` and ``weight(variable, base)`` (the name of a

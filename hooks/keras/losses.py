@@ -50,7 +50,7 @@ class KerasLoss:
         return "int" if self.kind == "scce" else "float"
 
 
-def resolve_loss(model) -> KerasLoss:
+def resolve_loss(model: keras.Model) -> KerasLoss:
     """The model's one compiled loss (``model._compile_loss``, built by the first step)."""
     compiled = getattr(model, "_compile_loss", None)
     flat = getattr(compiled, "_flat_losses", None)

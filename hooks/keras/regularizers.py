@@ -31,7 +31,8 @@ def _coefficients(reg) -> tuple[float, float]:
     raise Unsupported(f"regularizer {kind.__name__}", "only L1, L2 and L1L2 are modelled", source_line(reg))
 
 
-def regularizer_term(b: ProgramBuilder, reg, x: str, base: str, label: str, per_row: bool = False) -> str | None:
+def regularizer_term(b: ProgramBuilder, reg: keras.regularizers.Regularizer, x: str, base: str, label: str,
+                     per_row: bool = False) -> str | None:
     """The nodes of ``reg(x)`` (``per_row``: an activity regulariser, divided by the batch
     size); None when the term is a constant 0 (both coefficients zero)."""
     l1, l2 = _coefficients(reg)

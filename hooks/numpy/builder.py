@@ -18,6 +18,8 @@ import math
 import os
 import sys
 from pathlib import Path
+from types import FrameType
+from typing import Callable
 
 import numpy as np
 
@@ -50,7 +52,7 @@ def _is_ours(filename: str) -> bool:
     return known
 
 
-def user_frames(start=None, stop=None) -> list:
+def user_frames(start: FrameType | None = None, stop: FrameType | None = None) -> list[FrameType]:
     """The frames of the user's code from ``start`` outwards (ours and NumPy's skipped),
     innermost first, up to (not including) ``stop``."""
     frame = start or sys._getframe(1)
@@ -62,7 +64,7 @@ def user_frames(start=None, stop=None) -> list:
     return out
 
 
-def where_of(frame) -> str:
+def where_of(frame: FrameType) -> str:
     """``file:line`` of a frame, as programs print it."""
     return f"{Path(frame.f_code.co_filename).name}:{frame.f_lineno}"
 
@@ -116,7 +118,7 @@ class Builder:
                     self.alias[value.name] = var
 
     # ------------------------------------------------------------ leaves
-    def leaf(self, name: str, value) -> Traced:
+    def leaf(self, name: str, value: np.ndarray | float) -> Traced:
         """A program leaf (input or parameter) holding ``value``."""
         self.taken.add(name)
         return Traced(self, name, np.asarray(value))
@@ -146,7 +148,7 @@ class Builder:
         self._keep.append(value)
         return name
 
-    def arg(self, v):
+    def arg(self, v: object) -> str | float:
         """A node argument: a name (traced value or constant) or a plain number."""
         if isinstance(v, Traced):
             if v.builder is not self:
@@ -176,7 +178,7 @@ class Builder:
                 self.taken.add(name)
                 return name
 
-    def emit(self, op: str, args: list, value, **attrs) -> Traced:
+    def emit(self, op: str, args: list, value: np.ndarray, **attrs: object) -> Traced:
         """Add ``op(args, **attrs)`` (its NumPy result is ``value``) and return it traced."""
         self.name_locals()
         value = np.asarray(value)
@@ -196,7 +198,8 @@ class Builder:
             self.nodes.append(node)
         return Traced(self, name, value)
 
-    def refuse(self, what: str, reason: str | None, value=None, where: str | None = None):
+    def refuse(self, what: str, reason: str | None, value: object = None,
+               where: str | None = None) -> Traced | None:
         """Record ``what`` as unsupported; the call goes on with the plain NumPy value."""
         if where is None:
             where, label = self.site()
@@ -225,7 +228,7 @@ class Builder:
         if wanted and wanted.isidentifier() and wanted not in self.taken and wanted not in self.alias.values():
             self.alias[name] = wanted
 
-    def finish(self, outputs: dict, transform=None) -> tuple[list[dict], dict]:
+    def finish(self, outputs: dict, transform: Callable | None = None) -> tuple[list[dict], dict]:
         """The nodes (JSON, ready for a program) and ``outputs`` with the final names.
 
         ``transform(nodes, outputs)`` may rewrite the nodes first (:func:`hooks.numpy.patterns.fuse`);

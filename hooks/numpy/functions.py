@@ -27,6 +27,7 @@ import random
 import sys
 import warnings
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -51,12 +52,12 @@ class Functions:
     loss: str | None = None
 
 
-def linear(weight, bias, x):
+def linear(weight: np.ndarray, bias: np.ndarray | float, x: np.ndarray) -> np.ndarray:
     """The default model, ``x @ weight + bias`` (traced when a loss function is given)."""
     return x @ weight + bias
 
 
-def call_model(model, params: dict, x) -> object:
+def call_model(model: Callable, params: dict, x: np.ndarray) -> object:
     """Call ``model`` on the parameters and the inputs (the convention in the module docstring)."""
     try:
         sig = inspect.signature(model)
@@ -175,7 +176,8 @@ def _outputs(b, fns, pred, loss) -> dict:
 
 
 # ------------------------------------------------------------------ the program
-def build_program(fns: Functions, params: dict, batch: tuple, other: tuple | None, sizes, full: int) -> dict:
+def build_program(fns: Functions, params: dict, batch: tuple, other: tuple | None, sizes: tuple,
+                  full: int) -> dict:
     """The verified program of ``fns`` (JSON for ``meta["program"]``).
 
     ``batch`` is the first step's ``(x, y)``; ``other`` the same data at another batch

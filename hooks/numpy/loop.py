@@ -14,7 +14,8 @@ import numpy as np
 __all__ = ["LoopIterator", "batch_order"]
 
 
-def batch_order(n: int, batch_size: int, shuffle: bool, seed, epoch: int, drop_last: bool) -> list[np.ndarray]:
+def batch_order(n: int, batch_size: int, shuffle: bool, seed: int | None, epoch: int,
+                drop_last: bool) -> list[np.ndarray]:
     """The row positions of each batch of one epoch (a private random stream, never the user's)."""
     if shuffle:
         rng = np.random.default_rng(None if seed is None else [int(seed), epoch])

@@ -12,10 +12,9 @@ program's ops count axes per step exactly as NumPy does (docs/PROGRAM.md).
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-
-from typing import TYPE_CHECKING
 
 from .proxy import Traced
 
@@ -39,7 +38,7 @@ ELEMENTWISE = {
 _POWERS = {2.0: "square", 0.5: "sqrt", -1.0: "reciprocal"}
 
 
-def concrete(v):
+def concrete(v: object) -> object:
     """``v`` with every traced value replaced by its NumPy value (lists and tuples too)."""
     if isinstance(v, Traced):
         return v.value
@@ -51,7 +50,7 @@ def concrete(v):
 
 
 # ------------------------------------------------------------------ ufuncs
-def on_ufunc(b: Builder, ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict):
+def on_ufunc(b: Builder, ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict) -> object:
     """``ufunc.method(*inputs, **kwargs)`` on traced values (NumPy's ``__array_ufunc__``)."""
     value = getattr(ufunc, method)(*concrete(inputs), **concrete(kwargs))
     name = f"numpy.{ufunc.__name__}"
@@ -87,7 +86,7 @@ def on_ufunc(b: Builder, ufunc: np.ufunc, method: str, inputs: tuple, kwargs: di
 
 
 # --------------------------------------------------------------- functions
-def on_function(b: Builder, func, args: tuple, kwargs: dict):
+def on_function(b: Builder, func: Callable, args: tuple, kwargs: dict) -> object:
     """``func(*args, **kwargs)`` with traced arguments (NumPy's ``__array_function__``)."""
     value = func(*concrete(args), **concrete(kwargs))
     handler = FUNCTIONS.get(func)
@@ -264,7 +263,7 @@ FUNCTIONS = {
 
 
 # --------------------------------------------------------- indexing, astype
-def index(b: Builder, x: Traced, key):
+def index(b: Builder, x: Traced, key: object) -> Traced | None:
     """``x[key]``: the registry's ``index`` op (basic indexing and integer index arrays)."""
     value = x.value[concrete(key)]
     keys = key if isinstance(key, tuple) else (key,)
@@ -294,7 +293,7 @@ def index(b: Builder, x: Traced, key):
     return b.emit("index", args, value, items=items)
 
 
-def astype(b: Builder, x: Traced, dtype) -> Traced:
+def astype(b: Builder, x: Traced, dtype: np.dtype | type | str) -> Traced:
     """``x.astype(dtype)``: comparisons are already 0/1 numbers in the program."""
     value = x.value.astype(dtype)
     kind, source = value.dtype.kind, x.value.dtype.kind

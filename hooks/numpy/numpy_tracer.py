@@ -9,6 +9,9 @@ the ``meta`` it gives the recorder. Loops are driven from :mod:`hooks.numpy.loop
 """
 from __future__ import annotations
 
+from types import FrameType
+from typing import Iterable
+
 import numpy as np
 
 from tracer.errors import TraceInputError
@@ -25,7 +28,7 @@ MISSING = object()
 UNKNOWN_ROWS = "unknown"
 
 
-def lookup(frame, name: str):
+def lookup(frame: FrameType, name: str) -> object:
     """The value of variable ``name`` in ``frame`` (locals, then globals), or ``MISSING``."""
     value = frame.f_locals.get(name, MISSING)
     if value is MISSING:
@@ -33,7 +36,7 @@ def lookup(frame, name: str):
     return value
 
 
-def read_params(frame, names: list[str]) -> dict:
+def read_params(frame: FrameType, names: list[str]) -> dict:
     """Copies of the variables ``names`` as ``frame`` holds them now (Python floats as 0-d
     float64 arrays): reading never changes the user's values, and a later in-place
     update cannot change what was read."""
@@ -167,15 +170,15 @@ class NumpyTracer:
                 "optimizer": None if lr is None else {"name": "sgd", "convention": "plain", "lr": float(lr)}}
 
     # --------------------------------------------------------- iteration
-    def range(self, *args) -> LoopIterator:
+    def range(self, *args: int) -> LoopIterator:
         """Like ``range(...)``; each item is one full-batch iteration (one epoch)."""
         return LoopIterator(self, iter(range(*args)), full_batch=True)
 
-    def loop(self, iterable) -> LoopIterator:
+    def loop(self, iterable: Iterable) -> LoopIterator:
         """Wrap any iterable; each item is one full-batch iteration (one epoch)."""
         return LoopIterator(self, iter(iterable), full_batch=True)
 
-    def batches(self, batch_size: int, *, shuffle: bool = True, seed=None, n_rows: int | None = None,
+    def batches(self, batch_size: int, *, shuffle: bool = True, seed: int | None = None, n_rows: int | None = None,
                 drop_last: bool = False) -> LoopIterator:
         """One epoch of mini-batches: yields arrays of 0-based row positions.
 
@@ -192,11 +195,11 @@ class NumpyTracer:
         return LoopIterator(self, iter(chunks), full_batch=False)
 
     # ------------------------------------------------------------ frames
-    def read_params(self, frame) -> dict:
+    def read_params(self, frame: FrameType) -> dict:
         """Copies of the parameters as the loop's frame holds them now (see :func:`read_params`)."""
         return read_params(frame, self.param_names)
 
-    def open_step(self, epoch: int, batch: int, rows, before: dict) -> None:
+    def open_step(self, epoch: int, batch: int, rows: np.ndarray, before: dict) -> None:
         """Start a step: its epoch and batch (from 1), rows (None: all; ``UNKNOWN_ROWS``:
         not known), parameters before it."""
         self._epoch, self._batch = epoch, batch
@@ -227,7 +230,7 @@ class NumpyTracer:
         """Forget the running step (a loop that ended before its body ran)."""
         self._open = None
 
-    def close_step(self, frame, after: dict) -> None:
+    def close_step(self, frame: FrameType, after: dict) -> None:
         """Close the running step; ``after`` is the parameter snapshot read at this boundary,
         which is also the next step's ``before`` (one read and one copy per boundary)."""
         if self._open is None:
@@ -283,7 +286,7 @@ class NumpyTracer:
 
     # ----------------------------------------------------- explicit call
     def record_step(self, *, params_before: dict, params_after: dict, epoch: int | None = None,
-                    batch: int | None = None, **values) -> int:
+                    batch: int | None = None, **values: object) -> int:
         """Record one step explicitly (for loops whose values live elsewhere).
 
         Takes the keyword arguments of :meth:`tracer.Recorder.record_step`; ``epoch``

@@ -70,14 +70,14 @@ class Traced:
         return self.value.size
 
     @property
-    def dtype(self):
+    def dtype(self) -> np.dtype:
         return self.value.dtype
 
     def __len__(self) -> int:
         return len(self.value)
 
     @property
-    def T(self):
+    def T(self) -> Traced:
         return np.transpose(self)
 
     # ----------------------------------------------------------- operators
@@ -111,62 +111,64 @@ class Traced:
         return np.invert(self)
 
     # ------------------------------------------------------------- methods
-    def sum(self, axis=None, dtype=None, out=None, keepdims=False, **kwargs):
+    def sum(self, axis: int | tuple | None = None, dtype: object = None, out: object = None,
+            keepdims: bool = False, **kwargs: object) -> Traced:
         return np.sum(self, axis=axis, dtype=dtype, out=out, keepdims=keepdims, **kwargs)
 
-    def mean(self, axis=None, dtype=None, out=None, keepdims=False, **kwargs):
+    def mean(self, axis: int | tuple | None = None, dtype: object = None, out: object = None,
+             keepdims: bool = False, **kwargs: object) -> Traced:
         return np.mean(self, axis=axis, dtype=dtype, out=out, keepdims=keepdims, **kwargs)
 
-    def max(self, *args, **kwargs):
+    def max(self, *args: object, **kwargs: object) -> Traced:
         return np.max(self, *args, **kwargs)
 
-    def min(self, *args, **kwargs):
+    def min(self, *args: object, **kwargs: object) -> Traced:
         return np.min(self, *args, **kwargs)
 
-    def prod(self, *args, **kwargs):
+    def prod(self, *args: object, **kwargs: object) -> Traced:
         return np.prod(self, *args, **kwargs)
 
-    def std(self, *args, **kwargs):
+    def std(self, *args: object, **kwargs: object) -> Traced:
         return np.std(self, *args, **kwargs)
 
-    def var(self, *args, **kwargs):
+    def var(self, *args: object, **kwargs: object) -> Traced:
         return np.var(self, *args, **kwargs)
 
-    def argmax(self, *args, **kwargs):
+    def argmax(self, *args: object, **kwargs: object) -> Traced:
         return np.argmax(self, *args, **kwargs)
 
-    def cumsum(self, *args, **kwargs):
+    def cumsum(self, *args: object, **kwargs: object) -> Traced:
         return np.cumsum(self, *args, **kwargs)
 
-    def reshape(self, *shape, order="C"):
+    def reshape(self, *shape: int | tuple, order: str = "C") -> Traced:
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
         return np.reshape(self, shape, order=order)
 
-    def transpose(self, *axes):
+    def transpose(self, *axes: int | tuple) -> Traced:
         if len(axes) == 1 and (axes[0] is None or isinstance(axes[0], (tuple, list))):
             axes = axes[0]
         return np.transpose(self, axes or None)
 
-    def dot(self, other):
+    def dot(self, other: object) -> Traced:
         return np.dot(self, other)
 
-    def clip(self, min=None, max=None, **kwargs):
+    def clip(self, min: object = None, max: object = None, **kwargs: object) -> Traced:
         return np.clip(self, min, max, **kwargs)
 
-    def squeeze(self, axis=None):
+    def squeeze(self, axis: int | tuple | None = None) -> Traced:
         return np.squeeze(self, axis=axis)
 
-    def ravel(self, order="C"):
+    def ravel(self, order: str = "C") -> Traced:
         return np.ravel(self, order=order)
 
-    def flatten(self, order="C"):
+    def flatten(self, order: str = "C") -> Traced:
         return np.ravel(self, order=order)
 
-    def copy(self, order="C"):
+    def copy(self, order: str = "C") -> Traced:
         return np.copy(self)
 
-    def astype(self, dtype, *args, **kwargs):
+    def astype(self, dtype: object, *args: object, **kwargs: object) -> Traced:
         return mapping.astype(self.builder, self, dtype)
 
     # ----------------------------------------- what a program cannot follow
@@ -200,10 +202,10 @@ class Traced:
     def __index__(self):
         return self._number("int", lambda v: int(np.asarray(v).item()))
 
-    def item(self, *args):
+    def item(self, *args: int) -> object:
         return self._number("item", lambda v: v.item(*args))
 
-    def tolist(self):
+    def tolist(self) -> object:
         return self._number("tolist", lambda v: v.tolist())
 
     def __getattr__(self, name):

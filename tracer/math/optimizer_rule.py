@@ -73,7 +73,7 @@ class OptimizerRule:
             margs = args + [msyms[a] for a in args]
             self._compiled_mag.append((target, [a.name for a in args], sp.lambdify(margs, m, "numpy")))
 
-    def equations(self, numeric: bool = False):
+    def equations(self, numeric: bool = False) -> list[tuple[str, sp.Expr]]:
         """Ordered assignments ``[(name, sympy expr), ...]``; ``numeric=True`` substitutes hyperparameters."""
         if not numeric:
             return list(self._equations)
@@ -89,7 +89,7 @@ class OptimizerRule:
     def __repr__(self):
         return f"OptimizerRule({self.describe()!r})"
 
-    def initial_state(self, p0):
+    def initial_state(self, p0: np.ndarray) -> dict[str, np.ndarray]:
         """State before the first step: each slot an array shaped like ``p0`` (zeros or the
         framework's initial value, e.g. Keras Adagrad's accumulator 0.1)."""
         p0 = np.asarray(p0, dtype=np.float64)
@@ -104,7 +104,8 @@ class OptimizerRule:
         raise TraceInputError(f"state: missing optimizer slot {s!r} (this rule needs {list(self.slots)}); "
                               f"got {sorted(state)}")
 
-    def step(self, p_before, grad, state, t_step, lr_value=None):
+    def step(self, p_before: np.ndarray, grad: np.ndarray, state: dict, t_step: np.ndarray,
+             lr_value: np.ndarray | float | None = None) -> tuple[np.ndarray, dict]:
         """Apply one update to every recorded step at once.
 
         ``p_before`` and ``grad`` are ``(S, *shape)``; ``state`` maps each slot to ``(S, *shape)``
@@ -115,7 +116,8 @@ class OptimizerRule:
         env = self._run(p_before, grad, state, t_step, lr_value, None)
         return np.array(env["p"]), {s: np.array(env[s]) for s in self.slots}
 
-    def assignments(self, p_before, grad, state, t_step, lr_value=None) -> list:
+    def assignments(self, p_before: np.ndarray, grad: np.ndarray, state: dict, t_step: np.ndarray,
+                    lr_value: np.ndarray | float | None = None) -> list:
         """The value of every assignment of :meth:`equations`, in order: ``[(name, (S, *shape)), ...]``.
 
         Same arguments as :meth:`step`; for reports that show each line of the rule with its
@@ -158,7 +160,8 @@ class OptimizerRule:
                     record.append((target, np.array(env[target])))
         return env
 
-    def magnitudes(self, p_before, grad, state, t_step, lr_value=None) -> dict:
+    def magnitudes(self, p_before: np.ndarray, grad: np.ndarray, state: dict, t_step: np.ndarray,
+                   lr_value: np.ndarray | float | None = None) -> dict:
         """Rounding magnitudes of the new parameter and state, ``{"p": ..., slot: ...}``.
 
         Each assignment's magnitude follows :func:`tracer.program.symbolic.magnitude`
@@ -170,7 +173,8 @@ class OptimizerRule:
         env = self._run(p_before, grad, state, t_step, lr_value, None, mags)
         return {k: np.array(np.broadcast_to(mags[k], np.shape(env["p"]))) for k in ("p",) + tuple(self.slots)}
 
-    def run(self, p0, grads, state=None, t0: int = 1, lr_value=None):
+    def run(self, p0: np.ndarray, grads: np.ndarray, state: dict | None = None, t0: int = 1,
+            lr_value: np.ndarray | float | None = None) -> tuple[np.ndarray, dict]:
         """Follow one parameter through consecutive steps (``grads`` shaped ``(K, *shape)``).
 
         Returns ``(params_after (K, *shape), states_after {slot: (K, *shape)})``; for
