@@ -152,11 +152,17 @@ class TorchTracer:
         patch.add(patches.patch_backward())
         patch.add(patches.patch_data_setter())
         patch.add(patches.patch_inplace_writes())
-        patch.add(tdata.patch_loader(self.loader.on_batch))
+        patch.add(tdata.patch_loader(self._on_loader_batch))
         patch.add(patches.patch_optimizer_steps(self._opt_pre, self._opt_post))
         patch.add(patches.patch_new_training(self.announce))
         patch.add(self.capture.disarm)
         self.capture.arm()
+
+    def _on_loader_batch(self, iterator: Any, indices: Any, data: Any) -> None:
+        """A DataLoader batch of the user's loop; one drawn by a framework training on its
+        own behalf (Keras's data adapter on the torch backend) is not the user's."""
+        if not patches._ignored():
+            self.loader.on_batch(iterator, indices, data)
 
     def _uninstall(self) -> None:
         self._patch.remove(on_error=lambda exc: None)   # restoring must go on past a failed undo
