@@ -10,7 +10,7 @@ import numpy as np
 
 from .batched import rank, step_axes, step_axis
 from .registry import Op, register
-from .structural import _ints
+from .structural import dims_list
 
 __all__ = ["Sum", "Mean", "LogSumExp", "Softmax", "LogSoftmax", "AMax", "AMin", "Size"]
 
@@ -20,8 +20,7 @@ class _Reduce(Op):
     differentiable = (0,)
 
     def normalise(self, attrs: dict, where: str) -> dict:
-        d = _ints(attrs["dims"], f"{self.name} dims", where, allow_none=True)
-        attrs["dims"] = [d] if isinstance(d, int) else d
+        dims_list(attrs, f"{self.name} dims", where)
         attrs["keepdim"] = bool(attrs["keepdim"])
         return attrs
 
@@ -194,9 +193,7 @@ class Size(Op):
     differentiable = ()
 
     def normalise(self, attrs: dict, where: str) -> dict:
-        d = _ints(attrs["dims"], "size dims", where, allow_none=True)
-        attrs["dims"] = [d] if isinstance(d, int) else d
-        return attrs
+        return dims_list(attrs, "size dims", where)
 
     def forward(self, xs: list[np.ndarray], attrs: dict) -> np.ndarray:
         x = xs[0]

@@ -33,6 +33,14 @@ def _ints(v, what, where, allow_none=False):
     raise TraceInputError(f"{where}{what}: expected an integer or a list of integers, got {v!r}")
 
 
+def dims_list(attrs: dict, what: str, where: str) -> dict:
+    """``attrs["dims"]`` as None (all dimensions) or a list of ints: the one spelling every
+    op with optional ``dims`` normalises to."""
+    d = _ints(attrs["dims"], what, where, allow_none=True)
+    attrs["dims"] = [d] if isinstance(d, int) else d
+    return attrs
+
+
 def _int(v, what, where):
     out = _ints(v, what, where)
     if isinstance(out, list):
@@ -194,9 +202,7 @@ class Squeeze(_Shape):
     defaults = {"dims": None}
 
     def normalise(self, attrs: dict, where: str) -> dict:
-        d = _ints(attrs["dims"], "squeeze dims", where, allow_none=True)
-        attrs["dims"] = [d] if isinstance(d, int) else d
-        return attrs
+        return dims_list(attrs, "squeeze dims", where)
 
     def forward(self, xs: list[np.ndarray], attrs: dict) -> np.ndarray:
         x = xs[0]
