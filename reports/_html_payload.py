@@ -114,11 +114,11 @@ def _base(trace) -> dict:
                         "data_table_limit": DATA_TABLE_LIMIT})
     pos = {int(s): i for i, s in enumerate(a.param_step)}
     payload["param_pos"] = [pos.get(int(s), -1) for s in ids]
-    payload["params"] = [{"name": name, "shape": list(p["shape"]), "size": int(p["before"].shape[1]),
-                          "before": _fast_flat(p["before"]), "grad": _fast_flat(p["grad"]),
-                          "after": _fast_flat(p["after"]),
-                          "slots": {s: _fast_flat(v) for s, v in p["slots"].items()},
-                          "grad_source": "recorded" if np.isfinite(p["grad"]).all() else "not recorded"}
+    payload["params"] = [{"name": name, "shape": list(p.shape), "size": int(p.before.shape[1]),
+                          "before": _fast_flat(p.before), "grad": _fast_flat(p.grad),
+                          "after": _fast_flat(p.after),
+                          "slots": {s: _fast_flat(v) for s, v in p.slots.items()},
+                          "grad_source": "recorded" if np.isfinite(p.grad).all() else "not recorded"}
                          for name, p in ((nm, a.params[nm]) for nm in trace.param_names)]
     return payload
 

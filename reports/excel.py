@@ -195,7 +195,7 @@ def _write_values_iterations(wb, trace, info, reason):
                         row += [None, None]
                     else:
                         p = a.params[pname]
-                        row += [cell_value(p["before"][k, idx]), cell_value(p["after"][k, idx])]
+                        row += [cell_value(p.before[k, idx]), cell_value(p.after[k, idx])]
             ws.append(row)
         info.sheets.append(title)
         if p_i == 0:

@@ -95,7 +95,7 @@ def _recorded_only(trace, report, step, pos):
     i = int(pos[0])
     lines.append("Recorded parameters (before the update) and gradients:")
     for n, p in arrays.params.items():
-        g = p["grad"][i]
+        g = p.grad[i]
         grad = _fmt(g) if np.isfinite(g).all() else "(not recorded)"
         lines.append(f"    {n} = {_fmt(p['before'][i])}   dL/d{n} = {grad}")
     return lines
@@ -164,7 +164,7 @@ def _gradients(ev, arrays, i):
         return []
     lines = ["Gradients (reverse pass through the program):"]
     for n, g in ev.gradients().items():
-        recorded = arrays.params[n]["grad"][i]
+        recorded = arrays.params[n].grad[i]
         rec = f"   recorded {_fmt(recorded)}" if np.isfinite(recorded).all() else "   (not recorded)"
         lines.append(f"    dL/d{n} = {_fmt(g[0])}{rec}")
     return lines
@@ -184,9 +184,9 @@ def _updates(trace, report, pos, grads=None):
     except (TypeError, ValueError):   # an equation the printer cannot render is not worth failing over
         pass
     for n, p in arrays.params.items():
-        before, after = p["before"][i].astype(np.float64), p["after"][i].astype(np.float64)
+        before, after = p.before[i].astype(np.float64), p.after[i].astype(np.float64)
         line = f"    {n}: {_fmt(before)} -> {_fmt(after)} (recorded)"
-        g = p["grad"][i]
+        g = p.grad[i]
         if not np.isfinite(g).all() and grads and n in grads:
             g = np.asarray(grads[n][0], dtype=np.float64).reshape(-1)
         if n in rules and rules[n].convention == "plain" and np.isfinite(g).all():

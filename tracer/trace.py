@@ -93,19 +93,19 @@ class Trace:
             raise TraceInputError(f"param: expected one of {list(arr.params)}, got {name!r}")
         p = arr.params[name]
         if which == "update":
-            flat = p["after"] - p["before"]
+            flat = p.after - p.before
         elif which in ("before", "grad", "after"):
             flat = p[which]
-        elif which in p["slots"]:
-            flat = p["slots"][which]
+        elif which in p.slots:
+            flat = p.slots[which]
         else:
             raise TraceInputError(
-                f"which: expected before, grad, after, update or one of {list(p['slots'])}, got {which!r}")
-        return flat.reshape((flat.shape[0],) + tuple(p["shape"]))
+                f"which: expected before, grad, after, update or one of {list(p.slots)}, got {which!r}")
+        return flat.reshape((flat.shape[0],) + tuple(p.shape))
 
     def state_slots(self, name: str) -> list[str]:
         """Optimizer state slots recorded for parameter ``name``."""
-        return list(self.arrays().params[name]["slots"])
+        return list(self.arrays().params[name].slots)
 
     # ---------------------------------------------------------------- tables
     def _frame(self, name: str) -> pd.DataFrame:
@@ -216,22 +216,22 @@ def _params_frame(a: TraceArrays, meta) -> pd.DataFrame:
     parts = []
     slot_names = []
     for p in a.params.values():
-        for s in p["slots"]:
+        for s in p.slots:
             if s not in slot_names:
                 slot_names.append(s)
     for name, p in a.params.items():
-        n_steps, size = p["before"].shape
+        n_steps, size = p.before.shape
         cols = {
             "step": np.repeat(a.param_step[:n_steps], size),
             "param": np.full(n_steps * size, name, dtype=object),
             "index": np.tile(np.arange(size, dtype=np.int64), n_steps),
-            "before": p["before"].reshape(-1),
-            "grad": p["grad"].reshape(-1),
-            "after": p["after"].reshape(-1),
-            "update": (p["after"] - p["before"]).reshape(-1),
+            "before": p.before.reshape(-1),
+            "grad": p.grad.reshape(-1),
+            "after": p.after.reshape(-1),
+            "update": (p.after - p.before).reshape(-1),
         }
         for s in slot_names:
-            cols[s] = p["slots"][s].reshape(-1) if s in p["slots"] else np.full(n_steps * size, np.nan)
+            cols[s] = p.slots[s].reshape(-1) if s in p.slots else np.full(n_steps * size, np.nan)
         parts.append(pd.DataFrame(cols))
     if not parts:
         return pd.DataFrame({"step": np.zeros(0, np.int64), "param": pd.Series([], dtype=object),

@@ -29,11 +29,11 @@ def check_accumulated(program, arrays, groups, dtype, eps, builder, recorded_los
     step_pos = {int(s): i for i, s in enumerate(arrays.param_step)}
     loss, loss_mag = np.zeros(n), np.zeros(n)
     seen = np.zeros(n, dtype=bool)
-    grads = {k: np.zeros(p["grad"].shape) for k, p in arrays.params.items()}
-    gmags = {k: np.zeros(p["grad"].shape) for k, p in arrays.params.items()}
+    grads = {k: np.zeros(p.grad.shape) for k, p in arrays.params.items()}
+    gmags = {k: np.zeros(p.grad.shape) for k, p in arrays.params.items()}
     rtol = FACTOR * eps
     checked = {}
-    per_step = 8 * (6 * sum(p["before"].shape[1] for p in arrays.params.values()) + 1024)
+    per_step = 8 * (6 * sum(p.before.shape[1] for p in arrays.params.values()) + 1024)
     for sub in chunks(groups, per_step, budget):
         try:
             ev = Evaluation(program, leaves(program, arrays, sub, dtype), dtype)
@@ -59,7 +59,7 @@ def check_accumulated(program, arrays, groups, dtype, eps, builder, recorded_los
                     scale=loss_mag[seen][has], rtol=rtol, atol=0.0)
         checked["loss"] = int(has.sum())
     for name, p in arrays.params.items():
-        rec = p["grad"][seen]
+        rec = p.grad[seen]
         ok = ~np.isnan(rec).all(axis=1)
         if ok.any():
             e, a, m = grads[name][seen][ok], rec[ok].astype(np.float64), gmags[name][seen][ok]
@@ -67,7 +67,7 @@ def check_accumulated(program, arrays, groups, dtype, eps, builder, recorded_los
             checked["grad:" + name] = int(ok.sum())
     losses = dict(zip(steps.tolist(), loss[seen].tolist()))
     missing = {k: np.where(seen[:, None], g, np.nan) for k, g in grads.items()
-               if np.isnan(arrays.params[k]["grad"]).all(axis=1).any()}
+               if np.isnan(arrays.params[k].grad).all(axis=1).any()}
     return losses, missing, checked
 
 

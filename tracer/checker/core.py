@@ -89,8 +89,8 @@ def _evaluate(trace, program, report, builder, eps, dtype, recomputed):
                                                    report, CHUNK_BYTES)
         recomputed.update({"loss": losses, "grads": grads, "checked": checked})
         return program
-    missing = {n for n, p in arrays.params.items() if np.isnan(p["grad"]).all(axis=1).any()}
-    grads = {n: np.full(arrays.params[n]["grad"].shape, np.nan) for n in missing}
+    missing = {n for n, p in arrays.params.items() if np.isnan(p.grad).all(axis=1).any()}
+    grads = {n: np.full(arrays.params[n].grad.shape, np.nan) for n in missing}
     for sub in chunks(groups, _bytes_per_step(arrays, program), CHUNK_BYTES):
         try:
             res, _ = check_chunk(program, arrays, sub, dtype, eps, builder, recorded_loss, missing)
@@ -113,7 +113,7 @@ def _evaluate(trace, program, report, builder, eps, dtype, recomputed):
 
 def _bytes_per_step(arrays, program) -> int:
     """A generous estimate of one step's working memory (values, gradients, magnitudes)."""
-    params = sum(p["before"].shape[1] for p in arrays.params.values())
+    params = sum(p.before.shape[1] for p in arrays.params.values())
     rows = 0
     if arrays.inputs is not None and arrays.sample_step.size:
         rows = int(np.bincount(np.unique(arrays.sample_step, return_inverse=True)[1]).max())

@@ -37,7 +37,7 @@ def guess_linear_model(trace) -> dict | None:
     transpose = False
     flat = False
     for name, p in arrays.params.items():
-        shape = tuple(p["shape"])
+        shape = tuple(p.shape)
         if len(shape) == 2 and shape == (k, m) and weight is None:
             weight = name
         elif len(shape) == 2 and shape == (m, k) and weight is None:
@@ -149,8 +149,8 @@ def identify_sgd(arrays, grads: dict, eps: float = 2.2e-16):
     for name, p in arrays.params.items():
         if name not in grads:
             continue
-        rows = _sample_rows(p["before"].shape[0])      # the update check then verifies every step
-        before, after = p["before"][rows].astype(np.float64), p["after"][rows].astype(np.float64)
+        rows = _sample_rows(p.before.shape[0])      # the update check then verifies every step
+        before, after = p.before[rows].astype(np.float64), p.after[rows].astype(np.float64)
         rate = sgd_rate(after - before, grads[name][rows], np.maximum(np.abs(before), np.abs(after)), eps)
         if rate is not None:
             per_param[name] = rate

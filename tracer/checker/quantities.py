@@ -57,7 +57,7 @@ def check_chunk(program, arrays, sub, dtype, eps, builder, recorded_loss, want_g
     for name, g in grads.items():
         p = arrays.params[name]
         g = g.reshape(len(sub.steps), -1)
-        rec = p["grad"][sub.param_pos]
+        rec = p.grad[sub.param_pos]
         if rec.shape[1] != g.shape[1]:
             res.mismatched_grads.append((name, rec.shape[1], g.shape[1]))
             continue

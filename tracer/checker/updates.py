@@ -92,7 +92,7 @@ def _clipping(trace, report, opt_spec, expected_grads):
 
 def _used_grad(p, expected, i0, i1):
     """The gradient rows the update used: recorded, else the program's recomputation."""
-    g = p["grad"][i0:i1].astype(np.float64)
+    g = p.grad[i0:i1].astype(np.float64)
     if expected is not None:
         g = np.where(np.isnan(g), expected[i0:i1], g)
     return g
@@ -104,7 +104,7 @@ def _rules(arrays, report, opt_spec, expected_grads, frozen, eps):
         for name, p in arrays.params.items():
             if name in frozen:
                 continue
-            g = p["grad"].astype(np.float64)
+            g = p.grad.astype(np.float64)
             exp = expected_grads.get(name)
             if exp is not None:
                 g = np.where(np.isnan(g), exp, g)
@@ -130,15 +130,15 @@ def _rules(arrays, report, opt_spec, expected_grads, frozen, eps):
 
 
 def _check_param(name, p, rule, param_step, t, lr_rec, expected, builder, report, eps, clipping=None):
-    n, size = p["before"].shape
-    shape = tuple(p["shape"])
+    n, size = p.before.shape
+    shape = tuple(p.shape)
     per = max(1, CHUNK_ELEMENTS // max(1, size))
     checked = 0
     rtol = FACTOR * eps   # against the rounding magnitudes of the rule's own arithmetic
     for i0 in range(0, n, per):
         i1 = min(n, i0 + per)
-        before = p["before"][i0:i1].astype(np.float64)
-        after = p["after"][i0:i1].astype(np.float64)
+        before = p.before[i0:i1].astype(np.float64)
+        after = p.after[i0:i1].astype(np.float64)
         g = _used_grad(p, expected, i0, i1)
         if clipping is not None:
             g = clipping.apply(name, i0, i1, g)
@@ -198,8 +198,8 @@ class _LazyMags:
 def _recorded_slot(p, slot):
     from ..math.optimizers import SLOT_ALIASES    # Keras 3 calls Adam's m/v momentum/velocity
     for name in (slot, *SLOT_ALIASES.get(slot, ())):
-        if name in p["slots"]:
-            return p["slots"][name]
+        if name in p.slots:
+            return p.slots[name]
     return None
 
 

@@ -64,7 +64,7 @@ class Clipping:
         """``grad_of(name, i0, i1)`` returns the float64 gradient rows ``i0:i1`` of a parameter."""
         self.transforms = transforms
         self.names = list(params)
-        self.sizes = {n: p["before"].shape[1] for n, p in params.items()}
+        self.sizes = {n: p.before.shape[1] for n, p in params.items()}
         self.factors = []              # per transform: name -> (n_steps,) factor, or None for clip_value
         self.active = np.zeros(n_steps, dtype=bool)
         for t in transforms:

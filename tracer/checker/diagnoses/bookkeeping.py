@@ -57,8 +57,8 @@ class NeverUpdated(Diagnosis):
 
 def _moved_and_grad(ctx, name):
     p = ctx.arrays.params.get(name)
-    if p is not None and len(p["before"]):
-        b, a, g = p["before"], p["after"], p["grad"]
+    if p is not None and len(p.before):
+        b, a, g = p.before, p.after, p.grad
         moved = bool(np.any((a != b) & np.isfinite(a) & np.isfinite(b)))
         has_grad = bool(np.any(np.isfinite(g) & (g != 0)))
         return moved, has_grad

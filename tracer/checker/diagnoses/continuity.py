@@ -28,7 +28,7 @@ class Continuity(Diagnosis):
         out = []
         writes = (ctx.meta.get("torch") or {}).get("update_source") or {}
         for name, p in a.params.items():
-            after, before = p["after"][pairs], p["before"][pairs + 1]
+            after, before = p.after[pairs], p.before[pairs + 1]
             same = (after == before) | (np.isnan(after) & np.isnan(before))
             broken = ~same.all(axis=1)
             if not broken.any():
