@@ -73,7 +73,7 @@ def _check(trace):
 def _explanations(trace, report, limit):
     try:
         from tracer.explain import explain
-    except Exception as exc:
+    except ImportError as exc:
         return {"available": False, "message": f"explanation not available: {exc}"}
     out = {}
     n = min(trace.n_steps, limit)
@@ -81,7 +81,7 @@ def _explanations(trace, report, limit):
     try:
         for i in range(n):
             out[str(i)] = explain(trace, step=int(steps[i]), report=report)
-    except Exception as exc:
+    except Exception as exc:  # display only: the page keeps the explanations made so far
         return {"available": bool(out), "texts": out, "message": f"explanation stopped: {exc}"}
     return {"available": True, "texts": out, "limit": limit}
 

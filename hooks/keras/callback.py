@@ -217,7 +217,7 @@ class TraceCallback(keras.callbacks.Callback):
                 logs, extras = compiled(iterator)
             except StopIteration:
                 raise
-            except BaseException:
+            except BaseException:  # the user's step failed: restore the model, re-raise unchanged
                 cb._restore()
                 raise
             cb._pending = extras

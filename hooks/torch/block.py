@@ -127,7 +127,7 @@ class TorchTracer:
         """The run's trace; a failure building it still gives the recorded steps, with a warning."""
         try:
             return run.build_trace(self.failed, self.capture.failed)
-        except Exception as exc:
+        except Exception as exc:  # the user-script boundary: the recorded steps are kept, with a warning
             if self._strict:
                 raise
             if self.failed is None:
@@ -142,7 +142,7 @@ class TorchTracer:
         self._patch.add(patches.activate(self))
         try:
             self._install()
-        except BaseException:
+        except BaseException:  # undo a half-made install, then re-raise unchanged
             self._uninstall()
             raise
         return self
@@ -189,7 +189,7 @@ class TorchTracer:
             return None
         try:
             return fn(*args)
-        except Exception as exc:
+        except Exception as exc:  # the user-script boundary: tracing stops, training goes on
             if self._strict:
                 raise
             self._stop(f"{type(exc).__name__}: {exc}")

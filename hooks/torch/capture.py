@@ -197,7 +197,7 @@ class Capture(TorchFunctionMode):
         warnings.showwarning = lambda *w, **kw: caught.append(w)   # not a filter change: registries stay valid
         try:
             out = func(*args, **(kwargs or {}))
-        except BaseException:
+        except BaseException:  # the user's call failed: restore warnings, re-raise unchanged
             warnings.showwarning = shown
             if caught:
                 try:
