@@ -227,7 +227,7 @@ class TorchTracer:
                 run.consider(self._build(records, loss, w))
         plan = run.plan if run.plan is not None and run.plan.covers(w.signature, None) else None
         run.attach_waiting()
-        run.steps.settle_open_step()
+        run.steps.settle_open_step(w.signature)
         run.steps.open(loss, w, plan, self.loader, run.candidate(w.signature))
         self._arm_next = plan is None and run.wants_capture(w.signature)
 

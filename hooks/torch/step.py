@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from . import optim
+from . import micro, optim
 from .graph import Walk
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -31,7 +31,7 @@ class Step:
 
     __slots__ = ("epoch", "batch", "rows", "pred", "loss", "before", "grads", "v0", "sets", "stale",
                  "batch_size", "record", "lr", "pre_version", "params", "plan", "signature", "wrote",
-                 "loader_batch")
+                 "loader_batch", "micro")
 
     def __init__(self, record: bool) -> None:
         self.record = record          # False on the steps every=k skips
@@ -51,6 +51,7 @@ class Step:
         self.signature = None
         self.wrote = False            # an in-place write to a parameter was seen since backward
         self.loader_batch = None      # the DataLoader batch the step trained on, if any
+        self.micro: list[Step] = []   # earlier backward passes of this step (gradient accumulation)
 
 
 class StepCycle:
@@ -65,16 +66,21 @@ class StepCycle:
         self.pending: Step | None = None
         self.mode = "unknown"
         self._consumed: dict[int, bool] = {}    # id(param) -> an update used its gradient
+        self.kept: list[Step] = []              # backward passes with no update yet (:mod:`.micro`)
 
     # --------------------------------------------------------------- open
-    def settle_open_step(self) -> None:
-        """A new ``backward`` while a step is open: close it, or fold it in when nothing updated."""
+    def settle_open_step(self, signature: tuple | None = None) -> None:
+        """A new ``backward`` while a step is open: close it, or keep it as a micro-step of the
+        next one when nothing updated (``signature``: the new backward's graph)."""
         st = self.pending
         if st is None:
             return
         if self.mode == "optimizer" or not self._updated(st):
             self.pending = None
-            self.run.folded(st)
+            self.kept = [*st.micro, st]
+            st.micro = []
+            if signature != st.signature:
+                self.run.folded(st)     # another computation: its program is not the step's
         else:
             self.mode = "manual"
             self.close_manual()
@@ -100,10 +106,15 @@ class StepCycle:
         st.params = run.step_params(w, plan or shape)
         st.plan, st.signature = plan, w.signature
         st.loss = float(loss.detach())
+        kept, self.kept = self.kept, []
+        if kept and not micro.carried(st.params, _nonzero):
+            kept = []                   # zeroed since: that backward was not part of this step
         for p in st.params:             # gradients left over from a step that already used them
             gr = p.grad
             st.stale[id(p)] = bool(gr is not None and self._consumed.get(id(p)) and _nonzero(gr))
-        if st.record:
+        if kept:
+            micro.join(st, kept)
+        elif st.record:
             st.before = {id(p): p.detach().clone() for p in st.params}
         place(run, st, w, loader, shape or plan)
         self.pending = st
