@@ -29,7 +29,7 @@ from tracer.trace import Trace
 
 from ..patch import Patch
 from . import data as tdata
-from . import graph, patches
+from . import gradops, graph, patches
 from . import names as tnames
 from .build import BuildContext, build_plan
 from .capture import Capture
@@ -152,6 +152,7 @@ class TorchTracer:
         patch.add(patches.patch_backward())
         patch.add(patches.patch_data_setter())
         patch.add(patches.patch_inplace_writes())
+        patch.add(gradops.patch_clipping(patches.active, lambda: patches._busy() or patches._ignored()))
         patch.add(tdata.patch_loader(self.loader.on_batch))
         patch.add(patches.patch_optimizer_steps(self._opt_pre, self._opt_post))
         patch.add(patches.patch_new_training(self.announce))

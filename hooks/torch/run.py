@@ -29,6 +29,7 @@ from tracer.trace import Trace
 from . import micro
 from . import names as tnames
 from . import optim
+from .gradops import GradOpsLog
 from .graph import Walk
 from .placement import EpochCounter, replace
 from .plan import Plan
@@ -70,6 +71,7 @@ class TorchRun:
         self.step_columns: list[dict] = []      # per recorded step: counts, stale flags, summary norms
         self.pred_stash = None                  # the prediction a loss module's pre-hook saw
         self.accumulated: dict[int, int] = {}  # micro-steps per step -> steps (gradient accumulation)
+        self.grad_log = GradOpsLog()            # clipping and unmodelled gradient changes
         self._hooks: list = []
         self.rows = RowFinder(self.recorder, data_arg)
         self.clock = EpochCounter()
@@ -303,6 +305,7 @@ class TorchRun:
         meta["program"] = plan.program_json()
         meta["loss"] = plan.loss_meta
         self._optimizer_meta(meta)
+        self.grad_log.finish(meta)
         frozen = [self.names[id(p)] for p in self.params if id(p) in self.flagged]
         mode = self.steps.mode
         meta["torch"] = {"mode": mode if mode != "unknown" else "manual", "frozen": frozen,

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from . import micro, optim
+from . import gradops, micro, optim
 from .graph import Walk
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -31,7 +31,7 @@ class Step:
 
     __slots__ = ("epoch", "batch", "rows", "pred", "loss", "before", "grads", "v0", "sets", "stale",
                  "batch_size", "record", "lr", "pre_version", "params", "plan", "signature", "wrote",
-                 "loader_batch", "micro")
+                 "loader_batch", "micro", "grad_ops")
 
     def __init__(self, record: bool) -> None:
         self.record = record          # False on the steps every=k skips
@@ -52,6 +52,7 @@ class Step:
         self.wrote = False            # an in-place write to a parameter was seen since backward
         self.loader_batch = None      # the DataLoader batch the step trained on, if any
         self.micro: list[Step] = []   # earlier backward passes of this step (gradient accumulation)
+        self.grad_ops = None          # gradient changes before the update (:mod:`.gradops`)
 
 
 class StepCycle:
@@ -131,6 +132,8 @@ class StepCycle:
         st.wrote = False
         if st.record and self.mode != "optimizer":
             st.grads = self._grab_grads(st.params)
+        if self.mode != "manual":
+            gradops.note(st)
 
     # -------------------------------------------------------------- close
     def before_optimizer(self, opt: torch.optim.Optimizer) -> None:
@@ -140,8 +143,13 @@ class StepCycle:
         st.pre_version = {id(p): p._version for p in st.params}
         group = optim.group_of(opt, st.params[0]) or opt.param_groups[0]
         st.lr = float(group["lr"])
-        if st.record:
+        gradops.check(st, "between backward and optimizer.step()")
+        ops = st.grad_ops
+        if st.record and not (ops is not None and ops.raw):
             st.grads = self._grab_grads(st.params)
+        if st.grads is not None and ops is not None:
+            for k in ops.changed:       # not the gradient backward computed, nor one modelled
+                st.grads.pop(k, None)
 
     def close_with_optimizer(self, opt: torch.optim.Optimizer) -> None:
         """``optimizer.step()`` ended: count the writes, read the state, record the step."""
@@ -163,6 +171,7 @@ class StepCycle:
                 opt_step = step if step is not None else opt_step
         else:
             opt_step = optim.step_count(opt, st.params)
+        run.grad_log.add(st, run.names, run.recorder.steps_seen + 1)
         self._finish(st, counts, state, opt_step)
 
     def close_manual(self) -> None:
