@@ -37,6 +37,7 @@ from .rules import identify_rules, source_of
 from .sources import RowFinder
 from .step import Step, StepCycle
 from .summary import summary_norms
+from .writes import BetweenSteps, user_frame
 
 _MAX_CANDIDATES = 8      # programs kept for other graphs (a run restarting with one adopts it)
 _MAX_TRIED = 64          # graphs a capture is asked for, per run (a graph that changes at every step
@@ -72,6 +73,7 @@ class TorchRun:
         self.pred_stash = None                  # the prediction a loss module's pre-hook saw
         self.accumulated: dict[int, int] = {}  # micro-steps per step -> steps (gradient accumulation)
         self.grad_log = GradOpsLog()            # clipping and unmodelled gradient changes
+        self.between = BetweenSteps()           # writes to parameters between steps (continuity)
         self._hooks: list = []
         self.rows = RowFinder(self.recorder, data_arg)
         self.clock = EpochCounter()
@@ -224,8 +226,10 @@ class TorchRun:
             if is_set:
                 pending.sets[k] = pending.sets.get(k, 0) + 1
         name = self.names[k]
+        if pending is None:
+            self.between.saw(name, frame, self.between.steps)
         if name not in self.update_sources:
-            self.update_sources[name] = source_of(frame, pending.batch_size if pending is not None else None)
+            self.update_sources[name] = source_of(user_frame(frame), pending.batch_size if pending is not None else None)
 
     # ------------------------------------------------------------- record
     def _covers(self, st: Step) -> bool:
@@ -310,6 +314,8 @@ class TorchRun:
         mode = self.steps.mode
         meta["torch"] = {"mode": mode if mode != "unknown" else "manual", "frozen": frozen,
                          "update_source": dict(self.update_sources), "data": self.rows.kind}
+        if self.between.first:
+            meta["torch"]["between_steps"] = dict(self.between.first)
         if self.accumulated:
             ks = ", ".join(f"{n} step(s) of {k}" for k, n in sorted(self.accumulated.items()))
             rec.note(f"gradient accumulation: backward passes with no update before the next one were folded "

@@ -103,6 +103,7 @@ class StepCycle:
         the batch's rows either way."""
         from .placement import place
         run = self.run
+        run.between.opened()
         st = Step(record=run.recorder.should_record())
         st.params = run.step_params(w, plan or shape)
         st.plan, st.signature = plan, w.signature
@@ -185,6 +186,8 @@ class StepCycle:
     def _finish(self, st, counts, state, opt_step):
         for p in st.params:
             self._consumed[id(p)] = True
+        self.run.between.steps += 1
+        self.run.between.closed(st.params)
         self.run.record(st, counts, state, opt_step)
 
     # ------------------------------------------------------------- values
