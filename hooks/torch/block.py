@@ -258,9 +258,13 @@ class TorchTracer:
             self.run.note_write(tensor, frame, is_set)
 
     def _opt_pre(self, opt, args, kwargs):
-        if self.run.steps.pending is None or self.failed is not None:
+        if self.failed is not None:
             return
         self.in_optimizer = True
+        if self.run.steps.pending is None:       # another optimizer after the step closed
+            if self.run.shared.iteration:
+                self.guard(self.run.shared.late_step, opt, self.run.names, self.run.between.steps)
+            return
         self.guard(self._before_optimizer, opt)
 
     def _before_optimizer(self, opt) -> None:

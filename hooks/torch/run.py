@@ -34,6 +34,7 @@ from .graph import Walk
 from .placement import EpochCounter, replace
 from .plan import Plan
 from .rules import identify_rules, source_of
+from .shared import SharedLog
 from .sources import RowFinder
 from .step import Step, StepCycle
 from .summary import summary_norms
@@ -74,6 +75,7 @@ class TorchRun:
         self.accumulated: dict[int, int] = {}  # micro-steps per step -> steps (gradient accumulation)
         self.grad_log = GradOpsLog()            # clipping and unmodelled gradient changes
         self.between = BetweenSteps()           # writes to parameters between steps (continuity)
+        self.shared = SharedLog()               # tensors reached twice, optimizers after the close
         self._hooks: list = []
         self.rows = RowFinder(self.recorder, data_arg)
         self.clock = EpochCounter()
@@ -316,6 +318,7 @@ class TorchRun:
                          "update_source": dict(self.update_sources), "data": self.rows.kind}
         if self.between.first:
             meta["torch"]["between_steps"] = dict(self.between.first)
+        self.shared.finish(meta)
         if self.accumulated:
             ks = ", ".join(f"{n} step(s) of {k}" for k, n in sorted(self.accumulated.items()))
             rec.note(f"gradient accumulation: backward passes with no update before the next one were folded "

@@ -104,6 +104,7 @@ class StepCycle:
         from .placement import place
         run = self.run
         run.between.opened()
+        run.shared.new_iteration()
         st = Step(record=run.recorder.should_record())
         st.params = run.step_params(w, plan or shape)
         st.plan, st.signature = plan, w.signature
@@ -173,6 +174,7 @@ class StepCycle:
         else:
             opt_step = optim.step_count(opt, st.params)
         run.grad_log.add(st, run.names, run.recorder.steps_seen + 1)
+        run.shared.stepped(opt, run.names, run.recorder.steps_seen + 1)
         self._finish(st, counts, state, opt_step)
 
     def close_manual(self) -> None:
