@@ -269,10 +269,10 @@ class TorchRun:
             n = names[id(p)]
             cols["updates_" + n] = counts.get(id(p), 0)
             cols["stale_grad_" + n] = int(st.stale.get(id(p), False))
-        if self.accumulated:
-            cols["micro_steps"] = len(st.micro) + 1
             if n not in self.dtypes:
                 self.dtypes[n] = _DTYPES.get(p.dtype) or str(p.dtype).replace("torch.", "")
+        if self.accumulated:
+            cols["micro_steps"] = len(st.micro) + 1
         if rec.full:
             self._record_full(st, covered, state, extra)
         else:
