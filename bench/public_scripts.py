@@ -53,6 +53,7 @@ FINDING_PATTERNS: dict[str, list[str]] = {
     # gradient accumulation over micro-batches (not to be confused with grad_accumulating)
     "accumulation": [r"\baccumulation\b", r"micro-?batch"],
     "logged_mismatch": [r"\blogged\b.*\b(?:mismatch|differs|is not)\b"],
+    "shared_param": [r"reached twice by the optimizers"],
 }
 VERDICT_WORDS = {"passed": "OK", "failed": "FAILED", "incomplete": "INCOMPLETE", "error": "ERROR", None: "-"}
 _QUANTITY_LINE = re.compile(r"^\s+(\S+)\s+(\d+)/(\d+) passed\s*$")

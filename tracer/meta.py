@@ -115,10 +115,12 @@ class UpdateRuleSpec(TypedDict, total=False):
 
 
 class UpdateSource(TypedDict, total=False):
-    """The source line that updated a parameter (torch)."""
+    """The source line that updated a parameter (torch); ``after_step`` for a write seen
+    between two steps (``between_steps``: after step ``after_step``, before the next)."""
     file: str
     line: int
     code: str
+    after_step: int
 
 
 class TorchSpec(TypedDict, total=False):
@@ -126,6 +128,7 @@ class TorchSpec(TypedDict, total=False):
     mode: str
     frozen: list[str]
     update_source: dict[str, UpdateSource]
+    between_steps: dict[str, UpdateSource]
     data: str | None
 
 

@@ -48,6 +48,15 @@ trains], "update_source": {param: {"code", "file", "line", "divides_by_batch"?}}
 ``{param: {"kind": "sgd"|"none"|"frozen"|"unknown", "lr": ..., "text": ...}}`` without
 an optimizer (with one: the frozen tensors only).
 
+Issue 10 (:mod:`micro`, :mod:`gradops`, :mod:`writes`, :mod:`shared`): backward passes
+before one update are micro-steps of that step (``samples.micro``, summed loss,
+``steps.micro_steps``); ``clip_grad_norm_``/``clip_grad_value_`` give
+``meta["grad_transform"]`` with the raw gradient recorded, any other change to
+``.grad`` before the update ``meta["optimizer"]["unmodelled"]``; writes between steps
+``meta["torch"]["between_steps"]`` (``{param: {after_step, file, line, code}}``); a
+tensor reached twice by the optimizers ``meta["shared_params"]``, and parameters a
+second optimizer updated after the step closed ``meta["torch"]["late_update"]``.
+
 The modules: ``block`` (the ``with`` block, :class:`TorchTracer`), ``run`` (one
 training loop), ``step`` (the step state machine), ``placement`` (epochs, batch numbers,
 rows, predictions), ``sources`` (row sources), ``patches`` (what is patched), ``capture``

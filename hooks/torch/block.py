@@ -29,7 +29,7 @@ from tracer.trace import Trace
 
 from ..patch import Patch
 from . import data as tdata
-from . import graph, patches
+from . import gradops, graph, patches
 from . import names as tnames
 from .build import BuildContext, build_plan
 from .capture import Capture
@@ -152,6 +152,7 @@ class TorchTracer:
         patch.add(patches.patch_backward())
         patch.add(patches.patch_data_setter())
         patch.add(patches.patch_inplace_writes())
+        patch.add(gradops.patch_clipping(patches.active, lambda: patches._busy() or patches._ignored()))
         patch.add(tdata.patch_loader(self._on_loader_batch))
         patch.add(patches.patch_optimizer_steps(self._opt_pre, self._opt_post))
         patch.add(patches.patch_new_training(self.announce))
@@ -233,7 +234,7 @@ class TorchTracer:
                 run.consider(self._build(records, loss, w))
         plan = run.plan if run.plan is not None and run.plan.covers(w.signature, None) else None
         run.attach_waiting()
-        run.steps.settle_open_step()
+        run.steps.settle_open_step(w.signature)
         run.steps.open(loss, w, plan, self.loader, run.candidate(w.signature))
         self._arm_next = plan is None and run.wants_capture(w.signature)
 
@@ -263,9 +264,13 @@ class TorchTracer:
             self.run.note_write(tensor, frame, is_set)
 
     def _opt_pre(self, opt, args, kwargs):
-        if self.run.steps.pending is None or self.failed is not None:
+        if self.failed is not None:
             return
         self.in_optimizer = True
+        if self.run.steps.pending is None:       # another optimizer after the step closed
+            if self.run.shared.iteration:
+                self.guard(self.run.shared.late_step, opt, self.run.names, self.run.between.steps)
+            return
         self.guard(self._before_optimizer, opt)
 
     def _before_optimizer(self, opt) -> None:

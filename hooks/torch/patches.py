@@ -39,7 +39,9 @@ if TYPE_CHECKING:  # pragma: no cover
 _ACTIVE: TorchTracer | None = None   # the one TorchTracer inside its with block
 ORIGINAL_BACKWARD = torch.Tensor.backward
 _DATA_DESCR = torch._C.TensorBase.__dict__["data"]
-_INPLACE = ("__isub__", "__iadd__", "sub_", "add_", "copy_", "mul_", "__imul__")
+_INPLACE = ("__isub__", "__iadd__", "sub_", "add_", "copy_", "mul_", "__imul__",
+            # writes a re-initialisation or a hand constraint makes (issue 10: continuity cites them)
+            "div_", "clamp_", "fill_", "zero_", "normal_", "uniform_")
 _INSIDE = threading.local()          # re-entry guard of the entry points, per thread
 
 
@@ -184,9 +186,11 @@ def _make_inplace(meth):
 
     def inplace(self, *args, **kwargs):
         tracer = _ACTIVE
-        if tracer is not None and id(self) in tracer.run.names and not _busy() and not _ignored():
-            with _ENTERED:
-                tracer.guard(tracer.on_write, self, sys._getframe(1), False)
+        if tracer is not None and not _busy() and not _ignored():
+            target = self if id(self) in tracer.run.names else tracer.run.between.alias_of(self)
+            if target is not None:
+                with _ENTERED:
+                    tracer.guard(tracer.on_write, target, sys._getframe(1), False)
         return orig(self, *args, **kwargs)
 
     inplace.__name__ = meth

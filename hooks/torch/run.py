@@ -26,15 +26,19 @@ import torch
 from tracer.recorder import Recorder
 from tracer.trace import Trace
 
+from . import micro
 from . import names as tnames
 from . import optim
+from .gradops import GradOpsLog
 from .graph import Walk
 from .placement import EpochCounter, replace
 from .plan import Plan
 from .rules import identify_rules, source_of
+from .shared import SharedLog
 from .sources import RowFinder
 from .step import Step, StepCycle
 from .summary import summary_norms
+from .writes import BetweenSteps, user_frame
 
 _MAX_CANDIDATES = 8      # programs kept for other graphs (a run restarting with one adopts it)
 _MAX_TRIED = 64          # graphs a capture is asked for, per run (a graph that changes at every step
@@ -68,6 +72,10 @@ class TorchRun:
         self.update_sources: dict[str, dict] = {}   # param name -> the line that first wrote it
         self.step_columns: list[dict] = []      # per recorded step: counts, stale flags, summary norms
         self.pred_stash = None                  # the prediction a loss module's pre-hook saw
+        self.accumulated: dict[int, int] = {}  # micro-steps per step -> steps (gradient accumulation)
+        self.grad_log = GradOpsLog()            # clipping and unmodelled gradient changes
+        self.between = BetweenSteps()           # writes to parameters between steps (continuity)
+        self.shared = SharedLog()               # tensors reached twice, optimizers after the close
         self._hooks: list = []
         self.rows = RowFinder(self.recorder, data_arg)
         self.clock = EpochCounter()
@@ -220,12 +228,16 @@ class TorchRun:
             if is_set:
                 pending.sets[k] = pending.sets.get(k, 0) + 1
         name = self.names[k]
+        if pending is None:
+            self.between.saw(name, frame, self.between.steps)
         if name not in self.update_sources:
-            self.update_sources[name] = source_of(frame, pending.batch_size if pending is not None else None)
+            self.update_sources[name] = source_of(user_frame(frame), pending.batch_size if pending is not None else None)
 
     # ------------------------------------------------------------- record
     def _covers(self, st: Step) -> bool:
         plan = self.plan
+        if st.micro:
+            return st.plan is not None and st.plan is plan and micro.covered(st, plan)
         return st.plan is not None and st.plan is plan and (not plan.needs_rows() or st.rows is not None)
 
     def record(self, st: Step, counts: dict, state: dict | None, opt_step: float | None, final: bool = False):
@@ -233,6 +245,9 @@ class TorchRun:
         if self.deferred is not None and self.deferred[0] is not st:
             self.flush_deferred()                # steps are recorded in the order they ran
         rec = self.recorder
+        if st.micro:
+            st.loss = micro.total_loss(st)
+            self.accumulated[len(st.micro) + 1] = self.accumulated.get(len(st.micro) + 1, 0) + 1
         covered = self._covers(st)
         if not covered and not final and self.plan is None and self.deferred is None and st.record:
             self.deferred = (st, counts, state, opt_step)
@@ -256,6 +271,8 @@ class TorchRun:
             cols["stale_grad_" + n] = int(st.stale.get(id(p), False))
             if n not in self.dtypes:
                 self.dtypes[n] = _DTYPES.get(p.dtype) or str(p.dtype).replace("torch.", "")
+        if self.accumulated:
+            cols["micro_steps"] = len(st.micro) + 1
         if rec.full:
             self._record_full(st, covered, state, extra)
         else:
@@ -270,10 +287,13 @@ class TorchRun:
         before = {names[k]: _np(t) for k, t in st.before.items()} if evaluated else {}
         after = {names[id(p)]: _np(p.detach()) for p in st.params} if evaluated else {}
         grads = {names[k]: _np(g) for k, g in (st.grads or {}).items() if g is not None}
+        rows, pred, index = micro.combined(st) if st.micro else (st.rows, st.pred, None)
+        batch_size = None if index is None else int(rows.size)
         self.recorder.record_step(epoch=st.epoch, batch=st.batch, params_before=before, params_after=after,
-                                  grads=grads if evaluated else None, rows=st.rows if covered else None,
-                                  y_pred=st.pred if covered else None, loss=st.loss, lr=st.lr,
-                                  batch_size=st.batch_size, state=state, extra=extra)
+                                  grads=grads if evaluated else None, rows=rows if covered else None,
+                                  y_pred=pred if covered else None, loss=st.loss, lr=st.lr,
+                                  batch_size=batch_size or st.batch_size, state=state, extra=extra,
+                                  micro=index if covered else None)
 
     # -------------------------------------------------------------- trace
     def build_trace(self, failed: str | None, capture_failed: str | None = None) -> Trace:
@@ -291,10 +311,18 @@ class TorchRun:
         meta["program"] = plan.program_json()
         meta["loss"] = plan.loss_meta
         self._optimizer_meta(meta)
+        self.grad_log.finish(meta)
         frozen = [self.names[id(p)] for p in self.params if id(p) in self.flagged]
         mode = self.steps.mode
         meta["torch"] = {"mode": mode if mode != "unknown" else "manual", "frozen": frozen,
                          "update_source": dict(self.update_sources), "data": self.rows.kind}
+        if self.between.first:
+            meta["torch"]["between_steps"] = dict(self.between.first)
+        self.shared.finish(meta)
+        if self.accumulated:
+            ks = ", ".join(f"{n} step(s) of {k}" for k, n in sorted(self.accumulated.items()))
+            rec.note(f"gradient accumulation: backward passes with no update before the next one were folded "
+                     f"into the next step as its micro-steps ({ks} backward passes)")
         if self.uncovered:
             shown = ", ".join(str(s) for s in self.uncovered[:5]) + (" ..." if len(self.uncovered) > 5 else "")
             rec.note(f"{len(self.uncovered)} step(s) ran a computation other than the step program "

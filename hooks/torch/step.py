@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from . import optim
+from . import gradops, micro, optim
 from .graph import Walk
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -31,7 +31,7 @@ class Step:
 
     __slots__ = ("epoch", "batch", "rows", "pred", "loss", "before", "grads", "v0", "sets", "stale",
                  "batch_size", "record", "lr", "pre_version", "params", "plan", "signature", "wrote",
-                 "loader_batch")
+                 "loader_batch", "micro", "grad_ops")
 
     def __init__(self, record: bool) -> None:
         self.record = record          # False on the steps every=k skips
@@ -51,6 +51,8 @@ class Step:
         self.signature = None
         self.wrote = False            # an in-place write to a parameter was seen since backward
         self.loader_batch = None      # the DataLoader batch the step trained on, if any
+        self.micro: list[Step] = []   # earlier backward passes of this step (gradient accumulation)
+        self.grad_ops = None          # gradient changes before the update (:mod:`.gradops`)
 
 
 class StepCycle:
@@ -65,16 +67,21 @@ class StepCycle:
         self.pending: Step | None = None
         self.mode = "unknown"
         self._consumed: dict[int, bool] = {}    # id(param) -> an update used its gradient
+        self.kept: list[Step] = []              # backward passes with no update yet (:mod:`.micro`)
 
     # --------------------------------------------------------------- open
-    def settle_open_step(self) -> None:
-        """A new ``backward`` while a step is open: close it, or fold it in when nothing updated."""
+    def settle_open_step(self, signature: tuple | None = None) -> None:
+        """A new ``backward`` while a step is open: close it, or keep it as a micro-step of the
+        next one when nothing updated (``signature``: the new backward's graph)."""
         st = self.pending
         if st is None:
             return
         if self.mode == "optimizer" or not self._updated(st):
             self.pending = None
-            self.run.folded(st)
+            self.kept = [*st.micro, st]
+            st.micro = []
+            if signature != st.signature:
+                self.run.folded(st)     # another computation: its program is not the step's
         else:
             self.mode = "manual"
             self.close_manual()
@@ -96,14 +103,21 @@ class StepCycle:
         the batch's rows either way."""
         from .placement import place
         run = self.run
+        run.between.opened()
+        run.shared.new_iteration()
         st = Step(record=run.recorder.should_record())
         st.params = run.step_params(w, plan or shape)
         st.plan, st.signature = plan, w.signature
         st.loss = float(loss.detach())
+        kept, self.kept = self.kept, []
+        if kept and not micro.carried(st.params, _nonzero):
+            kept = []                   # zeroed since: that backward was not part of this step
         for p in st.params:             # gradients left over from a step that already used them
             gr = p.grad
             st.stale[id(p)] = bool(gr is not None and self._consumed.get(id(p)) and _nonzero(gr))
-        if st.record:
+        if kept:
+            micro.join(st, kept)
+        elif st.record:
             st.before = {id(p): p.detach().clone() for p in st.params}
         place(run, st, w, loader, shape or plan)
         self.pending = st
@@ -120,6 +134,8 @@ class StepCycle:
         st.wrote = False
         if st.record and self.mode != "optimizer":
             st.grads = self._grab_grads(st.params)
+        if self.mode != "manual":
+            gradops.note(st)
 
     # -------------------------------------------------------------- close
     def before_optimizer(self, opt: torch.optim.Optimizer) -> None:
@@ -129,8 +145,13 @@ class StepCycle:
         st.pre_version = {id(p): p._version for p in st.params}
         group = optim.group_of(opt, st.params[0]) or opt.param_groups[0]
         st.lr = float(group["lr"])
-        if st.record:
+        gradops.check(st, "between backward and optimizer.step()")
+        ops = st.grad_ops
+        if st.record and not (ops is not None and ops.raw):
             st.grads = self._grab_grads(st.params)
+        if st.grads is not None and ops is not None:
+            for k in ops.changed:       # not the gradient backward computed, nor one modelled
+                st.grads.pop(k, None)
 
     def close_with_optimizer(self, opt: torch.optim.Optimizer) -> None:
         """``optimizer.step()`` ended: count the writes, read the state, record the step."""
@@ -152,6 +173,8 @@ class StepCycle:
                 opt_step = step if step is not None else opt_step
         else:
             opt_step = optim.step_count(opt, st.params)
+        run.grad_log.add(st, run.names, run.recorder.steps_seen + 1)
+        run.shared.stepped(opt, run.names, run.recorder.steps_seen + 1)
         self._finish(st, counts, state, opt_step)
 
     def close_manual(self) -> None:
@@ -165,6 +188,8 @@ class StepCycle:
     def _finish(self, st, counts, state, opt_step):
         for p in st.params:
             self._consumed[id(p)] = True
+        self.run.between.steps += 1
+        self.run.between.closed(st.params)
         self.run.record(st, counts, state, opt_step)
 
     # ------------------------------------------------------------- values

@@ -35,29 +35,12 @@ import pytest
 # ---------------------------------------------------------------- known gaps
 # "SCRIPT::ASPECT" -> why it fails today. ASPECT: untraced | traced | runs | steps | verdicts.
 KNOWN_GAPS = {
-    "torch_polynomial_autograd.py::steps":
-        "issue 16 item 5: under torch.set_default_device each iteration is recorded twice (600 steps for 300)",
-    "torch_grad_accumulation_undivided.py::steps":
-        "issue 16 item 5: micro-batch backward calls are recorded as steps (19 steps for 16 optimizer steps)",
-    "torch_finetune_sgd_then_adam.py::steps":
-        "issue 16: the two loops are merged into one run of 48 steps (expected 24 + 24)",
     "keras_first_network_pima.py::verdicts":
         "issue 16: Keras 3 computes sigmoid + binary_crossentropy from the hidden logits; the checker "
         "clips probabilities (false alarm on loss, grad and logged_loss)",
     "keras_guide_regularization.py::verdicts":
         "issue 16: the kernel_regularizer's L2 term is not in the modelled loss (run 2 FAILED on loss, "
         "grad and logged_loss); on current main both runs are ERROR ('10 prediction columns for 1 targets')",
-    "torch_finetune_sgd_then_adam.py::runs":
-        "issue 16: the SGD loop and the Adam loop on the same model are merged into one run",
-    "torch_finetune_sgd_then_adam.py::verdicts":
-        "issue 16: merged runs: Adam's first steps are checked against SGD momentum (FAILED update)",
-    "torch_mse_shape_broadcast.py::verdicts":
-        "loss_broadcast not reported: the (32, 1) vs (32,) broadcast gives 32 prediction columns, which the "
-        "trace cannot read back (ERROR; before the reliab merge: INCOMPLETE, ExpandBackward0 not modelled)",
-    "torch_grad_accumulation_undivided.py::verdicts":
-        "issue 16 item 5: backward calls between optimizer steps are recorded as steps; reported as "
-        "grad_accumulating/never_updated instead of an undivided accumulation (on current main: ERROR, "
-        "'3 prediction columns for 1 targets')",
     "keras_rmse_metric_is_mae.py::verdicts":
         "metrics given as plain functions are not recomputed: no logged_rmse check, verdict OK",
 }

@@ -71,7 +71,7 @@ def check_updates(trace, report, builder, eps, opt_spec, expected_grads):
                      expected_grads.get(name), builder, report, eps, clipping)
     if clipping is not None:
         report.context["clipping"] = {"transforms": clipping.transforms, "active_steps": int(clipping.active.sum()),
-                                      "steps": int(param_step.size)}
+                                      "steps": int(param_step.size), "largest": list(clipping.largest)}
 
 
 def _clipping(trace, report, opt_spec, expected_grads):

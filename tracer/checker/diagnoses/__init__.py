@@ -18,11 +18,13 @@ from .dead_gradients import DeadGradients
 from .loss_scale import LossScale
 from .loss_shape import LossBroadcast
 from .nonfinite import NonFinite
+from .shared_params import SharedParams
 
 __all__ = ["diagnose", "DIAGNOSES", "Context", "Diagnosis", "finding"]
 
 DIAGNOSES: list[Diagnosis] = [NeverUpdated(), UpdatedTwice(), GradAccumulating(), DoubleAveraging(),
-                              Continuity(), DeadGradients(), LossBroadcast(), NonFinite(), ClippingEffect(), Accumulation(), LossScale()]
+                              Continuity(), DeadGradients(), LossBroadcast(), NonFinite(), ClippingEffect(), Accumulation(), LossScale(),
+                              SharedParams()]
 
 
 def diagnose(trace, program=None, extras: dict | None = None) -> list[dict]:

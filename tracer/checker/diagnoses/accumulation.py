@@ -32,8 +32,8 @@ class Accumulation(Diagnosis):
         at = f" (the loss at {where})" if where else ""
         return [finding(self.kind, (
             f"Each optimizer step accumulates the gradients of {k} backward passes, and the micro-batch loss"
-            f"{at} is not divided by {k}: the gradients are {k}x the mean over the effective batch, so every "
-            f"step is {k} times larger than intended (from step {step} on)."),
+            f"{at} is not divided by {k}: gradients are {k}x the mean: the loss was not divided by the accumulation "
+            f"steps, so every step is {k} times larger than the mean over the effective batch (from step {step} on)."),
             f"divide each micro-batch loss by the number of accumulation steps (loss = loss / {k}), or lower "
             f"the learning rate by {k}", step=step, factor=k)]
 

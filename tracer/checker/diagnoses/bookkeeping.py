@@ -44,6 +44,8 @@ class NeverUpdated(Diagnosis):
                     f"call {name}.requires_grad_(True) and add it to the parameters you update "
                     "(is it missing from `params`?)", param=name, step=ctx.first_step))
                 continue
+            if name in ((ctx.meta.get("torch") or {}).get("late_update") or {}):
+                continue                # a second optimizer updates it after the recorded step
             moved, has_grad = _moved_and_grad(ctx, name)
             if moved is None or moved or not has_grad:
                 continue
