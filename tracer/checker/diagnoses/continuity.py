@@ -69,7 +69,7 @@ class Continuity(Diagnosis):
 
 def _update_ratio(p, i, after, before) -> str:
     """`` ; the whole change is 0.2x the update of step k`` (norms), or empty when unknown."""
-    upd = np.asarray(p["after"][i], np.float64) - np.asarray(p["before"][i], np.float64)
+    upd = np.asarray(p.after[i], np.float64) - np.asarray(p.before[i], np.float64)
     chg = np.asarray(before, np.float64) - np.asarray(after, np.float64)
     nu, nc = float(np.linalg.norm(upd)), float(np.linalg.norm(chg))
     if not (np.isfinite(nu) and np.isfinite(nc)) or nu == 0:
