@@ -9,7 +9,9 @@ per rank: 8 steps per epoch. ``variant`` plants one bug:
 - ``"no_set_epoch"``: ``sampler.set_epoch(epoch)`` forgotten (every epoch draws the same rows);
 - ``"no_sync"``: rank 1 runs step ``BUG_STEP`` under ``model.no_sync()`` (its gradient is
   never all-reduced) and one extra batch at the end, so the collectives still pair up;
-- ``"modify"``: rank 1 scales the first layer's weight by 0.9 after step ``BUG_STEP``.
+- ``"modify"``: rank 1 scales the first layer's weight by 0.9 after step ``BUG_STEP``;
+- ``"own_hook"`` (clean): DDP with ``gradient_as_bucket_view=True`` and the user's own
+  communication hook (``default_hooks.allreduce_hook``).
 
 ``spawn_job`` runs the job in two processes and returns ``{rank: final parameters}``.
 """
@@ -19,7 +21,6 @@ import os
 import socket
 import time
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -49,7 +50,11 @@ def data() -> TensorDataset:
 def train(rank: int, variant: str = "clean", epochs: int = 2, batch_size: int = 10) -> DDP:
     """The training loop of one rank, as a user writes it; returns the DDP model."""
     torch.manual_seed(0)
-    model = DDP(nn.Sequential(nn.Linear(N_FEATURES, 8), nn.ReLU(), nn.Linear(8, 1)))
+    net = nn.Sequential(nn.Linear(N_FEATURES, 8), nn.ReLU(), nn.Linear(8, 1))
+    model = DDP(net, gradient_as_bucket_view=variant == "own_hook")
+    if variant == "own_hook":
+        from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+        model.register_comm_hook(None, default_hooks.allreduce_hook)
     sampler = DistributedSampler(data(), shuffle=True, seed=0)
     loader = DataLoader(data(), batch_size=batch_size, sampler=sampler)
     opt = torch.optim.SGD(model.parameters(), lr=0.05)

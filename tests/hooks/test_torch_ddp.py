@@ -42,7 +42,7 @@ def test_clean_job_bit_identical_and_no_findings(jobs):
         for k, v in plain[r]["final"].items():
             assert torch.equal(traced[r]["final"][k], v), (r, k)
         assert traced[r]["hooks_left"] == 0        # the user's model is left as found
-        assert traced[r]["comm_hooks"] == 0
+        assert traced[r]["comm_hooks"] == 0        # no communication hook left behind
     rep = check_ranks(out / "run")
     assert rep.ok, rep.summary()
     assert rep.failed_findings == []
@@ -131,3 +131,15 @@ def test_parameter_modified_on_one_rank_is_named(jobs):
     assert f["kind"] == "rank_divergence" and f["step"] == BUG_STEP + 1 and f["rank"] == 1
     assert f["param"] == "module.0.weight"
     assert f"between steps {BUG_STEP} and {BUG_STEP + 1}" in f["message"]
+
+
+def test_user_comm_hook_and_bucket_views_are_traced_too(jobs):
+    """The local gradient is read at accumulation, so a user's own communication hook and
+    gradients that are views of DDP's buckets change nothing."""
+    out, traced = jobs("own_hook")
+    _, plain = jobs("own_hook", traced=False)
+    for r in (0, 1):
+        assert all(torch.equal(traced[r]["final"][k], v) for k, v in plain[r]["final"].items())
+        assert traced[r]["comm_hooks"] == 1 and traced[r]["hooks_left"] == 0
+    rep = check_ranks(out / "run")
+    assert rep.ok and rep.failed_findings == [], rep.summary()
