@@ -10,6 +10,8 @@ per rank: 8 steps per epoch. ``variant`` plants one bug:
 - ``"no_sync"``: rank 1 runs step ``BUG_STEP`` under ``model.no_sync()`` (its gradient is
   never all-reduced) and one extra batch at the end, so the collectives still pair up;
 - ``"modify"``: rank 1 scales the first layer's weight by 0.9 after step ``BUG_STEP``;
+- ``"accumulate"`` (clean): each step accumulates 2 micro-batches, the first under
+  ``no_sync()`` on every rank (DDP's gradient-accumulation idiom);
 - ``"own_hook"`` (clean): DDP with ``gradient_as_bucket_view=True`` and the user's own
   communication hook (``default_hooks.allreduce_hook``).
 
@@ -50,8 +52,8 @@ def data() -> TensorDataset:
 def train(rank: int, variant: str = "clean", epochs: int = 2, batch_size: int = 10) -> DDP:
     """The training loop of one rank, as a user writes it; returns the DDP model."""
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Linear(N_FEATURES, 8), nn.ReLU(), nn.Linear(8, 1))
-    model = DDP(net, gradient_as_bucket_view=variant == "own_hook")
+    model = DDP(nn.Sequential(nn.Linear(N_FEATURES, 8), nn.ReLU(), nn.Linear(8, 1)),
+                gradient_as_bucket_view=variant == "own_hook")
     if variant == "own_hook":
         from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
         model.register_comm_hook(None, default_hooks.allreduce_hook)
@@ -67,7 +69,11 @@ def train(rank: int, variant: str = "clean", epochs: int = 2, batch_size: int = 
             step += 1
             opt.zero_grad()
             skip = variant == "no_sync" and rank == 1 and step == BUG_STEP
-            if skip:
+            if variant == "accumulate":            # clean: 2 micro-batches of 5, the first unsynced
+                with model.no_sync():
+                    (loss_fn(model(x[:5]), y[:5]) / 2).backward()
+                (loss_fn(model(x[5:]), y[5:]) / 2).backward()
+            elif skip:
                 with model.no_sync():
                     loss_fn(model(x), y).backward()
             else:

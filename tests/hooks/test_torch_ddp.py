@@ -112,6 +112,7 @@ def test_missing_set_epoch_is_named(jobs):
     (f,) = rep.failed_findings
     assert f["kind"] == "set_epoch" and f["step"] == 9
     assert "set_epoch" in f["message"] and "set_epoch(epoch)" in f["fix"]
+    assert "the sampler's epoch is still 0" in f["message"]
 
 
 def test_no_sync_on_one_rank_is_named(jobs):
@@ -143,3 +144,19 @@ def test_user_comm_hook_and_bucket_views_are_traced_too(jobs):
         assert traced[r]["comm_hooks"] == 1 and traced[r]["hooks_left"] == 0
     rep = check_ranks(out / "run")
     assert rep.ok and rep.failed_findings == [], rep.summary()
+
+
+def test_gradient_accumulation_under_no_sync_on_every_rank_is_clean(jobs):
+    """DDP's accumulation idiom: the first micro-batch under no_sync() on every rank. The
+    local gradient is the accumulated one, the reduced one its mean: no finding, nothing
+    failed. (Each rank is "incomplete": the torch hook records no rows for a step of several
+    micro-batches yet, so its program is not evaluated - as in one process.)"""
+    out, traced = jobs("accumulate")
+    rep = check_ranks(out / "run")
+    assert rep.failed_findings == [], rep.summary()
+    assert all(r.n_steps == 16 and r.verdict != "failed" for r in rep.per_rank.values())
+    assert rep.merged.verdict != "failed", rep.summary()
+    traces = load_ranks(out / "run")
+    g = [t.param_values("module.0.weight", "grad") for t in traces.values()]
+    loc = [t.param_values("module.0.weight", "local_grad") for t in traces.values()]
+    assert np.array_equal(g[0], g[1]) and np.allclose(g[0], (loc[0] + loc[1]) / 2, rtol=1e-5, atol=1e-7)

@@ -94,3 +94,21 @@ def test_merge_is_the_global_batch(tmp_path):
     assert sorted(load_ranks(tmp_path / "run")) == [0, 1]
     table = dataset(tmp_path / "run", "params").to_table()
     assert sorted(set(table.column("rank").to_pylist())) == [0, 1] and "local_grad" in table.column_names
+
+
+def test_ranks_drawing_the_same_rows_in_an_epoch_is_named():
+    """Rank 1 trains on rank 0's rows one step later: no step overlaps, the epoch does."""
+    traces = _job()
+    a0, a1 = traces[0].arrays(), traces[1].arrays()
+    rolled = np.concatenate([a0.sample_row[a0.sample_step == s] for s in (2, 1, 4, 3)])
+    a1.sample_row[:] = rolled
+    (f,) = [f for f in rank_findings(traces) if f["failed"]]
+    assert f["kind"] == "rank_rows" and f["step"] == 1 and "drawn twice" in f["message"]
+
+
+def test_two_ranks_on_one_row_in_a_step_is_named():
+    traces = _job()
+    a0, a1 = traces[0].arrays(), traces[1].arrays()
+    a1.sample_row[a1.sample_step == 2] = a0.sample_row[a0.sample_step == 2]
+    (f,) = [f for f in rank_findings(traces) if f["failed"]]
+    assert (f["kind"], f["step"], f["rank"]) == ("rank_rows", 2, 1)

@@ -80,7 +80,9 @@ def _merged_steps(arrays: dict, ranks: list[int], steps: np.ndarray) -> dict:
     sizes = np.stack([at(arrays[r], "batch_size").astype(np.float64) for r in ranks])
     losses = np.stack([at(arrays[r], "loss").astype(np.float64) for r in ranks])
     cols["batch_size"] = sizes.sum(axis=0)
-    cols["loss"] = (sizes * losses).sum(axis=0) / sizes.sum(axis=0)
+    known = np.isfinite(sizes).all(axis=0)            # unknown sizes: the shards are equal (DistributedSampler)
+    weights = np.where(known, sizes, 1.0)
+    cols["loss"] = (weights * losses).sum(axis=0) / weights.sum(axis=0)
     for r, row in zip(ranks, losses):
         cols[f"loss_rank{r}"] = row
     return cols

@@ -101,7 +101,14 @@ def _coverage(rows, ranks, epochs, n_rows, capture) -> list[dict]:
     if n_rows is None or capture.get("every", 1) != 1:
         return []
     for e, e_steps in sorted(epochs.items())[:-1]:        # the last epoch may be cut short
-        got = np.unique(np.concatenate([rows[r][s] for r in ranks for s in e_steps]))
+        drawn = np.concatenate([rows[r][s] for r in ranks for s in e_steps])
+        got = np.unique(drawn)
+        extra = drawn.size - got.size                    # DistributedSampler pads with < world rows
+        if extra >= len(ranks):
+            return [finding("rank_rows", f"epoch {e}: {extra} rows were drawn twice over the ranks (padding "
+                            f"accounts for at most {len(ranks) - 1})", "use one DistributedSampler per rank "
+                            "over the same data set, with the job's world size", step=e_steps[0], epoch=e,
+                            repeats=int(extra))]
         if got.size != n_rows:
             return [finding("rank_rows", f"epoch {e}: the ranks together trained on {got.size} of the "
                             f"{n_rows} rows", "use a DistributedSampler over the whole data set on every rank",
@@ -122,13 +129,23 @@ def _set_epoch(traces, rows, ranks, epochs) -> list[dict]:
         same = all(np.array_equal(rows[r][x], rows[r][y]) for r in ranks for x, y in zip(a, b))
         if same:
             first = rows[ranks[0]][b[0]][:5].tolist()
+            seen = _sampler_epochs(traces[ranks[0]], b)
             return [finding(
                 "set_epoch", f"epoch {cur} (from step {b[0]}) draws exactly the rows of epoch {prev}, in the same "
-                f"order, on every rank (rank {ranks[0]}'s first batch again: rows {first}...): "
+                f"order, on every rank (rank {ranks[0]}'s first batch again: rows {first}...{seen}): "
                 "DistributedSampler.set_epoch(epoch) is never called, so the sampler shuffles with the same seed "
                 "every epoch", "call sampler.set_epoch(epoch) at the start of every epoch, before iterating "
                 "the DataLoader", step=b[0], epoch=cur, rank=None, missing_call="DistributedSampler.set_epoch")]
     return []
+
+
+def _sampler_epochs(trace, steps) -> str:
+    """``; the sampler's epoch is still 0`` when the trace recorded it (``sampler_epoch``)."""
+    col = trace.steps.get("sampler_epoch") if "sampler_epoch" in trace.steps.columns else None
+    if col is None:
+        return ""
+    at = col[trace.steps["step"].isin(steps)].dropna().unique()
+    return f"; the sampler's epoch is still {int(at[0])}" if at.size == 1 else ""
 
 
 # -------------------------------------------------------------- gradients
@@ -229,13 +246,16 @@ def _loss_note(arrays, ranks, steps) -> list[dict]:
         return np.asarray(a.steps[c], dtype=np.float64)[np.searchsorted(s, steps)]
     sizes = np.stack([col(arrays[r], "batch_size") for r in ranks])
     losses = np.stack([col(arrays[r], "loss") for r in ranks])
-    glob = (sizes * losses).sum(axis=0) / sizes.sum(axis=0)
+    weights = np.where(np.isfinite(sizes).all(axis=0), sizes, 1.0)     # unknown: equal shards
+    glob = (weights * losses).sum(axis=0) / weights.sum(axis=0)
     rel = np.abs(losses[0] - glob) / np.maximum(np.abs(glob), 1e-12)
     if not rel.size or not np.isfinite(rel).any() or np.nanmax(rel) < 1e-6:
         return []
     i = int(np.nanargmax(rel))
-    return [finding("rank_loss", f"the loss rank {ranks[0]} computes is its own shard's ({int(sizes[0][i])} rows), "
-                    f"not the global batch's ({int(sizes[:, i].sum())} rows over {len(ranks)} ranks): at step "
+    shard = f"{int(sizes[0][i])} rows" if np.isfinite(sizes[:, i]).all() else "its rows"
+    whole = f"{int(sizes[:, i].sum())} rows over" if np.isfinite(sizes[:, i]).all() else "the rows of"
+    return [finding("rank_loss", f"the loss rank {ranks[0]} computes is its own shard's ({shard}), "
+                    f"not the global batch's ({whole} {len(ranks)} ranks): at step "
                     f"{int(steps[i])} rank {ranks[0]} has {losses[0][i]:.6g}, the global batch {glob[i]:.6g} "
                     f"({100 * rel[i]:.3g}% apart); the global-batch loss is the mean of the ranks' losses, "
                     "as an epoch's loss is the mean of its batches'", "to log the global loss, all-reduce it: "
