@@ -13,14 +13,15 @@ from tracer.progress import ProgressBar as Progress
 
 
 def build_report(trace, xlsx=None, html=None, plots=None, progress=True, formulas: bool = True,
-                 formats=("png", "svg")) -> dict:
+                 formats=("png", "svg"), extra_sheets: dict | None = None) -> dict:
     """Write the requested reports and return ``{"xlsx": path, "html": path, "plots": [paths]}``,
     plus ``"warnings"`` (sentences) when the workbook could not be live.
 
     ``xlsx``: workbook path (live formulas when the model is small enough, see
     :mod:`reports.excel`); ``html``: step-through page path; ``plots``: directory for
     PNG/SVG plots and the fitted-line GIF. ``progress``: show a bar on stderr when it is
-    a terminal.
+    a terminal. ``extra_sheets``: ``{name: DataFrame}`` added to the workbook (a
+    distributed job's per-rank sheet).
     """
     from tracer.errors import TraceInputError
 
@@ -33,7 +34,8 @@ def build_report(trace, xlsx=None, html=None, plots=None, progress=True, formula
         if xlsx:
             from .excel import write_workbook
             bar.step("workbook", 0)
-            info = write_workbook(trace, xlsx, formulas=formulas, progress=lambda d, t, what: bar.step(what, d))
+            info = write_workbook(trace, xlsx, formulas=formulas, progress=lambda d, t, what: bar.step(what, d),
+                                  extra_sheets=extra_sheets)
             written["xlsx"] = info.path
             if formulas and not info.formulas:
                 warnings.append(f"{info.path} holds values, not live formulas: {info.reason}")

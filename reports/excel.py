@@ -302,8 +302,11 @@ def _write_charts(wb, src, info):
         anchor += 19
 
 
-def write_workbook(trace, path, formulas: bool = False, progress=None) -> WorkbookInfo:
-    """Write the workbook and return a :class:`WorkbookInfo` (see :func:`to_excel`)."""
+def write_workbook(trace, path, formulas: bool = False, progress=None, extra_sheets: dict | None = None) -> WorkbookInfo:
+    """Write the workbook and return a :class:`WorkbookInfo` (see :func:`to_excel`).
+
+    ``extra_sheets``: ``{sheet name: DataFrame}`` written after the tables (a distributed
+    job's per-rank sheet and findings, :mod:`tracer.ranks.table`)."""
     if not hasattr(trace, "tables"):
         raise TraceInputError(f"trace: expected a tracer.Trace, got {type(trace).__name__}")
     path = Path(path)
@@ -329,13 +332,13 @@ def write_workbook(trace, path, formulas: bool = False, progress=None) -> Workbo
         raise TraceFileError(f"cannot write the workbook {path}: {exc.strerror or exc}") from None
     try:   # whatever fails, no partial workbook is left behind
         with replacing_file(path) as tmp:
-            _fill_workbook(tmp, trace, sheet, info, reason, progress)
+            _fill_workbook(tmp, trace, sheet, info, reason, progress, extra_sheets)
     except OSError as exc:
         raise TraceFileError(f"cannot write the workbook {path}: {exc.strerror or exc}") from None
     return info
 
 
-def _fill_workbook(tmp, trace, sheet, info, reason, progress) -> None:
+def _fill_workbook(tmp, trace, sheet, info, reason, progress, extra_sheets=None) -> None:
     from openpyxl import Workbook
 
     wb = Workbook(write_only=True)
@@ -347,6 +350,8 @@ def _fill_workbook(tmp, trace, sheet, info, reason, progress) -> None:
         progress(1, 0, "iterations sheet")
     _write_charts(wb, src, info)
     for name, frame in trace.tables().items():
+        _write_frame(wb, name, frame, info, progress)
+    for name, frame in (extra_sheets or {}).items():
         _write_frame(wb, name, frame, info, progress)
     _write_about(wb, trace, info, reason)
     wb.save(tmp)

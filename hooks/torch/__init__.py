@@ -62,7 +62,9 @@ training loop), ``step`` (the step state machine), ``placement`` (epochs, batch 
 rows, predictions), ``sources`` (row sources), ``patches`` (what is patched), ``capture``
 (the watched forward pass), ``build`` / ``emit`` / ``layout`` / ``plan`` (the program),
 ``ops`` / ``ops_nn`` / ``ops_loss`` (the translation table), ``graph`` (the per-step
-walk), ``names``, ``optim``, ``data``, ``rules``, ``summary``.
+walk), ``names``, ``optim``, ``data``, ``rules``, ``summary``; ``ddp`` (inside a DDP rank:
+the local gradient before the all-reduce, the sampler's epoch, ``meta["distributed"]``;
+docs/DISTRIBUTED.md).
 
 The package is named after the framework it hooks; ``import torch`` inside it is
 absolute, so it never shadows PyTorch.

@@ -29,7 +29,7 @@ from tracer.trace import Trace
 
 from ..patch import Patch
 from . import data as tdata
-from . import gradops, graph, patches
+from . import ddp, gradops, graph, patches
 from . import names as tnames
 from .build import BuildContext, build_plan
 from .capture import Capture
@@ -96,6 +96,8 @@ class TorchTracer:
         self.capture = Capture(on_error=self._capture_failed, ignored=patches._ignored)
         self._arm_next = False               # watch the next forward pass (decided at a backward)
         self._patch = Patch()                # every patch of the with block, removed on exit
+        self.dist: ddp.DistWatch | None = None   # set inside a torch.distributed rank
+        self._dist_asked = False             # a process group was found (with or without ranks to watch)
         self.run = self._new_run()
 
     @property
@@ -106,6 +108,7 @@ class TorchTracer:
     def _new_run(self) -> TorchRun:
         """Start recording a new training loop: everything discovered so far is per run."""
         self.run = TorchRun(self._rec_kwargs, self._user_names, self._data_arg)
+        self.run.dist = self.dist            # a DDP rank's local gradients (hooks/torch/ddp.py)
         return self.run
 
     def _close_run(self) -> None:
@@ -126,7 +129,10 @@ class TorchTracer:
     def _finish_trace(self, run: TorchRun) -> Trace:
         """The run's trace; a failure building it still gives the recorded steps, with a warning."""
         try:
-            return run.build_trace(self.failed, self.capture.failed)
+            trace = run.build_trace(self.failed, self.capture.failed)
+            if self.dist is not None:
+                self.dist.annotate(trace)
+            return trace
         except Exception as exc:  # the user-script boundary: the recorded steps are kept, with a warning
             if self._strict:
                 raise
@@ -157,6 +163,7 @@ class TorchTracer:
         patch.add(patches.patch_optimizer_steps(self._opt_pre, self._opt_post))
         patch.add(patches.patch_new_training(self.announce))
         patch.add(self.capture.disarm)
+        self._watch_dist()
         self.capture.arm()
 
     def _on_loader_batch(self, iterator: Any, indices: Any, data: Any) -> None:
@@ -164,6 +171,16 @@ class TorchTracer:
         own behalf (Keras's data adapter on the torch backend) is not the user's."""
         if not patches._ignored():
             self.loader.on_batch(iterator, indices, data)
+
+    def _watch_dist(self) -> None:
+        """Inside a rank of a process group, record what DDP adds (:mod:`hooks.torch.ddp`);
+        asked at entry and at each backward until found (``steptrace run`` enters the block
+        when torch is imported, before the script calls ``init_process_group``)."""
+        self.dist = ddp.detect()
+        self._dist_asked = ddp.initialized()
+        if self.dist is not None:
+            self.run.dist = self.dist
+            self._patch.add(self.dist.remove)
 
     def _uninstall(self) -> None:
         self._patch.remove(on_error=lambda exc: None)   # restoring must go on past a failed undo
@@ -236,6 +253,10 @@ class TorchTracer:
         run.attach_waiting()
         run.steps.settle_open_step(w.signature)
         run.steps.open(loss, w, plan, self.loader, run.candidate(w.signature))
+        if not self._dist_asked and ddp.initialized():
+            self._watch_dist()
+        if self.dist is not None:
+            self.dist.on_open(run.steps.pending, run.recorder.full)
         self._arm_next = plan is None and run.wants_capture(w.signature)
 
     def _build(self, records, loss, w) -> Plan:

@@ -81,6 +81,7 @@ class TorchRun:
         self.clock = EpochCounter()
         self.steps = StepCycle(self)
         self._user_names = user_names
+        self.dist = None                        # a DDP rank's extras (hooks/torch/ddp.py), set by the block
 
     # --------------------------------------------------------------- runs
     def trains_other_tensors(self, params: list[torch.Tensor]) -> bool:
@@ -255,6 +256,8 @@ class TorchRun:
         if opt_step is not None:
             self.last_opt_step = opt_step
         extra = {} if opt_step is None else {"opt_step": opt_step}
+        if self.dist is not None:
+            state = self.dist.add_to(st, self.names, state, extra)
         if not st.record:
             rec.record_step(epoch=st.epoch, batch=st.batch, params_before={}, params_after={}, loss=st.loss,
                             extra=extra)

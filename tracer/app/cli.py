@@ -72,6 +72,9 @@ def _explain_text(trace, step, report=None):
 def cmd_check(args: argparse.Namespace) -> int:
     """Check a saved trace and print the summary (and the failures with --failures)."""
     from .. import check
+    from . import ranks_cli
+    if ranks_cli.is_rank_run(args.trace):          # a distributed job: RUN/rank=N/ (tracer/ranks)
+        return ranks_cli.check_run(Path(args.trace))
     trace = _load(args.trace)
     report = check(trace)
     print(report.summary())
@@ -125,9 +128,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not (args.xlsx or args.html or args.plots):
         raise SteptraceError("report: give at least one of --xlsx FILE, --html FILE, --plots DIR")
     from reports import build_report
-    trace = _load(args.trace)
-    written = build_report(trace, xlsx=args.xlsx, html=args.html, plots=args.plots,
-                           progress=sys.stderr.isatty())
+
+    from . import ranks_cli
+    if ranks_cli.is_rank_run(args.trace):          # a distributed job: the merged run + a per-rank sheet
+        written = ranks_cli.report_run(Path(args.trace), xlsx=args.xlsx, html=args.html, plots=args.plots)
+    else:
+        written = build_report(_load(args.trace), xlsx=args.xlsx, html=args.html, plots=args.plots,
+                               progress=sys.stderr.isatty())
     for note in written.pop("warnings", []):
         print(f"steptrace: warning: {note}", file=sys.stderr)
     for kind, paths in written.items():

@@ -30,6 +30,7 @@ from pathlib import Path
 from ..errors import SteptraceError, TraceInputError
 from ..progress import ClearingStream, LiveProgress, is_tty
 from .exit_codes import EXIT_BAD_INPUT
+from . import ranks_run
 from .run_options import NUMPY_OPTIONS, build_parser, parse_names, parse_runs, parse_size
 from .script import run_script
 
@@ -63,7 +64,7 @@ def _prepare_out_dir(out: Path) -> bool:
     """
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    index = out / INDEX
+    index = out / ranks_run.index_name(INDEX)
     if not index.is_file():
         return created
     try:
@@ -73,7 +74,7 @@ def _prepare_out_dir(out: Path) -> bool:
         return created
     for name in names:
         path = out / str(name)
-        if re.fullmatch(r"run_\d+", str(name)) and path.is_dir() and (path / "meta.json").exists():
+        if re.fullmatch(r"run_\d+(/rank=\d+)?", str(name)) and path.is_dir() and (path / "meta.json").exists():
             shutil.rmtree(path, ignore_errors=True)
     index.unlink(missing_ok=True)
     return created
@@ -87,8 +88,9 @@ class _Saver:
         self.saved: list[dict] = []
 
     def __call__(self, run) -> None:
-        path = self.out / f"run_{run.number}"
-        entry = {"run": run.number, "framework": run.framework, "label": run.label, "dir": path.name,
+        path = ranks_run.run_path(self.out, run.number)     # run_N/rank=R under torchrun
+        entry = {"run": run.number, "framework": run.framework, "label": run.label,
+                 "dir": path.relative_to(self.out).as_posix(),
                  "steps": _n_steps(run.trace), "error": run.error, "notes": list(run.notes),
                  "trace": run.trace, "path": path, "saved": False}
         try:
@@ -177,9 +179,9 @@ def _write_index(out: Path, script: Path, argv: list[str], code: int, entries: l
         "runs": [{k: v for k, v in e.items() if k not in ("trace", "path")} for e in entries],
     }
     try:
-        (out / INDEX).write_text(json.dumps(index, indent=1, default=str))
+        (out / ranks_run.index_name(INDEX)).write_text(json.dumps(index, indent=1, default=str))
     except OSError as exc:
-        _say(f"steptrace: could not write {out / INDEX}: {exc}")
+        _say(f"steptrace: could not write {out / ranks_run.index_name(INDEX)}: {exc}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -295,7 +297,7 @@ def _report(args, options, code, error, entries) -> int:
     if not entries:
         why = _nothing_traced(args, options, imported)
         _say(f"steptrace: {script.name} trained nothing steptrace can trace ({why}); no trace written.")
-        if options["created"]:
+        if options["created"] and ranks_run.job_rank() is None:   # another rank may be writing there
             shutil.rmtree(out, ignore_errors=True)      # leave nothing behind for nothing
         else:
             _write_index(out, script, args.args, code, [], imported, error)
@@ -304,6 +306,8 @@ def _report(args, options, code, error, entries) -> int:
              f"from {script.name}")
     for entry in sorted(entries, key=lambda e: e["run"]):
         _check_and_export(entry, args)
+    if not args.no_check:
+        ranks_run.check_job(entries, _say)
     _write_index(out, script, args.args, code, entries, imported, error)
     first = min(entries, key=lambda e: e["run"])
     _say(f"steptrace: traces written to {out}",

@@ -57,7 +57,8 @@ def check(trace, *, loss: dict | None = None, optimizer: dict | None = None,
     program = resolved.program
     recomputed = {"loss": {}, "grads": {}, "checked": {}}
     if program is not None and arrays.params:
-        program = _evaluate(trace, program, report, builder, eps, dtype, recomputed)
+        from .rank_view import local_view     # a DDP rank: the program gives its local gradient
+        program = _evaluate(local_view(trace), program, report, builder, eps, dtype, recomputed)
     report.context["program"] = program
     report.context["loss_by_step"] = recomputed["loss"]
     check_updates(trace, report, builder, eps, optimizer or trace.meta.get("optimizer"), recomputed["grads"])
