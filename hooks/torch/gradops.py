@@ -162,21 +162,24 @@ def patch_clipping(active: Callable[[], Any], busy: Callable[[], bool]) -> Patch
 
     def _get_total_norm(tensors, norm_type=2.0, error_if_nonfinite=False, foreach=None):
         out = total_norm(tensors, norm_type, error_if_nonfinite, foreach)
-        last["norm_type"] = float(norm_type)
+        last["norm_type"] = _number(norm_type)
         return out
 
     def _clip_grads_with_norm_(parameters, max_norm, total, foreach=None):
         params = _listed(parameters)
-        norm_type = last.pop("norm_type", None)
-        if norm_type is None:                   # a total norm steptrace did not see computed
+        norm_type, c = last.pop("norm_type", None), _number(max_norm)
+        if norm_type is None or c is None:      # a total norm steptrace did not see computed
             return with_norm(params, max_norm, total, foreach)
-        t = {"op": "clip_norm", "scope": "global", "max_norm": float(max_norm), "convention": "torch",
+        t = {"op": "clip_norm", "scope": "global", "max_norm": c, "convention": "torch",
              "norm_type": norm_type, "source": "clip_grad_norm_"}
         return _around(active, busy, params, t, lambda: with_norm(params, max_norm, total, foreach))
 
     def clip_grad_value_(parameters, clip_value, foreach=None):
         params = _listed(parameters)
-        t = {"op": "clip_value", "value": float(clip_value), "source": "clip_grad_value_"}
+        v = _number(clip_value)
+        if v is None:                           # torch raises on it itself, untouched
+            return by_value(params, clip_value, foreach)
+        t = {"op": "clip_value", "value": v, "source": "clip_grad_value_"}
         return _around(active, busy, params, t, lambda: by_value(params, clip_value, foreach))
 
     for fn, orig in ((_get_total_norm, total_norm), (_clip_grads_with_norm_, with_norm),
@@ -188,6 +191,15 @@ def patch_clipping(active: Callable[[], Any], busy: Callable[[], bool]) -> Patch
     if getattr(_utils, "clip_grad_value_", None) is by_value:
         patch.add(set_attr(_utils, "clip_grad_value_", clip_grad_value_))
     return patch
+
+
+def _number(v) -> float | None:
+    """``v`` as a finite-or-inf float, or None (the hook never raises where torch would not)."""
+    try:
+        out = float(v)
+    except Exception:
+        return None
+    return None if math.isnan(out) else out
 
 
 def _listed(parameters) -> list[torch.Tensor]:
