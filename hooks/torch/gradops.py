@@ -75,6 +75,21 @@ def check(st: Step, at: str) -> None:
             ops.changed[k] = at
 
 
+def inherit(st: Step, micro: list[Step]) -> None:
+    """A gradient clipped or changed between the micro-batches of an accumulated step: the
+    step's update used a gradient no transform of the final sum describes."""
+    check(micro[-1], "between the backward passes of an accumulated step")
+    for m in micro:
+        ops = m.grad_ops
+        if ops is None:
+            continue
+        hit = set(ops.changed) | {k for t in ops.transforms for k in t.get("_ids", ())}
+        if hit:
+            mine = st.grad_ops = st.grad_ops or GradOps()
+            for k in hit:
+                mine.changed.setdefault(k, "between the micro-batches of an accumulated step")
+
+
 def before_clip(cycle: StepCycle, params: list[torch.Tensor], t: dict, where: str | None) -> None:
     """A clipping call is about to change ``params``' gradients: keep the raw ones, note the transform."""
     st = cycle.pending
@@ -89,7 +104,7 @@ def before_clip(cycle: StepCycle, params: list[torch.Tensor], t: dict, where: st
     if st.record and not ops.raw:
         st.grads = cycle._grab_grads(st.params)
         ops.raw = True
-    t = dict(t, params=[names[id(p)] for p in clipped])
+    t = dict(t, params=[names[id(p)] for p in clipped], _ids=[id(p) for p in clipped])
     if where:
         t["source"] = f"{t['source']} at {where}"
     ops.transforms.append(t)
@@ -124,7 +139,7 @@ class GradOpsLog:
         if ops.transforms:
             self.clipped_steps += 1
             key = tuple(_key(t) for t in ops.transforms)
-            self.configs.setdefault(key, ops.transforms)
+            self.configs.setdefault(key, [{k: v for k, v in t.items() if k != "_ids"} for t in ops.transforms])
         for k, at in ops.changed.items():
             n = names.get(k)
             if n is not None and n not in self.changed:

@@ -125,3 +125,29 @@ def test_leftover_micro_batches_of_an_epoch_join_the_next_step(divide):
     assert kinds == ([] if divide else ["accumulation"])
     if not divide:
         assert "4x the mean" in report.findings[0].message
+
+
+@pytest.mark.parametrize("between", ["clip", "scale"])
+def test_a_gradient_changed_between_micro_batches_cannot_be_checked(between):
+    torch.manual_seed(3)
+    X = torch.randn(64, 4)
+    Y = X.sum(1, keepdim=True)
+    model = nn.Linear(4, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    with trace_torch(strict=True) as tr:
+        for s in range(4):
+            opt.zero_grad()
+            for j in range(2):
+                i = (2 * s + j) * 8
+                (nn.functional.mse_loss(model(X[i:i + 8]), Y[i:i + 8]) / 2).backward()
+                if j == 0 and between == "clip":
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), 0.01)
+                elif j == 0:
+                    model.weight.grad.mul_(3)
+            opt.step()
+    trace = tr.trace
+    report = tracer.check(trace)
+    assert report.verdict == "incomplete", report.summary()
+    assert not [f for f in report.findings if f.failed], report.summary()
+    assert "weight" in trace.meta["optimizer"]["unmodelled"]
+    assert "grad_transform" not in trace.meta
