@@ -75,6 +75,21 @@ def check(st: Step, at: str) -> None:
             ops.changed[k] = at
 
 
+def inherit(st: Step, micro: list[Step]) -> None:
+    """A gradient clipped or changed between the micro-batches of an accumulated step: the
+    step's update used a gradient no transform of the final sum describes."""
+    check(micro[-1], "between the backward passes of an accumulated step")
+    for m in micro:
+        ops = m.grad_ops
+        if ops is None:
+            continue
+        hit = set(ops.changed) | {k for t in ops.transforms for k in t.get("_ids", ())}
+        if hit:
+            mine = st.grad_ops = st.grad_ops or GradOps()
+            for k in hit:
+                mine.changed.setdefault(k, "between the micro-batches of an accumulated step")
+
+
 def before_clip(cycle: StepCycle, params: list[torch.Tensor], t: dict, where: str | None) -> None:
     """A clipping call is about to change ``params``' gradients: keep the raw ones, note the transform."""
     st = cycle.pending
@@ -89,7 +104,7 @@ def before_clip(cycle: StepCycle, params: list[torch.Tensor], t: dict, where: st
     if st.record and not ops.raw:
         st.grads = cycle._grab_grads(st.params)
         ops.raw = True
-    t = dict(t, params=[names[id(p)] for p in clipped])
+    t = dict(t, params=[names[id(p)] for p in clipped], _ids=[id(p) for p in clipped])
     if where:
         t["source"] = f"{t['source']} at {where}"
     ops.transforms.append(t)
@@ -124,7 +139,7 @@ class GradOpsLog:
         if ops.transforms:
             self.clipped_steps += 1
             key = tuple(_key(t) for t in ops.transforms)
-            self.configs.setdefault(key, ops.transforms)
+            self.configs.setdefault(key, [{k: v for k, v in t.items() if k != "_ids"} for t in ops.transforms])
         for k, at in ops.changed.items():
             n = names.get(k)
             if n is not None and n not in self.changed:
@@ -162,21 +177,24 @@ def patch_clipping(active: Callable[[], Any], busy: Callable[[], bool]) -> Patch
 
     def _get_total_norm(tensors, norm_type=2.0, error_if_nonfinite=False, foreach=None):
         out = total_norm(tensors, norm_type, error_if_nonfinite, foreach)
-        last["norm_type"] = float(norm_type)
+        last["norm_type"] = _number(norm_type)
         return out
 
     def _clip_grads_with_norm_(parameters, max_norm, total, foreach=None):
         params = _listed(parameters)
-        norm_type = last.pop("norm_type", None)
-        if norm_type is None:                   # a total norm steptrace did not see computed
+        norm_type, c = last.pop("norm_type", None), _number(max_norm)
+        if norm_type is None or c is None:      # a total norm steptrace did not see computed
             return with_norm(params, max_norm, total, foreach)
-        t = {"op": "clip_norm", "scope": "global", "max_norm": float(max_norm), "convention": "torch",
+        t = {"op": "clip_norm", "scope": "global", "max_norm": c, "convention": "torch",
              "norm_type": norm_type, "source": "clip_grad_norm_"}
         return _around(active, busy, params, t, lambda: with_norm(params, max_norm, total, foreach))
 
     def clip_grad_value_(parameters, clip_value, foreach=None):
         params = _listed(parameters)
-        t = {"op": "clip_value", "value": float(clip_value), "source": "clip_grad_value_"}
+        v = _number(clip_value)
+        if v is None:                           # torch raises on it itself, untouched
+            return by_value(params, clip_value, foreach)
+        t = {"op": "clip_value", "value": v, "source": "clip_grad_value_"}
         return _around(active, busy, params, t, lambda: by_value(params, clip_value, foreach))
 
     for fn, orig in ((_get_total_norm, total_norm), (_clip_grads_with_norm_, with_norm),
@@ -188,6 +206,15 @@ def patch_clipping(active: Callable[[], Any], busy: Callable[[], bool]) -> Patch
     if getattr(_utils, "clip_grad_value_", None) is by_value:
         patch.add(set_attr(_utils, "clip_grad_value_", clip_grad_value_))
     return patch
+
+
+def _number(v) -> float | None:
+    """``v`` as a finite-or-inf float, or None (the hook never raises where torch would not)."""
+    try:
+        out = float(v)
+    except Exception:
+        return None
+    return None if math.isnan(out) else out
 
 
 def _listed(parameters) -> list[torch.Tensor]:

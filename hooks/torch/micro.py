@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from . import gradops
+
 if TYPE_CHECKING:  # pragma: no cover
     from .plan import Plan
     from .step import Step
@@ -44,6 +46,7 @@ def join(st: Step, micro: list[Step]) -> None:
         st.stale[k] = st.stale.get(k, False) or stale
     for m in micro:
         m.before = {}                   # only the first snapshot is needed, and it moved to st
+    gradops.inherit(st, micro)
 
 
 def parts(st: Step) -> list[Step]:

@@ -246,13 +246,13 @@ class TorchRun:
         if self.deferred is not None and self.deferred[0] is not st:
             self.flush_deferred()                # steps are recorded in the order they ran
         rec = self.recorder
-        if st.micro:
-            st.loss = micro.total_loss(st)
-            self.accumulated[len(st.micro) + 1] = self.accumulated.get(len(st.micro) + 1, 0) + 1
         covered = self._covers(st)
         if not covered and not final and self.plan is None and self.deferred is None and st.record:
             self.deferred = (st, counts, state, opt_step)
             return
+        if st.micro:                             # once per step (a deferred step comes back here)
+            st.loss = micro.total_loss(st)
+            self.accumulated[len(st.micro) + 1] = self.accumulated.get(len(st.micro) + 1, 0) + 1
         if opt_step is not None:
             self.last_opt_step = opt_step
         extra = {} if opt_step is None else {"opt_step": opt_step}

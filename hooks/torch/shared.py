@@ -59,6 +59,10 @@ class SharedLog:
     def stepped(self, opt: torch.optim.Optimizer, names: dict[int, str], step: int) -> None:
         """``opt`` closed step ``step``: look (once per optimizer) for a tensor it lists twice."""
         self.iteration.append((opt, _where()))
+        self._duplicates(opt, names, step)
+
+    def _duplicates(self, opt: torch.optim.Optimizer, names: dict[int, str], step: int) -> None:
+        """A tensor ``opt`` lists twice (torch only warns), looked for once per optimizer."""
         if id(opt) in self._checked:
             return
         self._checked.add(id(opt))
@@ -78,6 +82,7 @@ class SharedLog:
         """Another optimizer stepped after the step closed (same iteration, no backward since)."""
         where = _where()
         cls = type(opt).__name__
+        self._duplicates(opt, names, step)
         mine = {id(p) for g in opt.param_groups for p in g["params"]}
         for earlier, at in self.iteration:
             if earlier is opt:

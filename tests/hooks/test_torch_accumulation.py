@@ -15,9 +15,9 @@ import tracer
 from hooks.torch import trace_torch
 
 
-def _loader_run(divide, k=4, traced=True, opt_cls=torch.optim.SGD, capture="full", every=1):
+def _loader_run(divide, k=4, traced=True, opt_cls=torch.optim.SGD, capture="full", every=1, rows=256, epochs=1):
     torch.manual_seed(0)
-    X = torch.randn(256, 10)
+    X = torch.randn(rows, 10)
     y = (X[:, :3] * torch.tensor([1.0, -1.0, 0.5])).argmax(dim=1)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, y), batch_size=16, shuffle=True)
     model = nn.Sequential(nn.Linear(10, 8), nn.ReLU(), nn.Linear(8, 3))
@@ -26,14 +26,15 @@ def _loader_run(divide, k=4, traced=True, opt_cls=torch.optim.SGD, capture="full
     block = trace_torch(strict=True, capture=capture, every=every) if traced else contextlib.nullcontext()
     with block as tr:
         opt.zero_grad()
-        for i, (xb, yb) in enumerate(loader):
-            loss = crit(model(xb), yb)
-            if divide:
-                loss = loss / k
-            loss.backward()
-            if (i + 1) % k == 0:
-                opt.step()
-                opt.zero_grad()
+        for _ in range(epochs):
+            for i, (xb, yb) in enumerate(loader):
+                loss = crit(model(xb), yb)
+                if divide:
+                    loss = loss / k
+                loss.backward()
+                if (i + 1) % k == 0:
+                    opt.step()
+                    opt.zero_grad()
     return tr, [p.detach().clone() for p in model.parameters()]
 
 
@@ -109,3 +110,44 @@ def test_a_backward_whose_gradient_was_zeroed_is_not_a_micro_step():
     report = tracer.check(trace)
     assert report.ok and not report.findings, report.summary()
     np.testing.assert_array_equal(trace.param_values("bias", "after")[:-1], trace.param_values("bias", "before")[1:])
+
+
+@pytest.mark.parametrize("divide", [True, False])
+def test_leftover_micro_batches_of_an_epoch_join_the_next_step(divide):
+    """15 batches per epoch, k = 4: three steps, and three backward passes that the next
+    epoch's first step sums with its own four (torch did). k is still 4."""
+    tr, _ = _loader_run(divide=divide, rows=240, epochs=2)
+    trace = tr.trace
+    assert trace.steps["micro_steps"].tolist() == [4, 4, 4, 7, 4, 4]
+    report = tracer.check(trace)
+    assert report.table["passed"].all(), report.summary()
+    kinds = [f.kind for f in report.findings]
+    assert kinds == ([] if divide else ["accumulation"])
+    if not divide:
+        assert "4x the mean" in report.findings[0].message
+
+
+@pytest.mark.parametrize("between", ["clip", "scale"])
+def test_a_gradient_changed_between_micro_batches_cannot_be_checked(between):
+    torch.manual_seed(3)
+    X = torch.randn(64, 4)
+    Y = X.sum(1, keepdim=True)
+    model = nn.Linear(4, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    with trace_torch(strict=True) as tr:
+        for s in range(4):
+            opt.zero_grad()
+            for j in range(2):
+                i = (2 * s + j) * 8
+                (nn.functional.mse_loss(model(X[i:i + 8]), Y[i:i + 8]) / 2).backward()
+                if j == 0 and between == "clip":
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), 0.01)
+                elif j == 0:
+                    model.weight.grad.mul_(3)
+            opt.step()
+    trace = tr.trace
+    report = tracer.check(trace)
+    assert report.verdict == "incomplete", report.summary()
+    assert not [f for f in report.findings if f.failed], report.summary()
+    assert "weight" in trace.meta["optimizer"]["unmodelled"]
+    assert "grad_transform" not in trace.meta

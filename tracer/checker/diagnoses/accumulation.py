@@ -24,8 +24,9 @@ class Accumulation(Diagnosis):
         micro = ctx.arrays.sample_micro
         if micro is None or ctx.program is None or not ctx.program.has_loss or not micro.size:
             return []
-        k = int(micro.max()) + 1
-        if k < 2 or abs(_constant_divisor(ctx.program) % k) < 1e-9 and _constant_divisor(ctx.program) >= k:
+        k = _usual_k(ctx.arrays.sample_step, micro)
+        div = _constant_divisor(ctx.program)
+        if k < 2 or abs(div % k) < 1e-9 and div >= k:
             return []
         step = int(ctx.arrays.sample_step[np.flatnonzero(micro > 0)[0]])
         where = next((n.where for n in reversed(ctx.program.nodes) if n.where), None)
@@ -36,6 +37,18 @@ class Accumulation(Diagnosis):
             f"steps, so every step is {k} times larger than the mean over the effective batch (from step {step} on)."),
             f"divide each micro-batch loss by the number of accumulation steps (loss = loss / {k}), or lower "
             f"the learning rate by {k}", step=step, factor=k)]
+
+
+def _usual_k(sample_step, micro) -> int:
+    """The number of micro-steps most steps have: an epoch whose batch count is not a multiple
+    of k leaves a few backward passes that join the next epoch's first step, which must not
+    make k look larger than the loop's accumulation steps."""
+    steps = np.asarray(sample_step, dtype=np.int64)
+    order = np.lexsort((micro, steps))
+    last = np.r_[steps[order][1:] != steps[order][:-1], True]
+    per_step = micro[order][last] + 1                     # micro-steps of each step
+    values, counts = np.unique(per_step, return_counts=True)
+    return int(values[np.argmax(counts)])
 
 
 def _constant_divisor(program) -> float:
