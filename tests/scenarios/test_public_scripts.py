@@ -35,12 +35,6 @@ import pytest
 # ---------------------------------------------------------------- known gaps
 # "SCRIPT::ASPECT" -> why it fails today. ASPECT: untraced | traced | runs | steps | verdicts.
 KNOWN_GAPS = {
-    "keras_first_network_pima.py::verdicts":
-        "issue 16: Keras 3 computes sigmoid + binary_crossentropy from the hidden logits; the checker "
-        "clips probabilities (false alarm on loss, grad and logged_loss)",
-    "keras_guide_regularization.py::verdicts":
-        "issue 16: the kernel_regularizer's L2 term is not in the modelled loss (run 2 FAILED on loss, "
-        "grad and logged_loss); on current main both runs are ERROR ('10 prediction columns for 1 targets')",
     "keras_rmse_metric_is_mae.py::verdicts":
         "metrics given as plain functions are not recomputed: no logged_rmse check, verdict OK",
 }
