@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from tracer.atomic import probe_dir, replacing_file
+from tracer.display import count
 from tracer.errors import TraceFileError, TraceInputError
 
 from . import _excel_cells
@@ -129,7 +130,7 @@ def _write_about(wb, trace, info, reason):
     ws.column_dimensions["A"].width = 22
     ws.column_dimensions["B"].width = 100
     meta = trace.meta
-    ws.append(_bold_row(ws, ["steptrace trace", f"{meta.get('framework', '?')} run, {trace.n_steps} iterations"]))
+    ws.append(_bold_row(ws, ["steptrace trace", f"{meta.get('framework', '?')} run, {count(trace.n_steps, 'iteration')}"]))
     ws.append(_text_row(ws, ["iterations sheet", "live formulas (edit a setting to replay the training)"
                              if info.formulas else "values" + (f" - formulas not written: {reason}" if reason else "")]))
     for key in ("model", "loss", "optimizer", "metrics", "data", "params", "capture", "versions"):

@@ -112,6 +112,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     """Print the hand derivation of one step, or reconcile a logged metric."""
     from ..explain import explain
+    if args.value is not None and args.metric is None:
+        raise SteptraceError("explain: --value needs --metric (the name of the value, e.g. --metric RMSE)")
     trace = _load(args.trace)
     print(explain(trace, step=args.step, metric=args.metric, value=args.value))
     return EXIT_OK
@@ -157,9 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
     p = sub.add_parser("explain", help="hand derivation of one step, or reconcile a logged metric")
     p.add_argument("trace")
-    p.add_argument("--step", type=int, default=1, help="global step number, from 1 (default 1)")
-    p.add_argument("--metric", help="a logged metric to reconcile (e.g. root_mean_squared_error)")
-    p.add_argument("--value", type=float, help="the value you computed yourself, to find its source")
+    p.add_argument("--step", type=int, default=None,
+                   help="global step number, from 1 (default: step 1; with --metric: search every step)")
+    p.add_argument("--metric", help="a logged value to explain, any case: loss, rmse, mse, mae, acc, a metric's "
+                                    "own name (root_mean_squared_error) or val_<name> (end of epoch)")
+    p.add_argument("--value", type=float, help="the number you computed yourself (needs --metric): "
+                                               "steptrace names the step and computation that give it")
     p.set_defaults(func=cmd_explain)
     p = sub.add_parser("report", help="workbook with live formulas, step-through HTML page, plots")
     p.add_argument("trace", help="trace directory written by Trace.save")
