@@ -14,13 +14,15 @@ from .clipping import ClippingEffect
 from .bookkeeping import DoubleAveraging, GradAccumulating, NeverUpdated, UpdatedTwice
 from .continuity import Continuity
 from .dead_gradients import DeadGradients
+from .logged_names import LoggedNames
 from .loss_shape import LossBroadcast
 from .nonfinite import NonFinite
 
 __all__ = ["diagnose", "DIAGNOSES", "Context", "Diagnosis", "finding"]
 
 DIAGNOSES: list[Diagnosis] = [NeverUpdated(), UpdatedTwice(), GradAccumulating(), DoubleAveraging(),
-                              Continuity(), DeadGradients(), LossBroadcast(), NonFinite(), ClippingEffect()]
+                              Continuity(), DeadGradients(), LossBroadcast(), NonFinite(), ClippingEffect(),
+                              LoggedNames()]
 
 
 def diagnose(trace, program=None, extras: dict | None = None) -> list[dict]:
