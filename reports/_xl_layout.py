@@ -164,6 +164,8 @@ def layout(trace, an) -> FormulaSheet:
     _templates(an, order, groups, eqs, out)
     out.rows.append(INFO + [c.header for c in order])
     out.header_row = len(out.rows)
+    out.analysis = an
+    out.letters = {h: letter_of(i + 1) for i, h in enumerate(INFO)}
     out.labels = [g[2] for g in groups]
     out.after_cells = {g[2]: [] for g in groups}
     from ._xl_blocks import write_blocks

@@ -92,6 +92,8 @@ def _xl(e, cells) -> str:
     if isinstance(e, (sp.And, sp.Or)):
         f = "AND" if isinstance(e, sp.And) else "OR"
         return f"{f}(" + ",".join(_xl(a, cells) for a in e.args) + ")"
+    if isinstance(e, sp.ITE):       # sympy folds a Piecewise inside a condition into ITE
+        return "IF(" + ",".join(_xl(a, cells) for a in e.args) + ")"
     if isinstance(e, sp.Not):
         return f"NOT({_xl(e.args[0], cells)})"
     for fn, name in _FUNCS.items():
