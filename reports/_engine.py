@@ -48,7 +48,7 @@ def _bytes_per_step(arrays, program) -> int:
     if arrays.inputs is not None and arrays.sample_step.size:
         rows = int(np.bincount(np.unique(arrays.sample_step, return_inverse=True)[1]).max())
         rows *= max(1, arrays.inputs.shape[1] + arrays.targets.shape[1])
-    params = sum(p["before"].shape[1] for p in arrays.params.values())
+    params = sum(p.before.shape[1] for p in arrays.params.values())
     return 8 * (4 * params + 4 * max(1, len(program.primitive_nodes)) * rows)
 
 

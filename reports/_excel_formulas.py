@@ -221,7 +221,7 @@ def trace_slot(rule_slot: str, recorded) -> str | None:
     """The recorded state slot holding the rule's slot ``rule_slot`` (names differ between
     Keras versions: ``m``/``momentum``, ``v``/``velocity``), or None."""
     from tracer.math import optimizers
-    aliases = getattr(optimizers, "_SLOT_ALIASES", {})
+    aliases = optimizers.SLOT_ALIASES
     names = [rule_slot, *aliases.get(rule_slot, ())]
     names += [k for k, v in aliases.items() if rule_slot in v]
     return next((n for n in names if n in recorded), None)

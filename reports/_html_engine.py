@@ -107,7 +107,7 @@ class EngineView:
     def per_param(self, name: str) -> np.ndarray:
         """The engine's gradient of ``name`` per recorded parameter row (NaN where none)."""
         p = self.trace.arrays().params[name]
-        out = np.full(p["grad"].shape, np.nan)
+        out = np.full(p.grad.shape, np.nan)
         for c in self.chunks:
             g = c.grads.get(name)
             if g is None:
@@ -138,18 +138,18 @@ def update_values(trace, rule, declared: bool, view) -> dict | None:
     from ._xl_values import optimizer_values, state_before, step_t_and_lr
 
     a = trace.arrays()
-    if not a.params or sum(p["before"].shape[1] for p in a.params.values()) > UPDATE_VALUES_LIMIT:
+    if not a.params or sum(p.before.shape[1] for p in a.params.values()) > UPDATE_VALUES_LIMIT:
         return None
     if len(a.param_step) != trace.n_steps or not np.array_equal(a.param_step, np.arange(1, trace.n_steps + 1)):
         return None
     t, lr = step_t_and_lr(trace, rule, declared)
     out = {}
     for name, p in a.params.items():
-        g = p["grad"].astype(np.float64)
+        g = p.grad.astype(np.float64)
         if view is not None and not np.isfinite(g).all():
             g = np.where(np.isfinite(g), g, view.per_param(name))
         values = optimizer_values(trace, rule, name, g, t, lr)
-        init = rule.initial_state(np.zeros(p["before"].shape[1]))
+        init = rule.initial_state(np.zeros(p.before.shape[1]))
         prev = {}
         for slot in rule.slots:
             before = state_before(p, slot, init[slot])

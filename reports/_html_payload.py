@@ -75,7 +75,7 @@ def _check(trace):
 def _explanations(trace, report, limit):
     try:
         from tracer.explain import explain
-    except Exception as exc:
+    except ImportError as exc:
         return {"available": False, "message": f"explanation not available: {exc}"}
     out = {}
     n = min(trace.n_steps, limit)
@@ -83,7 +83,7 @@ def _explanations(trace, report, limit):
     try:
         for i in range(n):
             out[str(i)] = explain(trace, step=int(steps[i]), report=report)
-    except Exception as exc:
+    except Exception as exc:  # display only: the page keeps the explanations made so far
         return {"available": bool(out), "texts": out, "message": f"explanation stopped: {exc}"}
     return {"available": True, "texts": out, "limit": limit}
 
@@ -116,11 +116,11 @@ def _base(trace) -> dict:
                         "data_table_limit": DATA_TABLE_LIMIT})
     pos = {int(s): i for i, s in enumerate(a.param_step)}
     payload["param_pos"] = [pos.get(int(s), -1) for s in ids]
-    payload["params"] = [{"name": name, "shape": list(p["shape"]), "size": int(p["before"].shape[1]),
-                          "before": _fast_flat(p["before"]), "grad": _fast_flat(p["grad"]),
-                          "after": _fast_flat(p["after"]),
-                          "slots": {s: _fast_flat(v) for s, v in p["slots"].items()},
-                          "grad_source": "recorded" if np.isfinite(p["grad"]).all() else "not recorded"}
+    payload["params"] = [{"name": name, "shape": list(p.shape), "size": int(p.before.shape[1]),
+                          "before": _fast_flat(p.before), "grad": _fast_flat(p.grad),
+                          "after": _fast_flat(p.after),
+                          "slots": {s: _fast_flat(v) for s, v in p.slots.items()},
+                          "grad_source": "recorded" if np.isfinite(p.grad).all() else "not recorded"}
                          for name, p in ((nm, a.params[nm]) for nm in trace.param_names)]
     return payload
 

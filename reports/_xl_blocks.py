@@ -46,7 +46,7 @@ class _Writer:
         n = trace.n_steps
         self.grads = {p: an.values.param_grads(p, n) for p in an.labels}
         self.opt = {p: optimizer_values(trace, an.rule, p, self.grads[p], t, lr) for p in an.labels}
-        self.quantity = {p: [_quantity(m, i, eqs, an.rule, self.a.params[p]["slots"]) for i, (m, _) in
+        self.quantity = {p: [_quantity(m, i, eqs, an.rule, self.a.params[p].slots) for i, (m, _) in
                              enumerate(eqs)] for p in an.labels}
         self.loss_col = next(c for c in order if c.quantity == "loss")
         self.n_formulas = 0
@@ -102,10 +102,10 @@ class _Writer:
         for p, flat, label, before, grad, eq in self.groups:
             rec = self.a.params[p]
             if s == 1:
-                first[self.pos[before.id]] = float(rec["before"][0, flat])
+                first[self.pos[before.id]] = float(rec.before[0, flat])
             else:
                 first[self.pos[before.id]] = f"={eq[self.last_p].letter}{fmt['p0']}"
-                self._check(f"{before.letter}{r0}", "before", s, rec["before"][s - 1, flat])
+                self._check(f"{before.letter}{r0}", "before", s, rec.before[s - 1, flat])
             first[self.pos[grad.id]] = grad.template.format(r=r0, **fmt)
             self._check(f"{grad.letter}{r0}", "grad", s, self.grads[p][s - 1, flat])
             for i, c in enumerate(eq):

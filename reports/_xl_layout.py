@@ -42,7 +42,7 @@ def _intro(trace, an, out: FormulaSheet) -> None:
         (trace.meta.get("loss") or {}).get("name", "declared by the program")
     opt = an.rule.describe() + ("" if an.declared_optimizer else " (identified by the checker)")
     rows.append([f"loss: {loss}; optimizer: {opt}"])
-    if any(p["before"].dtype.itemsize <= 4 for p in trace.arrays().params.values()):
+    if any(p.before.dtype.itemsize <= 4 for p in trace.arrays().params.values()):
         rows.append(["The run computed in float32; this sheet computes in float64, so it agrees with the "
                      "recorded numbers to float32 precision (about 1e-6 relative, less where terms cancel)."])
     for what in ("model", "loss", "optimizer"):

@@ -115,10 +115,10 @@ def state_before(p: dict, slot: str, init: np.ndarray) -> np.ndarray | None:
     """The optimizer state ``slot`` before each step: ``init`` at the first, then the recorded
     state after the previous step (None when the run did not record that slot)."""
     from ._excel_formulas import trace_slot
-    rec = trace_slot(slot, p["slots"])
+    rec = trace_slot(slot, p.slots)
     if rec is None:
         return None
-    after = p["slots"][rec].astype(np.float64)
+    after = p.slots[rec].astype(np.float64)
     before = np.empty_like(after)
     before[0] = init
     before[1:] = after[:-1]
@@ -133,7 +133,7 @@ def optimizer_values(trace, rule, name: str, grads: np.ndarray, t, lr) -> list:
     assignment, one step at a time.
     """
     p = trace.arrays().params[name]
-    before = p["before"].astype(np.float64)
+    before = p.before.astype(np.float64)
     n, size = before.shape
     init = rule.initial_state(np.zeros(size))
     states = {s: state_before(p, s, init[s]) for s in rule.slots}

@@ -14,7 +14,7 @@ import numpy as np
 
 from .errors import TraceInputError
 
-__all__ = ["TraceArrays", "as_2d", "column_names"]
+__all__ = ["ParamArrays", "TraceArrays", "as_2d", "column_names"]
 
 
 def as_2d(name: str, array: Any) -> np.ndarray:
@@ -38,6 +38,49 @@ def column_names(prefix: str, width: int) -> list[str]:
 
 
 @dataclass
+class ParamArrays:
+    """One parameter's recorded arrays, one row per recorded step and one column per
+    element (flattened; :attr:`shape` is the parameter's own shape).
+
+    Why a type: every layer reads these five arrays; attribute names make a misspelt
+    key an error where it is written instead of a ``KeyError`` deep in the checker.
+    """
+
+    shape: tuple
+    before: np.ndarray
+    grad: np.ndarray
+    after: np.ndarray
+    slots: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.shape = tuple(int(d) for d in self.shape)
+
+    @property
+    def size(self) -> int:
+        """Elements of the parameter (the width of each array)."""
+        return int(self.before.shape[1])
+
+    @property
+    def update(self) -> np.ndarray:
+        """``after - before`` of every recorded step (in the recorded dtype)."""
+        return self.after - self.before
+
+    def __getitem__(self, key: str) -> Any:
+        """``p["before"]``: the 0.1.0 dict spelling, kept for code written against it."""
+        if key not in ("shape", "before", "grad", "after", "slots"):
+            raise KeyError(key)
+        return getattr(self, key)
+
+    @classmethod
+    def coerce(cls, value: ParamArrays | dict) -> ParamArrays:
+        """A :class:`ParamArrays` from itself or from the 0.1.0 dict of the same keys."""
+        if isinstance(value, cls):
+            return value
+        return cls(shape=value["shape"], before=value["before"], grad=value["grad"], after=value["after"],
+                   slots=dict(value.get("slots") or {}))
+
+
+@dataclass
 class TraceArrays:
     """The columnar arrays behind a Trace (what the checker reads, no DataFrames)."""
 
@@ -48,5 +91,9 @@ class TraceArrays:
     sample_step: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     sample_row: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     sample_pred: np.ndarray | None = None
+    sample_micro: np.ndarray | None = None      # micro-step of each row (gradient accumulation)
     param_step: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    params: dict = field(default_factory=dict)
+    params: dict[str, ParamArrays] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.params = {name: ParamArrays.coerce(p) for name, p in self.params.items()}

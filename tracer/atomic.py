@@ -128,7 +128,7 @@ def write_dir(path: Path, fill: Callable[[Path], None], is_ours: Callable[[Path]
     except OSError as exc:
         remove_tree(tmp)
         raise TraceFileError(f"cannot write {what} to {path}: {reason(exc)}") from None
-    except BaseException:
+    except BaseException:  # interrupted or failed: no partial file is left, the error goes on unchanged
         remove_tree(tmp)
         raise
     return path

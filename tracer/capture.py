@@ -74,6 +74,8 @@ class FullBuffers:
         self.sample_step = self._index()
         self.sample_row = self._index()
         self.sample_pred: RowBuffer | None = None
+        #: micro-step of each batch row (gradient accumulation), created at the first micro > 0
+        self.sample_micro: RowBuffer | None = None
         self._pred_dtype: np.dtype | None = None
 
     def _index(self, width: int = 1, dtype=np.int64) -> RowBuffer:
@@ -84,6 +86,7 @@ class FullBuffers:
         """Bytes held by every buffer, preallocated space included."""
         total = sum(p.nbytes for p in self.params.values())
         total += self.param_step.nbytes + self.sample_step.nbytes + self.sample_row.nbytes
+        total += self.sample_micro.nbytes if self.sample_micro is not None else 0
         return total + (self.sample_pred.nbytes if self.sample_pred is not None else 0)
 
     @property
@@ -130,7 +133,7 @@ class FullBuffers:
 
     # ------------------------------------------------------------ recording
     def record(self, step: int, before: dict, after: dict, grads: dict | None, rows,
-               y_pred, state: dict | None) -> None:
+               y_pred, state: dict | None, micro=None) -> None:
         """Copy one step's arrays (each once) into the buffers."""
         self.param_step.append(step)
         for name, (shape, dtype) in self.known.items():     # buffers dropped by a drain
@@ -142,7 +145,24 @@ class FullBuffers:
             if buf.before.n < self.param_step.n:      # a parameter absent from this step
                 for b in (buf.before, buf.grad, buf.after, *buf.slots.values()):
                     b.append_fill(np.nan)
+        n0 = self.sample_step.n
         self._record_samples(step, rows, y_pred)
+        self._record_micro(micro, self.sample_step.n - n0, n0)
+
+    def _record_micro(self, micro, k: int, before: int) -> None:
+        """The micro-step index of the ``k`` batch rows just recorded (0 when not given)."""
+        if micro is None and self.sample_micro is None:
+            return
+        m = np.zeros(k, dtype=np.int64) if micro is None else np.asarray(micro, dtype=np.int64).reshape(-1)
+        if m.size != k:
+            raise TraceInputError(f"micro: expected one micro-step index per batch row ({k}), got {m.size}")
+        if self.sample_micro is None:
+            if not m.any():
+                return
+            self.sample_micro = self._index()
+            if before:
+                self.sample_micro.extend(np.zeros(before, dtype=np.int64))
+        self.sample_micro.extend(m)
 
     def _record_param(self, name, value, after_value, grads, state) -> None:
         buf = self.params.get(name)
@@ -205,6 +225,7 @@ class FullBuffers:
             "sample_step": self.sample_step.to_array()[:, 0],
             "sample_row": self.sample_row.to_array()[:, 0],
             "sample_pred": None if self.sample_pred is None else self.sample_pred.to_array(),
+            "sample_micro": None if self.sample_micro is None else self.sample_micro.to_array()[:, 0],
             "param_step": self.param_step.to_array()[:, 0],
             "params": {n: {"shape": p.shape, "before": p.before.to_array(), "grad": p.grad.to_array(),
                            "after": p.after.to_array(),
@@ -221,3 +242,5 @@ class FullBuffers:
         self.sample_row = self._index()
         if self.sample_pred is not None:
             self.sample_pred = self._index(self.sample_pred.width, self._pred_dtype)
+        if self.sample_micro is not None:
+            self.sample_micro = self._index()

@@ -102,7 +102,7 @@ def _recorded_only(trace, report, step, pos):
     i = int(pos[0])
     lines.append("Recorded parameters (before the update) and gradients:")
     for n, p in arrays.params.items():
-        g = p["grad"][i]
+        g = p.grad[i]
         grad = _fmt(g) if np.isfinite(g).all() else "(not recorded)"
         lines.append(f"    {n} = {_fmt(p['before'][i])}   dL/d{n} = {grad}")
     return lines
@@ -171,7 +171,7 @@ def _gradients(ev, arrays, i):
         return []
     lines = ["Gradients (reverse pass through the program):"]
     for n, g in ev.gradients().items():
-        recorded = arrays.params[n]["grad"][i]
+        recorded = arrays.params[n].grad[i]
         rec = f"   recorded {_fmt(recorded)}" if np.isfinite(recorded).all() else "   (not recorded)"
         lines.append(f"    dL/d{n} = {_fmt(g[0])}{rec}")
     return lines

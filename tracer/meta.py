@@ -70,10 +70,13 @@ class LossSpec(TypedDict, total=False):
 
 
 class OptimizerSpec(TypedDict, total=False):
-    """The optimizer and its hyperparameters under the framework's own names."""
+    """The optimizer and its hyperparameters under the framework's own names;
+    ``unmodelled`` maps a parameter to why its update is not the rule's (a constraint,
+    an exclusion from weight decay): the checker says "cannot check" for it."""
     name: str
     convention: str
     lr: float | None
+    unmodelled: dict[str, str]
 
 
 class MetricSpec(TypedDict, total=False):
@@ -112,10 +115,12 @@ class UpdateRuleSpec(TypedDict, total=False):
 
 
 class UpdateSource(TypedDict, total=False):
-    """The source line that updated a parameter (torch)."""
+    """The source line that updated a parameter (torch); ``after_step`` for a write seen
+    between two steps (``between_steps``: after step ``after_step``, before the next)."""
     file: str
     line: int
     code: str
+    after_step: int
 
 
 class TorchSpec(TypedDict, total=False):
@@ -123,6 +128,7 @@ class TorchSpec(TypedDict, total=False):
     mode: str
     frozen: list[str]
     update_source: dict[str, UpdateSource]
+    between_steps: dict[str, UpdateSource]
     data: str | None
 
 

@@ -1,6 +1,6 @@
 """The recorder: the one place hooks hand framework-neutral step records to.
 
-Hooks (``hooks/keras.py``, ``hooks/torch.py``, ``hooks/numpy.py``) turn framework
+Hooks (``hooks/keras/``, ``hooks/torch/``, ``hooks/numpy/``) turn framework
 events into plain NumPy arrays and call :meth:`Recorder.record_step` once per
 iteration. The recorder copies each array once into a columnar buffer
 (:mod:`tracer.buffers`, :mod:`tracer.capture`) and builds a :class:`tracer.Trace` on
@@ -160,8 +160,13 @@ class Recorder:
     def record_step(self, *, epoch: int, batch: int, params_before: dict, params_after: dict,
                     grads: dict | None = None, rows=None, y_pred=None, loss=None, lr=None,
                     batch_size: int | None = None, state: dict | None = None,
-                    logs: dict | None = None, extra: dict | None = None) -> int:
+                    logs: dict | None = None, extra: dict | None = None, micro=None) -> int:
         """Record one iteration and return its global step number (from 1).
+
+        ``micro`` (gradient accumulation): the micro-step (0, 1, ...) of each batch row
+        when the step's gradient accumulated several backward passes; ``rows`` and
+        ``y_pred`` then hold every micro-batch's rows in order and ``loss`` the sum of the
+        micro-batch losses that were backpropagated.
 
         ``params_before``/``params_after``/``grads`` map parameter names to arrays;
         ``state`` maps parameter name -> {slot name -> array of the parameter's shape}
@@ -192,7 +197,7 @@ class Recorder:
         if self.capture == "full":
             self._make_room(step, params_before, state, rows, y_pred)
         if self.capture == "full":
-            self._full.record(step, params_before, params_after, grads, rows, y_pred, state)
+            self._full.record(step, params_before, params_after, grads, rows, y_pred, state, micro)
         else:
             self._record_summary(row, params_before, params_after, grads)
         self._steps.add_row(row)
@@ -287,8 +292,11 @@ class Recorder:
             n, k, m = self._data_shape
             meta["data"] = {**(meta.get("data") or {}), "n_rows": int(n),
                             "inputs": column_names("x", k), "targets": column_names("y", m)}
-        meta["params"] = [{"name": n, "shape": list(shape)} for n, shape in self._full.shapes.items()] or \
-            meta.get("params", [])
+        # the recorded shapes, keeping what the hook said of each parameter (e.g. its dtype
+        # when the values were widened for recording: bfloat16 kept as float32)
+        declared = {p.get("name"): p for p in meta.get("params") or [] if isinstance(p, dict)}
+        meta["params"] = [{**declared.get(n, {}), "name": n, "shape": list(shape)}
+                          for n, shape in self._full.shapes.items()] or meta.get("params", [])
         return meta
 
     def _count_given(self, loss, y_pred, grads) -> None:

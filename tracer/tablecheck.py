@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .arrays import column_names
 from .errors import TraceFileError
 
 _INT, _NUM, _TEXT = "integers", "numbers", "text"
@@ -95,9 +96,11 @@ def _steps_and_rows(frames: dict, meta: dict) -> None:
         raise _Bad(f"samples: column 'sample': expected data rows 0..{high} (or -1), "
                    f"got {int(rows.min())}..{int(rows.max())}")
     targets = (meta.get("data") or {}).get("targets") or []
-    preds = [c for c in samples.columns if str(c).startswith("y_pred")]
-    if len(data.columns) > 1 and preds and len(preds) != len(targets):
-        raise _Bad(f"samples: {len(preds)} prediction columns for {len(targets)} targets")
+    # predictions may be wider than the targets (class scores against class numbers), but
+    # their columns follow the naming rule of every table: y_pred, or y_pred0..y_pred{k-1}
+    preds = [str(c) for c in samples.columns if str(c).startswith("y_pred")]
+    if preds and preds != column_names("y_pred", len(preds)):
+        raise _Bad(f"samples: prediction columns {preds[:4]} do not follow y_pred / y_pred0, y_pred1, ...")
     if len(data.columns) > 1 and (meta.get("data") or {}).get("inputs") and not targets:
         raise _Bad("data: inputs are declared in meta.data but no targets")
 

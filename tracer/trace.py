@@ -20,6 +20,7 @@ and validation on load are in :mod:`tracer.trace_files`).
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -93,19 +94,19 @@ class Trace:
             raise TraceInputError(f"param: expected one of {list(arr.params)}, got {name!r}")
         p = arr.params[name]
         if which == "update":
-            flat = p["after"] - p["before"]
+            flat = p.after - p.before
         elif which in ("before", "grad", "after"):
             flat = p[which]
-        elif which in p["slots"]:
-            flat = p["slots"][which]
+        elif which in p.slots:
+            flat = p.slots[which]
         else:
             raise TraceInputError(
-                f"which: expected before, grad, after, update or one of {list(p['slots'])}, got {which!r}")
-        return flat.reshape((flat.shape[0],) + tuple(p["shape"]))
+                f"which: expected before, grad, after, update or one of {list(p.slots)}, got {which!r}")
+        return flat.reshape((flat.shape[0],) + tuple(p.shape))
 
     def state_slots(self, name: str) -> list[str]:
         """Optimizer state slots recorded for parameter ``name``."""
-        return list(self.arrays().params[name]["slots"])
+        return list(self.arrays().params[name].slots)
 
     # ---------------------------------------------------------------- tables
     def _frame(self, name: str) -> pd.DataFrame:
@@ -143,7 +144,7 @@ class Trace:
         return {name: self._frame(name) for name in TABLES}
 
     # ------------------------------------------------------------- save/load
-    def save(self, path) -> Path:
+    def save(self, path: str | os.PathLike) -> Path:
         """Save as a directory of Parquet files plus ``meta.json``; returns the path.
 
         Atomic (see :mod:`tracer.atomic`): the files are written into a temporary sibling
@@ -155,7 +156,7 @@ class Trace:
         return write_trace(self.tables(), self.meta, Path(path))
 
     @classmethod
-    def load(cls, path) -> "Trace":
+    def load(cls, path: str | os.PathLike) -> "Trace":
         """Read a trace saved by :meth:`save` or written by :class:`tracer.store.StreamStore`
         (finished or interrupted: up to its last flushed chunk).
 
@@ -204,6 +205,8 @@ def _epochs_frame(a: TraceArrays, meta) -> pd.DataFrame:
 
 def _samples_frame(a: TraceArrays, meta) -> pd.DataFrame:
     cols = {"step": a.sample_step.astype(np.int64), "sample": a.sample_row.astype(np.int64)}
+    if a.sample_micro is not None:
+        cols["micro"] = a.sample_micro.astype(np.int64)
     if a.sample_pred is not None:
         for i, name in enumerate(column_names("y_pred", a.sample_pred.shape[1])):
             cols[name] = a.sample_pred[:, i]
@@ -214,22 +217,22 @@ def _params_frame(a: TraceArrays, meta) -> pd.DataFrame:
     parts = []
     slot_names = []
     for p in a.params.values():
-        for s in p["slots"]:
+        for s in p.slots:
             if s not in slot_names:
                 slot_names.append(s)
     for name, p in a.params.items():
-        n_steps, size = p["before"].shape
+        n_steps, size = p.before.shape
         cols = {
             "step": np.repeat(a.param_step[:n_steps], size),
             "param": np.full(n_steps * size, name, dtype=object),
             "index": np.tile(np.arange(size, dtype=np.int64), n_steps),
-            "before": p["before"].reshape(-1),
-            "grad": p["grad"].reshape(-1),
-            "after": p["after"].reshape(-1),
-            "update": (p["after"] - p["before"]).reshape(-1),
+            "before": p.before.reshape(-1),
+            "grad": p.grad.reshape(-1),
+            "after": p.after.reshape(-1),
+            "update": (p.after - p.before).reshape(-1),
         }
         for s in slot_names:
-            cols[s] = p["slots"][s].reshape(-1) if s in p["slots"] else np.full(n_steps * size, np.nan)
+            cols[s] = p.slots[s].reshape(-1) if s in p.slots else np.full(n_steps * size, np.nan)
         parts.append(pd.DataFrame(cols))
     if not parts:
         return pd.DataFrame({"step": np.zeros(0, np.int64), "param": pd.Series([], dtype=object),
@@ -280,4 +283,5 @@ def _arrays_from_frames(frames: dict, meta: dict) -> TraceArrays:
     return TraceArrays(inputs=inputs, targets=targets, steps=steps, epochs=epochs,
                        sample_step=samples["step"].to_numpy(), sample_row=samples["sample"].to_numpy(),
                        sample_pred=samples[pred_cols].to_numpy() if pred_cols else None,
+                       sample_micro=samples["micro"].to_numpy() if "micro" in samples.columns else None,
                        param_step=param_step, params=params)

@@ -15,12 +15,17 @@ How, without importing a framework the script does not use:
 - :mod:`hooks.autotrace.torch_session`: when ``torch`` is loaded, one
   :func:`hooks.torch.trace_torch` session is entered and kept open until the script
   ends; each training loop it traced becomes a run then.
+- :mod:`hooks.autotrace.numpy_session`: with ``--numpy-params``, the NumPy loop that
+  updates those variables (found in the source by :mod:`hooks.autotrace.numpy_loop`) is
+  followed by a ``sys.settrace`` function on that loop's frame only; each arrival at the
+  loop's header is a step boundary (:mod:`hooks.autotrace.numpy_steps`).
 - :mod:`hooks.autotrace.auto`: :class:`AutoTrace` ties them together, numbers the runs
   and hands each finished one over (:mod:`hooks.autotrace.runs`).
 
 :meth:`AutoTrace.uninstall` undoes everything (the finder, the ``fit`` patch, the
-torch session), so the process is left as it was found. Nothing here runs per
-training step except what the framework helpers themselves record.
+torch session, the trace function), so the process is left as it was found. Nothing
+here runs per training step except what the framework helpers themselves record (and,
+for a NumPy loop, one call per line of the loop's own frame).
 """
 from .auto import AutoTrace
 from .runs import FinishedRun, describe_error

@@ -1,10 +1,11 @@
-""":class:`AutoTrace`: trace whatever a running script trains, Keras and PyTorch alike.
+""":class:`AutoTrace`: trace whatever a running script trains: Keras, PyTorch, a NumPy loop.
 
 Why one object: ``steptrace run`` needs a single switch that turns tracing on for the
 frameworks the script imports (:mod:`hooks.autotrace.imports`), numbers the runs in the
 order they start, records only the selected ones, and hands each finished run over at
 once (so a script that crashes later still leaves it). The Keras side lives in
-:mod:`hooks.autotrace.keras_fit`, the PyTorch side in :mod:`hooks.autotrace.torch_session`;
+:mod:`hooks.autotrace.keras_fit`, the PyTorch side in :mod:`hooks.autotrace.torch_session`,
+the NumPy loop named on the command line in :mod:`hooks.autotrace.numpy_session`;
 every hook is reached through the :class:`tracer.source.TraceSource` protocol.
 :meth:`AutoTrace.uninstall` undoes everything, so the process is left as it was found.
 """
@@ -20,6 +21,9 @@ from tracer.source import TraceSource
 from ..patch import Patch
 from . import keras_fit, torch_session
 from .imports import PostImportFinder
+from .numpy_loop import LoopSite
+from .numpy_session import NumpySession
+from .numpy_steps import LoopSteps, NumpyOptions
 from .runs import FinishedRun, describe_error, warn
 
 __all__ = ["AutoTrace"]
@@ -43,11 +47,15 @@ class AutoTrace:
     on_finish:
         Called with each :class:`FinishedRun` as soon as the run ends (so it can be
         saved at once: a script that crashes later still leaves it on disk).
+    numpy:
+        ``(site, options)``: the NumPy loop to trace (found in the script's source by
+        :func:`hooks.autotrace.numpy_loop.find_loop`) and the names of its variables.
     """
 
     def __init__(self, *, every: int = 1, capture: str = "full", max_bytes: int | None = None,
                  select: Callable[[int], bool] | None = None, frameworks: tuple[str, ...] = ("keras", "torch"),
-                 on_finish: Callable[[FinishedRun], None] | None = None) -> None:
+                 on_finish: Callable[[FinishedRun], None] | None = None,
+                 numpy: tuple[LoopSite, NumpyOptions] | None = None) -> None:
         self.options = {"every": every, "capture": capture, "max_bytes": max_bytes}
         self.select = select or (lambda number: True)
         self.frameworks = set(frameworks)
@@ -61,6 +69,9 @@ class AutoTrace:
         self._torch = None                     # the open trace_torch session
         self._live: list[tuple[int, str, TraceSource]] = []   # (number, framework, source) for progress
         self._installed = False
+        self._numpy = None                     # the NumPy loop session
+        self._numpy_spec = numpy
+        self.numpy_notes: list[str] = []       # what NumPy runs that recorded no step had to say
 
     # ------------------------------------------------------------ lifecycle
     def install(self) -> AutoTrace:
@@ -82,7 +93,16 @@ class AutoTrace:
         if watch:
             self._finder = PostImportFinder(watch)
             sys.meta_path.insert(0, self._finder)
+        if self._numpy_spec is not None:
+            site, options = self._numpy_spec
+            options.recorder = dict(self.options)
+            self._numpy = NumpySession(site, options, self._numpy_run, self._numpy_started).install()
         return self
+
+    @property
+    def numpy_arrivals(self) -> int | None:
+        """How often the NumPy loop's header was reached (None when no NumPy loop is traced)."""
+        return None if self._numpy is None else self._numpy.arrivals
 
     def uninstall(self, error: BaseException | None = None) -> list[FinishedRun]:
         """Undo every patch, close the torch session, and return all finished runs.
@@ -93,6 +113,8 @@ class AutoTrace:
         if not self._installed:
             return self.runs
         self._installed = False
+        if self._numpy is not None:
+            self._numpy.uninstall(error)
         if self._finder is not None:
             try:
                 sys.meta_path.remove(self._finder)
@@ -132,6 +154,28 @@ class AutoTrace:
         number, framework, source = self._live[-1]
         rec = source.recorder
         return {"run": number, "framework": framework, "steps": rec.steps_seen, "epoch": rec.current_epoch}
+
+    # ------------------------------------------------------------- numpy
+    def _numpy_started(self, source: TraceSource) -> None:
+        self._live.append((0, "numpy", source))
+
+    def _numpy_run(self, steps: LoopSteps, error: str | None) -> None:
+        tracer = steps.tracer
+        self._live = [item for item in self._live if item[2] is not tracer]
+        if tracer is None or steps.steps == 0:
+            self.numpy_notes += [n for n in steps.notes if n not in self.numpy_notes]
+            return
+        number = self._new_number()
+        if not self.select(number):
+            return
+        try:
+            trace = tracer.trace
+        except Exception as exc:  # tracing broke: say so, keep the script's outcome
+            warn(f"run {number} (numpy loop): the trace could not be built: {exc}")
+            return
+        site = self._numpy.site
+        label = f"numpy loop at line {site.line} training {', '.join(steps.options.params)}"
+        self._finish(FinishedRun(number, "numpy", label, trace, error, list(steps.notes)))
 
     # ------------------------------------------------------------- keras
     def _on_keras(self, module: ModuleType) -> None:

@@ -5,12 +5,14 @@ the class, so every Sequential, functional or subclassed model inherits it. Each
 one run. The callback added is guarded (:func:`guarded_callback_class`): if tracing
 fails, the failure is reported and the user's ``fit`` goes on untraced. A ``fit`` that
 already has the script's own ``TraceCallback`` keeps it (two would fight over the
-train function), and its trace is the run's.
+train function), and its trace is the run's. Every ``fit`` runs inside
+:func:`hooks._busy.framework_busy`, so the PyTorch hook ignores Keras's torch backend.
 """
 from __future__ import annotations
 
 from typing import Any, Callable
 
+from .._busy import framework_busy
 from ..patch import Patch, set_attr
 from .runs import warn
 
@@ -25,7 +27,10 @@ def patch_fit(model_cls: type, traced_fit: Callable[[Callable, Any, tuple, dict]
     original_fit = model_cls.fit
 
     def fit(self, *args, **kwargs):
-        return traced_fit(original_fit, self, args, kwargs)
+        # Keras's own training, also when this run is not recorded: on Keras's torch
+        # backend the PyTorch hook must not take it for a hand-written torch loop
+        with framework_busy("keras"):
+            return traced_fit(original_fit, self, args, kwargs)
 
     fit.__doc__ = getattr(original_fit, "__doc__", None)
     fit.__wrapped__ = original_fit

@@ -1,14 +1,18 @@
 """The Keras callback: :class:`TraceCallback` records every iteration of ``model.fit``.
 
 Why a callback that swaps the train function: a callback normally sees only the logs.
-For the duration of ``fit`` it swaps ``model.train_function`` for one built by Keras's
-own ``_make_function`` around :func:`hooks.keras.step.traced_step`; the original is put
-back at the end of ``fit``, when a step raises, and, should ``fit`` be aborted
-elsewhere, at the next ``make_train_function`` call (the first thing every later
-``fit`` does). Each batch's outputs then become one :meth:`tracer.Recorder.record_step`.
+For the duration of ``fit`` it swaps ``model.train_function`` for a traced one: on
+TensorFlow built by Keras's own ``_make_function`` around
+:func:`hooks.keras.step_tf.traced_step`, on torch the eager step of
+:mod:`hooks.keras.step_torch`. The original is put back at the end of ``fit``, when a
+step raises, and, should ``fit`` be aborted elsewhere, at the next
+``make_train_function`` call (the first thing every later ``fit`` does). Each batch's
+outputs then become one :meth:`tracer.Recorder.record_step`; after the first, the step
+program (:mod:`hooks.keras.program`) goes into the trace's ``meta["program"]``.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import keras
@@ -18,11 +22,14 @@ from tracer.errors import TraceInputError
 from tracer.recorder import DEFAULT_MAX_BYTES, Recorder
 from tracer.trace import Trace
 
+from .._busy import framework_busy
 from ..patch import Patch, set_attr
 from ..rows import RowMatcher
 from . import meta as km
-from .data import as_array, fit_frame
-from .step import as_numpy, traced_step
+from .data import as_array, as_numpy, fit_frame, user_line
+from .program import StepShapes, build_program
+
+_BACKENDS = ("tensorflow", "torch")
 
 __all__ = ["TraceCallback"]
 
@@ -67,6 +74,10 @@ class TraceCallback(keras.callbacks.Callback):
         self._metrics_described = False
         self._version = 0            # bumped whenever the recording changes (trace cache key)
         self._cache = None
+        self._backend = keras.backend.backend()
+        self._seen: dict = {}
+        self._program_built = False
+        self._where: str | None = None
 
     # --------------------------------------------------------------- result
     @property
@@ -116,10 +127,14 @@ class TraceCallback(keras.callbacks.Callback):
             raise TraceInputError(
                 "model: TraceCallback needs steps_per_execution=1 (Keras then calls back after every step); "
                 f"got steps_per_execution={model.steps_per_execution}")
-        if not hasattr(model, "_make_function"):
-            raise TraceInputError(
-                f"model: TraceCallback supports the TensorFlow backend of Keras 3; got backend "
-                f"{keras.backend.backend()!r}")
+        backend = keras.backend.backend()
+        if backend not in _BACKENDS:
+            raise TraceInputError(f"model: TraceCallback supports Keras 3 on {' and '.join(_BACKENDS)}; got "
+                                  f"backend {backend!r}")
+        if backend == "torch" and model.jit_compile is True:
+            raise TraceInputError("model: TraceCallback needs jit_compile=False on the torch backend (a "
+                                  "torch.compile'd step cannot be traced without changing it)")
+        self._backend = backend
         self._restore()
         self._version += 1
         self._recorder = rec = Recorder({"framework": "keras"}, **self._opts)
@@ -132,8 +147,12 @@ class TraceCallback(keras.callbacks.Callback):
         self._names = km.param_names(model)
         loss = km.describe_loss(model, notes)
         optimizer = km.describe_optimizer(opt, notes)
+        unmodelled = km.unmodelled_updates(opt, self._vars, self._names)
+        if unmodelled:
+            optimizer["unmodelled"] = unmodelled
         self._opt_name = optimizer["name"]
-        self._slots = []            # filled when the step is traced: Keras builds the optimizer then
+        self._seen = {}             # filled when the step is traced: slots (Keras builds the optimizer
+        self._program_built = False  # then), sample weights, the number of add_loss terms
         meta = {"framework": "keras", "versions": km.versions(),
                 "model": km.describe_model(model, self._names), "loss": loss, "optimizer": optimizer,
                 "metrics": km.describe_metrics(model, loss)}
@@ -147,6 +166,7 @@ class TraceCallback(keras.callbacks.Callback):
 
     def _setup_data(self, model, rec, meta, notes):
         frame = fit_frame(model)
+        self._where = user_line(frame)
         fl = frame.f_locals if frame is not None else {}
         meta["keras_fit"] = {k: km.jsonable(fl.get(k)) for k in
                              ("batch_size", "epochs", "shuffle", "validation_split", "steps_per_epoch")
@@ -157,7 +177,7 @@ class TraceCallback(keras.callbacks.Callback):
         elif frame is not None:
             x, y = as_array(fl.get("x")), as_array(fl.get("y"))
             if fl.get("sample_weight") is not None or fl.get("class_weight") is not None:
-                notes.append("sample_weight/class_weight given: the hand check ignores them")
+                notes.append("sample_weight/class_weight given: the loss and gradients cannot be checked")
             if x is None or y is None:
                 kind = type(fl.get("x")).__name__
                 notes.append(f"fit got x of type {kind}: rows are numbered in order of first appearance "
@@ -178,20 +198,26 @@ class TraceCallback(keras.callbacks.Callback):
         if original_fn is None:
             model.make_train_function()
             original_fn = model.train_function
-        step = traced_step(model, self._vars, self._names, self._opt_name, self._keep_slots,
-                           summary=not self._recorder.full)
-        compiled = model._make_function(step)
+        if self._backend == "torch":
+            from .step_torch import traced_function
+            busy = framework_busy       # the PyTorch hook must not take Keras's step for a torch loop
+        else:
+            from .step_tf import traced_function
+            busy = None
+        compiled = traced_function(model, self._vars, self._names, self._opt_name, self._seen,
+                                   summary=not self._recorder.full)
         cb = self
 
         def traced_train_function(iterator):
             if not cb._recorder.should_record():
                 cb._pending = None
-                return original_fn(iterator)
+                with busy("keras") if busy else contextlib.nullcontext():
+                    return original_fn(iterator)
             try:
                 logs, extras = compiled(iterator)
             except StopIteration:
                 raise
-            except BaseException:
+            except BaseException:  # the user's step failed: restore the model, re-raise unchanged
                 cb._restore()
                 raise
             cb._pending = extras
@@ -207,9 +233,6 @@ class TraceCallback(keras.callbacks.Callback):
         model.train_function = traced_train_function
         patch.add(lambda: setattr(model, "train_function", original_fn))
         self._patch = patch
-
-    def _keep_slots(self, slots):
-        self._slots = slots
 
     def _restore(self):
         """Put Keras's own train function back (idempotent)."""
@@ -244,7 +267,7 @@ class TraceCallback(keras.callbacks.Callback):
         after = {n: as_numpy(t) for n, t in zip(names, ex["after"])}
         grads = {n: as_numpy(t) for n, t in zip(names, ex["grads"])}
         state = {}
-        for (pname, slot, _), t in zip(self._slots, ex["slots"]):
+        for (pname, slot, _), t in zip(self._seen.get("slots", ()), ex["slots"]):
             state.setdefault(pname, {})[slot] = as_numpy(t)
         rows = y_pred = None
         bs = None
@@ -259,24 +282,38 @@ class TraceCallback(keras.callbacks.Callback):
         if "y_pred" in ex and rec.full:
             y_pred = as_numpy(ex["y_pred"])
             bs = y_pred.shape[0]
-        loss = float(ex["loss"].numpy()) if "loss" in ex else None
+            if not self._program_built:
+                self._describe_step(ex, y_pred)
+        loss = float(as_numpy(ex["loss"])) if "loss" in ex else None
         rec.record_step(epoch=self._epoch + 1, batch=batch + 1, params_before=before, params_after=after,
-                        grads=grads, rows=rows, y_pred=y_pred, loss=loss, lr=float(ex["lr"].numpy()),
+                        grads=grads, rows=rows, y_pred=y_pred, loss=loss, lr=float(as_numpy(ex["lr"])),
                         batch_size=bs, state=state, logs=logs,
-                        extra={"opt_step": int(ex["iterations"].numpy())})
+                        extra={"opt_step": int(as_numpy(ex["iterations"]))})
+
+    def _describe_step(self, ex, y_pred):
+        """After the first traced step: the step program, from the model and what the step showed."""
+        self._program_built = True
+        if "x" not in ex:
+            program = {"format": 1, "unsupported": [{"op": "model inputs", "where": self._where,
+                                                     "reason": "the model takes several inputs (or a dict)"}]}
+        else:
+            shapes = StepShapes(x=tuple(ex["x"].shape), y=tuple(ex["y"].shape), y_pred=tuple(y_pred.shape),
+                                y_pred_dtype=str(y_pred.dtype))
+            program = build_program(self.model, self._names, shapes, self._seen, self._where)
+        self._recorder.meta["program"] = program
 
     def _record_summary(self, ex, batch, logs):
         """Summary capture: the norms came out of the graph as columns of the steps table."""
-        extra = {"opt_step": int(ex["iterations"].numpy())}
+        extra = {"opt_step": int(as_numpy(ex["iterations"]))}
         for name, t in zip(self._names, ex["norms"]):
             value, update, grad = as_numpy(t).tolist()
             extra["value_norm_" + name] = value
             extra["update_norm_" + name] = update
             extra["grad_norm_" + name] = grad
-        bs = int(ex["batch_size"].numpy()) if "batch_size" in ex else None
-        loss = float(ex["loss"].numpy()) if "loss" in ex else None
+        bs = int(as_numpy(ex["batch_size"])) if "batch_size" in ex else None
+        loss = float(as_numpy(ex["loss"])) if "loss" in ex else None
         self._recorder.record_step(epoch=self._epoch + 1, batch=batch + 1, params_before={}, params_after={},
-                                   loss=loss, lr=float(ex["lr"].numpy()), batch_size=bs, logs=logs,
+                                   loss=loss, lr=float(as_numpy(ex["lr"])), batch_size=bs, logs=logs,
                                    extra=extra)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:

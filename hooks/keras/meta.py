@@ -9,6 +9,8 @@ docs/ARCHITECTURE.md, "meta"). Anything we cannot describe exactly becomes
 """
 from __future__ import annotations
 
+import sys
+
 import keras
 import numpy as np
 
@@ -32,8 +34,12 @@ _OPTIMIZERS = {
     "AdamW": ("adamw", ("beta_1", "beta_2", "epsilon", "amsgrad")),
     "Adagrad": ("adagrad", ("initial_accumulator_value", "epsilon")),
 }
+# options of every Keras optimizer that change the maths (Keras 3.15 base_optimizer): the
+# checker applies clipping (tracer/math/clipping.py) and EMA (slot "ema"); it says
+# "cannot check" for loss_scale_factor and gradient_accumulation_steps > 1
 _COMMON_OPT_KEYS = ("weight_decay", "clipnorm", "clipvalue", "global_clipnorm", "use_ema",
-                    "ema_momentum", "loss_scale_factor", "gradient_accumulation_steps")
+                    "ema_momentum", "ema_overwrite_frequency", "loss_scale_factor", "gradient_accumulation_steps")
+_EMA_KEYS = ("ema_momentum", "ema_overwrite_frequency")
 
 # optimizer attribute holding one slot variable per trainable variable -> slot name.
 # Names follow docs/ARCHITECTURE.md (Adam's momentum/velocity are m/v there).
@@ -83,11 +89,14 @@ def describe_model(model: keras.Model, names: list[str]) -> dict:
     if not isinstance(model, keras.Sequential):
         # a functional model qualifies only if each layer feeds the next one
         try:
-            chain = all(b.input is a.output for a, b in zip(layers, layers[1:]))
+            chain = bool(getattr(model, "inputs", None)) and \
+                all(b.input is a.output for a, b in zip(layers, layers[1:]))
         except (AttributeError, ValueError):
             chain = False
         if not chain:
             return {"kind": "unsupported", "reason": f"{type(model).__name__} is not a plain chain of layers"}
+    if not all(layer.built for layer in layers):
+        return {"kind": "unsupported", "reason": "the model is not built yet"}
     out = []
     for layer in layers:
         if type(layer) is not keras.layers.Dense:
@@ -134,7 +143,7 @@ def describe_loss(model: keras.Model, notes: list) -> dict | None:
     key = _loss_key(loss)
     name = _LOSS_ALIASES.get(key or "")
     if name is None:
-        notes.append(f"loss {loss!r}: not one steptrace knows; the checker will try to identify it")
+        notes.append(f"loss {loss!r}: not one steptrace models (see the step program's unsupported entries)")
         return None
     cfg = {}
     if isinstance(loss, keras.losses.Loss):
@@ -159,7 +168,6 @@ def describe_loss(model: keras.Model, notes: list) -> dict | None:
         spec["epsilon"] = float(keras.config.epsilon())
     if name.startswith(("bce", "cce")) and cfg.get("label_smoothing"):
         spec["label_smoothing"] = float(cfg["label_smoothing"])
-        notes.append("label_smoothing is set: the hand check does not model it")
     if name in ("cce", "cce_logits", "scce", "scce_logits"):
         axis = cfg.get("axis", -1)
         if axis not in (-1, None):
@@ -187,24 +195,50 @@ def describe_optimizer(opt: keras.optimizers.Optimizer, notes: list) -> dict | N
         spec["lr_schedule"] = jsonable(lr)
         notes.append("the learning rate follows a schedule: the per-step value is in steps.lr")
     for k in _COMMON_OPT_KEYS:
-        v = cfg.get(k)
-        if k == "ema_momentum" and not cfg.get("use_ema"):
+        v = cfg.get(k, getattr(opt, k, None))
+        if k in _EMA_KEYS and not cfg.get("use_ema"):
             continue
-        if v not in (None, False) or k == "weight_decay":
+        if v not in (None, False) or k in ("weight_decay", "use_ema"):
             spec[k] = jsonable(v)
     if cls == "AdamW" and spec.get("weight_decay") is None:
         spec["weight_decay"] = 0.004
-    for k in ("clipnorm", "clipvalue", "global_clipnorm", "use_ema", "gradient_accumulation_steps"):
-        if spec.get(k):
-            notes.append(f"optimizer option {k}={spec[k]}: the hand check does not model it")
+    if spec.get("clipvalue") == 0:
+        notes.append("clipvalue=0: Keras ignores it (gradients are not clipped)")
+    if spec.get("weight_decay") and (getattr(opt, "_exclude_from_weight_decay", None)
+                                     or getattr(opt, "_exclude_from_weight_decay_pattern", None)):
+        notes.append("some variables are excluded from weight decay: the hand check applies it to all")
     return spec
+
+
+def unmodelled_updates(opt: keras.optimizers.Optimizer, variables: list, names: list[str]) -> dict:
+    """``{param: reason}`` for variables whose update the rule does not describe: a
+    constraint (applied after the update) or an exclusion from weight decay. The checker
+    then says "cannot check" for those updates instead of failing them."""
+    out = {}
+    wd = getattr(opt, "weight_decay", None)
+    use_wd = getattr(opt, "_use_weight_decay", None)
+    for var, name in zip(variables, names):
+        constraint = getattr(var, "constraint", None)
+        if constraint is not None:
+            out[name] = f"a constraint ({type(constraint).__name__}) changes the value after the update"
+        elif wd and use_wd is not None:
+            try:
+                excluded = not use_wd(var)
+            except (AttributeError, TypeError, ValueError):
+                excluded = False
+            if excluded:
+                out[name] = "excluded from weight decay (exclude_from_weight_decay)"
+    return out
 
 
 def slot_variables(opt: keras.optimizers.Optimizer, name: str, variables: list,
                    names: list[str]) -> list[tuple[str, str, object]]:
-    """``(param name, slot name, optimizer variable)`` for every state slot of every parameter."""
+    """``(param name, slot name, optimizer variable)`` for every state slot of every parameter
+    (with ``use_ema``, the moving average of each variable as slot ``ema``)."""
     out = []
     attrs = _SLOT_ATTRS.get(name, ())
+    if getattr(opt, "use_ema", False):
+        attrs = attrs + (("_model_variables_moving_average", "ema"),)
     for attr, slot in attrs:
         slots = getattr(opt, attr, None) or []
         if len(slots) != len(variables):
@@ -215,7 +249,7 @@ def slot_variables(opt: keras.optimizers.Optimizer, name: str, variables: list,
             except (KeyError, AttributeError):
                 continue
             out.append((pname, slot, slots[idx]))
-    if not attrs:
+    if name not in _SLOT_ATTRS:
         # unknown optimizer: match slot variables by Keras's naming rule "<path>_<slot>"
         for var, pname in zip(variables, names):
             prefix = getattr(var, "path", var.name).replace("/", "_") + "_"
@@ -245,9 +279,13 @@ def describe_metrics(model: keras.Model, loss_spec: dict | None) -> list[dict]:
 
 
 def versions() -> dict:
-    """Library versions that shaped the numbers."""
-    import tensorflow as tf
-    return {"keras": keras.__version__, "tensorflow": tf.__version__, "numpy": np.__version__}
+    """Library versions that shaped the numbers: Keras, its backend, NumPy."""
+    out = {"keras": keras.__version__, "keras_backend": keras.backend.backend(), "numpy": np.__version__}
+    backend = {"tensorflow": "tensorflow", "torch": "torch"}.get(keras.backend.backend())
+    module = sys.modules.get(backend) if backend else None
+    if module is not None:
+        out[backend] = module.__version__
+    return out
 
 
 def jsonable(v: object) -> object:

@@ -1,17 +1,26 @@
 """``trace_torch`` and :class:`TorchTracer`: the ``with`` block that traces a PyTorch loop.
 
 Why this class is thin: it owns what lasts for the whole block - the patches
-(:mod:`hooks.torch.patches`), the DataLoader batches, the first forward pass, the traces
-made so far, whether tracing failed - and hands each event to the current training loop
-(:class:`hooks.torch.run.TorchRun`), whose step cycle (:mod:`hooks.torch.step`) opens
-and closes the steps. A loop that trains other tensors ends the run and starts another.
+(:mod:`hooks.torch.patches`), the DataLoader batches, the capture of a step's forward
+pass (:mod:`hooks.torch.capture`), the traces made so far, whether tracing failed - and
+hands each event to the current training loop (:class:`hooks.torch.run.TorchRun`),
+whose step cycle (:mod:`hooks.torch.step`) opens and closes the steps. A loop that
+trains other tensors, or a new optimizer, a reset optimizer state or a changed set of
+trained tensors, ends the run and starts another (issue 16).
+
+When the forward pass is watched: from the block's start to the first ``backward``,
+and again for one step whenever a new program may be needed (a new run, a step whose
+graph matches no program yet, a new optimizer or parameter); otherwise no mode is
+active and the user's operations cost nothing extra.
 """
 from __future__ import annotations
 
+import sys
 import warnings
 from types import FrameType
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
 from tracer.errors import TraceInputError
@@ -20,10 +29,12 @@ from tracer.trace import Trace
 
 from ..patch import Patch
 from . import data as tdata
-from . import graph
-from . import patches
-from .names import constant_candidates
+from . import gradops, graph, patches
+from . import names as tnames
+from .build import BuildContext, build_plan
+from .capture import Capture
 from .placement import LoaderBatches
+from .plan import Plan
 from .run import TorchRun
 
 __all__ = ["trace_torch", "TorchTracer"]
@@ -36,10 +47,10 @@ def trace_torch(*, data: tuple | None = None, names: dict[str, torch.Tensor] | N
 
     Arguments settle what cannot be discovered:
 
-    - ``data``: ``(inputs, targets)`` the batches are sliced from (tensors or arrays),
+    - ``data``: ``(inputs, targets)`` the batches are cut from (tensors or arrays),
       for loops that draw batches from their own generator; rows are then recovered by
-      matching. Usually found by itself (DataLoader, or ``features[idx]`` seen in the
-      first forward pass).
+      matching. Usually found by itself (DataLoader, ``features[idx]`` or ``x[a:b]``
+      seen in the watched forward pass, or the whole data in a full-batch loop).
     - ``names``: ``{name: tensor}`` to name trained tensors yourself.
     - ``capture``: ``"full"`` (values, gradients, predictions) or ``"summary"`` (per-step
       norms only, cheaper); ``every``: record one step in ``every``; ``max_bytes``: memory
@@ -47,8 +58,8 @@ def trace_torch(*, data: tuple | None = None, names: dict[str, torch.Tensor] | N
     - ``strict``: raise tracer errors instead of warning and stopping the trace.
 
     After the block ``.trace`` holds the :class:`tracer.Trace`. A block that runs several
-    training loops one after another (a loop trains tensors the previous one did not)
-    gives one trace per loop in ``.traces``; ``.trace`` is then the last one.
+    training loops one after another gives one trace per loop in ``.traces``; ``.trace``
+    is then the last one.
     """
     return TorchTracer(data=data, names=names, capture=capture, every=every, max_bytes=max_bytes,
                        strict=strict)
@@ -82,10 +93,8 @@ class TorchTracer:
         self.failed: str | None = None       # why tracing stopped, once it has
         self.in_optimizer = False            # inside optimizer.step(): its writes are not the user's
         self.loader = LoaderBatches()
-        self._first: patches.FirstForward | None = None
-        self._first_off: Patch | None = None
-        self._first_args = None              # the first forward pass's op arguments, for the graph
-        self._slices = None                  # the first forward pass's ``tensor[idx]`` slices
+        self.capture = Capture(on_error=self._capture_failed, ignored=patches._ignored)
+        self._arm_next = False               # watch the next forward pass (decided at a backward)
         self._patch = Patch()                # every patch of the with block, removed on exit
         self.run = self._new_run()
 
@@ -100,15 +109,30 @@ class TorchTracer:
         return self.run
 
     def _close_run(self) -> None:
-        """Finish the current loop's trace (a new loop trains other tensors, or the block ended)."""
-        steps = self.run.steps
-        if steps.pending is not None and self.failed is None:
-            if steps.mode == "optimizer":
-                steps.pending = None
+        """Finish the current loop's trace (another loop starts, or the block ended)."""
+        run = self.run
+        if run.steps.pending is not None and self.failed is None:
+            if run.steps.mode == "optimizer":
+                run.folded(run.steps.pending)
+                run.steps.pending = None
             else:
-                self.guard(steps.close_manual)
-        if self.run.recorder.steps_seen:
-            self.traces.append(self.run.build_trace(self.failed))
+                self.guard(run.steps.close_manual)
+        run.steps.pending = None
+        self.guard(run.flush_deferred)
+        run.release()
+        if run.recorder.steps_seen:
+            self.traces.append(self._finish_trace(run))
+
+    def _finish_trace(self, run: TorchRun) -> Trace:
+        """The run's trace; a failure building it still gives the recorded steps, with a warning."""
+        try:
+            return run.build_trace(self.failed, self.capture.failed)
+        except Exception as exc:  # the user-script boundary: the recorded steps are kept, with a warning
+            if self._strict:
+                raise
+            if self.failed is None:
+                self._stop(f"{type(exc).__name__}: {exc}")
+            return run.recorder.trace()
 
     # ------------------------------------------------------------ enter / exit
     def __enter__(self) -> TorchTracer:
@@ -118,7 +142,7 @@ class TorchTracer:
         self._patch.add(patches.activate(self))
         try:
             self._install()
-        except BaseException:
+        except BaseException:  # undo a half-made install, then re-raise unchanged
             self._uninstall()
             raise
         return self
@@ -128,33 +152,36 @@ class TorchTracer:
         patch.add(patches.patch_backward())
         patch.add(patches.patch_data_setter())
         patch.add(patches.patch_inplace_writes())
-        patch.add(tdata.patch_loader(self.loader.on_batch))
+        patch.add(gradops.patch_clipping(patches.active, lambda: patches._busy() or patches._ignored()))
+        patch.add(tdata.patch_loader(self._on_loader_batch))
         patch.add(patches.patch_optimizer_steps(self._opt_pre, self._opt_post))
-        self._first = patches.FirstForward()
-        self._first_off = patch.add(self._first.start())
+        patch.add(patches.patch_new_training(self.announce))
+        patch.add(self.capture.disarm)
+        self.capture.arm()
+
+    def _on_loader_batch(self, iterator: Any, indices: Any, data: Any) -> None:
+        """A DataLoader batch of the user's loop; one drawn by a framework training on its
+        own behalf (Keras's data adapter on the torch backend) is not the user's."""
+        if not patches._ignored():
+            self.loader.on_batch(iterator, indices, data)
 
     def _uninstall(self) -> None:
         self._patch.remove(on_error=lambda exc: None)   # restoring must go on past a failed undo
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
-        steps = self.run.steps
         try:
-            self._drop_first_forward()
+            self.capture.disarm()
+            steps = self.run.steps
             if steps.pending is not None and self.failed is None and steps.mode != "optimizer":
                 self.guard(steps.close_manual)
         finally:
             self._uninstall()
-        steps.pending = None
-        self._close_run()
-        if not self.traces:
-            self.traces.append(self.run.build_trace(self.failed))
+        with np.errstate(all="ignore"):
+            self._close_run()
+            if not self.traces:
+                self.traces.append(self._finish_trace(self.run))
         self.trace = self.traces[-1]
         return False
-
-    def _drop_first_forward(self) -> None:
-        self._first = None
-        if self._first_off is not None:
-            self._first_off.remove()
 
     def guard(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run a tracer step; a failure stops tracing (with a warning and a note) but never
@@ -163,59 +190,96 @@ class TorchTracer:
             return None
         try:
             return fn(*args)
-        except Exception as exc:
+        except Exception as exc:  # the user-script boundary: tracing stops, training goes on
             if self._strict:
                 raise
-            self.failed = f"{type(exc).__name__}: {exc}"
-            msg = f"steptrace: tracing stopped at step {self.run.recorder.steps_seen + 1}: {self.failed}"
-            warnings.warn(msg, RuntimeWarning, stacklevel=3)
-            self.run.recorder.note(msg)
+            self._stop(f"{type(exc).__name__}: {exc}")
             return None
 
-    # ----------------------------------------------------------------- events
-    def take_first_forward(self) -> None:
-        """At a backward: keep what the first forward pass showed, for the graph reader."""
-        if self._first is not None:
-            self._first_args = self._first.args
-            self._slices = self._first.slices
+    def _stop(self, why: str) -> None:
+        self.failed = why
+        self.capture.disarm()
+        msg = f"steptrace: tracing stopped at step {self.run.recorder.steps_seen + 1}: {why}"
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", RuntimeWarning)
+            warnings.warn(msg, RuntimeWarning, stacklevel=4)
+        self.run.recorder.note(msg)
 
-    def _take_slices(self):
-        slices, self._slices = self._slices, None
-        return slices
+    def _capture_failed(self, why: str) -> None:
+        """The watched forward pass failed: programs stop, the steps go on being recorded."""
+        msg = f"steptrace: watching the forward pass failed ({why}); steps are recorded but not checked"
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+        self.run.recorder.note(msg)
+
+    # ----------------------------------------------------------------- events
+    def announce(self) -> None:
+        """A new optimizer or parameter: a training loop may start; watch its first step."""
+        if self.failed is None and not self.capture.armed:
+            self.capture.arm()
 
     def before_backward(self, loss: torch.Tensor) -> None:
-        """Read the loss's graph, snapshot the parameters, open the step."""
-        self._drop_first_forward()
-        run = self.run
-        run.steps.settle_open_step()
-        first, self._first_args = self._first_args, None
-        if run.model is not None and not run.recorder.full and self.loader.fresh():
-            g = graph.Graph()            # summary capture from a DataLoader: step 1's analysis is enough
-        else:
-            g = graph.analyze(loss, first, run.const_by_pos, constant_candidates)
-        params = graph.leaves(loss)
-        if not params:
+        """Build or match the step's program, settle the open step, open this one."""
+        captured = self.capture.armed
+        self.capture.disarm()
+        records = self.capture.take() if captured else None
+        w = graph.walk(loss)
+        if not w.params:
             return
-        if run.trains_other_tensors(params):
-            # a different loop (other tensors trained): close this run, start another
+        run = self.run
+        if run.trains_other_tensors(w.params):
             self._close_run()
             run = self._new_run()
-            g = graph.analyze(loss, None, None, constant_candidates)
-        run.steps.open(loss, g, params, self.loader, self._take_slices)
+        if records is not None:
+            with np.errstate(all="ignore"):      # the hook's own arithmetic never warns the user
+                run.consider(self._build(records, loss, w))
+        plan = run.plan if run.plan is not None and run.plan.covers(w.signature, None) else None
+        run.attach_waiting()
+        run.steps.settle_open_step(w.signature)
+        run.steps.open(loss, w, plan, self.loader, run.candidate(w.signature))
+        self._arm_next = plan is None and run.wants_capture(w.signature)
+
+    def _build(self, records, loss, w) -> Plan:
+        cap = self.capture
+        if cap.failed is not None:
+            return Plan.unsupported("step", f"watching the forward pass failed: {cap.failed}", w.signature)
+        run = self.run
+        frames = tnames.user_frames(sys._getframe(1))
+        ctx = BuildContext(name_params=lambda ts: run.name_params(ts, frames),
+                           user_names=lambda ts: tnames.find_names(ts, frames, modules=False),
+                           module_names=lambda: tnames.module_names(frames),
+                           loader_batch=self.loader.fresh_tensors(), slices=cap.slices,
+                           size_values=cap.size_values, overflow=cap.overflow)
+        return build_plan(records, loss, w, ctx)
 
     def after_backward(self) -> None:
-        """The gradients are in."""
+        """The gradients are in; watch the next forward pass if a program is still needed."""
         self.run.steps.after_backward()
+        if self._arm_next:
+            self._arm_next = False
+            self.capture.arm()
 
     def on_write(self, tensor: torch.Tensor, frame: FrameType, is_set: bool) -> None:
         """An in-place write to a trained tensor (``frame`` wrote it)."""
-        if not self.in_optimizer:
+        if not self.in_optimizer and id(tensor) in self.run.names:
             self.run.note_write(tensor, frame, is_set)
 
     def _opt_pre(self, opt, args, kwargs):
-        if self.run.steps.pending is None or self.failed is not None:
+        if self.failed is not None:
             return
         self.in_optimizer = True
+        if self.run.steps.pending is None:       # another optimizer after the step closed
+            if self.run.shared.iteration:
+                self.guard(self.run.shared.late_step, opt, self.run.names, self.run.between.steps)
+            return
+        self.guard(self._before_optimizer, opt)
+
+    def _before_optimizer(self, opt) -> None:
+        if self.run.restarts_with(opt):
+            pending = self.run.steps.pending
+            plan = self.run.candidate(pending.signature)
+            self.run.steps.pending = None
+            self._close_run()
+            self._new_run().take_over(pending, opt, plan)
         self.run.steps.before_optimizer(opt)
 
     def _opt_post(self, opt, args, kwargs):

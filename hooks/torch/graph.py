@@ -1,87 +1,119 @@
-"""Read a loss's autograd graph: the model, the loss, the batch and the predictions.
+"""One walk of a loss's autograd graph per step: its trained tensors, its shape, saved tensors.
 
-Why the graph: raw-tensor training code (S1, S3, S4) has no ``nn.Module`` to inspect,
-but every loss carries the computation that produced it. Walking ``loss.grad_fn``
-*before* ``backward`` frees the saved tensors gives
+Why a walk: ``backward`` is the one moment a PyTorch loop shows its step, and the
+loss's graph (``loss.grad_fn`` through ``next_functions``) is what the step computed.
+Walking it once per step, before the engine frees it, gives
 
-- the trained tensors (``AccumulateGrad.variable``, :func:`leaves`),
-- a neutral ``dense_stack`` description (matmul / addmm + bias + activation layers,
-  :mod:`hooks.torch.graph_model`),
-- the batch ``X`` the first layer saw (``MmBackward0._saved_self`` / ``AddmmBackward0._saved_mat1``),
-- the loss: torch's loss nodes (``MseLossBackward0`` ...) or a hand-written squared
-  error (``sum``/``mean`` of ``pow``/``mul`` of a ``sub``, divided by constants,
-  :mod:`hooks.torch.graph_loss`),
-- the predictions, read from a saved tensor or recomputed from the last layer's saved
-  input with the very op the user ran (so the values are bit-identical).
+- the trained tensors (``AccumulateGrad.variable``, in the order the walk meets them);
+- a *signature*: every node's type and inputs, in the walk's order. Two steps with
+  the same signature ran the same computation, so the step program captured once
+  (:mod:`hooks.torch.build`) describes every step that has it; a step with another
+  signature does not (:class:`hooks.torch.plan.Plan`);
+- the nodes in that order, so that a tensor autograd saved for backward (the batch a
+  ``matmul`` saw, the predictions an ``mse_loss`` saw) is found again at each step at
+  the place it was found once (a :data:`Locator`: node position and attribute name).
 
-Anything outside that vocabulary yields ``{"kind": "unsupported", "reason": ...}`` so the
-checker says "cannot check" instead of guessing. Only the ``graph*`` modules know node names.
+The walk reads only what autograd exposes for backward (node types, ``next_functions``,
+``variable``, ``_saved_*``); it never runs anything and never changes the graph.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
-from tracer.errors import UnsupportedModel
+__all__ = ["Walk", "walk", "find_saved", "read_saved", "Locator"]
 
-from .graph_loss import guess_pred_node, parse_loss, settle_divide_by
-from .graph_model import parse_model
-from .graph_nodes import leaves
+Locator = tuple[int, str]
+"""Where a saved tensor sits: (position of the node in the walk, ``_saved_`` attribute name)."""
 
-__all__ = ["Graph", "analyze", "leaves", "settle_divide_by", "UnsupportedModel"]
-
-
-class Graph:
-    """What one loss's graph says. Built by :func:`analyze`; all tensors detached.
-
-    Attributes: ``loss`` (neutral spec or None), ``layers`` (list of layer dicts holding
-    tensors: ``weight``, ``bias`` (tensor, or None), ``bias_const`` (True when the bias is
-    a tensor that receives no gradient), ``transpose``, ``activation``), ``x`` (the
-    batch the first layer saw), ``pred`` (a zero-argument function returning the
-    predictions), ``target`` (the loss's saved target or None), ``reason`` (why the
-    model is unsupported, or None), ``loss_reason``.
-    """
-
-    def __init__(self) -> None:
-        self.loss = None
-        self.loss_reason = None
-        self.layers = []
-        self.x = None
-        self.pred = None
-        self.target = None
-        self.reason = None
-        self.diff = None        # hand-written loss: (saved pred - target, pred side) to rebuild targets
+_SAVED_ATTRS: dict[type, tuple[str, ...]] = {}
 
 
-def analyze(loss: torch.Tensor, const_args: dict | None = None, const_by_pos: dict | None = None,
-            candidates: Callable[[], list] | None = None) -> Graph:
-    """Walk ``loss.grad_fn`` (before backward) and describe model, loss, batch and predictions.
+class Walk:
+    """The graph of one loss: ``nodes`` (walk order), ``params`` (trained leaves, walk
+    order) and ``signature`` (hashable: equal for steps that computed the same thing)."""
 
-    ``const_args`` maps ``id(grad_fn)`` -> the tensor arguments of the op that made it
-    (captured during the first forward pass) so that a bias that receives no gradient
-    (S4's ``b1``) can still be named and read. Without that capture, ``candidates`` (a
-    function returning tensors from the user's frames) is searched for a tensor that
-    reproduces the layer's saved output exactly.
-    """
-    g = Graph()
-    root = loss.grad_fn
+    __slots__ = ("nodes", "params", "signature")
+
+    def __init__(self, nodes: list, params: list[torch.Tensor], signature: tuple) -> None:
+        self.nodes = nodes
+        self.params = params
+        self.signature = signature
+
+
+def walk(loss: torch.Tensor) -> Walk:
+    """Walk ``loss.grad_fn`` depth first (first input first), in one pass: the signature is
+    the walk itself written down (each node's type and input count, ``None`` for an input
+    that needs no gradient, a back reference for a node met again, the position of each
+    trained tensor)."""
+    nodes: list = []
+    params: list[torch.Tensor] = []
+    index: dict[int, int] = {}
+    leaf_pos: dict[int, int] = {}
+    sig: list = []
+    stack = [loss.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None:
+            sig.append(None)
+            continue
+        k = id(node)
+        seen = index.get(k)
+        if seen is not None:
+            sig.append(-seen - 1)
+            continue
+        index[k] = len(nodes)
+        nodes.append(node)
+        t = type(node)
+        if t.__name__ == "AccumulateGrad":
+            var = node.variable
+            pos = leaf_pos.setdefault(id(var), len(leaf_pos))
+            if pos == len(params):
+                params.append(var)
+            sig.append(pos)
+            continue
+        nexts = node.next_functions
+        sig.append((t, len(nexts)))
+        for n, _ in reversed(nexts):
+            stack.append(n)
+    return Walk(nodes, params, tuple(sig))
+
+
+def saved_attrs(node: Any) -> tuple[str, ...]:
+    """The ``_saved_*`` tensor attributes of a node type (cached per type)."""
+    t = type(node)
+    names = _SAVED_ATTRS.get(t)
+    if names is None:
+        names = tuple(a for a in dir(node) if a.startswith("_saved_") and not a.endswith(("_sym_sizes",
+                                                                                           "_sym_strides")))
+        _SAVED_ATTRS[t] = names
+    return names
+
+
+def find_saved(w: Walk, tensor: torch.Tensor) -> Locator | None:
+    """Where the walk's graph saved ``tensor`` (same memory, shape and strides), or None."""
+    ptr, shape, stride = tensor.data_ptr(), tuple(tensor.shape), tensor.stride()
+    for i, node in enumerate(w.nodes):
+        if getattr(node, "variable", None) is not None:
+            continue
+        for attr in saved_attrs(node):
+            try:
+                v = getattr(node, attr)
+            except Exception:  # a saved value that cannot be read (freed, or not a tensor)
+                continue
+            if isinstance(v, torch.Tensor) and v.data_ptr() == ptr and tuple(v.shape) == shape \
+                    and v.stride() == stride:
+                return i, attr
+    return None
+
+
+def read_saved(w: Walk, loc: Locator | None) -> torch.Tensor | None:
+    """The tensor at ``loc`` in this step's graph (None when it is not there)."""
+    if loc is None or loc[0] >= len(w.nodes):
+        return None
     try:
-        pred_node, g.loss, pred_fn, g.target = parse_loss(root, g)
-    except UnsupportedModel as exc:
-        g.loss_reason = str(exc)
-        pred_node, pred_fn = guess_pred_node(root), None
-    if pred_node is None:
-        g.reason = "no prediction found in the loss's graph"
-        return g
-    holder: list[Any] = []
-    try:
-        layers, x, last = parse_model(pred_node, const_args or {}, const_by_pos or {}, holder, candidates)
-        g.layers, g.x = layers, x
-    except UnsupportedModel as exc:
-        g.reason = str(exc)
-        last = holder[0] if holder else None
-    if pred_fn is None and last is not None:
-        pred_fn = last
-    g.pred = pred_fn
-    return g
+        v = getattr(w.nodes[loc[0]], loc[1])
+    except Exception:  # freed or absent
+        return None
+    return v if isinstance(v, torch.Tensor) else None

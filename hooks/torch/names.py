@@ -29,19 +29,35 @@ def user_frames(start: FrameType | None = None, limit: int = 30) -> list[FrameTy
     return out
 
 
-def find_names(tensors: list[torch.Tensor], frames: list[FrameType]) -> dict[int, str]:
-    """Map ``id(tensor)`` -> a readable name for each tensor found in ``frames``."""
+def _modules(frames: list[FrameType]) -> list[tuple[str, torch.nn.Module, int]]:
+    """``(variable name, module, frame depth)`` of the nn.Modules in the user's frames,
+    biggest first."""
+    found = []
+    for depth, frame in enumerate(frames):
+        for scope in (frame.f_locals, frame.f_globals):
+            for vname, value in list(scope.items()):
+                if isinstance(value, torch.nn.Module) and all(value is not m for _, m, _ in found):
+                    found.append((vname, value, depth))
+    found.sort(key=lambda vmd: -sum(1 for _ in vmd[1].parameters()))
+    return found
+
+
+def module_names(frames: list[FrameType]) -> dict[int, str]:
+    """``id(module)`` -> ``"model.0"``: every submodule of the user's modules, by its path."""
+    out = {}
+    for vname, module, _ in _modules(frames):
+        for path, sub in module.named_modules():
+            out.setdefault(id(sub), f"{vname}.{path}" if path else vname)
+    return out
+
+
+def find_names(tensors: list[torch.Tensor], frames: list[FrameType], modules: bool = True) -> dict[int, str]:
+    """Map ``id(tensor)`` -> a readable name for each tensor found in ``frames``
+    (``modules``: parameters of the user's nn.Modules first, by their own names)."""
     wanted = {id(t): t for t in tensors}
     best = {}  # id -> (score tuple, name)
     # 1. nn.Module parameters
-    modules = []
-    for depth, frame in enumerate(frames):
-        for scope in (frame.f_locals, frame.f_globals):
-            for value in list(scope.values()):
-                if isinstance(value, torch.nn.Module) and all(value is not m for m, _ in modules):
-                    modules.append((value, depth))
-    modules.sort(key=lambda md: -sum(1 for _ in md[0].parameters()))
-    for module, depth in modules:
+    for _, module, depth in (_modules(frames) if modules else []):
         for pname, p in module.named_parameters(remove_duplicate=False):
             if id(p) in wanted and id(p) not in best:
                 best[id(p)] = ((0, depth, 0), pname)
@@ -64,18 +80,3 @@ def find_names(tensors: list[torch.Tensor], frames: list[FrameType]) -> dict[int
             names[key] = f"{n}_{sum(1 for v in names.values() if v.startswith(n))}"
         seen[names[key]] = key
     return names
-
-
-def constant_candidates() -> list[torch.Tensor]:
-    """Small tensors that need no gradient in the user's frames: where a constant bias
-    (a tensor the user forgot to train) may be found when the first forward pass was
-    not watched."""
-    out, seen = [], set()
-    for frame in user_frames(sys._getframe(1)):
-        for scope in (frame.f_locals, frame.f_globals):
-            for value in list(scope.values()):
-                if isinstance(value, torch.Tensor) and not value.requires_grad and id(value) not in seen \
-                        and value.dim() <= 2 and 0 < value.numel() <= 4096 and value.is_floating_point():
-                    seen.add(id(value))
-                    out.append(value)
-    return out

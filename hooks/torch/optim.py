@@ -64,5 +64,36 @@ def state_arrays(opt: torch.optim.Optimizer, param: torch.Tensor) -> tuple[dict,
         if key == "step":
             step = float(value)
         elif isinstance(value, torch.Tensor) and value.shape == param.shape:
-            slots[key] = value.detach().cpu().clone().numpy()
+            slots[key] = to_numpy(value)
     return slots, step
+
+
+def step_count(opt: torch.optim.Optimizer, params: list[torch.Tensor]) -> float | None:
+    """The optimizer's step count (``state["step"]`` of the first parameter that has one)."""
+    for p in params:
+        s = opt.state.get(p)
+        if s and "step" in s:
+            return float(s["step"])
+    return None
+
+
+def param_ids(opt: torch.optim.Optimizer) -> frozenset[int]:
+    """The tensors an optimizer trains (every param group), by identity."""
+    return frozenset(id(p) for g in opt.param_groups for p in g["params"])
+
+
+def was_reset(opt: torch.optim.Optimizer, params: list[torch.Tensor], last_step: float | None) -> bool:
+    """Whether the optimizer's state restarted since a step that had counted ``last_step``
+    (``opt.state`` cleared, or a state loaded with a lower count): training restarts."""
+    if last_step is None:
+        return False
+    now = step_count(opt, params)
+    return now is None or now < last_step
+
+
+def to_numpy(t: torch.Tensor):
+    """A detached CPU copy as NumPy; bfloat16 (which NumPy has not) as float32."""
+    a = t.detach().cpu()
+    if a.dtype == torch.bfloat16:
+        a = a.float()
+    return a.clone().numpy()

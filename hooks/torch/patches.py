@@ -9,22 +9,28 @@ Why patches: an unmodified loop tells nobody when a step happens. So, for the bl
   are counted and the first one's source line kept;
 - global ``torch.optim`` step hooks close a step at ``optimizer.step()``
   (:func:`patch_optimizer_steps`);
-- a ``TorchFunctionMode`` watches the first forward pass only (:class:`FirstForward`).
+- creating an optimizer, an ``nn.Parameter`` or calling ``requires_grad_()`` announces
+  a training loop that may be new (:func:`patch_new_training`): the next forward pass
+  is watched (:mod:`hooks.torch.capture`).
 
 The wrappers forward to the one active tracer (:func:`activate`), and do nothing else
 when none is active: nothing draws random numbers, and the arithmetic is untouched.
+Each entry point asks :func:`_ignored` first (work a framework does on its own behalf,
+such as Keras on its torch backend, is not the user's loop) and is re-entrant safe:
+under a ``TorchFunctionMode`` (``torch.set_default_device``) PyTorch dispatches
+``Tensor.backward`` a second time through the patched attribute, which must not count
+as a second step (issue 16).
 """
 from __future__ import annotations
 
 import sys
-from collections import deque
+import threading
 from typing import TYPE_CHECKING, Any, Callable
 
-import numpy as np
 import torch
 import torch.optim.optimizer as _optim_module
-from torch.overrides import TorchFunctionMode
 
+from .._busy import torch_should_ignore
 from ..patch import Patch, set_attr
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -33,7 +39,10 @@ if TYPE_CHECKING:  # pragma: no cover
 _ACTIVE: TorchTracer | None = None   # the one TorchTracer inside its with block
 ORIGINAL_BACKWARD = torch.Tensor.backward
 _DATA_DESCR = torch._C.TensorBase.__dict__["data"]
-_INPLACE = ("__isub__", "__iadd__", "sub_", "add_", "copy_", "mul_", "__imul__")
+_INPLACE = ("__isub__", "__iadd__", "sub_", "add_", "copy_", "mul_", "__imul__",
+            # writes a re-initialisation or a hand constraint makes (issue 10: continuity cites them)
+            "div_", "clamp_", "fill_", "zero_", "normal_", "uniform_")
+_INSIDE = threading.local()          # re-entry guard of the entry points, per thread
 
 
 def active() -> TorchTracer | None:
@@ -50,6 +59,31 @@ def activate(tracer: TorchTracer) -> Patch:
         global _ACTIVE
         _ACTIVE = None
     return Patch(clear)
+
+
+def _ignored() -> bool:
+    """Whether the current PyTorch work is not the user's training loop (a framework
+    working on its own behalf, e.g. Keras on its torch backend). Every entry point
+    asks this first; the framework-neutral guard is :mod:`hooks._busy`."""
+    return torch_should_ignore()
+
+
+def _busy() -> bool:
+    """True while an entry point of this thread is already running (a nested dispatch)."""
+    return getattr(_INSIDE, "depth", 0) > 0
+
+
+class _Entered:
+    """``with _ENTERED:`` marks an entry point as running on this thread."""
+
+    def __enter__(self) -> None:
+        _INSIDE.depth = getattr(_INSIDE, "depth", 0) + 1
+
+    def __exit__(self, *exc: Any) -> None:
+        _INSIDE.depth -= 1
+
+
+_ENTERED = _Entered()
 
 
 def patch_backward() -> Patch:
@@ -73,63 +107,77 @@ def patch_inplace_writes() -> Patch:
 
 def patch_optimizer_steps(pre: Callable[..., Any], post: Callable[..., Any]) -> Patch:
     """Global ``torch.optim`` hooks around every ``optimizer.step()``."""
+    def guarded(fn):
+        def hook(opt, args, kwargs):
+            if _ignored() or _busy():
+                return None
+            with _ENTERED:
+                return fn(opt, args, kwargs)
+        return hook
     patch = Patch()
-    patch.add(_optim_module.register_optimizer_step_pre_hook(pre).remove)
-    patch.add(_optim_module.register_optimizer_step_post_hook(post).remove)
+    patch.add(_optim_module.register_optimizer_step_pre_hook(guarded(pre)).remove)
+    patch.add(_optim_module.register_optimizer_step_post_hook(guarded(post)).remove)
     return patch
 
 
-class FirstForward(TorchFunctionMode):
-    """Sees the ops of the first forward pass only: which constant tensors a layer adds
-    (a bias that gets no gradient, S4's ``b1``) and which tensor a batch was sliced
-    from (``features[idx]``, S3). Removed at the first ``backward``."""
+def patch_new_training(announce: Callable[[], None]) -> Patch:
+    """``announce()`` whenever an optimizer or an ``nn.Parameter`` is made, or
+    ``requires_grad_()`` is called: a (new) training loop is about to run."""
+    patch = Patch()
+    opt_init = torch.optim.Optimizer.__dict__["__init__"]
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.args = {}
-        self.slices = deque(maxlen=256)      # the latest fancy-index slices only
+    def __init__(self, *args, **kwargs):
+        opt_init(self, *args, **kwargs)
+        _announce(announce)
+    __init__.__doc__ = opt_init.__doc__
+    patch.add(set_attr(torch.optim.Optimizer, "__init__", __init__))
+    param_new = torch.nn.Parameter.__dict__["__new__"]
+    new_fn = param_new.__func__ if isinstance(param_new, staticmethod) else param_new
 
-    def start(self) -> Patch:
-        """Enter the mode; the Patch leaves it (if it is still the current one)."""
-        self.__enter__()
-        return Patch(self._leave)
-
-    def _leave(self) -> None:
-        try:
-            if torch.overrides._get_current_function_mode() is self:
-                self.__exit__(None, None, None)
-        except Exception:  # pragma: no cover - the mode stack is torch's; leaving is best effort
-            pass
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        if isinstance(out, torch.Tensor):
-            gf = out.grad_fn
-            if gf is not None:
-                self.args[id(gf)] = (gf, [a for a in args if isinstance(a, torch.Tensor)])
-            elif getattr(func, "__name__", "") == "__getitem__" and len(args) == 2 and isinstance(args[0], torch.Tensor) \
-                    and isinstance(args[1], (torch.Tensor, list, np.ndarray)) and out.dim() >= 1:
-                self.slices.append((args[0], args[1], out))
+    def __new__(cls, *args, **kwargs):
+        out = new_fn(cls, *args, **kwargs)
+        _announce(announce)
         return out
+    patch.add(set_attr(torch.nn.Parameter, "__new__", staticmethod(__new__)))
+    orig_rg = torch._C.TensorBase.requires_grad_
+
+    def requires_grad_(self, requires_grad=True):
+        out = orig_rg(self, requires_grad)
+        if requires_grad:
+            _announce(announce)
+        return out
+    requires_grad_.__doc__ = orig_rg.__doc__
+    patch.add(set_attr(torch.Tensor, "requires_grad_", requires_grad_))
+    return patch
+
+
+def _announce(announce: Callable[[], None]) -> None:
+    if _ACTIVE is None or _ignored():
+        return
+    try:
+        announce()
+    except Exception:  # never the user's problem
+        pass
 
 
 # ------------------------------------------------------------------ wrappers
 def _traced_backward(self, *args, **kwargs):
     """``Tensor.backward`` with the tracer reading the graph before and the gradients after."""
     tracer = _ACTIVE
-    if tracer is None or tracer.failed is not None or not self.requires_grad or self.grad_fn is None:
+    if tracer is None or tracer.failed is not None or _busy() or _ignored() or not self.requires_grad:
         return ORIGINAL_BACKWARD(self, *args, **kwargs)
-    tracer.take_first_forward()
-    tracer.guard(tracer.before_backward, self)
-    out = ORIGINAL_BACKWARD(self, *args, **kwargs)
-    tracer.guard(tracer.after_backward)
+    with _ENTERED:
+        tracer.guard(tracer.before_backward, self)
+        out = ORIGINAL_BACKWARD(self, *args, **kwargs)
+        tracer.guard(tracer.after_backward)
     return out
 
 
 def _traced_data_set(self, value):
     tracer = _ACTIVE
-    if tracer is not None and id(self) in tracer.run.names:
-        tracer.on_write(self, sys._getframe(1), True)
+    if tracer is not None and id(self) in tracer.run.names and not _busy() and not _ignored():
+        with _ENTERED:
+            tracer.guard(tracer.on_write, self, sys._getframe(1), True)
     _DATA_DESCR.__set__(self, value)
 
 
@@ -138,8 +186,11 @@ def _make_inplace(meth):
 
     def inplace(self, *args, **kwargs):
         tracer = _ACTIVE
-        if tracer is not None and id(self) in tracer.run.names:
-            tracer.on_write(self, sys._getframe(1), False)
+        if tracer is not None and not _busy() and not _ignored():
+            target = self if id(self) in tracer.run.names else tracer.run.between.alias_of(self)
+            if target is not None:
+                with _ENTERED:
+                    tracer.guard(tracer.on_write, target, sys._getframe(1), False)
         return orig(self, *args, **kwargs)
 
     inplace.__name__ = meth

@@ -1,21 +1,25 @@
-"""Where a step sits: its epoch and batch number, its rows, inputs, targets and predictions.
+"""Where a step sits: its epoch and batch number, its rows, its batch size and predictions.
 
 Why apart from the step cycle: a PyTorch loop never says "epoch 2, batch 5". The
 numbers are read off the DataLoader iterators (a new or restarted iterator is a new
 epoch), or, without a loader, off the rows (a batch that repeats a row of the current
-epoch starts the next one). :class:`LoaderBatches` follows the loader batches of a
-``trace_torch`` block, :class:`EpochCounter` counts one run's epochs, and :func:`place`
-fills a freshly opened step.
+epoch starts the next one; a full-batch step is an epoch of its own).
+:class:`LoaderBatches` follows the loader batches of a ``trace_torch`` block,
+:class:`EpochCounter` counts one run's epochs, and :func:`place` fills a freshly
+opened step: the rows come from the loader, or from the batch tensor the step
+program located in the step's graph (:mod:`hooks.torch.sources`); the predictions
+from a loss module's pre-hook or from where the graph saved them.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from .data import as_rows
-from .graph import Graph, settle_divide_by
+from .graph import Walk, read_saved
+from .layout import batch_source
 from .sources import LoaderBatch
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -39,40 +43,24 @@ class LoaderBatches:
             serial = iterator.__dict__["_steptrace_serial"] = self._n_iterators
         self.latest = LoaderBatch(iterator, indices, data, serial, iterator._num_yielded)
 
-    def fresh(self) -> bool:
-        """True when a DataLoader batch arrived that no step has used yet."""
+    def fresh(self) -> LoaderBatch | None:
+        """The latest batch if it holds tensors and no step has used it yet."""
         b = self.latest
-        return b is not None and self._used != (b.serial, b.number)
-
-    def latest_size(self) -> int | None:
-        """Rows in the latest batch's inputs (None if it has no tensor inputs)."""
-        b = self.latest
-        if b is not None and isinstance(b.data, (list, tuple)) and b.data and isinstance(b.data[0], torch.Tensor):
-            return int(b.data[0].shape[0])
-        return None
-
-    def for_inputs(self, x: torch.Tensor | None) -> LoaderBatch | None:
-        """The loader batch whose inputs the model saw, or None.
-
-        When the graph does not show the model's input (an unsupported layer), the
-        latest batch counts if no step has used it yet."""
-        if self.latest is None:
+        if b is None or self._used == (b.serial, b.number):
             return None
-        batch = self.latest
-        data = batch.data
+        data = b.data
         if not isinstance(data, (list, tuple)) or not data or not isinstance(data[0], torch.Tensor):
             return None
-        key = (batch.serial, batch.number)
-        if x is None:
-            fresh = self._used != key
-            self._used = key
-            return batch if fresh else None
-        self._used = key
-        bx = data[0]
-        if bx.shape[0] != x.shape[0]:
-            return None
-        same = bx.data_ptr() == x.data_ptr() or (bx.numel() == x.numel() and torch.equal(bx.reshape(x.shape), x))
-        return batch if same else None
+        return b
+
+    def fresh_tensors(self) -> list | None:
+        """The fresh batch's tensors (for the program builder), or None."""
+        b = self.fresh()
+        return None if b is None else list(b.data)
+
+    def use(self, batch: LoaderBatch) -> None:
+        """A step took ``batch``."""
+        self._used = (batch.serial, batch.number)
 
 
 class EpochCounter:
@@ -115,53 +103,70 @@ class EpochCounter:
         return max(self.epoch, 1), max(self.batch, 1)
 
 
-def place(run: TorchRun, st: Step, g: Graph, loader: LoaderBatches, take_slices: Callable[[], Any]) -> None:
-    """Epoch, batch number and (full capture) rows, predictions and data of the step."""
-    rec = run.recorder
-    batch = loader.for_inputs(g.x)
+def place(run: TorchRun, st: Step, w: Walk, loader: LoaderBatches, shape=None) -> None:
+    """Epoch, batch number, batch size, rows and (full capture) predictions of a new step;
+    ``shape`` (a plan for the step's graph) says where the batch and predictions are."""
+    plan = shape
+    layout = plan.layout if plan is not None and plan.ok else None
+    key_loc = layout.key.loc if layout is not None and layout.key is not None else None
+    x = read_saved(w, key_loc)
+    batch = loader.fresh()
+    if batch is not None and layout is not None and layout.kind != "loader":
+        batch = None                                   # the program's batch is not a loader's
+    if batch is not None and x is not None and batch_source(x, list(batch.data)) is None:
+        batch = None                                   # a loader was read, but not for this step
+    st.loader_batch = batch
     if batch is not None:
+        loader.use(batch)
+        st.batch_size = int(batch.data[0].shape[0])
+    elif x is not None:
+        st.batch_size = int(x.shape[0])
+    elif layout is not None:
+        st.batch_size = layout.batch_size
+    if st.plan is not None and not st.plan.covers(st.signature, st.batch_size):
+        st.plan = None                                 # a batch size the program did not bake in
+    _rows_and_clock(run, st, x, layout)
+    if st.record and run.recorder.full and plan is not None:
+        st.pred = _predictions(run, plan, st, w)
+    run.pred_stash = None
+
+
+def replace(run: TorchRun, st: Step) -> None:
+    """Place a step again in another run (a restart the optimizer showed)."""
+    layout = st.plan.layout if st.plan is not None and st.plan.ok else None
+    _rows_and_clock(run, st, None, layout, keep_rows=True)
+
+
+def _rows_and_clock(run: TorchRun, st: Step, x, layout, keep_rows: bool = False) -> None:
+    batch = st.loader_batch
+    if batch is not None:
+        # a summary trace keeps no rows, and the loader's iterators number the epochs
+        rows = run.rows.from_loader(batch) if run.recorder.full else None
         run.clock.at_loader_batch(batch)
-    if st.record and rec.full:
-        _batch_info(run, st, g, batch, take_slices)
-    if batch is None and not rec.full and g.x is not None:
-        rows = run.rows.match(g.x, take_slices)     # summary capture: rows only to tell the epochs apart
+    else:
+        if layout is not None:
+            run.rows.from_layout(layout)
+        rows = st.rows if keep_rows else (run.rows.locate(x) if layout is not None else None)
         if rows is not None:
-            st.rows = rows
-            run.clock.at_rows(rows, rec.n_rows, revisits=True)
-    if batch is None and st.rows is None:
-        run.clock.at_unplaced()
+            source = run.rows.source
+            run.clock.at_rows(rows, run.recorder.n_rows, revisits=source is None or source.revisits)
+        else:
+            run.clock.at_unplaced()
+    st.rows = rows
     st.epoch, st.batch = run.clock.position()
 
 
-def _batch_info(run: TorchRun, st: Step, g: Graph, batch: LoaderBatch | None, take_slices) -> None:
-    """Rows, inputs, targets and predictions of the batch (full capture only)."""
-    x = g.x
-    if g.pred is not None:
-        with torch.no_grad():
-            pred = g.pred()
-        st.pred = as_rows(pred).copy()
-    st.batch_size = int(x.shape[0]) if x is not None else (st.pred.shape[0] if st.pred is not None else None)
-    if st.batch_size is None and batch is not None:
-        st.batch_size = int(batch.data[0].shape[0])
-    if run.loss is None and run.loss_raw is not None and st.pred is not None:
-        run.loss = settle_divide_by(run.loss_raw, st.batch_size, st.pred.shape[1])
-    target = _target(run, st, g, batch)
-    st.rows = run.rows.locate(x, target, batch, take_slices)
-    if batch is None and st.rows is not None:
-        run.clock.at_rows(st.rows, run.recorder.n_rows, revisits=run.rows.source.revisits)
-
-
-def _target(run: TorchRun, st: Step, g: Graph, batch: LoaderBatch | None) -> torch.Tensor | None:
-    """The batch's targets: the loss's own, rebuilt from its saved difference, or the loader's."""
-    target = g.target
-    if target is None and g.diff is not None and st.pred is not None and batch is None:
-        d, side = g.diff
-        pred = torch.from_numpy(st.pred).reshape(d.shape).to(d.dtype)
-        target = pred - d if side == 0 else d + pred     # rebuilt from (pred - y): may differ by 1 ulp
-        if not run.rebuilt_note:
-            run.rebuilt_note = True
-            run.recorder.note("targets rebuilt from the loss's saved difference (prediction - target); "
-                              "pass data=(inputs, targets) for exact values")
-    if batch is not None and target is None and len(batch.data) > 1 and isinstance(batch.data[1], torch.Tensor):
-        target = batch.data[1]
-    return target
+def _predictions(run: TorchRun, plan, st: Step, w: Walk) -> np.ndarray | None:
+    """The predictions the loss saw (a copy, one row per batch row), or None."""
+    if plan.pred_module is None and plan.pred_loc is None:
+        return None                         # no source at later steps: none at all, not one step's
+    t, plan.build_pred = plan.build_pred, None
+    if t is not None and not isinstance(t, torch.Tensor):
+        t = None
+    if t is None and plan.pred_module is not None:
+        t = run.pred_stash
+    if t is None:
+        t = read_saved(w, plan.pred_loc)
+    if t is None or t.dim() == 0 or (st.batch_size is not None and t.shape[0] != st.batch_size):
+        return None
+    return np.array(as_rows(t.detach()), copy=True)

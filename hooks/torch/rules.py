@@ -59,9 +59,9 @@ def identify_rules(trace: Trace, names: dict[int, str], params: list[torch.Tenso
             continue
         if n in arrays.params:
             rec = arrays.params[n]
-            cols = slice(0, min(rec["before"].shape[1], 2048))   # a sample of elements is plenty
-            up = rec["after"][:, cols].astype(np.float64) - rec["before"][:, cols].astype(np.float64)
-            g = rec["grad"][:, cols].astype(np.float64)
+            cols = slice(0, min(rec.before.shape[1], 2048))   # a sample of elements is plenty
+            up = rec.after[:, cols].astype(np.float64) - rec.before[:, cols].astype(np.float64)
+            g = rec.grad[:, cols].astype(np.float64)
             ok = np.isfinite(g) & np.isfinite(up)
             up, g = up[ok], g[ok]
         elif "update_norm_" + n in steps:

@@ -1,11 +1,19 @@
-"""One training loop inside a ``trace_torch`` block: what it trains, and its trace.
+"""One training loop inside a ``trace_torch`` block: what it trains, its program, its trace.
 
 Why a run apart from the block: one block may run several loops one after another (a
-loop that trains other tensors is another run, with its own trace). Everything that is
-discovered per loop - the trained tensors and their names, the model and loss read from
-the graph, the optimizer, where the rows come from, the epoch count, the open step -
-lives in a :class:`TorchRun`, which :meth:`TorchRun.build_trace` turns into a
+loop that trains other tensors, a new optimizer, a reset optimizer state is another
+run, with its own trace, checked with its own optimizer). Everything discovered per
+loop - the trained tensors and their names, the step program (:class:`Plan`), the
+optimizer, where the rows come from, the epoch count, the open step - lives in a
+:class:`TorchRun`, which :meth:`TorchRun.build_trace` turns into a
 :class:`tracer.Trace` when the loop is over.
+
+Which steps the program covers: a step whose graph signature equals the program's
+(and, for a program that baked in its batch size, whose batch has that size). A step
+that ran something else is recorded without its rows, so the checker says it was not
+checked instead of checking it against the wrong program. A step that ended before
+any program was known (the first step of a loop nobody announced) waits, once, for
+the next step's program.
 """
 from __future__ import annotations
 
@@ -18,130 +26,331 @@ import torch
 from tracer.recorder import Recorder
 from tracer.trace import Trace
 
+from . import micro
 from . import names as tnames
-from .graph import Graph, settle_divide_by
-from .placement import EpochCounter
+from . import optim
+from .gradops import GradOpsLog
+from .graph import Walk
+from .placement import EpochCounter, replace
+from .plan import Plan
 from .rules import identify_rules, source_of
+from .shared import SharedLog
 from .sources import RowFinder
-from .step import StepCycle
+from .step import Step, StepCycle
+from .summary import summary_norms
+from .writes import BetweenSteps, user_frame
+
+_MAX_CANDIDATES = 8      # programs kept for other graphs (a run restarting with one adopts it)
+_MAX_TRIED = 64          # graphs a capture is asked for, per run (a graph that changes at every step
+                         # is not watched at every step)
+_DTYPES = {torch.float16: "float16", torch.bfloat16: "bfloat16", torch.float32: "float32",
+           torch.float64: "float64"}
 
 
 class TorchRun:
-    """One training loop's state: recorder, trained tensors, model/loss/optimizer, rows, steps."""
+    """One training loop's state: recorder, trained tensors, program, optimizer, rows, steps."""
 
     def __init__(self, rec_kwargs: dict, user_names: dict[int, str], data_arg: tuple | None) -> None:
         self.recorder = Recorder(meta={"framework": "torch",
                                        "versions": {"torch": torch.__version__, "numpy": np.__version__}},
                                  **rec_kwargs)
-        self.params: list[torch.Tensor] = []   # trained tensors, recording order
+        self.params: list[torch.Tensor] = []   # every recorded tensor, recording order
         self.names: dict[int, str] = {}         # id(tensor) -> name
-        self.frozen: set[int] = set()           # ids of constant tensors used as layer biases
-        self.model = None
-        self.loss = None
-        self.loss_raw = None
-        self.loss_reason = None
+        self.frozen: set[int] = set()           # ids of untracked tensors recorded as parameters
+        self.flagged: set[int] = set()          # ... of those, the ones used as a layer's weight/bias
+        self.dtypes: dict[str, str] = {}        # name -> torch dtype as recorded
+        self.plan: Plan | None = None
+        self.covered = 0                        # recorded steps the program covers
+        self.uncovered: list[int] = []          # recorded steps it does not
+        self.tried: set = set()                 # signatures a capture was asked for
+        self.candidates: dict = {}              # signature -> a program built for another graph
+        self.deferred = None                    # a closed step waiting for the program
+        self.opt = None
+        self.opt_ids: frozenset = frozenset()
         self.opt_meta = None
+        self.last_opt_step: float | None = None
         self.update_sources: dict[str, dict] = {}   # param name -> the line that first wrote it
         self.step_columns: list[dict] = []      # per recorded step: counts, stale flags, summary norms
-        self.const_by_pos: dict[int, torch.Tensor] = {}
-        self.rebuilt_note = False
+        self.pred_stash = None                  # the prediction a loss module's pre-hook saw
+        self.accumulated: dict[int, int] = {}  # micro-steps per step -> steps (gradient accumulation)
+        self.grad_log = GradOpsLog()            # clipping and unmodelled gradient changes
+        self.between = BetweenSteps()           # writes to parameters between steps (continuity)
+        self.shared = SharedLog()               # tensors reached twice, optimizers after the close
+        self._hooks: list = []
         self.rows = RowFinder(self.recorder, data_arg)
         self.clock = EpochCounter()
         self.steps = StepCycle(self)
         self._user_names = user_names
 
+    # --------------------------------------------------------------- runs
     def trains_other_tensors(self, params: list[torch.Tensor]) -> bool:
         """Whether a loss trains none of this run's tensors (then it is another loop)."""
         ids = {id(p) for p in params}
-        return bool(self.params) and not any(id(p) in ids for p in self.params)
+        return bool(self.params) and not any(id(p) in ids for p in self.params if id(p) not in self.frozen)
+
+    def restarts_with(self, opt: torch.optim.Optimizer) -> bool:
+        """Whether ``optimizer.step()`` of ``opt`` restarts training: a new optimizer object,
+        another set of trained tensors, or optimizer state reset since the last step."""
+        if self.opt is None:
+            return False
+        if opt is not self.opt or optim.param_ids(opt) != self.opt_ids:
+            return True
+        pending = self.steps.pending
+        return optim.was_reset(opt, pending.params if pending else [], self.last_opt_step)
+
+    def take_over(self, st: Step, opt: torch.optim.Optimizer, plan: Plan | None) -> None:
+        """Continue with the step another run had opened (the optimizer showed a restart);
+        ``plan`` is the program built for the step's graph, if any."""
+        self.name_params(st.params)
+        if plan is not None and plan.signature == st.signature:
+            self.adopt(plan)
+            st.plan = plan
+        self.steps.pending = st
+        self.steps.mode = "optimizer"
+        replace(self, st)
+
+    def use_optimizer(self, opt: torch.optim.Optimizer) -> None:
+        """The optimizer that closed a step of this run."""
+        if self.opt is None:
+            self.opt, self.opt_ids = opt, optim.param_ids(opt)
+            self.opt_meta = optim.optimizer_spec(opt)
 
     # -------------------------------------------------------------- names
-    def adopt(self, params: list[torch.Tensor], g: Graph) -> list[torch.Tensor]:
-        """Take in the tensors a loss trains (plus constant biases its layers add); returns
-        the step's parameters in recording order. New tensors get names, the first loss
-        describes the model."""
-        ids = {id(p) for p in params}
-        for i, layer in enumerate(reversed(g.layers)):
-            if layer["bias_const"] and layer["bias"] is not None and i not in self.const_by_pos:
-                self.const_by_pos[i] = layer["bias"]
-                self.frozen.add(id(layer["bias"]))
-        params = params + [t for t in self.const_by_pos.values() if id(t) not in ids]
-        self._name_new(params)
-        if self.model is None:
-            self.model = self._describe_model(g)
-            self.loss_reason = g.loss_reason
-            self.loss_raw = g.loss
-        ids = {id(p) for p in params}
+    def name_params(self, tensors: list[torch.Tensor], frames: list[FrameType] | None = None) -> dict[int, str]:
+        """Names for ``tensors`` (new ones named as the user does); they join the run's recording order."""
+        new = list({id(p): p for p in tensors if id(p) not in self.names}.values())
+        if new:
+            frames = frames if frames is not None else tnames.user_frames(sys._getframe(1))
+            found = tnames.find_names(new, frames)
+            for p in new:
+                name = self._user_names.get(id(p)) or found.get(id(p)) or f"param{len(self.params)}"
+                if name in self.names.values():
+                    name = f"{name}_{len(self.params)}"
+                self.names[id(p)] = name
+                self.params.append(p)
+        return {id(p): self.names[id(p)] for p in tensors}
+
+    def step_params(self, w: Walk, plan: Plan | None) -> list[torch.Tensor]:
+        """The tensors a step records, in the run's order: trained ones, and the program's frozen ones."""
+        ps = list(w.params)
+        if plan is not None:
+            ps += plan.params + plan.frozen
+        else:
+            ps += [p for p in self.params if id(p) in self.frozen]
+        self.name_params(ps)
+        ids = {id(p) for p in ps}
         return [p for p in self.params if id(p) in ids]
 
-    def _name_new(self, params):
-        new = [p for p in params if all(p is not q for q in self.params)]
-        if not new:
+    # ------------------------------------------------------------ program
+    def consider(self, plan: Plan) -> None:
+        """A program was built at this run's step: it becomes the run's if it has none, else it
+        is kept by signature (a run that restarts at this step adopts it)."""
+        if self.plan is not None:
+            if plan.signature != self.plan.signature:
+                self.candidates[plan.signature] = plan
+                while len(self.candidates) > _MAX_CANDIDATES:      # the oldest goes
+                    self.candidates.pop(next(iter(self.candidates)))
             return
-        frames = tnames.user_frames(sys._getframe(1))
-        found = tnames.find_names(new, frames)
-        for p in new:
-            name = self._user_names.get(id(p)) or found.get(id(p)) or f"param{len(self.params)}"
-            if name in self.names.values():
-                name = f"{name}_{len(self.params)}"
-            self.names[id(p)] = name
-            self.params.append(p)
+        self.adopt(plan)
 
-    def _describe_model(self, g):
-        if g.reason:
-            return {"kind": "unsupported", "reason": g.reason}
-        layers = []
-        for layer in g.layers:
-            layers.append({"type": "dense", "weight": self.names[id(layer["weight"])],
-                           "bias": None if layer["bias"] is None else self.names[id(layer["bias"])],
-                           "transpose": bool(layer["transpose"]), "activation": layer["activation"],
-                           "units": layer["units"]})
-        return {"kind": "dense_stack", "layers": layers}
+    def candidate(self, signature: tuple) -> Plan | None:
+        """The run's program, or a program built for another graph, matching ``signature``."""
+        if self.plan is not None and self.plan.signature == signature:
+            return self.plan
+        return self.candidates.get(signature)
+
+    def adopt(self, plan: Plan) -> None:
+        """Make ``plan`` this run's program: its frozen tensors, its data table, its predictions hook."""
+        self.plan = plan
+        self.candidates.pop(plan.signature, None)
+        self.frozen |= {id(t) for t in plan.frozen}
+        self.flagged |= plan.flagged
+        if plan.ok and plan.layout is not None and plan.layout.kind != "loader":
+            self.rows.from_layout(plan.layout)
+        if plan.pred_module is not None:
+            self._hooks.append(plan.pred_module.register_forward_pre_hook(self._loss_input(plan.pred_arg)))
+
+    def _loss_input(self, pos: int):
+        """A loss module's forward pre-hook keeping the prediction it is handed (with grad on)."""
+        def hook(module, args):
+            try:
+                if torch.is_grad_enabled() and len(args) > pos:
+                    self.pred_stash = args[pos]
+            except Exception:  # a hook on the user's module must never raise
+                pass
+        return hook
+
+    def wants_capture(self, signature: tuple) -> bool:
+        """Whether to watch the next forward pass: a graph no program was built for yet."""
+        if signature in self.tried or self.candidate(signature) is not None or len(self.tried) >= _MAX_TRIED:
+            return False
+        self.tried.add(signature)
+        return True
+
+    def attach_waiting(self) -> None:
+        """Give the run's program to the step (and the deferred one) that ran before it was known."""
+        plan = self.plan
+        for st in (self.deferred[0] if self.deferred else None, self.steps.pending):
+            if st is not None and st.plan is None and plan is not None and plan.covers(st.signature, st.batch_size):
+                st.plan = plan
+                if st.rows is None and plan.layout is not None and plan.layout.kind == "full":
+                    st.rows = self.rows.locate(None)
+        self.flush_deferred()
+
+    def flush_deferred(self) -> None:
+        """Record the step that waited for a program (covered or not)."""
+        if self.deferred is not None:
+            args, self.deferred = self.deferred, None
+            self.record(*args, final=True)
+
+    def folded(self, st: Step) -> None:
+        """A backward with no update before the next one: not a step (its gradients carry over)."""
+        self.recorder.note(f"step {self.recorder.steps_seen + 1}: a backward with no update before the next "
+                           "one; folded into the next step")
+        if st.plan is not None and st.plan is self.plan and not self.covered and not self.uncovered:
+            self.plan = None                    # the program came from that backward: find the next one
+            self.tried.discard(st.signature)
+            self.release()
+
+    def release(self) -> None:
+        """Remove the hooks this run put on the user's modules."""
+        for h in self._hooks:
+            h.remove()
+        self._hooks = []
 
     # ------------------------------------------------------------- writes
     def note_write(self, tensor: torch.Tensor, frame: FrameType, is_set: bool) -> None:
         """An in-place write to a trained tensor outside the optimizer: count it, keep its line."""
         k = id(tensor)
         pending = self.steps.pending
-        if is_set and pending is not None:
-            pending.sets[k] = pending.sets.get(k, 0) + 1
+        if pending is not None:
+            pending.wrote = True
+            if is_set:
+                pending.sets[k] = pending.sets.get(k, 0) + 1
         name = self.names[k]
+        if pending is None:
+            self.between.saw(name, frame, self.between.steps)
         if name not in self.update_sources:
-            self.update_sources[name] = source_of(frame, pending.batch_size if pending is not None else None)
+            self.update_sources[name] = source_of(user_frame(frame), pending.batch_size if pending is not None else None)
+
+    # ------------------------------------------------------------- record
+    def _covers(self, st: Step) -> bool:
+        plan = self.plan
+        if st.micro:
+            return st.plan is not None and st.plan is plan and micro.covered(st, plan)
+        return st.plan is not None and st.plan is plan and (not plan.needs_rows() or st.rows is not None)
+
+    def record(self, st: Step, counts: dict, state: dict | None, opt_step: float | None, final: bool = False):
+        """Record a closed step (or keep it until the program is known, see the module doc)."""
+        if self.deferred is not None and self.deferred[0] is not st:
+            self.flush_deferred()                # steps are recorded in the order they ran
+        rec = self.recorder
+        if st.micro:
+            st.loss = micro.total_loss(st)
+            self.accumulated[len(st.micro) + 1] = self.accumulated.get(len(st.micro) + 1, 0) + 1
+        covered = self._covers(st)
+        if not covered and not final and self.plan is None and self.deferred is None and st.record:
+            self.deferred = (st, counts, state, opt_step)
+            return
+        if opt_step is not None:
+            self.last_opt_step = opt_step
+        extra = {} if opt_step is None else {"opt_step": opt_step}
+        if not st.record:
+            rec.record_step(epoch=st.epoch, batch=st.batch, params_before={}, params_after={}, loss=st.loss,
+                            extra=extra)
+            return
+        if covered:
+            self.covered += 1
+        else:
+            self.uncovered.append(rec.steps_seen + 1)
+        names = self.names
+        cols = {}
+        for p in st.params:
+            n = names[id(p)]
+            cols["updates_" + n] = counts.get(id(p), 0)
+            cols["stale_grad_" + n] = int(st.stale.get(id(p), False))
+            if n not in self.dtypes:
+                self.dtypes[n] = _DTYPES.get(p.dtype) or str(p.dtype).replace("torch.", "")
+        if self.accumulated:
+            cols["micro_steps"] = len(st.micro) + 1
+        if rec.full:
+            self._record_full(st, covered, state, extra)
+        else:
+            cols.update(summary_norms(st, names))
+            rec.record_step(epoch=st.epoch, batch=st.batch, params_before={}, params_after={}, loss=st.loss,
+                            lr=st.lr, batch_size=st.batch_size, extra=extra)
+        self.step_columns.append(cols)
+
+    def _record_full(self, st: Step, covered: bool, state: dict | None, extra: dict) -> None:
+        names = self.names
+        evaluated = covered or self.plan is None or self.plan.needs_rows()
+        before = {names[k]: _np(t) for k, t in st.before.items()} if evaluated else {}
+        after = {names[id(p)]: _np(p.detach()) for p in st.params} if evaluated else {}
+        grads = {names[k]: _np(g) for k, g in (st.grads or {}).items() if g is not None}
+        rows, pred, index = micro.combined(st) if st.micro else (st.rows, st.pred, None)
+        batch_size = None if index is None else int(rows.size)
+        self.recorder.record_step(epoch=st.epoch, batch=st.batch, params_before=before, params_after=after,
+                                  grads=grads if evaluated else None, rows=rows if covered else None,
+                                  y_pred=pred if covered else None, loss=st.loss, lr=st.lr,
+                                  batch_size=batch_size or st.batch_size, state=state, extra=extra,
+                                  micro=index if covered else None)
 
     # -------------------------------------------------------------- trace
-    def build_trace(self, failed: str | None) -> Trace:
+    def build_trace(self, failed: str | None, capture_failed: str | None = None) -> Trace:
         """The :class:`tracer.Trace` of this loop (``failed``: why tracing stopped, if it did)."""
+        with np.errstate(all="ignore"):          # the hook's own arithmetic never warns the user
+            return self._build_trace(failed, capture_failed)
+
+    def _build_trace(self, failed: str | None, capture_failed: str | None) -> Trace:
         rec = self.recorder
         meta = rec.meta
         self.rows.apply_collected()
-        meta["model"] = self.model
-        loss = self.loss
-        if loss is None and self.loss_raw is not None:
-            loss = settle_divide_by(self.loss_raw, 1, 1)
-        meta["loss"] = loss
-        if loss is None and self.loss_reason:
-            meta.setdefault("notes", []).append(f"loss not recognised: {self.loss_reason}")
+        plan = self.plan or Plan.unsupported(
+            "step", f"watching the forward pass failed: {capture_failed}" if capture_failed
+            else "the step's forward pass was not watched")
+        meta["program"] = plan.program_json()
+        meta["loss"] = plan.loss_meta
+        self._optimizer_meta(meta)
+        self.grad_log.finish(meta)
+        frozen = [self.names[id(p)] for p in self.params if id(p) in self.flagged]
+        mode = self.steps.mode
+        meta["torch"] = {"mode": mode if mode != "unknown" else "manual", "frozen": frozen,
+                         "update_source": dict(self.update_sources), "data": self.rows.kind}
+        if self.between.first:
+            meta["torch"]["between_steps"] = dict(self.between.first)
+        self.shared.finish(meta)
+        if self.accumulated:
+            ks = ", ".join(f"{n} step(s) of {k}" for k, n in sorted(self.accumulated.items()))
+            rec.note(f"gradient accumulation: backward passes with no update before the next one were folded "
+                     f"into the next step as its micro-steps ({ks} backward passes)")
+        if self.uncovered:
+            shown = ", ".join(str(s) for s in self.uncovered[:5]) + (" ..." if len(self.uncovered) > 5 else "")
+            rec.note(f"{len(self.uncovered)} step(s) ran a computation other than the step program "
+                     f"(steps {shown}): recorded, not checked against it")
+        trace = rec.trace()
+        for p in trace.meta.get("params") or []:
+            if p.get("name") in self.dtypes:
+                p["dtype"] = self.dtypes[p["name"]]
+        self._add_columns(trace)
+        all_frozen = [self.names[id(p)] for p in self.params if id(p) in self.frozen]
+        if meta["optimizer"] is None:
+            trace.meta["update_rule"] = identify_rules(trace, self.names, self.params, all_frozen)
+        elif all_frozen:
+            trace.meta["update_rule"] = {n: {"kind": "frozen", "text": f"{n} does not require grad: it is "
+                                             "never updated"} for n in all_frozen}
+        if failed:
+            trace.meta.setdefault("notes", []).append(f"tracing stopped early: {failed}")
+        return trace
+
+    def _optimizer_meta(self, meta: dict) -> None:
         if self.opt_meta is not None and "unsupported" not in self.opt_meta:
             meta["optimizer"] = self.opt_meta
         else:
             meta["optimizer"] = None
             if self.opt_meta is not None:
                 meta.setdefault("notes", []).append(self.opt_meta["unsupported"])
-        frozen = [self.names[id(p)] for p in self.params if id(p) in self.frozen]
-        mode = self.steps.mode
-        meta["torch"] = {"mode": mode if mode != "unknown" else "manual",
-                         "frozen": frozen, "update_source": dict(self.update_sources),
-                         "data": self.rows.kind}
-        trace = rec.trace()
-        self._add_columns(trace)
-        if meta["optimizer"] is None:
-            trace.meta["update_rule"] = identify_rules(trace, self.names, self.params, frozen)
-        if failed:
-            trace.meta.setdefault("notes", []).append(f"tracing stopped early: {failed}")
-        return trace
 
-    def _add_columns(self, trace):
+    def _add_columns(self, trace: Trace) -> None:
         """Append the hook's own per-step columns (kept here, one dict per recorded step,
         so the hot path does not pay the recorder's per-value conversion)."""
         steps = trace.arrays().steps
@@ -156,3 +365,8 @@ class TorchRun:
                     keys.append(key)
         for key in keys:
             steps[key] = np.array([row.get(key, np.nan) for row in rows], dtype=np.float64)
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    """A tensor's values as NumPy (bfloat16, which NumPy has not, as float32)."""
+    return t.float().numpy() if t.dtype == torch.bfloat16 else t.numpy()

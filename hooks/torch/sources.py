@@ -2,24 +2,30 @@
 
 Why several: a PyTorch loop may draw batches from a ``DataLoader`` over a
 ``TensorDataset`` (the sampler's indices are the rows), over another map-style dataset
-(the indices are rows, the data table is filled from the batches), from its own
-generator slicing a tensor (rows are found by matching bytes), or from nowhere steptrace
-can see (each batch's rows are new rows, as seen). Each source answers the same
-question, :meth:`RowSource.locate`, and :class:`RowFinder` picks the run's source at
-its first batch, the way the data shows itself.
+(the indices are rows, the data table is filled from the batches), over an iterable
+dataset (each batch's rows are new rows, as seen), from its own generator cutting
+``features[idx]`` (rows found by content), from views ``x[a:b]`` of a tensor (rows
+read off the view), or train on the whole data at every step (every row). Each source
+answers the same question, :meth:`RowSource.locate`, and stores the data table once
+(issue 16: a full-batch loop's rows are not appended at every step).
+:class:`RowFinder` picks the run's source: the loader's way at its first batch, else
+the way the step program's batch tensors showed (:mod:`hooks.torch.layout`).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
-from tracer.errors import TraceInputError
 from tracer.recorder import Recorder
 
 from ..rows import RowMatcher
 from .data import as_rows, dataset_tensors
+from .layout import Layout, view_rows
+
+__all__ = ["LoaderBatch", "RowSource", "LoaderRows", "IndexedRows", "SeenRows", "MatchedRows", "SliceRows",
+           "FullRows", "RowFinder"]
 
 
 class LoaderBatch(NamedTuple):
@@ -36,19 +42,18 @@ class RowSource:
     """Where the rows of a batch are: :meth:`locate` gives 0-based positions, or None."""
 
     kind = "?"                # meta["torch"]["data"]
-    from_loader = False       # rows come from the DataLoader's indices
+    from_loader = False       # rows come from the DataLoader
     revisits = True           # a later epoch's rows are the same positions again
+    collected_note = ""
 
-    def locate(self, x: torch.Tensor | None, target: torch.Tensor | None,
-               indices: Any | None) -> np.ndarray | None:
-        """The rows of the batch whose inputs are ``x`` (None when this source cannot say)."""
+    def locate(self, x: Any, batch: LoaderBatch | None) -> np.ndarray | None:
+        """The rows of a step: ``x`` is the step's batch tensor (non-loader sources) or
+        ``batch`` the DataLoader batch (loader sources). None when this source cannot say."""
         raise NotImplementedError
 
     def collected(self) -> tuple[np.ndarray, np.ndarray] | None:
         """The data table this source built from the batches, if it builds one."""
         return None
-
-    collected_note = ""
 
 
 class LoaderRows(RowSource):
@@ -61,13 +66,20 @@ class LoaderRows(RowSource):
     def __init__(self, positions: np.ndarray | None) -> None:
         self.positions = positions
 
-    def locate(self, x: torch.Tensor | None, target: torch.Tensor | None,
-               indices: Any | None) -> np.ndarray | None:
+    def locate(self, x: Any, batch: LoaderBatch | None) -> np.ndarray | None:
         """The sampler's indices, mapped through the subset's positions."""
-        if indices is None:
+        if batch is None or batch.indices is None:
             return None
-        rows = np.asarray(indices, dtype=np.int64)
+        rows = np.asarray(batch.indices, dtype=np.int64)
         return rows if self.positions is None else self.positions[rows]
+
+
+def _batch_xy(batch: LoaderBatch) -> tuple[np.ndarray | None, np.ndarray | None]:
+    data = batch.data
+    if not isinstance(data, (list, tuple)) or not data or not isinstance(data[0], torch.Tensor):
+        return None, None
+    y = data[1] if len(data) > 1 and isinstance(data[1], torch.Tensor) else None
+    return as_rows(data[0]), None if y is None else as_rows(y)
 
 
 class IndexedRows(RowSource):
@@ -84,13 +96,15 @@ class IndexedRows(RowSource):
         self.x = None
         self.y = None
 
-    def locate(self, x: torch.Tensor | None, target: torch.Tensor | None,
-               indices: Any | None) -> np.ndarray | None:
+    def locate(self, x: Any, batch: LoaderBatch | None) -> np.ndarray | None:
         """The sampler's indices; the batch's values are stored at them."""
-        if indices is None or x is None:
+        if batch is None or batch.indices is None:
             return None
-        rows = np.asarray(indices, dtype=np.int64)
-        self.put(rows, as_rows(x), None if target is None else as_rows(target))
+        bx, by = _batch_xy(batch)
+        if bx is None:
+            return None
+        rows = np.asarray(batch.indices, dtype=np.int64)
+        self.put(rows, bx, by)
         return rows
 
     def put(self, rows: np.ndarray, x: np.ndarray, y: np.ndarray | None) -> None:
@@ -108,43 +122,25 @@ class IndexedRows(RowSource):
         return None if self.x is None else (self.x, self.y)
 
 
-class MatchedRows(RowSource):
-    """Batches sliced from known tensors by the user's own code (S3's generator, or
-    ``data=``): each batch row is found by its bytes."""
-
-    kind = "matched"
-
-    def __init__(self, inputs: np.ndarray) -> None:
-        # inputs alone (a loop's targets may be rebuilt or absent); a repeated row is its
-        # first position, since epochs are told apart by rows that repeat
-        self.matcher = RowMatcher(inputs, repeats="first")
-
-    def locate(self, x: torch.Tensor | None, target: torch.Tensor | None,
-               indices: Any | None) -> np.ndarray | None:
-        """The positions of every row of ``x``, or None if one is not in the data."""
-        if x is None:
-            return None
-        return self.matcher.match(as_rows(x))
-
-
 class SeenRows(RowSource):
-    """No dataset steptrace can see: the data table is the batches' rows as they came."""
+    """An iterable dataset: the data table is the batches' rows as they came."""
 
     kind = "seen"
+    from_loader = True
     revisits = False
     collected_note = "no dataset found: the data table holds each batch's rows as they were seen"
 
     def __init__(self) -> None:
-        self.x = []
-        self.y = []
+        self.x: list[np.ndarray] = []
+        self.y: list[np.ndarray] = []
         self.n = 0
 
-    def locate(self, x: torch.Tensor | None, target: torch.Tensor | None,
-               indices: Any | None) -> np.ndarray | None:
+    def locate(self, x: Any, batch: LoaderBatch | None) -> np.ndarray | None:
         """New positions for the batch's rows, which are kept."""
-        if x is None:
+        if batch is None:
             return None
-        return self.add(as_rows(x), None if target is None else as_rows(target))
+        bx, by = _batch_xy(batch)
+        return None if bx is None else self.add(bx, by)
 
     def add(self, x: np.ndarray, y: np.ndarray | None) -> np.ndarray:
         """Append a batch's rows; returns their positions."""
@@ -163,13 +159,63 @@ class SeenRows(RowSource):
         return np.concatenate(self.x), np.concatenate(ys)
 
 
-class RowFinder:
-    """Picks a run's :class:`RowSource` from its first batches and asks it for each batch's rows.
+class MatchedRows(RowSource):
+    """Batches cut from a known tensor by the user's own code (S3's generator, or ``data=``):
+    each batch row is found by its bytes."""
 
-    The order of preference: the DataLoader's indices, matching against known tensors
-    (``data=`` or the tensor the first forward pass sliced), the rows as seen. A run
-    whose matching fails part-way goes on with the rows as seen.
-    """
+    kind = "matched"
+
+    def __init__(self, inputs: np.ndarray) -> None:
+        # inputs alone (a repeated row is its first position: epochs are told apart by repeats)
+        self.matcher = RowMatcher(inputs, repeats="first")
+
+    def locate(self, x: Any, batch: LoaderBatch | None) -> np.ndarray | None:
+        """The positions of every row of ``x``, or None if one is not in the data."""
+        return None if x is None else self.matcher.match(as_rows(x))
+
+
+class SliceRows(RowSource):
+    """Batches that are views ``data[a:b]`` (or ``data[a:b, c:d]``) of one tensor: the rows are ``a..b``."""
+
+    kind = "sliced"
+
+    def __init__(self, root: torch.Tensor) -> None:
+        self.root = root
+
+    def locate(self, x: Any, batch: LoaderBatch | None) -> np.ndarray | None:
+        """``a..b`` when ``x`` is such a view of the data, else None."""
+        if x is None or x._base is None or x._base.data_ptr() != self.root.data_ptr():
+            return None
+        found = view_rows(x, self.root)
+        return None if found is None else found[0]
+
+
+class FullRows(RowSource):
+    """A full-batch loop: every step trains on all rows, stored once."""
+
+    kind = "full"
+
+    def __init__(self, key: torch.Tensor | None) -> None:
+        self.key = key
+        self.rows = None if key is None else np.arange(key.shape[0], dtype=np.int64)
+
+    def locate(self, x: Any, batch: LoaderBatch | None) -> np.ndarray | None:
+        """Every row, when the step's batch is the data seen at the build step (same memory or
+        same values); None when it changed."""
+        if self.rows is None:
+            return None
+        if x is None or x is self.key:
+            return self.rows
+        k = self.key
+        if tuple(x.shape) != tuple(k.shape):
+            return None
+        if x.data_ptr() == k.data_ptr() and x.stride() == k.stride():
+            return self.rows
+        return self.rows if torch.equal(x, k) else None
+
+
+class RowFinder:
+    """Picks a run's :class:`RowSource` and asks it for each step's rows (see the module doc)."""
 
     def __init__(self, recorder: Recorder, data_arg: tuple | None) -> None:
         self.source: RowSource | None = None
@@ -181,44 +227,58 @@ class RowFinder:
         """The source's kind for ``meta["torch"]["data"]`` (None before the first batch)."""
         return None if self.source is None else self.source.kind
 
-    def locate(self, x: torch.Tensor | None, target: torch.Tensor | None, batch: LoaderBatch | None,
-               take_slices: Callable[[], Any]) -> np.ndarray | None:
-        """The rows of a recorded step's batch (full capture)."""
-        rows = None
-        src = self.source
-        if batch is not None and batch.indices is not None and (src is None or src.from_loader):
-            if src is None:
-                src = self.source = self._dataset_source(batch.iterator)
-            rows = src.locate(x, target, batch.indices)
-        if rows is None and x is not None:
-            if src is None:
-                src = self.source = self._matched_source(x, take_slices)
-            if isinstance(src, MatchedRows):
-                rows = src.locate(x, target, None)
-        if rows is None and x is not None:
-            if src is None or isinstance(src, MatchedRows):
-                if src is not None:
-                    self._rec.note("some batch rows were not found in the dataset; rows recorded as seen")
-                src = self.source = SeenRows()
-            if isinstance(src, SeenRows):
-                rows = src.locate(x, target, None)
-        return rows
+    def from_loader(self, batch: LoaderBatch) -> np.ndarray | None:
+        """The rows of a DataLoader batch (the loader's source is chosen at its first batch)."""
+        if self.source is None:
+            self.source = self._dataset_source(batch.iterator)
+        if not self.source.from_loader:
+            return None
+        return self.source.locate(None, batch)
 
-    def match(self, x: torch.Tensor, take_slices: Callable[[], Any]) -> np.ndarray | None:
-        """Summary capture: the rows of a batch only to tell the epochs apart (matching only)."""
-        src = self.source
-        if src is None:
-            src = self.source = self._matched_source(x, take_slices)
-        if isinstance(src, MatchedRows):
-            return src.locate(x, None, None)
-        return None
+    def from_layout(self, layout: Layout) -> None:
+        """A loop without a DataLoader: the source the build step's batch tensors showed,
+        and the data table laid out by the program (set once)."""
+        if self.source is not None or layout is None or not layout.inputs or layout.kind == "loader":
+            return
+        key = layout.key
+        if self._data_arg is not None:
+            inputs, targets = (as_rows(torch.as_tensor(a)) for a in self._data_arg)
+            self._set_data(lambda: (inputs, targets))
+            self._note("batch rows recovered by matching against the data= argument")
+            self.source = MatchedRows(inputs)
+            return
+        self._set_data(lambda: _tables(layout))
+        if layout.kind == "matched" and key is not None:
+            self.source = MatchedRows(as_rows(key.root))
+            self._note("batch rows recovered by matching against the tensor the batches are cut from")
+        elif layout.kind == "slice" and key is not None:
+            self.source = SliceRows(key.root)
+            self._note("batch rows read off the views of the data tensor")
+        else:
+            self.source = FullRows(None if key is None else key.tensor)
+            self._note("full-batch training: every step uses all rows, stored once")
+
+    def locate(self, x: torch.Tensor | None) -> np.ndarray | None:
+        """The rows of a step without a DataLoader batch, from its batch tensor ``x``."""
+        if self.source is None or self.source.from_loader:
+            return None
+        return self.source.locate(x, None)
 
     def apply_collected(self) -> None:
         """Give the recorder the data table a source built from the batches, with a note."""
         arrays = None if self.source is None else self.source.collected()
         if arrays is not None:
             self._rec.set_data(*arrays)
-            self._rec.meta.setdefault("notes", []).append(self.source.collected_note)
+            self._note(self.source.collected_note)
+
+    def _set_data(self, tables) -> None:
+        """Declare the data table (``tables()`` gives it) - only when values are captured:
+        a summary trace keeps no rows."""
+        if self._rec.full:
+            self._rec.set_data(*tables())
+
+    def _note(self, text: str) -> None:
+        self._rec.meta.setdefault("notes", []).append(text)
 
     def _dataset_source(self, iterator: Any) -> RowSource:
         found = dataset_tensors(iterator._dataset)
@@ -227,36 +287,15 @@ class RowFinder:
                 n = len(iterator._dataset)
             except TypeError:
                 n = None
-            return SeenRows() if n is None else IndexedRows(n)
+            return SeenRows() if n is None or iterator._dataset_kind != 0 else IndexedRows(n)
         inputs, targets, positions = found
-        self._rec.set_data(as_rows(inputs), as_rows(targets))
-        self._rec.meta.setdefault("notes", []).append("batch rows from the DataLoader's sampler")
+        self._set_data(lambda: (as_rows(inputs), as_rows(targets)))
+        self._note("batch rows from the DataLoader's sampler")
         return LoaderRows(positions)
 
-    def _matched_source(self, x: torch.Tensor, take_slices: Callable[[], Any]) -> MatchedRows | None:
-        data = self._data_arg
-        how = "data= argument"
-        slices = take_slices()
-        if data is None and slices:
-            data = _slice_source(slices, x)
-            how = "the tensor the batches are sliced from"
-        if data is None:
-            return None
-        inputs = as_rows(torch.as_tensor(data[0]))
-        targets = as_rows(torch.as_tensor(data[1]))
-        if inputs.shape[1] != as_rows(x).shape[1]:
-            raise TraceInputError(f"data: inputs have {inputs.shape[1]} columns but the model's batches "
-                                  f"have {as_rows(x).shape[1]}")
-        self._rec.set_data(inputs, targets)
-        self._rec.meta.setdefault("notes", []).append(f"batch rows recovered by matching against {how}")
-        return MatchedRows(inputs)
 
-
-def _slice_source(slices, x):
-    """(inputs, targets) whose ``[idx]`` produced the batch, from the first forward pass."""
-    for src, idx, out in slices:
-        if out.data_ptr() == x.data_ptr() and out.shape[0] == x.shape[0]:
-            for src2, idx2, out2 in slices:
-                if idx2 is idx and src2 is not src and src2.shape[0] == src.shape[0]:
-                    return src, src2
-    return None
+def _tables(layout: Layout) -> tuple[np.ndarray, np.ndarray]:
+    """The data table a program's layout describes: its roots' rows side by side."""
+    tables = {k: np.concatenate([as_rows(r) for r in roots], axis=1) for k, roots in layout.tables.items()}
+    n = next(iter(tables.values())).shape[0]
+    return tables.get("inputs", np.full((n, 1), np.nan)), tables.get("targets", np.full((n, 1), np.nan))

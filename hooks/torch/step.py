@@ -2,37 +2,42 @@
 closes at the update.
 
 Why a state machine: a PyTorch loop has no "step" event. A step opens when ``backward``
-runs (the graph shows the batch, the predictions, the loss; the parameters are
+runs (the graph shows the trained tensors and the loss; the parameters are
 snapshotted) and closes either at ``optimizer.step()`` (the optimizer hooks) or, in a
 loop with a hand-written update, at the next ``backward`` or the end of the block -
 whatever in-place update the loop made under ``no_grad`` is what changed the values.
+A ``backward`` followed by another ``backward`` with no update in between is not a step
+of its own (issue 16): it is folded into the next one (gradient accumulation).
 :class:`StepCycle` keeps the open :class:`Step` and which of the two ways the loop
-updates (``mode``), and records each closed step.
+updates (``mode``), and hands each closed step to the run to record.
 """
 from __future__ import annotations
 
-import math
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING
 
 import torch
 
-from . import optim
-from .graph import Graph
-from .placement import LoaderBatches, place
+from . import gradops, micro, optim
+from .graph import Walk
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .placement import LoaderBatches
+    from .plan import Plan
     from .run import TorchRun
 
 
 class Step:
     """What one step has shown so far (filled at backward, closed at the update)."""
 
-    __slots__ = ("epoch", "batch", "rows", "pred", "loss", "before", "grads", "v0", "sets",
-                 "stale", "batch_size", "record", "lr", "pre_version", "params")
+    __slots__ = ("epoch", "batch", "rows", "pred", "loss", "before", "grads", "v0", "sets", "stale",
+                 "batch_size", "record", "lr", "pre_version", "params", "plan", "signature", "wrote",
+                 "loader_batch", "micro", "grad_ops")
 
     def __init__(self, record: bool) -> None:
         self.record = record          # False on the steps every=k skips
+        self.epoch = self.batch = 1
         self.rows = self.pred = None
+        self.loss = None
         self.before = {}              # id(param) -> value before the update (recorded steps)
         self.grads = None             # id(param) -> gradient (full) or its norm (summary)
         self.v0 = {}                  # id(param) -> _version after backward
@@ -41,6 +46,13 @@ class Step:
         self.lr = None
         self.pre_version = None       # id(param) -> _version when optimizer.step() began
         self.batch_size = None
+        self.params: list[torch.Tensor] = []
+        self.plan: Plan | None = None  # the step program this step ran (None: not known)
+        self.signature = None
+        self.wrote = False            # an in-place write to a parameter was seen since backward
+        self.loader_batch = None      # the DataLoader batch the step trained on, if any
+        self.micro: list[Step] = []   # earlier backward passes of this step (gradient accumulation)
+        self.grad_ops = None          # gradient changes before the update (:mod:`.gradops`)
 
 
 class StepCycle:
@@ -55,38 +67,59 @@ class StepCycle:
         self.pending: Step | None = None
         self.mode = "unknown"
         self._consumed: dict[int, bool] = {}    # id(param) -> an update used its gradient
+        self.kept: list[Step] = []              # backward passes with no update yet (:mod:`.micro`)
 
     # --------------------------------------------------------------- open
-    def settle_open_step(self) -> None:
-        """A new ``backward`` while a step is open: close it (manual loop) or fold it in."""
-        if self.pending is None:
+    def settle_open_step(self, signature: tuple | None = None) -> None:
+        """A new ``backward`` while a step is open: close it, or keep it as a micro-step of the
+        next one when nothing updated (``signature``: the new backward's graph)."""
+        st = self.pending
+        if st is None:
             return
-        if self.mode == "optimizer":
-            self.run.recorder.note(f"step {self.run.recorder.steps_seen + 1}: a second backward before "
-                                   "optimizer.step(); the earlier one is folded into this step")
+        if self.mode == "optimizer" or not self._updated(st):
             self.pending = None
+            self.kept = [*st.micro, st]
+            st.micro = []
+            if signature != st.signature:
+                self.run.folded(st)     # another computation: its program is not the step's
         else:
             self.mode = "manual"
             self.close_manual()
 
-    def open(self, loss: torch.Tensor, g: Graph, params: list[torch.Tensor], loader: LoaderBatches,
-             take_slices: Callable[[], Any]) -> None:
-        """Open the step ``backward(loss)`` starts: parameters, loss, batch, placement."""
+    def _updated(self, st: Step) -> bool:
+        """Whether anything changed the step's parameters since its backward."""
+        if st.wrote or any(p._version != st.v0.get(id(p), p._version) for p in st.params):
+            return True
+        if st.before:
+            return any(not torch.equal(p.detach(), st.before[id(p)]) for p in st.params if id(p) in st.before)
+        return True                    # not snapshotted: cannot tell, count it (0.1.0's behaviour)
+
+    def open(self, loss: torch.Tensor, w: Walk, plan: Plan | None, loader: LoaderBatches,
+             shape: Plan | None = None) -> None:
+        """Open the step ``backward(loss)`` starts: parameters, loss, batch, placement.
+
+        ``plan`` is the run's program when it covers the step; ``shape`` a program built for
+        the step's graph (the run's, or one a restart at this step will adopt), which places
+        the batch's rows either way."""
+        from .placement import place
         run = self.run
-        step_params = run.adopt(params, g)
+        run.between.opened()
+        run.shared.new_iteration()
         st = Step(record=run.recorder.should_record())
-        st.params = step_params
+        st.params = run.step_params(w, plan or shape)
+        st.plan, st.signature = plan, w.signature
         st.loss = float(loss.detach())
-        st.batch_size = int(g.x.shape[0]) if g.x is not None else None
-        if st.batch_size is None:
-            st.batch_size = loader.latest_size()
-        # gradients left over from a step that already used them
-        for p in st.params:
+        kept, self.kept = self.kept, []
+        if kept and not micro.carried(st.params, _nonzero):
+            kept = []                   # zeroed since: that backward was not part of this step
+        for p in st.params:             # gradients left over from a step that already used them
             gr = p.grad
             st.stale[id(p)] = bool(gr is not None and self._consumed.get(id(p)) and _nonzero(gr))
-        if st.record:
+        if kept:
+            micro.join(st, kept)
+        elif st.record:
             st.before = {id(p): p.detach().clone() for p in st.params}
-        place(run, st, g, loader, take_slices)
+        place(run, st, w, loader, shape or plan)
         self.pending = st
 
     def after_backward(self) -> None:
@@ -98,8 +131,11 @@ class StepCycle:
             self._consumed[id(p)] = False
             st.v0[id(p)] = p._version
         st.sets = {}
+        st.wrote = False
         if st.record and self.mode != "optimizer":
             st.grads = self._grab_grads(st.params)
+        if self.mode != "manual":
+            gradops.note(st)
 
     # -------------------------------------------------------------- close
     def before_optimizer(self, opt: torch.optim.Optimizer) -> None:
@@ -109,16 +145,20 @@ class StepCycle:
         st.pre_version = {id(p): p._version for p in st.params}
         group = optim.group_of(opt, st.params[0]) or opt.param_groups[0]
         st.lr = float(group["lr"])
-        if st.record:
+        gradops.check(st, "between backward and optimizer.step()")
+        ops = st.grad_ops
+        if st.record and not (ops is not None and ops.raw):
             st.grads = self._grab_grads(st.params)
+        if st.grads is not None and ops is not None:
+            for k in ops.changed:       # not the gradient backward computed, nor one modelled
+                st.grads.pop(k, None)
 
     def close_with_optimizer(self, opt: torch.optim.Optimizer) -> None:
         """``optimizer.step()`` ended: count the writes, read the state, record the step."""
         st = self.pending
         self.pending = None
         run = self.run
-        if run.opt_meta is None:
-            run.opt_meta = optim.optimizer_spec(opt)
+        run.use_optimizer(opt)
         counts = {}
         for p in st.params:
             k = id(p)
@@ -132,12 +172,10 @@ class StepCycle:
                     state[run.names[id(p)]] = slots
                 opt_step = step if step is not None else opt_step
         else:
-            for p in st.params:
-                s = opt.state.get(p)
-                if s and "step" in s:
-                    opt_step = float(s["step"])
-                    break
-        self._record(st, counts, state, opt_step)
+            opt_step = optim.step_count(opt, st.params)
+        run.grad_log.add(st, run.names, run.recorder.steps_seen + 1)
+        run.shared.stepped(opt, run.names, run.recorder.steps_seen + 1)
+        self._finish(st, counts, state, opt_step)
 
     def close_manual(self) -> None:
         """Close the open step of a hand-written update: what changed the values is the update."""
@@ -145,9 +183,16 @@ class StepCycle:
         self.pending = None
         counts = {id(p): p._version - st.v0.get(id(p), p._version) + st.sets.get(id(p), 0)
                   for p in st.params}
-        self._record(st, counts, None, None)
+        self._finish(st, counts, None, None)
 
-    # ------------------------------------------------------------- record
+    def _finish(self, st, counts, state, opt_step):
+        for p in st.params:
+            self._consumed[id(p)] = True
+        self.run.between.steps += 1
+        self.run.between.closed(st.params)
+        self.run.record(st, counts, state, opt_step)
+
+    # ------------------------------------------------------------- values
     def _grab_grads(self, params):
         """The gradients as they are now: copies (full capture) or just their norms (summary)."""
         if self.run.recorder.full:
@@ -155,56 +200,6 @@ class StepCycle:
         have = [p for p in params if p.grad is not None]
         norms = torch._foreach_norm([p.grad.detach() for p in have]) if have else []
         return {id(p): n for p, n in zip(have, norms)}
-
-    def _record(self, st, counts, state, opt_step):
-        run = self.run
-        rec, names = run.recorder, run.names
-        for p in st.params:
-            self._consumed[id(p)] = True
-        extra = {} if opt_step is None else {"opt_step": opt_step}
-        if not st.record:
-            rec.record_step(epoch=st.epoch, batch=st.batch, params_before={},
-                            params_after={}, loss=st.loss, extra=extra)
-            return
-        cols = {}
-        for p in st.params:
-            n = names[id(p)]
-            cols["updates_" + n] = counts.get(id(p), 0)
-            cols["stale_grad_" + n] = int(st.stale.get(id(p), False))
-        if rec.full:
-            grads_t = st.grads or {}
-            before = {names[k]: t.numpy() for k, t in st.before.items()}
-            after = {names[id(p)]: p.detach().numpy() for p in st.params}
-            grads = {names[k]: g.numpy() for k, g in grads_t.items() if g is not None}
-            rec.record_step(epoch=st.epoch, batch=st.batch, params_before=before, params_after=after,
-                            grads=grads, rows=st.rows, y_pred=st.pred, loss=st.loss, lr=st.lr,
-                            batch_size=st.batch_size, state=state, extra=extra)
-        else:
-            cols.update(_summary_norms(st, names))
-            rec.record_step(epoch=st.epoch, batch=st.batch, params_before={},
-                            params_after={}, loss=st.loss, lr=st.lr, batch_size=st.batch_size, extra=extra)
-        run.step_columns.append(cols)
-
-
-def _summary_norms(st: Step, names: dict) -> dict:
-    """Summary capture: value, update and gradient norms per parameter, in one batch of ops."""
-    cols = {}
-    grads_t = st.grads or {}
-    with torch.no_grad():
-        ps = [p.detach() for p in st.params]
-        bs = [st.before[id(p)] for p in st.params]
-        gs = [grads_t.get(id(p)) for p in st.params]      # gradient norms already
-        have = [g for g in gs if g is not None]
-        norms = list(torch._foreach_norm(bs)) + list(torch._foreach_norm(torch._foreach_sub(ps, bs))) + have
-        values = torch.stack([v.double() for v in norms]).tolist() if len(norms) > 0 else []
-        k = len(ps)
-        g_iter = iter(values[2 * k:])
-        for i, p in enumerate(st.params):
-            n = names[id(p)]
-            cols["value_norm_" + n] = values[i]
-            cols["update_norm_" + n] = values[k + i]
-            cols["grad_norm_" + n] = math.nan if gs[i] is None else next(g_iter)
-    return cols
 
 
 def _nonzero(grad: torch.Tensor) -> bool:

@@ -39,16 +39,16 @@ def _train(opt_fn, loss_fn, final=None, y_kind="reg", ctx=None, epochs=3, out=2)
 
 CASES = {
     "sgd_nesterov_mse": (lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01),
-                         nn.MSELoss(), None, "reg", "mse", ["momentum_buffer"]),
+                         nn.MSELoss(), None, "reg", "mse_loss", ["momentum_buffer"]),
     "rmsprop_centered_l1": (lambda p: torch.optim.RMSprop(p, lr=0.01, momentum=0.5, centered=True),
-                            nn.L1Loss(), None, "reg", "mae", ["square_avg", "momentum_buffer", "grad_avg"]),
+                            nn.L1Loss(), None, "reg", "l1_loss", ["square_avg", "momentum_buffer", "grad_avg"]),
     "adam_amsgrad_bce": (lambda p: torch.optim.Adam(p, lr=0.01, amsgrad=True), nn.BCELoss(), nn.Sigmoid(),
-                         "bin", "bce", ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]),
+                         "bin", "binary_cross_entropy", ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]),
     "adamw_bce_logits": (lambda p: torch.optim.AdamW(p, lr=0.01), nn.BCEWithLogitsLoss(), None, "bin",
-                         "bce_logits", ["exp_avg", "exp_avg_sq"]),
+                         "binary_cross_entropy_with_logits", ["exp_avg", "exp_avg_sq"]),
     "adagrad_cross_entropy": (lambda p: torch.optim.Adagrad(p, lr=0.1), nn.CrossEntropyLoss(), None, "cls",
-                              "scce_logits", ["sum"]),
-    "sgd_mse_sum": (lambda p: torch.optim.SGD(p, lr=0.01), nn.MSELoss(reduction="sum"), None, "reg", "mse", []),
+                              "cross_entropy", ["sum"]),
+    "sgd_mse_sum": (lambda p: torch.optim.SGD(p, lr=0.01), nn.MSELoss(reduction="sum"), None, "reg", "mse_loss", []),
 }
 
 
@@ -116,7 +116,7 @@ def test_a_tracer_failure_never_breaks_the_training(monkeypatch):
         raise RuntimeError("planted")
 
     _, plain, _, _, _ = _train(lambda p: torch.optim.SGD(p, lr=0.1), nn.MSELoss(), epochs=1)
-    monkeypatch.setattr(tgraph, "analyze", boom)
+    monkeypatch.setattr(tgraph, "walk", boom)
     with pytest.warns(RuntimeWarning, match="tracing stopped.*planted"):
         tr, traced_params, _, _, _ = _train(lambda p: torch.optim.SGD(p, lr=0.1), nn.MSELoss(),
                                             ctx=lambda: trace_torch(), epochs=1)
@@ -162,9 +162,13 @@ def test_explicit_names_and_raw_tensors_without_loader():
                 bias.grad = None
     trace = tr.trace
     assert trace.param_names == ["kernel", "bias"]
-    assert trace.meta["loss"]["divide_by"] == ["n", "m"]     # mean() over rows and outputs
+    prog = trace.meta["program"]
+    assert prog["params"] == ["kernel", "bias"]
+    assert [n["op"] for n in prog["nodes"]] == ["matmul", "add", "sub", "square", "mean"]
+    assert prog["outputs"] == {"loss": "loss", "prediction": "add1", "target": "Y"}
     assert trace.meta["update_rule"]["kernel"]["lr"] == 0.1
-    assert trace.meta["torch"]["data"] == "seen"
+    assert trace.meta["torch"]["data"] == "full"                  # the whole X every step
+    assert trace.arrays().inputs.shape == (20, 2)                  # stored once
     report = tracer.check(trace)
     assert report.ok, str(report)
 
@@ -189,19 +193,21 @@ def test_unsupported_layer_still_records_rows_predictions_and_updates():
     model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(32, 3))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     loader = DataLoader(TensorDataset(X, Y), batch_size=4, shuffle=True)
+    loss_fn = nn.CrossEntropyLoss()          # a loss module: its pre-hook hands over the predictions
     with trace_torch(strict=True) as tr:
         for xb, yb in loader:
             opt.zero_grad()
             logits = model(xb)
-            nn.CrossEntropyLoss()(logits, yb).backward()
+            loss_fn(logits, yb).backward()
             opt.step()
     trace = tr.trace
-    assert trace.meta["model"] == {"kind": "unsupported", "reason": "operation ConvolutionBackward0 in the model"}
+    (bad,) = trace.meta["program"]["unsupported"]
+    assert bad["op"] == "conv2d" and bad["where"].startswith("test_torch_hook.py:")
     assert sorted(trace.samples["sample"]) == list(range(16))
     np.testing.assert_array_equal(trace.arrays().inputs, X.reshape(16, -1).numpy())
     np.testing.assert_array_equal(trace.arrays().sample_pred[-4:], logits.detach().numpy())
     report = tracer.check(trace)
-    assert any("ConvolutionBackward0" in c for c in report.cannot_check)
+    assert any("conv2d at test_torch_hook.py:" in c for c in report.cannot_check)
     assert report.table[report.table["quantity"] == "update"]["passed"].all()
 
 
@@ -249,19 +255,21 @@ def test_two_training_loops_in_one_block_make_two_runs():
         assert tracer.check(t).ok
 
 
-@pytest.mark.parametrize("loss_fn, delta, extra", [(nn.HuberLoss(delta=0.7), 0.7, []),
-                                                   (nn.SmoothL1Loss(beta=0.5), 0.5, [0.5]),
-                                                   (nn.SmoothL1Loss(), 1.0, [])])
-def test_huber_and_smooth_l1(loss_fn, delta, extra):
+@pytest.mark.parametrize("loss_fn, op, attrs", [(nn.HuberLoss(delta=0.7), "huber_loss", {"delta": 0.7}),
+                                                (nn.SmoothL1Loss(beta=0.5), "smooth_l1_loss", {"beta": 0.5}),
+                                                (nn.SmoothL1Loss(), "smooth_l1_loss", {"beta": 1.0}),
+                                                (nn.SmoothL1Loss(beta=0.0), "l1_loss", {})])
+def test_huber_and_smooth_l1(loss_fn, op, attrs):
     tr, _, _, _, _ = _train(lambda p: torch.optim.SGD(p, lr=0.1), loss_fn, ctx=lambda: trace_torch(strict=True),
                             epochs=1)
-    spec = tr.trace.meta["loss"]
-    assert spec["name"] == "huber" and spec["delta"] == delta and spec["divide_by"] == ["n", "m"] + extra
+    node = tr.trace.meta["program"]["nodes"][-1]
+    assert node["op"] == op and node["attrs"] == {"reduction": "mean", **attrs}
+    assert (tr.trace.meta["loss"]["name"], tr.trace.meta["loss"]["reduction"]) == (op, "mean")
     report = tracer.check(tr.trace)
     assert report.ok, str(report)
 
 
-def test_unknown_loss_still_describes_the_model():
+def test_an_operation_outside_the_table_is_named_with_its_line():
     torch.manual_seed(0)
     X, Y = torch.randn(10, 2), torch.randn(10, 1)
     m = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
@@ -269,29 +277,29 @@ def test_unknown_loss_still_describes_the_model():
     with trace_torch(strict=True) as tr:
         for _ in range(3):
             opt.zero_grad()
-            torch.log(torch.cosh(m(X) - Y)).mean().backward()       # log-cosh: not in the vocabulary
+            torch.log(torch.cosh(m(X) - Y)).mean().backward()       # log-cosh: cosh is not in the registry
             opt.step()
     trace = tr.trace
-    assert trace.meta["loss"] is None
-    assert [layer["activation"] for layer in trace.meta["model"]["layers"]] == ["relu", "linear"]
-    assert any("loss not recognised" in n for n in trace.meta["notes"])
+    (bad,) = trace.meta["program"]["unsupported"]
+    assert bad["op"] == "cosh" and bad["where"].startswith("test_torch_hook.py:")
     report = tracer.check(trace)
+    assert any(c.startswith("model: cosh at test_torch_hook.py:") for c in report.cannot_check), str(report)
     assert not report.ok and report.table[report.table["quantity"] == "update"]["passed"].all()
 
 
 HAND_WRITTEN = {
-    "0.5 * sum": (lambda yh, y, n: 0.5 * ((yh - y) ** 2).sum(), "squared_error", [2]),
-    "mean": (lambda yh, y, n: ((yh - y) ** 2).mean(), "squared_error", ["n", "m"]),
-    "(y - yh).pow(2).sum() / len": (lambda yh, y, n: (y - yh).pow(2).sum() / n, "squared_error", ["n"]),
-    "sum / 2 / n": (lambda yh, y, n: ((yh - y) ** 2).sum() / 2 / n, "squared_error", [2, "n"]),
-    "mean(abs)": (lambda yh, y, n: torch.mean(torch.abs(yh - y)), "mae", ["n", "m"]),
-    "mse_loss(sum) / 2": (lambda yh, y, n: nn.functional.mse_loss(yh, y, reduction="sum") / 2, "mse", [2]),
+    "0.5 * sum": (lambda yh, y, n: 0.5 * ((yh - y) ** 2).sum(), ["sub", "square", "sum", "mul"]),
+    "mean": (lambda yh, y, n: ((yh - y) ** 2).mean(), ["sub", "square", "mean"]),
+    "(y - yh).pow(2).sum() / len": (lambda yh, y, n: (y - yh).pow(2).sum() / n, ["sub", "square", "sum", "div"]),
+    "sum / 2 / n": (lambda yh, y, n: ((yh - y) ** 2).sum() / 2 / n, ["sub", "square", "sum", "div", "div"]),
+    "mean(abs)": (lambda yh, y, n: torch.mean(torch.abs(yh - y)), ["sub", "abs", "mean"]),
+    "mse_loss(sum) / 2": (lambda yh, y, n: nn.functional.mse_loss(yh, y, reduction="sum") / 2, ["mse_loss", "div"]),
 }
 
 
 @pytest.mark.parametrize("case", sorted(HAND_WRITTEN))
-def test_hand_written_losses_are_read_from_the_graph(case):
-    fn, name, divide_by = HAND_WRITTEN[case]
+def test_hand_written_losses_become_the_program(case):
+    fn, ops = HAND_WRITTEN[case]
     torch.manual_seed(0)
     X, Y = torch.randn(8, 2), torch.randn(8, 1)
     w = torch.zeros(2, 1, requires_grad=True)
@@ -304,8 +312,9 @@ def test_hand_written_losses_are_read_from_the_graph(case):
                 b -= 0.1 * b.grad
                 w.grad.zero_()
                 b.grad.zero_()
-    spec = tr.trace.meta["loss"]
-    assert (spec["name"], spec["divide_by"]) == (name, divide_by)
+    prog = tr.trace.meta["program"]
+    assert [n["op"] for n in prog["nodes"]] == ["matmul", "add"] + ops
+    assert prog["outputs"]["target"] == "Y" and prog["outputs"]["prediction"] == "add1"
     report = tracer.check(tr.trace)
     assert report.ok, str(report)
 

@@ -34,11 +34,13 @@ def test_the_math_reports_what_it_cannot_check_as_cannot_check():
     assert "hinge" in info.value.reason
 
 
-def test_the_torch_graph_reader_uses_the_shared_class():
+def test_the_torch_program_builder_uses_the_shared_class():
     torch = pytest.importorskip("torch")
-    from hooks.torch import graph
+    from hooks.torch import trace_torch
+    from hooks.torch.emit import Unsupported
+    assert issubclass(Unsupported, UnsupportedModel)
     w = torch.ones(2, 1, requires_grad=True)
-    loss = torch.sin(torch.ones(3, 2) @ w).sum()       # sin is outside the dense-stack vocabulary
-    g = graph.analyze(loss)
-    assert g.loss_reason or g.reason
-    assert graph.UnsupportedModel is UnsupportedModel
+    with trace_torch(strict=True) as tr:
+        torch.cosh(torch.ones(3, 2) @ w).sum().backward()      # cosh is outside the registry
+    (entry,) = tr.trace.meta["program"]["unsupported"]
+    assert entry["op"] == "cosh" and entry["where"].startswith("test_errors.py:")

@@ -160,3 +160,16 @@ def test_every_and_summary_bound_memory():
     for s in range(100):     # summary capture does not grow the value buffers: only the
         rec.record_step(epoch=2, batch=s + 1, params_before={"w": w}, params_after={"w": w + 1})
     assert 0 < rec.nbytes - held < 100 * 400 < w.nbytes * 3 * 100   # per-step scalars, counted
+
+
+def test_class_scores_against_class_numbers_round_trip(tmp_path):
+    """Predictions wider than the targets (3 class scores against 1 class number) load back."""
+    from tracer import Recorder, Trace
+    rec = Recorder(meta={"framework": "torch"})
+    rec.set_data(np.arange(8.0).reshape(4, 2), np.array([[0], [2], [1], [2]]))
+    w = np.zeros((3, 2))
+    rec.record_step(epoch=1, batch=1, params_before={"w": w}, params_after={"w": w + 1}, rows=np.arange(4),
+                    y_pred=np.ones((4, 3)), loss=1.0)
+    loaded = Trace.load(rec.trace().save(tmp_path / "cls.trace"))
+    assert [c for c in loaded.samples.columns if c.startswith("y_pred")] == ["y_pred0", "y_pred1", "y_pred2"]
+    assert loaded.data["y"].tolist() == [0, 2, 1, 2]

@@ -23,11 +23,14 @@ def _load(path):
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Trace the built-in example (S0), check it, export it, show a short table."""
+    """Trace the built-in example (S0; S2 in mini-batches with --minibatch), check it, export it."""
+    if args.minibatch:
+        from .minibatch_demo import run_minibatch_demo
+        return run_minibatch_demo(Path(args.out or "steptrace-demo-minibatch"))
     from .. import check
     from .examples import s0_numpy
 
-    out = Path(args.out)
+    out = Path(args.out or "steptrace-demo")
     print("steptrace demo: NumPy full-batch gradient descent on y = 13x + 2 + noise "
           "(1000 rows, 100 iterations, lr 0.02)")
     trace, weights, biases = s0_numpy()
@@ -141,7 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="steptrace", description="Step-by-step training debugger: trace, check, explain, export.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="trace, check and export the built-in example (S0)")
-    p.add_argument("--out", default="steptrace-demo", help="output directory (default: %(default)s)")
+    p.add_argument("--out", default=None,
+                   help="output directory (default: steptrace-demo, or steptrace-demo-minibatch)")
+    p.add_argument("--minibatch", action="store_true",
+                   help="S2's 12 rows in NumPy mini-batches of 4 over 4 epochs (plain SGD): epoch vs batch vs "
+                        "iteration, and the running loss Keras logs within an epoch")
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser("check", help="check a saved trace against the math")
     p.add_argument("trace", help="trace directory written by Trace.save")

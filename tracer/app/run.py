@@ -3,8 +3,9 @@
 Why: people debug the script they have, often pasted from a tutorial, and will not
 edit it to try a tool. This runs the script as ``__main__`` (its own arguments,
 working directory, ``sys.path[0]``, output and exit code) with tracing switched on
-for whatever it trains (:mod:`hooks.autotrace`): every Keras ``Model.fit`` call and
-every PyTorch training loop. Each run is saved as soon as it ends, so a script that
+for whatever it trains (:mod:`hooks.autotrace`): every Keras ``Model.fit`` call,
+every PyTorch training loop and, with ``--numpy-params weights,biases``, the NumPy
+loop that updates those variables. Each run is saved as soon as it ends, so a script that
 raises later still leaves it; at the end every run is checked against the math, its
 summary printed, and CSV files and an Excel workbook written beside it::
 
@@ -29,7 +30,7 @@ from pathlib import Path
 from ..errors import SteptraceError, TraceInputError
 from ..progress import ClearingStream, LiveProgress, is_tty
 from .exit_codes import EXIT_BAD_INPUT
-from .run_options import build_parser, parse_runs, parse_size
+from .run_options import NUMPY_OPTIONS, build_parser, parse_names, parse_runs, parse_size
 from .script import run_script
 
 __all__ = ["main", "build_parser", "parse_runs", "parse_size", "run_script", "default_out_dir"]
@@ -197,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
 
     saver = _Saver(out)
     auto = AutoTrace(every=args.every, capture=args.capture, max_bytes=options["max_bytes"],
-                     select=options["select"], frameworks=options["frameworks"], on_finish=saver)
+                     select=options["select"], frameworks=options["frameworks"], on_finish=saver,
+                     numpy=options["numpy"])
     show = args.progress == "on" or (args.progress == "auto" and is_tty(sys.stderr))
     progress = None
     saved_streams = (sys.stdout, sys.stderr)
@@ -215,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         if progress is not None:
             progress.stop()
             sys.stdout, sys.stderr = saved_streams
+    options["numpy_status"] = (auto.numpy_arrivals, list(auto.numpy_notes))
     return _report(args, options, code, error, saver.saved)
 
 
@@ -228,13 +231,60 @@ def _resolve(args) -> dict:
         raise TraceInputError(f"--every: expected a positive integer, got {args.every}")
     max_bytes = parse_size(args.max_memory)
     select = parse_runs(args.runs)
+    numpy = _numpy_loop(args, script)
     out = Path(args.out).resolve() if args.out else default_out_dir(script)
     try:
         created = _prepare_out_dir(out)
     except OSError as exc:
         raise TraceInputError(f"--out: cannot create the output directory {out}: {exc.strerror or exc}") from None
     return {"script": script, "out": out, "created": created, "max_bytes": max_bytes, "select": select,
-            "frameworks": ("keras", "torch") if args.framework == "all" else (args.framework,)}
+            "frameworks": ("keras", "torch") if args.framework == "all" else (args.framework,),
+            "numpy": numpy}
+
+
+def _numpy_loop(args, script: Path):
+    """``(site, options)`` of the NumPy loop named by ``--numpy-params`` (None without it)."""
+    given = [f"--{name.replace('_', '-')}" for name in NUMPY_OPTIONS if getattr(args, name) is not None]
+    if args.numpy_params is None:
+        if given:
+            raise TraceInputError(f"{given[0]}: names a variable of a NumPy loop; give --numpy-params too")
+        return None
+    for name in NUMPY_OPTIONS:
+        value = getattr(args, name)
+        if value is not None and not value.isidentifier():
+            raise TraceInputError(f"--{name.replace('_', '-')}: expected a variable name, got {value!r}")
+    from hooks.autotrace.numpy_loop import find_loop
+    from hooks.autotrace.numpy_steps import NumpyOptions
+    params = parse_names(args.numpy_params)
+    try:
+        source = script.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TraceInputError(f"SCRIPT: cannot read {script}: {exc}") from None
+    site = find_loop(source, str(script), params)
+    return site, NumpyOptions(params, predictions=args.predictions, loss=args.loss, inputs=args.inputs,
+                              targets=args.targets, model=args.numpy_model, loss_fn=args.numpy_loss)
+
+
+def _nothing_traced(args, options, imported) -> str:
+    """Why no run was recorded, in the user's terms."""
+    names = {"keras": "Keras", "torch": "PyTorch"}
+    if options["numpy"] is not None:
+        site = options["numpy"][0]
+        arrivals, notes = options["numpy_status"]
+        if not arrivals:
+            why = f"the NumPy loop at {site.describe()} never ran"
+        else:
+            why = f"the NumPy loop at {site.describe()} completed no iteration"
+        return why + "".join(f"; {n}" for n in notes)
+    if not imported:
+        return "it imported neither Keras nor PyTorch"
+    if not set(imported) & set(options["frameworks"]):
+        return (f"it imported {' and '.join(names[f] for f in imported)}, which "
+                f"--framework {args.framework} leaves untraced")
+    why = f"it imported {' and '.join(names[f] for f in imported)} but no training step was recorded"
+    if args.runs != "all":
+        why += f" in the selected runs ({args.runs})"
+    return why
 
 
 def _report(args, options, code, error, entries) -> int:
@@ -243,16 +293,7 @@ def _report(args, options, code, error, entries) -> int:
     # the runner imports no framework, so these are the script's own imports
     imported = [f for f in ("keras", "torch") if f in sys.modules]
     if not entries:
-        names = {"keras": "Keras", "torch": "PyTorch"}
-        if not imported:
-            why = "it imported neither Keras nor PyTorch"
-        elif not set(imported) & set(options["frameworks"]):
-            why = (f"it imported {' and '.join(names[f] for f in imported)}, which "
-                   f"--framework {args.framework} leaves untraced")
-        else:
-            why = f"it imported {' and '.join(names[f] for f in imported)} but no training step was recorded"
-            if args.runs != "all":
-                why += f" in the selected runs ({args.runs})"
+        why = _nothing_traced(args, options, imported)
         _say(f"steptrace: {script.name} trained nothing steptrace can trace ({why}); no trace written.")
         if options["created"]:
             shutil.rmtree(out, ignore_errors=True)      # leave nothing behind for nothing

@@ -13,7 +13,10 @@ from typing import Callable
 from ..errors import TraceInputError
 from ..recorder import CAPTURE_MODES
 
-__all__ = ["parse_size", "parse_runs", "build_parser"]
+__all__ = ["parse_size", "parse_runs", "parse_names", "build_parser", "NUMPY_OPTIONS"]
+
+#: the options that name a NumPy loop's variables (valid only with --numpy-params)
+NUMPY_OPTIONS = ("predictions", "loss", "inputs", "targets", "numpy_model", "numpy_loss")
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
@@ -52,17 +55,56 @@ def parse_runs(text: str) -> Callable[[int], bool]:
     return lambda n: any(lo <= n <= hi for lo, hi in ranges)
 
 
+def parse_names(text: str) -> list[str]:
+    """``"weights,biases"`` -> ``["weights", "biases"]`` (Python variable names, each once)."""
+    names = [n.strip() for n in str(text).split(",")]
+    bad = [n for n in names if not n.isidentifier()]
+    if bad or len(set(names)) != len(names):
+        raise TraceInputError(f"--numpy-params: expected comma-separated variable names such as weights,biases, "
+                              f"got {text!r}")
+    return names
+
+
+def _numpy_group(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "NumPy loops", "A hand-written NumPy loop is traced by reading its variables at each arrival at the\n"
+                       "loop's first line (sys.settrace on that one frame). Names not given are looked up\n"
+                       "among the defaults listed; each guess is noted in the run's summary.")
+    g.add_argument("--numpy-params", metavar="NAMES",
+                   help="comma-separated names of the parameters the loop updates, e.g. weights,biases: the "
+                        "innermost for/while loop whose body assigns all of them is traced, one step per iteration")
+    g.add_argument("--predictions", metavar="NAME",
+                   help="the loop's variable holding the batch's predictions "
+                        "(default: outputs, output, y_pred, predictions, preds, pred, y_hat, yhat, out or A)")
+    g.add_argument("--loss", metavar="NAME", help="the loop's variable holding the loss (default: loss, cost or J)")
+    g.add_argument("--inputs", metavar="NAME",
+                   help="the variable holding all the training inputs, one row per sample "
+                        "(default: x, X, inputs, features, x_train or X_train)")
+    g.add_argument("--targets", metavar="NAME",
+                   help="the variable holding all the targets (default: y, Y, targets, labels, y_train or Y_train)")
+    g.add_argument("--numpy-model", metavar="FUNC",
+                   help="a function of the script computing the predictions, FUNC(params..., x): its NumPy "
+                        "operations become the model the checker recomputes (default: the checker tries a "
+                        "linear model and says so)")
+    g.add_argument("--numpy-loss", metavar="FUNC",
+                   help="a function of the script computing the loss, FUNC(y_pred, y) (default: the checker "
+                        "identifies the loss from the recorded values)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``steptrace run`` argument parser (exposed for --help and tests)."""
     p = argparse.ArgumentParser(
         prog="steptrace run",
         usage="steptrace run [options] SCRIPT [ARGS...]",
         description="Run a training script unchanged, as `python SCRIPT ARGS...` would, and trace\n"
-                    "every Keras Model.fit call and the PyTorch training it does. Each run is saved,\n"
+                    "every Keras Model.fit call and the PyTorch training it does (and, with\n"
+                    "--numpy-params, its hand-written NumPy training loop). Each run is saved,\n"
                     "checked step by step against the math, and exported to CSV and Excel. The\n"
                     "script's output and exit code are kept; steptrace's messages go to stderr.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Options go before SCRIPT; everything after SCRIPT is passed to the script.\n"
+               "A NumPy script is traced with --numpy-params: steptrace run --numpy-params weights,biases\n"
+               "--loss loss train.py (its loop is one run).\n"
                "Each Keras fit call is one run, and so is each PyTorch training loop (a loop that\n"
                "trains other tensors starts a new one; PyTorch runs are numbered when the script\n"
                "ends). Output: DIR/run_N/ (the trace: steptrace check/explain/\n"
@@ -87,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--max-memory", default="2G", metavar="SIZE",
                      help="memory budget per run; past it the run falls back to summary capture, "
                           "e.g. 512M, 2G, none (default: %(default)s)")
+    _numpy_group(p)
     after = p.add_argument_group("after the script")
     after.add_argument("--no-check", action="store_true", help="do not check the runs against the math")
     after.add_argument("--no-csv", action="store_true", help="do not write CSV files")

@@ -25,7 +25,7 @@ def exit_code(exc: SystemExit) -> int:
         return code & 0xFF            # as the operating system reports it (-1 -> 255)
     try:
         print(code, file=sys.stderr)
-    except Exception:
+    except Exception:  # the script's exit message could not be printed (closed stderr): exit 1 regardless
         pass
     return 1
 
@@ -58,7 +58,7 @@ def _print_script_error(exc: BaseException, script: Path) -> None:
         exc.__traceback__ = tb
     try:
         sys.stdout.flush()
-    except Exception:
+    except Exception:  # a closed or broken stdout must not hide the script's own error
         pass
     sys.excepthook(type(exc), exc, exc.__traceback__)
 

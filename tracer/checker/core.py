@@ -23,7 +23,7 @@ from .interpret import name_factor
 from .quantities import check_chunk
 from .report import CheckReport, Finding, TableBuilder
 from .resolve import resolve_program
-from .tolerance import EPS, run_precision, working_dtype
+from .tolerance import EPS, FACTOR, run_precision, working_dtype
 from .updates import check_updates
 
 __all__ = ["check", "CHUNK_BYTES"]
@@ -83,8 +83,14 @@ def _evaluate(trace, program, report, builder, eps, dtype, recomputed):
         else:
             program = found
             report.identified["loss"] = text
-    missing = {n for n, p in arrays.params.items() if np.isnan(p["grad"]).all(axis=1).any()}
-    grads = {n: np.full(arrays.params[n]["grad"].shape, np.nan) for n in missing}
+    if arrays.sample_micro is not None:             # gradient accumulation: sums per step
+        from .accumulated import check_accumulated
+        losses, grads, checked = check_accumulated(program, arrays, groups, dtype, eps, builder, recorded_loss,
+                                                   report, CHUNK_BYTES)
+        recomputed.update({"loss": losses, "grads": grads, "checked": checked})
+        return program
+    missing = {n for n, p in arrays.params.items() if np.isnan(p.grad).all(axis=1).any()}
+    grads = {n: np.full(arrays.params[n].grad.shape, np.nan) for n in missing}
     for sub in chunks(groups, _bytes_per_step(arrays, program), CHUNK_BYTES):
         try:
             res, _ = check_chunk(program, arrays, sub, dtype, eps, builder, recorded_loss, missing)
@@ -107,7 +113,7 @@ def _evaluate(trace, program, report, builder, eps, dtype, recomputed):
 
 def _bytes_per_step(arrays, program) -> int:
     """A generous estimate of one step's working memory (values, gradients, magnitudes)."""
-    params = sum(p["before"].shape[1] for p in arrays.params.values())
+    params = sum(p.before.shape[1] for p in arrays.params.values())
     rows = 0
     if arrays.inputs is not None and arrays.sample_step.size:
         rows = int(np.bincount(np.unique(arrays.sample_step, return_inverse=True)[1]).max())
@@ -125,12 +131,22 @@ def _recorded_loss(arrays) -> dict:
 def _logged_and_diagnoses(trace, report, builder, eps, losses, program):
     from .diagnoses import diagnose
     from .logged import check_logged
+    from .recompute import batch_losses
+    rtol = max(1e-5, 64 * eps)
+
+    def loss_magnitudes(steps):
+        return batch_losses(trace, steps, program, magnitudes=True)
     try:
-        rows = check_logged(trace, batch_losses=losses or None)
+        rows = check_logged(trace, batch_losses=losses or None,
+                            loss_magnitudes=loss_magnitudes if program is not None and program.has_loss else None,
+                            rtol=rtol)
     except SteptraceError as exc:
         report.cannot_check.append(f"logged values: {exc}")
         rows = []
-    builder.add_rows(rows, rtol=max(1e-5, 64 * eps), atol=1e-6 if eps > 1e-10 else 1e-12)
+    for row in rows:              # against a magnitude, the run's own rounding factor applies
+        if row.get("scale") is not None:
+            row["rtol"] = FACTOR * eps
+    builder.add_rows(rows, rtol=rtol, atol=1e-6 if eps > 1e-10 else 1e-12)
     for f in diagnose(trace, program if program is not None and program.has_loss else None, report.context):
         report.findings.append(Finding(kind=f["kind"], message=f["message"], param=f.get("param"),
                                        step=f.get("step"), failed=f.get("failed", True), fix=f.get("fix"),

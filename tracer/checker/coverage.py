@@ -31,7 +31,7 @@ def account(trace, report, checked: dict) -> None:
         recorded_pred = np.unique(arrays.sample_step[~np.isnan(arrays.sample_pred).all(axis=1)]).size
         _compare(report, "prediction", recorded_pred, checked.get("prediction", 0))
     for name, p in arrays.params.items():
-        rec = int((~np.isnan(p["grad"]).all(axis=1)).sum())
+        rec = int((~np.isnan(p.grad).all(axis=1)).sum())
         if rec and not any(name in c for c in report.cannot_check):
             _compare(report, f"gradient of {name}", rec, checked.get("grad:" + name, 0))
     for name, (done, total) in (report.context.get("partial_updates") or {}).items():

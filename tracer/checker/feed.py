@@ -21,27 +21,47 @@ __all__ = ["StepGroup", "step_groups", "leaves", "chunks", "rows_of_steps"]
 class StepGroup:
     """Steps sharing a batch size: ``steps`` (S,), ``rows`` (S, B) positions in the data
     (None when the program reads no data), ``param_pos`` (S,) positions into the
-    parameter arrays (-1 where parameters were not captured)."""
+    parameter arrays (-1 where parameters were not captured), ``micro`` (S,) the
+    micro-step of each entry when the run accumulated gradients (an entry is then one
+    micro-batch, and several entries share a step), else None."""
 
     steps: np.ndarray
     rows: np.ndarray | None
     param_pos: np.ndarray
+    micro: np.ndarray | None = None
 
     def subset(self, sel) -> "StepGroup":
         """The steps picked by ``sel`` (a mask or slice)."""
-        return StepGroup(self.steps[sel], None if self.rows is None else self.rows[sel], self.param_pos[sel])
+        return StepGroup(self.steps[sel], None if self.rows is None else self.rows[sel], self.param_pos[sel],
+                         None if self.micro is None else self.micro[sel])
+
+    @property
+    def keys(self) -> np.ndarray:
+        """One key per entry: the step, or (step, micro-step) folded into one integer."""
+        return unit_keys(self.steps, self.micro)
 
     @property
     def batch_size(self) -> int | None:
         return None if self.rows is None else int(self.rows.shape[1])
 
 
+MICRO_BASE = 1 << 20     # micro-steps per step, at most
+
+
+def unit_keys(steps, micro) -> np.ndarray:
+    """The step of each entry, or ``step * MICRO_BASE + micro`` when there are micro-steps."""
+    steps = np.asarray(steps, dtype=np.int64)
+    return steps if micro is None else steps * MICRO_BASE + np.asarray(micro, dtype=np.int64)
+
+
 def rows_of_steps(arrays) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(steps, starts, counts, order)``: the samples table sorted by step (stable), each
-    recorded step with the start and length of its block of rows in ``order``."""
-    order = np.argsort(arrays.sample_step, kind="stable")
-    steps, starts, counts = np.unique(arrays.sample_step[order], return_index=True, return_counts=True)
-    return steps, starts, counts, order
+    """``(keys, starts, counts, order)``: the samples table sorted by step (and micro-step,
+    see :func:`unit_keys`), stable, each key with the start and length of its block of
+    rows in ``order``."""
+    key = unit_keys(arrays.sample_step, arrays.sample_micro)
+    order = np.argsort(key, kind="stable")
+    keys, starts, counts = np.unique(key[order], return_index=True, return_counts=True)
+    return keys, starts, counts, order
 
 
 def step_groups(arrays, needs_rows: bool = True) -> list[StepGroup]:
@@ -55,7 +75,9 @@ def step_groups(arrays, needs_rows: bool = True) -> list[StepGroup]:
         return [StepGroup(steps, None, np.arange(steps.size, dtype=np.int64))]
     if arrays.inputs is None or arrays.sample_step.size == 0:
         return []
-    steps, starts, counts, order = rows_of_steps(arrays)
+    keys, starts, counts, order = rows_of_steps(arrays)
+    micro = arrays.sample_micro is not None
+    steps_of = keys // MICRO_BASE if micro else keys
     s_row = arrays.sample_row[order]
     groups = []
     for size in np.unique(counts):
@@ -65,8 +87,9 @@ def step_groups(arrays, needs_rows: bool = True) -> list[StepGroup]:
         ok = (rows >= 0).all(axis=1)
         if not ok.any():
             continue
-        st = steps[sel][ok]
-        groups.append(StepGroup(st, rows[ok], np.array([pos_of.get(int(s), -1) for s in st], dtype=np.int64)))
+        st = steps_of[sel][ok]
+        groups.append(StepGroup(st, rows[ok], np.array([pos_of.get(int(s), -1) for s in st], dtype=np.int64),
+                                (keys[sel][ok] % MICRO_BASE) if micro else None))
     return groups
 
 

@@ -35,18 +35,22 @@ def guess_linear_model(trace) -> dict | None:
     k, m = arrays.inputs.shape[1], arrays.targets.shape[1]
     weight = bias = None
     transpose = False
+    flat = False
     for name, p in arrays.params.items():
-        shape = tuple(p["shape"])
+        shape = tuple(p.shape)
         if len(shape) == 2 and shape == (k, m) and weight is None:
             weight = name
         elif len(shape) == 2 and shape == (m, k) and weight is None:
             weight, transpose = name, True
-        elif shape in ((m,), (1, m)) and bias is None:
+        elif shape == (k,) and m == 1 and weight is None:      # x @ w with a vector w: one output per row
+            weight, flat = name, True
+        elif shape in ((m,), (1, m), ()) and bias is None:   # a Python float bias is a scalar
             bias = name
     if weight is None or len(arrays.params) > 2 or (len(arrays.params) == 2 and bias is None):
         return None
-    return {"kind": "dense_stack", "layers": [{"type": "dense", "weight": weight, "bias": bias,
-                                               "transpose": transpose, "activation": "linear"}]}
+    return {"kind": "dense_stack", "flat_output": flat,
+            "layers": [{"type": "dense", "weight": weight, "bias": bias, "transpose": transpose,
+                        "activation": "linear"}]}
 
 
 def candidate_losses(n_outputs: int, class_targets: bool) -> list[tuple[dict, str]]:
@@ -129,6 +133,11 @@ def sgd_rate(update, grad, magnitude, eps: float) -> float | None:
     return lr
 
 
+def _sample_rows(n: int, most: int = 32) -> np.ndarray:
+    """Up to ``most`` recorded steps spread over the run (enough to read a learning rate)."""
+    return np.unique(np.linspace(0, n - 1, min(n, most)).astype(np.int64)) if n else np.zeros(0, np.int64)
+
+
 def identify_sgd(arrays, grads: dict, eps: float = 2.2e-16):
     """The plain-SGD learning rate that explains the updates (see :func:`sgd_rate`).
 
@@ -140,8 +149,9 @@ def identify_sgd(arrays, grads: dict, eps: float = 2.2e-16):
     for name, p in arrays.params.items():
         if name not in grads:
             continue
-        before, after = p["before"].astype(np.float64), p["after"].astype(np.float64)
-        rate = sgd_rate(after - before, grads[name], np.maximum(np.abs(before), np.abs(after)), eps)
+        rows = _sample_rows(p.before.shape[0])      # the update check then verifies every step
+        before, after = p.before[rows].astype(np.float64), p.after[rows].astype(np.float64)
+        rate = sgd_rate(after - before, grads[name][rows], np.maximum(np.abs(before), np.abs(after)), eps)
         if rate is not None:
             per_param[name] = rate
     if not per_param:

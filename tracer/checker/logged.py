@@ -46,6 +46,7 @@ class LoggedSeries:
     running: np.ndarray
     actual: np.ndarray
     notes: list = field(default_factory=list)
+    scales: np.ndarray | None = None       # rounding magnitudes of ``running`` (losses only, when needed)
 
 
 def padded_batches(trace, steps: np.ndarray):
@@ -207,24 +208,31 @@ def logged_values(trace, batch_losses: dict | None = None) -> dict[str, LoggedSe
     return out
 
 
-def check_logged(trace, batch_losses: dict | None = None) -> list[dict]:
+def check_logged(trace, batch_losses: dict | None = None, loss_magnitudes=None, rtol: float = 1e-5) -> list[dict]:
     """Rows comparing every logged per-batch and per-epoch value with its recomputation.
 
     Each row: ``step``, ``quantity`` (``logged_<name>`` after a batch,
     ``epoch_logged_<name>`` at an epoch's end; the step is then the epoch's last
     step), ``param`` and ``sample`` (None), ``expected`` (recomputed) and
-    ``actual`` (what the framework logged).
+    ``actual`` (what the framework logged). ``loss_magnitudes(steps) -> {step: M}``,
+    when given, supplies the batch losses' rounding magnitudes: a logged loss that
+    misses the fixed ``rtol`` is then judged against the running mean of those (a
+    saturated cross-entropy is ill-conditioned in float32), like the loss check itself.
     """
     rows = []
     series = logged_values(trace, batch_losses)
+    if loss_magnitudes is not None and "loss" in series:
+        _loss_scales(series["loss"], loss_magnitudes, rtol)
     epochs_tab = trace.arrays().epochs or {}
     ep_col = np.asarray(epochs_tab.get("epoch", []), dtype=np.int64)
     for name, s in series.items():
-        for step, exp, act in zip(s.steps.tolist(), s.running.tolist(), s.actual.tolist()):
+        scales = s.scales
+        for i, (step, exp, act) in enumerate(zip(s.steps.tolist(), s.running.tolist(), s.actual.tolist())):
             if np.isnan(act):
                 continue
             rows.append({"step": int(step), "quantity": "logged_" + name, "param": None, "sample": None,
-                         "expected": float(exp), "actual": float(act)})
+                         "expected": float(exp), "actual": float(act),
+                         "scale": None if scales is None else float(scales[i])})
         logged = epochs_tab.get("logged_" + name)
         if logged is None:
             continue
@@ -235,5 +243,22 @@ def check_logged(trace, batch_losses: dict | None = None) -> list[dict]:
                 continue
             last = np.flatnonzero(s.epochs == e)[-1]
             rows.append({"step": int(s.steps[last]), "quantity": "epoch_logged_" + name, "param": None,
-                         "sample": None, "expected": float(s.running[last]), "actual": float(logged[hit[0]])})
+                         "sample": None, "expected": float(s.running[last]), "actual": float(logged[hit[0]]),
+                         "scale": None if scales is None else float(scales[last])})
     return rows
+
+
+def _loss_scales(s: LoggedSeries, loss_magnitudes, rtol: float) -> None:
+    """Set ``s.scales`` (running mean of the batch losses' magnitudes) when a logged loss
+    misses the fixed tolerance; computed only then (it costs a forward pass)."""
+    with np.errstate(invalid="ignore"):
+        miss = np.abs(s.running - s.actual) > rtol * np.maximum(np.abs(s.running), np.abs(s.actual))
+    if not np.any(miss & ~np.isnan(s.actual)):
+        return
+    mags = loss_magnitudes(s.steps)
+    m = np.array([mags.get(int(k), np.nan) for k in s.steps])
+    if not np.isfinite(m).all():
+        return
+    total, count = loss_terms(m, s.batch_size)
+    ct, cc = running(total, count, s.epochs)
+    s.scales = ct / cc

@@ -57,7 +57,7 @@ def check_chunk(program, arrays, sub, dtype, eps, builder, recorded_loss, want_g
     for name, g in grads.items():
         p = arrays.params[name]
         g = g.reshape(len(sub.steps), -1)
-        rec = p["grad"][sub.param_pos]
+        rec = p.grad[sub.param_pos]
         if rec.shape[1] != g.shape[1]:
             res.mismatched_grads.append((name, rec.shape[1], g.shape[1]))
             continue
@@ -124,8 +124,8 @@ def _predictions(program, arrays, sub, ev, mags, builder, rtol, res):
 def _recorded_predictions(arrays, sub):
     """Recorded predictions of the chunk's steps, ``(S, B, m)`` in row order."""
     from .feed import rows_of_steps
-    steps, starts, counts, order = _cached_order(arrays, rows_of_steps)
-    pos = np.searchsorted(steps, sub.steps)
+    keys, starts, counts, order = _cached_order(arrays, rows_of_steps)
+    pos = np.searchsorted(keys, sub.keys)
     B = sub.rows.shape[1]
     idx = order[starts[pos][:, None] + np.arange(B)[None, :]]
     return arrays.sample_pred[idx].astype(np.float64)

@@ -63,8 +63,9 @@ def evaluate_full_data(trace, step: int, which: str, program=None) -> Evaluation
     return Evaluation(program, leaves(program, arrays, sub, _dtype(trace), which), _dtype(trace))
 
 
-def batch_losses(trace, steps, program=None) -> dict:
-    """``{step: loss}`` recomputed by the program for ``steps`` (those that can be)."""
+def batch_losses(trace, steps, program=None, magnitudes: bool = False) -> dict:
+    """``{step: loss}`` recomputed by the program for ``steps`` (those that can be);
+    with ``magnitudes`` the loss's rounding magnitude instead (for tolerances)."""
     program = program or program_of(trace)
     if program is None or not program.has_loss:
         return {}
@@ -77,7 +78,9 @@ def batch_losses(trace, steps, program=None) -> dict:
             continue
         sub = g.subset(sel)
         ev = Evaluation(program, leaves(program, arrays, sub, _dtype(trace)), _dtype(trace), outputs=("loss",))
-        out.update(zip(sub.steps.tolist(), ev.loss.astype(np.float64).tolist()))
+        values = ev.magnitudes()[program.outputs["loss"]] if magnitudes else ev.loss
+        for s, v in zip(sub.steps.tolist(), np.asarray(values, dtype=np.float64).tolist()):
+            out[s] = out.get(s, 0.0) + v          # micro-batches of one step add up
     return out
 
 

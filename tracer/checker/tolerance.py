@@ -36,7 +36,7 @@ def run_precision(trace) -> str:
         if dt in EPS:
             found.add(dt)
     for p in trace.arrays().params.values():
-        found.add({2: "float16", 4: "float32"}.get(p["before"].dtype.itemsize, "float64"))
+        found.add({2: "float16", 4: "float32"}.get(p.before.dtype.itemsize, "float64"))
     for name in _ORDER:
         if name in found:
             return name

@@ -16,7 +16,9 @@ from ..errors import SteptraceError
 from ..math.clipping import Clipping, transforms_of
 from ..math.optimizers import get_optimizer
 from . import identify
+from .compare import badness, worst_per_row
 from .quantities import add_worst
+from .tolerance import FACTOR
 
 __all__ = ["check_updates"]
 
@@ -60,12 +62,16 @@ def check_updates(trace, report, builder, eps, opt_spec, expected_grads):
         t = param_step.astype(np.float64)
     lr_rec = col("lr")
     clipping = _clipping(trace, report, opt_spec, expected_grads)
+    unmodelled = (opt_spec or {}).get("unmodelled") or {}
     for name, p in arrays.params.items():
+        if name in unmodelled:         # the hook saw something the rule does not describe
+            report.cannot_check.append(f"update of {name}: {unmodelled[name]}")
+            continue
         _check_param(name, p, rules[name], param_step, t, lr_rec if opt_spec is not None else None,
                      expected_grads.get(name), builder, report, eps, clipping)
     if clipping is not None:
         report.context["clipping"] = {"transforms": clipping.transforms, "active_steps": int(clipping.active.sum()),
-                                      "steps": int(param_step.size)}
+                                      "steps": int(param_step.size), "largest": list(clipping.largest)}
 
 
 def _clipping(trace, report, opt_spec, expected_grads):
@@ -86,7 +92,7 @@ def _clipping(trace, report, opt_spec, expected_grads):
 
 def _used_grad(p, expected, i0, i1):
     """The gradient rows the update used: recorded, else the program's recomputation."""
-    g = p["grad"][i0:i1].astype(np.float64)
+    g = p.grad[i0:i1].astype(np.float64)
     if expected is not None:
         g = np.where(np.isnan(g), expected[i0:i1], g)
     return g
@@ -98,7 +104,7 @@ def _rules(arrays, report, opt_spec, expected_grads, frozen, eps):
         for name, p in arrays.params.items():
             if name in frozen:
                 continue
-            g = p["grad"].astype(np.float64)
+            g = p.grad.astype(np.float64)
             exp = expected_grads.get(name)
             if exp is not None:
                 g = np.where(np.isnan(g), exp, g)
@@ -124,15 +130,15 @@ def _rules(arrays, report, opt_spec, expected_grads, frozen, eps):
 
 
 def _check_param(name, p, rule, param_step, t, lr_rec, expected, builder, report, eps, clipping=None):
-    n, size = p["before"].shape
-    shape = tuple(p["shape"])
+    n, size = p.before.shape
+    shape = tuple(p.shape)
     per = max(1, CHUNK_ELEMENTS // max(1, size))
     checked = 0
-    rtol = 64 * eps       # the rule's own arithmetic in the run's precision, relative to the update
+    rtol = FACTOR * eps   # against the rounding magnitudes of the rule's own arithmetic
     for i0 in range(0, n, per):
         i1 = min(n, i0 + per)
-        before = p["before"][i0:i1].astype(np.float64)
-        after = p["after"][i0:i1].astype(np.float64)
+        before = p.before[i0:i1].astype(np.float64)
+        after = p.after[i0:i1].astype(np.float64)
         g = _used_grad(p, expected, i0, i1)
         if clipping is not None:
             g = clipping.apply(name, i0, i1, g)
@@ -146,22 +152,30 @@ def _check_param(name, p, rule, param_step, t, lr_rec, expected, builder, report
         lr_used = None
         if lr_rec is not None and np.isfinite(lr_rec[i0:i1][ok]).all():
             lr_used = lr_rec[i0:i1][ok]
-        new_p, new_state = rule.step(before[ok].reshape((k,) + shape), g[ok].reshape((k,) + shape), sb,
-                                     t[i0:i1][ok], lr_used)
+        args = (before[ok].reshape((k,) + shape), g[ok].reshape((k,) + shape), sb, t[i0:i1][ok], lr_used)
+        new_p, new_state = rule.step(*args)
+        mags = _LazyMags(rule, args, k)
         exp_update = np.asarray(new_p).reshape(k, -1) - before[ok]
         act_update = after[ok] - before[ok]
         # the recorded update carries the rounding of the value itself: eps * |p| per step
         scale = np.maximum(np.abs(before[ok]), np.abs(after[ok])) * (8 * eps / rtol)
+        bad = badness(exp_update, act_update, rtol, scale)
+        if not worst_per_row(bad)[1]:          # not conclusive: the rule's rounding magnitudes decide
+            scale = np.maximum(scale, mags.of("p"))
+            bad = badness(exp_update, act_update, rtol, scale)
         steps = param_step[i0:i1][ok]
-        add_worst(builder, "update", name, steps, exp_update, act_update, scale, rtol)
+        add_worst(builder, "update", name, steps, exp_update, act_update, scale, rtol, bad=bad)
         for slot, value in new_state.items():
             rec = _recorded_slot(p, slot)
             if rec is None:
                 continue
             r = rec[i0:i1][ok].astype(np.float64)
             ev = np.asarray(value, dtype=np.float64).reshape(r.shape)
-            sc = np.maximum(np.abs(ev).max(axis=1, keepdims=True), np.abs(r).max(axis=1, keepdims=True))
-            add_worst(builder, slot, name, steps, ev, r, np.broadcast_to(sc, ev.shape), 64 * eps)
+            sc, bad = None, badness(ev, r, rtol)
+            if not worst_per_row(bad)[1]:
+                sc = mags.of(slot)
+                bad = badness(ev, r, rtol, sc)
+            add_worst(builder, slot, name, steps, ev, r, sc, rtol, bad=bad)
         checked += k
     if checked == 0:
         report.cannot_check.append(f"update of {name}: no step with a gradient and a known optimizer state")
@@ -169,11 +183,23 @@ def _check_param(name, p, rule, param_step, t, lr_rec, expected, builder, report
         report.context.setdefault("partial_updates", {})[name] = (checked, n)
 
 
+class _LazyMags:
+    """The rule's rounding magnitudes for a chunk, computed on first use (flattened rows)."""
+
+    def __init__(self, rule, args, k):
+        self.rule, self.args, self.k, self.done = rule, args, k, None
+
+    def of(self, name):
+        if self.done is None:
+            self.done = self.rule.magnitudes(*self.args)
+        return self.done[name].reshape(self.k, -1)
+
+
 def _recorded_slot(p, slot):
-    from ..math.optimizers import _SLOT_ALIASES   # Keras 3 calls Adam's m/v momentum/velocity
-    for name in (slot, *_SLOT_ALIASES.get(slot, ())):
-        if name in p["slots"]:
-            return p["slots"][name]
+    from ..math.optimizers import SLOT_ALIASES    # Keras 3 calls Adam's m/v momentum/velocity
+    for name in (slot, *SLOT_ALIASES.get(slot, ())):
+        if name in p.slots:
+            return p.slots[name]
     return None
 
 

@@ -38,7 +38,7 @@ class Activation:
         self.vector = vector
 
     @cached_property
-    def derivative(self):
+    def derivative(self) -> sp.Expr:
         """d expr / dz from sympy.diff (softmax: the diagonal Jacobian term ``a (1 - a)``)."""
         if self.vector:
             return self.derivative_in_a
@@ -55,7 +55,7 @@ class Activation:
         d = sp.lambdify([z], self.derivative, "numpy")
         return lambda zz, aa: d(zz)
 
-    def f(self, zv):
+    def f(self, zv: np.ndarray) -> np.ndarray:
         """Forward pass: ``a = f(z)`` elementwise (softmax: over the last axis)."""
         zv = np.asarray(zv, dtype=np.float64)
         if self.vector:
@@ -64,7 +64,7 @@ class Activation:
         with np.errstate(over="ignore"):
             return self._f(zv) * np.ones_like(zv)
 
-    def backward(self, zv, av, upstream):
+    def backward(self, zv: np.ndarray, av: np.ndarray, upstream: np.ndarray) -> np.ndarray:
         """d(loss)/dz given the pre-activation ``z``, output ``a`` and d(loss)/da ``upstream``.
 
         Elementwise: ``upstream * f'(z)``. Softmax: the Jacobian-vector product over the last
@@ -112,7 +112,7 @@ _ALIASES = {None: "linear", "identity": "linear", "none": "linear", "logistic": 
 _CACHE: dict = {}
 
 
-def get_activation(name) -> Activation:
+def get_activation(name: str) -> Activation:
     """Return the :class:`Activation` called ``name`` (``linear``, ``relu``, ``sigmoid``, ``tanh``, ``softmax``)."""
     key = _ALIASES.get(name, name)
     if key not in _REGISTRY:

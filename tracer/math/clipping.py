@@ -64,12 +64,14 @@ class Clipping:
         """``grad_of(name, i0, i1)`` returns the float64 gradient rows ``i0:i1`` of a parameter."""
         self.transforms = transforms
         self.names = list(params)
-        self.sizes = {n: p["before"].shape[1] for n, p in params.items()}
+        self.sizes = {n: p.before.shape[1] for n, p in params.items()}
         self.factors = []              # per transform: name -> (n_steps,) factor, or None for clip_value
         self.active = np.zeros(n_steps, dtype=bool)
+        self.largest: list[float | None] = []   # per transform: the largest norm (or |g|) it saw
         for t in transforms:
             if t["op"] == "clip_value":
                 self.factors.append(None)
+                self.largest.append(None)       # filled as the values are clipped
                 continue
             self.factors.append(self._norm_factors(t, n_steps, grad_of))
 
@@ -91,10 +93,14 @@ class Clipping:
             total = stacked.max(axis=0) if math.isinf(p) else stacked.sum(axis=0) ** (1 / p)
             f = self._factor(total, c, t.get("convention", "torch"))
             out = {k: f for k in names}
+            self.largest.append(_nanmax(total))
         else:
+            norms = []
             for k in names:
                 norm = per[k] if math.isinf(p) else per[k] ** (1 / p)
                 out[k] = self._factor(norm, c, t.get("convention", "keras"))
+                norms.append(_nanmax(norm))
+            self.largest.append(max((v for v in norms if v is not None), default=None))
         for f in out.values():
             self.active |= f < 1
         return out
@@ -108,15 +114,25 @@ class Clipping:
 
     def apply(self, name: str, i0: int, i1: int, g: np.ndarray) -> np.ndarray:
         """The gradient rows ``i0:i1`` of ``name`` after every transform."""
-        for t, f in zip(self.transforms, self.factors):
+        for i, (t, f) in enumerate(zip(self.transforms, self.factors)):
             names = t.get("params") or self.names
             if name not in names:
                 continue
             if f is None:
                 v = float(t["value"])
+                top = _nanmax(np.abs(g))
+                if top is not None:
+                    self.largest[i] = max(top, self.largest[i] or 0.0)
                 clipped = np.clip(g, -v, v)
                 self.active[i0:i1] |= (clipped != g).any(axis=1)
                 g = clipped
             else:
                 g = g * f[name][i0:i1, None]
         return g
+
+
+def _nanmax(a) -> float | None:
+    """The largest finite value of ``a`` (None when it has none)."""
+    a = np.asarray(a, dtype=np.float64)
+    a = a[np.isfinite(a)]
+    return float(a.max()) if a.size else None

@@ -181,7 +181,7 @@ class Loss:
         self._expr = e
 
     @property
-    def elementwise(self):
+    def elementwise(self) -> tuple[sp.Expr, tuple[sp.Symbol, sp.Symbol]]:
         """``(expr, (y_pred, y_true))``: the per-element loss before summing and dividing.
 
         For softmax cross-entropies the expression also holds ``P`` (the row aggregate,
@@ -191,7 +191,7 @@ class Loss:
         return self._expr, (y_pred, y_true)
 
     @cached_property
-    def derivative(self):
+    def derivative(self) -> sp.Expr:
         """d(elementwise)/d(y_pred), from sympy.diff (P and M held fixed)."""
         return sp.diff(self._expr, y_pred)
 
@@ -255,7 +255,7 @@ class Loss:
         Pv = agg(yp, yt, 1.0, Mv).sum(axis=-1, keepdims=True) if agg is not None else 1.0
         return Pv, Mv
 
-    def per_element(self, y_pred, y_true, mask=None):
+    def per_element(self, y_pred: np.ndarray, y_true: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """The elementwise loss terms ``(S, B, m)`` (before summing and dividing); padded rows are 0."""
         yp, yt, mask, _ = self._prepare(y_pred, y_true, mask)
         return self._terms(yp, yt, mask)
@@ -270,12 +270,12 @@ class Loss:
             out = np.where(mask[..., None], out, 0.0)
         return out
 
-    def value(self, y_pred, y_true, mask=None):
+    def value(self, y_pred: np.ndarray, y_true: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """Total batch loss of each step, ``(S,)``: sum of :meth:`per_element` / prod(divide_by)."""
         yp, yt, mask, div = self._prepare(y_pred, y_true, mask)
         return self._terms(yp, yt, mask).sum(axis=(1, 2)) / div
 
-    def grad(self, y_pred, y_true, mask=None):
+    def grad(self, y_pred: np.ndarray, y_true: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """d(total)/d(y_pred), ``(S, B, m)``, from the sympy derivative (chain rule through P)."""
         yp, yt, mask, div = self._prepare(y_pred, y_true, mask)
         f, df, agg, dagg, dP = self._funcs

@@ -64,7 +64,7 @@ class Metric:
                      }.get(kind)
         self._f = sp.lambdify([y_pred, y_true], self.expr, "numpy") if self.expr is not None else None
 
-    def resolve(self, y_pred_shape, y_true_shape) -> str:
+    def resolve(self, y_pred_shape: tuple, y_true_shape: tuple) -> str:
         """The concrete kind: Keras resolves ``"accuracy"`` from the shapes (compile_utils.get_metric)."""
         if self.kind != "accuracy":
             return self.kind
@@ -74,7 +74,7 @@ class Metric:
             return "sparse_categorical_accuracy"
         return "categorical_accuracy"
 
-    def samplewise(self, y_pred_v, y_true_v):
+    def samplewise(self, y_pred_v: np.ndarray, y_true_v: np.ndarray) -> np.ndarray:
         """Each row's value ``(S, B)`` (mean over its outputs; accuracies 0 or 1)."""
         yp = np.asarray(y_pred_v, dtype=np.float64)
         yt = np.asarray(y_true_v, dtype=np.float64)
@@ -95,7 +95,8 @@ class Metric:
             return ((yp > self.threshold).astype(np.float64) == yt).mean(axis=-1)
         return (self._f(yp, yt) * np.ones_like(yp)).mean(axis=-1)
 
-    def batch_terms(self, y_pred_v, y_true_v, mask=None):
+    def batch_terms(self, y_pred_v: np.ndarray, y_true_v: np.ndarray,
+                    mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(total, count)``, each ``(S,)``: what one step adds to the metric's state."""
         vals = self.samplewise(y_pred_v, y_true_v)
         if mask is None:
@@ -105,7 +106,7 @@ class Metric:
             raise TraceInputError(f"mask: expected a boolean array shaped {vals.shape}, got {mask.shape}")
         return np.where(mask, vals, 0.0).sum(axis=1), mask.sum(axis=1).astype(np.float64)
 
-    def result(self, total, count):
+    def result(self, total: np.ndarray, count: np.ndarray) -> np.ndarray:
         """The value the framework logs from accumulated ``total`` and ``count``."""
         total = np.asarray(total, dtype=np.float64)
         count = np.asarray(count, dtype=np.float64)
@@ -121,19 +122,19 @@ class Metric:
         return f"Metric({self.kind!r})"
 
 
-def get_metric(spec) -> Metric:
+def get_metric(spec: dict | str) -> Metric:
     """Return the :class:`Metric` for one entry of ``meta["metrics"]`` (or a kind name)."""
     return Metric(spec)
 
 
-def loss_terms(loss, batch_size):
+def loss_terms(loss: np.ndarray, batch_size: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(total, count)`` of Keras's loss tracker: ``loss * batch_size`` and ``batch_size`` per step."""
     loss = np.asarray(loss, dtype=np.float64)
     b = np.broadcast_to(np.asarray(batch_size, dtype=np.float64), loss.shape)
     return loss * b, np.array(b)
 
 
-def running(total, count, epoch):
+def running(total: np.ndarray, count: np.ndarray, epoch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Running sums within each epoch: ``(cum_total, cum_count)``, reset where ``epoch`` changes.
 
     ``total``, ``count`` and ``epoch`` are ``(S,)`` in step order; feed the result to

@@ -102,7 +102,7 @@ def _xl(e, cells) -> str:
     raise TraceInputError(f"expr: cannot print {type(e).__name__} ({e}) as an Excel formula")
 
 
-def excel(expr, cells: dict) -> str:
+def excel(expr: sp.Expr | str, cells: dict) -> str:
     """Return an Excel formula (with the leading ``=``) computing ``expr``.
 
     ``cells`` maps each free sympy Symbol (or a whole sub-expression) to a cell reference
@@ -114,12 +114,12 @@ def excel(expr, cells: dict) -> str:
     return "=" + _xl(expr, cells)
 
 
-def text(expr) -> str:
+def text(expr: sp.Expr | str) -> str:
     """One readable line of text for ``expr`` (``^`` for powers, as people write them)."""
     return sp.sstr(sp.sympify(expr)).replace("**", "^")
 
 
-def latex(expr) -> str:
+def latex(expr: sp.Expr | str) -> str:
     """LaTeX for ``expr`` (for the HTML report and notebooks)."""
     return sp.latex(sp.sympify(expr))
 

@@ -36,7 +36,7 @@ def step_axis(axis: int, r: int) -> int:
     return (axis % r) + 1
 
 
-def step_axes(axes, r: int) -> tuple:
+def step_axes(axes: int | tuple | list | None, r: int) -> tuple:
     """Stacked axes for per-step ``axes`` (None: every per-step axis)."""
     if axes is None:
         return tuple(range(1, r + 1))

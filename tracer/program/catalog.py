@@ -30,11 +30,8 @@ def markdown() -> str:
         attrs = ", ".join(f"{k}" if v is MISSING else f"{k} ({v!r})" for k, v in op.defaults.items())
         doc = (op.doc or "").replace("|", "\\|")
         if isinstance(op, Elementwise) and not doc:
-            from ..math import printing
-            try:
-                doc = printing.text(op.expr())
-            except Exception:   # pragma: no cover - a formula that cannot print is still an op
-                doc = ""
+            import sympy as sp                 # (tracer.math imports this package: no import back)
+            doc = sp.sstr(op.expr()).replace("**", "^")
         rows.append(f"| `{name}` | {kind} | {_arity(op)} | {attrs} | {doc} |")
     return "\n".join(rows)
 

@@ -57,20 +57,20 @@ class Elementwise(Op):
         self.doc = doc
         self._cache: dict = {}
 
-    def normalise(self, attrs, where):
+    def normalise(self, attrs: dict, where: str) -> dict:
         return self._check(attrs, where) if self._check else attrs
 
     # --------------------------------------------------------------- symbols
     @property
-    def symbols(self):
+    def symbols(self) -> tuple[sp.Symbol, ...]:
         """The argument symbols, in order."""
         return (X, Y, C)[: self.arity]
 
-    def expr(self, attrs: dict | None = None):
+    def expr(self, attrs: dict | None = None) -> sp.Expr:
         """The sympy expression with the attributes substituted."""
         return self._build(attrs or {k: v for k, v in self.defaults.items() if v is not MISSING})
 
-    def derivative(self, i: int, attrs: dict):
+    def derivative(self, i: int, attrs: dict) -> sp.Expr:
         """d expr / d argument ``i``: sympy.diff (or the framework's own backward formula)."""
         if self._backward is not None and self._backward(attrs)[i] is not None:
             return self._backward(attrs)[i]
@@ -101,11 +101,11 @@ class Elementwise(Op):
         hit = self._cache[key] = (f, fm, d, dm)
         return hit
 
-    def can_differentate_safe(self, i):
+    def can_differentate_safe(self, i: int) -> bool:
         return i in self.differentiable
 
     # --------------------------------------------------------------- numbers
-    def forward(self, xs, attrs):
+    def forward(self, xs: list[np.ndarray], attrs: dict) -> np.ndarray:
         xs = align(*[_float(x) for x in xs])
         f = self._compiled(attrs)[0]
         shape = np.broadcast_shapes(*[x.shape for x in xs])
@@ -113,7 +113,7 @@ class Elementwise(Op):
             out = f(*xs)
         return _shaped(out, shape, _dtype(xs))
 
-    def vjp(self, g, xs, out, attrs, need):
+    def vjp(self, g: np.ndarray, xs: list[np.ndarray], out: np.ndarray, attrs: dict, need: list[bool]) -> list:
         raw = xs
         xs = align(*[_float(x) for x in xs])
         d = self._compiled(attrs)[2]
@@ -127,14 +127,15 @@ class Elementwise(Op):
             res.append(unbroadcast(gi, x))
         return res
 
-    def fmag(self, ms, xs, out, attrs):
+    def fmag(self, ms: list[np.ndarray], xs: list[np.ndarray], out: np.ndarray, attrs: dict) -> np.ndarray:
         xs = align(*[_float(x) for x in xs])
         ms = align(*[_float(m) for m in ms])
         fm = self._compiled(attrs)[1]
         with np.errstate(all="ignore"):
             return _shaped(fm(*xs, *ms), out.shape, out.dtype)
 
-    def bmag(self, gm, g, ms, xs, out, attrs, need):
+    def bmag(self, gm: np.ndarray, g: np.ndarray, ms: list[np.ndarray], xs: list[np.ndarray], out: np.ndarray,
+             attrs: dict, need: list[bool]) -> list:
         raw = xs
         xs = align(*[_float(x) for x in xs])
         ms = align(*[_float(m) for m in ms])
@@ -149,7 +150,7 @@ class Elementwise(Op):
             res.append(unbroadcast(r, x))
         return res
 
-    def text(self, args, attrs):
+    def text(self, args: list, attrs: dict) -> str:
         if self._fmt:
             return self._fmt.format(*args, **attrs)
         return super().text(args, attrs)
@@ -308,6 +309,13 @@ def _clamp(a):
     return sp.Piecewise(*cases, (X, True)) if cases else X
 
 
+def _hardtanh(a):
+    lo, hi = _c(a["min"]), _c(a["max"])
+    return sp.Piecewise((lo, X <= lo), (hi, X >= hi), (X, True))
+
+
+_def("hardtanh", 1, _hardtanh, defaults={"min": -1.0, "max": 1.0}, check=_attr_num("min", "max"),
+     doc="x limited to [min, max] with no gradient at the bounds (torch hardtanh/relu6, Keras relu6)")
 _def("clamp", 1, _clamp, defaults={"min": None, "max": None},
      check=_attr_num("min", "max", optional=("min", "max")),
      doc="x limited to [min, max]; the gradient passes on the closed interval")

@@ -94,7 +94,7 @@ class Evaluation:
                 req.add(n.name)
         return req
 
-    def gradients(self, wrt=None) -> dict:
+    def gradients(self, wrt: list[str] | None = None) -> dict:
         """d loss / d leaf for each name in ``wrt`` (default: the program's params); stacked
         like the leaves. A param the loss does not reach gets zeros."""
         wrt = list(self.program.params if wrt is None else wrt)
@@ -129,7 +129,10 @@ class Evaluation:
                 else:
                     fm = self.magnitudes()
                     ms = [fm[a] if isinstance(a, str) else np.abs(x) for a, x in zip(n.args, xs)]
-                    gs = op.bmag(mags[n.name], g, ms, xs, out, n.attrs, need)
+                    if n.op == "matmul":
+                        gs = op.bmag(mags[n.name], g, ms, xs, out, n.attrs, need, exact=self._exact(n))
+                    else:
+                        gs = op.bmag(mags[n.name], g, ms, xs, out, n.attrs, need)
             for a, gi, nd in zip(n.args, gs, need):
                 if not nd or gi is None:
                     continue
@@ -150,12 +153,15 @@ class Evaluation:
             xs = [self._arg(a) for a in n.args]
             ms = [fm[a] if isinstance(a, str) else np.abs(x) for a, x in zip(n.args, xs)]
             with np.errstate(all="ignore"):
-                m = op.fmag(ms, xs, self.values[n.name], n.attrs)
+                if n.op == "matmul":     # a leaf's magnitude is its own |value|: one product saved
+                    m = op.fmag(ms, xs, self.values[n.name], n.attrs, exact=self._exact(n))
+                else:
+                    m = op.fmag(ms, xs, self.values[n.name], n.attrs)
             fm[n.name] = np.asarray(m, dtype=self.dtype)
         self._fmags = fm
         return fm
 
-    def gradient_magnitudes(self, wrt=None) -> dict:
+    def gradient_magnitudes(self, wrt: list[str] | None = None) -> dict:
         """Rounding magnitudes of :meth:`gradients` (same keys and shapes)."""
         grads = self.gradients(wrt)
         wrt_list, _, acc, req = self._grads
@@ -170,6 +176,10 @@ class Evaluation:
 
     def _is_node(self, name):
         return name in self._needed
+
+    def _exact(self, node):
+        """Per argument: True for a leaf or number (its rounding magnitude is its own |value|)."""
+        return tuple(not (isinstance(a, str) and self._is_node(a)) for a in node.args)
 
 
 def _fit(g, like):

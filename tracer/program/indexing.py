@@ -41,7 +41,7 @@ def _check_items(items, nargs, where):
     return items
 
 
-def index_tuple(x, items, idx_arrays):
+def index_tuple(x: np.ndarray, items: list, idx_arrays: list[np.ndarray]) -> tuple:
     """The NumPy index of per-step ``items`` on stacked ``x``, and where the advanced
     dimensions must move so that the result has the per-step layout.
 
@@ -94,14 +94,14 @@ class Index(Op):
     defaults = {"items": MISSING}
     differentiable = (0,)
 
-    def normalise(self, attrs, where):
+    def normalise(self, attrs: dict, where: str) -> dict:
         attrs["items"] = list(attrs["items"])
         return attrs
 
-    def check_arity(self, n, where=""):
+    def check_arity(self, n: int, where: str="") -> None:
         super().check_arity(n, where)
 
-    def forward(self, xs, attrs):
+    def forward(self, xs: list[np.ndarray], attrs: dict) -> np.ndarray:
         _check_items(attrs["items"], len(xs), "")
         x = xs[0]
         idx, move = index_tuple(x, attrs["items"], xs[1:])
@@ -111,7 +111,7 @@ class Index(Op):
             out = np.moveaxis(out, list(range(1, 1 + count)), list(range(1 + dest, 1 + dest + count)))
         return out
 
-    def vjp(self, g, xs, out, attrs, need):
+    def vjp(self, g: np.ndarray, xs: list[np.ndarray], out: np.ndarray, attrs: dict, need: list[bool]) -> list:
         res = [None] * len(xs)
         if not need[0]:
             return res
@@ -125,7 +125,7 @@ class Index(Op):
         res[0] = z
         return res
 
-    def text(self, args, attrs):
+    def text(self, args: list, attrs: dict) -> str:
         parts = []
         for it in attrs["items"]:
             kind, v = next(iter(it.items()))
@@ -161,10 +161,10 @@ class Gather(Op):
         grid[ax] = np.broadcast_to(ind, (steps,) + ind.shape[1:])
         return tuple(grid)
 
-    def forward(self, xs, attrs):
+    def forward(self, xs: list[np.ndarray], attrs: dict) -> np.ndarray:
         return xs[0][self._parts(xs[0], xs[1], attrs["dim"])]
 
-    def vjp(self, g, xs, out, attrs, need):
+    def vjp(self, g: np.ndarray, xs: list[np.ndarray], out: np.ndarray, attrs: dict, need: list[bool]) -> list:
         if not need[0]:
             return [None, None]
         z = np.zeros((g.shape[0],) + xs[0].shape[1:], dtype=g.dtype)
@@ -183,7 +183,7 @@ class Take(Op):
     arity = 2
     differentiable = (0,)
 
-    def forward(self, xs, attrs):
+    def forward(self, xs: list[np.ndarray], attrs: dict) -> np.ndarray:
         w, ind = xs[0], _as_index(xs[1])
         if rank(w) != 1:
             raise TraceInputError("op 'take': the first argument must be a vector")
@@ -192,7 +192,7 @@ class Take(Op):
         s = np.arange(ind.shape[0]).reshape((-1,) + (1,) * rank(ind))
         return w[s, ind]
 
-    def vjp(self, g, xs, out, attrs, need):
+    def vjp(self, g: np.ndarray, xs: list[np.ndarray], out: np.ndarray, attrs: dict, need: list[bool]) -> list:
         if not need[0]:
             return [None, None]
         w, ind = xs[0], _as_index(xs[1])
@@ -208,7 +208,7 @@ class OneHot(Op):
     defaults = {"num_classes": MISSING, "ignore_index": None}
     differentiable = ()
 
-    def forward(self, xs, attrs):
+    def forward(self, xs: list[np.ndarray], attrs: dict) -> np.ndarray:
         t = np.asarray(xs[0])
         c = int(attrs["num_classes"])
         out = (t[..., None] == np.arange(c)).astype(np.float64)
@@ -216,7 +216,7 @@ class OneHot(Op):
             out = out * (t != attrs["ignore_index"])[..., None]
         return out
 
-    def vjp(self, g, xs, out, attrs, need):
+    def vjp(self, g: np.ndarray, xs: list[np.ndarray], out: np.ndarray, attrs: dict, need: list[bool]) -> list:
         return [None]
 
 
@@ -229,11 +229,11 @@ class Concat(Op):
         steps = max(x.shape[0] for x in xs)
         return [np.broadcast_to(x, (steps,) + x.shape[1:]) for x in xs]
 
-    def forward(self, xs, attrs):
+    def forward(self, xs: list[np.ndarray], attrs: dict) -> np.ndarray:
         xs = self._common(xs)
         return np.concatenate(xs, axis=step_axis(attrs["dim"], rank(xs[0])))
 
-    def vjp(self, g, xs, out, attrs, need):
+    def vjp(self, g: np.ndarray, xs: list[np.ndarray], out: np.ndarray, attrs: dict, need: list[bool]) -> list:
         ax = step_axis(attrs["dim"], rank(xs[0]))
         cuts = np.cumsum([x.shape[ax] for x in xs])[:-1]
         parts = np.split(g, cuts, axis=ax)
@@ -245,14 +245,14 @@ class Stack(Op):
     arity = (1, None)
     defaults = {"dim": 0}
 
-    def forward(self, xs, attrs):
+    def forward(self, xs: list[np.ndarray], attrs: dict) -> np.ndarray:
         steps = max(x.shape[0] for x in xs)
         xs = [np.broadcast_to(x, (steps,) + x.shape[1:]) for x in xs]
         r = rank(xs[0]) + 1
         d = attrs["dim"] + r if attrs["dim"] < 0 else attrs["dim"]
         return np.stack(xs, axis=d + 1)
 
-    def vjp(self, g, xs, out, attrs, need):
+    def vjp(self, g: np.ndarray, xs: list[np.ndarray], out: np.ndarray, attrs: dict, need: list[bool]) -> list:
         r = rank(xs[0]) + 1
         d = attrs["dim"] + r if attrs["dim"] < 0 else attrs["dim"]
         return [np.take(g, i, axis=d + 1) if n else None for i, n in enumerate(need)]

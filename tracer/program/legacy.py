@@ -61,7 +61,9 @@ def from_dense_stack(model: dict, n_inputs: int, n_targets: int, params: list[st
         a = out
     if len(a) and a != "x":
         nodes.append(Node("y_pred", "identity", [a]))
-    inputs = [Input("x", "inputs", shape=[n_inputs]), Input("y", "targets", shape=[n_targets])]
+    # a vector weight gives one prediction per row, compared with a per-row target
+    flat = bool(model.get("flat_output")) and n_targets == 1
+    inputs = [Input("x", "inputs", shape=[n_inputs]), Input("y", "targets", shape=[] if flat else [n_targets])]
     return StepProgram(inputs=inputs, params=list(params), nodes=nodes,
                        outputs={"prediction": "y_pred", "target": "y"})
 
@@ -160,10 +162,11 @@ def _divide(spec, name, conv, term, m, prefix):
         else:
             raise TraceInputError(f'loss spec "divide_by": factor {f!r} is not a number, "n" or "m"')
     out = []
-    if per_row:
-        rows = Node(f"{prefix}/row_total", "sum", [term], {"dims": [-1]}, group=prefix)
+    if per_row:        # "n": the number of batch rows; terms seen as (rows, the rest)
+        flat = Node(f"{prefix}/by_row", "reshape", [term], {"shape": [0, -1]}, group=prefix)
+        rows = Node(f"{prefix}/row_total", "sum", [flat.name], {"dims": [-1]}, group=prefix)
         total = Node(f"{prefix}/mean_over_rows", "mean", [rows.name], group=prefix)
-        out += [rows, total]
+        out += [flat, rows, total]
     else:
         total = Node(f"{prefix}/total", "sum", [term], group=prefix)
         out.append(total)

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numbers
 
+import numpy as np
+
 from ..errors import TraceInputError
 from .registry import MISSING, Op, register
 
@@ -31,7 +33,7 @@ class Macro(Op):
     def expansion(self, name: str, args: list, attrs: dict) -> list[dict]:
         raise NotImplementedError
 
-    def forward(self, xs, attrs):  # pragma: no cover - macros are expanded before evaluation
+    def forward(self, xs: list[np.ndarray], attrs: dict) -> np.ndarray:  # pragma: no cover - expanded first
         raise TypeError(f"macro {self.name!r} must be expanded before evaluation")
 
 
@@ -65,7 +67,7 @@ class _Nodes:
 class Linear(Macro):
     name, arity, doc = "linear", (2, 3), "x @ W.T + b (torch.nn.functional.linear)"
 
-    def expansion(self, name, args, attrs):
+    def expansion(self, name: str, args: list, attrs: dict) -> list[dict]:
         n = _Nodes(name)
         wt = n.add("W.T", "transpose", [args[1]], dim0=-2, dim1=-1)
         if len(args) == 2:
@@ -81,10 +83,10 @@ class _ElementLoss(Macro):
     term = ""
     term_attrs: tuple = ()
 
-    def normalise(self, attrs, where):
+    def normalise(self, attrs: dict, where: str) -> dict:
         return _red(attrs, where)
 
-    def expansion(self, name, args, attrs):
+    def expansion(self, name: str, args: list, attrs: dict) -> list[dict]:
         n = _Nodes(name)
         extra = {k: attrs[k] for k in self.term_attrs}
         t = n.add("term", self.term, args[:2], **extra)
@@ -124,12 +126,12 @@ class BCEWithLogits(Macro):
     doc = "torch BCEWithLogitsLoss (optional weight, pos_weight as arguments 3 and 4)"
     defaults = {"reduction": "mean", "pos_weight": None, "has_weight": False}
 
-    def normalise(self, attrs, where):
+    def normalise(self, attrs: dict, where: str) -> dict:
         if attrs["pos_weight"] is not None and not isinstance(attrs["pos_weight"], numbers.Real):
             raise TraceInputError(f"{where}pos_weight must be a number (a tensor goes as argument 4)")
         return _red(attrs, where)
 
-    def expansion(self, name, args, attrs):
+    def expansion(self, name: str, args: list, attrs: dict) -> list[dict]:
         n = _Nodes(name)
         x, t = args[0], args[1]
         weight = args[2] if attrs["has_weight"] and len(args) > 2 else None
@@ -160,7 +162,7 @@ class CrossEntropy(Macro):
                 "ignore_index": -100, "label_smoothing": 0.0}
     log_input = False
 
-    def normalise(self, attrs, where):
+    def normalise(self, attrs: dict, where: str) -> dict:
         if attrs["target"] not in ("index", "prob"):
             raise TraceInputError(f"{where}target must be 'index' or 'prob', got {attrs['target']!r}")
         ls = attrs["label_smoothing"]
@@ -170,7 +172,7 @@ class CrossEntropy(Macro):
             raise TraceInputError(f"{where}num_classes must be a positive integer, got {attrs['num_classes']!r}")
         return _red(attrs, where)
 
-    def expansion(self, name, args, attrs):
+    def expansion(self, name: str, args: list, attrs: dict) -> list[dict]:
         n = _Nodes(name)
         x, t = args[0], args[1]
         w = args[2] if len(args) > 2 else None

@@ -86,17 +86,17 @@ class Op:
     def forward(self, xs: list, attrs: dict) -> np.ndarray:
         raise NotImplementedError
 
-    def vjp(self, g, xs: list, out, attrs: dict, need: list) -> list:
+    def vjp(self, g: np.ndarray, xs: list, out: np.ndarray, attrs: dict, need: list) -> list:
         raise NotImplementedError
 
-    def fmag(self, ms: list, xs: list, out, attrs: dict):
+    def fmag(self, ms: list, xs: list, out: np.ndarray, attrs: dict) -> np.ndarray:
         """Forward rounding magnitude; linear ops apply themselves to the magnitudes."""
         if self.linear:
             mags = [m if self.can_differentiate(i) else x for i, (m, x) in enumerate(zip(ms, xs))]
             return np.abs(self.forward(mags, attrs))
         return np.abs(out)
 
-    def bmag(self, gm, g, ms: list, xs: list, out, attrs: dict, need: list) -> list:
+    def bmag(self, gm: np.ndarray, g: np.ndarray, ms: list, xs: list, out: np.ndarray, attrs: dict, need: list) -> list:
         """Gradient rounding magnitudes; linear ops pass them through their VJP."""
         if self.linear:
             return [None if r is None else np.abs(r) for r in self.vjp(gm, xs, out, attrs, need)]
@@ -133,4 +133,4 @@ def _load() -> None:
     global _LOADED
     if not _LOADED:
         _LOADED = True
-        from . import elementwise, structural, indexing, macros  # noqa: F401  (they register their ops)
+        from . import elementwise, structural, reductions, indexing, macros  # noqa: F401  (they register their ops)

@@ -33,6 +33,14 @@ def _ints(v, what, where, allow_none=False):
     raise TraceInputError(f"{where}{what}: expected an integer or a list of integers, got {v!r}")
 
 
+def dims_list(attrs: dict, what: str, where: str) -> dict:
+    """``attrs["dims"]`` as None (all dimensions) or a list of ints: the one spelling every
+    op with optional ``dims`` normalises to."""
+    d = _ints(attrs["dims"], what, where, allow_none=True)
+    attrs["dims"] = [d] if isinstance(d, int) else d
+    return attrs
+
+
 def _int(v, what, where):
     out = _ints(v, what, where)
     if isinstance(out, list):
@@ -65,7 +73,7 @@ class MatMul(Op):
             out = out[..., 0, :] if not vb else out[..., 0]
         return out
 
-    def forward(self, xs, attrs):
+    def forward(self, xs: list[np.ndarray], attrs: dict) -> np.ndarray:
         a, b, va, vb = self._prep(*xs)
         a, b = align(a, b)
         return self._post(np.matmul(a, b), va, vb)
@@ -87,20 +95,31 @@ class MatMul(Op):
             out[1] = _back(unbroadcast(gb, b), b0)
         return out
 
-    def vjp(self, g, xs, out, attrs, need):
+    def vjp(self, g: np.ndarray, xs: list[np.ndarray], out: np.ndarray, attrs: dict, need: list[bool]) -> list:
         return self._grads(g, xs[0], xs[1], need, xs[0], xs[1])
 
-    def fmag(self, ms, xs, out, attrs):
+    def fmag(self, ms: list[np.ndarray], xs: list[np.ndarray], out: np.ndarray, attrs: dict,
+             exact: tuple[bool, bool] = (False, False)) -> np.ndarray:
         a, b = np.abs(xs[0]), np.abs(xs[1])
+        if exact[0] and exact[1]:            # both leaves: |A| @ |B| once
+            return 2 * self.forward([a, b], attrs)
+        if exact[1]:                         # (M_A + |A|) @ |B|: one product, not two
+            return self.forward([ms[0] + a, b], attrs)
+        if exact[0]:
+            return self.forward([a, ms[1] + b], attrs)
         return self.forward([ms[0], b], attrs) + self.forward([a, ms[1]], attrs)
 
-    def bmag(self, gm, g, ms, xs, out, attrs, need):
+    def bmag(self, gm: np.ndarray, g: np.ndarray, ms: list[np.ndarray], xs: list[np.ndarray], out: np.ndarray,
+             attrs: dict, need: list[bool], exact: tuple[bool, bool] = (False, False)) -> list:
         a, b = np.abs(xs[0]), np.abs(xs[1])
+        ag = np.abs(g)
+        if exact[0] and exact[1]:            # M_A = |A|, M_B = |B|: (gm + |g|) against each once
+            return self._grads(gm + ag, xs[0], xs[1], need, a, b)
         first = self._grads(gm, xs[0], xs[1], need, a, b)
-        second = self._grads(np.abs(g), xs[0], xs[1], need, ms[0], ms[1])
+        second = self._grads(ag, xs[0], xs[1], need, ms[0], ms[1])
         return [None if f is None else f + s for f, s in zip(first, second)]
 
-    def text(self, args, attrs):
+    def text(self, args: list, attrs: dict) -> str:
         return f"{args[0]} @ {args[1]}"
 
 
@@ -119,10 +138,10 @@ class _Shape(Op):
     linear = True
     differentiable = (0,)
 
-    def vjp(self, g, xs, out, attrs, need):
+    def vjp(self, g: np.ndarray, xs: list[np.ndarray], out: np.ndarray, attrs: dict, need: list[bool]) -> list:
         return [self.back(g, xs[0], attrs) if need[0] else None] + [None] * (len(xs) - 1)
 
-    def back(self, g, x, attrs):
+    def back(self, g: np.ndarray, x: np.ndarray, attrs: dict) -> np.ndarray:
         return g.reshape((g.shape[0],) + x.shape[1:])
 
 
@@ -153,13 +172,13 @@ class Reshape(_Shape):
     name, doc = "reshape", "view/reshape (0 copies the input dimension, -1 is inferred)"
     defaults = {"shape": MISSING}
 
-    def normalise(self, attrs, where):
+    def normalise(self, attrs: dict, where: str) -> dict:
         attrs["shape"] = _ints(attrs["shape"], "reshape shape", where)
         if isinstance(attrs["shape"], int):
             attrs["shape"] = [attrs["shape"]]
         return attrs
 
-    def forward(self, xs, attrs):
+    def forward(self, xs: list[np.ndarray], attrs: dict) -> np.ndarray:
         x = xs[0]
         return x.reshape((x.shape[0],) + reshape_target(x.shape[1:], attrs["shape"]))
 
@@ -168,7 +187,7 @@ class Flatten(_Shape):
     name, doc = "flatten", "merge dimensions start..end into one"
     defaults = {"start": 0, "end": -1}
 
-    def forward(self, xs, attrs):
+    def forward(self, xs: list[np.ndarray], attrs: dict) -> np.ndarray:
         x = xs[0]
         r = rank(x)
         if r == 0:
@@ -182,12 +201,10 @@ class Squeeze(_Shape):
     name, doc = "squeeze", "drop dimensions of size 1 (all, or the listed ones that have size 1)"
     defaults = {"dims": None}
 
-    def normalise(self, attrs, where):
-        d = _ints(attrs["dims"], "squeeze dims", where, allow_none=True)
-        attrs["dims"] = [d] if isinstance(d, int) else d
-        return attrs
+    def normalise(self, attrs: dict, where: str) -> dict:
+        return dims_list(attrs, "squeeze dims", where)
 
-    def forward(self, xs, attrs):
+    def forward(self, xs: list[np.ndarray], attrs: dict) -> np.ndarray:
         x = xs[0]
         axes = step_axes(attrs["dims"], rank(x))
         keep = tuple(i for i in axes if x.shape[i] == 1)
@@ -198,11 +215,11 @@ class Unsqueeze(_Shape):
     name, doc = "unsqueeze", "insert a dimension of size 1"
     defaults = {"dim": MISSING}
 
-    def normalise(self, attrs, where):
+    def normalise(self, attrs: dict, where: str) -> dict:
         attrs["dim"] = _int(attrs["dim"], "unsqueeze dim", where)
         return attrs
 
-    def forward(self, xs, attrs):
+    def forward(self, xs: list[np.ndarray], attrs: dict) -> np.ndarray:
         x = xs[0]
         r = rank(x)
         d = attrs["dim"]
@@ -216,17 +233,17 @@ class Transpose(_Shape):
     name, doc = "transpose", "swap two dimensions"
     defaults = {"dim0": -2, "dim1": -1}
 
-    def forward(self, xs, attrs):
+    def forward(self, xs: list[np.ndarray], attrs: dict) -> np.ndarray:
         x = xs[0]
         r = rank(x)
         if r < 2:
             return x
         return np.swapaxes(x, step_axis(attrs["dim0"], r), step_axis(attrs["dim1"], r))
 
-    def back(self, g, x, attrs):
+    def back(self, g: np.ndarray, x: np.ndarray, attrs: dict) -> np.ndarray:
         return self.forward([g], attrs)
 
-    def text(self, args, attrs):
+    def text(self, args: list, attrs: dict) -> str:
         return f"{args[0]}.T" if (attrs["dim0"], attrs["dim1"]) in ((0, 1), (-2, -1), (1, 0)) else \
             super().text(args, attrs)
 
@@ -235,7 +252,7 @@ class Permute(_Shape):
     name, doc = "permute", "reorder dimensions"
     defaults = {"dims": MISSING}
 
-    def normalise(self, attrs, where):
+    def normalise(self, attrs: dict, where: str) -> dict:
         attrs["dims"] = list(_ints(attrs["dims"], "permute dims", where))
         return attrs
 
@@ -245,10 +262,10 @@ class Permute(_Shape):
             raise TraceInputError(f"op 'permute': {len(dims)} dims for a value of rank {r}")
         return (0,) + tuple(step_axis(d, r) for d in dims)
 
-    def forward(self, xs, attrs):
+    def forward(self, xs: list[np.ndarray], attrs: dict) -> np.ndarray:
         return np.transpose(xs[0], self._perm(xs[0], attrs["dims"]))
 
-    def back(self, g, x, attrs):
+    def back(self, g: np.ndarray, x: np.ndarray, attrs: dict) -> np.ndarray:
         return np.transpose(g, np.argsort(self._perm(x, attrs["dims"])))
 
 
@@ -256,12 +273,12 @@ class MoveDim(_Shape):
     name, doc = "movedim", "move one dimension to another position"
     defaults = {"source": MISSING, "destination": MISSING}
 
-    def forward(self, xs, attrs):
+    def forward(self, xs: list[np.ndarray], attrs: dict) -> np.ndarray:
         x = xs[0]
         r = rank(x)
         return np.moveaxis(x, step_axis(attrs["source"], r), step_axis(attrs["destination"], r))
 
-    def back(self, g, x, attrs):
+    def back(self, g: np.ndarray, x: np.ndarray, attrs: dict) -> np.ndarray:
         r = rank(x)
         return np.moveaxis(g, step_axis(attrs["destination"], r), step_axis(attrs["source"], r))
 
@@ -270,11 +287,11 @@ class Expand(_Shape):
     name, doc = "expand", "broadcast to a shape (-1 keeps a dimension)"
     defaults = {"shape": MISSING}
 
-    def normalise(self, attrs, where):
+    def normalise(self, attrs: dict, where: str) -> dict:
         attrs["shape"] = list(np.atleast_1d(_ints(attrs["shape"], "expand shape", where)).tolist())
         return attrs
 
-    def forward(self, xs, attrs):
+    def forward(self, xs: list[np.ndarray], attrs: dict) -> np.ndarray:
         x = xs[0]
         shape = attrs["shape"]
         r = rank(x)
@@ -284,149 +301,9 @@ class Expand(_Shape):
         target = tuple(x.shape[i + 1] if s == -1 else s for i, s in enumerate(shape))
         return np.broadcast_to(x, (x.shape[0],) + target)
 
-    def back(self, g, x, attrs):
+    def back(self, g: np.ndarray, x: np.ndarray, attrs: dict) -> np.ndarray:
         return unbroadcast(g, x)
 
 
 for _cls in (Reshape, Flatten, Squeeze, Unsqueeze, Transpose, Permute, MoveDim, Expand):
-    register(_cls())
-
-
-# ------------------------------------------------------------------ reductions
-class _Reduce(Op):
-    defaults = {"dims": None, "keepdim": False}
-    differentiable = (0,)
-
-    def normalise(self, attrs, where):
-        d = _ints(attrs["dims"], f"{self.name} dims", where, allow_none=True)
-        attrs["dims"] = [d] if isinstance(d, int) else d
-        attrs["keepdim"] = bool(attrs["keepdim"])
-        return attrs
-
-    def _axes(self, x, attrs):
-        return step_axes(attrs["dims"], rank(x))
-
-    def _expand(self, g, x, attrs):
-        axes = self._axes(x, attrs)
-        if not attrs["keepdim"]:
-            g = np.expand_dims(g, axes)
-        return np.broadcast_to(g, (g.shape[0],) + x.shape[1:])
-
-    def text(self, args, attrs):
-        d = "" if attrs["dims"] is None else f", dims={attrs['dims']}"
-        k = ", keepdim" if attrs["keepdim"] else ""
-        return f"{self.name}({args[0]}{d}{k})"
-
-
-class Sum(_Reduce):
-    name, linear, doc = "sum", True, "sum over dims (all when none are given)"
-
-    def forward(self, xs, attrs):
-        return np.sum(xs[0], axis=self._axes(xs[0], attrs), keepdims=attrs["keepdim"])
-
-    def vjp(self, g, xs, out, attrs, need):
-        return [self._expand(g, xs[0], attrs) if need[0] else None]
-
-
-class Mean(_Reduce):
-    name, linear, doc = "mean", True, "mean over dims (all when none are given)"
-
-    def _count(self, x, attrs):
-        return int(np.prod([x.shape[i] for i in self._axes(x, attrs)], dtype=np.int64))
-
-    def forward(self, xs, attrs):
-        x = xs[0]
-        return np.sum(x, axis=self._axes(x, attrs), keepdims=attrs["keepdim"]) / self._count(x, attrs)
-
-    def vjp(self, g, xs, out, attrs, need):
-        return [self._expand(g / self._count(xs[0], attrs), xs[0], attrs) if need[0] else None]
-
-
-class LogSumExp(_Reduce):
-    name, doc = "logsumexp", "log(sum(exp(x))) over dims, computed stably"
-
-    def forward(self, xs, attrs):
-        x = xs[0]
-        axes = self._axes(x, attrs)
-        m = np.max(x, axis=axes, keepdims=True)
-        m = np.where(np.isfinite(m), m, 0)
-        with np.errstate(all="ignore"):
-            out = np.log(np.sum(np.exp(x - m), axis=axes, keepdims=True)) + m
-        return out if attrs["keepdim"] else np.squeeze(out, axis=axes)
-
-    def _soft(self, x, out, attrs):
-        o = out if attrs["keepdim"] else np.expand_dims(out, self._axes(x, attrs))
-        with np.errstate(all="ignore"):
-            return np.exp(x - o)
-
-    def vjp(self, g, xs, out, attrs, need):
-        return [self._expand(g, xs[0], attrs) * self._soft(xs[0], out, attrs) if need[0] else None]
-
-    def fmag(self, ms, xs, out, attrs):
-        p = self._soft(xs[0], out, attrs)
-        return np.abs(out) + np.sum(p * ms[0], axis=self._axes(xs[0], attrs), keepdims=attrs["keepdim"])
-
-
-class Softmax(Op):
-    name, doc = "softmax", "exp(x) / sum(exp(x)) along dim"
-    defaults = {"dim": -1}
-    differentiable = (0,)
-
-    def forward(self, xs, attrs):
-        x = xs[0]
-        ax = step_axis(attrs["dim"], rank(x))
-        m = np.max(x, axis=ax, keepdims=True)
-        with np.errstate(all="ignore"):
-            e = np.exp(x - np.where(np.isfinite(m), m, 0))
-            return e / np.sum(e, axis=ax, keepdims=True)
-
-    def vjp(self, g, xs, out, attrs, need):
-        ax = step_axis(attrs["dim"], rank(xs[0]))
-        return [out * (g - np.sum(g * out, axis=ax, keepdims=True)) if need[0] else None]
-
-    def fmag(self, ms, xs, out, attrs):
-        ax = step_axis(attrs["dim"], rank(xs[0]))
-        return np.abs(out) * (1 + ms[0] + np.sum(out * ms[0], axis=ax, keepdims=True))
-
-    def bmag(self, gm, g, ms, xs, out, attrs, need):
-        ax = step_axis(attrs["dim"], rank(xs[0]))
-        ymag = self.fmag(ms, xs, out, attrs)
-        first = out * (gm + np.sum(gm * out, axis=ax, keepdims=True))
-        second = ymag * (np.abs(g) + np.sum(np.abs(g) * out, axis=ax, keepdims=True))
-        return [first + second if need[0] else None]
-
-
-class LogSoftmax(Softmax):
-    name, doc = "log_softmax", "x - logsumexp(x) along dim"
-
-    def forward(self, xs, attrs):
-        x = xs[0]
-        ax = step_axis(attrs["dim"], rank(x))
-        m = np.max(x, axis=ax, keepdims=True)
-        m = np.where(np.isfinite(m), m, 0)
-        with np.errstate(all="ignore"):
-            return x - m - np.log(np.sum(np.exp(x - m), axis=ax, keepdims=True))
-
-    def vjp(self, g, xs, out, attrs, need):
-        ax = step_axis(attrs["dim"], rank(xs[0]))
-        with np.errstate(all="ignore"):
-            p = np.exp(out)
-        return [g - p * np.sum(g, axis=ax, keepdims=True) if need[0] else None]
-
-    def fmag(self, ms, xs, out, attrs):
-        ax = step_axis(attrs["dim"], rank(xs[0]))
-        with np.errstate(all="ignore"):
-            p = np.exp(out)
-        return np.abs(out) + ms[0] + np.sum(p * ms[0], axis=ax, keepdims=True)
-
-    def bmag(self, gm, g, ms, xs, out, attrs, need):
-        ax = step_axis(attrs["dim"], rank(xs[0]))
-        with np.errstate(all="ignore"):
-            p = np.exp(out)
-        sg = np.sum(np.abs(g), axis=ax, keepdims=True)
-        pmag = p * (1 + ms[0] + np.sum(p * ms[0], axis=ax, keepdims=True))
-        return [gm + p * np.sum(gm, axis=ax, keepdims=True) + pmag * sg if need[0] else None]
-
-
-for _cls in (Sum, Mean, LogSumExp, Softmax, LogSoftmax):
     register(_cls())

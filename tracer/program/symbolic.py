@@ -17,6 +17,8 @@ a correct run while a wrong factor or sign still does.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import sympy as sp
 
@@ -39,7 +41,7 @@ class sigmoid(sp.Function):  # noqa: N801 - sympy function names are lower case
 
     is_real = True
 
-    def fdiff(self, argindex=1):
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
         s = sigmoid(self.args[0])
         return s * (1 - s)
 
@@ -52,7 +54,7 @@ class softplus(sp.Function):  # noqa: N801
 
     is_real = True
 
-    def fdiff(self, argindex=1):
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
         return sigmoid(self.args[0])
 
     def _eval_rewrite_as_exp(self, x, **kwargs):
@@ -67,12 +69,12 @@ def _np_erf(x):
 _MODULES = [{"sigmoid": _np_sigmoid, "softplus": _np_softplus, "erf": _np_erf}, "numpy"]
 
 
-def lambdify(args, expr):
+def lambdify(args: list[sp.Symbol] | tuple, expr: sp.Expr) -> Callable:
     """``sympy.lambdify`` to NumPy knowing the named functions above (and ``erf``)."""
     return sp.lambdify(args, expr, modules=_MODULES)
 
 
-def to_plain(expr):
+def to_plain(expr: sp.Expr) -> sp.Expr:
     """``expr`` with the named functions rewritten to exp/log (for printing)."""
     return expr.rewrite(sp.exp) if expr.has(sigmoid, softplus) else expr
 
@@ -83,7 +85,7 @@ def _d(expr, child):
     return sp.diff(expr.xreplace({child: dummy}), dummy).xreplace({dummy: child})
 
 
-def magnitude(expr, mags: dict):
+def magnitude(expr: sp.Expr, mags: dict) -> sp.Expr:
     """The rounding-magnitude expression of ``expr`` (see the module docstring).
 
     ``mags`` maps each input symbol to the symbol of its magnitude. Numbers carry no

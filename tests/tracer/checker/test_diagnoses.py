@@ -82,3 +82,48 @@ def test_non_finite_names_the_step_and_the_operation():
     assert "log of 0 or of a negative number" in found[0].message and "model.py:6" in found[0].message
     assert report.verdict == "failed"
     assert (report.table["status"] == "non-finite").any()
+
+
+def test_a_guessed_linear_model_accepts_a_vector_weight_and_a_scalar_bias():
+    """``x @ w + b`` with ``w`` of shape (k,) and a Python-float bias: the guessed model
+    compares one prediction per row with one target per row (no broadcast)."""
+    from tracer import Recorder
+    x, y = X, Y[:, 0]
+    rec = Recorder(meta={"framework": "numpy", "optimizer": {"name": "sgd", "convention": "plain", "lr": 0.1}})
+    rec.set_data(x, y)
+    w, b = np.zeros(3), np.float64(0.0)
+    for step in range(3):
+        pred = x @ w + b
+        gw, gb = x.T @ (pred - y) / len(y), np.mean(pred - y)
+        rec.record_step(epoch=step + 1, batch=1, params_before={"w": w, "b": b},
+                        params_after={"w": w - 0.1 * gw, "b": b - 0.1 * gb}, rows=np.arange(len(y)), y_pred=pred,
+                        loss=float(np.mean((pred - y) ** 2) / 2))
+        w, b = w - 0.1 * gw, b - 0.1 * gb
+    report = tracer.check(rec.trace())
+    assert report.ok, report.summary()
+    assert "linear model" in report.identified["model"]
+
+
+def _loss_program(tail):
+    prog = mlp_program(act="tanh")
+    prog["nodes"][-1]["name"] = "l0"
+    prog["nodes"] += tail
+    return prog
+
+
+def test_a_mean_loss_divided_by_the_batch_size_again_is_named():
+    planted = _loss_program([{"name": "loss", "op": "div", "args": ["l0", 20.0], "where": "train.py:12"}])
+    found, report = _kinds(simulate(planted, X, Y, _params()), "loss_scale")
+    assert len(found) == 1 and "divided by the batch size (20) again at train.py:12" in found[0].message
+    assert found[0].evidence["factor"] == 20 and report.table["passed"].all()
+    twin = _loss_program([{"name": "loss", "op": "div", "args": ["l0", 2.0]}])      # a /2 is no bug
+    assert _kinds(simulate(twin, X, Y, _params()), "loss_scale")[0] == []
+
+
+def test_a_summed_loss_that_diverges_is_named():
+    summed = mlp_program(act="tanh", loss="mse_loss")
+    summed["nodes"][-1]["attrs"] = {"reduction": "sum"}
+    found, _ = _kinds(simulate(summed, X, Y * 50, _params(), lr=0.05, steps=8), "loss_scale")
+    assert len(found) == 1 and "sums over the 20 rows" in found[0].message and "diverged" in found[0].message
+    calm, _ = _kinds(simulate(summed, X, Y, _params(), lr=0.001, steps=8), "loss_scale")
+    assert calm == []

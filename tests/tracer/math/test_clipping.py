@@ -10,6 +10,7 @@ import torch
 
 import tracer
 from tracer import Recorder
+from tracer.arrays import ParamArrays
 from tracer.math.clipping import Clipping, transforms_of
 
 RNG = np.random.default_rng(5)
@@ -19,9 +20,13 @@ def _grads(n_steps=4):
     return {"w": RNG.normal(size=(n_steps, 6)) * 3, "b": RNG.normal(size=(n_steps, 2))}
 
 
+def _param(before, grad):
+    return ParamArrays(shape=before.shape[1:], before=before, grad=grad, after=before)
+
+
 def _factors_vs_torch(transform, torch_clip):
     grads = _grads()
-    params = {k: {"before": np.zeros_like(v), "grad": v} for k, v in grads.items()}
+    params = {k: _param(np.zeros_like(v), v) for k, v in grads.items()}
     clip = Clipping([transform], params, 4, lambda n, i0, i1: grads[n][i0:i1])
     for s in range(4):
         tg = {k: torch.tensor(v[s]) for k, v in grads.items()}
@@ -58,7 +63,7 @@ def test_keras_options_become_transforms_and_zero_is_ignored_as_keras_does():
 
 def test_keras_clipnorm_formula():
     g = np.array([[3.0, 4.0]])                 # norm 5
-    params = {"w": {"before": np.zeros((1, 2)), "grad": g}}
+    params = {"w": _param(np.zeros((1, 2)), g)}
     clip = Clipping([{"op": "clip_norm", "scope": "param", "max_norm": 1.0, "convention": "keras"}], params, 1,
                     lambda n, i0, i1: g[i0:i1])
     np.testing.assert_allclose(clip.apply("w", 0, 1, g), [[0.6, 0.8]])
@@ -79,7 +84,7 @@ def _clipped_run(transform, record_transform=True):
     for step in range(3):
         pred = X @ w
         g = 2 * X.T @ (pred - Y) / len(X)
-        params = {"w": {"before": w[None].reshape(1, -1), "grad": g.reshape(1, -1)}}
+        params = {"w": _param(w[None].reshape(1, -1), g.reshape(1, -1))}
         clip = Clipping([transform], params, 1, lambda n, i0, i1: g.reshape(1, -1))
         new = w - 0.1 * clip.apply("w", 0, 1, g.reshape(1, -1)).reshape(w.shape)
         rec.record_step(epoch=1, batch=step + 1, params_before={"w": w}, params_after={"w": new}, grads={"w": g},

@@ -267,3 +267,25 @@ def test_detach_stops_the_gradient():
     nodes = [{"name": "d", "op": "detach", "args": ["w"]}, {"name": "m", "op": "mul", "args": ["w", "d"]},
              {"name": "loss", "op": "sum", "args": ["m"]}]
     _compare({"w": ("param", w)}, nodes, lambda w: (w * w.detach()).sum())
+
+
+def test_amax_amin_and_size():
+    w = r(4, 5)
+    nodes = [{"name": "m", "op": "amax", "args": ["w"], "attrs": {"dims": [1], "keepdim": True}},
+             {"name": "sh", "op": "sub", "args": ["w", "m"]},
+             {"name": "e", "op": "exp", "args": ["sh"]},
+             {"name": "mn", "op": "amin", "args": ["w"], "attrs": {"dims": [0]}},
+             {"name": "n", "op": "size", "args": ["w"], "attrs": {"dims": [0]}},
+             {"name": "se", "op": "sum", "args": ["e"]}, {"name": "smn", "op": "sum", "args": ["mn"]},
+             {"name": "t", "op": "add", "args": ["se", "smn"]},
+             {"name": "loss", "op": "div", "args": ["t", "n"]}]
+    _compare({"w": ("param", w)}, nodes,
+             lambda w: (torch.exp(w - w.amax(1, keepdim=True)).sum() + w.amin(0).sum()) / w.shape[0])
+
+
+def test_hardtanh_and_relu6_pass_no_gradient_at_the_bounds():
+    w = np.array([[-1.0, -0.5, 0.0, 1.0, 6.0, 7.0]] * S)
+    nodes = [{"name": "h", "op": "hardtanh", "args": ["w"], "attrs": {"min": -0.5, "max": 1.0}},
+             {"name": "r", "op": "hardtanh", "args": ["w"], "attrs": {"min": 0.0, "max": 6.0}},
+             {"name": "hr", "op": "add", "args": ["h", "r"]}, {"name": "loss", "op": "sum", "args": ["hr"]}]
+    _compare({"w": ("param", w)}, nodes, lambda w: (F.hardtanh(w, -0.5, 1.0) + F.relu6(w)).sum())

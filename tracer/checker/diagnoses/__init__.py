@@ -10,19 +10,22 @@ Framework-neutral: reads only ``trace.meta``, the trace's arrays and the program
 from __future__ import annotations
 
 from .base import Context, Diagnosis, finding
+from .accumulation import Accumulation
 from .clipping import ClippingEffect
 from .bookkeeping import DoubleAveraging, GradAccumulating, NeverUpdated, UpdatedTwice
 from .continuity import Continuity
 from .dead_gradients import DeadGradients
 from .logged_names import LoggedNames
+from .loss_scale import LossScale
 from .loss_shape import LossBroadcast
 from .nonfinite import NonFinite
+from .shared_params import SharedParams
 
 __all__ = ["diagnose", "DIAGNOSES", "Context", "Diagnosis", "finding"]
 
 DIAGNOSES: list[Diagnosis] = [NeverUpdated(), UpdatedTwice(), GradAccumulating(), DoubleAveraging(),
                               Continuity(), DeadGradients(), LossBroadcast(), NonFinite(), ClippingEffect(),
-                              LoggedNames()]
+                              Accumulation(), LossScale(), SharedParams(), LoggedNames()]
 
 
 def diagnose(trace, program=None, extras: dict | None = None) -> list[dict]:

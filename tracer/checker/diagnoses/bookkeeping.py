@@ -44,6 +44,8 @@ class NeverUpdated(Diagnosis):
                     f"call {name}.requires_grad_(True) and add it to the parameters you update "
                     "(is it missing from `params`?)", param=name, step=ctx.first_step))
                 continue
+            if name in ((ctx.meta.get("torch") or {}).get("late_update") or {}):
+                continue                # a second optimizer updates it after the recorded step
             moved, has_grad = _moved_and_grad(ctx, name)
             if moved is None or moved or not has_grad:
                 continue
@@ -57,8 +59,8 @@ class NeverUpdated(Diagnosis):
 
 def _moved_and_grad(ctx, name):
     p = ctx.arrays.params.get(name)
-    if p is not None and len(p["before"]):
-        b, a, g = p["before"], p["after"], p["grad"]
+    if p is not None and len(p.before):
+        b, a, g = p.before, p.after, p.grad
         moved = bool(np.any((a != b) & np.isfinite(a) & np.isfinite(b)))
         has_grad = bool(np.any(np.isfinite(g) & (g != 0)))
         return moved, has_grad

@@ -3,9 +3,16 @@
 Anything that changes a parameter between two recorded steps happened outside the
 recorded update: an extra hand update after ``optimizer.step()``, a
 re-initialisation, a value tied elsewhere. The check is exact (the hooks read the
-same memory twice), nan-aware, and only between consecutive recorded steps.
+same memory twice), nan-aware, and only between consecutive recorded steps. The
+evidence: the largest element change, the size of the whole change next to the
+step's own update (an extra update of 0.2x the optimizer's is a hand update with
+lr/5; a change far larger than any update is a re-initialisation), and the line that
+wrote the parameter between the steps when a hook saw it (torch:
+``meta["torch"]["between_steps"]``, else the first write outside the optimizer).
 """
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
@@ -26,9 +33,13 @@ class Continuity(Diagnosis):
         if not pairs.size:
             return []
         out = []
-        writes = (ctx.meta.get("torch") or {}).get("update_source") or {}
+        tmeta = ctx.meta.get("torch") or {}
+        writes, between = tmeta.get("update_source") or {}, tmeta.get("between_steps") or {}
+        late = tmeta.get("late_update") or {}       # stepped by a second optimizer: cannot check
         for name, p in a.params.items():
-            after, before = p["after"][pairs], p["before"][pairs + 1]
+            if name in late:
+                continue
+            after, before = p.after[pairs], p.before[pairs + 1]
             same = (after == before) | (np.isnan(after) & np.isnan(before))
             broken = ~same.all(axis=1)
             if not broken.any():
@@ -37,15 +48,30 @@ class Continuity(Diagnosis):
             diff = np.abs(after[i].astype(np.float64) - before[i].astype(np.float64))
             j = int(np.nanargmax(np.where(np.isfinite(diff), diff, -1)))
             k = int(ps[pairs[i]])
-            src = writes.get(name) or {}
-            by = f" A write was seen at {src.get('file', '?')}:{src.get('line', '?')}: `{src.get('code')}`." \
-                if src.get("code") else ""
+            src = between.get(name) or writes.get(name) or {}
+            when = f" after step {src['after_step']}" if "after_step" in src else ""
+            by = f" The hook saw {name} written{when} at {src.get('file', '?')}:{src.get('line', '?')}: " \
+                 f"`{src.get('code')}`." if src.get("code") else ""
             rel = diff[j] / max(abs(float(after[i][j])), 1e-300)
+            ratio = _update_ratio(p, pairs[i], after[i], before[i])
             out.append(finding(self.kind, (
                 f"{name} changed between step {k} and step {k + 1} outside the recorded update: element {j} was "
                 f"{float(after[i][j]):.9g} after step {k} but {float(before[i][j]):.9g} before step {k + 1} "
-                f"(a change of {diff[j]:.3g}, {rel:.3g} relative; {int(broken.sum())} of {pairs.size} step "
+                f"(a change of {diff[j]:.3g}, {rel:.3g} relative{ratio}; {int(broken.sum())} of {pairs.size} step "
                 f"boundaries affected).{by}"),
-                "make the optimizer (or your update line) the only place that writes parameters during training",
-                param=name, step=k + 1, change=float(diff[j]), boundaries=int(broken.sum())))
+                (f"remove the write at {os.path.basename(str(src['file']))}:{src['line']} (or move it into the "
+                 "update the optimizer makes)" if src.get("code") else
+                 "make the optimizer (or your update line) the only place that writes parameters during training"),
+                param=name, step=k + 1, change=float(diff[j]), boundaries=int(broken.sum()),
+                source=src or None))
         return out
+
+
+def _update_ratio(p, i, after, before) -> str:
+    """`` ; the whole change is 0.2x the update of step k`` (norms), or empty when unknown."""
+    upd = np.asarray(p.after[i], np.float64) - np.asarray(p.before[i], np.float64)
+    chg = np.asarray(before, np.float64) - np.asarray(after, np.float64)
+    nu, nc = float(np.linalg.norm(upd)), float(np.linalg.norm(chg))
+    if not (np.isfinite(nu) and np.isfinite(nc)) or nu == 0:
+        return ""
+    return f"; the whole change has norm {nc:.3g}, {nc / nu:.3g}x the norm of that step's update"

@@ -71,7 +71,7 @@ def _dead_params(ctx):
     for name, p in ctx.arrays.params.items():
         if name in frozen:
             continue
-        g = p["grad"]
+        g = p.grad
         rec = ~np.isnan(g).all(axis=1)
         if rec.any():
             if np.all(g[rec] == 0):
@@ -79,7 +79,7 @@ def _dead_params(ctx):
             continue
         ev = ctx.evaluation
         if ev is not None and name in ev.program.params:
-            if np.all(ev.gradients()[name] == 0) and np.all(p["after"] == p["before"]):
+            if np.all(ev.gradients()[name] == 0) and np.all(p.after == p.before):
                 out.append(name)
     return out
 

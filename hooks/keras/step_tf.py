@@ -1,4 +1,5 @@
-"""The traced train step: the model's own ``train_step`` plus what the trace needs, in one graph.
+"""The traced train step on TensorFlow: the model's own ``train_step`` plus what the trace
+needs, in one graph.
 
 Why in the graph: a callback sees only the logs. This step calls the model's own
 ``train_step`` unchanged and additionally returns, from inside the same ``tf.function``,
@@ -10,35 +11,34 @@ tracing and the weights stay bit-identical.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 import keras
-import numpy as np
 import tensorflow as tf
 
-from ..patch import Patch, set_attr
 from .meta import slot_variables
+from .spies import spied_train_step
+
+__all__ = ["traced_function"]
 
 _NAN = float("nan")
 
 
-def as_numpy(t: Any) -> np.ndarray:
-    """A NumPy view of an eager tensor's buffer, without ``.numpy()``'s defensive copy.
-
-    Safe here because every array handed to the recorder is copied by it at once, and
-    the tensors are fresh graph outputs nobody else writes to.
-    """
-    view = getattr(t, "_numpy", None)
-    return view() if view is not None else np.asarray(t)
+def traced_function(model: keras.Model, variables: list, names: list[str], opt_name: str, seen: dict,
+                    summary: bool = False) -> Callable:
+    """Keras's own compiled train function around :func:`traced_step`: called with the
+    iterator ``fit`` hands its train function, returns ``(logs, extras)``."""
+    return model._make_function(traced_step(model, variables, names, opt_name, seen, summary))
 
 
-def traced_step(model: keras.Model, variables: list, names: list[str], opt_name: str,
-                keep_slots: Callable[[list], None], summary: bool = False) -> Callable:
+def traced_step(model: keras.Model, variables: list, names: list[str], opt_name: str, seen: dict,
+                summary: bool = False) -> Callable:
     """The model's own ``train_step`` plus the values the trace needs, as graph outputs.
 
-    ``keep_slots`` receives the optimizer's slot variables when the step is traced (Keras
-    builds the optimizer then). With ``summary`` only per-parameter norms (value, update,
-    gradient) come out.
+    ``seen`` receives, when the step is traced (Keras builds the optimizer then), the
+    optimizer's slot variables (``slots``) and what the spies saw (see
+    :func:`hooks.keras.spies.spied_train_step`). With ``summary`` only per-parameter
+    norms (value, update, gradient) come out.
     """
     opt = model.optimizer
     train_step = model.train_step
@@ -48,12 +48,13 @@ def traced_step(model: keras.Model, variables: list, names: list[str], opt_name:
         lr = opt.learning_rate
         lr = tf.cast(tf.convert_to_tensor(lr() if callable(lr) else lr), tf.float64)
         before = [tf.identity(v.value) for v in variables]
-        logs, cap = _spied_train_step(model, opt, train_step, data)
+        logs, cap = spied_train_step(model, opt, train_step, data, "apply_gradients", seen)
         after = [tf.identity(v.value) for v in variables]
         slots = slot_variables(opt, opt_name, variables, names)
-        keep_slots(slots)
-        grads = _gradients(variables, cap)
-        extras = {"lr": lr, "iterations": tf.identity(opt.iterations.value)}
+        seen["slots"] = slots
+        grads = _gradients(variables, cap, opt.loss_scale_factor)
+        iterations = opt.iterations          # a tensor, not a variable, with gradient accumulation
+        extras = {"lr": lr, "iterations": tf.identity(getattr(iterations, "value", iterations))}
         if summary:
             extras["norms"] = _norms(before, after, grads)
         else:
@@ -77,33 +78,9 @@ def traced_step(model: keras.Model, variables: list, names: list[str], opt_name:
     return step
 
 
-def _spied_train_step(model, opt, train_step, data):
-    """Run ``train_step`` with ``_compute_loss`` and ``apply_gradients`` spied on:
-    ``(logs, {"y_pred", "loss", "grads": {id(variable): gradient}})``."""
-    cap = {}
-    compute_loss = model._compute_loss
-    apply_gradients = opt.apply_gradients
-
-    def spy_loss(*args, **kwargs):
-        loss = compute_loss(*args, **kwargs)
-        cap["y_pred"] = kwargs.get("y_pred", args[2] if len(args) > 2 else None)
-        cap["loss"] = loss
-        return loss
-
-    def spy_apply(grads_and_vars, *args, **kwargs):
-        grads_and_vars = list(grads_and_vars)
-        cap["grads"] = {id(v): g for g, v in grads_and_vars}
-        return apply_gradients(grads_and_vars, *args, **kwargs)
-
-    with Patch() as spies:
-        spies.add(set_attr(model, "_compute_loss", spy_loss))
-        spies.add(set_attr(opt, "apply_gradients", spy_apply))
-        logs = train_step(data)
-    return logs, cap
-
-
-def _gradients(variables, cap):
-    """One dense gradient per variable (NaN where the optimizer got none)."""
+def _gradients(variables, cap, scale=None):
+    """One dense gradient per variable (NaN where the optimizer got none): the gradient of
+    the loss, unscaled as the optimizer unscales it (``loss_scale_factor``)."""
     grads = []
     for v in variables:
         g = cap.get("grads", {}).get(id(v))
@@ -111,6 +88,8 @@ def _gradients(variables, cap):
             g = tf.fill(tf.shape(v.value), tf.constant(_NAN, v.value.dtype))
         elif isinstance(g, tf.IndexedSlices):
             g = tf.convert_to_tensor(g)
+        if scale is not None:
+            g = g / scale
         grads.append(g)
     return grads
 

@@ -1,0 +1,51 @@
+"""tracer.checker.identify: the loss and the learning rate found from the numbers alone."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tracer
+from tracer.checker.identify import candidate_losses, guess_linear_model, sgd_rate
+from _trace_factories import s0_trace
+
+
+def test_s0_without_a_declared_loss_or_optimizer_is_identified():
+    trace = s0_trace(iterations=4)
+    trace.meta.pop("loss")
+    trace.meta.pop("optimizer")
+    report = tracer.check(trace)
+    assert report.identified["loss"] == "sum of squares / 2 / n"
+    assert "lr 0.02" in report.identified["optimizer"]
+    assert report.verdict == "passed"
+
+
+def test_a_wrong_factor_is_not_identified_as_another_candidate():
+    trace = s0_trace(iterations=3)
+    trace.meta.pop("loss")
+    trace.meta.pop("optimizer")
+    trace.arrays().steps["loss"] = trace.arrays().steps["loss"] * 3.0     # no candidate gives 3x
+    report = tracer.check(trace)
+    assert report.identified.get("loss") != "sum of squares / 2 / n"
+    assert report.verdict != "passed"
+
+
+@pytest.mark.parametrize("lr", [0.05, 0.001, 0.3])
+def test_sgd_rate_reads_the_shortest_decimal_from_float32_updates(lr):
+    g = np.linspace(-3, 3, 64).astype(np.float32)
+    p = np.full(64, 1.5, np.float32)
+    update = (p - np.float32(lr) * g) - p
+    assert sgd_rate(update, g, np.abs(p), 2.0 ** -24) == lr
+
+
+def test_sgd_rate_is_least_squares_when_no_short_decimal_explains_the_update():
+    g = np.linspace(-3, 3, 64)
+    update = -0.1 * g + 0.01 * np.sin(np.arange(64))
+    assert sgd_rate(update, g, np.ones(64), 2.0 ** -52) == pytest.approx(-np.dot(update, g) / np.dot(g, g), rel=1e-12)
+    assert sgd_rate(np.zeros(4), np.zeros(4), np.ones(4), 2.0 ** -52) is None      # no gradient: no rate
+
+
+def test_candidates_and_the_linear_model_guess():
+    names = [name for _, name in candidate_losses(1, False)]
+    assert "sum of squares / 2 / n" in names and len(names) == len(set(names))
+    model = guess_linear_model(s0_trace(iterations=1))
+    assert model["layers"][0]["weight"] == "weights" and model["layers"][0]["bias"] == "biases"
