@@ -17,7 +17,12 @@ import sympy as sp
 from ._excel_cells import col as letter_of
 from ._xl_symbols import N, XSUM, XSUMPRODUCT, plain
 
-__all__ = ["NotLive", "FullData", "ASUM"]
+__all__ = ["NotLive", "FullData", "ASUM", "MAX_NODES"]
+
+#: the largest all-rows formula written (nodes of its printed tree): a deep chain of
+#: activations grows the inlined expression exponentially (each use of a column repeats it),
+#: and Excel stops at 8,192 characters a formula anyway
+MAX_NODES = 2000
 
 
 class NotLive(Exception):
@@ -54,6 +59,7 @@ class FullData:
         self.n = n_rows
         self.data_sheet = data_sheet
         self.memo: dict = {}
+        self.sizes: dict = {}              # inlined expression -> nodes of its printed tree
         self.refs: dict = {}               # symbol -> reference text (data ranges, placeholders)
         self.params: dict = {}             # placeholder name -> element label
         for p, (_, labels) in an.labels.items():
@@ -92,9 +98,29 @@ class FullData:
             if c is None:
                 continue
             subs[sym] = self._leaf(c) if c.expr is None or c.role in ("input", "before") else self.inline(c.expr)
+        for f, v in subs.items():
+            if isinstance(v, ASUM):
+                self.sizes[v] = 1 + self.sizes.get(v.args[0], 1)
+        size = self._size(e, subs)
+        if size > MAX_NODES:
+            raise NotLive(f"the formula over all rows would be too long ({size:,} terms; a deep chain of "
+                          "operations repeats each column in every use)")
         out = e.xreplace(subs) if subs else e
         self.memo[e] = out
+        self.sizes[out] = size
         return out
+
+    def _size(self, e, subs) -> int:
+        """Nodes of ``e`` printed with ``subs`` put in (each use of a column counts its whole tree)."""
+        total = 0
+        walk = sp.preorder_traversal(e)
+        for node in walk:
+            if node in subs:
+                total += self.sizes.get(subs[node], 1)
+                walk.skip()
+            else:
+                total += 1
+        return total
 
     def scalar(self, e):
         """A per-iteration number: every data column must sit inside a sum over the rows."""
