@@ -73,6 +73,10 @@ class FormulaSheet:
     n_formulas: int = 0
     widths: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)           # what was identified rather than declared
+    blocks: list = field(default_factory=list)          # per iteration: (first row, last row) of its block
+    epoch_ends: set = field(default_factory=set)        # rows that end an epoch's last block
+    letters: dict = field(default_factory=dict)         # INFO name / column role -> column letter
+    analysis: object = None                             # the Analysis the sheet was laid out from
 
 
 @dataclass

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tracer.display import count
+
 #: iterations for which the text of tracer.explain is embedded (it costs ~15 ms per step)
 EXPLAIN_LIMIT = 60
 #: data rows shown in the page's data table (beyond it only the batch rows are listed)
@@ -97,7 +99,7 @@ def _base(trace) -> dict:
     ids = steps["step"].to_numpy()
     meta = trace.meta
     payload = {
-        "title": f"{meta.get('framework', '?')} run - {n} iterations",
+        "title": f"{meta.get('framework', '?')} run - {count(n, 'iteration')}",
         "framework": meta.get("framework"),
         "n_steps": n,
         "inputs": trace.input_columns, "targets": trace.target_columns,
@@ -176,7 +178,8 @@ def _engine_parts(trace, report, payload, desc) -> None:
         rule = next(iter(rules.values()))
         declared = trace.meta.get("optimizer") is not None
         desc["optimizer"] = rule.describe() + ("" if declared else " (identified by the checker)")
-        desc["equations"] = [[nm, printing.text(e)] for nm, e in rule.equations()]
+        names = {nm for nm, _ in rule.equations()} | set(rule.slots)
+        desc["equations"] = [[nm, printing.readable(e, first=nm, variables=names)] for nm, e in rule.equations()]
         desc["symbols"] = {k: float(v) for k, v in rule.symbols.items()}
         try:
             u = update_values(trace, rule, declared, view)
@@ -199,6 +202,8 @@ def build_payload(trace, explain_limit: int = EXPLAIN_LIMIT) -> dict:
     if report is not None:
         _engine_parts(trace, report, payload, desc)
     payload["desc"] = desc
+    from ._html_epoch import epoch_payload
+    payload["epoch"] = epoch_payload(trace, report)
     if report is not None and explain_limit:
         payload["explain"] = _explanations(trace, report, explain_limit)
     else:

@@ -118,8 +118,12 @@ def write_blocks(trace, an, out, order, groups, eqs, t, lr, lr_const) -> None:
     """Append the iteration blocks to ``out.rows`` and fill ``out.checks``."""
     w = _Writer(trace, an, out, order, groups, eqs, t, lr, lr_const)
     p0 = 0
+    epochs = np.asarray(trace.arrays().steps["epoch"])
     for s in range(1, trace.n_steps + 1):
         r0 = len(out.rows) + 1
         out.rows.extend(w.block(s, p0))
+        out.blocks.append((r0, len(out.rows)))
+        if s == trace.n_steps or epochs[s] != epochs[s - 1]:
+            out.epoch_ends.add(len(out.rows))
         p0 = r0
     out.n_formulas = w.n_formulas

@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
+from tracer.display import count
+
 from ._excel_cells import col as letter_of
 from ._excel_cells import ref
 from ._excel_formulas import DATA_SHEET, FormulaSheet, framework_equations
@@ -28,7 +30,7 @@ PROGRAM_LINES_SHOWN = 40
 def _intro(trace, an, out: FormulaSheet) -> None:
     rows = out.rows
     rep = an.report
-    rows.append([f"steptrace: {trace.meta.get('framework', '?')} run, {trace.n_steps} iterations - "
+    rows.append([f"steptrace: {trace.meta.get('framework', '?')} run, {count(trace.n_steps, 'iteration')} - "
                  f"every computed number below is a live formula"])
     rows.append(["Each iteration is a block of rows (one per batch row). Each column is one variable of the "
                  "step program the checker evaluated (its forward pass, then dL/d of each variable on the way "
@@ -162,6 +164,8 @@ def layout(trace, an) -> FormulaSheet:
     _templates(an, order, groups, eqs, out)
     out.rows.append(INFO + [c.header for c in order])
     out.header_row = len(out.rows)
+    out.analysis = an
+    out.letters = {h: letter_of(i + 1) for i, h in enumerate(INFO)}
     out.labels = [g[2] for g in groups]
     out.after_cells = {g[2]: [] for g in groups}
     from ._xl_blocks import write_blocks

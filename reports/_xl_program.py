@@ -39,6 +39,8 @@ class Mapped:
     grads: dict = field(default_factory=dict)
     loss: object = None
     grad_names: list = field(default_factory=list)
+    prediction: object = None          # the prediction's atoms per output (object array), or None
+    target: object = None              # the targets' atoms per output, or None
 
 
 def _needed(program) -> list:
@@ -212,4 +214,7 @@ def map_program(program, names: dict, k: int, labels: dict, shapes: dict) -> Map
     loss = _label_outputs(program, vals, cols)
     grads, visited = _reverse(program, nodes, vals, cols, _requires(program, nodes))
     before = {p: vals[p].arr for p in program.params}
-    return Mapped(cols, before, grads, loss, visited)
+    pred, target = (vals.get(program.outputs.get(k)) for k in ("prediction", "target"))
+    return Mapped(cols, before, grads, loss, visited,
+                  None if pred is None or not pred.rows else pred.arr.reshape(-1),
+                  None if target is None or not target.rows else target.arr.reshape(-1))

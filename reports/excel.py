@@ -12,13 +12,18 @@ Sheets:
   gradients, optimizer state and updated parameters are Excel formulas: the checker's step
   program mapped to cells, printed from the registry's sympy expressions; otherwise the
   sheet holds values and says why in its first row.
-- ``per_iteration`` (formulas only): one row per iteration referring to the live cells,
-  what the charts draw.
+- ``per_iteration`` (formulas only): one row per iteration, all live: the batch loss, the
+  running mean of the epoch so far (what Keras logs), the logged value, the loss of all
+  rows with the weights after the update, the same for each logged RMSE/MSE/MAE, and each
+  parameter after the update (:mod:`reports._xl_summary`); what the charts draw.
 - ``charts``: native Excel charts, loss per iteration and each parameter's path.
 - ``data``, ``steps``, ``samples``, ``params``, ``epochs``: the trace's tables. A table
   longer than Excel's 1,048,576 rows (header included, :data:`EXCEL_MAX_ROWS`) is split
   into ``params_1``, ``params_2``, ...
 
+Every sheet is readable and printable (:mod:`reports._xl_print`): wrapped headers with
+short parameter names, a rule under each iteration and a heavier one under each epoch,
+frozen panes, landscape one page wide, and long sheets print their first and last rows.
 The workbook is written in openpyxl's streaming (write-only) mode, so memory stays flat
 for large traces.
 """
@@ -28,17 +33,19 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from tracer.atomic import probe_dir, replacing_file
+from tracer.display import count
 from tracer.errors import TraceFileError, TraceInputError
 
 from . import _excel_cells
-from ._excel_cells import cell_value, rows_text
+from ._excel_cells import cell_value
 from ._safe import xlsx_cell, xlsx_text
+from ._xl_print import header_cells, page_setup, set_widths
+from ._xl_values_sheet import VALUES_MAX_PARAM_ELEMENTS, write_values_iterations
 
-#: parameter elements shown as before/after columns on the values ``iterations`` sheet
-VALUES_MAX_PARAM_ELEMENTS = 100
+__all__ = ["to_excel", "write_workbook", "WorkbookInfo", "FormulasNotWritten", "VALUES_MAX_PARAM_ELEMENTS",
+           "CHART_MAX_SERIES"]
+
 #: parameter elements drawn in the parameter-path charts
 CHART_MAX_SERIES = 12
 
@@ -55,6 +62,8 @@ class WorkbookInfo:
     checks: list = field(default_factory=list)
     lr_cell: str | None = None
     n_formulas: int = 0
+    summary_checks: list = field(default_factory=list)   # per_iteration formula cells and their values
+    notes: list = field(default_factory=list)
 
 
 def to_excel(trace, path, formulas: bool = False, progress=None) -> Path:
@@ -88,10 +97,6 @@ def _sheet_parts(name: str, n_rows: int) -> list[tuple[str, int, int]]:
     return parts
 
 
-def _bold_row(ws, values):
-    return [xlsx_cell(ws, cell_value(v), bold=True) for v in values]
-
-
 def _text_row(ws, values):
     """A row of labels and values: strings a spreadsheet would evaluate are written as text."""
     return [xlsx_cell(ws, cell_value(v)) for v in values]
@@ -103,157 +108,49 @@ def _write_frame(wb, name, frame, info, progress):
     arrays = [frame[c].to_numpy(dtype=object) if t else frame[c].to_numpy() for c, t in zip(cols, text)]
     for title, lo, hi in _sheet_parts(name, len(frame)):
         ws = wb.create_sheet(title)
+        set_widths(ws, {}, default=12, n_cols=len(cols))
         ws.freeze_panes = "A2"
-        ws.append(_bold_row(ws, cols))
+        ws.append(header_cells(ws, cols))
         for i in range(lo, hi):
             ws.append([xlsx_cell(ws, cell_value(arr[i])) if t else cell_value(arr[i])
                        for arr, t in zip(arrays, text)])
+        page_setup(ws, len(cols), hi - lo + 1, landscape=len(cols) > 8)
         info.sheets.append(title)
         if progress:
             progress(1, 0, f"sheet {title}")
 
 
-def _element_labels(trace):
-    labels = []
-    for pname in trace.param_names:
-        shape = trace.param_shape(pname)
-        size = int(np.prod(shape, dtype=np.int64))
-        for idx in range(size):
-            lab = pname if size == 1 else f"{pname}[{','.join(str(i) for i in np.unravel_index(idx, shape))}]"
-            labels.append((pname, idx, lab))
-    return labels
+def _wrapped(ws, values) -> list:
+    """A label and a long text that wraps (the about sheet)."""
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.cell.cell import Cell
+    from openpyxl.styles import Alignment
+    out = []
+    for v in _text_row(ws, values):
+        c = v if isinstance(v, Cell) else WriteOnlyCell(ws, value=v)
+        c.alignment = Alignment(wrap_text=True, vertical="top")
+        out.append(c)
+    return out
 
 
 def _write_about(wb, trace, info, reason):
     ws = wb.create_sheet("about", 0)
-    ws.column_dimensions["A"].width = 22
-    ws.column_dimensions["B"].width = 100
+    set_widths(ws, {1: 22, 2: 110})
     meta = trace.meta
-    ws.append(_bold_row(ws, ["steptrace trace", f"{meta.get('framework', '?')} run, {trace.n_steps} iterations"]))
-    ws.append(_text_row(ws, ["iterations sheet", "live formulas (edit a setting to replay the training)"
-                             if info.formulas else "values" + (f" - formulas not written: {reason}" if reason else "")]))
+    ws.append(header_cells(ws, ["steptrace trace", f"{meta.get('framework', '?')} run, "
+                                                   f"{count(trace.n_steps, 'iteration')}"]))
+    ws.append(_wrapped(ws, ["iterations sheet", "live formulas (edit a setting to replay the training)"
+                            if info.formulas else "values" + (f" - formulas not written: {reason}" if reason else "")]))
     for key in ("model", "loss", "optimizer", "metrics", "data", "params", "capture", "versions"):
         if meta.get(key) is not None:
-            ws.append(_text_row(ws, [key, json.dumps(meta[key], default=str)]))
-    for note in meta.get("notes", []) or []:
-        ws.append(_text_row(ws, ["note", str(note)]))
+            ws.append(_wrapped(ws, [key, json.dumps(meta[key], default=str)]))
+    for note in list(meta.get("notes", []) or []) + list(info.notes):
+        ws.append(_wrapped(ws, ["note", str(note)]))
+    ws.append(_wrapped(ws, ["printing", "each sheet prints landscape, one page wide, its header on every page; a "
+                                        "sheet of more than a few hundred rows prints its first and last rows (its "
+                                        "footer says so; the file holds every row)"]))
+    page_setup(ws, 2, 0, header_row=None, landscape=False)
     info.sheets.insert(0, "about")
-
-
-def _write_values_iterations(wb, trace, info, reason):
-    """One row per iteration: the by-hand layout with values. Returns chart sources."""
-    a = trace.arrays()
-    steps = trace.steps
-    n = len(steps)
-    labels = _element_labels(trace) if a.params else []
-    show_params = 0 < len(labels) <= VALUES_MAX_PARAM_ELEMENTS
-    logged = [c for c in steps.columns if c.startswith("logged_")]
-    headers = ["epoch", "batch", "iteration", "batch size", "rows used (0-based data rows)", "lr", "loss"]
-    headers += [c[len("logged_"):] + " (logged)" for c in logged]
-    if show_params:
-        for _, _, lab in labels:
-            headers += [f"{lab} before", f"{lab} after"]
-    # rows used per step
-    order = np.argsort(a.sample_step, kind="stable")
-    s_step, s_row = a.sample_step[order], a.sample_row[order]
-    step_ids = steps["step"].to_numpy()
-    lo = np.searchsorted(s_step, step_ids, side="left")
-    hi = np.searchsorted(s_step, step_ids, side="right")
-    pos = {int(s): i for i, s in enumerate(a.param_step)}
-    note = None
-    if reason:
-        note = f"Formulas were not written: {reason}. The values below are the recorded ones."
-    elif not show_params and labels:
-        note = (f"{len(labels)} parameter elements: too many for columns here "
-                f"(limit {VALUES_MAX_PARAM_ELEMENTS}); see the params sheet(s).")
-    top = 1 if note else 0
-    parts = _sheet_parts("iterations", n + top)
-    src = None
-    for p_i, (title, plo, phi) in enumerate(parts):
-        ws = wb.create_sheet(title)
-        ws.column_dimensions["E"].width = 30
-        if p_i == 0 and note:
-            ws.append(_bold_row(ws, [note]))
-        ws.append(_bold_row(ws, headers))
-        ws.freeze_panes = f"D{2 + (top if p_i == 0 else 0)}"
-        first_data_row = 2 + (top if p_i == 0 else 0)
-        rlo = max(plo - top, 0)
-        rhi = phi - top
-        cols = {c: steps[c].to_numpy() for c in ["epoch", "batch", "step", "loss", "lr"] + logged
-                if c in steps.columns}
-        bs = steps["batch_size"].to_numpy() if "batch_size" in steps.columns else np.full(n, np.nan)
-        for r in range(rlo, rhi):
-            row = [int(cols["epoch"][r]), int(cols["batch"][r]), int(cols["step"][r]), cell_value(bs[r]),
-                   rows_text(s_row[lo[r]:hi[r]]) if hi[r] > lo[r] else None,
-                   cell_value(cols["lr"][r]) if "lr" in cols else None,
-                   cell_value(cols["loss"][r]) if "loss" in cols else None]
-            row += [xlsx_cell(ws, cell_value(cols[c][r])) for c in logged]
-            if show_params:
-                k = pos.get(int(cols["step"][r]))
-                for pname, idx, _ in labels:
-                    if k is None:
-                        row += [None, None]
-                    else:
-                        p = a.params[pname]
-                        row += [cell_value(p.before[k, idx]), cell_value(p.after[k, idx])]
-            ws.append(row)
-        info.sheets.append(title)
-        if p_i == 0:
-            last = first_data_row + (rhi - rlo) - 1
-            src = {"sheet": title, "first": first_data_row, "last": last, "x_col": 3, "loss_col": 7,
-                   "params": ({lab: 9 + len(logged) + 2 * i for i, (_, _, lab) in enumerate(labels)}
-                              if show_params else {})}
-    return src
-
-
-def _write_formula_sheets(wb, trace, sheet, info):
-    from openpyxl.cell import WriteOnlyCell
-    from openpyxl.styles import Font, PatternFill
-
-    ws = wb.create_sheet("iterations")
-    ws.column_dimensions["A"].width = 14
-    ws.column_dimensions["C"].width = 12
-    ws.freeze_panes = f"H{sheet.header_row + 1}"
-    bold = Font(bold=True)
-    fill = PatternFill("solid", fgColor="FFF2CC")
-    setting_rows = {int(cell.rsplit("$", 1)[1]) for cell in sheet.setting_cells.values()}
-    for r, row in enumerate(sheet.rows, start=1):
-        if r == sheet.header_row or r <= 1 or (row and row[0] == "setting"):
-            ws.append(_bold_row(ws, row))
-        elif r in setting_rows:
-            cells = []
-            for i, v in enumerate(row):
-                cell = WriteOnlyCell(ws, value=v)
-                if i == 1:
-                    cell.fill = fill
-                    cell.font = bold
-                elif isinstance(v, str):      # a setting's name or note: text, never a formula
-                    cell.data_type = "s"
-                cells.append(cell)
-            ws.append(cells)
-        elif r < sheet.header_row:            # the sheet's own notes: text
-            ws.append(_text_row(ws, row))
-        else:   # below the header, strings are the formulas printed by _excel_formulas
-            ws.append([v if isinstance(v, str) else cell_value(v) for v in row])
-    info.sheets.append("iterations")
-    # per-iteration summary, referring to the live cells
-    ws2 = wb.create_sheet("per_iteration")
-    steps = trace.steps
-    logged = [c for c in steps.columns if c.startswith("logged_")]
-    headers = ["iteration", "epoch", "batch", "batch loss (live)"] + \
-              [c[len("logged_"):] + " (logged by the framework)" for c in logged] + \
-              [f"{lab} after (live)" for lab in sheet.labels]
-    ws2.append(_bold_row(ws2, headers))
-    ws2.freeze_panes = "B2"
-    for s in range(trace.n_steps):
-        row = [int(steps["step"].iloc[s]), int(steps["epoch"].iloc[s]), int(steps["batch"].iloc[s]),
-               f"=iterations!{sheet.loss_cells[s]}"]
-        row += [xlsx_cell(ws2, cell_value(steps[c].iloc[s])) for c in logged]
-        row += [f"=iterations!{sheet.after_cells[lab][s]}" for lab in sheet.labels]
-        ws2.append(row)
-    info.sheets.append("per_iteration")
-    return {"sheet": "per_iteration", "first": 2, "last": trace.n_steps + 1, "x_col": 1, "loss_col": 4,
-            "params": {lab: 5 + len(logged) + i for i, lab in enumerate(sheet.labels)}}
 
 
 def _write_charts(wb, src, info):
@@ -261,6 +158,8 @@ def _write_charts(wb, src, info):
     from openpyxl.chart import Reference, ScatterChart, Series
 
     ws = wb.create_sheet("charts")
+    set_widths(ws, {1: 12})
+    page_setup(ws, 10, 60, header_row=None, landscape=False)
     info.sheets.append("charts")
     if src is None or src["last"] < src["first"]:
         ws.append(["No iterations to chart."])
@@ -279,7 +178,7 @@ def _write_charts(wb, src, info):
         ch.style = 13
         ch.x_axis.title = "iteration"
         ch.y_axis.title = ytitle
-        ch.height, ch.width = 9, 18
+        ch.height, ch.width = 8, 17
         ch.x_axis.delete = False
         ch.y_axis.delete = False
         xref = Reference(data_ws, min_col=src["x_col"], min_row=src["first"], max_row=src["last"])
@@ -291,15 +190,16 @@ def _write_charts(wb, src, info):
             ch.series.append(s)
         return ch
 
-    ws.add_chart(chart("Batch loss per iteration", "loss", [("batch loss", src["loss_col"])]), "A3")
+    ws.add_chart(chart("Batch loss per iteration", "loss", [("batch loss", src["loss_col"])] + src.get("extra", [])),
+                 "A3")
     by_param = {}
     for lab, column in src["params"].items():
         by_param.setdefault(lab.split("[")[0], []).append((lab, column))
-    anchor = 22
+    anchor = 20
     for pname, series in by_param.items():
         ws.add_chart(chart(xlsx_text(f"Path of {pname} (value after each update)"), "value",
                            series[:CHART_MAX_SERIES]), f"A{anchor}")
-        anchor += 19
+        anchor += 17
 
 
 def write_workbook(trace, path, formulas: bool = False, progress=None, extra_sheets: dict | None = None) -> WorkbookInfo:
@@ -343,9 +243,12 @@ def _fill_workbook(tmp, trace, sheet, info, reason, progress, extra_sheets=None)
 
     wb = Workbook(write_only=True)
     if sheet is not None:
-        src = _write_formula_sheets(wb, trace, sheet, info)
+        from ._xl_live_sheet import write_live_sheet
+        from ._xl_summary import write_summary
+        write_live_sheet(wb, trace, sheet, info)
+        src = write_summary(wb, trace, sheet, info, int(trace.arrays().inputs.shape[0]))
     else:
-        src = _write_values_iterations(wb, trace, info, reason)
+        src = write_values_iterations(wb, trace, info, reason, _sheet_parts)
     if progress:
         progress(1, 0, "iterations sheet")
     _write_charts(wb, src, info)

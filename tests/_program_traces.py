@@ -164,10 +164,14 @@ def softmax_trace(n: int = 12, epochs: int = 2, batch_size: int = 6, lr: float =
                    {"name": "sgd", "convention": "torch", "lr": lr}, target=cls[:, 0].astype(np.int64))
 
 
-def engine_trace(meta: dict, x, y, params: dict, steps: int = 3, batch_size: int = 4, seed: int = 0):
+def engine_trace(meta: dict, x, y, params: dict, steps: int = 3, batch_size: int = 4, seed: int = 0,
+                 log_fn=None):
     """A run whose numbers are the engine's own (the program or 0.1.0 model and loss in ``meta``,
     the declared optimizer), for testing how the reports *print* every registry op: the
-    workbook's formulas must reproduce the engine cell for cell."""
+    workbook's formulas must reproduce the engine cell for cell.
+
+    ``log_fn(history)`` (optional) gives the logs of each step from the list of
+    ``(predictions before, targets, predictions after the update)`` of the steps so far."""
     from tracer.checker.resolve import resolve_program
     from tracer.math.optimizers import get_optimizer
     from tracer.program import Evaluation
@@ -178,6 +182,7 @@ def engine_trace(meta: dict, x, y, params: dict, steps: int = 3, batch_size: int
     state = {n: rule.initial_state(v) for n, v in params.items()}
     program = resolve_program(_one_step(meta, x, y, params)).program
     rng = np.random.default_rng(seed)
+    history = []
     for s in range(steps):
         rows = rng.permutation(len(x))[:batch_size]
         leaves = {i.name: _leaf(i, x if i.source == "inputs" else y, rows) for i in program.inputs}
@@ -190,10 +195,15 @@ def engine_trace(meta: dict, x, y, params: dict, steps: int = 3, batch_size: int
             p1, st = rule.step(np.asarray(v)[None], grads[n][None], {k: w[None] for k, w in state[n].items()},
                                np.array([s + 1.0]))
             after[n], state[n] = p1[0], {k: w[0] for k, w in st.items()}
+        pred = ev.prediction[0].reshape(len(rows), -1)
+        logs = None
+        if log_fn is not None:
+            leaves.update({n: np.asarray(v, dtype=np.float64)[None] for n, v in after.items()})
+            history.append((pred, y[rows], Evaluation(program, leaves).prediction[0].reshape(len(rows), -1)))
+            logs = log_fn(history)
         rec.record_step(epoch=1, batch=s + 1, params_before=params, params_after=after, grads=grads, rows=rows,
-                        y_pred=ev.prediction[0].reshape(len(rows), -1), loss=float(ev.loss[0]),
-                        lr=rule.lr, batch_size=len(rows), state={n: dict(state[n]) for n in params},
-                        extra={"opt_step": s + 1})
+                        y_pred=pred, loss=float(ev.loss[0]), lr=rule.lr, batch_size=len(rows),
+                        state={n: dict(state[n]) for n in params}, extra={"opt_step": s + 1}, logs=logs)
         params = after
     return rec.trace()
 

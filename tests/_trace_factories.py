@@ -80,12 +80,17 @@ def s2_batches(epochs: int, batch_size: int, shuffle: bool, seed: int, n: int = 
 
 
 def s2_trace(epochs: int = 4, batch_size: int = 4, shuffle: bool = True, seed: int = 2,
-             lr: float = 0.05, rho: float = 0.9, epsilon: float = 1e-7):
+             lr: float = 0.05, rho: float = 0.9, epsilon: float = 1e-7, custom: dict | None = None,
+             validation: bool = False):
     """Scenario S2: Keras Dense(1), RMSprop, mse, RMSE metric, kernel 0.5, bias 0.
 
     Keras's RMSprop: ``v = rho v + (1 - rho) g^2``; ``p -= lr g / sqrt(v + eps)``.
     ``logs`` are what Keras shows: running means over the batches of the epoch so far
     (``loss`` weighted by batch size, RMSE over every prediction seen this epoch).
+    ``custom``: extra logged metrics ``{name: fn(list of the epoch's residual arrays so far)}``,
+    described as Keras describes a function metric (kind ``unsupported``); ``validation``:
+    ``val_loss`` and ``val_root_mean_squared_error`` at each epoch end on the 12 training
+    rows with the weights after the epoch (``validation_data=(x, y)``, as in the S2 thread).
     """
     meta = {
         "framework": "keras",
@@ -95,7 +100,8 @@ def s2_trace(epochs: int = 4, batch_size: int = 4, shuffle: bool = True, seed: i
         "loss": {"name": "mse", "reduction": "sum_over_batch_size"},
         "optimizer": {"name": "rmsprop", "convention": "keras", "lr": lr, "rho": rho,
                       "momentum": 0.0, "epsilon": epsilon, "centered": False},
-        "metrics": [{"name": "root_mean_squared_error", "kind": "rmse"}],
+        "metrics": [{"name": "root_mean_squared_error", "kind": "rmse"}] +
+                   [{"name": n, "kind": "unsupported", "keras_name": "MeanMetricWrapper"} for n in custom or {}],
     }
     x, y = S2_X, S2_Y
     rec = Recorder(meta=meta)
@@ -107,6 +113,7 @@ def s2_trace(epochs: int = 4, batch_size: int = 4, shuffle: bool = True, seed: i
     t = 0
     for e, batches in enumerate(s2_batches(epochs, batch_size, shuffle, seed, len(x)), start=1):
         loss_sum = count = sq_sum = 0.0
+        residuals = []
         for bi, rows in enumerate(batches, start=1):
             xb, yb = x[rows], y[rows]
             nb = len(rows)
@@ -125,6 +132,8 @@ def s2_trace(epochs: int = 4, batch_size: int = 4, shuffle: bool = True, seed: i
             count += nb
             sq_sum += float(np.sum(d ** 2))
             logs = {"loss": loss_sum / count, "root_mean_squared_error": np.sqrt(sq_sum / count)}
+            residuals.append(d)
+            logs.update({n: float(fn(residuals)) for n, fn in (custom or {}).items()})
             rec.record_step(epoch=e, batch=bi, params_before={"dense/kernel": w, "dense/bias": b},
                             params_after={"dense/kernel": new_w, "dense/bias": new_b},
                             grads={"dense/kernel": gw, "dense/bias": gb}, rows=rows, y_pred=pred,
@@ -132,6 +141,10 @@ def s2_trace(epochs: int = 4, batch_size: int = 4, shuffle: bool = True, seed: i
                             state={"dense/kernel": {"velocity": vw}, "dense/bias": {"velocity": vb}},
                             logs=logs, extra={"opt_step": t})
             w, b = new_w, new_b
+        if validation:
+            d_all = x @ w + b - y
+            logs = {**logs, "val_loss": float(np.mean(d_all ** 2)),
+                    "val_root_mean_squared_error": float(np.sqrt(np.mean(d_all ** 2)))}
         rec.record_epoch(e, logs)
     return rec.trace()
 

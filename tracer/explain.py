@@ -12,7 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 from .checker import check
+from .display import compact_rows, count, num, num_list
 from .errors import SteptraceError, TraceInputError
+from .explain_update import update_lines
 from .math import printing
 from .program import get_op
 from .program.elementwise import Elementwise
@@ -21,25 +23,31 @@ __all__ = ["explain"]
 
 
 def _fmt(a, limit: int = 6) -> str:
+    """A value for reading: 7 significant digits (float32's precision), the first few of many."""
     a = np.asarray(a, dtype=np.float64)
     if a.size == 1:
-        return f"{a.reshape(-1)[0]:.10g}"
-    flat = a.reshape(-1)
-    text = ", ".join(f"{v:.8g}" for v in flat[:limit])
-    more = f", ... ({a.size} values)" if a.size > limit else ""
-    return f"[{text}{more}]" + (f" shape {a.shape}" if a.ndim > 1 else "")
+        return num(a.reshape(-1)[0], 7)
+    return num_list(a.reshape(-1), 7, limit) + (f" shape {a.shape}" if a.ndim > 1 else "")
 
 
-def explain(trace, step: int = 1, *, report=None, max_rows: int = 5, metric: str | None = None,
+def explain(trace, step: int | None = 1, *, report=None, max_rows: int = 5, metric: str | None = None,
             value: float | None = None) -> str:
     """Return the derivation of global step ``step`` (from 1) as text.
 
-    With ``metric`` (a logged metric name) it returns the reconciliation of that
-    logged value instead (see :mod:`tracer.reconcile`).
+    With ``metric`` (a logged name, any case, an alias such as ``rmse`` or ``mse``, or
+    ``val_<name>``) it answers "where does this number come from" instead: with
+    ``step=None`` every step and epoch end is searched for ``value``
+    (:mod:`tracer.answers`); with a step, that step's candidates (:mod:`tracer.reconcile`).
+    ``value`` without ``metric`` is an error.
     """
+    if metric is None and value is not None:
+        raise TraceInputError("value: give the metric it is a value of (metric='rmse', or --metric RMSE)")
     if metric is not None:
-        from .reconcile import reconcile_metric
-        return str(reconcile_metric(trace, metric, step, value))
+        if step is None:
+            from .answers import answer_metric
+            return str(answer_metric(trace, metric, value, report=report))
+        return _with_sentence(trace, metric, step, value, report)
+    step = 1 if step is None else step
     steps = trace.steps
     if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 1:
         raise TraceInputError(f"step: expected a step number from 1, got {step!r}")
@@ -53,11 +61,10 @@ def explain(trace, step: int = 1, *, report=None, max_rows: int = 5, metric: str
     arrays = trace.arrays()
     bs = row.get("batch_size", np.nan)
     out = [f"Step {step} (epoch {int(row['epoch'])}, batch {int(row['batch'])}), "
-           f"batch of {int(bs) if np.isfinite(bs) else '?'} rows"]
+           f"batch of {count(int(bs), 'row') if np.isfinite(bs) else '? rows'}"]
     rows = arrays.sample_row[arrays.sample_step == step]
     if rows.size and (rows >= 0).all():
-        shown = ", ".join(str(r) for r in rows[:12]) + (", ..." if rows.size > 12 else "")
-        out.append(f"  rows used: {shown}")
+        out.append(f"  rows used: {compact_rows(rows)}")
     pos = np.flatnonzero(arrays.param_step == step)
     program = report.context.get("program")
     ev = None
@@ -69,11 +76,11 @@ def explain(trace, step: int = 1, *, report=None, max_rows: int = 5, metric: str
             out.append(f"  (the step program cannot be evaluated at this step: {exc})")
     if ev is None:
         out += _recorded_only(trace, report, step, pos)
-        return "\n".join(out + _updates(trace, report, pos) + _verdict(report, step))
+        return "\n".join(out + update_lines(trace, report, pos) + _verdict(report, step))
     out += _program_lines(ev, arrays, step, row, max_rows, _loss_text(trace, report))
     out += _gradients(ev, arrays, int(pos[0]))
     grads = ev.gradients() if ev.program.has_loss else {}
-    return "\n".join(out + _updates(trace, report, pos, grads) + _verdict(report, step))
+    return "\n".join(out + update_lines(trace, report, pos, grads) + _verdict(report, step))
 
 
 def _loss_text(trace, report) -> str | None:
@@ -124,7 +131,7 @@ def _program_lines(ev, arrays, step, row, max_rows, loss_text=None):
     if pred is not None and rows.size:
         p = np.asarray(pred[0], dtype=np.float64).reshape(rows.size, -1) if pred[0].size % rows.size == 0 else None
         if p is not None:
-            lines.append(f"Predictions (first {min(max_rows, rows.size)} of {rows.size} rows):")
+            lines.append(f"Predictions (first {min(max_rows, rows.size)} of {count(rows.size, 'row')}):")
             for r in range(min(max_rows, rows.size)):
                 x = arrays.inputs[rows[r]] if arrays.inputs is not None else None
                 y = arrays.targets[rows[r]] if arrays.targets is not None else None
@@ -134,7 +141,7 @@ def _program_lines(ev, arrays, step, row, max_rows, loss_text=None):
         recorded = row.get("loss", np.nan)
         if loss_text:
             lines.append(f"Loss: {loss_text}")
-        lines.append(f"    L = {program.outputs['loss']} = {float(ev.loss[0]):.10g}   recorded {float(recorded):.10g}")
+        lines.append(f"    L = {program.outputs['loss']} = {_fmt(ev.loss[0])}   recorded {_fmt(recorded)}")
     else:
         lines.append("Loss: not declared and not identified: the derivation stops here.")
     return lines
@@ -170,31 +177,6 @@ def _gradients(ev, arrays, i):
     return lines
 
 
-def _updates(trace, report, pos, grads=None):
-    rules = report.context.get("rules") or {}
-    if not rules or not pos.size:
-        return []
-    arrays = trace.arrays()
-    i = int(pos[0])
-    rule = next(iter(rules.values()))
-    lines = [f"Update: {rule.describe()}"]
-    try:
-        for name, eq in rule.equations():
-            lines.append(f"    {name} = {printing.text(eq)}")
-    except (TypeError, ValueError):   # an equation the printer cannot render is not worth failing over
-        pass
-    for n, p in arrays.params.items():
-        before, after = p.before[i].astype(np.float64), p.after[i].astype(np.float64)
-        line = f"    {n}: {_fmt(before)} -> {_fmt(after)} (recorded)"
-        g = p.grad[i]
-        if not np.isfinite(g).all() and grads and n in grads:
-            g = np.asarray(grads[n][0], dtype=np.float64).reshape(-1)
-        if n in rules and rules[n].convention == "plain" and np.isfinite(g).all():
-            line += f"; by hand {_fmt(before)} - {rules[n].lr:g} * {_fmt(g)} = {_fmt(before - rules[n].lr * g)}"
-        lines.append(line)
-    return lines
-
-
 def _verdict(report, step) -> list[str]:
     t = report.table
     here = t[t["step"] == step] if len(t) else t
@@ -202,7 +184,21 @@ def _verdict(report, step) -> list[str]:
         return ["Check: nothing checked at this step."]
     bad = here[~here["passed"]]
     if not len(bad):
-        return [f"Check: all {len(here)} checks of this step passed."]
+        return [f"Check: {'the' if len(here) == 1 else 'all'} {count(len(here), 'check')} of this step "
+                f"passed."]
     from .checker.report import describe_row
-    return [f"Check: {len(bad)} of {len(here)} checks FAILED at this step:"] + \
+    return [f"Check: {len(bad)} of {count(len(here), 'check')} FAILED at this step:"] + \
         ["    " + describe_row(r) for r in bad.head(8).to_dict("records")]
+
+
+def _with_sentence(trace, metric, step, value, report) -> str:
+    """The step's reconciliation, opened by the one-sentence answer when ``value`` matches there."""
+    from .answers import answer_metric
+    from .answer_text import _sentence
+    from .reconcile import reconcile_metric
+    text = str(reconcile_metric(trace, metric, step, value, report=report))
+    if value is None:
+        return text
+    ans = answer_metric(trace, metric, value, report=report)
+    ans.matches = [c for c in ans.matches if c.step == step and c.kind != "val"] or ans.matches
+    return (_sentence(ans) + "\n\n" + text) if ans.matches else text

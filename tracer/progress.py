@@ -97,7 +97,7 @@ def format_progress(info: dict | None, elapsed: float | None = None) -> str | No
     if info.get("epoch") is not None:
         parts.append(f"epoch {info['epoch']}")
     if info.get("steps") is not None:
-        parts.append(f"{info['steps']} steps recorded")
+        parts.append(f"{info['steps']} step{'' if info['steps'] == 1 else 's'} recorded")
     if elapsed is not None:
         parts.append(f"{elapsed:.0f}s")
     return " | ".join(parts)

@@ -16,11 +16,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from .answers import tolerance as _tolerance
+from .display import num
 from .errors import SteptraceError, TraceInputError
+from .metric_names import resolve_metric
 
 __all__ = ["reconcile_metric", "Reconciliation", "CANDIDATES"]
 
-LOGGED = "logged by Keras (running over the epoch so far, weights before the update)"
+LOGGED = "running over the epoch so far, weights before each update (recomputed: what Keras logs)"
 BATCH = "current batch only, weights before the update"
 MEAN_OF_BATCHES = "mean of per-batch values so far"
 FULL_BEFORE = "full data, weights before the update"
@@ -44,12 +47,14 @@ class Reconciliation:
     describe: str = ""
     breakdown: pd.DataFrame | None = None
     notes: list = field(default_factory=list)
+    framework: str = "Keras"
 
     def __str__(self) -> str:
-        lines = [f"{self.metric} at step {self.step} (epoch {self.epoch}, batch {self.batch}): "
-                 f"Keras logged {_fmt(self.logged)}"]
+        said = (f"{self.framework} logged {_fmt(self.logged)}" if not math.isnan(self.logged) else
+                f"not logged by the run (the candidates below are steptrace's recomputations)")
+        lines = [f"{self.metric} at step {self.step} (epoch {self.epoch}, batch {self.batch}): {said}"]
         if self.describe:
-            lines.append(f"How Keras got it: {self.describe}, with the weights before each update, "
+            lines.append(f"How Keras computes it: {self.describe}, with the weights before each update, "
                          f"reset at the start of each epoch.")
         if self.breakdown is not None and len(self.breakdown):
             lines.append("Batches of this epoch so far:")
@@ -66,9 +71,9 @@ class Reconciliation:
                           if ok and n != self.match]
                 if others:
                     lines.append("Equal here as well (these coincide at this step): " + "; ".join(others) + ".")
-                if self.match != LOGGED:
-                    lines.append(f"Keras's {_fmt(self.logged)} is the {LOGGED!r} value: the two measure "
-                                 "different things, neither is wrong.")
+                if self.match != LOGGED and not math.isnan(self.logged):
+                    lines.append(f"{self.framework}'s {_fmt(self.logged)} is the {LOGGED!r} value: the two "
+                                 "measure different things, neither is wrong.")
             else:
                 lines.append(f"Your value {self.value!r} matches none of the candidates.")
         for n in self.notes:
@@ -77,26 +82,24 @@ class Reconciliation:
 
 
 def _fmt(v) -> str:
-    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.8g}"
+    return num(v, 8)
 
 
-def _tolerance(value: float) -> float:
-    """Agreement to the digits the user typed (0.5 in the last one), at least float32 precision."""
-    text = repr(float(value))
-    decimals = 0
-    if "e" not in text and "." in text:
-        decimals = len(text.split(".")[1].rstrip("0"))
-    elif "e" in text:
-        mant, exp = text.split("e")
-        decimals = max(0, len(mant.split(".")[1]) if "." in mant else 0) - int(exp)
-    return max(0.5 * 10.0 ** (-decimals) * (1 + 1e-9), 2e-6 * abs(value))
+def _program(trace, report, need_loss: bool):
+    """The checker's program (with the loss it identified, which needs a check run)."""
+    from .checker.recompute import program_of
+    program = program_of(trace, report)
+    if report is None and need_loss and (program is None or not program.has_loss):
+        from .checker import check
+        program = program_of(trace, check(trace))
+    return program
 
 
-def _full_data_value(trace, name: str, spec, step: int, which: str) -> float:
+def _full_data_value(trace, name: str, spec, step: int, which: str, program) -> float:
     """The quantity on every training row with the parameters before or after ``step``,
     computed by the step program the checker uses."""
     from .checker.recompute import evaluate_full_data
-    ev = evaluate_full_data(trace, step, which)
+    ev = evaluate_full_data(trace, step, which, program)
     if name == "loss":
         if not ev.program.has_loss:
             raise SteptraceError("the trace's loss is not known")
@@ -112,12 +115,8 @@ def _full_data_value(trace, name: str, spec, step: int, which: str) -> float:
     return float(metric.result(total, count)[0])
 
 
-def reconcile_metric(trace, metric: str, step: int, value: float | None = None) -> Reconciliation:
-    """Explain the value logged as ``metric`` after step ``step`` (1-based) and compare the
-    values a user is likely to have computed instead; with ``value``, name the one it equals.
-    """
-    from .checker.logged import logged_values, metric_spec
-
+def _parse(metric, step, value):
+    """``(step, value)`` as numbers, or TraceInputError naming the argument."""
     if not isinstance(metric, str) or not metric:
         raise TraceInputError(f"metric: expected a logged name such as 'loss', got {metric!r}")
     try:
@@ -129,15 +128,35 @@ def reconcile_metric(trace, metric: str, step: int, value: float | None = None) 
             value = float(value)
         except (TypeError, ValueError):
             raise TraceInputError(f"value: expected a number, got {value!r}") from None
-    spec = None
-    name = "loss" if metric in ("loss", "logged_loss") else metric.removeprefix("logged_")
-    if name != "loss":
-        spec = metric_spec(trace.meta, name)
-        if spec is None:
-            known = ["loss"] + [m.get("name") for m in trace.meta.get("metrics") or []]
-            raise TraceInputError(f"metric: expected one of {known}, got {metric!r}")
-        name = spec["name"]
-    series = logged_values(trace).get(name)
+    return step, value
+
+
+def _matches(values: dict, reference, user_value: bool):
+    """``(matches mask, first match)`` of the candidates against ``reference``."""
+    names = list(CANDIDATES)
+    vals = np.array([values[n] for n in names])
+    matches = np.zeros(len(names), dtype=bool)
+    if reference is None or math.isnan(reference):
+        return vals, matches, None
+    tol = _tolerance(reference) if user_value else 1e-5 * max(1.0, abs(reference))
+    matches = np.nan_to_num(np.abs(vals - reference), nan=np.inf) <= tol
+    # several can be equal (one batch per epoch): the first wins
+    return vals, matches, (names[int(np.flatnonzero(matches)[0])] if matches.any() else None)
+
+
+def reconcile_metric(trace, metric: str, step: int, value: float | None = None, report=None) -> Reconciliation:
+    """Explain the value logged as ``metric`` after step ``step`` (1-based) and compare the
+    values a user is likely to have computed instead; with ``value``, name the one it equals.
+    """
+    from .checker.logged import metric_series
+
+    step, value = _parse(metric, step, value)
+    mname = resolve_metric(trace, metric)
+    if mname.val:
+        raise TraceInputError(f"metric: {metric!r} is logged at the end of an epoch, not after a step; "
+                              "ask without --step (steptrace explain TRACE --metric NAME)")
+    name, spec = mname.name, mname.spec
+    series = metric_series(trace, "loss" if mname.kind == "loss" else spec)
     if series is None:
         raise TraceInputError(
             f"metric: {metric!r} cannot be recomputed from this trace (it needs every batch of the epoch "
@@ -157,29 +176,22 @@ def reconcile_metric(trace, metric: str, step: int, value: float | None = None) 
     notes = list(series.notes)
     values = {LOGGED: float(series.running[k]), BATCH: float(series.batch_value[k]),
               MEAN_OF_BATCHES: float(np.mean(series.batch_value[in_epoch]))}
+    program = _program(trace, report, name == "loss")
     for label, which in ((FULL_BEFORE, "before"), (FULL_AFTER, "after")):
         try:
-            values[label] = _full_data_value(trace, name, spec, step, which)
+            values[label] = _full_data_value(trace, name, spec, step, which, program)
         except SteptraceError as exc:
             values[label] = float("nan")
             notes.append(f"{label}: not computed ({exc})")
 
-    reference = value if value is not None else logged
-    names = list(CANDIDATES)
-    vals = np.array([values[n] for n in names])
-    matches = np.zeros(len(names), dtype=bool)
-    match = None
-    if reference is not None and not math.isnan(reference):
-        tol = _tolerance(reference) if value is not None else 1e-5 * max(1.0, abs(reference))
-        diff = np.abs(vals - reference)
-        matches = np.nan_to_num(diff, nan=np.inf) <= tol
-        if matches.any():               # several can be equal (one batch per epoch): the first wins
-            match = names[int(np.flatnonzero(matches)[0])]
-    candidates = pd.DataFrame({"name": names, "value": vals, "matches": matches})
+    vals, matches, match = _matches(values, value if value is not None else logged, value is not None)
+    candidates = pd.DataFrame({"name": list(CANDIDATES), "value": vals, "matches": matches})
     breakdown = pd.DataFrame({
         "step": series.steps[in_epoch], "batch rows": series.batch_size[in_epoch].astype(int),
         "batch value": series.batch_value[in_epoch], "running value": series.running[in_epoch],
         "logged": series.actual[in_epoch]})
-    return Reconciliation(metric=name, step=step, epoch=epoch, batch=batch, logged=logged, value=value,
+    framework = {"keras": "Keras", "torch": "PyTorch"}.get(trace.meta.get("framework"), "the run")
+    return Reconciliation(metric=name, step=step, framework=framework, epoch=epoch, batch=batch, logged=logged,
+                          value=value,
                           candidates=candidates, match=match, describe=series.describe,
                           breakdown=breakdown, notes=notes)

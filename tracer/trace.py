@@ -45,7 +45,8 @@ class Trace:
         self._frames: dict[str, pd.DataFrame] = dict(frames or {})
 
     def __repr__(self) -> str:
-        return (f"<Trace {self.meta.get('framework', '?')}: {self.n_steps} steps, "
+        from .display import count
+        return (f"<Trace {self.meta.get('framework', '?')}: {count(self.n_steps, 'step')}, "
                 f"params {self.param_names}>")
 
     # ---------------------------------------------------------------- sizes

@@ -16,6 +16,7 @@ import pytest
 import reports
 from reports import _excel_cells
 from reports.excel import write_workbook
+from tracer.display import compact_rows
 from tracer.errors import TraceFileError, TraceInputError
 
 from _lo import cell, convert, profile, sheet_csv
@@ -162,13 +163,14 @@ def test_values_workbook_reads_back_equal_in_libreoffice(tmp_path, lo):
     it = list(wb["iterations"].values)
     head = it[0]
     assert head[:7] == ("epoch", "batch", "iteration", "batch size", "rows used (0-based data rows)", "lr", "loss")
+    assert "kernel before" in head and "dense/kernel before" not in head        # short parameter names
     assert len(it) == 13
     samples = trace.samples
     for r, row in enumerate(it[1:], start=1):
         assert row[2] == r
-        assert row[4] == ", ".join(str(s) for s in samples[samples.step == r]["sample"])
+        assert row[4] == compact_rows(samples[samples.step == r]["sample"])     # '2, 0, 9, 10 (4 rows)', '0-3 ...'
         assert row[6] == pytest.approx(trace.steps.loss.iloc[r - 1], rel=1e-12)
-        b = head.index("dense/kernel before")
+        b = head.index("kernel before")
         assert row[b] == pytest.approx(trace.param_values("dense/kernel", "before")[r - 1, 0, 0], rel=1e-12)
         assert row[b + 1] == pytest.approx(trace.param_values("dense/kernel", "after")[r - 1, 0, 0], rel=1e-12)
 
@@ -406,6 +408,8 @@ def test_every_elementwise_activation_is_printed_from_its_expression(tmp_path, l
     path = tmp_path / "chain.xlsx"
     info = write_workbook(trace, path, formulas=True)
     assert info.formulas, info.reason
+    # per_iteration's all-rows columns: a 17-op chain would print an exponentially long formula
+    assert any("too long" in note for note in info.notes), info.notes
     _every_formula_cell_is_checked(path, info)
     grid = sheet_csv(path, ITER_SHEET, tmp_path / "csv", lo)
     _assert_checks(info, grid, rtol=1e-9)
@@ -449,3 +453,65 @@ def test_programs_the_sheet_cannot_lay_out_fall_back_with_the_reason(tmp_path, c
     assert not info.formulas and reason in info.reason, info.reason
     first = next(openpyxl.load_workbook(tmp_path / "fb.xlsx", read_only=True)["iterations"].values)[0]
     assert first.startswith("Formulas were not written") and reason in first
+
+
+SUMMARY_SHEET = 3  # about=1, iterations=2, per_iteration=3
+
+
+def test_running_mean_and_all_rows_columns_are_live_and_follow_an_lr_edit(tmp_path, lo):
+    """per_iteration: the running mean Keras logs and the updated model on all 12 rows, as
+    formulas; S2's golden numbers at iteration 1, and an lr edit on the iterations sheet
+    moves them to the values of an lr=0.01 run."""
+    from _lo import set_number
+    path = tmp_path / "s2.xlsx"
+    info = write_workbook(s2_trace(), path, formulas=True)
+    assert info.summary_checks and not info.notes
+    grid = sheet_csv(path, SUMMARY_SHEET, tmp_path / "csv", lo)
+    head = grid[0]
+    assert "running mean loss (what Keras logs)" in head and "loss on all rows, weights after the update" in head
+    _assert_checks(type("I", (), {"checks": info.summary_checks})(), grid)
+    # S2's golden numbers (epochs=1, batch_size=12): Keras's 20.0745 and the learner's 18.7706, side by side
+    one = write_workbook(s2_trace(epochs=1, batch_size=12, shuffle=False), tmp_path / "one.xlsx", formulas=True)
+    golden = {c.quantity: c.expected for c in one.summary_checks if c.step == 1}
+    assert golden["running loss"] == pytest.approx(402.9850, abs=1e-3)
+    assert golden["all rows loss after"] == pytest.approx(352.3351, abs=1e-3)
+    assert golden["running root_mean_squared_error"] == pytest.approx(20.0745, abs=1e-4)
+    assert golden["root_mean_squared_error all rows after"] == pytest.approx(18.7706, abs=1e-4)
+    edited = tmp_path / "edited.xlsx"
+    set_number(path, edited, "iterations", info.lr_cell, 0.01)
+    grid = sheet_csv(edited, SUMMARY_SHEET, tmp_path / "csv2", lo)
+    ref = write_workbook(s2_trace(lr=0.01), tmp_path / "ref.xlsx", formulas=True)
+    assert [c.cell for c in ref.summary_checks] == [c.cell for c in info.summary_checks]
+    _assert_checks(type("I", (), {"checks": ref.summary_checks})(), grid)
+
+
+def test_sheets_are_readable_and_print_landscape_one_page_wide(tmp_path):
+    path = tmp_path / "s2.xlsx"
+    write_workbook(s2_trace(), path, formulas=True)
+    wb = openpyxl.load_workbook(path)
+    for name in ("iterations", "per_iteration", "steps", "samples"):
+        ws = wb[name]
+        assert ws.page_setup.fitToWidth == 1 and ws.page_setup.fitToHeight == 0, name
+        assert ws.page_setup.orientation == ("portrait" if name == "samples" else "landscape"), name   # 3 columns
+        assert ws.sheet_properties.pageSetUpPr.fitToPage and ws.freeze_panes and ws.print_title_rows, name
+    ws = wb["per_iteration"]
+    head = [c.value for c in ws[1]]
+    assert all(c.alignment.wrap_text for c in ws[1])
+    assert any("kernel" in str(h) and "dense/kernel" not in str(h) for h in head)      # named, short
+    styles = [ws.cell(row=r, column=1).border.bottom.style for r in range(2, 14)]
+    assert styles[3 - 1] == styles[6 - 1] == "medium" and styles[0] == "thin"           # epochs end at 3, 6, ...
+    rows_used = [ws.cell(row=r, column=5).value for r in range(2, 14)]
+    assert all(isinstance(v, str) and "(4 rows)" in v for v in rows_used), rows_used[:3]
+
+
+def test_long_runs_print_first_and_last_rows(tmp_path):
+    """S0's live sheet has 100,000 rows: it prints the settings and the first and last
+    iteration's first rows, and says so; the values sheet of a long run likewise."""
+    path = tmp_path / "s0.xlsx"
+    write_workbook(s0_trace(iterations=3), path, formulas=True)
+    wb = openpyxl.load_workbook(path)
+    ws = wb["iterations"]
+    area = str(ws.print_area)
+    assert area.count("!") == 2 or area.count(":") == 2, area
+    assert "the first and the last" in ws.oddFooter.left.text
+    assert "the first and the last" in wb["samples"].oddFooter.left.text and "3,015" in ws.oddFooter.left.text

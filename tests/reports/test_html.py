@@ -100,7 +100,17 @@ def test_s2_page_steps_through_all_12_iterations(browser, tmp_path):
         # the update with the numbers substituted ends at the recorded parameter
         upd = [float(v) for v in page.eval_on_selector_all("#update .upd", "els => els.map(e => e.dataset.after)")]
         np.testing.assert_allclose(upd, after, rtol=1e-12)
-        assert "velocity = " in page.inner_text("#update .upd")
+        assert "velocity \u2190 " in page.inner_text("#update .upd")
+        # this epoch so far: one row per batch of the epoch up to this one, the running values
+        e_rows = steps[(steps.epoch == row.epoch) & (steps.step <= k)]
+        assert len(page.query_selector_all("#epoch-table tbody tr")) == len(e_rows)
+        logged = _values(page, "#epoch-table td.elogged")       # per row: loss, then the RMSE
+        assert logged[0::2] == e_rows["logged_loss"].tolist()
+        assert logged[1::2] == e_rows["logged_root_mean_squared_error"].tolist()
+        np.testing.assert_allclose(_values(page, "#epoch-table td.erun")[0::2], e_rows["logged_loss"], rtol=1e-12)
+        used = page.eval_on_selector_all("#data-table tr.used", "els => els.map(e => +e.dataset.row)")
+        earlier = samples[samples.step.isin(e_rows.step[e_rows.step < k])]["sample"]
+        assert sorted(used) == sorted(earlier.tolist())
         assert "passed" in page.inner_text("#check-step")
         assert float(page.get_attribute(".logged[data-key='root_mean_squared_error']", "data-value")) == \
             pytest.approx(row.logged_root_mean_squared_error, rel=1e-15)

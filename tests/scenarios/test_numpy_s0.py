@@ -175,6 +175,7 @@ def test_explain_shows_numbers(s0):
     trace, _, _ = s0
     text = tracer.explain(trace, step=1)
     assert "sum of squares / 2 / n" in text
-    assert "2937.686335" in text
-    assert "weights: -0.02509197623 ->" in text
+    assert "L = loss = 2937.686   recorded 2937.686" in text        # 7 significant digits for reading
+    assert "weights: -0.02509198 ->" in text
+    assert "p \u2190 p \u2212 lr\u00b7g" in text and "p \u2190 (-0.025092) \u2212 0.02\u00b7(-447.739)" in text
     assert "all 4 checks of this step passed" in text

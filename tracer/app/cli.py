@@ -12,14 +12,25 @@ import sys
 from pathlib import Path
 
 from ..errors import SteptraceError
+from .runs_dir import say_next
 from .exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_OK, VERDICT_EXIT
 
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_FAILED", "EXIT_BAD_INPUT", "EXIT_INCOMPLETE"]
 
 
-def _load(path):
+def _load(args, command: str):
+    """The trace ``args.trace`` names: a trace folder, or a folder of runs and ``args.run``."""
     from ..trace import Trace
+    from .runs_dir import resolve_trace
+    path = resolve_trace(args.trace, getattr(args, "run", None), command)
+    args.trace = str(path)
     return Trace.load(path)
+
+
+def _q(path) -> str:
+    """A path as typed in a shell (quoted when it holds a space)."""
+    import shlex
+    return shlex.quote(str(path))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -49,18 +60,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     try:
         from reports import to_csv
         from reports.excel import write_workbook
-        written += list(to_csv(trace, out / "csv"))
+        to_csv(trace, out / "csv")
+        written.append(out / "csv")
         info = write_workbook(trace, out / "s0.xlsx", formulas=True)
         written.append(info.path)
         _say_formulas(info)
     except ImportError as exc:  # reports is part of the package; say so rather than hide it
         print(f"  (export skipped: {exc})", file=sys.stderr)
     (out / "explain_step1.txt").write_text(_explain_text(trace, 1, report))
-    print(f"\nfiles written under {out.resolve()}:")
-    for p in written:
-        print(f"  {p}")
-    print(f"  {out / 'explain_step1.txt'}")
-    print(f"\nnext: steptrace explain {out / 's0.trace'} --step 1")
+    written.append(out / "explain_step1.txt")
+    t = _q(out / "s0.trace")
+    say_next(written,
+             [f"steptrace explain {t} --step 1", f"steptrace report {t} --html {_q(out / 's0.html')} "
+              f"--plots {_q(out / 'plots')}", f"steptrace check {t}"])
     return VERDICT_EXIT[report.verdict]
 
 
@@ -75,14 +87,19 @@ def cmd_check(args: argparse.Namespace) -> int:
     from . import ranks_cli
     if ranks_cli.is_rank_run(args.trace):          # a distributed job: RUN/rank=N/ (tracer/ranks)
         return ranks_cli.check_run(Path(args.trace))
-    trace = _load(args.trace)
+    trace = _load(args, "check")
     report = check(trace)
     print(report.summary())
     if args.failures and len(report.failures):
         print(report.failures.head(args.failures).to_string(index=False))
     if args.table:
         report.table.to_csv(args.table, index=False)
-        print(f"check table written to {args.table}")
+    failed = report.failures["step"] if len(report.failures) and "step" in report.failures else []
+    step = int(min(failed)) if len(failed) else 1
+    t = _q(args.trace)
+    say_next([args.table] if args.table else [],
+             [f"steptrace explain {t} --step {step}" + ("   (the first failed step)" if len(failed) else ""),
+              f"steptrace report {t} --html {_q(Path(args.trace).name + '.html')}"])
     return VERDICT_EXIT[report.verdict]
 
 
@@ -103,23 +120,36 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise SteptraceError("export: give --csv DIR and/or --xlsx FILE")
     from reports import to_csv
     from reports.excel import write_workbook
-    trace = _load(args.trace)
+    trace = _load(args, "export")
+    written, code = [], EXIT_OK
     if args.csv:
         for p in to_csv(trace, args.csv):
             print(p)
+        written.append(args.csv)
     if args.xlsx:
         info = write_workbook(trace, args.xlsx, formulas=args.formulas)
         print(info.path)
+        written.append(info.path)
         if args.formulas and not _say_formulas(info):
-            return EXIT_INCOMPLETE
-    return EXIT_OK
+            code = EXIT_INCOMPLETE
+    t = _q(args.trace)
+    say_next(written, [f"steptrace report {t} --xlsx {_q(Path(args.trace).name + '.xlsx')}   (live formulas, "
+                       "a page and plots)", f"steptrace check {t}"])
+    return code
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
     """Print the hand derivation of one step, or reconcile a logged metric."""
     from ..explain import explain
-    trace = _load(args.trace)
+    if args.value is not None and args.metric is None:
+        raise SteptraceError("explain: --value needs --metric (the name of the value, e.g. --metric RMSE)")
+    trace = _load(args, "explain")
     print(explain(trace, step=args.step, metric=args.metric, value=args.value))
+    t = _q(args.trace)
+    step = args.step or 1
+    more = ([f"steptrace explain {t} --step {step + 1}"] if step < trace.n_steps and not args.metric else [])
+    say_next([], more + [f"steptrace report {t} --html {_q(Path(args.trace).name + '.html')}   (every step, "
+                         "to step through)"])
     return EXIT_OK
 
 
@@ -133,14 +163,28 @@ def cmd_report(args: argparse.Namespace) -> int:
     if ranks_cli.is_rank_run(args.trace):          # a distributed job: the merged run + a per-rank sheet
         written = ranks_cli.report_run(Path(args.trace), xlsx=args.xlsx, html=args.html, plots=args.plots)
     else:
-        written = build_report(_load(args.trace), xlsx=args.xlsx, html=args.html, plots=args.plots,
+        trace = _load(args, "report")
+        written = build_report(trace, xlsx=args.xlsx, html=args.html, plots=args.plots,
                                progress=sys.stderr.isatty())
     for note in written.pop("warnings", []):
         print(f"steptrace: warning: {note}", file=sys.stderr)
+    files = []
     for kind, paths in written.items():
         for p in (paths if isinstance(paths, (list, tuple)) else [paths]):
             print(f"{kind}: {p}")
+            files.append(p)
+    if args.plots:
+        files = [p for p in files if Path(p).parent != Path(args.plots)] + [args.plots]
+    t = _q(args.trace)
+    say_next(files, [f"steptrace explain {t} --step 1", f"steptrace check {t}"])
     return EXIT_OK
+
+
+def _trace_args(p: argparse.ArgumentParser) -> None:
+    """TRACE and the optional run_N of a folder of several runs."""
+    p.add_argument("trace", help="trace directory written by Trace.save, or a steptrace run output folder")
+    p.add_argument("run", nargs="?", help="run_N (or N) when TRACE is a folder of several runs, as "
+                                         "steptrace run writes them (TRACE.steptrace/run_1, run_2, ...)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -156,12 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "iteration, and the running loss Keras logs within an epoch")
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser("check", help="check a saved trace against the math")
-    p.add_argument("trace", help="trace directory written by Trace.save")
+    _trace_args(p)
     p.add_argument("--failures", type=int, default=20, metavar="N", help="show up to N failed checks")
     p.add_argument("--table", metavar="CSV", help="write the whole check table to this CSV file")
     p.set_defaults(func=cmd_check)
     p = sub.add_parser("export", help="export a trace to CSV and/or Excel")
-    p.add_argument("trace", help="trace directory written by Trace.save")
+    _trace_args(p)
     p.add_argument("--csv", metavar="DIR", help="directory for one CSV file per table")
     p.add_argument("--xlsx", metavar="FILE", help="Excel workbook to write")
     p.add_argument("--formulas", action="store_true",
@@ -170,13 +214,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "printed and the exit code is 3 (incomplete)")
     p.set_defaults(func=cmd_export)
     p = sub.add_parser("explain", help="hand derivation of one step, or reconcile a logged metric")
-    p.add_argument("trace")
-    p.add_argument("--step", type=int, default=1, help="global step number, from 1 (default 1)")
-    p.add_argument("--metric", help="a logged metric to reconcile (e.g. root_mean_squared_error)")
-    p.add_argument("--value", type=float, help="the value you computed yourself, to find its source")
+    _trace_args(p)
+    p.add_argument("--step", type=int, default=None,
+                   help="global step number, from 1 (default: step 1; with --metric: search every step)")
+    p.add_argument("--metric", help="a logged value to explain, any case: loss, rmse, mse, mae, acc, a metric's "
+                                    "own name (root_mean_squared_error) or val_<name> (end of epoch)")
+    p.add_argument("--value", type=float, help="the number you computed yourself (needs --metric): "
+                                               "steptrace names the step and computation that give it")
     p.set_defaults(func=cmd_explain)
     p = sub.add_parser("report", help="workbook with live formulas, step-through HTML page, plots")
-    p.add_argument("trace", help="trace directory written by Trace.save")
+    _trace_args(p)
     p.add_argument("--xlsx", metavar="FILE", help="workbook whose iterations sheet is live formulas (values, "
                                                   "with a printed warning, when they cannot be written)")
     p.add_argument("--html", metavar="FILE", help="self-contained step-through page")

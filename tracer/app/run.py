@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -111,6 +112,20 @@ def _n_steps(trace) -> int:
         return 0
 
 
+def run_label(label: str, trace) -> str:
+    """A label a user recognises: a summary capture records no parameters by name, so the
+    hook's "training ?" is completed from the tensors whose norms it recorded."""
+    if "training ?" not in str(label) or trace is None:
+        return label
+    names = [c[len("value_norm_"):] for c in trace.steps.columns if str(c).startswith("value_norm_")]
+    if names:
+        what = ", ".join(names[:4]) + (f", ... ({len(names)} tensors)" if len(names) > 4 else "")
+    else:
+        opt = (trace.meta.get("optimizer") or {}).get("name")
+        what = f"with {opt}" if opt else "(no tensor names recorded)"
+    return str(label).replace("training ?", f"training {what}", 1) + " [summary capture: norms and losses]"
+
+
 def _check_and_export(entry: dict, args) -> None:
     """Check one saved run, print its summary, write check.txt, CSV and Excel."""
     trace, path = entry["trace"], entry["path"]
@@ -123,6 +138,7 @@ def _check_and_export(entry: dict, args) -> None:
             entry["verdict"], entry["files"] = "error", []
             return
     steps = entry["steps"]
+    entry["label"] = run_label(entry["label"], trace)
     lines = [f"steptrace: run {entry['run']} - {entry['label']} - {steps} step{'s' if steps != 1 else ''} recorded"
              + (f" - ended by {entry['error']}" if entry["error"] else "")]
     for note in entry["notes"]:
@@ -310,8 +326,14 @@ def _report(args, options, code, error, entries) -> int:
         ranks_run.check_job(entries, _say)
     _write_index(out, script, args.args, code, entries, imported, error)
     first = min(entries, key=lambda e: e["run"])
-    _say(f"steptrace: traces written to {out}",
-         f"  next: steptrace explain {first['path']} --step 1")
+    folder = shlex.quote(str(out))
+    pick = f" {first['dir']}" if len(entries) > 1 else ""
+    _say(f"steptrace: traces written to {out.as_uri()}",
+         *(f"  {e['dir']}: {(out / e['dir']).as_uri()}" for e in sorted(entries, key=lambda e: e["run"])),
+         "  next:",
+         f"    steptrace explain {folder}{pick} --step 1",
+         f"    steptrace report {folder}{pick} --html {shlex.quote(str(out / 'report.html'))}",
+         f"    steptrace check {folder}" + ("   (lists the runs; add run_N)" if len(entries) > 1 else ""))
     return code
 
 

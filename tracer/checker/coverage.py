@@ -41,4 +41,4 @@ def account(trace, report, checked: dict) -> None:
 
 def _compare(report, what, recorded, checked):
     if recorded > checked:
-        report.cannot_check.append(f"{what}: recorded at {recorded} steps, checked at {checked}")
+        report.cannot_check.append(f"{what}: recorded at {recorded} step{'' if recorded == 1 else 's'}, checked at {checked}")

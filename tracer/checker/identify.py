@@ -163,7 +163,8 @@ def identify_sgd(arrays, grads: dict, eps: float = 2.2e-16):
     chosen4 = min(positive) if positive else candidates[0]
     lr = next((v for v in per_param.values() if float(f"{v:.4g}") == chosen4), chosen4)
     odd = {n: r for n, r in per_param.items() if float(f"{r:.4g}") != chosen4}
-    text = f"updates match SGD with lr {lr:g} (param -= {lr:g} * grad)"
+    from ..display import num
+    text = f"updates match SGD with lr {num(lr, 4)} (param -= {num(lr, 4)} * grad)"
     if odd:
         text += "; except " + ", ".join(f"{n} (moves {r:.6g} x grad)" for n, r in odd.items())
     return {name: lr for name in grads}, text

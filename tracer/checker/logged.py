@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import SteptraceError
 from ..math.metrics import get_metric, loss_terms, running
 
-__all__ = ["check_logged", "logged_values", "LoggedSeries", "padded_batches", "metric_spec"]
+__all__ = ["check_logged", "logged_values", "metric_series", "LoggedSeries", "padded_batches", "metric_spec"]
 
 
 @dataclass
@@ -113,39 +113,33 @@ def _complete_epochs(steps_tab: dict, recorded: np.ndarray) -> np.ndarray:
     return ~bad_groups[group]
 
 
-def logged_values(trace, batch_losses: dict | None = None) -> dict[str, LoggedSeries]:
-    """Recompute every logged per-batch quantity (``loss`` and each metric) by hand.
-
-    Only epochs whose batches were all recorded with predictions are recomputed (a
-    running value needs every batch before it). ``batch_losses`` (step -> loss, as the
-    checker recomputed them from the step program) saves recomputing them here.
-    """
+def _series_frame(trace):
+    """``(steps, epochs, batch sizes, padded predictions/targets/mask, ok mask)`` of the complete
+    epochs, or None when no epoch can be recomputed."""
     a = trace.arrays()
     tab = a.steps
     if not tab or "step" not in tab or a.sample_pred is None:
-        return {}
+        return None
     ok = _complete_epochs(tab, np.unique(a.sample_step))
     if not ok.any():
-        return {}
+        return None
     steps = np.asarray(tab["step"], dtype=np.int64)[ok]
     epochs = np.asarray(tab["epoch"], dtype=np.int64)[ok]
     padded = padded_batches(trace, steps)
     if padded is None:
-        return {}
-    yp, yt, mask = padded
-    bsize = mask.sum(axis=1).astype(np.float64)
-    out: dict[str, LoggedSeries] = {}
-    meta = trace.meta
+        return None
+    return steps, epochs, padded[2].sum(axis=1).astype(np.float64), padded, ok
 
-    def actual(key):
-        col = tab.get("logged_" + key)
-        if col is None:
-            return np.full(len(steps), np.nan)
-        return np.asarray(col, dtype=np.float64)[ok]
 
-    # the loss: Keras's Mean tracker weighted by batch size, of the batch losses the
-    # step program recomputes
-    notes = []
+def _actual(trace, key, ok):
+    col = trace.arrays().steps.get("logged_" + key)
+    if col is None:
+        return np.full(int(ok.sum()), np.nan)
+    return np.asarray(col, dtype=np.float64)[ok]
+
+
+def _batch_loss(trace, steps, ok, batch_losses, notes):
+    """The batch losses the step program gives (else the recorded ones, said in ``notes``)."""
     if batch_losses is None:
         from .recompute import batch_losses as recompute
         try:
@@ -153,30 +147,64 @@ def logged_values(trace, batch_losses: dict | None = None) -> dict[str, LoggedSe
         except SteptraceError as exc:
             notes.append(f"loss not recomputed ({exc}); the recorded batch loss is used")
             batch_losses = {}
-    batch_loss = None
     if batch_losses and all(int(s) in batch_losses for s in steps):
-        batch_loss = np.array([batch_losses[int(s)] for s in steps], dtype=np.float64)
-    elif "loss" in tab:
-        batch_loss = np.asarray(tab["loss"], dtype=np.float64)[ok]
+        return np.array([batch_losses[int(s)] for s in steps], dtype=np.float64)
+    tab = trace.arrays().steps
+    if "loss" in tab:
         notes.append("the loss could not be recomputed from the model: the recorded batch loss is used")
-    if batch_loss is not None and "logged_loss" in tab:
+        return np.asarray(tab["loss"], dtype=np.float64)[ok]
+    return None
+
+
+def metric_series(trace, spec, batch_losses: dict | None = None) -> LoggedSeries | None:
+    """One quantity recomputed at every recomputable step as Keras would log it, whether or not
+    the run logged it: ``spec`` is ``"loss"``, a ``meta["metrics"]`` entry or a kind
+    (``{"kind": "rmse"}``). None when it cannot be recomputed (no predictions, an
+    unsupported metric)."""
+    frame = _series_frame(trace)
+    if frame is None:
+        return None
+    steps, epochs, bsize, (yp, yt, mask), ok = frame
+    if spec == "loss":
+        notes: list = []
+        batch_loss = _batch_loss(trace, steps, ok, batch_losses, notes)
+        if batch_loss is None:
+            return None
         total, count = loss_terms(batch_loss, bsize)
         ct, cc = running(total, count, epochs)
-        out["loss"] = LoggedSeries("loss", "mean of the batch losses of the epoch so far, weighted by batch size",
-                                   steps, epochs, bsize, batch_loss, total, count, ct / cc, actual("loss"), notes)
+        return LoggedSeries("loss", "mean of the batch losses of the epoch so far, weighted by batch size",
+                            steps, epochs, bsize, batch_loss, total, count, ct / cc, _actual(trace, "loss", ok),
+                            notes)
+    try:
+        metric = get_metric(spec)
+        total, count = metric.batch_terms(yp, yt, mask)
+    except SteptraceError:
+        return None
+    ct, cc = running(total, count, epochs)
+    return LoggedSeries(metric.name, metric.describe(), steps, epochs, bsize, metric.result(total, count),
+                        total, count, metric.result(ct, cc), _actual(trace, metric.name, ok))
 
-    for spec in meta.get("metrics") or []:
+
+def logged_values(trace, batch_losses: dict | None = None) -> dict[str, LoggedSeries]:
+    """Recompute every logged per-batch quantity (``loss`` and each metric) by hand.
+
+    Only epochs whose batches were all recorded with predictions are recomputed (a
+    running value needs every batch before it). ``batch_losses`` (step -> loss, as the
+    checker recomputed them from the step program) saves recomputing them here.
+    """
+    tab = trace.arrays().steps
+    out: dict[str, LoggedSeries] = {}
+    if "logged_loss" in tab:
+        s = metric_series(trace, "loss", batch_losses)
+        if s is not None:
+            out["loss"] = s
+    for spec in trace.meta.get("metrics") or []:
         name = spec.get("name")
         if not name or "logged_" + name not in tab:
             continue
-        try:
-            metric = get_metric(spec)
-            total, count = metric.batch_terms(yp, yt, mask)
-        except SteptraceError:
-            continue
-        ct, cc = running(total, count, epochs)
-        out[name] = LoggedSeries(name, metric.describe(), steps, epochs, bsize, metric.result(total, count),
-                                 total, count, metric.result(ct, cc), actual(name))
+        s = metric_series(trace, spec)
+        if s is not None:
+            out[name] = s
     return out
 
 

@@ -82,8 +82,15 @@ class OptimizerRule:
         return [(n, e.subs(subs)) for n, e in self._equations]
 
     def describe(self) -> str:
-        """e.g. ``Keras RMSprop(learning_rate=0.05, rho=0.9, momentum=0.0, epsilon=1e-07, centered=False)``."""
-        args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters.items())
+        """e.g. ``Keras RMSprop(lr=0.05, rho=0.9, momentum=0, epsilon=1e-7, centered=False)``: numbers
+        rounded for reading (a float32 learning rate is not shown as 0.05000000074505806)."""
+        from ..display import num
+
+        def show(v):
+            if isinstance(v, (tuple, list)):
+                return "(" + ", ".join(show(x) for x in v) + ")"
+            return num(v, 5) if isinstance(v, (int, float)) and not isinstance(v, bool) else repr(v)
+        args = ", ".join(f"{k}={show(v)}" for k, v in self.hyperparameters.items())
         return f"{self._title}({args})"
 
     def __repr__(self):

@@ -14,7 +14,7 @@ import sympy as sp
 
 from ..errors import TraceInputError
 
-__all__ = ["excel", "text", "latex"]
+__all__ = ["excel", "text", "latex", "readable", "assignment"]
 
 _FUNCS = {
     sp.exp: "EXP", sp.log: "LN", sp.Abs: "ABS", sp.sign: "SIGN", sp.tanh: "TANH",
@@ -92,6 +92,8 @@ def _xl(e, cells) -> str:
     if isinstance(e, (sp.And, sp.Or)):
         f = "AND" if isinstance(e, sp.And) else "OR"
         return f"{f}(" + ",".join(_xl(a, cells) for a in e.args) + ")"
+    if isinstance(e, sp.ITE):       # sympy folds a Piecewise inside a condition into ITE
+        return "IF(" + ",".join(_xl(a, cells) for a in e.args) + ")"
     if isinstance(e, sp.Not):
         return f"NOT({_xl(e.args[0], cells)})"
     for fn, name in _FUNCS.items():
@@ -120,3 +122,138 @@ def text(expr: sp.Expr | str) -> str:
 def latex(expr: sp.Expr | str) -> str:
     """LaTeX for ``expr`` (for the HTML report and notebooks)."""
     return sp.latex(sp.sympify(expr))
+
+
+# --------------------------------------------------------------------------- readable
+_SUPERSCRIPT = {2: "\u00b2", 3: "\u00b3"}
+_MINUS, _DOT, _ARROW, _ROOT = "\u2212", "\u00b7", "\u2190", "\u221a"
+_REL = {"==": "=", "!=": "\u2260", ">=": "\u2265", "<=": "\u2264", ">": ">", "<": "<"}
+
+
+def readable(expr, first: str | None = None, variables=()) -> str:
+    """``expr`` as a person writes it: ``p − lr·g``, ``rho·velocity + (1 − rho)·g²``,
+    ``lr·g / √denominator``.
+
+    Why not sympy's printer: it orders terms and factors alphabetically (``-g*lr + p``).
+    Here the assigned variable ``first`` leads its sum, constants lead products and
+    ``variables`` (the gradient, the parameter, the optimizer state) come after the
+    hyperparameters that scale them.
+    """
+    e = sp.sympify(expr)
+    return _R(first, set(variables), e).p(e)
+
+
+def assignment(name: str, expr, variables=()) -> str:
+    """``name ← expr`` printed by :func:`readable`, ``name`` leading its own sum."""
+    return f"{name} {_ARROW} {readable(expr, first=name, variables=set(variables) | {name})}"
+
+
+class _R:
+    """The readable printer's state: which symbol leads sums, which names are variables."""
+
+    def __init__(self, first, variables, root):
+        self.first = first
+        self.root = root
+        self.variables = variables | {"p", "g"}
+
+    def p(self, e) -> str:
+        if isinstance(e, sp.Symbol):
+            return e.name
+        if e.is_Number:
+            return self.number(e)
+        if isinstance(e, sp.Add):
+            return self.add(e)
+        if isinstance(e, sp.Mul):
+            return self.mul(e)
+        if isinstance(e, sp.Pow):
+            return self.pow(e)
+        if isinstance(e, sp.Piecewise):
+            parts = [f"{self.p(x)} if {self.p(c)}" if c is not sp.S.true else self.p(x) for x, c in e.args]
+            return "(" + ", else ".join(parts) + ")"
+        if isinstance(e, sp.Rel):
+            return f"{self.p(e.lhs)} {_REL.get(e.rel_op, e.rel_op)} {self.p(e.rhs)}"
+        if isinstance(e, sp.Abs):
+            return f"|{self.p(e.args[0])}|"
+        if isinstance(e, sp.Function) or isinstance(e, (sp.Max, sp.Min)):
+            name = type(e).__name__.lower()
+            return f"{name}(" + ", ".join(self.p(a) for a in e.args) + ")"
+        return text(e)
+
+    @staticmethod
+    def number(e) -> str:
+        if e.is_Integer:
+            return str(int(e)).replace("-", _MINUS)
+        if e.is_Rational:
+            return f"{int(e.p)}/{int(e.q)}".replace("-", _MINUS)
+        from ..display import num
+        return num(float(e), 6).replace("-", _MINUS)
+
+    def _leads(self, term, top: bool) -> int:
+        names = {s.name for s in term.free_symbols}
+        if top and self.first in names:
+            return 0
+        neg = term.as_coeff_Mul()[0].is_negative
+        return 2 if neg else 1
+
+    def add(self, e) -> str:
+        top = e is self.root
+        terms = sorted(sp.Add.make_args(e), key=lambda t: self._leads(t, top))
+        out = ""
+        for i, t in enumerate(terms):
+            c, _ = t.as_coeff_Mul()
+            neg = c.is_negative
+            body = self.p(-t if neg else t)
+            if i == 0:
+                out = (_MINUS if neg else "") + body
+            else:
+                out += f" {_MINUS} {body}" if neg else f" + {body}"
+        return out
+
+    def _rank(self, f) -> tuple:
+        if f.is_Number:
+            return (0, "")
+        names = {s.name for s in f.free_symbols}
+        return (2 if names & self.variables else 1, text(f))
+
+    def _factor(self, f) -> str:
+        s = self.p(f)
+        return f"({s})" if isinstance(f, sp.Add) or (f.is_Number and f.is_negative) else s
+
+    def mul(self, e) -> str:
+        c, rest = e.as_coeff_Mul()
+        if c.is_negative:
+            return _MINUS + self._wrap_neg(self.mul_pos(-e))
+        return self.mul_pos(e)
+
+    @staticmethod
+    def _wrap_neg(s: str) -> str:
+        return f"({s})" if " + " in s or f" {_MINUS} " in s else s
+
+    def mul_pos(self, e) -> str:
+        num_f, den_f = [], []
+        for f in sp.Mul.make_args(e):
+            base, ex = f.as_base_exp()
+            if ex.is_Number and ex.is_negative:
+                den_f.append(base if ex == -1 else sp.Pow(base, -ex))
+            elif f != 1:
+                num_f.append(f)
+        num_s = _DOT.join(self._factor(f) for f in sorted(num_f, key=self._rank)) or "1"
+        if not den_f:
+            return num_s
+        den_s = _DOT.join(self._factor(f) for f in sorted(den_f, key=self._rank))
+        if len(den_f) > 1:
+            den_s = f"({den_s})"
+        return f"{num_s} / {den_s}"
+
+    def pow(self, e) -> str:
+        b, x = e.args
+        simple = isinstance(b, sp.Symbol) or (b.is_Number and not b.is_negative)
+        if x == sp.Rational(1, 2):
+            return _ROOT + (self.p(b) if simple else f"({self.p(b)})")
+        if x.is_Number and x.is_negative:
+            return f"1 / {self.p(sp.Pow(b, -x))}" if x != -1 else f"1 / {self._factor(b)}"
+        base = self.p(b) if simple else f"({self.p(b)})"
+        if x.is_Integer and int(x) in _SUPERSCRIPT:
+            return base + _SUPERSCRIPT[int(x)]
+        ex = self.p(x)
+        return f"{base}^{ex}" if isinstance(x, sp.Symbol) or x.is_Number else f"{base}^({ex})"

@@ -72,3 +72,45 @@ def test_missing_cell_is_a_clear_error():
 def test_text_and_latex():
     assert printing.text((x - y) ** 2) == "(x - y)^2"
     assert printing.latex(sp.sqrt(x)) == "\\sqrt{x}"
+
+
+def _readable_to_python(text):
+    """Turn the readable printer's text back into Python (for the equations without a Piecewise)."""
+    t = text.replace("\u00b7", "*").replace("\u2212", "-").replace("\u00b2", "**2").replace("\u00b3", "**3")
+    t = re.sub(r"\u221a([A-Za-z_][A-Za-z_0-9]*|[0-9.]+)", r"sqrt(\1)", t).replace("\u221a(", "sqrt(")
+    return t.replace("^", "**")
+
+
+@pytest.mark.parametrize("spec", [
+    {"name": "rmsprop", "convention": "keras", "lr": 0.05, "centered": True, "momentum": 0.5},
+    {"name": "rmsprop", "convention": "torch", "lr": 0.01, "momentum": 0.5, "centered": True},
+    {"name": "adam", "convention": "keras", "lr": 0.001}, {"name": "adam", "convention": "torch", "lr": 0.001},
+    {"name": "adamw", "convention": "torch", "lr": 0.001, "amsgrad": True},
+    {"name": "adagrad", "convention": "keras", "lr": 0.1}, {"name": "sgd", "convention": "plain", "lr": 0.02},
+])
+def test_readable_update_rules_mean_the_same_numbers(spec):
+    """``p ← p − lr·g``: the readable text evaluates to the sympy expression it prints."""
+    rule = get_optimizer(spec)
+    names = {n for n, _ in rule.equations()} | set(rule.slots)
+    rng = np.random.default_rng(1)
+    for name, e in rule.equations():
+        line = printing.assignment(name, e, names)
+        assert line.startswith(f"{name} \u2190 ") and "**" not in line and "*" not in line
+        if e.has(sp.Piecewise):
+            continue
+        values = {s.name: float(rng.uniform(0.1, 0.9)) for s in e.free_symbols}
+        values.update({k: 2.0 for k in values if k.startswith("square_avg")})     # centered: a real root
+        want = float(e.subs({s: values[s.name] for s in e.free_symbols}))
+        got = eval(_readable_to_python(line.split(" \u2190 ", 1)[1]), {"sqrt": math.sqrt, "max": max}, dict(values))
+        assert got == pytest.approx(want, rel=1e-12), line
+
+
+def test_readable_puts_the_assigned_variable_first_and_constants_before_variables():
+    sgd = get_optimizer({"name": "sgd", "convention": "plain", "lr": 0.02})
+    assert printing.assignment("p", sgd.equations()[0][1]) == "p \u2190 p \u2212 lr\u00b7g"
+    rms = dict(get_optimizer({"name": "rmsprop", "convention": "keras", "lr": 0.05}).equations())
+    assert printing.assignment("velocity", rms["velocity"], {"velocity"}) == \
+        "velocity \u2190 rho\u00b7velocity + (1 \u2212 rho)\u00b7g\u00b2"
+    assert printing.readable(rms["increment"], variables={"denominator"}) == "lr\u00b7g / \u221adenominator"
+    mom = dict(get_optimizer({"name": "sgd", "convention": "torch", "lr": 0.1, "momentum": 0.9}).equations())
+    assert " if t = 1, else " in printing.readable(mom["momentum_buffer"])

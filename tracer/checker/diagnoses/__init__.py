@@ -15,6 +15,7 @@ from .clipping import ClippingEffect
 from .bookkeeping import DoubleAveraging, GradAccumulating, NeverUpdated, UpdatedTwice
 from .continuity import Continuity
 from .dead_gradients import DeadGradients
+from .logged_names import LoggedNames
 from .loss_scale import LossScale
 from .loss_shape import LossBroadcast
 from .nonfinite import NonFinite
@@ -23,8 +24,8 @@ from .shared_params import SharedParams
 __all__ = ["diagnose", "DIAGNOSES", "Context", "Diagnosis", "finding"]
 
 DIAGNOSES: list[Diagnosis] = [NeverUpdated(), UpdatedTwice(), GradAccumulating(), DoubleAveraging(),
-                              Continuity(), DeadGradients(), LossBroadcast(), NonFinite(), ClippingEffect(), Accumulation(), LossScale(),
-                              SharedParams()]
+                              Continuity(), DeadGradients(), LossBroadcast(), NonFinite(), ClippingEffect(),
+                              Accumulation(), LossScale(), SharedParams(), LoggedNames()]
 
 
 def diagnose(trace, program=None, extras: dict | None = None) -> list[dict]:
