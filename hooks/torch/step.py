@@ -19,6 +19,7 @@ import torch
 
 from . import optim
 from .graph import Walk
+from .snapshots import SnapshotPool, Snapshots
 
 if TYPE_CHECKING:  # pragma: no cover
     from .placement import LoaderBatches
@@ -31,7 +32,7 @@ class Step:
 
     __slots__ = ("epoch", "batch", "rows", "pred", "loss", "before", "grads", "v0", "sets", "stale",
                  "batch_size", "record", "lr", "pre_version", "params", "plan", "signature", "wrote",
-                 "loader_batch")
+                 "loader_batch", "snaps")
 
     def __init__(self, record: bool) -> None:
         self.record = record          # False on the steps every=k skips
@@ -51,6 +52,7 @@ class Step:
         self.signature = None
         self.wrote = False            # an in-place write to a parameter was seen since backward
         self.loader_batch = None      # the DataLoader batch the step trained on, if any
+        self.snaps: Snapshots | None = None   # the reused buffers ``before``/``grads`` live in
 
 
 class StepCycle:
@@ -65,6 +67,13 @@ class StepCycle:
         self.pending: Step | None = None
         self.mode = "unknown"
         self._consumed: dict[int, bool] = {}    # id(param) -> an update used its gradient
+        self.pool = SnapshotPool()
+
+    def release(self, st: Step) -> None:
+        """A step was recorded or dropped: its snapshot buffers serve the next steps."""
+        snaps, st.snaps = st.snaps, None
+        st.before, st.grads = {}, None
+        self.pool.give(snaps)
 
     # --------------------------------------------------------------- open
     def settle_open_step(self) -> None:
@@ -104,7 +113,9 @@ class StepCycle:
             gr = p.grad
             st.stale[id(p)] = bool(gr is not None and self._consumed.get(id(p)) and _nonzero(gr))
         if st.record:
-            st.before = {id(p): p.detach().clone() for p in st.params}
+            st.snaps = snaps = self.pool.take()
+            with torch.no_grad():
+                st.before = {id(p): snaps.copy(snaps.before, id(p), p.detach()) for p in st.params}
         place(run, st, w, loader, shape or plan)
         self.pending = st
 
@@ -119,7 +130,7 @@ class StepCycle:
         st.sets = {}
         st.wrote = False
         if st.record and self.mode != "optimizer":
-            st.grads = self._grab_grads(st.params)
+            st.grads = self._grab_grads(st)
 
     # -------------------------------------------------------------- close
     def before_optimizer(self, opt: torch.optim.Optimizer) -> None:
@@ -130,7 +141,7 @@ class StepCycle:
         group = optim.group_of(opt, st.params[0]) or opt.param_groups[0]
         st.lr = float(group["lr"])
         if st.record:
-            st.grads = self._grab_grads(st.params)
+            st.grads = self._grab_grads(st)
 
     def close_with_optimizer(self, opt: torch.optim.Optimizer) -> None:
         """``optimizer.step()`` ended: count the writes, read the state, record the step."""
@@ -168,10 +179,17 @@ class StepCycle:
         self.run.record(st, counts, state, opt_step)
 
     # ------------------------------------------------------------- values
-    def _grab_grads(self, params):
-        """The gradients as they are now: copies (full capture) or just their norms (summary)."""
+    def _grab_grads(self, st: Step) -> dict:
+        """The gradients as they are now: copies into the step's buffers (full capture) or
+        just their norms (summary)."""
+        params = st.params
         if self.run.recorder.full:
-            return {id(p): (None if p.grad is None else p.grad.detach().clone()) for p in params}
+            if st.snaps is None:
+                st.snaps = self.pool.take()
+            bufs = st.snaps.grads
+            with torch.no_grad():
+                return {id(p): (None if p.grad is None else Snapshots.copy(bufs, id(p), p.grad.detach()))
+                        for p in params}
         have = [p for p in params if p.grad is not None]
         norms = torch._foreach_norm([p.grad.detach() for p in have]) if have else []
         return {id(p): n for p, n in zip(have, norms)}
