@@ -106,10 +106,9 @@ class FullBuffers:
         new = {n: (int(np.prod(sh)), dt) for n, (sh, dt) in self.known.items() if n not in self.params}
         new.update({n: (int(np.size(v)), _value_dtype(np.asarray(v).dtype))
                     for n, v in before.items() if n not in self.params and n not in self.known})
-        for name, (size, dt) in new.items():   # buffers to create: their first block
-            cap = initial_capacity(size, dt, self.chunk_bytes)
+        for name, (size, dt) in new.items():   # buffers to create: padded to this step
             n_buffers = 3 + len((state or {}).get(name) or {})
-            total += n_buffers * max(cap, self.param_step.n + 1) * size * dt.itemsize
+            total += n_buffers * (self.param_step.n + 1) * size * dt.itemsize
         for name in before:
             buf = self.params.get(name)
             if buf is None:
@@ -117,8 +116,7 @@ class FullBuffers:
             total += 3 * buf.before.growth(1) + sum(b.growth(1) for b in buf.slots.values())
             for slot in (state or {}).get(name) or {}:
                 if slot not in buf.slots:
-                    cap = initial_capacity(buf.size, buf.dtype, self.chunk_bytes)
-                    total += max(cap, buf.before.n + 1) * buf.size * buf.dtype.itemsize
+                    total += (buf.before.n + 1) * buf.size * buf.dtype.itemsize
         k = int(np.shape(y_pred)[0]) if y_pred is not None and np.ndim(y_pred) else (
             0 if rows is None else int(np.size(rows)))
         total += self.sample_step.growth(k) + self.sample_row.growth(k)
@@ -127,8 +125,7 @@ class FullBuffers:
             if self.sample_pred is not None:
                 total += self.sample_pred.growth(k)
             else:
-                row_bytes = max(1, width * 8)
-                total += max(k, min(256, max(1, self.chunk_bytes // row_bytes))) * row_bytes
+                total += (self.sample_step.n + k) * max(1, width * 8)
         return total
 
     # ------------------------------------------------------------ recording
@@ -234,13 +231,12 @@ class FullBuffers:
         }
 
     def drain(self) -> None:
-        """Forget the recorded rows and free their buffers; keep each parameter's name,
-        shape and dtype (:attr:`known`), so the next step recreates them in order."""
-        self.params = {}
-        self.param_step = self._index()
-        self.sample_step = self._index()
-        self.sample_row = self._index()
-        if self.sample_pred is not None:
-            self.sample_pred = self._index(self.sample_pred.width, self._pred_dtype)
-        if self.sample_micro is not None:
-            self.sample_micro = self._index()
+        """Forget the recorded rows (they went to a store); keep the buffers, whose memory
+        is already touched, for the next rows, and each parameter's name, shape and dtype
+        (:attr:`known`), so later chunks stay aligned."""
+        for p in self.params.values():
+            for b in (p.before, p.grad, p.after, *p.slots.values()):
+                b.reset()
+        for b in (self.param_step, self.sample_step, self.sample_row, self.sample_pred, self.sample_micro):
+            if b is not None:
+                b.reset()

@@ -96,7 +96,7 @@ class Recorder:
         self._data_shape: tuple | None = None     # (rows, inputs, targets) once declared
         self._steps = ScalarColumns()
         self._epochs = ScalarColumns()
-        chunk = RowBuffer.CHUNK_BYTES if self.max_bytes is None else max(1, self.max_bytes // 32)
+        chunk = RowBuffer.CHUNK_BYTES if self.max_bytes is None else max(1, min(self.max_bytes, RowBuffer.CHUNK_BYTES))
         self._full = FullBuffers(chunk)
         self._notes: list[str] = []
         self._notes_bytes = 0
