@@ -22,7 +22,7 @@ class RowBuffer:
     Why large chunks: a chunk is reserved at its full size (up to ``CHUNK_BYTES``) but the
     operating system gives it memory page by page as rows are written, so a big chunk
     costs no more than the rows it holds, and most recordings fit in one. Then
-    :meth:`to_array` hands out a read-only view of the filled rows instead of joining
+    :meth:`to_array` hands out a view of the filled rows instead of joining
     chunks (rows once written are never overwritten while a view may see them), and
     :meth:`reset` lets a recorder that spilled its rows to a store write the next ones
     into the same, already touched, memory. :attr:`nbytes` counts the filled rows: what
@@ -113,12 +113,10 @@ class RowBuffer:
         self.n += k
 
     def to_array(self) -> np.ndarray:
-        """The filled rows: a read-only view when they are in one chunk (later appends do
-        not change it), else one new array joining the chunks."""
+        """The filled rows: a view when they are in one chunk (later appends do not change
+        it; writing into it changes the recording), else one new array joining the chunks."""
         if not self._chunks:
-            view = self._cur[: self._pos]
-            view.flags.writeable = False
-            return view
+            return self._cur[: self._pos]
         return np.concatenate(self._chunks + [self._cur[: self._pos]], axis=0)
 
     def reset(self) -> None:

@@ -311,8 +311,8 @@ class Recorder:
 
     def _arrays(self, with_data: bool = True):
         keep = with_data and self._inputs is not None
-        return TraceArrays(inputs=self._inputs.copy() if keep else None,
-                           targets=self._targets.copy() if keep else None,
+        return TraceArrays(inputs=self._inputs[:] if keep else None,
+                           targets=self._targets[:] if keep else None,
                            steps=self._steps.as_dict(), epochs=self._epochs.as_dict(), **self._full.parts())
 
     def flush(self) -> int:
@@ -340,6 +340,10 @@ class Recorder:
 
     def trace(self) -> Trace:
         """Build a :class:`tracer.Trace` from everything recorded so far (a snapshot).
+
+        Without a store the trace's arrays are views of the recorder's buffers where they
+        can be (no copy of the recording): steps recorded later do not show in it, but
+        writing into its arrays writes into the recording.
 
         With a store, what is held is flushed first and the trace is read back from the
         store's directory (see :meth:`tracer.Trace.load`).
