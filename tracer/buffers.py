@@ -112,6 +112,12 @@ class RowBuffer:
             done += take
         self.n += k
 
+    def last(self) -> np.ndarray:
+        """The last filled row (a view; the buffer must not be empty)."""
+        if self._pos:
+            return self._cur[self._pos - 1]
+        return self._chunks[-1][-1]
+
     def to_array(self) -> np.ndarray:
         """The filled rows: a view when they are in one chunk (later appends do not change
         it; writing into it changes the recording), else one new array joining the chunks."""

@@ -97,7 +97,7 @@ class Recorder:
         self._steps = ScalarColumns()
         self._epochs = ScalarColumns()
         chunk = RowBuffer.CHUNK_BYTES if self.max_bytes is None else max(1, min(self.max_bytes, RowBuffer.CHUNK_BYTES))
-        self._full = FullBuffers(chunk)
+        self._full = FullBuffers(chunk, chain=every == 1)   # every=k > 1: recorded steps never chain
         self._notes: list[str] = []
         self._notes_bytes = 0
         self._last_epoch: int | None = None
