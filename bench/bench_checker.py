@@ -28,12 +28,20 @@ from hooks.torch import trace_torch  # noqa: E402
 
 
 def trace_bytes(trace) -> int:
-    """Bytes of the arrays a trace holds in memory."""
+    """Bytes of the arrays a trace holds in memory (memory shared by several arrays, such
+    as a recording's chained before/after views, counted once)."""
     a = trace.arrays()
-    total = sum(v.nbytes for p in a.params.values() for k, v in p.items() if isinstance(v, np.ndarray))
-    total += sum(v.nbytes for p in a.params.values() for v in p["slots"].values())
-    for arr in (a.inputs, a.targets, a.sample_pred, a.sample_step, a.sample_row, a.param_step):
-        total += 0 if arr is None else arr.nbytes
+    arrays = [v for p in a.params.values() for v in p.values() if isinstance(v, np.ndarray)]
+    arrays += [v for p in a.params.values() for v in p["slots"].values()]
+    arrays += [v for v in (a.inputs, a.targets, a.sample_pred, a.sample_step, a.sample_row, a.param_step)
+               if v is not None]
+    spans = sorted((v.__array_interface__["data"][0], v.__array_interface__["data"][0] + v.nbytes)
+                   for v in arrays if v.nbytes)
+    total, end = 0, 0
+    for lo, hi in spans:                      # the union of the byte ranges
+        if hi > end:
+            total += hi - max(lo, end)
+            end = hi
     return total
 
 
