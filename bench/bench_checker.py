@@ -12,13 +12,22 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import time
 import tracemalloc
 from pathlib import Path
 
-import numpy as np
-import torch
+# the checker runs with as many BLAS threads as training has torch threads (--threads,
+# 1 by default): set before NumPy loads OpenBLAS
+_threads = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--threads=")), None)
+if _threads is None and "--threads" in sys.argv[:-1]:
+    _threads = sys.argv[sys.argv.index("--threads") + 1]
+os.environ.setdefault("OPENBLAS_NUM_THREADS", _threads or "1")
+
+import numexpr  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -51,6 +60,7 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    numexpr.set_num_threads(args.threads)
     x, y = make_data()
     run(contextlib.nullcontext, x, y, 1)
     train = float("inf")
