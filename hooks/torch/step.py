@@ -109,10 +109,9 @@ class StepCycle:
         st.params = run.step_params(w, plan or shape)
         st.plan, st.signature = plan, w.signature
         st.loss = float(loss.detach())
-        # gradients left over from a step that already used them
-        ask = [p for p in st.params if p.grad is not None and self._consumed.get(id(p))]
-        st.stale = dict.fromkeys((id(p) for p in st.params), False)
-        st.stale.update(zip((id(p) for p in ask), _nonzero_all([p.grad for p in ask])))
+        for p in st.params:             # gradients left over from a step that already used them
+            gr = p.grad
+            st.stale[id(p)] = bool(gr is not None and self._consumed.get(id(p)) and _nonzero(gr))
         if st.record:
             st.snaps = snaps = self.pool.take()
             with torch.no_grad():
@@ -194,29 +193,6 @@ class StepCycle:
         have = [p for p in params if p.grad is not None]
         norms = torch._foreach_norm([p.grad.detach() for p in have]) if have else []
         return {id(p): n for p, n in zip(have, norms)}
-
-
-def _nonzero_all(grads: list[torch.Tensor]) -> list[bool]:
-    """:func:`_nonzero` of each gradient, in one batched reduction and one host transfer
-    (a per-tensor ``any()`` costs a synchronisation each): the largest magnitude of each
-    sample is zero exactly when the sample is all zeros (NaN and inf count as nonzero)."""
-    if not grads:
-        return []
-    samples = [_sample(g) for g in grads]
-    try:
-        tops = torch._foreach_norm(samples, float("inf"))
-        if len({t.dtype for t in tops}) == 1 and len({t.device for t in tops}) == 1:
-            return [not z for z in (torch.stack(tops) == 0).tolist()]
-    except (RuntimeError, TypeError):     # e.g. an integer or complex gradient: one by one
-        pass
-    return [_nonzero(g) for g in grads]
-
-
-def _sample(grad: torch.Tensor) -> torch.Tensor:
-    """The values :func:`_nonzero` looks at (a spread sample of a big gradient)."""
-    flat = grad.detach().reshape(-1)
-    n = flat.numel()
-    return flat[:: n // 1024] if n > 4096 else flat
 
 
 def _nonzero(grad: torch.Tensor) -> bool:
