@@ -12,13 +12,22 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import time
 import tracemalloc
 from pathlib import Path
 
-import numpy as np
-import torch
+# the checker runs with as many BLAS threads as training has torch threads (--threads,
+# 1 by default): set before NumPy loads OpenBLAS
+_threads = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--threads=")), None)
+if _threads is None and "--threads" in sys.argv[:-1]:
+    _threads = sys.argv[sys.argv.index("--threads") + 1]
+os.environ.setdefault("OPENBLAS_NUM_THREADS", _threads or "1")
+
+import numexpr  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -28,12 +37,20 @@ from hooks.torch import trace_torch  # noqa: E402
 
 
 def trace_bytes(trace) -> int:
-    """Bytes of the arrays a trace holds in memory."""
+    """Bytes of the arrays a trace holds in memory (memory shared by several arrays, such
+    as a recording's chained before/after views, counted once)."""
     a = trace.arrays()
-    total = sum(v.nbytes for p in a.params.values() for k, v in p.items() if isinstance(v, np.ndarray))
-    total += sum(v.nbytes for p in a.params.values() for v in p["slots"].values())
-    for arr in (a.inputs, a.targets, a.sample_pred, a.sample_step, a.sample_row, a.param_step):
-        total += 0 if arr is None else arr.nbytes
+    arrays = [v for p in a.params.values() for v in p.values() if isinstance(v, np.ndarray)]
+    arrays += [v for p in a.params.values() for v in p["slots"].values()]
+    arrays += [v for v in (a.inputs, a.targets, a.sample_pred, a.sample_step, a.sample_row, a.param_step)
+               if v is not None]
+    spans = sorted((v.__array_interface__["data"][0], v.__array_interface__["data"][0] + v.nbytes)
+                   for v in arrays if v.nbytes)
+    total, end = 0, 0
+    for lo, hi in spans:                      # the union of the byte ranges
+        if hi > end:
+            total += hi - max(lo, end)
+            end = hi
     return total
 
 
@@ -43,6 +60,7 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    numexpr.set_num_threads(args.threads)
     x, y = make_data()
     run(contextlib.nullcontext, x, y, 1)
     train = float("inf")

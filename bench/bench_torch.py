@@ -2,17 +2,28 @@
 
 The user's loop (7000 x 500 training rows, DataLoader batch 50 with shuffle, raw tensors
 W1 500x256, b1, W2 256x1, b2, relu = torch.max(x, 0), nn.MSELoss, hand-written SGD on
-``param.data``) runs untraced, traced with ``capture="full"`` and traced with
-``capture="summary"``, interleaved and repeated; the best time of each is kept and the
-ratios traced / untraced are printed (and written as JSON with ``--json``).
+``param.data``) runs, interleaved and repeated, in these modes:
 
-    python bench/bench_torch.py [--epochs 3] [--repeats 3] [--threads N] [--json out.json]
+- ``untraced``;
+- ``floor``: the same loop keeping a plain ``clone()`` of every parameter and every
+  gradient each step (what any full recording must at least copy);
+- ``full``, ``summary`` and ``every10`` (full capture of one step in 10) with ``trace_torch``.
+
+The best time of each is kept; printed as ms/step and as ratios (against untraced, and
+full against the floor), wall clock and CPU time (the latter less sensitive to a machine
+shared with other work), with the final weights of every mode asserted bit-identical.
+``--rss`` instead measures the peak RSS of a long summary run against the untraced run,
+each in its own process (``--rss-epochs``, 100 by default).
+
+    python bench/bench_torch.py [--epochs 1] [--repeats 5] [--threads 1] [--json out.json]
+    python bench/bench_torch.py --rss [--rss-epochs 100]
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -36,8 +47,27 @@ def make_data(num_examples=10000, num_inputs=500, n_train=7000):
     return features[:n_train], labels[:n_train]
 
 
+class Floor:
+    """The floor: keep a ``clone()`` of every parameter and gradient each step (no tracer)."""
+
+    def __init__(self):
+        self.kept = []
+        self.trace = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.kept = []
+        return False
+
+    def keep(self, params):
+        self.kept.append([p.detach().clone() for p in params] + [p.grad.detach().clone() for p in params])
+
+
 def run(ctx, trainfeatures, trainlabels, num_epochs):
-    """One training run of the page's loop; returns (seconds in the loop, steps, final W2)."""
+    """One training run of the page's loop; returns (seconds in the loop, steps, final
+    W1 and W2, the trace or None)."""
     torch.manual_seed(4)
     np.random.seed(5)
     batch_size, num_inputs, num_hiddens = 50, 500, 256
@@ -67,8 +97,9 @@ def run(ctx, trainfeatures, trainlabels, num_epochs):
             param.data -= lr * param.grad / batch_size
 
     steps = 0
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     with ctx() as tr:
+        floor = tr if isinstance(tr, Floor) else None
         for epoch in range(num_epochs):
             for X, y in train_iter:
                 y_hat = net(X)
@@ -78,51 +109,92 @@ def run(ctx, trainfeatures, trainlabels, num_epochs):
                         param.grad.data.zero_()
                 l.backward()
                 SGD(params, lr, batch_size)
+                if floor is not None:
+                    floor.keep(params)
                 steps += 1
     seconds = time.perf_counter() - t0
-    return seconds, steps, W2.detach().clone(), (tr.trace if tr is not None else None)
+    LAST_CPU[0] = time.process_time() - c0        # CPU seconds: less sensitive to a loaded machine
+    final = torch.cat([W1.detach().reshape(-1), W2.detach().reshape(-1)])
+    return seconds, steps, final, (tr.trace if tr is not None and floor is None else None)
+
+
+LAST_CPU = [0.0]
+MODES = {"untraced": contextlib.nullcontext, "floor": Floor,
+         "full": lambda: trace_torch(capture="full"),
+         "summary": lambda: trace_torch(capture="summary"),
+         "every10": lambda: trace_torch(capture="full", every=10)}
+
+
+def timings(x, y, epochs: int, repeats: int) -> dict:
+    """Best seconds per mode over ``repeats`` interleaved rounds; asserts identical weights."""
+    run(MODES["untraced"], x, y, 1)                         # warm-up
+    run(MODES["full"], x, y, 1)
+    best = {m: float("inf") for m in MODES}
+    cpu = {m: float("inf") for m in MODES}
+    finals, steps = {}, 0
+    for _ in range(repeats):
+        for mode, ctx in MODES.items():
+            seconds, steps, final, trace = run(ctx, x, y, epochs)
+            best[mode] = min(best[mode], seconds)
+            cpu[mode] = min(cpu[mode], LAST_CPU[0])
+            finals[mode] = final
+            if trace is not None:
+                kept = -(-steps // 10) if mode == "every10" else steps
+                assert trace.n_steps == kept, (mode, trace.n_steps, kept)
+            del trace
+    same = all(torch.equal(finals["untraced"], finals[m]) for m in finals)
+    assert same, "final weights differ between modes"
+    return {"best": best, "cpu": cpu, "steps": steps, "bit_identical": same}
+
+
+def peak_rss(mode: str, epochs: int, threads: int) -> float:
+    """Peak RSS (MB) of one run of ``mode`` for ``epochs`` epochs, in a fresh process."""
+    code = (f"import sys, resource; sys.argv=['x']; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+            f"import torch; torch.set_num_threads({threads}); import bench_torch as b; "
+            f"x, y = b.make_data(); b.run(b.MODES[{mode!r}], x, y, {epochs}); "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return int(out.stdout.strip().splitlines()[-1]) / 1024
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave as is)")
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (0: leave as is)")
+    ap.add_argument("--rss", action="store_true", help="peak RSS of a long summary run vs untraced")
+    ap.add_argument("--rss-epochs", type=int, default=100)
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.rss:
+        base = peak_rss("untraced", args.rss_epochs, args.threads)
+        summ = peak_rss("summary", args.rss_epochs, args.threads)
+        print(f"S4 {args.rss_epochs} epochs, peak RSS: untraced {base:.0f} MB, summary {summ:.0f} MB, "
+              f"added {summ - base:.0f} MB")
+        return {"rss_untraced_mb": base, "rss_summary_mb": summ}
     x, y = make_data()
-    modes = {"untraced": contextlib.nullcontext,
-             "full": lambda: trace_torch(capture="full"),
-             "summary": lambda: trace_torch(capture="summary")}
-    run(modes["untraced"], x, y, 1)                         # warm-up
-    best = {m: float("inf") for m in modes}
-    finals = {}
-    steps = 0
-    for _ in range(args.repeats):
-        for mode, ctx in modes.items():
-            seconds, steps, w2, trace = run(ctx, x, y, args.epochs)
-            best[mode] = min(best[mode], seconds)
-            finals[mode] = w2
-            if trace is not None:
-                assert trace.n_steps == steps, (trace.n_steps, steps)
-    same = all(torch.equal(finals["untraced"], finals[m]) for m in finals)
+    t = timings(x, y, args.epochs, args.repeats)
+    best, steps = t["best"], t["steps"]
     result = {
         "scenario": "S4 regression 7000 x 500 -> 256 -> 1, batch 50, shuffle",
         "epochs": args.epochs, "steps": steps, "repeats": args.repeats, "threads": torch.get_num_threads(),
         "torch": torch.__version__,
-        "ms_per_step": {m: 1e3 * best[m] / steps for m in modes},
-        "ratio_full": best["full"] / best["untraced"],
-        "ratio_summary": best["summary"] / best["untraced"],
-        "bit_identical": same,
+        "ms_per_step": {m: 1e3 * best[m] / steps for m in MODES},
+        "ratio": {m: best[m] / best["untraced"] for m in MODES},
+        "full_vs_floor": best["full"] / best["floor"],
+        "cpu_ratio": {m: t["cpu"][m] / t["cpu"]["untraced"] for m in MODES},
+        "cpu_full_vs_floor": t["cpu"]["full"] / t["cpu"]["floor"],
+        "bit_identical": t["bit_identical"],
     }
     print(f"{result['scenario']}: {steps} steps per run, best of {args.repeats}, "
           f"{result['threads']} torch threads")
-    for m in modes:
-        print(f"  {m:9s} {result['ms_per_step'][m]:7.3f} ms/step")
-    print(f"  traced/untraced: full {result['ratio_full']:.2f}x, summary {result['ratio_summary']:.2f}x; "
-          f"final weights bit-identical: {same}")
+    for m in MODES:
+        print(f"  {m:9s} {result['ms_per_step'][m]:7.3f} ms/step  {result['ratio'][m]:5.2f}x untraced   "
+              f"CPU time {result['cpu_ratio'][m]:5.2f}x")
+    print(f"  full / floor {result['full_vs_floor']:.2f}x (CPU time {result['cpu_full_vs_floor']:.2f}x); "
+          f"final weights bit-identical: {t['bit_identical']}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
     return result

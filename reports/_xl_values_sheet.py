@@ -92,7 +92,7 @@ def write_values_iterations(wb, trace, info, reason, sheet_parts):
                         row += [None, None]
                     else:
                         p = a.params[pname]
-                        row += [cell_value(p["before"][k, idx]), cell_value(p["after"][k, idx])]
+                        row += [cell_value(p.before[k, idx]), cell_value(p.after[k, idx])]
             end = r + 1 == n or cols["epoch"][r + 1] != cols["epoch"][r]
             ws.append(bordered(ws, row, end) if end or n <= BORDERED_ROWS else row)
         page_setup(ws, len(headers), rhi - rlo + first_data_row - 1, header_row=first_data_row - 1)

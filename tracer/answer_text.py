@@ -54,7 +54,7 @@ def weights_text(ans, step: int, which: str) -> str:
     trace = ans.trace
     a = trace.arrays()
     hit = np.flatnonzero(a.param_step == step)
-    total = sum(p["before"].shape[1] for p in a.params.values())
+    total = sum(p.before.shape[1] for p in a.params.values())
     if not hit.size or total > SHOWN_ELEMENTS:
         return f"the weights {which} step {step}"
     named = roles(trace, ans.program)

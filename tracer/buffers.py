@@ -1,8 +1,8 @@
 """Growable columnar NumPy buffers: the recorder's storage.
 
 A training step is a hot path, so recording a value must be one copy into a
-preallocated block, never a DataFrame append. Buffers grow by doubling (amortised
-O(1) per row) and hand out views of what was filled, which the Trace turns into
+preallocated block, never a DataFrame append. Buffers grow by chunks (never copying
+what was filled) and hand out views of what was filled, which the Trace turns into
 DataFrames only when someone asks.
 """
 from __future__ import annotations
@@ -14,27 +14,42 @@ import numpy as np
 
 
 class RowBuffer:
-    """A 2-D array that grows by rows, in fixed-size chunks.
+    """A 2-D array that grows by rows, in large chunks that are touched only as they fill.
 
-    ``append`` copies one row into the current chunk; a full chunk is kept and a
-    new one allocated, so growing never copies what was already recorded (no
-    doubling). :meth:`to_array` joins the chunks once, when a Trace is built.
+    ``append`` copies one row into the current chunk; a full chunk is kept and a new one
+    allocated, so growing never copies what was already recorded (no doubling).
+
+    Why large chunks: a chunk is reserved at its full size (up to ``CHUNK_BYTES``) but the
+    operating system gives it memory page by page as rows are written, so a big chunk
+    costs no more than the rows it holds, and most recordings fit in one. Then
+    :meth:`to_array` hands out a view of the filled rows instead of joining
+    chunks (rows once written are never overwritten while a view may see them), and
+    :meth:`reset` lets a recorder that spilled its rows to a store write the next ones
+    into the same, already touched, memory. :attr:`nbytes` counts the filled rows: what
+    the recording holds.
     """
 
-    __slots__ = ("_chunks", "_cur", "_pos", "_chunk_rows", "_width", "_dtype", "_limit", "n")
+    __slots__ = ("_chunks", "_cur", "_pos", "_chunk_rows", "_width", "_dtype", "_limit", "_filled", "n")
 
-    CHUNK_BYTES = 8 << 20
+    CHUNK_BYTES = 256 << 20
+    #: rows of at least this many bytes are reserved a whole chunk at once
+    BIG_ROW = 64 << 10
 
     def __init__(self, width: int, dtype=np.float64, capacity: int = 64, chunk_bytes: int | None = None):
         self._width = int(width)
         self._dtype = np.dtype(dtype)
         # a small memory budget asks for small chunks (never less than one row)
         self._limit = int(self.CHUNK_BYTES if chunk_bytes is None else min(chunk_bytes, self.CHUNK_BYTES))
-        row_bytes = max(1, self._width * self._dtype.itemsize)
-        self._chunk_rows = int(max(1, min(max(capacity, 1), self._limit // row_bytes)))
+        most = max(1, self._limit // self.row_bytes)
+        # big rows (a parameter's values) get the whole chunk at once; small rows start small
+        # and double, so that many small buffers do not each reserve (and, with transparent
+        # huge pages, touch) a large block
+        start = most if self.row_bytes >= self.BIG_ROW else max(1, min(capacity, most))
+        self._chunk_rows = int(start)
         self._chunks: list[np.ndarray] = []
         self._cur = np.empty((self._chunk_rows, self._width), dtype=self._dtype)
         self._pos = 0
+        self._filled = 0       # rows in the kept (full) chunks
         self.n = 0
 
     @property
@@ -43,32 +58,26 @@ class RowBuffer:
         return self._width
 
     @property
+    def row_bytes(self) -> int:
+        """Bytes of one row (at least 1)."""
+        return max(1, self._width * self._dtype.itemsize)
+
+    @property
     def nbytes(self) -> int:
-        """Bytes held by the buffer, including the unused part of the current chunk."""
-        return self._cur.nbytes + sum(c.nbytes for c in self._chunks)
+        """Bytes of the filled rows (the reserved, untouched rest of a chunk holds no memory)."""
+        return (self._filled + self._pos) * self._width * self._dtype.itemsize
 
     def growth(self, k: int) -> int:
-        """Bytes that appending ``k`` rows would newly allocate (0 while the chunk has room).
+        """Bytes that appending ``k`` rows would newly fill.
 
         Why: a memory budget must be checked before a step is copied, not after.
         """
-        free = self._cur.shape[0] - self._pos
-        if k <= free:
-            return 0
-        k -= free
-        row_bytes = max(1, self._width * self._dtype.itemsize)
-        rows, total = self._chunk_rows, 0
-        while k > 0:
-            rows = int(max(rows, min(rows * 2, self._limit // row_bytes)))
-            total += rows * self._width * self._dtype.itemsize
-            k -= rows
-        return total
+        return int(k) * self._width * self._dtype.itemsize
 
     def _next_chunk(self) -> None:
         self._chunks.append(self._cur)
-        # later chunks may be larger (up to CHUNK_BYTES) to keep their count low
-        row_bytes = max(1, self._width * self._dtype.itemsize)
-        self._chunk_rows = int(max(self._chunk_rows, min(self._chunk_rows * 2, self._limit // row_bytes)))
+        self._filled += self._pos
+        self._chunk_rows = int(max(self._chunk_rows, min(self._chunk_rows * 2, self._limit // self.row_bytes)))
         self._cur = np.empty((self._chunk_rows, self._width), dtype=self._dtype)
         self._pos = 0
 
@@ -103,12 +112,26 @@ class RowBuffer:
             done += take
         self.n += k
 
+    def last(self) -> np.ndarray:
+        """The last filled row (a view; the buffer must not be empty)."""
+        if self._pos:
+            return self._cur[self._pos - 1]
+        return self._chunks[-1][-1]
+
     def to_array(self) -> np.ndarray:
-        """The filled rows as one new array (a copy: later appends do not change it)."""
-        parts = self._chunks + [self._cur[: self._pos]]
-        if len(parts) == 1:
-            return parts[0].copy()
-        return np.concatenate(parts, axis=0)
+        """The filled rows: a view when they are in one chunk (later appends do not change
+        it; writing into it changes the recording), else one new array joining the chunks."""
+        if not self._chunks:
+            return self._cur[: self._pos]
+        return np.concatenate(self._chunks + [self._cur[: self._pos]], axis=0)
+
+    def reset(self) -> None:
+        """Forget every row; keep the current chunk for the next rows when nothing else
+        refers to it (no view handed out by :meth:`to_array` is alive)."""
+        if sys.getrefcount(self._cur) > 2:       # the attribute and getrefcount's argument
+            self._cur = np.empty((self._chunk_rows, self._width), dtype=self._dtype)
+        self._chunks = []
+        self._pos = self._filled = self.n = 0
 
 
 class ScalarColumns:

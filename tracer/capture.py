@@ -6,7 +6,8 @@ allocate (:meth:`FullBuffers.growth`), hand what was recorded to a streaming sto
 (:meth:`FullBuffers.parts`) and then forget it (:meth:`FullBuffers.drain`) while
 remembering each parameter's shape and dtype, so later chunks stay aligned.
 
-Layout: one :class:`tracer.buffers.RowBuffer` per quantity, one row per recorded step
+Layout: :class:`tracer.param_buffers.ParamBuffers` per parameter (before only where a step
+does not chain on the one before), one row per recorded step
 (a parameter's values flattened in C order); the rows of every batch (``sample_step``,
 ``sample_row``) and its predictions (``sample_pred``) one row per batch row.
 """
@@ -17,57 +18,17 @@ import numpy as np
 from .arrays import as_2d
 from .buffers import RowBuffer
 from .errors import TraceInputError
+from .param_buffers import ParamBuffers, initial_capacity, value_dtype as _value_dtype
 
-
-def initial_capacity(size: int, dtype, limit: int = 1 << 20) -> int:
-    """Rows to preallocate: 64 for small parameters, fewer for big ones (about ``limit``
-    bytes, 1 MB by default), never less than one."""
-    return int(max(1, min(64, min(limit, 1 << 20) // max(1, size * np.dtype(dtype).itemsize))))
-
-
-def _value_dtype(dtype) -> np.dtype:
-    """Floating parameters keep their dtype (float16/32/64); anything else is float64."""
-    return np.dtype(dtype) if np.issubdtype(dtype, np.floating) else np.dtype(np.float64)
-
-
-class ParamBuffers:
-    """Before, gradient, after and state slots of one parameter, one row per step."""
-
-    __slots__ = ("shape", "size", "dtype", "before", "grad", "after", "slots", "chunk_bytes")
-
-    def __init__(self, shape, dtype, chunk_bytes: int = RowBuffer.CHUNK_BYTES):
-        self.shape = tuple(int(s) for s in shape)
-        self.size = int(np.prod(self.shape, dtype=np.int64))
-        self.dtype = _value_dtype(dtype)
-        self.chunk_bytes = chunk_bytes
-        self.before = self._buffer()
-        self.grad = self._buffer()
-        self.after = self._buffer()
-        self.slots: dict[str, RowBuffer] = {}
-
-    def _buffer(self) -> RowBuffer:
-        cap = initial_capacity(self.size, self.dtype, self.chunk_bytes)
-        return RowBuffer(self.size, self.dtype, cap, self.chunk_bytes)
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes held by this parameter's buffers."""
-        return self.before.nbytes + self.grad.nbytes + self.after.nbytes + sum(
-            b.nbytes for b in self.slots.values())
-
-    def new_slot(self, rows_before: int) -> RowBuffer:
-        """A state-slot buffer, NaN for the ``rows_before`` steps recorded before it appeared."""
-        sbuf = self._buffer()
-        for _ in range(rows_before):
-            sbuf.append_fill(np.nan)
-        return sbuf
+__all__ = ["FullBuffers", "ParamBuffers", "initial_capacity"]
 
 
 class FullBuffers:
     """Everything full capture keeps since the last drain (see the module docstring)."""
 
-    def __init__(self, chunk_bytes: int = RowBuffer.CHUNK_BYTES):
+    def __init__(self, chunk_bytes: int = RowBuffer.CHUNK_BYTES, chain: bool = True):
         self.chunk_bytes = chunk_bytes     # the largest block one buffer allocates at once
+        self.chain = chain                 # store a step's before only where it breaks the chain
         self.params: dict[str, ParamBuffers] = {}
         self.known: dict[str, tuple] = {}  # every parameter seen: name -> (shape, dtype), in order
         self.param_step = self._index()
@@ -106,19 +67,17 @@ class FullBuffers:
         new = {n: (int(np.prod(sh)), dt) for n, (sh, dt) in self.known.items() if n not in self.params}
         new.update({n: (int(np.size(v)), _value_dtype(np.asarray(v).dtype))
                     for n, v in before.items() if n not in self.params and n not in self.known})
-        for name, (size, dt) in new.items():   # buffers to create: their first block
-            cap = initial_capacity(size, dt, self.chunk_bytes)
+        for name, (size, dt) in new.items():   # buffers to create: padded to this step
             n_buffers = 3 + len((state or {}).get(name) or {})
-            total += n_buffers * max(cap, self.param_step.n + 1) * size * dt.itemsize
+            total += n_buffers * (self.param_step.n + 1) * size * dt.itemsize
         for name in before:
             buf = self.params.get(name)
             if buf is None:
                 continue
-            total += 3 * buf.before.growth(1) + sum(b.growth(1) for b in buf.slots.values())
+            total += buf.step_growth() + sum(b.growth(1) for b in buf.slots.values())
             for slot in (state or {}).get(name) or {}:
                 if slot not in buf.slots:
-                    cap = initial_capacity(buf.size, buf.dtype, self.chunk_bytes)
-                    total += max(cap, buf.before.n + 1) * buf.size * buf.dtype.itemsize
+                    total += (buf.n + 1) * buf.size * buf.dtype.itemsize
         k = int(np.shape(y_pred)[0]) if y_pred is not None and np.ndim(y_pred) else (
             0 if rows is None else int(np.size(rows)))
         total += self.sample_step.growth(k) + self.sample_row.growth(k)
@@ -127,8 +86,7 @@ class FullBuffers:
             if self.sample_pred is not None:
                 total += self.sample_pred.growth(k)
             else:
-                row_bytes = max(1, width * 8)
-                total += max(k, min(256, max(1, self.chunk_bytes // row_bytes))) * row_bytes
+                total += (self.sample_step.n + k) * max(1, width * 8)
         return total
 
     # ------------------------------------------------------------ recording
@@ -142,9 +100,8 @@ class FullBuffers:
         for name, value in before.items():
             self._record_param(name, np.asarray(value), after[name], grads, state)
         for buf in self.params.values():
-            if buf.before.n < self.param_step.n:      # a parameter absent from this step
-                for b in (buf.before, buf.grad, buf.after, *buf.slots.values()):
-                    b.append_fill(np.nan)
+            if buf.n < self.param_step.n:             # a parameter absent from this step
+                buf.pad()
         n0 = self.sample_step.n
         self._record_samples(step, rows, y_pred)
         self._record_micro(micro, self.sample_step.n - n0, n0)
@@ -174,8 +131,7 @@ class FullBuffers:
         after_value = np.asarray(after_value)
         if after_value.size != buf.size:
             raise TraceInputError(f"params_after[{name!r}]: expected shape {buf.shape}, got {after_value.shape}")
-        buf.before.append(value)
-        buf.after.append(after_value)
+        buf.add(value, after_value)
         grad = None if grads is None else grads.get(name)
         if grad is None:
             buf.grad.append_fill(np.nan)
@@ -183,18 +139,17 @@ class FullBuffers:
             buf.grad.append(grad)
         for slot, slot_value in ((state or {}).get(name) or {}).items():
             if slot not in buf.slots:
-                buf.slots[slot] = buf.new_slot(buf.before.n - 1)
+                buf.slots[slot] = buf.new_slot(buf.n - 1)
             buf.slots[slot].append(slot_value)
         for sbuf in buf.slots.values():
-            if sbuf.n < buf.before.n:
+            if sbuf.n < buf.n:
                 sbuf.append_fill(np.nan)
 
     def _new_param(self, name: str, shape, dtype) -> ParamBuffers:
-        buf = self.params[name] = ParamBuffers(shape, dtype, self.chunk_bytes)
+        buf = self.params[name] = ParamBuffers(shape, dtype, self.chunk_bytes, self.chain)
         self.known.setdefault(name, (buf.shape, buf.dtype))
         for _ in range(self.param_step.n - 1):     # pad a parameter first seen late
-            for b in (buf.before, buf.grad, buf.after):
-                b.append_fill(np.nan)
+            buf.pad()
         return buf
 
     def _record_samples(self, step, rows, y_pred) -> None:
@@ -227,20 +182,21 @@ class FullBuffers:
             "sample_pred": None if self.sample_pred is None else self.sample_pred.to_array(),
             "sample_micro": None if self.sample_micro is None else self.sample_micro.to_array()[:, 0],
             "param_step": self.param_step.to_array()[:, 0],
-            "params": {n: {"shape": p.shape, "before": p.before.to_array(), "grad": p.grad.to_array(),
-                           "after": p.after.to_array(),
-                           "slots": {s: b.to_array() for s, b in p.slots.items()}}
-                       for n, p in self.params.items()},
+            "params": {n: self._param_parts(p) for n, p in self.params.items()},
         }
 
+    @staticmethod
+    def _param_parts(p: ParamBuffers) -> dict:
+        before, after = p.before_after()
+        return {"shape": p.shape, "before": before, "grad": p.grad.to_array(), "after": after,
+                "slots": {s: b.to_array() for s, b in p.slots.items()}}
+
     def drain(self) -> None:
-        """Forget the recorded rows and free their buffers; keep each parameter's name,
-        shape and dtype (:attr:`known`), so the next step recreates them in order."""
-        self.params = {}
-        self.param_step = self._index()
-        self.sample_step = self._index()
-        self.sample_row = self._index()
-        if self.sample_pred is not None:
-            self.sample_pred = self._index(self.sample_pred.width, self._pred_dtype)
-        if self.sample_micro is not None:
-            self.sample_micro = self._index()
+        """Forget the recorded rows (they went to a store); keep the buffers, whose memory
+        is already touched, for the next rows, and each parameter's name, shape and dtype
+        (:attr:`known`), so later chunks stay aligned."""
+        for p in self.params.values():
+            p.reset()
+        for b in (self.param_step, self.sample_step, self.sample_row, self.sample_pred, self.sample_micro):
+            if b is not None:
+                b.reset()

@@ -39,7 +39,7 @@ def _state_before(rule, p: dict, i: int, t: float) -> dict | None:
     """The optimizer state before parameter row ``i``: initial at t = 1, else the recorded state
     after the previous row (None when it was not recorded)."""
     from .checker.updates import _recorded_slot
-    size = p["before"].shape[1]
+    size = p.before.shape[1]
     init = rule.initial_state(np.zeros(size))
     out = {}
     for slot in rule.slots:
@@ -92,9 +92,9 @@ def update_lines(trace, report, pos, grads=None) -> list[str]:
         lines.append(f"    {name} \u2190 {texts[-1][1]}")
     t, lr = _step_numbers(trace, i, rule)
     for n, p in arrays.params.items():
-        before, after = p["before"][i].astype(np.float64), p["after"][i].astype(np.float64)
+        before, after = p.before[i].astype(np.float64), p.after[i].astype(np.float64)
         lines.append(f"    {n}: {_fmt(before)} -> {_fmt(after)} (recorded)")
-        g = p["grad"][i].astype(np.float64)
+        g = p.grad[i].astype(np.float64)
         if not np.isfinite(g).all() and grads and n in grads:
             g = np.asarray(grads[n][0], dtype=np.float64).reshape(-1)
         r = rules.get(n, rule)

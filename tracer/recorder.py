@@ -96,8 +96,8 @@ class Recorder:
         self._data_shape: tuple | None = None     # (rows, inputs, targets) once declared
         self._steps = ScalarColumns()
         self._epochs = ScalarColumns()
-        chunk = RowBuffer.CHUNK_BYTES if self.max_bytes is None else max(1, self.max_bytes // 32)
-        self._full = FullBuffers(chunk)
+        chunk = RowBuffer.CHUNK_BYTES if self.max_bytes is None else max(1, min(self.max_bytes, RowBuffer.CHUNK_BYTES))
+        self._full = FullBuffers(chunk, chain=every == 1)   # every=k > 1: recorded steps never chain
         self._notes: list[str] = []
         self._notes_bytes = 0
         self._last_epoch: int | None = None
@@ -311,8 +311,8 @@ class Recorder:
 
     def _arrays(self, with_data: bool = True):
         keep = with_data and self._inputs is not None
-        return TraceArrays(inputs=self._inputs.copy() if keep else None,
-                           targets=self._targets.copy() if keep else None,
+        return TraceArrays(inputs=self._inputs[:] if keep else None,
+                           targets=self._targets[:] if keep else None,
                            steps=self._steps.as_dict(), epochs=self._epochs.as_dict(), **self._full.parts())
 
     def flush(self) -> int:
@@ -340,6 +340,10 @@ class Recorder:
 
     def trace(self) -> Trace:
         """Build a :class:`tracer.Trace` from everything recorded so far (a snapshot).
+
+        Without a store the trace's arrays are views of the recorder's buffers where they
+        can be (no copy of the recording): steps recorded later do not show in it, but
+        writing into its arrays writes into the recording.
 
         With a store, what is held is flushed first and the trace is read back from the
         store's directory (see :meth:`tracer.Trace.load`).

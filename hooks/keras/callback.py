@@ -305,8 +305,7 @@ class TraceCallback(keras.callbacks.Callback):
     def _record_summary(self, ex, batch, logs):
         """Summary capture: the norms came out of the graph as columns of the steps table."""
         extra = {"opt_step": int(as_numpy(ex["iterations"]))}
-        for name, t in zip(self._names, ex["norms"]):
-            value, update, grad = as_numpy(t).tolist()
+        for name, (value, update, grad) in zip(self._names, as_numpy(ex["norms"]).reshape(-1, 3).tolist()):
             extra["value_norm_" + name] = value
             extra["update_norm_" + name] = update
             extra["grad_norm_" + name] = grad

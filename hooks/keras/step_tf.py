@@ -95,7 +95,9 @@ def _gradients(variables, cap, scale=None):
 
 
 def _norms(before, after, grads):
-    """Per-step norms computed in the graph: no weight leaves TensorFlow."""
+    """Per-step norms computed in the graph: no weight leaves TensorFlow, and the norms of
+    every parameter leave it as one ``(parameters, 3)`` tensor (one host transfer)."""
     def norm(t):
         return tf.norm(tf.reshape(tf.cast(t, tf.float64), [-1]))
-    return tuple(tf.stack([norm(b), norm(a - b), norm(g)]) for b, a, g in zip(before, after, grads))
+    rows = [tf.stack([norm(b), norm(a - b), norm(g)]) for b, a, g in zip(before, after, grads)]
+    return tf.stack(rows) if rows else tf.zeros((0, 3), tf.float64)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Callable
 
 import keras
+import numpy as np
 import torch
 
 from .._busy import framework_busy
@@ -47,7 +48,8 @@ def traced_function(model: keras.Model, variables: list, names: list[str], opt_n
         if loss is not None:
             extras["loss"] = _scalar(loss)
         if summary:
-            extras["norms"] = tuple(_norms(b, a, g) for b, a, g in zip(before, after, grads))
+            rows = [_norms(b, a, g) for b, a, g in zip(before, after, grads)]
+            extras["norms"] = (torch.stack(rows).cpu().numpy() if rows else np.zeros((0, 3)))
             first = next((t for t in keras.tree.flatten(x) if t is not None), None)
             if first is not None:
                 extras["batch_size"] = int(first.shape[0])
@@ -86,6 +88,7 @@ def _gradients(variables, cap, scale=None):
 
 
 def _norms(before, after, grad):
-    """(value, update, gradient) L2 norms in float64: summary capture keeps only these."""
+    """(value, update, gradient) L2 norms in float64, on the device: summary capture keeps
+    only these, and the norms of every parameter go to the host together."""
     b, a, g = (t.detach().to(torch.float64).reshape(-1) for t in (before, after, grad))
-    return torch.stack([b.norm(), (a - b).norm(), g.norm()]).cpu().numpy()
+    return torch.stack([b.norm(), (a - b).norm(), g.norm()])

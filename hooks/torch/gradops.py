@@ -102,7 +102,7 @@ def before_clip(cycle: StepCycle, params: list[torch.Tensor], t: dict, where: st
         return                          # not explained: the version check reports it
     ops = st.grad_ops
     if st.record and not ops.raw:
-        st.grads = cycle._grab_grads(st.params)
+        st.grads = cycle._grab_grads(st)
         ops.raw = True
     t = dict(t, params=[names[id(p)] for p in clipped], _ids=[id(p) for p in clipped])
     if where:

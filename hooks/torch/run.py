@@ -205,7 +205,8 @@ class TorchRun:
             self.record(*args, final=True)
 
     def folded(self, st: Step) -> None:
-        """A backward with no update before the next one: not a step (its gradients carry over)."""
+        """A backward with no update before the next one: not a step (its gradients carry over;
+        the step cycle keeps it as a micro-step of the next one, with its snapshot)."""
         self.recorder.note(f"step {self.recorder.steps_seen + 1}: a backward with no update before the next "
                            "one; folded into the next step")
         if st.plan is not None and st.plan is self.plan and not self.covered and not self.uncovered:
@@ -258,6 +259,13 @@ class TorchRun:
         extra = {} if opt_step is None else {"opt_step": opt_step}
         if self.dist is not None:
             state = self.dist.add_to(st, self.names, state, extra)
+        try:
+            self._record(st, covered, counts, state, extra)
+        finally:
+            self.steps.release(st)              # the recorder copied what it keeps
+
+    def _record(self, st: Step, covered: bool, counts: dict, state: dict | None, extra: dict) -> None:
+        rec = self.recorder
         if not st.record:
             rec.record_step(epoch=st.epoch, batch=st.batch, params_before={}, params_after={}, loss=st.loss,
                             extra=extra)

@@ -19,6 +19,7 @@ import torch
 
 from . import gradops, micro, optim
 from .graph import Walk
+from .snapshots import SnapshotPool, Snapshots
 
 if TYPE_CHECKING:  # pragma: no cover
     from .placement import LoaderBatches
@@ -31,7 +32,7 @@ class Step:
 
     __slots__ = ("epoch", "batch", "rows", "pred", "loss", "before", "grads", "v0", "sets", "stale",
                  "batch_size", "record", "lr", "pre_version", "params", "plan", "signature", "wrote",
-                 "loader_batch", "micro", "grad_ops")
+                 "loader_batch", "micro", "grad_ops", "snaps")
 
     def __init__(self, record: bool) -> None:
         self.record = record          # False on the steps every=k skips
@@ -53,6 +54,7 @@ class Step:
         self.loader_batch = None      # the DataLoader batch the step trained on, if any
         self.micro: list[Step] = []   # earlier backward passes of this step (gradient accumulation)
         self.grad_ops = None          # gradient changes before the update (:mod:`.gradops`)
+        self.snaps: Snapshots | None = None   # the reused buffers ``before``/``grads`` live in
 
 
 class StepCycle:
@@ -68,6 +70,13 @@ class StepCycle:
         self.mode = "unknown"
         self._consumed: dict[int, bool] = {}    # id(param) -> an update used its gradient
         self.kept: list[Step] = []              # backward passes with no update yet (:mod:`.micro`)
+        self.pool = SnapshotPool()
+
+    def release(self, st: Step) -> None:
+        """A step was recorded or dropped: its snapshot buffers serve the next steps."""
+        snaps, st.snaps = st.snaps, None
+        st.before, st.grads = {}, None
+        self.pool.give(snaps)
 
     # --------------------------------------------------------------- open
     def settle_open_step(self, signature: tuple | None = None) -> None:
@@ -111,14 +120,22 @@ class StepCycle:
         st.loss = float(loss.detach())
         kept, self.kept = self.kept, []
         if kept and not micro.carried(st.params, _nonzero):
-            kept = []                   # zeroed since: that backward was not part of this step
+            for m in kept:              # zeroed since: that backward was not part of this step
+                self.release(m)
+            kept = []
         for p in st.params:             # gradients left over from a step that already used them
             gr = p.grad
             st.stale[id(p)] = bool(gr is not None and self._consumed.get(id(p)) and _nonzero(gr))
         if kept:
+            first = kept[0]                 # its snapshot is the step's ``before``: its buffers move too
+            st.snaps, first.snaps = first.snaps, None
             micro.join(st, kept)
+            for m in kept[1:]:
+                self.release(m)
         elif st.record:
-            st.before = {id(p): p.detach().clone() for p in st.params}
+            st.snaps = snaps = self.pool.take()
+            with torch.no_grad():
+                st.before = {id(p): snaps.copy(snaps.before, id(p), p.detach()) for p in st.params}
         place(run, st, w, loader, shape or plan)
         self.pending = st
 
@@ -133,7 +150,7 @@ class StepCycle:
         st.sets = {}
         st.wrote = False
         if st.record and self.mode != "optimizer":
-            st.grads = self._grab_grads(st.params)
+            st.grads = self._grab_grads(st)
         if self.mode != "manual":
             gradops.note(st)
 
@@ -148,7 +165,7 @@ class StepCycle:
         gradops.check(st, "between backward and optimizer.step()")
         ops = st.grad_ops
         if st.record and not (ops is not None and ops.raw):
-            st.grads = self._grab_grads(st.params)
+            st.grads = self._grab_grads(st)
         if st.grads is not None and ops is not None:
             for k in ops.changed:       # not the gradient backward computed, nor one modelled
                 st.grads.pop(k, None)
@@ -193,10 +210,17 @@ class StepCycle:
         self.run.record(st, counts, state, opt_step)
 
     # ------------------------------------------------------------- values
-    def _grab_grads(self, params):
-        """The gradients as they are now: copies (full capture) or just their norms (summary)."""
+    def _grab_grads(self, st: Step) -> dict:
+        """The gradients as they are now: copies into the step's buffers (full capture) or
+        just their norms (summary)."""
+        params = st.params
         if self.run.recorder.full:
-            return {id(p): (None if p.grad is None else p.grad.detach().clone()) for p in params}
+            if st.snaps is None:
+                st.snaps = self.pool.take()
+            bufs = st.snaps.grads
+            with torch.no_grad():
+                return {id(p): (None if p.grad is None else Snapshots.copy(bufs, id(p), p.grad.detach()))
+                        for p in params}
         have = [p for p in params if p.grad is not None]
         norms = torch._foreach_norm([p.grad.detach() for p in have]) if have else []
         return {id(p): n for p, n in zip(have, norms)}

@@ -1,8 +1,10 @@
 """Summary capture: per-step value, update and gradient norms instead of the values.
 
-Why apart: a summary step must cost little, so the norms of every parameter are
-computed in one batch of ``torch._foreach_norm`` calls and converted to Python
-numbers once, not parameter by parameter.
+Why apart: a summary step must cost little. The norms of every parameter are computed
+on the parameters' device with batched ``torch._foreach_*`` calls, the update is taken
+in place in the step's reused before-buffer (no fresh memory), and all the norms cross
+to the host in one transfer (one ``tolist`` of one stacked tensor), not parameter by
+parameter.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ __all__ = ["summary_norms"]
 
 def summary_norms(st, names: dict) -> dict:
     """``value_norm_/update_norm_/grad_norm_<param>`` of a closed step (gradient norms were
-    taken at the update)."""
+    taken at the update). Overwrites the step's before-buffers with ``before - after``."""
     cols = {}
     grads_t = st.grads or {}
     with torch.no_grad():
@@ -23,8 +25,11 @@ def summary_norms(st, names: dict) -> dict:
         bs = [st.before[id(p)] for p in st.params]
         gs = [grads_t.get(id(p)) for p in st.params]      # gradient norms already
         have = [g for g in gs if g is not None]
-        norms = list(torch._foreach_norm(bs)) + list(torch._foreach_norm(torch._foreach_sub(ps, bs))) + have
-        values = torch.stack([v.double() for v in norms]).tolist() if len(norms) > 0 else []
+        norms = list(torch._foreach_norm(bs)) if bs else []
+        if bs:
+            torch._foreach_sub_(bs, ps)                    # before - after: the update, negated
+            norms += list(torch._foreach_norm(bs))
+        values = _to_host(norms + have)
         k = len(ps)
         g_iter = iter(values[2 * k:])
         for i, p in enumerate(st.params):
@@ -33,3 +38,12 @@ def summary_norms(st, names: dict) -> dict:
             cols["update_norm_" + n] = values[k + i]
             cols["grad_norm_" + n] = math.nan if gs[i] is None else next(g_iter)
     return cols
+
+
+def _to_host(norms: list) -> list[float]:
+    """0-d norm tensors as Python floats, in one transfer (widened exactly to float64)."""
+    if not norms:
+        return []
+    if all(v.dtype == norms[0].dtype and v.device == norms[0].device for v in norms):
+        return torch.stack(norms).double().tolist()
+    return torch.stack([v.double().to(norms[0].device) for v in norms]).tolist()

@@ -1,6 +1,8 @@
 """tracer.buffers: the recorder's columnar storage (exact values, growth without copies)."""
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import pytest
 
@@ -44,15 +46,37 @@ def test_later_chunks_grow_but_stay_under_the_chunk_size():
     assert buf._cur.nbytes <= RowBuffer.CHUNK_BYTES
 
 
-def test_to_array_is_a_copy_and_append_fill_pads():
+def test_to_array_is_a_snapshot_view_and_append_fill_pads():
     buf = RowBuffer(2, np.float32, capacity=2)
     buf.append([1, 2])
     snapshot = buf.to_array()
-    buf.append_fill(np.nan)
-    snapshot[0, 0] = 99
+    buf.append_fill(np.nan)                           # later rows do not show in the snapshot
     out = buf.to_array()
     assert out[0].tolist() == [1, 2] and np.isnan(out[1]).all() and snapshot.shape == (1, 2)
-    assert buf.nbytes >= out.nbytes
+    assert np.shares_memory(snapshot, out)            # no copy: one chunk, viewed
+    assert buf.nbytes == out.nbytes                   # the filled rows
+
+
+def test_big_rows_get_one_chunk_and_to_array_does_not_copy():
+    buf = RowBuffer(128_000, np.float32)              # S4's W1: 512 KB rows
+    for i in range(20):
+        buf.append(np.full(128_000, i, np.float32))
+    out = buf.to_array()
+    assert not buf._chunks and np.shares_memory(out, buf._cur)
+    assert out[:, 0].tolist() == list(range(20)) and buf.nbytes == 20 * 512_000
+
+
+def test_reset_reuses_the_touched_chunk_unless_a_view_is_alive():
+    buf = RowBuffer(100_000, np.float32)
+    buf.append(np.ones(100_000, np.float32))
+    chunk = weakref.ref(buf._cur)                     # no reference of its own
+    buf.reset()
+    assert buf._cur is chunk() and buf.n == 0 and buf.nbytes == 0
+    buf.append(np.zeros(100_000, np.float32))
+    view = buf.to_array()
+    buf.reset()                                       # a view is alive: its rows are not overwritten
+    buf.append(np.full(100_000, 7, np.float32))
+    assert buf._cur is not chunk() and view[0, 0] == 0 and buf.to_array()[0, 0] == 7
 
 
 def test_scalar_columns_back_fill_late_and_missing_columns():

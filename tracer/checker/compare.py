@@ -28,7 +28,7 @@ def badness(expected, actual, rtol: float, scale=None) -> np.ndarray:
         s = np.asarray(scale)
         out = ne.evaluate("abs(e - a) / (r * where(where(abs(e) > abs(a), abs(e), abs(a)) > s,"
                           " where(abs(e) > abs(a), abs(e), abs(a)), s) + tiny)")
-    return ne.evaluate("where(out == out, out, inf)")
+    return ne.evaluate("where(out == out, out, inf)", out=out)     # in place: no second array
 
 
 def worst_per_row(bad: np.ndarray) -> tuple[np.ndarray, bool]:

@@ -10,6 +10,7 @@ bounded whatever the run's length.
 """
 from __future__ import annotations
 
+import numexpr as ne
 import numpy as np
 
 from ..errors import SteptraceError
@@ -100,15 +101,8 @@ def _used_grad(p, expected, i0, i1):
 
 def _rules(arrays, report, opt_spec, expected_grads, frozen, eps):
     if opt_spec is None:
-        grads = {}
-        for name, p in arrays.params.items():
-            if name in frozen:
-                continue
-            g = p.grad.astype(np.float64)
-            exp = expected_grads.get(name)
-            if exp is not None:
-                g = np.where(np.isnan(g), exp, g)
-            grads[name] = g
+        grads = {name: _RowsOfGrad(p.grad, expected_grads.get(name))
+                 for name, p in arrays.params.items() if name not in frozen}
         rates, text = identify.identify_sgd(arrays, grads, eps)
         if rates is None:
             report.cannot_check.append(f"optimizer: {text}")
@@ -127,6 +121,20 @@ def _rules(arrays, report, opt_spec, expected_grads, frozen, eps):
     for name in arrays.params:
         rules.setdefault(name, get_optimizer({"name": "sgd", "convention": "plain", "lr": 0.0}))
     return rules
+
+
+class _RowsOfGrad:
+    """A gradient as identification reads it: recorded, else recomputed, in float64 -
+    converted only on the rows asked for (it samples a few steps), not the whole trace."""
+
+    def __init__(self, recorded: np.ndarray, expected: np.ndarray | None) -> None:
+        self.recorded, self.expected = recorded, expected
+
+    def __getitem__(self, rows) -> np.ndarray:
+        g = self.recorded[rows].astype(np.float64)
+        if self.expected is not None:
+            g = np.where(np.isnan(g), self.expected[rows], g)
+        return g
 
 
 def _check_param(name, p, rule, param_step, t, lr_rec, expected, builder, report, eps, clipping=None):
@@ -148,17 +156,21 @@ def _check_param(name, p, rule, param_step, t, lr_rec, expected, builder, report
         if not ok.any():
             continue
         k = int(ok.sum())
-        sb = {s: v[ok].reshape((k,) + shape) for s, v in state.items()}
+        every = k == len(ok)                   # the common case: no row is left out, no copies
+        b_ok = before if every else before[ok]
+        a_ok = after if every else after[ok]
+        sb = {s: (v if every else v[ok]).reshape((k,) + shape) for s, v in state.items()}
         lr_used = None
         if lr_rec is not None and np.isfinite(lr_rec[i0:i1][ok]).all():
             lr_used = lr_rec[i0:i1][ok]
-        args = (before[ok].reshape((k,) + shape), g[ok].reshape((k,) + shape), sb, t[i0:i1][ok], lr_used)
+        args = (b_ok.reshape((k,) + shape), (g if every else g[ok]).reshape((k,) + shape), sb, t[i0:i1][ok],
+                lr_used)
         new_p, new_state = rule.step(*args)
         mags = _LazyMags(rule, args, k)
-        exp_update = np.asarray(new_p).reshape(k, -1) - before[ok]
-        act_update = after[ok] - before[ok]
+        exp_update = np.asarray(new_p).reshape(k, -1) - b_ok
+        act_update = a_ok - b_ok
         # the recorded update carries the rounding of the value itself: eps * |p| per step
-        scale = np.maximum(np.abs(before[ok]), np.abs(after[ok])) * (8 * eps / rtol)
+        scale = _value_scale(b_ok, a_ok, 8 * eps / rtol)
         bad = badness(exp_update, act_update, rtol, scale)
         if not worst_per_row(bad)[1]:          # not conclusive: the rule's rounding magnitudes decide
             scale = np.maximum(scale, mags.of("p"))
@@ -181,6 +193,13 @@ def _check_param(name, p, rule, param_step, t, lr_rec, expected, builder, report
         report.cannot_check.append(f"update of {name}: no step with a gradient and a known optimizer state")
     elif checked < n:
         report.context.setdefault("partial_updates", {})[name] = (checked, n)
+
+
+def _value_scale(before, after, factor: float) -> np.ndarray:
+    """``np.maximum(|before|, |after|) * factor`` in one pass, the same numbers: ``before``
+    is finite on the rows checked, so a NaN ``after`` comes out NaN as with NumPy."""
+    f = np.float64(factor)
+    return ne.evaluate("where(abs(before) >= abs(after), abs(before), abs(after)) * f")
 
 
 class _LazyMags:

@@ -63,10 +63,13 @@ class LossScale(Diagnosis):
         if prog is None or not prog.has_loss:
             return []
         bs = np.asarray(ctx.arrays.steps.get("batch_size", []), dtype=np.float64)
-        bs = bs[np.isfinite(bs)]
+        bs = bs[np.isfinite(bs) & (bs >= 0)]       # a tampered table may hold anything
         if not bs.size or bs.max() < 2:
             return []
-        b = int(np.bincount(bs.astype(np.int64)).argmax())
+        # the most common size (the smallest of equally common ones), without bincount's
+        # array as long as the largest size
+        sizes, counts = np.unique(bs.astype(np.int64), return_counts=True)
+        b = int(sizes[counts.argmax()])
         div, top, first = final_divisor(prog)
         if top is None:
             return []
