@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._assets import asset
 from ._html_engine import op_text
 from ._xl_symbols import d_name
 
@@ -65,15 +66,4 @@ PROGRAM_SECTION = ('<h2>The step program <span class="hint">(what the checker ev
                    'iteration\'s values)</span></h2>\n    <div id="program"></div>')
 
 #: ``renderProgram(s)``: fills ``#program`` for step index ``s`` (uses the page's ``$``, ``esc``, ``D``)
-PROGRAM_JS = r"""
-function renderProgram(s){
-  const box = $('program'), P = D.program;
-  if (!box) return;
-  if (!P) { box.innerHTML = '<div class="hint">no step program (the checker could not evaluate this run)</div>'; return; }
-  const v = P.values[String(s)], g = P.grad_values[String(s)];
-  if (!v) { box.innerHTML = '<div class="hint">values are embedded for the first ' + P.limit + ' iterations; run tracer.explain for this one</div>'; return; }
-  let t = P.lines.map((line, i) => '    ' + line + '  ->  ' + v[i]).join('\n');
-  if (g) t += '\nGradients (reverse pass through the program):\n' + P.grads.map((line, i) => '    ' + line + ' = ' + g[i]).join('\n');
-  box.innerHTML = '<div class="formula" id="program-lines">' + esc(t) + '</div>';
-}
-"""
+PROGRAM_JS = asset("program.js")

@@ -21,8 +21,7 @@ from tracer.atomic import replacing_file
 from tracer.errors import TraceFileError, TraceInputError
 
 from ._html_epoch import EPOCH_JS, EPOCH_SECTION
-from ._html_js import JS
-from ._html_page import CSS, TEMPLATE
+from ._html_page import CSS, JS, TEMPLATE
 from ._html_payload import EXPLAIN_LIMIT, build_payload
 from ._html_program import PROGRAM_JS, PROGRAM_SECTION
 from ._safe import html_text, script_json

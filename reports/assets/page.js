@@ -1,15 +1,4 @@
-"""The step-through page's script: one iteration rendered at a time from the embedded JSON.
 
-Why one script, inline: the page is one file with no network access; the data is a JSON
-block (:mod:`reports._html_payload`) and this script indexes it per iteration, so 10,000
-iterations stay responsive. The sections of :mod:`reports._html_program` and
-:mod:`reports._html_epoch` add their own functions (``renderProgram``, ``renderEpoch``).
-"""
-from __future__ import annotations
-
-__all__ = ["JS"]
-
-JS = r"""
 "use strict";
 const D = JSON.parse(document.getElementById('trace-data').textContent);
 const N = D.n_steps, S = D.steps, M = D.m || 0, K = D.k || 0;
@@ -284,4 +273,3 @@ if (N === 0) {
   go(Number.isFinite(h0) ? h0 - 1 : 0);
 }
 document.body.dataset.ready = '1';
-"""
