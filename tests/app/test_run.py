@@ -63,6 +63,8 @@ def test_parse_size():
     assert run.parse_size("1.5GiB") == int(1.5 * 1024**3)
     assert run.parse_size("1000") == 1000
     assert run.parse_size("none") is None
+    assert run.parse_size("unlimited") is None
+    assert run.parse_size("0") == 0 == run.parse_size("0M")      # 0 means zero everywhere
     with pytest.raises(TraceInputError, match="--max-memory"):
         run.parse_size("lots")
 

@@ -23,8 +23,12 @@ _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
 
 def parse_size(text: str) -> int | None:
-    """``"2G"``, ``"512M"``, ``"300k"``, ``"1000000"`` -> bytes; ``"none"`` -> no limit."""
-    if str(text).strip().lower() in ("none", "unlimited", "0"):
+    """``"2G"``, ``"512M"``, ``"300k"``, ``"1000000"`` -> bytes; ``"none"``/``"unlimited"`` -> no limit.
+
+    ``"0"`` means zero, as ``"0M"`` and the recorder's ``max_bytes=0`` do (nothing kept in
+    memory): no limit is spelled out, never written as a number.
+    """
+    if str(text).strip().lower() in ("none", "unlimited"):
         return None
     m = _SIZE.match(str(text))
     if not m:
@@ -127,8 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="full: batch rows, predictions, gradients, parameters and optimizer state; "
                           "summary: per-step scalars only (loss, lr, norms) (default: %(default)s)")
     how.add_argument("--max-memory", default="2G", metavar="SIZE",
-                     help="memory budget per run; past it the run falls back to summary capture, "
-                          "e.g. 512M, 2G, none (default: %(default)s)")
+                     help="memory budget per run; past it recorded steps go to disk early (the trace is "
+                          "streamed anyway), e.g. 512M, 2G, 0 (keep nothing in memory) or unlimited "
+                          "(default: %(default)s)")
     _numpy_group(p)
     after = p.add_argument_group("after the script")
     after.add_argument("--no-check", action="store_true", help="do not check the runs against the math")
