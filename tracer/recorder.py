@@ -38,6 +38,7 @@ from .arrays import TraceArrays, as_2d, column_names
 from .buffers import RowBuffer, ScalarColumns
 from .capture import FullBuffers, initial_capacity
 from .errors import TraceInputError
+from .store import open_store
 from .trace import _BUILDERS, Trace, _data_frame
 
 __all__ = ["Recorder", "as_2d", "column_names", "initial_capacity", "CAPTURE_MODES", "DEFAULT_MAX_BYTES"]
@@ -72,8 +73,8 @@ class Recorder:
         memory). Past it a full capture spills to ``store``, or without one falls back
         to summary.
     store:
-        A :class:`tracer.store.StreamStore` that receives completed steps as they are
-        flushed; the trace is then the store's directory.
+        A :class:`tracer.store.StreamStore` (or a function returning one) that receives
+        completed steps as they are flushed; the trace is then the store's directory.
     """
 
     #: ``steps`` columns the recorder fills itself; ``extra`` may not name them
@@ -89,7 +90,8 @@ class Recorder:
         self.every = every
         self.capture = capture
         self.max_bytes = check_max_bytes(max_bytes)
-        self.store = store
+        self.store = store = open_store(store)
+        self._flushed_bytes = 0      # bytes of full capture written to the store so far
         self.steps_seen = 0          # every step the run made, recorded or not
         self._inputs = None
         self._targets = None
@@ -225,16 +227,24 @@ class Recorder:
         return rows
 
     def _over_budget(self, extra: int = 0) -> bool:
+        """Whether what is held in memory (plus ``extra``) passes the budget."""
         return self.max_bytes is not None and self.nbytes + extra > self.max_bytes
+
+    @property
+    def kept_bytes(self) -> int:
+        """What the budget bounds: the bytes held, plus, with a store that does not
+        ``spill``, the bytes already flushed (the run is read back whole at the end)."""
+        flushed = 0 if self.store is None or self.store.spill else self._flushed_bytes
+        return self.nbytes + flushed
 
     def _make_room(self, step, before, state, rows, y_pred) -> None:
         """Before copying a full step: spill to the store, or fall back to summary, when
         the copy would pass the budget."""
         if self.max_bytes is None:
             return
-        if not self._over_budget(self._full.growth(before, state, rows, y_pred)):
+        if self.kept_bytes + self._full.growth(before, state, rows, y_pred) <= self.max_bytes:
             return
-        if self.store is not None:
+        if self.store is not None and self.store.spill:
             self.flush()        # a step larger than the whole budget is flushed right after it is copied
         else:
             self._fall_back_to_summary(step)
@@ -327,6 +337,7 @@ class Recorder:
         tables = {name: _BUILDERS[name](arrays, meta) for name in ("steps", "samples", "params", "epochs")}
         self.store.write_chunk(tables, meta)
         n = self._steps.n
+        self._flushed_bytes += self._full.nbytes
         self._full.drain()
         self._steps, self._epochs = ScalarColumns(), ScalarColumns()
         return n

@@ -131,14 +131,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help="full: batch rows, predictions, gradients, parameters and optimizer state; "
                           "summary: per-step scalars only (loss, lr, norms) (default: %(default)s)")
     how.add_argument("--max-memory", default="2G", metavar="SIZE",
-                     help="memory budget per run; past it recorded steps go to disk early (the trace is "
-                          "streamed anyway), e.g. 512M, 2G, 0 (keep nothing in memory) or unlimited "
-                          "(default: %(default)s)")
+                     help="memory budget per run, counting everything kept; past it the run records "
+                          "per-step summaries: 512M, 2G, 0 (zero) or unlimited (default: %(default)s)")
     _numpy_group(p)
     after = p.add_argument_group("after the script")
     after.add_argument("--no-check", action="store_true", help="do not check the runs against the math")
-    after.add_argument("--no-csv", action="store_true", help="do not write CSV files")
+    after.add_argument("--no-csv", action="store_true",
+                       help="do not write CSV files (by default a large run's CSV holds every K-th step, "
+                            "see csv/SUBSET.txt)")
     after.add_argument("--no-excel", action="store_true", help="do not write the Excel workbook")
+    after.add_argument("--excel", action="store_true",
+                       help="write the Excel workbook whatever the run's size (by default only a small "
+                            "run's, up to 50,000 cells; the summary prints the command for the rest)")
     after.add_argument("--progress", choices=["auto", "on", "off"], default="auto",
                        help="progress line while the script trains: auto = only when stderr is a "
                             "terminal (default: %(default)s)")
