@@ -69,16 +69,23 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--max-memory", default="200M")
+    parser.add_argument("--no-check", action="store_true", help="pass --no-check (the peak of recording alone)")
+    parser.add_argument("--untraced-peak", type=float, metavar="MIB",
+                        help="the untraced run's peak measured before (skips running it again)")
     args = parser.parse_args()
     budget = parse_size(args.max_memory)
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
         script = work / "mlp100k.py"
         script.write_text(SCRIPT)
-        base, t0, plain = peak_kib([sys.executable, str(script), str(args.steps)], work)
+        if args.untraced_peak is None:
+            base, t0, plain = peak_kib([sys.executable, str(script), str(args.steps)], work)
+        else:
+            base, t0, plain = int(args.untraced_peak * 1024), 0.0, None
         traced, t1, run = peak_kib([sys.executable, "-m", "tracer", "run", "-o", str(work / "out"),
                                     "--max-memory", args.max_memory, "--no-csv", "--no-excel",
-                                    str(script), str(args.steps)], work)
+                                    *(["--no-check"] if args.no_check else []), str(script), str(args.steps)], work)
+        plain = plain or run
         if run.returncode != 0 or plain.stdout != run.stdout:
             print(run.stderr[-3000:])
             print("FAILED: the traced run's exit code or output differs from the untraced run's")

@@ -46,6 +46,10 @@ __all__ = ["Recorder", "as_2d", "column_names", "initial_capacity", "CAPTURE_MOD
 CAPTURE_MODES = ("full", "summary")
 #: the default memory budget of a recording (2 GiB); None means unlimited, 0 means zero
 DEFAULT_MAX_BYTES = 2 * 1024**3
+#: copies of a flushed chunk's tables alive at once when a run is read back and checked
+#: (Arrow's buffers and pandas' frame while loading, then the checker's arrays): with a
+#: store that does not spill, the budget counts each flushed byte this many times
+READBACK_COPIES = 3
 
 
 def check_max_bytes(max_bytes) -> int | None:
@@ -233,7 +237,8 @@ class Recorder:
     @property
     def kept_bytes(self) -> int:
         """What the budget bounds: the bytes held, plus, with a store that does not
-        ``spill``, the bytes already flushed (the run is read back whole at the end)."""
+        ``spill``, what the flushed chunks will cost when the run is read back whole at the
+        end (their tables, :data:`READBACK_COPIES` times)."""
         flushed = 0 if self.store is None or self.store.spill else self._flushed_bytes
         return self.nbytes + flushed
 
@@ -337,7 +342,8 @@ class Recorder:
         tables = {name: _BUILDERS[name](arrays, meta) for name in ("steps", "samples", "params", "epochs")}
         self.store.write_chunk(tables, meta)
         n = self._steps.n
-        self._flushed_bytes += self._full.nbytes
+        # what this chunk costs when the run is read back whole: its tables, held READBACK_COPIES times
+        self._flushed_bytes += READBACK_COPIES * int(sum(t.memory_usage(index=False).sum() for t in tables.values()))
         self._full.drain()
         self._steps, self._epochs = ScalarColumns(), ScalarColumns()
         return n

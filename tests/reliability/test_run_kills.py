@@ -88,14 +88,14 @@ def test_untraced_sigterm_status_is_the_same(tmp_path):
 
 def test_a_second_concurrent_run_into_one_out_gets_a_lock_error(tmp_path):
     out = tmp_path / "out"
-    first = start("steps_torch.py", out, 150, 0.01)
+    first = start("steps_torch.py", out, 1000, 0.03)           # 30 s: still running when the second starts
     assert first.stdout.readline().strip() == "1"
     second = run("steps_torch.py", out, 10, 0)
     assert second.returncode == 2 and second.stdout == ""            # the script did not run
     assert second.stderr.count("\n") == 1 and "being written by another steptrace run" in second.stderr
     rest, err = first.communicate(timeout=300)
     assert first.returncode == 0, err
-    assert Trace.load(out / "run_1").n_steps == 150 and not unfinished(out)
+    assert Trace.load(out / "run_1").n_steps == 1000 and not unfinished(out)
 
 
 def test_runs_into_different_outs_at_once_do_not_meet(tmp_path):
@@ -105,3 +105,33 @@ def test_runs_into_different_outs_at_once_do_not_meet(tmp_path):
         assert p.returncode == 0
     for i in range(3):
         assert Trace.load(tmp_path / f"out{i}" / "run_1").n_steps == 40
+
+
+def test_a_full_disk_leaves_the_earlier_results_and_no_session(tmp_path, monkeypatch, capsys):
+    """Saving every run fails (ENOSPC): the earlier session's results stay in place, the
+    new session's directory is gone, and each failure is one line."""
+    import errno
+
+    import tracer.app.run as run_app
+    from tracer.errors import TraceFileError
+
+    out = tmp_path / "out"
+    script = SCRIPTS / "s0_numpy.py"
+    argv = ["-o", str(out), "--numpy-params", "weights,biases", "--loss", "loss", "--no-csv", "--no-excel",
+            str(script)]
+    assert run_app.main(argv) == 0
+    earlier = Trace.load(out / "run_1")
+    capsys.readouterr()
+
+    def full(self, path):
+        raise TraceFileError(f"cannot write the trace to {path}: {errno.errorcode[errno.ENOSPC]} "
+                             f"No space left on device")
+    monkeypatch.setattr(Trace, "save", full)
+    assert run_app.main(argv) == 0                   # the script's own outcome
+    err = capsys.readouterr().err
+    assert len([line for line in err.splitlines() if "could not save" in line]) == 1, err
+    assert f"no trace could be saved; {out} is as it was before this run" in err
+    assert "Traceback" not in err
+    monkeypatch.undo()
+    _assert_earlier_intact(out, earlier)
+    assert not unfinished(out) and not list(out.glob(".replaced-*"))

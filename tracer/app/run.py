@@ -79,9 +79,8 @@ class _Saver:
             entry["saved"] = True
             # a script may train many models: keep only what is on disk, reload to check
             entry["trace"] = run.trace = None
-        except Exception as exc:
+        except Exception as exc:  # said once, in the run's summary (the session keeps the earlier results)
             entry["notes"].append(f"could not save the trace: {exc}")
-            _say(f"steptrace: run {run.number}: could not save the trace: {exc}")
         self.saved.append(entry)
 
 
@@ -334,6 +333,8 @@ def _report(args, options, code, error, entries) -> int:
         first = min(entries, key=lambda e: e["run"])
         _say(f"steptrace: traces written to {out}",
              f"  next: steptrace explain {first['path']} --step 1")
+    else:
+        _say(f"steptrace: no trace could be saved; {out} is as it was before this run")
     return code
 
 
