@@ -96,13 +96,16 @@ class NumpyTracer:
     store:
         A :class:`tracer.store.StreamStore` (or a function returning one) the completed
         steps stream to, so a killed loop keeps them; reading ``.trace`` finishes the stream.
+    strict:
+        Raise tracing errors inside the loop instead of warning once and letting the loop
+        go on untraced (as ``trace_torch(strict=True)``).
     """
 
     def __init__(self, params, predictions: str | None = None, loss: str | None = None, *,
                  grads: dict | None = None, logs: dict | None = None, inputs=None, targets=None,
                  lr: float | None = None,
                  loss_spec: dict | None = None, model="linear", loss_fn=None, every: int = 1,
-                 capture: str = "full", max_bytes: int | None = 2 * 1024**3, store=None):
+                 capture: str = "full", max_bytes: int | None = 2 * 1024**3, store=None, strict: bool = False):
         if isinstance(params, str):
             params = [params]
         _check_names(params, predictions, loss, grads, lr)
@@ -138,10 +141,13 @@ class NumpyTracer:
         self._sizes: set[int] = set()
         self._program = None       # (sizes it was built for, program)
         self.failed: str | None = None   # why tracing stopped, once it has (the loop goes on)
+        self._strict = bool(strict)
 
     def stop(self, exc: Exception) -> None:
         """Tracing failed inside the loop: stop it with one warning naming the cause and a
         note in the trace; the user's loop goes on untouched (see :mod:`hooks.numpy.loop`)."""
+        if self._strict:
+            raise exc
         if self.failed is not None:
             return
         self.failed = f"{type(exc).__name__}: {exc}"
