@@ -50,6 +50,11 @@ DEFAULT_MAX_BYTES = 2 * 1024**3
 #: (Arrow's buffers and pandas' frame while loading, then the checker's arrays): with a
 #: store that does not spill, the budget counts each flushed byte this many times
 READBACK_COPIES = 3
+#: ... and each byte still held in the buffers this many times: a value's 8 bytes become a
+#: long-format table row (step, parameter, index beside the values: about 1.6 times as
+#: many bytes for a parameter with gradient, before, after and two optimizer slots),
+#: held READBACK_COPIES times
+READBACK_FACTOR = 5
 
 
 def check_max_bytes(max_bytes) -> int | None:
@@ -239,15 +244,17 @@ class Recorder:
         """What the budget bounds: the bytes held, plus, with a store that does not
         ``spill``, what the flushed chunks will cost when the run is read back whole at the
         end (their tables, :data:`READBACK_COPIES` times)."""
-        flushed = 0 if self.store is None or self.store.spill else self._flushed_bytes
-        return self.nbytes + flushed
+        if self.store is None or self.store.spill:
+            return self.nbytes
+        return self.nbytes * READBACK_FACTOR + self._flushed_bytes
 
     def _make_room(self, step, before, state, rows, y_pred) -> None:
         """Before copying a full step: spill to the store, or fall back to summary, when
         the copy would pass the budget."""
         if self.max_bytes is None:
             return
-        if self.kept_bytes + self._full.growth(before, state, rows, y_pred) <= self.max_bytes:
+        factor = 1 if self.store is None or self.store.spill else READBACK_FACTOR
+        if self.kept_bytes + factor * self._full.growth(before, state, rows, y_pred) <= self.max_bytes:
             return
         if self.store is not None and self.store.spill:
             self.flush()        # a step larger than the whole budget is flushed right after it is copied

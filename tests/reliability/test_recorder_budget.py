@@ -132,3 +132,23 @@ def test_a_budget_that_cut_the_run_to_summaries_reads_incomplete_with_the_steps_
     first = report.summary().splitlines()[0]
     assert "2000 steps recorded" in first and f"{full} checked" in first, first
     assert any("recorded at 2000 steps, checked at" in reason for reason in report.cannot_check)
+
+
+def test_a_store_that_does_not_spill_bounds_the_trace_read_back(tmp_path):
+    """``StreamStore(spill=False)`` (what ``steptrace run`` uses): the budget counts what the
+    run costs when read back whole, so past it the run records summaries, and the tables
+    read back stay within the budget."""
+    budget = 3_000_000
+    rec = Recorder({"framework": "numpy"}, max_bytes=budget,
+                   store=StreamStore(tmp_path / "run", flush_every=5, flush_seconds=None, spill=False))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for s in range(1, 101):
+            _step(rec, s)
+    rec.close()
+    trace = Trace.load(tmp_path / "run")
+    assert trace.n_steps == 100 and trace.meta["capture"]["mode"] == "summary"
+    full = trace.params["step"].nunique()
+    assert 0 < full < 100
+    held = sum(int(t.memory_usage(index=False).sum()) for t in trace.tables().values())
+    assert held <= budget, (held, budget, full)
