@@ -150,7 +150,7 @@ def s2_trace(epochs: int = 4, batch_size: int = 4, shuffle: bool = True, seed: i
 
 
 def long_trace(iterations: int = 10_000, n_rows: int = 200, batch_size: int = 20, lr: float = 0.01,
-               seed: int = 0):
+               seed: int = 0, max_bytes: int | None = None):
     """Mini-batch SGD on a 2-feature linear model with mse, for many iterations (plain SGD)."""
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n_rows, 2))
@@ -163,7 +163,7 @@ def long_trace(iterations: int = 10_000, n_rows: int = 200, batch_size: int = 20
         "loss": {"name": "mse", "reduction": "mean"},
         "optimizer": {"name": "sgd", "convention": "plain", "lr": lr},
     }
-    rec = Recorder(meta=meta)
+    rec = Recorder(meta=meta, max_bytes=max_bytes)
     rec.set_data(x, y)
     w = np.zeros((2, 1))
     b = np.zeros(1)

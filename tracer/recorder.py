@@ -38,6 +38,7 @@ from .arrays import TraceArrays, as_2d, column_names
 from .buffers import RowBuffer, ScalarColumns
 from .capture import FullBuffers, initial_capacity
 from .errors import TraceInputError
+from .store import open_store
 from .trace import _BUILDERS, Trace, _data_frame
 
 __all__ = ["Recorder", "as_2d", "column_names", "initial_capacity", "CAPTURE_MODES", "DEFAULT_MAX_BYTES"]
@@ -45,6 +46,15 @@ __all__ = ["Recorder", "as_2d", "column_names", "initial_capacity", "CAPTURE_MOD
 CAPTURE_MODES = ("full", "summary")
 #: the default memory budget of a recording (2 GiB); None means unlimited, 0 means zero
 DEFAULT_MAX_BYTES = 2 * 1024**3
+#: copies of a flushed chunk's tables alive at once when a run is read back and checked
+#: (Arrow's buffers and pandas' frame while loading, then the checker's arrays): with a
+#: store that does not spill, the budget counts each flushed byte this many times
+READBACK_COPIES = 3
+#: ... and each byte still held in the buffers this many times: a value's 8 bytes become a
+#: long-format table row (step, parameter, index beside the values: about 1.6 times as
+#: many bytes for a parameter with gradient, before, after and two optimizer slots),
+#: held READBACK_COPIES times
+READBACK_FACTOR = 5
 
 
 def check_max_bytes(max_bytes) -> int | None:
@@ -72,8 +82,8 @@ class Recorder:
         memory). Past it a full capture spills to ``store``, or without one falls back
         to summary.
     store:
-        A :class:`tracer.store.StreamStore` that receives completed steps as they are
-        flushed; the trace is then the store's directory.
+        A :class:`tracer.store.StreamStore` (or a function returning one) that receives
+        completed steps as they are flushed; the trace is then the store's directory.
     """
 
     #: ``steps`` columns the recorder fills itself; ``extra`` may not name them
@@ -89,7 +99,8 @@ class Recorder:
         self.every = every
         self.capture = capture
         self.max_bytes = check_max_bytes(max_bytes)
-        self.store = store
+        self.store = store = open_store(store)
+        self._flushed_bytes = 0      # bytes of full capture written to the store so far
         self.steps_seen = 0          # every step the run made, recorded or not
         self._inputs = None
         self._targets = None
@@ -225,16 +236,27 @@ class Recorder:
         return rows
 
     def _over_budget(self, extra: int = 0) -> bool:
+        """Whether what is held in memory (plus ``extra``) passes the budget."""
         return self.max_bytes is not None and self.nbytes + extra > self.max_bytes
+
+    @property
+    def kept_bytes(self) -> int:
+        """What the budget bounds: the bytes held, plus, with a store that does not
+        ``spill``, what the flushed chunks will cost when the run is read back whole at the
+        end (their tables, :data:`READBACK_COPIES` times)."""
+        if self.store is None or self.store.spill:
+            return self.nbytes
+        return self.nbytes * READBACK_FACTOR + self._flushed_bytes
 
     def _make_room(self, step, before, state, rows, y_pred) -> None:
         """Before copying a full step: spill to the store, or fall back to summary, when
         the copy would pass the budget."""
         if self.max_bytes is None:
             return
-        if not self._over_budget(self._full.growth(before, state, rows, y_pred)):
+        factor = 1 if self.store is None or self.store.spill else READBACK_FACTOR
+        if self.kept_bytes + factor * self._full.growth(before, state, rows, y_pred) <= self.max_bytes:
             return
-        if self.store is not None:
+        if self.store is not None and self.store.spill:
             self.flush()        # a step larger than the whole budget is flushed right after it is copied
         else:
             self._fall_back_to_summary(step)
@@ -327,6 +349,8 @@ class Recorder:
         tables = {name: _BUILDERS[name](arrays, meta) for name in ("steps", "samples", "params", "epochs")}
         self.store.write_chunk(tables, meta)
         n = self._steps.n
+        # what this chunk costs when the run is read back whole: its tables, held READBACK_COPIES times
+        self._flushed_bytes += READBACK_COPIES * int(sum(t.memory_usage(index=False).sum() for t in tables.values()))
         self._full.drain()
         self._steps, self._epochs = ScalarColumns(), ScalarColumns()
         return n

@@ -61,9 +61,14 @@ class StreamStore:
 
     ``flush_every``: flush after this many recorded steps (>= 1); ``flush_seconds``:
     also flush when this long has passed since the last flush (None: only by count).
+    ``spill``: past the recorder's ``max_bytes``, full capture goes on to disk (True), or
+    the budget also counts what was flushed and full capture falls back to summary
+    (False: for a store kept for crash safety whose run is read back whole at the end,
+    as ``steptrace run`` does, so the budget bounds the trace it reads back).
     """
 
-    def __init__(self, path, *, flush_every: int = 100, flush_seconds: float | None = 10.0):
+    def __init__(self, path, *, flush_every: int = 100, flush_seconds: float | None = 10.0,
+                 spill: bool = True):
         if isinstance(flush_every, bool) or not isinstance(flush_every, int) or flush_every < 1:
             raise TraceInputError(f"flush_every: expected a positive integer, got {flush_every!r}")
         if flush_seconds is not None and not (isinstance(flush_seconds, (int, float)) and flush_seconds >= 0):
@@ -71,6 +76,7 @@ class StreamStore:
         self.path = Path(path)
         self.flush_every = flush_every
         self.flush_seconds = flush_seconds
+        self.spill = bool(spill)
         self.chunks = 0               # chunks written
         self.steps_written = 0        # steps in those chunks
         self._last_flush = time.monotonic()
@@ -164,6 +170,41 @@ class StreamStore:
         except OSError as exc:
             remove_tree(tmp)
             raise TraceFileError(f"cannot write the header of {self.path}: {reason(exc)}") from None
+
+
+def open_store(store) -> StreamStore | None:
+    """The store a hook hands its new recorder: ``None``, a :class:`StreamStore`, or a
+    callable returning one (a factory: a hook that records several runs, e.g. a
+    ``trace_torch`` block running two loops, calls it once per run)."""
+    if store is None or isinstance(store, StreamStore):
+        return store
+    if callable(store):
+        made = store()
+        if made is not None and not isinstance(made, StreamStore):
+            raise TraceInputError(f"store: the factory returned {type(made).__name__}, not a StreamStore")
+        return made
+    raise TraceInputError(f"store: expected a StreamStore or a function returning one, got {store!r}")
+
+
+def store_factory(store):
+    """A factory of stores from a hook's ``store=`` argument: a factory as it is; one
+    :class:`StreamStore` for the first run and siblings ``PATH.2``, ``PATH.3`` ... (same
+    settings) for later runs of the same hook; ``None`` stays ``None``."""
+    if store is None or callable(store) and not isinstance(store, StreamStore):
+        return store
+    if not isinstance(store, StreamStore):
+        raise TraceInputError(f"store: expected a StreamStore or a function returning one, got {store!r}")
+    made = []
+
+    def next_store() -> StreamStore:
+        if not made:
+            made.append(store)
+            return store
+        made.append(StreamStore(store.path.with_name(f"{store.path.name}.{len(made) + 1}"),
+                                flush_every=store.flush_every, flush_seconds=store.flush_seconds,
+                                spill=store.spill))
+        return made[-1]
+    return next_store
 
 
 # ------------------------------------------------------------------- reading

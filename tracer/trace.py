@@ -139,6 +139,18 @@ class Trace:
         """One row per epoch with the values logged at its end."""
         return self._frame("epochs")
 
+    def add_step_columns(self, columns: dict[str, np.ndarray]) -> None:
+        """Add per-step columns (one value per recorded step) to the ``steps`` table.
+
+        Why a method: a hook's own columns computed after recording must reach both the
+        arrays and a ``steps`` table already built (a trace read back from a stream store
+        has its tables first).
+        """
+        steps = self.arrays().steps
+        for key, values in columns.items():
+            steps[key] = np.asarray(values, dtype=np.float64)
+        self._frames.pop("steps", None)
+
     def tables(self) -> dict[str, pd.DataFrame]:
         """All tables by name."""
         return {name: self._frame(name) for name in TABLES}

@@ -50,13 +50,17 @@ class AutoTrace:
     numpy:
         ``(site, options)``: the NumPy loop to trace (found in the script's source by
         :func:`hooks.autotrace.numpy_loop.find_loop`) and the names of its variables.
+    store:
+        A function returning a new :class:`tracer.store.StreamStore` for each run, so
+        the steps of every run stream to disk as they complete (None: in memory).
     """
 
     def __init__(self, *, every: int = 1, capture: str = "full", max_bytes: int | None = None,
                  select: Callable[[int], bool] | None = None, frameworks: tuple[str, ...] = ("keras", "torch"),
                  on_finish: Callable[[FinishedRun], None] | None = None,
-                 numpy: tuple[LoopSite, NumpyOptions] | None = None) -> None:
-        self.options = {"every": every, "capture": capture, "max_bytes": max_bytes}
+                 numpy: tuple[LoopSite, NumpyOptions] | None = None,
+                 store: Callable[[], Any] | None = None) -> None:
+        self.options = {"every": every, "capture": capture, "max_bytes": max_bytes, "store": store}
         self.select = select or (lambda number: True)
         self.frameworks = set(frameworks)
         self.on_finish = on_finish

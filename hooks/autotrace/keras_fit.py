@@ -98,13 +98,37 @@ def guarded_callback_class() -> type:
             try:
                 return getattr(super(GuardedTraceCallback, self), name)(*args)
             except Exception as exc:  # the boundary with the user's fit: tracing stops, training goes on
-                self.failure = f"tracing stopped in {name}: {type(exc).__name__}: {exc}"
-                warn(self.failure)
-                try:
-                    self._restore()
-                except Exception:  # restoring is best effort here; the failure above is reported
-                    pass
+                self._fail(name, exc)
                 return None
+
+        def _fail(self, where, exc):
+            self.failure = f"tracing stopped in {where}: {type(exc).__name__}: {exc}"
+            warn(self.failure)
+            try:
+                self._restore()
+            except Exception:  # restoring is best effort here; the failure above is reported
+                pass
+
+        def _install(self, model):
+            """The traced train function, guarded: if it fails (a layer or input pipeline the
+            traced step cannot follow), Keras's own function runs the step instead. Such
+            failures come while the step is being traced, before it read a batch, so the
+            step is the one Keras would have run."""
+            super()._install(model)
+            traced = model.train_function
+
+            def guarded_train_function(iterator):
+                try:
+                    return traced(iterator)
+                except StopIteration:
+                    raise
+                except Exception as exc:  # the boundary with the user's fit: Keras's own step runs
+                    if self.failure is not None or model.train_function is traced:
+                        raise
+                    self._fail("the traced train step", exc)
+                    return model.train_function(iterator)
+
+            model.train_function = guarded_train_function
 
         def on_train_begin(self, logs=None):
             return self._guard("on_train_begin", logs)

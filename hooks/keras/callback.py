@@ -20,6 +20,7 @@ import keras
 from tracer.arrays import column_names
 from tracer.errors import TraceInputError
 from tracer.recorder import DEFAULT_MAX_BYTES, Recorder
+from tracer.store import store_factory
 from tracer.trace import Trace
 
 from .._busy import framework_busy
@@ -51,13 +52,17 @@ class TraceCallback(keras.callbacks.Callback):
         arrays (e.g. a ``tf.data.Dataset``); batch rows are located in them.
         Without it, array inputs are read from ``fit`` itself, and for other
         inputs rows are numbered in order of first appearance.
+    store:
+        A :class:`tracer.store.StreamStore` (or a function returning one per ``fit``) the
+        completed steps stream to, so a killed ``fit`` keeps them.
     """
 
     def __init__(self, every: int = 1, capture: str = "full", max_bytes: int | None = DEFAULT_MAX_BYTES,
-                 data=None):
+                 data=None, store=None):
         super().__init__()
         self._opts = dict(every=every, capture=capture, max_bytes=max_bytes)
         self._recorder = Recorder({"framework": "keras"}, **self._opts)   # validates the options
+        self._stores = store_factory(store)
         if data is not None:
             if not isinstance(data, (tuple, list)) or len(data) != 2:
                 raise TraceInputError("data: expected a pair (x, y) of arrays with the training rows")
@@ -137,7 +142,7 @@ class TraceCallback(keras.callbacks.Callback):
         self._backend = backend
         self._restore()
         self._version += 1
-        self._recorder = rec = Recorder({"framework": "keras"}, **self._opts)
+        self._recorder = rec = Recorder({"framework": "keras"}, **self._opts, store=self._stores)
         self._epoch = 0
         self._pending = None
         self._metrics_described = False
@@ -321,6 +326,8 @@ class TraceCallback(keras.callbacks.Callback):
         self._recorder.record_epoch(epoch + 1, logs)
 
     def on_train_end(self, logs: dict | None = None) -> None:
-        """Put Keras's own train function back."""
+        """Put Keras's own train function back (and finish the run's stream, if any)."""
         self._version += 1
         self._restore()
+        if self._recorder.store is not None:
+            self._recorder.close()

@@ -47,19 +47,39 @@ class LoopIterator:
         frame = sys._getframe(1)
         tracer = self._tracer
         try:
-            current = tracer.read_params(frame)
-            tracer.close_step(frame, current)
+            current = self._guard(self._close, frame)
             try:
                 item = next(self._items)
             except StopIteration:
                 if not self._full_batch:
-                    tracer.end_epoch()
+                    self._guard(tracer.end_epoch)
                 raise
-            if self._full_batch:
-                tracer.open_step(tracer.epoch + 1, 1, None, current)
-            else:
-                epoch = tracer.epoch + 1 if tracer.batch == 0 else tracer.epoch
-                tracer.open_step(epoch, tracer.batch + 1, item, current)
+            if current is not None:
+                self._guard(self._open, item, current)
             return item
         finally:
             del frame
+
+    def _guard(self, fn, *args):
+        """Run a tracer step; its failure stops tracing (one warning) but never the loop:
+        the items are the loop's whatever happens here."""
+        if self._tracer.failed is not None:
+            return None
+        try:
+            return fn(*args)
+        except Exception as exc:  # the boundary with the user's loop: tracing stops, the loop goes on
+            self._tracer.stop(exc)
+            return None
+
+    def _close(self, frame):
+        current = self._tracer.read_params(frame)
+        self._tracer.close_step(frame, current)
+        return current
+
+    def _open(self, item, current) -> None:
+        tracer = self._tracer
+        if self._full_batch:
+            tracer.open_step(tracer.epoch + 1, 1, None, current)
+        else:
+            epoch = tracer.epoch + 1 if tracer.batch == 0 else tracer.epoch
+            tracer.open_step(epoch, tracer.batch + 1, item, current)

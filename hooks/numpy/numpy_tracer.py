@@ -9,6 +9,7 @@ the ``meta`` it gives the recorder. Loops are driven from :mod:`hooks.numpy.loop
 """
 from __future__ import annotations
 
+import warnings
 from types import FrameType
 from typing import Iterable
 
@@ -94,13 +95,19 @@ class NumpyTracer:
         keyword ``loss`` names the loop's loss *variable*.)
     every, capture, max_bytes:
         Passed to :class:`tracer.Recorder`.
+    store:
+        A :class:`tracer.store.StreamStore` (or a function returning one) the completed
+        steps stream to, so a killed loop keeps them; reading ``.trace`` finishes the stream.
+    strict:
+        Raise tracing errors inside the loop instead of warning once and letting the loop
+        go on untraced (as ``trace_torch(strict=True)``).
     """
 
     def __init__(self, params, predictions: str | None = None, loss: str | None = None, *,
                  grads: dict | None = None, logs: dict | None = None, inputs=None, targets=None,
                  lr: float | None = None,
                  loss_spec: dict | None = None, model="linear", loss_fn=None, every: int = 1,
-                 capture: str = "full", max_bytes: int | None = 2 * 1024**3):
+                 capture: str = "full", max_bytes: int | None = 2 * 1024**3, store=None, strict: bool = False):
         if isinstance(params, str):
             params = [params]
         _check_names(params, predictions, loss, grads, lr)
@@ -116,7 +123,7 @@ class NumpyTracer:
         self.log_names = dict(logs or {})
         self._functions = self._functions_of(model, loss_fn)
         self.recorder = Recorder(meta=self._meta(model, loss_spec, lr), every=every, capture=capture,
-                                 max_bytes=max_bytes)
+                                 max_bytes=max_bytes, store=store)
         self._n_rows = None
         self._x = self._y = None
         if inputs is not None or targets is not None:
@@ -135,6 +142,23 @@ class NumpyTracer:
         self._first = None         # (params_before, rows) of the first step: what functions are traced on
         self._sizes: set[int] = set()
         self._program = None       # (sizes it was built for, program)
+        self.failed: str | None = None   # why tracing stopped, once it has (the loop goes on)
+        self._strict = bool(strict)
+
+    def stop(self, exc: Exception) -> None:
+        """Tracing failed inside the loop: stop it with one warning naming the cause and a
+        note in the trace; the user's loop goes on untouched (see :mod:`hooks.numpy.loop`)."""
+        if self._strict:
+            raise exc
+        if self.failed is not None:
+            return
+        self.failed = f"{type(exc).__name__}: {exc}"
+        msg = f"steptrace: tracing stopped at step {self.recorder.steps_seen + 1}: {self.failed}"
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", RuntimeWarning)
+            warnings.warn(msg, RuntimeWarning, stacklevel=3)
+        self.recorder.note(msg)
+        self._open = None
 
     # -------------------------------------------------------------- meta
     def _functions_of(self, model, loss_fn) -> Functions | None:
@@ -337,6 +361,8 @@ class NumpyTracer:
         program = self.step_program()
         if program is not None:
             self.recorder.meta["program"] = program
+        if self.recorder.store is not None:
+            self.recorder.close()                # the run is over: its stream is finished
         return self.recorder.trace()
 
     @property

@@ -25,6 +25,7 @@ import torch
 
 from tracer.errors import TraceInputError
 from tracer.recorder import DEFAULT_MAX_BYTES, Recorder
+from tracer.store import store_factory
 from tracer.trace import Trace
 
 from ..patch import Patch
@@ -42,7 +43,7 @@ __all__ = ["trace_torch", "TorchTracer"]
 
 def trace_torch(*, data: tuple | None = None, names: dict[str, torch.Tensor] | None = None,
                 capture: str = "full", every: int = 1, max_bytes: int | None = DEFAULT_MAX_BYTES,
-                strict: bool = False) -> TorchTracer:
+                strict: bool = False, store=None) -> TorchTracer:
     """A context manager tracing the PyTorch training loop run inside it.
 
     Arguments settle what cannot be discovered:
@@ -56,13 +57,16 @@ def trace_torch(*, data: tuple | None = None, names: dict[str, torch.Tensor] | N
       norms only, cheaper); ``every``: record one step in ``every``; ``max_bytes``: memory
       budget before a full capture falls back to summary.
     - ``strict``: raise tracer errors instead of warning and stopping the trace.
+    - ``store``: a :class:`tracer.store.StreamStore` (or a function returning one per
+      training loop) the completed steps stream to, so a killed run keeps them; a second
+      loop of the block streams to ``PATH.2`` beside the given store's ``PATH``.
 
     After the block ``.trace`` holds the :class:`tracer.Trace`. A block that runs several
     training loops one after another gives one trace per loop in ``.traces``; ``.trace``
     is then the last one.
     """
     return TorchTracer(data=data, names=names, capture=capture, every=every, max_bytes=max_bytes,
-                       strict=strict)
+                       strict=strict, store=store)
 
 
 class TorchTracer:
@@ -72,10 +76,11 @@ class TorchTracer:
 
     def __init__(self, *, data: tuple | None = None, names: dict[str, torch.Tensor] | None = None,
                  capture: str = "full", every: int = 1, max_bytes: int | None = DEFAULT_MAX_BYTES,
-                 strict: bool = False) -> None:
+                 strict: bool = False, store=None) -> None:
         # max_bytes=None means "no limit", as for the Recorder and the Keras hook
         self._rec_kwargs = {"every": every, "capture": capture, "max_bytes": max_bytes}
         Recorder(**self._rec_kwargs)         # validates every / capture / max_bytes now
+        self._stores = store_factory(store)  # one stream per training loop (None: in memory)
         if names is not None and not isinstance(names, dict):
             raise TraceInputError("names: expected a dict of name -> tensor")
         for key, value in (names or {}).items():
@@ -107,7 +112,7 @@ class TorchTracer:
 
     def _new_run(self) -> TorchRun:
         """Start recording a new training loop: everything discovered so far is per run."""
-        self.run = TorchRun(self._rec_kwargs, self._user_names, self._data_arg)
+        self.run = TorchRun({**self._rec_kwargs, "store": self._stores}, self._user_names, self._data_arg)
         self.run.dist = self.dist            # a DDP rank's local gradients (hooks/torch/ddp.py)
         return self.run
 

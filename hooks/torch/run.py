@@ -51,6 +51,7 @@ class TorchRun:
     """One training loop's state: recorder, trained tensors, program, optimizer, rows, steps."""
 
     def __init__(self, rec_kwargs: dict, user_names: dict[int, str], data_arg: tuple | None) -> None:
+        # rec_kwargs["store"], if any, is a factory: each run opens its own stream
         self.recorder = Recorder(meta={"framework": "torch",
                                        "versions": {"torch": torch.__version__, "numpy": np.__version__}},
                                  **rec_kwargs)
@@ -338,6 +339,8 @@ class TorchRun:
             shown = ", ".join(str(s) for s in self.uncovered[:5]) + (" ..." if len(self.uncovered) > 5 else "")
             rec.note(f"{len(self.uncovered)} step(s) ran a computation other than the step program "
                      f"(steps {shown}): recorded, not checked against it")
+        if rec.store is not None:
+            rec.close()                          # the loop is over: its stream is finished
         trace = rec.trace()
         for p in trace.meta.get("params") or []:
             if p.get("name") in self.dtypes:
@@ -374,8 +377,7 @@ class TorchRun:
             for key in row:
                 if key not in keys:
                     keys.append(key)
-        for key in keys:
-            steps[key] = np.array([row.get(key, np.nan) for row in rows], dtype=np.float64)
+        trace.add_step_columns({key: [row.get(key, np.nan) for row in rows] for key in keys})
 
 
 def _np(t: torch.Tensor) -> np.ndarray:

@@ -63,6 +63,8 @@ def test_parse_size():
     assert run.parse_size("1.5GiB") == int(1.5 * 1024**3)
     assert run.parse_size("1000") == 1000
     assert run.parse_size("none") is None
+    assert run.parse_size("unlimited") is None
+    assert run.parse_size("0") == 0 == run.parse_size("0M")      # 0 means zero everywhere
     with pytest.raises(TraceInputError, match="--max-memory"):
         run.parse_size("lots")
 
@@ -125,9 +127,15 @@ def test_rerun_replaces_only_its_own_runs(tmp_path):
     (out / "run_7" / "meta.json").write_text("{}")        # not listed in the index: not ours
     (out / "notes.txt").write_text("mine")
     (out / "index.json").write_text(json.dumps({"runs": [{"dir": "run_1"}, {"dir": "../elsewhere"}]}))
-    run._prepare_out_dir(out)
-    assert not (out / "run_1").exists() and (out / "run_7").exists() and (out / "notes.txt").exists()
-    assert not (out / "index.json").exists()
+    session = run.OutputDir(out).open()
+    assert (out / "run_1").exists() and (out / "index.json").exists()      # untouched until the end
+    session.run_path(1).mkdir()
+    (session.run_path(1) / "meta.json").write_text('{"new": 1}')
+    session.commit(["run_1"], {"runs": [{"dir": "run_1"}]})
+    assert (out / "run_1" / "meta.json").read_text() == '{"new": 1}'
+    assert (out / "run_7").exists() and (out / "notes.txt").exists() and (tmp_path / "elsewhere").exists() is False
+    assert json.loads((out / "index.json").read_text()) == {"runs": [{"dir": "run_1"}]}
+    assert sorted(p.name for p in out.iterdir()) == [".steptrace.lock", "index.json", "notes.txt", "run_1", "run_7"]
 
 
 def test_post_import_hook_fires_once_after_the_module_ran(tmp_path, monkeypatch):

@@ -111,3 +111,44 @@ def test_none_means_unlimited_and_bad_budgets_are_refused():
     for bad in (-1, "2G", True, 1.5):
         with pytest.raises(TraceInputError, match="max_bytes: expected a non-negative integer or None"):
             Recorder(max_bytes=bad)
+
+
+def test_a_budget_that_cut_the_run_to_summaries_reads_incomplete_with_the_steps_checked():
+    """Issue 11 item 6: a run recorded in full only up to its budget is not "OK - N steps":
+    the verdict is INCOMPLETE and the summary says how many steps were checked of how many."""
+    import warnings
+
+    import tracer
+    from _trace_factories import long_trace
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        trace = long_trace(iterations=2000, max_bytes=200_000)
+    assert trace.meta["capture"]["mode"] == "summary" and trace.n_steps == 2000
+    full = int(trace.samples["step"].nunique())
+    assert 0 < full < 2000
+    report = tracer.check(trace)
+    assert report.verdict == "incomplete"
+    first = report.summary().splitlines()[0]
+    assert "2000 steps recorded" in first and f"{full} checked" in first, first
+    assert any("recorded at 2000 steps, checked at" in reason for reason in report.cannot_check)
+
+
+def test_a_store_that_does_not_spill_bounds_the_trace_read_back(tmp_path):
+    """``StreamStore(spill=False)`` (what ``steptrace run`` uses): the budget counts what the
+    run costs when read back whole, so past it the run records summaries, and the tables
+    read back stay within the budget."""
+    budget = 3_000_000
+    rec = Recorder({"framework": "numpy"}, max_bytes=budget,
+                   store=StreamStore(tmp_path / "run", flush_every=5, flush_seconds=None, spill=False))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for s in range(1, 101):
+            _step(rec, s)
+    rec.close()
+    trace = Trace.load(tmp_path / "run")
+    assert trace.n_steps == 100 and trace.meta["capture"]["mode"] == "summary"
+    full = trace.params["step"].nunique()
+    assert 0 < full < 100
+    held = sum(int(t.memory_usage(index=False).sum()) for t in trace.tables().values())
+    assert held <= budget, (held, budget, full)

@@ -106,21 +106,26 @@ def test_bad_input_names_the_argument():
     with pytest.raises(TraceInputError, match="capture"):
         Recorder(capture="everything")
     tr = NumpyTracer(params=["weight", "bias"], inputs=x, targets=y)
-    with pytest.raises(TraceInputError, match="no variable named 'weight'"):
+    with pytest.warns(RuntimeWarning, match="tracing stopped at step 1: TraceInputError: .*no variable named 'weight'"):
         for _ in tr.range(3):
             pass
 
 
 def test_bad_shape_mid_run_keeps_what_was_recorded():
     x, targets, weights, biases = s0_data()
-    tr = NumpyTracer(params=["weights", "biases"], predictions="outputs", inputs=x, targets=targets)
-    with pytest.raises(TraceInputError, match="predictions: 'outputs' has shape"):
-        for i in tr.range(10):
-            outputs = x @ weights + biases
-            weights = weights - 0.01 * x.T @ (outputs - targets) / 1000
-            if i == 4:
-                outputs = outputs[:10]
-    assert len(tr.trace.steps) == 4
+    for strict in (True, False):     # strict raises; by default tracing stops and the loop goes on
+        weights = s0_data()[2]
+        tr = NumpyTracer(params=["weights", "biases"], predictions="outputs", inputs=x, targets=targets,
+                         strict=strict)
+        with pytest.raises(TraceInputError, match="predictions: 'outputs' has shape") if strict else \
+                pytest.warns(RuntimeWarning, match="predictions: 'outputs' has shape"):
+            for i in tr.range(10):
+                outputs = x @ weights + biases
+                weights = weights - 0.01 * x.T @ (outputs - targets) / 1000
+                if i == 4:
+                    outputs = outputs[:10]
+        assert len(tr.trace.steps) == 4
+        assert strict or i == 9          # the loop ran to its end
 
 
 def test_non_finite_training_values_are_recorded_and_reported():

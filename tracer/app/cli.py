@@ -8,12 +8,14 @@ traced script's own code.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from ..errors import SteptraceError
+from .exit_codes import (EXIT_BAD_INPUT, EXIT_BROKEN_PIPE, EXIT_FAILED, EXIT_INCOMPLETE, EXIT_INTERRUPTED,
+                         EXIT_OK, VERDICT_EXIT)
 from .runs_dir import say_next
-from .exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_OK, VERDICT_EXIT
 
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_FAILED", "EXIT_BAD_INPUT", "EXIT_INCOMPLETE"]
 
@@ -93,7 +95,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.failures and len(report.failures):
         print(report.failures.head(args.failures).to_string(index=False))
     if args.table:
-        report.table.to_csv(args.table, index=False)
+        _write_table(report.table, args.table)
     failed = report.failures["step"] if len(report.failures) and "step" in report.failures else []
     step = int(min(failed)) if len(failed) else 1
     t = _q(args.trace)
@@ -101,6 +103,17 @@ def cmd_check(args: argparse.Namespace) -> int:
              [f"steptrace explain {t} --step {step}" + ("   (the first failed step)" if len(failed) else ""),
               f"steptrace report {t} --html {_q(Path(args.trace).name + '.html')}"])
     return VERDICT_EXIT[report.verdict]
+
+
+def _write_table(table, path: str) -> None:
+    """Write ``--table`` through a temporary name; a path that cannot be written (``/proc/x.csv``,
+    a directory, a full disk) is one error line (exit 2), not a traceback."""
+    from ..atomic import reason, replacing_file
+    try:
+        with replacing_file(Path(path)) as tmp:
+            table.to_csv(tmp, index=False)
+    except OSError as exc:
+        raise SteptraceError(f"--table: cannot write {path}: {reason(exc)}") from None
 
 
 def _say_formulas(info) -> bool:
@@ -236,6 +249,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_broken_pipe() -> int:
+    """The reader of stdout went away (``steptrace check T | head -1``): stop quietly as a
+    Unix tool does, with the shell's status for SIGPIPE (128 + 13), and keep Python from
+    complaining again when it flushes stdout at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return EXIT_BROKEN_PIPE
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``steptrace`` console script; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -245,7 +270,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()              # a closed pipe shows here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        return quiet_broken_pipe()
     except SteptraceError as exc:
         print(f"steptrace: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

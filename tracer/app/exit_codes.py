@@ -17,8 +17,11 @@ EXIT_INCOMPLETE = 3
 EXIT_INTERRUPTED = 130
 """Interrupted with Ctrl-C (128 + SIGINT), as a shell reports it."""
 
+EXIT_BROKEN_PIPE = 141
+"""The reader of stdout went away (``| head -1``): 128 + SIGPIPE, as a shell reports it."""
+
 VERDICT_EXIT = {"passed": EXIT_OK, "failed": EXIT_FAILED, "incomplete": EXIT_INCOMPLETE}
 """A check report's ``verdict`` -> the exit code that says it."""
 
-__all__ = ["EXIT_OK", "EXIT_FAILED", "EXIT_BAD_INPUT", "EXIT_INCOMPLETE", "EXIT_INTERRUPTED",
+__all__ = ["EXIT_OK", "EXIT_FAILED", "EXIT_BAD_INPUT", "EXIT_INCOMPLETE", "EXIT_INTERRUPTED", "EXIT_BROKEN_PIPE",
            "VERDICT_EXIT"]

@@ -38,9 +38,11 @@ def run_path(out: Path, number: int) -> Path:
 
 
 def index_name(default: str) -> str:
-    """The index file of this process: ``index.json``, or ``index-rank=R.json`` in a job."""
+    """This process's own file of a kind: ``index.json`` (``.steptrace.lock``), or in a job
+    ``index-rank=R.json`` (``.steptrace-rank=R.lock``)."""
     job = job_rank()
-    return default if job is None else f"{Path(default).stem}-rank={job[0]}.json"
+    p = Path(default)
+    return default if job is None else f"{p.stem}-rank={job[0]}{p.suffix}"
 
 
 def check_job(entries: list[dict], say, wait: float = WAIT_SECONDS) -> None:

@@ -5,14 +5,20 @@ edit it to try a tool. This runs the script as ``__main__`` (its own arguments,
 working directory, ``sys.path[0]``, output and exit code) with tracing switched on
 for whatever it trains (:mod:`hooks.autotrace`): every Keras ``Model.fit`` call,
 every PyTorch training loop and, with ``--numpy-params weights,biases``, the NumPy
-loop that updates those variables. Each run is saved as soon as it ends, so a script that
-raises later still leaves it; at the end every run is checked against the math, its
-summary printed, and CSV files and an Excel workbook written beside it::
+loop that updates those variables. Each run's steps stream to disk as they complete
+(:mod:`tracer.app.run_dir`: a killed script keeps all but the last few), each run is
+saved as soon as it ends, and when the script ends the session's runs replace the
+earlier ones in the output directory; then every run is checked against the math, its
+summary printed, and reports proportionate to its size written beside it
+(:mod:`tracer.app.run_reports`)::
 
-    SCRIPT_DIR/SCRIPT.steptrace/            (or --out DIR)
+    SCRIPT_DIR/SCRIPT.steptrace/            (or --out DIR; locked while a session writes it)
         index.json                          what ran: runs, steps, verdicts, exit code
         run_1/                              the trace (Trace.load / steptrace check)
-            check.txt  csv/  trace.xlsx
+            check.txt  csv/  trace.xlsx     (csv/ and trace.xlsx as the run's size allows)
+
+SIGTERM stops the script, saves its runs and ends the process by SIGTERM (the checks
+and reports are then left to ``steptrace check``: :mod:`tracer.app.signals`).
 
 steptrace's own messages go to stderr, so the script's stdout is exactly what it
 would print without steptrace. The progress line appears only when stderr is a
@@ -22,23 +28,23 @@ imports Keras or PyTorch.
 from __future__ import annotations
 
 import json
-import re
 import shlex
-import shutil
+import signal
 import sys
 from pathlib import Path
 
+from ..atomic import replacing_file
 from ..errors import SteptraceError, TraceInputError
 from ..progress import ClearingStream, LiveProgress, is_tty
-from .exit_codes import EXIT_BAD_INPUT
 from . import ranks_run
+from .exit_codes import EXIT_BAD_INPUT, EXIT_INTERRUPTED
+from .run_dir import INDEX, OutputDir
 from .run_options import NUMPY_OPTIONS, build_parser, parse_names, parse_runs, parse_size
+from .run_reports import check_run, export_run
 from .script import run_script
+from .signals import Terminated, exit_by_signal, signal_of, terminate_deferred, terminate_raises
 
 __all__ = ["main", "build_parser", "parse_runs", "parse_size", "run_script", "default_out_dir"]
-
-INDEX = "index.json"
-
 
 # ------------------------------------------------------------------ output
 def _say(*lines: str) -> None:
@@ -57,41 +63,18 @@ def default_out_dir(script: Path) -> Path:
     return script.parent / f"{script.stem}.steptrace"
 
 
-def _prepare_out_dir(out: Path) -> bool:
-    """Create ``out``; remove the run directories a previous ``steptrace run`` listed there.
-
-    Only directories named in our own ``index.json`` are removed, so nothing else in
-    ``out`` is ever touched. Returns True if ``out`` did not exist before.
-    """
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    index = out / ranks_run.index_name(INDEX)
-    if not index.is_file():
-        return created
-    try:
-        old = json.loads(index.read_text())
-        names = [r["dir"] for r in old.get("runs", [])]
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return created
-    for name in names:
-        path = out / str(name)
-        if re.fullmatch(r"run_\d+(/rank=\d+)?", str(name)) and path.is_dir() and (path / "meta.json").exists():
-            shutil.rmtree(path, ignore_errors=True)
-    index.unlink(missing_ok=True)
-    return created
-
-
 class _Saver:
-    """Saves each finished run at once (crash safety) and remembers what was saved."""
+    """Saves each finished run at once into the session directory (crash safety) and
+    remembers what was saved."""
 
-    def __init__(self, out: Path):
-        self.out = out
+    def __init__(self, outdir: OutputDir):
+        self.outdir = outdir
         self.saved: list[dict] = []
 
     def __call__(self, run) -> None:
-        path = ranks_run.run_path(self.out, run.number)     # run_N/rank=R under torchrun
+        path = self.outdir.run_path(run.number)             # run_N (run_N/rank=R under torchrun)
         entry = {"run": run.number, "framework": run.framework, "label": run.label,
-                 "dir": path.relative_to(self.out).as_posix(),
+                 "dir": path.relative_to(self.outdir.session).as_posix(),
                  "steps": _n_steps(run.trace), "error": run.error, "notes": list(run.notes),
                  "trace": run.trace, "path": path, "saved": False}
         try:
@@ -99,9 +82,8 @@ class _Saver:
             entry["saved"] = True
             # a script may train many models: keep only what is on disk, reload to check
             entry["trace"] = run.trace = None
-        except Exception as exc:
+        except Exception as exc:  # said once, in the run's summary (the session keeps the earlier results)
             entry["notes"].append(f"could not save the trace: {exc}")
-            _say(f"steptrace: run {run.number}: could not save the trace to {path}: {exc}")
         self.saved.append(entry)
 
 
@@ -127,7 +109,7 @@ def run_label(label: str, trace) -> str:
 
 
 def _check_and_export(entry: dict, args) -> None:
-    """Check one saved run, print its summary, write check.txt, CSV and Excel."""
+    """Check one saved run, print its summary, write check.txt and the reports its size allows."""
     trace, path = entry["trace"], entry["path"]
     if trace is None:
         from ..trace import Trace
@@ -145,36 +127,16 @@ def _check_and_export(entry: dict, args) -> None:
         lines.append(f"  note: {note}")
     entry["verdict"] = None
     if not args.no_check:
-        try:
-            from .. import check
-            report = check(trace)
-            summary = report.summary()
-            entry["verdict"] = report.verdict
-            if entry["saved"]:
-                (path / "check.txt").write_text(summary + "\n")
-        except Exception as exc:
-            summary = f"steptrace check: could not run: {type(exc).__name__}: {exc}"
-            entry["verdict"] = "error"
+        entry["verdict"], summary = check_run(trace, path if entry["saved"] else None)
         lines += ["  " + line for line in summary.splitlines()]
     written = []
-    if entry["saved"] and not (args.no_csv and args.no_excel):
+    excel = "never" if args.no_excel else ("always" if args.excel else "auto")
+    if entry["saved"] and not (args.no_csv and excel == "never"):
         try:
-            import reports
+            written, said = export_run(trace, path, csv=not args.no_csv, excel=excel)
+            lines += ["  " + line for line in said]
         except ImportError as exc:
             lines.append(f"  export skipped: {exc}")
-        else:
-            if not args.no_csv:
-                try:
-                    reports.to_csv(trace, path / "csv")
-                    written.append("csv/")
-                except Exception as exc:
-                    lines.append(f"  CSV export failed: {type(exc).__name__}: {exc}")
-            if not args.no_excel:
-                try:
-                    reports.to_excel(trace, path / "trace.xlsx")
-                    written.append("trace.xlsx")
-                except Exception as exc:
-                    lines.append(f"  Excel export failed: {type(exc).__name__}: {exc}")
     entry["files"] = written
     if entry["saved"]:
         lines.append(f"  saved: {path}" + (f" (+ {', '.join(written)})" if written else ""))
@@ -187,37 +149,70 @@ def describe_error(exc: BaseException) -> str:
     return describe(exc)
 
 
-def _write_index(out: Path, script: Path, argv: list[str], code: int, entries: list[dict],
-                 imported: list[str], error) -> None:
-    index = {
+def _index(script: Path, argv: list[str], code: int, entries: list[dict], imported: list[str], error) -> dict:
+    return {
         "script": str(script), "argv": argv, "exit_code": code, "imported": imported,
         "error": None if error is None else describe_error(error),
         "runs": [{k: v for k, v in e.items() if k not in ("trace", "path")} for e in entries],
     }
+
+
+def _write_index(out: Path, index: dict) -> None:
+    """``index.json`` through a temporary name: a reader never sees half of it."""
     try:
-        (out / ranks_run.index_name(INDEX)).write_text(json.dumps(index, indent=1, default=str))
+        with replacing_file(out / ranks_run.index_name(INDEX)) as tmp:
+            tmp.write_text(json.dumps(index, indent=1, default=str))
     except OSError as exc:
         _say(f"steptrace: could not write {out / ranks_run.index_name(INDEX)}: {exc}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``steptrace run``: returns the script's exit code (2 for bad steptrace options)."""
+    """``steptrace run``: returns the script's exit code (2 for bad steptrace options); a
+    script stopped by SIGTERM or SIGINT ends the process by that signal, once its runs
+    are saved."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)          # --help / usage errors exit as argparse does
     try:
         options = _resolve(args)
+        outdir = OutputDir(options["out"]).open()
     except SteptraceError as exc:
         print(f"steptrace run: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    script, out = options["script"], options["out"]
+    options["created"] = outdir.created
+    signum = None
+    for left in outdir.leftovers:
+        _say(f"steptrace: an interrupted earlier run left its steps in {left} "
+             f"(each stream_N/ is a trace: steptrace check {left / 'stream_1'})")
+    try:
+        code, error, entries, stop = _trace_script(args, options, outdir)
+        signum = signal_of(error) or (stop[0] if stop else None)
+        if signum is not None and not isinstance(error, KeyboardInterrupt):
+            _say_stopped(entries, signum)
+        else:
+            try:
+                with terminate_raises():
+                    code = _report(args, options, code, error, entries)
+            except Terminated as exc:
+                signum = exc.signum
+    finally:
+        outdir.release()
+    if signum == signal.SIGINT:
+        return EXIT_INTERRUPTED       # what ``python script.py`` reports for Ctrl-C, as a shell does
+    return code if signum is None else exit_by_signal(signum)
 
+
+def _trace_script(args, options, outdir: OutputDir):
+    """Run the script with tracing on; save its runs and swap them into place.
+
+    Returns ``(exit code, error, entries, [signal received while saving])``.
+    """
     from hooks.autotrace import AutoTrace   # framework-free; frameworks load when the script imports them
 
-    saver = _Saver(out)
+    saver = _Saver(outdir)
     auto = AutoTrace(every=args.every, capture=args.capture, max_bytes=options["max_bytes"],
                      select=options["select"], frameworks=options["frameworks"], on_finish=saver,
-                     numpy=options["numpy"])
+                     numpy=options["numpy"], store=outdir.new_stream)
     show = args.progress == "on" or (args.progress == "auto" and is_tty(sys.stderr))
     progress = None
     saved_streams = (sys.stdout, sys.stderr)
@@ -226,17 +221,55 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout = ClearingStream(sys.stdout, progress)
         sys.stderr = ClearingStream(sys.stderr, progress)
         progress.start()
-    auto.install()
     error = None
+    with terminate_deferred() as stop:
+        try:
+            with terminate_raises():
+                auto.install()
+                code, error = run_script(options["script"], args.args)
+        except Terminated as exc:    # arrived between the script and the hooks: the script was stopped
+            code, error = 128 + exc.signum, exc
+        finally:
+            auto.uninstall(error)
+            if progress is not None:
+                progress.stop()
+                sys.stdout, sys.stderr = saved_streams
+        options["numpy_status"] = (auto.numpy_arrivals, list(auto.numpy_notes))
+        _commit(outdir, options, args, code, error, saver.saved)
+    return code, error, saver.saved, stop
+
+
+def _commit(outdir: OutputDir, options, args, code, error, entries) -> None:
+    """Swap the session's saved runs into OUT (earlier results replaced only now), or drop
+    the session when nothing was saved (earlier results stay)."""
+    imported = [f for f in ("keras", "torch") if f in sys.modules]
+    options["imported"] = imported
+    saved = [e for e in entries if e["saved"]]
+    if not saved:
+        outdir.abandon()
+        return
     try:
-        code, error = run_script(script, args.args)
-    finally:
-        auto.uninstall(error)
-        if progress is not None:
-            progress.stop()
-            sys.stdout, sys.stderr = saved_streams
-    options["numpy_status"] = (auto.numpy_arrivals, list(auto.numpy_notes))
-    return _report(args, options, code, error, saver.saved)
+        outdir.commit([e["dir"] for e in saved], _index(options["script"], args.args, code, entries, imported,
+                                                        error))
+    except OSError as exc:
+        _say(f"steptrace: could not put the runs in place in {outdir.out}: {exc.strerror or exc}; "
+             f"they are in {outdir.session}")
+        return
+    for e in saved:
+        e["path"] = outdir.out / e["dir"]
+
+
+def _say_stopped(entries: list[dict], signum: int) -> None:
+    """Stopped by a signal: the runs are saved; the checks and reports are left to the user."""
+    name = signal.Signals(signum).name
+    saved = [e for e in entries if e["saved"]]
+    if not saved:
+        _say(f"steptrace: stopped by {name}; no training step was recorded.")
+        return
+    _say(f"steptrace: stopped by {name}; {len(saved)} run{'s' if len(saved) != 1 else ''} saved "
+         f"(the steps completed before it), not checked:")
+    for e in saved:
+        _say(f"  run {e['run']}: {e['steps']} steps in {e['path']}: steptrace check {e['path']}")
 
 
 def _resolve(args) -> dict:
@@ -251,11 +284,7 @@ def _resolve(args) -> dict:
     select = parse_runs(args.runs)
     numpy = _numpy_loop(args, script)
     out = Path(args.out).resolve() if args.out else default_out_dir(script)
-    try:
-        created = _prepare_out_dir(out)
-    except OSError as exc:
-        raise TraceInputError(f"--out: cannot create the output directory {out}: {exc.strerror or exc}") from None
-    return {"script": script, "out": out, "created": created, "max_bytes": max_bytes, "select": select,
+    return {"script": script, "out": out, "max_bytes": max_bytes, "select": select,
             "frameworks": ("keras", "torch") if args.framework == "all" else (args.framework,),
             "numpy": numpy}
 
@@ -308,15 +337,10 @@ def _nothing_traced(args, options, imported) -> str:
 def _report(args, options, code, error, entries) -> int:
     """After the script: check and export each run, print the summaries, write the index."""
     script, out = options["script"], options["out"]
-    # the runner imports no framework, so these are the script's own imports
-    imported = [f for f in ("keras", "torch") if f in sys.modules]
+    imported = options["imported"]      # the runner imports no framework: these are the script's
     if not entries:
         why = _nothing_traced(args, options, imported)
         _say(f"steptrace: {script.name} trained nothing steptrace can trace ({why}); no trace written.")
-        if options["created"] and ranks_run.job_rank() is None:   # another rank may be writing there
-            shutil.rmtree(out, ignore_errors=True)      # leave nothing behind for nothing
-        else:
-            _write_index(out, script, args.args, code, [], imported, error)
         return code
     _say("", f"steptrace: {len(entries)} training run{'s' if len(entries) != 1 else ''} traced "
              f"from {script.name}")
@@ -324,16 +348,20 @@ def _report(args, options, code, error, entries) -> int:
         _check_and_export(entry, args)
     if not args.no_check:
         ranks_run.check_job(entries, _say)
-    _write_index(out, script, args.args, code, entries, imported, error)
-    first = min(entries, key=lambda e: e["run"])
-    folder = shlex.quote(str(out))
-    pick = f" {first['dir']}" if len(entries) > 1 else ""
-    _say(f"steptrace: traces written to {out.as_uri()}",
-         *(f"  {e['dir']}: {(out / e['dir']).as_uri()}" for e in sorted(entries, key=lambda e: e["run"])),
-         "  next:",
-         f"    steptrace explain {folder}{pick} --step 1",
-         f"    steptrace report {folder}{pick} --html {shlex.quote(str(out / 'report.html'))}",
-         f"    steptrace check {folder}" + ("   (lists the runs; add run_N)" if len(entries) > 1 else ""))
+    if any(e["saved"] for e in entries):
+        _write_index(out, _index(script, args.args, code, entries, imported, error))
+        first = min(entries, key=lambda e: e["run"])
+        folder = shlex.quote(str(out))
+        pick = f" {first['dir']}" if len(entries) > 1 else ""
+        _say(f"steptrace: traces written to {out.as_uri()}",
+             *(f"  {e['dir']}: {(out / e['dir']).as_uri()}" for e in sorted(entries, key=lambda e: e["run"])
+               if e["saved"]),
+             "  next:",
+             f"    steptrace explain {folder}{pick} --step 1",
+             f"    steptrace report {folder}{pick} --html {shlex.quote(str(out / 'report.html'))}",
+             f"    steptrace check {folder}" + ("   (lists the runs; add run_N)" if len(entries) > 1 else ""))
+    else:
+        _say(f"steptrace: no trace could be saved; {out} is as it was before this run")
     return code
 
 

@@ -23,8 +23,12 @@ _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
 
 def parse_size(text: str) -> int | None:
-    """``"2G"``, ``"512M"``, ``"300k"``, ``"1000000"`` -> bytes; ``"none"`` -> no limit."""
-    if str(text).strip().lower() in ("none", "unlimited", "0"):
+    """``"2G"``, ``"512M"``, ``"300k"``, ``"1000000"`` -> bytes; ``"none"``/``"unlimited"`` -> no limit.
+
+    ``"0"`` means zero, as ``"0M"`` and the recorder's ``max_bytes=0`` do (nothing kept in
+    memory): no limit is spelled out, never written as a number.
+    """
+    if str(text).strip().lower() in ("none", "unlimited"):
         return None
     m = _SIZE.match(str(text))
     if not m:
@@ -127,13 +131,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help="full: batch rows, predictions, gradients, parameters and optimizer state; "
                           "summary: per-step scalars only (loss, lr, norms) (default: %(default)s)")
     how.add_argument("--max-memory", default="2G", metavar="SIZE",
-                     help="memory budget per run; past it the run falls back to summary capture, "
-                          "e.g. 512M, 2G, none (default: %(default)s)")
+                     help="memory budget per run, counting everything kept; past it the run records "
+                          "per-step summaries: 512M, 2G, 0 (zero) or unlimited (default: %(default)s)")
     _numpy_group(p)
     after = p.add_argument_group("after the script")
     after.add_argument("--no-check", action="store_true", help="do not check the runs against the math")
-    after.add_argument("--no-csv", action="store_true", help="do not write CSV files")
+    after.add_argument("--no-csv", action="store_true",
+                       help="do not write CSV files (by default a large run's CSV holds every K-th step, "
+                            "see csv/SUBSET.txt)")
     after.add_argument("--no-excel", action="store_true", help="do not write the Excel workbook")
+    after.add_argument("--excel", action="store_true",
+                       help="write the Excel workbook whatever the run's size (by default only a small "
+                            "run's, up to 50,000 cells; the summary prints the command for the rest)")
     after.add_argument("--progress", choices=["auto", "on", "off"], default="auto",
                        help="progress line while the script trains: auto = only when stderr is a "
                             "terminal (default: %(default)s)")

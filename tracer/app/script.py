@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from types import TracebackType
 
+from .signals import Terminated
+
 __all__ = ["run_script", "exit_code"]
 
 
@@ -80,6 +82,9 @@ def run_script(script: Path, args: list[str]) -> tuple[int, BaseException | None
         code = exit_code(exc)
         if code != 0:
             error = exc
+    except Terminated as exc:        # SIGTERM: Python prints nothing for it, nor do we
+        error = exc
+        code = 128 + exc.signum
     except KeyboardInterrupt as exc:
         error = exc
         _print_script_error(exc, script)

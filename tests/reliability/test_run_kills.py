@@ -1,0 +1,137 @@
+"""``steptrace run`` killed at random moments (real subprocesses, a torch loop and a Keras fit).
+
+Why real processes and real signals: what is on disk when the kernel ends a process
+is the only evidence that matters. SIGKILL must keep every step up to the last flush
+(in ``OUT/unfinished-*/stream_1``, which ``Trace.load`` reads); SIGTERM must save the
+run, put it in place and end the process by SIGTERM; earlier results in OUT must
+survive both; a second concurrent run into OUT gets a lock error.
+"""
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+from tracer import Trace
+from tracer.app.run_dir import FLUSH_EVERY
+
+from _kills import ENV, SCRIPTS, run, signal_at, start, unfinished
+
+SEED = random.randrange(10**6)
+
+
+def _earlier(out, script, steps=12) -> Trace:
+    """A complete earlier session in OUT: the results a later killed session must not destroy."""
+    done = run(script, out, steps, 0)
+    assert done.returncode == 0, done.stderr
+    return Trace.load(out / "run_1")
+
+
+def _assert_earlier_intact(out, earlier: Trace) -> None:
+    back = Trace.load(out / "run_1")
+    assert back.n_steps == earlier.n_steps
+    np.testing.assert_array_equal(back.params["after"].to_numpy(), earlier.params["after"].to_numpy())
+    assert json.loads((out / "index.json").read_text())["runs"][0]["steps"] == earlier.n_steps
+
+
+def _kept_prefix(trace: Trace) -> int:
+    steps = trace.steps["step"].tolist()
+    assert steps == list(range(1, len(steps) + 1))          # a prefix of the run, no hole
+    assert np.isfinite(trace.steps["loss"]).all()
+    return len(steps)
+
+
+@pytest.mark.parametrize("script", ["steps_torch.py", pytest.param("steps_keras.py", marks=pytest.mark.keras)])
+def test_sigkill_at_a_random_moment_keeps_all_but_the_last_flush(tmp_path, script):
+    out = tmp_path / "out"
+    earlier = _earlier(out, script)
+    at = random.Random(SEED).randrange(FLUSH_EVERY + 5, 4 * FLUSH_EVERY)
+    killed = signal_at(start(script, out, 1000, 0.005), at, signal.SIGKILL)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    (session,) = unfinished(out)
+    kept = _kept_prefix(Trace.load(session / "stream_1"))
+    assert killed.printed - FLUSH_EVERY - 2 <= kept <= killed.printed + 1, (SEED, at, killed.printed, kept)
+    _assert_earlier_intact(out, earlier)
+    again = run(script, out, 8, 0)
+    assert again.returncode == 0 and f"left its steps in {session}" in again.stderr, again.stderr
+    assert Trace.load(out / "run_1").n_steps == 8 and Trace.load(session / "stream_1").n_steps == kept
+
+
+@pytest.mark.parametrize("script", ["steps_torch.py", pytest.param("steps_keras.py", marks=pytest.mark.keras)])
+def test_sigterm_saves_the_run_and_ends_by_sigterm(tmp_path, script):
+    out = tmp_path / "out"
+    earlier = _earlier(out, script)
+    at = random.Random(SEED + 1).randrange(5, 3 * FLUSH_EVERY)
+    killed = signal_at(start(script, out, 1000, 0.005), at, signal.SIGTERM)
+    assert killed.returncode == -signal.SIGTERM, killed.stderr
+    assert "Traceback" not in killed.stderr and "stopped by SIGTERM" in killed.stderr, killed.stderr
+    assert not unfinished(out) and not list(out.glob(".replaced-*"))
+    kept = _kept_prefix(Trace.load(out / "run_1"))
+    assert killed.printed - 2 <= kept <= killed.printed + 1, (SEED, at, killed.printed, kept, earlier.n_steps)
+    index = json.loads((out / "index.json").read_text())
+    assert index["exit_code"] == 128 + signal.SIGTERM and index["runs"][0]["steps"] == kept
+
+
+def test_untraced_sigterm_status_is_the_same(tmp_path):
+    """The status steptrace ends with is the one the script gives without it."""
+    import sys
+    proc = subprocess.Popen([sys.executable, str(SCRIPTS / "steps_torch.py"), "1000", "0.005"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    killed = signal_at(proc, 5, signal.SIGTERM)
+    assert killed.returncode == -signal.SIGTERM and killed.stderr == ""
+
+
+def test_a_second_concurrent_run_into_one_out_gets_a_lock_error(tmp_path):
+    out = tmp_path / "out"
+    first = start("steps_torch.py", out, 1000, 0.03)           # 30 s: still running when the second starts
+    assert first.stdout.readline().strip() == "1"
+    second = run("steps_torch.py", out, 10, 0)
+    assert second.returncode == 2 and second.stdout == ""            # the script did not run
+    assert second.stderr.count("\n") == 1 and "being written by another steptrace run" in second.stderr
+    rest, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    assert Trace.load(out / "run_1").n_steps == 1000 and not unfinished(out)
+
+
+def test_runs_into_different_outs_at_once_do_not_meet(tmp_path):
+    procs = [start("steps_torch.py", tmp_path / f"out{i}", 40, 0.005) for i in range(3)]
+    for p in procs:
+        p.communicate(timeout=300)
+        assert p.returncode == 0
+    for i in range(3):
+        assert Trace.load(tmp_path / f"out{i}" / "run_1").n_steps == 40
+
+
+def test_a_full_disk_leaves_the_earlier_results_and_no_session(tmp_path, monkeypatch, capsys):
+    """Saving every run fails (ENOSPC): the earlier session's results stay in place, the
+    new session's directory is gone, and each failure is one line."""
+    import errno
+
+    import tracer.app.run as run_app
+    from tracer.errors import TraceFileError
+
+    out = tmp_path / "out"
+    script = SCRIPTS / "s0_numpy.py"
+    argv = ["-o", str(out), "--numpy-params", "weights,biases", "--loss", "loss", "--no-csv", "--no-excel",
+            str(script)]
+    assert run_app.main(argv) == 0
+    earlier = Trace.load(out / "run_1")
+    capsys.readouterr()
+
+    def full(self, path):
+        raise TraceFileError(f"cannot write the trace to {path}: {errno.errorcode[errno.ENOSPC]} "
+                             f"No space left on device")
+    monkeypatch.setattr(Trace, "save", full)
+    assert run_app.main(argv) == 0                   # the script's own outcome
+    err = capsys.readouterr().err
+    assert len([line for line in err.splitlines() if "could not save" in line]) == 1, err
+    assert f"no trace could be saved; {out} is as it was before this run" in err
+    assert "Traceback" not in err
+    monkeypatch.undo()
+    _assert_earlier_intact(out, earlier)
+    assert not unfinished(out) and not list(out.glob(".replaced-*"))
