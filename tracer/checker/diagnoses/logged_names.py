@@ -57,8 +57,30 @@ def _logits(ctx) -> bool:
     if str(spec.get("name", "")).endswith("_logits") or spec.get("from_logits"):
         return True
     prog = ctx.program
-    return prog is not None and any(n.op in ("binary_cross_entropy_with_logits", "bce_logits_term", "cross_entropy")
-                                    for n in prog.primitive_nodes)
+    if prog is None or "prediction" not in prog.outputs:
+        return False
+    return any(n.op in _LOGIT_LOSSES and n.args and _same_values(prog, n.args[0], prog.outputs["prediction"])
+               for n in prog.primitive_nodes)
+
+
+#: losses that take logits: the predictions are logits only when they are such a loss's argument
+#: (Keras's sigmoid + binary cross-entropy feeds the sigmoid's *input* to the loss: its
+#: predictions are still probabilities)
+_LOGIT_LOSSES = ("binary_cross_entropy_with_logits", "bce_logits_term", "cross_entropy")
+_SHAPE_ONLY = ("reshape", "squeeze", "unsqueeze", "flatten", "identity", "view")
+
+
+def _same_values(prog, name: str, prediction: str) -> bool:
+    """Whether ``name`` is ``prediction`` or a reshaping of it (same values, other shape)."""
+    by_name = {n.name: n for n in prog.primitive_nodes}
+    seen = set()
+    while name != prediction and name in by_name and name not in seen:
+        seen.add(name)
+        node = by_name[name]
+        if node.op not in _SHAPE_ONLY or not node.args:
+            return False
+        name = node.args[0]
+    return name == prediction
 
 
 def _agree(a, b) -> np.ndarray:
