@@ -10,9 +10,14 @@ parenthesises every power base/exponent and every negated term.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import sympy as sp
 
 from ..errors import TraceInputError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 __all__ = ["excel", "text", "latex", "readable", "assignment"]
 
@@ -159,7 +164,7 @@ _MINUS, _DOT, _ARROW, _ROOT = "\u2212", "\u00b7", "\u2190", "\u221a"
 _REL = {"==": "=", "!=": "\u2260", ">=": "\u2265", "<=": "\u2264", ">": ">", "<": "<"}
 
 
-def readable(expr, first: str | None = None, variables=()) -> str:
+def readable(expr: sp.Basic | str, first: str | None = None, variables: Iterable[str] = ()) -> str:
     """``expr`` as a person writes it: ``p − lr·g``, ``rho·velocity + (1 − rho)·g²``,
     ``lr·g / √denominator``.
 
@@ -172,7 +177,7 @@ def readable(expr, first: str | None = None, variables=()) -> str:
     return _R(first, set(variables), e).p(e)
 
 
-def assignment(name: str, expr, variables=()) -> str:
+def assignment(name: str, expr: sp.Basic | str, variables: Iterable[str] = ()) -> str:
     """``name ← expr`` printed by :func:`readable`, ``name`` leading its own sum."""
     return f"{name} {_ARROW} {readable(expr, first=name, variables=set(variables) | {name})}"
 
