@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import os
     from pathlib import Path
+
     from tracer.trace import Trace
 
 

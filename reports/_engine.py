@@ -21,6 +21,7 @@ from tracer.program import Evaluation
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
+
     from tracer.checker.report import CheckReport
     from tracer.program import StepProgram
     from tracer.trace import Trace

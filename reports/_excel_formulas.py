@@ -34,6 +34,7 @@ from ._xl_symbols import NotShown
 
 if TYPE_CHECKING:
     from collections.abc import Collection
+
     from tracer.math.optimizer_rule import OptimizerRule
     from tracer.trace import Trace
 

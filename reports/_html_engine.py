@@ -21,11 +21,14 @@ from ._engine import evaluate_steps
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
     from numpy.typing import ArrayLike
+
     from tracer.arrays import TraceArrays
     from tracer.math.optimizer_rule import OptimizerRule
     from tracer.program import Node, StepProgram
     from tracer.trace import Trace
+
     from ._engine import StepEvaluation
 
 __all__ = ["dense_view", "EngineView", "update_values", "UPDATE_VALUES_LIMIT"]

@@ -20,7 +20,9 @@ from ._xl_symbols import d_name
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
+
     from tracer.program import StepProgram
+
     from ._html_engine import EngineView
 
 __all__ = ["program_payload", "PROGRAM_JS", "PROGRAM_SECTION", "PROGRAM_STEPS_LIMIT", "short"]

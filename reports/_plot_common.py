@@ -20,9 +20,11 @@ if TYPE_CHECKING:
     import os
     from collections.abc import Iterable
     from types import ModuleType
+
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
     from numpy.typing import ArrayLike
+
     from tracer.trace import Trace
 
 __all__ = ["plt", "epoch_marks", "iteration_axis", "legend_outside", "broken", "save", "marker_for"]

@@ -24,8 +24,10 @@ from ._safe import plain_label
 if TYPE_CHECKING:
     import os
     from collections.abc import Sequence
+
     from matplotlib.figure import Figure
     from numpy.typing import ArrayLike
+
     from tracer.trace import Trace
 
 __all__ = ["one_feature", "plot_fits", "animate_fits", "MAX_PANELS", "MAX_FRAMES"]

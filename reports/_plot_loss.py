@@ -22,7 +22,9 @@ if TYPE_CHECKING:
     import os
     from collections.abc import Sequence
     from pathlib import Path
+
     from matplotlib.figure import Figure
+
     from tracer.checker.recompute import FullData
     from tracer.checker.report import CheckReport
     from tracer.program import StepProgram

@@ -17,7 +17,9 @@ from ._xl_values import optimizer_values
 
 if TYPE_CHECKING:
     import sympy as sp
+
     from tracer.trace import Trace
+
     from ._excel_formulas import Analysis, FormulaSheet
     from ._xl_symbols import Column
 

@@ -25,8 +25,10 @@ from ._xl_symbols import N, NotShown
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
+
     from tracer.program import Node
     from tracer.program.registry import Op
+
     from ._xl_symbols import Columns
 
 __all__ = ["Val", "align", "forward_node", "REARRANGE", "fibers", "lse", "obj", "obj_array", "dot",

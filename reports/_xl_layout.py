@@ -24,6 +24,7 @@ from ._xl_values import step_t_and_lr
 
 if TYPE_CHECKING:
     from tracer.trace import Trace
+
     from ._excel_formulas import Analysis
 
 __all__ = ["layout"]

@@ -23,7 +23,9 @@ from ._xl_print import PRINT_EDGE_ROWS, PRINT_MAX_ROWS, bordered, header_cells, 
 
 if TYPE_CHECKING:
     from openpyxl import Workbook
+
     from tracer.trace import Trace
+
     from ._excel_formulas import FormulaSheet
     from .excel import WorkbookInfo
 

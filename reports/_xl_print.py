@@ -23,6 +23,7 @@ from ._safe import xlsx_cell
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+
     from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
 __all__ = ["PRINT_MAX_ROWS", "PRINT_EDGE_ROWS", "header_cells", "bordered", "page_setup", "set_widths",

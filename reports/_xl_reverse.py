@@ -27,8 +27,10 @@ from ._xl_symbols import N, NotShown
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+
     from tracer.program import Node
     from tracer.program.registry import Op
+
     from ._xl_symbols import Columns
 
 __all__ = ["vjp_node"]

@@ -26,7 +26,9 @@ from ._xl_print import bordered, header_cells, page_setup, set_widths, short_nam
 
 if TYPE_CHECKING:
     from openpyxl import Workbook
+
     from tracer.trace import Trace
+
     from ._excel_formulas import FormulaSheet
     from .excel import WorkbookInfo
 

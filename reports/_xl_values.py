@@ -21,6 +21,7 @@ from ._xl_symbols import STEP
 if TYPE_CHECKING:
     from tracer.math.optimizer_rule import OptimizerRule
     from tracer.trace import Trace
+
     from ._xl_symbols import Column
 
 __all__ = ["Ctx", "EngineValues", "optimizer_values", "step_t_and_lr", "state_before"]

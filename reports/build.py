@@ -15,6 +15,7 @@ from tracer.progress import ProgressBar as Progress
 if TYPE_CHECKING:
     import os
     from collections.abc import Sequence
+
     from tracer.trace import Trace
 
 

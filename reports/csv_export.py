@@ -13,8 +13,10 @@ from tracer.atomic import replacing_file
 from tracer.errors import TraceFileError, TraceInputError
 
 if TYPE_CHECKING:
-    import pandas as pd
     import os
+
+    import pandas as pd
+
     from tracer.trace import Trace
 
 

@@ -47,6 +47,7 @@ from ._xl_values_sheet import VALUES_MAX_PARAM_ELEMENTS, write_values_iterations
 if TYPE_CHECKING:
     import os
     from collections.abc import Callable
+
     from tracer.trace import Trace
 
 __all__ = ["to_excel", "write_workbook", "WorkbookInfo", "FormulasNotWritten", "VALUES_MAX_PARAM_ELEMENTS",

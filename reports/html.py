@@ -30,6 +30,7 @@ from ._safe import html_text, script_json
 
 if TYPE_CHECKING:
     import os
+
     from tracer.trace import Trace
 
 

@@ -32,7 +32,9 @@ from ._safe import plain_label
 if TYPE_CHECKING:
     import os
     from collections.abc import Callable, Sequence
+
     from matplotlib.figure import Figure
+
     from tracer.trace import Trace
 
 __all__ = ["plot_loss", "plot_params", "plot_gradients", "plot_fits", "animate_fits", "one_feature", "save_all",

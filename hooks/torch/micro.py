@@ -23,9 +23,10 @@ import torch
 from . import gradops
 
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
+
     from .plan import Plan
     from .step import Step
-    from collections.abc import Callable
 
 __all__ = ["carried", "join", "combined", "covered"]
 

@@ -23,9 +23,9 @@ from .layout import batch_source
 from .sources import LoaderBatch
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .plan import Plan
     from .run import TorchRun
     from .step import Step
-    from .plan import Plan
 
 
 class LoaderBatches:

@@ -17,7 +17,9 @@ from ..errors import TraceInputError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
     from numpy.typing import ArrayLike
+
     from ..arrays import TraceArrays
     from ..program import StepProgram
 

@@ -20,6 +20,7 @@ from .feed import leaves
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
+
     from ..arrays import TraceArrays
     from ..program import StepProgram
     from ..trace import Trace

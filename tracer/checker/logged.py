@@ -25,6 +25,7 @@ from ..math.metrics import get_metric, loss_terms, running
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
     from ..trace import Trace
 
 __all__ = ["check_logged", "logged_values", "metric_series", "LoggedSeries", "padded_batches", "metric_spec"]

@@ -18,6 +18,7 @@ from .tolerance import FACTOR
 
 if TYPE_CHECKING:
     from collections.abc import Collection
+
     from ..arrays import TraceArrays
     from ..program import StepProgram
     from .feed import StepGroup

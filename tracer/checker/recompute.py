@@ -19,6 +19,7 @@ from .resolve import resolve_program
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+
     from ..program import StepProgram
     from ..trace import Trace
     from .report import CheckReport
