@@ -85,8 +85,8 @@ def print_rows(n_rows: int, header_rows: int = 1, edge: int = PRINT_EDGE_ROWS) -
     return [first, last]
 
 
-def page_setup(ws: WriteOnlyWorksheet, n_cols: int, n_rows: int, header_row: int | None = 1, areas: list[tuple[int, int]] | None = None, landscape: bool = True,
-               what: str = "rows") -> None:
+def page_setup(ws: WriteOnlyWorksheet, n_cols: int, n_rows: int, header_row: int | None = 1,
+               areas: list[tuple[int, int]] | None = None, landscape: bool = True, what: str = "rows") -> None:
     """Landscape, one page wide, the header repeated on each page; long sheets print their
     first and last rows (``areas``: explicit ``[(first row, last row)]``) with a footer note."""
     ws.page_setup.orientation = "landscape" if landscape else "portrait"

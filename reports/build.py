@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     from tracer.trace import Trace
 
 
-def build_report(trace: Trace, xlsx: str | os.PathLike | None = None, html: str | os.PathLike | None = None, plots: str | os.PathLike | None = None, progress: bool = True, formulas: bool = True,
+def build_report(trace: Trace, xlsx: str | os.PathLike | None = None, html: str | os.PathLike | None = None,
+                 plots: str | os.PathLike | None = None, progress: bool = True, formulas: bool = True,
                  formats: Sequence[str] = ("png", "svg"), extra_sheets: dict | None = None) -> dict:
     """Write the requested reports and return ``{"xlsx": path, "html": path, "plots": [paths]}``,
     plus ``"warnings"`` (sentences) when the workbook could not be live.

@@ -36,8 +36,8 @@ def _fmt(a, limit: int = 6) -> str:
     return num_list(a.reshape(-1), 7, limit) + (f" shape {a.shape}" if a.ndim > 1 else "")
 
 
-def explain(trace: Trace, step: int | None = 1, *, report: CheckReport | None = None, max_rows: int = 5, metric: str | None = None,
-            value: float | None = None) -> str:
+def explain(trace: Trace, step: int | None = 1, *, report: CheckReport | None = None, max_rows: int = 5,
+            metric: str | None = None, value: float | None = None) -> str:
     """Return the derivation of global step ``step`` (from 1) as text.
 
     With ``metric`` (a logged name, any case, an alias such as ``rmse`` or ``mse``, or

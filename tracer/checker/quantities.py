@@ -154,8 +154,10 @@ def _cached_order(arrays, fn):
     return cached
 
 
-def add_worst(builder: TableBuilder, quantity: str, name: str | None, steps: np.ndarray, expected: np.ndarray, actual: np.ndarray, scale: np.ndarray | None, rtol: float, index_mode: str = "index",
-              rows: np.ndarray | None = None, width: int | None = None, bad: np.ndarray | None = None) -> np.ndarray:
+def add_worst(builder: TableBuilder, quantity: str, name: str | None, steps: np.ndarray, expected: np.ndarray,
+              actual: np.ndarray, scale: np.ndarray | None, rtol: float, index_mode: str = "index",
+              rows: np.ndarray | None = None, width: int | None = None,
+              bad: np.ndarray | None = None) -> np.ndarray:
     """One row per step: the element furthest outside its tolerance (NaN counts as worst).
 
     ``bad`` is :func:`~tracer.checker.compare.badness` when the caller computed it already."""

@@ -150,8 +150,9 @@ class TableBuilder:
     def __init__(self):
         self._blocks: list[dict] = []
 
-    def add(self, *, step: ArrayLike, quantity: str, expected: ArrayLike, actual: ArrayLike, scale: ArrayLike | None = None, rtol: float, atol: float,
-            param: str | None = None, sample: ArrayLike | None = None, index: ArrayLike | None = None) -> None:
+    def add(self, *, step: ArrayLike, quantity: str, expected: ArrayLike, actual: ArrayLike,
+            scale: ArrayLike | None = None, rtol: float, atol: float, param: str | None = None,
+            sample: ArrayLike | None = None, index: ArrayLike | None = None) -> None:
         """Add a block of checks; arrays are broadcast against ``step``.
 
         ``scale`` is the magnitude errors are measured against (defaults to the
