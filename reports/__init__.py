@@ -13,26 +13,35 @@ so a trace saved on a training machine can be reported anywhere. Heavy imports
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
 
-def to_csv(trace, directory):
+if TYPE_CHECKING:
+    import os
+    from pathlib import Path
+
+    from tracer.trace import Trace
+
+
+def to_csv(trace: Trace, directory: str | os.PathLike) -> list[Path]:
     """Write one CSV file per table of ``trace`` into ``directory``; returns the paths."""
     from .csv_export import to_csv as _to_csv
     return _to_csv(trace, directory)
 
 
-def to_excel(trace, path, formulas: bool = False, **kwargs):
+def to_excel(trace: Trace, path: str | os.PathLike, formulas: bool = False, **kwargs: Any) -> Path:
     """Write ``trace`` as an .xlsx workbook (``formulas=True``: a live, recalculating sheet)."""
     from .excel import to_excel as _to_excel
     return _to_excel(trace, path, formulas=formulas, **kwargs)
 
 
-def to_html(trace, path, **kwargs):
+def to_html(trace: Trace, path: str | os.PathLike, **kwargs: Any) -> Path:
     """Write a self-contained HTML page that steps through the iterations of ``trace``."""
     from .html import to_html as _to_html
     return _to_html(trace, path, **kwargs)
 
 
-def build_report(trace, xlsx=None, html=None, plots=None, progress=True, **kwargs):
+def build_report(trace: Trace, xlsx: str | os.PathLike | None = None, html: str | os.PathLike | None = None,
+                 plots: str | os.PathLike | None = None, progress: bool = True, **kwargs: Any) -> dict:
     """Write every requested report; returns ``{kind: path or [paths]}`` (see reports.build)."""
     from .build import build_report as _build
     return _build(trace, xlsx=xlsx, html=html, plots=plots, progress=progress, **kwargs)

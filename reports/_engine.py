@@ -12,11 +12,19 @@ chunks, as the checker does.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tracer.checker.feed import StepGroup, chunks, leaves, step_groups
 from tracer.program import Evaluation
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    from tracer.checker.report import CheckReport
+    from tracer.program import StepProgram
+    from tracer.trace import Trace
 
 __all__ = ["run_check", "StepEvaluation", "evaluate_steps"]
 
@@ -24,7 +32,7 @@ __all__ = ["run_check", "StepEvaluation", "evaluate_steps"]
 CHUNK_BYTES = 128 * 1024**2
 
 
-def run_check(trace):
+def run_check(trace: Trace) -> tuple[CheckReport | None, str | None]:
     """``(report, None)`` from :func:`tracer.check`, or ``(None, "why")`` when it cannot run."""
     try:
         from tracer.checker import check
@@ -52,7 +60,8 @@ def _bytes_per_step(arrays, program) -> int:
     return 8 * (4 * params + 4 * max(1, len(program.primitive_nodes)) * rows)
 
 
-def evaluate_steps(trace, program, wrt=None, which: str = "before", outputs=None) -> list[StepEvaluation]:
+def evaluate_steps(trace: Trace, program: StepProgram, wrt: Iterable[str] | None = None, which: str = "before",
+                   outputs: Sequence[str] | None = None) -> list[StepEvaluation]:
     """The program on every recorded step with parameters (grouped by batch size).
 
     ``wrt``: names (params or nodes) whose gradient of the loss is wanted (None: none).

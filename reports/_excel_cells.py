@@ -7,9 +7,13 @@ absolute references for parameters, relative for rows).
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 from openpyxl.utils import get_column_letter
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 #: Excel's hard limit on rows per sheet, header included (lowered in tests to force splits)
 EXCEL_MAX_ROWS = 1_048_576
@@ -33,7 +37,7 @@ def rng(c: int, r0: int, r1: int) -> str:
     return f"{col(c)}{r0}:{col(c)}{r1}"
 
 
-def cell_value(v):
+def cell_value(v: object) -> object:
     """A value openpyxl can write and Excel accepts: NaN -> empty, inf -> text, numpy -> Python."""
     if v is None:
         return None
@@ -53,7 +57,7 @@ def cell_value(v):
     return v
 
 
-def rows_text(rows, limit: int = 200) -> str:
+def rows_text(rows: Iterable[int], limit: int = 200) -> str:
     """The rows a batch used, as text a person can read: ``3, 7, 1, 9``."""
     rows = list(rows)
     text = ", ".join(str(int(r)) for r in rows[:limit])

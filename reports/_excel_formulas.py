@@ -24,12 +24,19 @@ falls back to values, saying so in the sheet.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import sympy as sp
 
 from ._excel_cells import EXCEL_MAX_ROWS
 from ._xl_symbols import NotShown
+
+if TYPE_CHECKING:
+    from collections.abc import Collection
+
+    from tracer.math.optimizer_rule import OptimizerRule
+    from tracer.trace import Trace
 
 __all__ = ["NotShown", "Check", "FormulaSheet", "Analysis", "analyse", "build", "framework_equations",
            "trace_slot", "FORMULA_MAX_LAYERS", "FORMULA_MAX_PARAM_ELEMENTS", "FORMULA_MAX_ROWS",
@@ -155,7 +162,7 @@ def _program_and_rule(trace, report):
     return program, next(iter(distinct.values()))
 
 
-def element_labels(trace) -> dict:
+def element_labels(trace: Trace) -> dict:
     """Per parameter: its shape and one label per element (``W[0,1]``; the name when scalar)."""
     out = {}
     for name, p in trace.arrays().params.items():
@@ -167,7 +174,7 @@ def element_labels(trace) -> dict:
     return out
 
 
-def analyse(trace) -> Analysis:
+def analyse(trace: Trace) -> Analysis:
     """Everything the sheet needs (the checker runs once here), or NotShown with the reason."""
     from tracer.errors import SteptraceError
 
@@ -195,7 +202,7 @@ def analyse(trace) -> Analysis:
     return Analysis(report, program, rule, trace.meta.get("optimizer") is not None, values, mapped, labels)
 
 
-def framework_equations(rule):
+def framework_equations(rule: OptimizerRule) -> tuple[list[tuple[str, sp.Expr]], dict[str, float]]:
     """The rule's assignments as the framework evaluates them.
 
     Keras computes ``beta**t`` from ``float32(beta)`` (``OptimizerRule.float32_powers``; the
@@ -217,7 +224,7 @@ def framework_equations(rule):
     return out, f32
 
 
-def trace_slot(rule_slot: str, recorded) -> str | None:
+def trace_slot(rule_slot: str, recorded: Collection[str]) -> str | None:
     """The recorded state slot holding the rule's slot ``rule_slot`` (names differ between
     Keras versions: ``m``/``momentum``, ``v``/``velocity``), or None."""
     from tracer.math import optimizers
@@ -227,7 +234,7 @@ def trace_slot(rule_slot: str, recorded) -> str | None:
     return next((n for n in names if n in recorded), None)
 
 
-def build(trace) -> FormulaSheet:
+def build(trace: Trace) -> FormulaSheet:
     """Lay the live sheet out (rows of values and formula strings); NotShown if it cannot."""
     from ._xl_layout import layout
     return layout(trace, analyse(trace))

@@ -10,12 +10,26 @@ the step (:mod:`reports._engine`), and the checker's optimizer rule
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from tracer.errors import SteptraceError
 from tracer.program import get_op
 
 from ._engine import evaluate_steps
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from numpy.typing import ArrayLike
+
+    from tracer.arrays import TraceArrays
+    from tracer.math.optimizer_rule import OptimizerRule
+    from tracer.program import Node, StepProgram
+    from tracer.trace import Trace
+
+    from ._engine import StepEvaluation
 
 __all__ = ["dense_view", "EngineView", "update_values", "UPDATE_VALUES_LIMIT"]
 
@@ -38,7 +52,7 @@ def _linear_chain(program, nodes, start):
     return cur
 
 
-def dense_view(program, k: int) -> dict | None:
+def dense_view(program: StepProgram, k: int) -> dict | None:
     """One dense layer ``act(x W + b)`` on the data columns, as the page draws it:
     ``{weight, bias, transpose, activation, z}`` (``z``: the node before the activation),
     or None for any other model."""
@@ -88,7 +102,7 @@ class EngineView:
         self.param_pos = {int(s): i for i, s in enumerate(a.param_step)}
         self.n_samples = len(s_step)
 
-    def per_sample(self, value) -> np.ndarray | None:
+    def per_sample(self, value: Callable[[StepEvaluation], ArrayLike]) -> np.ndarray | None:
         """``value(chunk)`` (stacked ``(S, B, ...)``) as ``(samples, width)`` in the page's order."""
         out = None
         for c in self.chunks:
@@ -119,7 +133,7 @@ class EngineView:
         return out
 
 
-def engine_view(trace, program):
+def engine_view(trace: Trace, program: StepProgram | None) -> tuple[EngineView | None, dict | None]:
     """An :class:`EngineView` with every gradient the page shows, or None when the engine
     cannot evaluate the program (the page then shows only what was recorded)."""
     if program is None:
@@ -132,7 +146,7 @@ def engine_view(trace, program):
         return None, None
 
 
-def update_values(trace, rule, declared: bool, view) -> dict | None:
+def update_values(trace: Trace, rule: OptimizerRule, declared: bool, view: EngineView | None) -> dict | None:
     """Each optimizer assignment's value per step and element, from the checker's rule:
     ``{param: {"eq": [flat values per assignment], "prev": {slot: flat state before}}}``."""
     from ._xl_values import optimizer_values, state_before, step_t_and_lr
@@ -161,13 +175,13 @@ def update_values(trace, rule, declared: bool, view) -> dict | None:
     return out
 
 
-def op_text(node) -> str:
+def op_text(node: Node) -> str:
     """``name = text`` of a primitive node, as :func:`tracer.explain` prints it."""
     args = [a if isinstance(a, str) else f"{a:g}" for a in node.args]
     return f"{node.name} = {get_op(node.op).text(args, node.attrs)}"
 
 
-def loss_formulas(program, arrays) -> dict:
+def loss_formulas(program: StepProgram, arrays: TraceArrays) -> dict:
     """The program's loss as the page prints it: the elementwise term in ``y_pred`` and
     ``y_true`` and its derivative (printed from the registry's sympy expression), and the
     divisors of the sum (``n`` batch rows, ``m`` outputs, numbers). Empty parts are None."""

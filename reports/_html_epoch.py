@@ -10,9 +10,15 @@ all rows with the weights after each update).
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ._assets import asset
+
+if TYPE_CHECKING:
+    from tracer.checker.report import CheckReport
+    from tracer.trace import Trace
 
 __all__ = ["epoch_payload", "EPOCH_SECTION", "EPOCH_JS"]
 
@@ -27,7 +33,7 @@ def _by_index(trace, steps, values) -> list:
     return out
 
 
-def epoch_payload(trace, report) -> dict:
+def epoch_payload(trace: Trace, report: CheckReport | None) -> dict:
     """``{"series": [{"name", "label", "batch", "running"}], "full_after": [...] | None}``."""
     from tracer.checker.logged import metric_series
     from tracer.errors import SteptraceError

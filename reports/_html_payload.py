@@ -11,9 +11,14 @@ its update rule (:mod:`reports._html_engine`, :mod:`reports._html_program`).
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from tracer.display import count
+
+if TYPE_CHECKING:
+    from tracer.trace import Trace
 
 #: iterations for which the text of tracer.explain is embedded (it costs ~15 ms per step)
 EXPLAIN_LIMIT = 60
@@ -190,7 +195,7 @@ def _engine_parts(trace, report, payload, desc) -> None:
             payload["update_values"] = None
 
 
-def build_payload(trace, explain_limit: int = EXPLAIN_LIMIT) -> dict:
+def build_payload(trace: Trace, explain_limit: int = EXPLAIN_LIMIT) -> dict:
     """Everything the page shows, as JSON-ready lists (see the module docstring)."""
     payload = _base(trace)
     report, payload["check"] = _check(trace)

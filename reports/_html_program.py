@@ -11,11 +11,20 @@ not only one dense layer.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ._assets import asset
 from ._html_engine import op_text
 from ._xl_symbols import d_name
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from tracer.program import StepProgram
+
+    from ._html_engine import EngineView
 
 __all__ = ["program_payload", "PROGRAM_JS", "PROGRAM_SECTION", "PROGRAM_STEPS_LIMIT", "short"]
 
@@ -23,7 +32,7 @@ __all__ = ["program_payload", "PROGRAM_JS", "PROGRAM_SECTION", "PROGRAM_STEPS_LI
 PROGRAM_STEPS_LIMIT = 2000
 
 
-def short(a, limit: int = 6) -> str:
+def short(a: ArrayLike, limit: int = 6) -> str:
     """A value as ``explain`` prints it: one number, or the first few and the count."""
     a = np.asarray(a, dtype=np.float64)
     if a.size == 1:
@@ -34,7 +43,8 @@ def short(a, limit: int = 6) -> str:
     return f"[{text}{more}]" + (f" shape {a.shape}" if a.ndim > 1 else "")
 
 
-def program_payload(program, view, step_ids, limit: int = PROGRAM_STEPS_LIMIT) -> dict:
+def program_payload(program: StepProgram, view: EngineView, step_ids: np.ndarray,
+                    limit: int = PROGRAM_STEPS_LIMIT) -> dict:
     """``{"lines": [...], "grads": [...], "values": {step index: [text per line]}, "grad_values": {...}}``.
 
     ``lines`` are the primitive nodes the engine evaluated (``name = text``) and the

@@ -8,12 +8,18 @@ step at once: there is no second forward pass to keep in step with the checker.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from tracer.program import StepProgram
+    from tracer.trace import Trace
 
 __all__ = ["dense_layers", "forward", "params_at", "program_of_meta"]
 
 
-def program_of_meta(meta: dict, n_inputs: int, params: list):
+def program_of_meta(meta: dict, n_inputs: int, params: list) -> StepProgram | None:
     """The step program a trace's ``meta`` describes (prediction part), or None."""
     from tracer.errors import SteptraceError
     from tracer.program import StepProgram
@@ -31,7 +37,7 @@ def program_of_meta(meta: dict, n_inputs: int, params: list):
     return None
 
 
-def dense_layers(meta):
+def dense_layers(meta: dict) -> list[dict] | None:
     """What the model is made of, or None when no prediction can be computed from ``meta``:
     a dense stack's layer dicts, or the step program's node dicts."""
     if meta.get("program") is not None:
@@ -57,7 +63,7 @@ def _input_leaf(inp, x: np.ndarray):
     return (np.rint(block).astype(np.int64) if inp.dtype == "int" else block.astype(np.float64))[None]
 
 
-def forward(meta, params: dict, x: np.ndarray) -> np.ndarray | None:
+def forward(meta: dict, params: dict, x: np.ndarray) -> np.ndarray | None:
     """Predictions ``(S, N, m)`` for parameters ``params[name]`` shaped ``(S, *shape)`` and
     inputs ``x`` ``(N, k)``; None when the model cannot be evaluated from ``meta``."""
     from tracer.errors import SteptraceError
@@ -84,6 +90,6 @@ def forward(meta, params: dict, x: np.ndarray) -> np.ndarray | None:
     return pred.reshape(pred.shape[0], x.shape[0], -1)
 
 
-def params_at(trace, which: str) -> dict:
+def params_at(trace: Trace, which: str) -> dict:
     """``{name: (S, *shape)}`` for ``which`` in before/after."""
     return {name: trace.param_values(name, which) for name in trace.param_names}

@@ -9,11 +9,23 @@ the only points.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tracer.atomic import replacing_file
 from tracer.errors import TraceFileError
+
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Iterable
+    from types import ModuleType
+
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+    from numpy.typing import ArrayLike
+
+    from tracer.trace import Trace
 
 __all__ = ["plt", "epoch_marks", "iteration_axis", "legend_outside", "broken", "save", "marker_for"]
 
@@ -25,7 +37,7 @@ MAX_EPOCH_LINES = 60
 MAX_MARKERS = 60
 
 
-def plt():
+def plt() -> ModuleType:
     """matplotlib's pyplot on the Agg backend (no display needed)."""
     import matplotlib
     matplotlib.use("Agg", force=False)
@@ -33,7 +45,7 @@ def plt():
     return pyplot
 
 
-def marker_for(n: int, kind: str = "o"):
+def marker_for(n: int, kind: str = "o") -> str | None:
     """A marker per point for short runs (a single point must be visible), none for long ones."""
     return kind if n <= MAX_MARKERS else None
 
@@ -46,7 +58,7 @@ def _starts(steps) -> tuple[np.ndarray, np.ndarray]:
     return ep[first], st[first]
 
 
-def epoch_marks(ax, trace, offset: float = 0.5) -> None:
+def epoch_marks(ax: Axes, trace: Trace, offset: float = 0.5) -> None:
     """Dotted lines between epochs and ``epoch k`` labels along the top (thinned for many epochs).
 
     ``offset``: where a boundary sits before an epoch's first step (0.5: between iterations;
@@ -78,7 +90,7 @@ def _epoch_axis(ax, epochs, starts, n_ticks: int = 8) -> None:
     top.set_xlabel("epoch (tick at its first iteration)", fontsize=7, color="0.35")
 
 
-def iteration_axis(ax, x) -> None:
+def iteration_axis(ax: Axes, x: ArrayLike) -> None:
     """Integer ticks, and limits that make sense for one iteration as for 10,000."""
     from matplotlib.ticker import MaxNLocator
     x = np.asarray(x, dtype=np.float64)
@@ -90,7 +102,7 @@ def iteration_axis(ax, x) -> None:
         ax.set_xlim(lo - pad, hi + pad)
 
 
-def legend_outside(ax, fontsize: int = 8) -> None:
+def legend_outside(ax: Axes, fontsize: int = 8) -> None:
     """The legend to the right of the axes: it never covers a point."""
     handles, labels = ax.get_legend_handles_labels()
     if handles:
@@ -98,7 +110,7 @@ def legend_outside(ax, fontsize: int = 8) -> None:
                   borderaxespad=0.0, frameon=False)
 
 
-def broken(x, y, epochs):
+def broken(x: ArrayLike, y: ArrayLike, epochs: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """``(x, y)`` with a NaN between epochs: a running value's line stops where it resets."""
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
@@ -107,7 +119,7 @@ def broken(x, y, epochs):
     return np.insert(x, cut, np.nan), np.insert(y, cut, np.nan)
 
 
-def save(fig, path, formats) -> list[Path]:
+def save(fig: Figure, path: str | os.PathLike, formats: Iterable[str]) -> list[Path]:
     """Write ``fig`` as each of ``formats`` beside ``path`` (atomically) and close it."""
     pyplot = plt()
     out = []

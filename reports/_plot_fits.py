@@ -9,6 +9,7 @@ the line moves most. The lines are the step program evaluated by the engine
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,6 +20,15 @@ from ._model import dense_layers, forward, params_at
 from ._plot_common import plt as _plt
 from ._plot_common import save as _save
 from ._safe import plain_label
+
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Sequence
+
+    from matplotlib.figure import Figure
+    from numpy.typing import ArrayLike
+
+    from tracer.trace import Trace
 
 __all__ = ["one_feature", "plot_fits", "animate_fits", "MAX_PANELS", "MAX_FRAMES"]
 
@@ -38,7 +48,7 @@ def _per_step_samples(trace):
     return rows, pred, np.searchsorted(step, ids, "left"), np.searchsorted(step, ids, "right")
 
 
-def one_feature(trace) -> bool:
+def one_feature(trace: Trace) -> bool:
     """True for a model with one input column and one output: its fit is a line or curve."""
     a = trace.arrays()
     return (a.inputs is not None and a.inputs.shape[1] == 1 and a.targets.shape[1] == 1
@@ -81,7 +91,8 @@ def _draw_fit(ax, trace, data, s, rows, lo, hi, small=False):
     ax.tick_params(labelsize=7 if small else 9)
 
 
-def plot_fits(trace, path=None, formats=("png", "svg"), iterations=None):
+def plot_fits(trace: Trace, path: str | os.PathLike | None = None, formats: Sequence[str] = ("png", "svg"),
+              iterations: ArrayLike | None = None) -> Figure | list[Path]:
     """Small multiples: the fitted line before/after chosen iterations over the data."""
     plt = _plt()
     if not one_feature(trace):
@@ -112,7 +123,7 @@ def plot_fits(trace, path=None, formats=("png", "svg"), iterations=None):
     return _save(fig, path, formats) if path is not None else fig
 
 
-def animate_fits(trace, path, fps: int = 4) -> Path:
+def animate_fits(trace: Trace, path: str | os.PathLike, fps: int = 4) -> Path:
     """An animated GIF of the fitted line, one frame per (sampled) iteration."""
     plt = _plt()
     from matplotlib.animation import FuncAnimation, PillowWriter

@@ -9,6 +9,8 @@ program, so identified losses and any program are drawn the same way.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from tracer.errors import SteptraceError, TraceInputError
@@ -16,13 +18,26 @@ from tracer.errors import SteptraceError, TraceInputError
 from ._plot_common import broken, epoch_marks, iteration_axis, legend_outside, marker_for, plt, save
 from ._safe import plain_label
 
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Sequence
+    from pathlib import Path
+
+    from matplotlib.figure import Figure
+
+    from tracer.checker.recompute import FullData
+    from tracer.checker.report import CheckReport
+    from tracer.program import StepProgram
+    from tracer.trace import Trace
+
 __all__ = ["plot_loss", "engine_full_data"]
 
 _KINDS = ("rmse", "mse", "mae")
 _LABEL = {"rmse": "RMSE", "mse": "MSE", "mae": "MAE"}
 
 
-def engine_full_data(trace, report=None):
+def engine_full_data(trace: Trace,
+                     report: CheckReport | None = None) -> tuple[StepProgram | None, FullData | None]:
     """``(program, FullData after each update)`` from the checker's program, or ``(None, None)``."""
     from tracer.checker.recompute import full_data_series
 
@@ -98,7 +113,8 @@ def _panel(ax, trace, it, batch, logged, full, what, unit):
     ax.grid(alpha=0.3)
 
 
-def plot_loss(trace, path=None, formats=("png", "svg"), report=None):
+def plot_loss(trace: Trace, path: str | os.PathLike | None = None, formats: Sequence[str] = ("png", "svg"),
+              report: CheckReport | None = None) -> Figure | list[Path]:
     """Loss per iteration (and logged metrics); returns the figure, or the paths if ``path``."""
     if trace.n_steps == 0 or "loss" not in trace.steps.columns:
         raise TraceInputError("trace: no recorded steps to plot")

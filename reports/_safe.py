@@ -23,6 +23,10 @@ from __future__ import annotations
 import json
 import math
 import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
 #: first characters that make a spreadsheet treat a cell as a formula (OWASP)
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -95,7 +99,7 @@ def xlsx_text(value: str) -> str:
     return ILLEGAL_CHARACTERS_RE.sub(lambda m: f"\\x{ord(m.group(0)):02x}", value)
 
 
-def xlsx_cell(ws, value: object, bold: bool = False) -> object:
+def xlsx_cell(ws: WriteOnlyWorksheet, value: object, bold: bool = False) -> object:
     """A value for openpyxl's write-only ``ws.append``: a formula-like string becomes a
     string-typed cell with the quote prefix (shown as typed, never evaluated, also after
     an edit in Excel); other values pass through (a ``WriteOnlyCell`` when ``bold``).

@@ -6,12 +6,22 @@ expected values are fetched per column and block from the engine as arrays.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ._excel_cells import col as letter_of
 from ._excel_formulas import Check, trace_slot
 from ._xl_symbols import ROW
 from ._xl_values import optimizer_values
+
+if TYPE_CHECKING:
+    import sympy as sp
+
+    from tracer.trace import Trace
+
+    from ._excel_formulas import Analysis, FormulaSheet
+    from ._xl_symbols import Column
 
 __all__ = ["write_blocks"]
 
@@ -114,7 +124,8 @@ class _Writer:
             self.out.after_cells[label].append(f"{eq[self.last_p].letter}{r0}")
 
 
-def write_blocks(trace, an, out, order, groups, eqs, t, lr, lr_const) -> None:
+def write_blocks(trace: Trace, an: Analysis, out: FormulaSheet, order: list[Column], groups: list[tuple],
+                 eqs: list[tuple[str, sp.Expr]], t: np.ndarray, lr: np.ndarray, lr_const: bool) -> None:
     """Append the iteration blocks to ``out.rows`` and fill ``out.checks``."""
     w = _Writer(trace, an, out, order, groups, eqs, t, lr, lr_const)
     p0 = 0

@@ -13,6 +13,7 @@ batch as the first dimension raises :class:`NotShown` with the op and its source
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import sympy as sp
@@ -21,6 +22,14 @@ from tracer.program.batched import step_axes, step_axis
 from tracer.program.elementwise import Elementwise
 
 from ._xl_symbols import N, NotShown
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Sequence
+
+    from tracer.program import Node
+    from tracer.program.registry import Op
+
+    from ._xl_symbols import Columns
 
 __all__ = ["Val", "align", "forward_node", "REARRANGE", "fibers", "lse", "obj", "obj_array", "dot",
            "reduced_axes", "softmax_axis"]
@@ -50,7 +59,7 @@ def _where(node) -> str:
     return f"op {node.op!r} ({node.name}" + (f", {node.where}" if node.where else "") + ")"
 
 
-def align(vals: list[Val], node) -> tuple[list[np.ndarray], bool]:
+def align(vals: list[Val], node: Node) -> tuple[list[np.ndarray], bool]:
     """The arguments' arrays broadcast to the result's per-row shape, and whether it has rows.
 
     A value with rows must keep the batch as the result's first dimension; a per-step value
@@ -76,7 +85,7 @@ def align(vals: list[Val], node) -> tuple[list[np.ndarray], bool]:
         raise NotShown(f"{_where(node)}: {exc}") from None
 
 
-def elementwise(node, op: Elementwise, vals: list[Val]) -> Val:
+def elementwise(node: Node, op: Elementwise, vals: list[Val]) -> Val:
     """Each element: the op's sympy expression with the arguments' atoms substituted."""
     arrs, rows = align(vals, node)
     e = op.expr(node.attrs)
@@ -104,7 +113,7 @@ def dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.asarray(out, dtype=object) if not isinstance(out, np.ndarray) else out
 
 
-def matmul(node, a: Val, b: Val) -> Val:
+def matmul(node: Node, a: Val, b: Val) -> Val:
     """Per-row inputs times a parameter matrix (a dense layer), or two per-step values."""
     if a.rows and not b.rows and a.arr.ndim == 1 and b.arr.ndim in (1, 2):
         try:
@@ -117,7 +126,7 @@ def matmul(node, a: Val, b: Val) -> Val:
                    "sheet writes products of a (rows, k) value with a (k, u) or (k,) parameter")
 
 
-def obj(x) -> np.ndarray:
+def obj(x: object) -> np.ndarray:
     """``x`` as an object array (a single sympy expression becomes a 0-d array)."""
     if isinstance(x, np.ndarray):
         return x
@@ -133,7 +142,7 @@ def obj_array(items: list, shape: tuple) -> np.ndarray:
     return out.reshape(shape)
 
 
-def reduced_axes(v: Val, dims) -> tuple[bool, tuple]:
+def reduced_axes(v: Val, dims: int | Sequence[int] | None) -> tuple[bool, tuple]:
     """``(reduces the batch, reduced axes of the array)`` for per-step ``dims``."""
     per = [a - 1 for a in step_axes(dims, v.rank)]
     if v.rows:
@@ -141,7 +150,7 @@ def reduced_axes(v: Val, dims) -> tuple[bool, tuple]:
     return False, tuple(per)
 
 
-def reduce(node, v: Val, cols, mean: bool) -> Val:
+def reduce(node: Node, v: Val, cols: Columns, mean: bool) -> Val:
     """``sum``/``mean``: the cells added along the reduced dimensions; over the batch, a
     ``SUM`` over the block's rows, and the mean divides by the block's ``n`` cell."""
     batch, axes = reduced_axes(v, node.attrs["dims"])
@@ -163,14 +172,14 @@ def reduce(node, v: Val, cols, mean: bool) -> Val:
     return Val(s, rows)
 
 
-def fibers(shape: tuple, axis: int):
+def fibers(shape: tuple, axis: int) -> Iterator[tuple]:
     """Index tuples of every 1-D fiber of an array along ``axis``."""
     rest = [range(n) for i, n in enumerate(shape) if i != axis]
     for pos in np.ndindex(*[len(r) for r in rest]) if rest else [()]:
         yield tuple(list(pos[:axis]) + [slice(None)] + list(pos[axis:]))
 
 
-def lse(elems) -> sp.Expr:
+def lse(elems: Iterable[sp.Expr]) -> sp.Expr:
     """``max + log(sum(exp(x - max)))``: the stable log-sum-exp the frameworks compute."""
     elems = list(elems)
     if len(elems) == 1:
@@ -179,7 +188,7 @@ def lse(elems) -> sp.Expr:
     return m + sp.log(sp.Add(*[sp.exp(e - m) for e in elems]))
 
 
-def logsumexp(node, v: Val) -> Val:
+def logsumexp(node: Node, v: Val) -> Val:
     batch, axes = reduced_axes(v, node.attrs["dims"])
     if batch or len(axes) != 1:
         raise NotShown(f"{_where(node)}: log-sum-exp is written along one dimension of a row, not over the batch")
@@ -193,7 +202,7 @@ def logsumexp(node, v: Val) -> Val:
     return Val(out, v.rows)
 
 
-def softmax_axis(node, v: Val) -> int:
+def softmax_axis(node: Node, v: Val) -> int:
     """The array axis a softmax runs along (never the batch)."""
     ax = step_axis(node.attrs["dim"], v.rank) - 1
     if v.rows:
@@ -203,7 +212,7 @@ def softmax_axis(node, v: Val) -> int:
     return ax
 
 
-def one_hot(node, v: Val) -> Val:
+def one_hot(node: Node, v: Val) -> Val:
     """``IF(class = c, 1, 0)`` per class (0 for every class of an ignored target)."""
     c = int(node.attrs["num_classes"])
     out = np.empty(v.arr.shape + (c,), dtype=object)
@@ -213,7 +222,7 @@ def one_hot(node, v: Val) -> Val:
     return Val(out, v.rows)
 
 
-def rearrange(node, op, vals: list[Val], consts: list) -> Val:
+def rearrange(node: Node, op: Op, vals: list[Val], consts: list) -> Val:
     """Ops that move elements: run the op itself on element numbers, read where each came from.
 
     ``vals`` are the moved arguments (all for concat/stack, else the first); ``consts`` the
@@ -257,7 +266,7 @@ def _decode(node, vals, res, offsets, rows) -> Val:
     return Val(out, rows, mapping)
 
 
-def forward_node(node, op, args: list, cols) -> Val:
+def forward_node(node: Node, op: Op, args: list, cols: Columns) -> Val:
     """The cells of one primitive node (before materialisation); ``args`` are :class:`Val`."""
     name = node.op
     if isinstance(op, Elementwise):

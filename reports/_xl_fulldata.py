@@ -12,10 +12,15 @@ the column then holds the engine's values with a note.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import sympy as sp
 
 from ._excel_cells import col as letter_of
 from ._xl_symbols import N, XSUM, XSUMPRODUCT, plain
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["NotLive", "FullData", "ASUM", "MAX_NODES"]
 
@@ -79,7 +84,7 @@ class FullData:
             return sym
         raise NotLive(f"column {c.header!r} ({c.role}) is not computed from the data and the parameters")
 
-    def inline(self, e):
+    def inline(self, e: sp.Basic | str) -> sp.Basic:
         """``e`` with every column symbol replaced by its expression over the data rows."""
         e = sp.sympify(e)
         if e in self.memo:
@@ -122,7 +127,7 @@ class FullData:
                 total += 1
         return total
 
-    def scalar(self, e):
+    def scalar(self, e: sp.Basic) -> sp.Basic:
         """A per-iteration number: every data column must sit inside a sum over the rows."""
         out = self.inline(e)
         outside = out.replace(lambda x: isinstance(x, ASUM), lambda x: sp.Integer(0))
@@ -130,7 +135,7 @@ class FullData:
             raise NotLive("the value varies by row outside a sum over the rows")
         return out
 
-    def formula(self, e) -> str:
+    def formula(self, e: sp.Basic) -> str:
         """The Excel formula text of a scalar from :meth:`scalar`, with ``{a<id>}`` placeholders."""
         from tracer.math import printing
 
@@ -146,7 +151,7 @@ class FullData:
         except TraceInputError as exc:      # an operation Excel has no word for
             raise NotLive(str(exc)) from None
 
-    def metric(self, kind: str, prediction, target):
+    def metric(self, kind: str, prediction: Sequence[sp.Basic], target: Sequence[sp.Basic]) -> sp.Expr:
         """RMSE, MSE or MAE of all data rows (Keras: each row's mean over the outputs, then the rows)."""
         preds = [self.inline(p) for p in prediction]
         targets = [self.inline(t) for t in target]

@@ -9,6 +9,8 @@ formula cell is registered with its expected value (:mod:`reports._xl_values`).
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import sympy as sp
 
@@ -19,6 +21,11 @@ from ._excel_cells import ref
 from ._excel_formulas import DATA_SHEET, FormulaSheet, framework_equations
 from ._xl_symbols import LR, ROW, STEP, N, T, excel_template
 from ._xl_values import step_t_and_lr
+
+if TYPE_CHECKING:
+    from tracer.trace import Trace
+
+    from ._excel_formulas import Analysis
 
 __all__ = ["layout"]
 
@@ -154,7 +161,7 @@ def _print_eq(name, expr, env) -> str:
     return printing.excel(expr, cells)
 
 
-def layout(trace, an) -> FormulaSheet:
+def layout(trace: Trace, an: Analysis) -> FormulaSheet:
     """The live sheet's rows (see the module docstring)."""
     out = FormulaSheet()
     _intro(trace, an, out)

@@ -10,6 +10,8 @@ first rows and the last iteration's first rows, with a footer note.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.styles import Font, PatternFill
 
@@ -18,6 +20,14 @@ from tracer.display import count
 from ._excel_cells import cell_value
 from ._safe import xlsx_cell
 from ._xl_print import PRINT_EDGE_ROWS, PRINT_MAX_ROWS, bordered, header_cells, page_setup, set_widths, short_names
+
+if TYPE_CHECKING:
+    from openpyxl import Workbook
+
+    from tracer.trace import Trace
+
+    from ._excel_formulas import FormulaSheet
+    from .excel import WorkbookInfo
 
 __all__ = ["write_live_sheet"]
 
@@ -64,7 +74,7 @@ def _setting_row(ws, row) -> list:
     return cells
 
 
-def write_live_sheet(wb, trace, sheet, info) -> None:
+def write_live_sheet(wb: Workbook, trace: Trace, sheet: FormulaSheet, info: WorkbookInfo) -> None:
     """The ``iterations`` sheet of a live workbook (see the module docstring)."""
     ws = wb.create_sheet("iterations")
     width = len(sheet.rows[sheet.header_row - 1])

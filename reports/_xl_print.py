@@ -9,6 +9,8 @@ footer that says so (the file keeps every row).
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import Cell
 from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
@@ -18,6 +20,11 @@ from tracer.display import count
 from ._excel_cells import cell_value
 from ._excel_cells import col as letter_of
 from ._safe import xlsx_cell
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
 __all__ = ["PRINT_MAX_ROWS", "PRINT_EDGE_ROWS", "header_cells", "bordered", "page_setup", "set_widths",
            "print_rows", "short_names"]
@@ -32,7 +39,7 @@ _HEAD_FILL = PatternFill("solid", fgColor="EDEDED")
 _WRAP = Alignment(wrap_text=True, vertical="top")
 
 
-def header_cells(ws, values) -> list:
+def header_cells(ws: WriteOnlyWorksheet, values: Iterable[object]) -> list:
     """A header row: bold, wrapped, shaded, a rule below (text never read as a formula)."""
     out = []
     for v in values:
@@ -47,7 +54,7 @@ def header_cells(ws, values) -> list:
     return out
 
 
-def bordered(ws, values, heavy: bool) -> list:
+def bordered(ws: WriteOnlyWorksheet, values: Iterable[object], heavy: bool) -> list:
     """A row that ends an iteration (thin rule) or an epoch (heavy rule)."""
     border = Border(bottom=_HEAVY if heavy else _THIN)
     out = []
@@ -58,7 +65,7 @@ def bordered(ws, values, heavy: bool) -> list:
     return out
 
 
-def set_widths(ws, widths: dict, default: float | None = None, n_cols: int = 0) -> None:
+def set_widths(ws: WriteOnlyWorksheet, widths: dict, default: float | None = None, n_cols: int = 0) -> None:
     """Column widths and fit-to-page printing, before the first row is written (a write-only
     sheet writes its properties and columns with its first row): ``{1-based column: width}``."""
     ws.sheet_properties.pageSetUpPr.fitToPage = True
@@ -78,8 +85,8 @@ def print_rows(n_rows: int, header_rows: int = 1, edge: int = PRINT_EDGE_ROWS) -
     return [first, last]
 
 
-def page_setup(ws, n_cols: int, n_rows: int, header_row: int | None = 1, areas=None, landscape: bool = True,
-               what: str = "rows") -> None:
+def page_setup(ws: WriteOnlyWorksheet, n_cols: int, n_rows: int, header_row: int | None = 1,
+               areas: list[tuple[int, int]] | None = None, landscape: bool = True, what: str = "rows") -> None:
     """Landscape, one page wide, the header repeated on each page; long sheets print their
     first and last rows (``areas``: explicit ``[(first row, last row)]``) with a footer note."""
     ws.page_setup.orientation = "landscape" if landscape else "portrait"
@@ -102,7 +109,7 @@ def page_setup(ws, n_cols: int, n_rows: int, header_row: int | None = 1, areas=N
         ws.oddFooter.left.size = 8
 
 
-def short_names(names) -> dict:
+def short_names(names: Iterable[str]) -> dict:
     """``{full name: short name}``: the last part of a path (``sequential/dense/kernel`` ->
     ``kernel``), more parts where two would read the same."""
     names = list(names)

@@ -16,6 +16,7 @@ batch rows cannot be one spreadsheet row each is refused rather than mislaid.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import sympy as sp
@@ -25,6 +26,9 @@ from tracer.program import get_op
 from ._xl_forward import REARRANGE, Val, fibers, forward_node, lse, obj, softmax_axis
 from ._xl_reverse import full_contribution, vjp_node
 from ._xl_symbols import ROW, STEP, Columns, NotShown, d_name, number
+
+if TYPE_CHECKING:
+    from tracer.program import StepProgram
 
 __all__ = ["Mapped", "map_program"]
 
@@ -200,7 +204,7 @@ def _helper_factory(node, op, cols):
     return helper
 
 
-def map_program(program, names: dict, k: int, labels: dict, shapes: dict) -> Mapped:
+def map_program(program: StepProgram, names: dict, k: int, labels: dict, shapes: dict) -> Mapped:
     """The columns of ``program`` (see the module docstring).
 
     ``names``: data column names (``inputs``, ``targets``, ``n_targets``); ``k``: input

@@ -14,6 +14,8 @@ value is the engine's own VJP of that op, evaluated without the final sum).
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import sympy as sp
 
@@ -22,6 +24,14 @@ from tracer.program.elementwise import Elementwise
 
 from ._xl_forward import Val, align, dot, fibers, obj, obj_array, reduced_axes, softmax_axis
 from ._xl_symbols import N, NotShown
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from tracer.program import Node
+    from tracer.program.registry import Op
+
+    from ._xl_symbols import Columns
 
 __all__ = ["vjp_node"]
 
@@ -56,7 +66,8 @@ def _to_arg(contrib: np.ndarray, rows: bool, arg: Val, cols, helper) -> np.ndarr
     return out[None] if lead else out
 
 
-def elementwise_vjp(node, op: Elementwise, args: list[Val], out: Val, g: np.ndarray, need, cols, helper):
+def elementwise_vjp(node: Node, op: Elementwise, args: list[Val], out: Val, g: np.ndarray, need: Sequence[bool],
+                    cols: Columns, helper: Callable[[int, tuple, sp.Expr], sp.Symbol]) -> list[np.ndarray | None]:
     arrs, rows = align(args, node)
     res = []
     for i, arg in enumerate(args):
@@ -76,7 +87,8 @@ def elementwise_vjp(node, op: Elementwise, args: list[Val], out: Val, g: np.ndar
     return res
 
 
-def matmul_vjp(node, a: Val, b: Val, g: np.ndarray, need, cols):
+def matmul_vjp(node: Node, a: Val, b: Val, g: np.ndarray, need: Sequence[bool],
+               cols: Columns) -> list[np.ndarray | None]:
     """``g @ b.T`` and ``a.T @ g`` (1-D operands promoted as NumPy does); for per-row ``a`` the
     parameter's gradient is summed over the block's rows."""
     A = a.arr if a.arr.ndim == 2 else a.arr[None, :]
@@ -94,7 +106,7 @@ def matmul_vjp(node, a: Val, b: Val, g: np.ndarray, need, cols):
     return [da, db]
 
 
-def reduce_vjp(node, v: Val, g: np.ndarray, mean: bool):
+def reduce_vjp(node: Node, v: Val, g: np.ndarray, mean: bool) -> list[np.ndarray]:
     batch, axes = reduced_axes(v, node.attrs["dims"])
     count = int(np.prod([v.arr.shape[a] for a in axes], dtype=np.int64))
     if batch and node.attrs["keepdim"]:
@@ -106,7 +118,7 @@ def reduce_vjp(node, v: Val, g: np.ndarray, mean: bool):
     return [np.vectorize(lambda e: e / div if mean else e, otypes=[object])(g) if g.size else g.copy()]
 
 
-def logsumexp_vjp(node, v: Val, out: Val, g: np.ndarray):
+def logsumexp_vjp(node: Node, v: Val, out: Val, g: np.ndarray) -> list[np.ndarray]:
     _, axes = reduced_axes(v, node.attrs["dims"])
     ax = axes[0]
     res = np.empty(v.arr.shape, dtype=object)
@@ -118,7 +130,7 @@ def logsumexp_vjp(node, v: Val, out: Val, g: np.ndarray):
     return [res]
 
 
-def softmax_vjp(node, v: Val, out: Val, g: np.ndarray, log: bool):
+def softmax_vjp(node: Node, v: Val, out: Val, g: np.ndarray, log: bool) -> list[np.ndarray]:
     ax = softmax_axis(node, v)
     res = np.empty(v.arr.shape, dtype=object)
     for f in fibers(v.arr.shape, ax):
@@ -132,7 +144,7 @@ def softmax_vjp(node, v: Val, out: Val, g: np.ndarray, log: bool):
     return [res]
 
 
-def rearrange_vjp(args: list[Val], out: Val, g: np.ndarray, need):
+def rearrange_vjp(args: list[Val], out: Val, g: np.ndarray, need: Sequence[bool]) -> list[np.ndarray | None]:
     res = [np.zeros(a.arr.shape, dtype=object) if n else None for a, n in zip(args, need)]
     for idx, k, flat in out.mapping:
         if k < len(res) and res[k] is not None:
@@ -141,7 +153,8 @@ def rearrange_vjp(args: list[Val], out: Val, g: np.ndarray, need):
     return res + [None] * (len(need) - len(res))
 
 
-def vjp_node(node, op, args: list[Val], out: Val, g: np.ndarray, need, cols, helper):
+def vjp_node(node: Node, op: Op, args: list[Val], out: Val, g: np.ndarray, need: Sequence[bool], cols: Columns,
+             helper: Callable[[int, tuple, sp.Expr], sp.Symbol]) -> list[np.ndarray | None]:
     """Contributions to each argument's gradient (None where not needed), laid out like the
     arguments. ``helper(i, idx, expr)`` materialises a per-row term of argument ``i``."""
     name = node.op
@@ -160,7 +173,7 @@ def vjp_node(node, op, args: list[Val], out: Val, g: np.ndarray, need, cols, hel
     raise NotShown(f"op {name!r} ({node.name}): the sheet has no gradient cells for it")
 
 
-def full_contribution(op, node, xs: list, out, g, i: int) -> np.ndarray:
+def full_contribution(op: Op, node: Node, xs: list, out: np.ndarray, g: np.ndarray, i: int) -> np.ndarray:
     """The engine's VJP of argument ``i`` before it is summed over broadcast dimensions:
     the expected values of a helper column (``xs``, ``out``, ``g`` stacked engine arrays)."""
     like = np.broadcast_to(align_stacked(xs[i], out)[0], out.shape)

@@ -10,6 +10,8 @@ expected value (``summary_checks``) is the engine's, for the tests.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from tracer.display import compact_rows
@@ -21,6 +23,14 @@ from ._excel_formulas import Check
 from ._safe import xlsx_cell
 from ._xl_fulldata import FullData, NotLive
 from ._xl_print import bordered, header_cells, page_setup, set_widths, short_names
+
+if TYPE_CHECKING:
+    from openpyxl import Workbook
+
+    from tracer.trace import Trace
+
+    from ._excel_formulas import FormulaSheet
+    from .excel import WorkbookInfo
 
 __all__ = ["write_summary", "SHEET"]
 
@@ -120,7 +130,7 @@ def _expected(trace, an, metrics):
     return loss, totals, full
 
 
-def write_summary(wb, trace, sheet, info, n_rows: int) -> dict:
+def write_summary(wb: Workbook, trace: Trace, sheet: FormulaSheet, info: WorkbookInfo, n_rows: int) -> dict:
     """Write the sheet; returns the chart source ``{sheet, first, last, x_col, loss_col, params, extra}``."""
     sm = _Summary(trace, sheet, n_rows)
     ws = wb.create_sheet(SHEET)

@@ -17,11 +17,15 @@ scalars). Sums over the block's rows are the sympy functions :class:`XSUM` and
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import sympy as sp
 
 from tracer.program.symbolic import sigmoid, softplus
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["ROW", "STEP", "XSUM", "XSUMPRODUCT", "Column", "Columns", "NotShown", "N", "LR", "T"]
 
@@ -86,26 +90,27 @@ class Columns:
     items: list = field(default_factory=list)
     by_symbol: dict = field(default_factory=dict)
 
-    def new(self, kind, role, header, expr=None, source=None, quantity="", data=None) -> sp.Symbol:
+    def new(self, kind: str, role: str, header: str, expr: sp.Basic | None = None, source: tuple | None = None,
+            quantity: str = "", data: tuple | None = None) -> sp.Symbol:
         col = Column(len(self.items), kind, role, header, expr, source, quantity or header, data)
         col.symbol = sp.Symbol(f"cell{col.id}", real=True)
         self.items.append(col)
         self.by_symbol[col.symbol] = col
         return col.symbol
 
-    def of(self, sym) -> Column | None:
+    def of(self, sym: sp.Symbol) -> Column | None:
         return self.by_symbol.get(sym)
 
-    def is_row(self, sym) -> bool:
+    def is_row(self, sym: sp.Basic) -> bool:
         col = self.by_symbol.get(sym)
         return col is not None and col.kind == ROW
 
-    def has_row(self, e) -> bool:
+    def has_row(self, e: sp.Basic) -> bool:
         """Whether ``e`` varies from row to row (refers to a row cell outside a block sum)."""
         return any(self.is_row(s) for s in getattr(e, "free_symbols", ()))
 
     # ------------------------------------------------------------ materialise
-    def materialise(self, arr: np.ndarray, rows: bool, header: str, source, quantity: str,
+    def materialise(self, arr: np.ndarray, rows: bool, header: str, source: tuple, quantity: str,
                     role: str = "node") -> np.ndarray:
         """Give every non-atom element of ``arr`` a column; returns the array of atoms.
 
@@ -128,7 +133,7 @@ class Columns:
                                           quantity + _suffix(idx, arr.shape) if quantity else name)
         return out
 
-    def row_sum(self, e):
+    def row_sum(self, e: sp.Basic) -> sp.Basic | None:
         """The sum over the block's rows of the per-row expression ``e``, or None when it
         needs a column of its own first (more than a product of two row cells)."""
         e = sp.expand_mul(e) if isinstance(e, sp.Mul) else e
@@ -153,7 +158,7 @@ class Columns:
         return None
 
 
-def is_atom(e) -> bool:
+def is_atom(e: object) -> bool:
     """A number or a single cell: nothing to compute."""
     return isinstance(e, (int, float)) or bool(getattr(e, "is_Number", False)) or isinstance(e, sp.Symbol)
 
@@ -169,13 +174,13 @@ def d_name(name: str) -> str:
     return f"dL/d{name}" if name.replace("_", "a").isalnum() else f"dL/d({name})"
 
 
-def number(v):
+def number(v: float) -> sp.Number:
     """A program number as sympy: integers exact, floats with every bit."""
     v = float(v)
     return sp.Integer(int(v)) if v.is_integer() and abs(v) < 2**53 else sp.Float(v)
 
 
-def plain(expr):
+def plain(expr: sp.Basic | str) -> sp.Basic:
     """``expr`` with the named functions (sigmoid, softplus) written with exp/log and the
     constants (pi) as numbers: what a spreadsheet can compute."""
     expr = sp.sympify(expr)
@@ -186,7 +191,7 @@ def plain(expr):
     return expr.xreplace(consts) if consts else expr
 
 
-def excel_template(expr, cells: dict, ranges) -> str:
+def excel_template(expr: sp.Basic, cells: dict, ranges: Callable[[int], str]) -> str:
     """The Excel formula of ``expr`` (printed by :func:`tracer.math.printing.excel`) with
     ``{r}``, ``{r0}``, ``{r1}`` placeholders for the row, the block's first and last rows.
 

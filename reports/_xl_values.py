@@ -11,10 +11,18 @@ recalculate the workbook in LibreOffice and compare every cell with these number
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ._engine import evaluate_steps
 from ._xl_symbols import STEP
+
+if TYPE_CHECKING:
+    from tracer.math.optimizer_rule import OptimizerRule
+    from tracer.trace import Trace
+
+    from ._xl_symbols import Column
 
 __all__ = ["Ctx", "EngineValues", "optimizer_values", "step_t_and_lr", "state_before"]
 
@@ -25,12 +33,12 @@ class Ctx:
     def __init__(self, ev, grads):
         self.ev, self.grads = ev, grads
 
-    def value(self, a):
+    def value(self, a: str | float) -> np.ndarray:
         if isinstance(a, str):
             return self.ev.values[a]
         return np.asarray([a], dtype=np.float64)
 
-    def grad(self, name):
+    def grad(self, name: str) -> np.ndarray:
         return self.grads[name]
 
 
@@ -65,7 +73,7 @@ class EngineValues:
         ci, pos = self.where[step]
         return self.chunks[ci].group.rows[pos]
 
-    def column(self, col, step: int):
+    def column(self, col: Column, step: int) -> float | np.ndarray:
         """The expected value(s) of a formula column at ``step``: one per batch row for a row
         column, one number for a step column."""
         ci, pos = self.where[step]
@@ -98,7 +106,7 @@ class EngineValues:
         return out
 
 
-def step_t_and_lr(trace, rule, declared: bool):
+def step_t_and_lr(trace: Trace, rule: OptimizerRule, declared: bool) -> tuple[np.ndarray, np.ndarray]:
     """The optimizer step ``t`` and learning rate of every step, as the checker takes them:
     the recorded ``opt_step`` (else the step number); a declared optimizer's recorded lr
     where there is one, an identified one's own lr."""
@@ -125,7 +133,8 @@ def state_before(p: dict, slot: str, init: np.ndarray) -> np.ndarray | None:
     return before
 
 
-def optimizer_values(trace, rule, name: str, grads: np.ndarray, t, lr) -> list:
+def optimizer_values(trace: Trace, rule: OptimizerRule, name: str, grads: np.ndarray, t: np.ndarray,
+                     lr: np.ndarray) -> list:
     """Every assignment of ``rule`` for parameter ``name`` at every step: ``[(target, (S, size))]``.
 
     The state before step 1 is the rule's initial state, later the recorded state after the

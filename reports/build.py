@@ -8,12 +8,20 @@ The bar goes to stderr and only when stderr is a terminal (never into logs or pi
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tracer.progress import ProgressBar as Progress
 
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Sequence
 
-def build_report(trace, xlsx=None, html=None, plots=None, progress=True, formulas: bool = True,
-                 formats=("png", "svg"), extra_sheets: dict | None = None) -> dict:
+    from tracer.trace import Trace
+
+
+def build_report(trace: Trace, xlsx: str | os.PathLike | None = None, html: str | os.PathLike | None = None,
+                 plots: str | os.PathLike | None = None, progress: bool = True, formulas: bool = True,
+                 formats: Sequence[str] = ("png", "svg"), extra_sheets: dict | None = None) -> dict:
     """Write the requested reports and return ``{"xlsx": path, "html": path, "plots": [paths]}``,
     plus ``"warnings"`` (sentences) when the workbook could not be live.
 

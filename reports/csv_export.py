@@ -13,10 +13,14 @@ from tracer.atomic import replacing_file
 from tracer.errors import TraceFileError, TraceInputError
 
 if TYPE_CHECKING:
+    import os
+
     import pandas as pd
 
+    from tracer.trace import Trace
 
-def to_csv(trace, directory) -> list[Path]:
+
+def to_csv(trace: Trace, directory: str | os.PathLike) -> list[Path]:
     """Write ``data.csv``, ``steps.csv``, ``samples.csv``, ``params.csv``, ``epochs.csv``
     (and ``meta.json``) into ``directory``; returns the CSV paths in that order.
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tracer.atomic import probe_dir, replacing_file
 from tracer.display import count
@@ -42,6 +43,12 @@ from ._excel_cells import cell_value
 from ._safe import xlsx_cell, xlsx_text
 from ._xl_print import header_cells, page_setup, set_widths
 from ._xl_values_sheet import VALUES_MAX_PARAM_ELEMENTS, write_values_iterations
+
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Callable
+
+    from tracer.trace import Trace
 
 __all__ = ["to_excel", "write_workbook", "WorkbookInfo", "FormulasNotWritten", "VALUES_MAX_PARAM_ELEMENTS",
            "CHART_MAX_SERIES"]
@@ -66,7 +73,8 @@ class WorkbookInfo:
     notes: list = field(default_factory=list)
 
 
-def to_excel(trace, path, formulas: bool = False, progress=None) -> Path:
+def to_excel(trace: Trace, path: str | os.PathLike, formulas: bool = False,
+             progress: Callable[[int, int, str], object] | None = None) -> Path:
     """Write ``trace`` to the .xlsx file ``path`` and return the path.
 
     ``formulas=True`` makes the ``iterations`` sheet live (see the module docstring); when it
@@ -202,7 +210,9 @@ def _write_charts(wb, src, info):
         anchor += 17
 
 
-def write_workbook(trace, path, formulas: bool = False, progress=None, extra_sheets: dict | None = None) -> WorkbookInfo:
+def write_workbook(trace: Trace, path: str | os.PathLike, formulas: bool = False,
+                   progress: Callable[[int, int, str], object] | None = None,
+                   extra_sheets: dict | None = None) -> WorkbookInfo:
     """Write the workbook and return a :class:`WorkbookInfo` (see :func:`to_excel`).
 
     ``extra_sheets``: ``{sheet name: DataFrame}`` written after the tables (a distributed

@@ -16,6 +16,7 @@ import base64
 import hashlib
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tracer.atomic import replacing_file
 from tracer.errors import TraceFileError, TraceInputError
@@ -26,8 +27,14 @@ from ._html_payload import EXPLAIN_LIMIT, build_payload
 from ._html_program import PROGRAM_JS, PROGRAM_SECTION
 from ._safe import html_text, script_json
 
+if TYPE_CHECKING:
+    import os
 
-def to_html(trace, path, explain_limit: int = EXPLAIN_LIMIT, title: str | None = None) -> Path:
+    from tracer.trace import Trace
+
+
+def to_html(trace: Trace, path: str | os.PathLike, explain_limit: int = EXPLAIN_LIMIT,
+            title: str | None = None) -> Path:
     """Write the step-through page for ``trace`` to ``path`` (one .html file) and return it.
 
     ``explain_limit``: iterations for which the full text of :func:`tracer.explain` is

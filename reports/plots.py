@@ -18,6 +18,7 @@ writes all that apply and returns the paths.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,6 +29,14 @@ from ._plot_fits import MAX_FRAMES, MAX_PANELS, animate_fits, one_feature, plot_
 from ._plot_loss import plot_loss
 from ._safe import plain_label
 
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Callable, Sequence
+
+    from matplotlib.figure import Figure
+
+    from tracer.trace import Trace
+
 __all__ = ["plot_loss", "plot_params", "plot_gradients", "plot_fits", "animate_fits", "one_feature", "save_all",
            "MAX_PANELS", "MAX_FRAMES", "MAX_ELEMENTS_PER_PARAM"]
 
@@ -35,7 +44,8 @@ __all__ = ["plot_loss", "plot_params", "plot_gradients", "plot_fits", "animate_f
 MAX_ELEMENTS_PER_PARAM = 8
 
 
-def plot_params(trace, path=None, formats=("png", "svg")):
+def plot_params(trace: Trace, path: str | os.PathLike | None = None,
+                formats: Sequence[str] = ("png", "svg")) -> Figure | list[Path]:
     """Each parameter's path: its value before the first step, then after each update."""
     names = trace.param_names
     if not names:
@@ -65,7 +75,8 @@ def plot_params(trace, path=None, formats=("png", "svg")):
     return save(fig, path, formats) if path is not None else fig
 
 
-def plot_gradients(trace, path=None, formats=("png", "svg")):
+def plot_gradients(trace: Trace, path: str | os.PathLike | None = None,
+                   formats: Sequence[str] = ("png", "svg")) -> Figure | list[Path]:
     """Gradient norm and update size (L2 norm of after - before) per parameter, log scale."""
     names = trace.param_names
     if not names:
@@ -93,7 +104,8 @@ def plot_gradients(trace, path=None, formats=("png", "svg")):
     return save(fig, path, formats) if path is not None else fig
 
 
-def save_all(trace, directory, formats=("png", "svg"), progress=None) -> list[Path]:
+def save_all(trace: Trace, directory: str | os.PathLike, formats: Sequence[str] = ("png", "svg"),
+             progress: Callable[[int, int, str], object] | None = None) -> list[Path]:
     """Write every plot that applies to ``trace`` into ``directory``; returns the paths."""
     if trace.n_steps == 0 or "loss" not in trace.steps.columns:
         raise TraceInputError("trace: no recorded steps to plot")

@@ -8,9 +8,16 @@ their values; a bigger model's are named by step ("the weights before step 3").
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .display import count, num
+
+if TYPE_CHECKING:
+    from .answers import Candidate, MetricAnswer
+    from .program import StepProgram
+    from .trace import Trace
 
 __all__ = ["render", "weights_text", "describe_candidate", "roles"]
 
@@ -20,7 +27,7 @@ SHOWN_ELEMENTS = 6
 MATCHES_SHOWN = 8
 
 
-def roles(trace, program) -> dict:
+def roles(trace: Trace, program: StepProgram | None) -> dict:
     """``{param: "slope" | "intercept"}`` for a one-feature linear model ``x·w + b``, else ``{}``."""
     a = trace.arrays()
     if program is None or a.inputs is None or a.inputs.shape[1] != 1 or a.targets.shape[1] != 1:
@@ -49,7 +56,7 @@ def roles(trace, program) -> dict:
     return {} if weight is None or bias is None else {weight: "slope", bias: "intercept"}
 
 
-def weights_text(ans, step: int, which: str) -> str:
+def weights_text(ans: MetricAnswer, step: int, which: str) -> str:
     """``slope 0.5, intercept 0`` / ``W [..], b 0.1`` / ``the weights before step 3``."""
     trace = ans.trace
     a = trace.arrays()
@@ -87,7 +94,7 @@ def _logged_at(ans, step: int):
     return ans.logged.get(step, _at(ans, "logged", step))
 
 
-def describe_candidate(ans, c) -> str:
+def describe_candidate(ans: MetricAnswer, c: Candidate) -> str:
     """One computation in words (for the lists of matches and closest values)."""
     m, n = ans.metric, count(ans.n_rows, "row")
     where = f"step {c.step} (epoch {c.epoch}, batch {c.batch})"
@@ -218,7 +225,7 @@ def _val_notes(ans) -> list[str]:
     return out
 
 
-def render(ans) -> str:
+def render(ans: MetricAnswer) -> str:
     """The whole answer: the sentence, then where the value matches (or the closest), notes."""
     first = _sentence(ans)
     lines = [first[:1].upper() + first[1:], ""]

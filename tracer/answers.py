@@ -13,11 +13,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import SteptraceError, TraceInputError
 from .metric_names import MetricName, resolve_metric
+
+if TYPE_CHECKING:
+    from .checker.report import CheckReport
+    from .trace import Trace
 
 __all__ = ["answer_metric", "Candidate", "MetricAnswer", "tolerance"]
 
@@ -122,7 +127,8 @@ def _candidates(trace, series, full_before, full_after) -> list:
     return out
 
 
-def answer_metric(trace, metric: str, value: float | None = None, report=None) -> MetricAnswer:
+def answer_metric(trace: Trace, metric: str, value: float | None = None,
+                  report: CheckReport | None = None) -> MetricAnswer:
     """Search every step and epoch end for ``value`` of ``metric`` (see the module docstring)."""
     from .checker import check
     from .checker.logged import metric_series

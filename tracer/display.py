@@ -9,11 +9,15 @@ full precision.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 __all__ = ["num", "plural", "count", "num_list", "compact_rows"]
 
 
-def num(v, digits: int = 4) -> str:
+def num(v: object, digits: int = 4) -> str:
     """``v`` rounded to ``digits`` significant digits for display.
 
     ``0.05000000074505806`` -> ``0.05``; ``9.99999e-07`` -> ``1e-6``; ``20.074485`` ->
@@ -47,7 +51,7 @@ def _tidy(text: str) -> str:
     return f"{mant}e{sign}{exp.lstrip('+-').lstrip('0') or '0'}"
 
 
-def num_list(values, digits: int = 4, limit: int = 6) -> str:
+def num_list(values: Iterable[object], digits: int = 4, limit: int = 6) -> str:
     """A few values as ``[0.5, 0.658, ...]`` (the first ``limit``, then the count)."""
     vals = list(values)
     text = ", ".join(num(v, digits) for v in vals[:limit])
@@ -65,7 +69,7 @@ def count(n: int, word: str, many: str | None = None) -> str:
     return f"{int(n)} {plural(n, word, many)}"
 
 
-def compact_rows(rows, limit: int = 12) -> str:
+def compact_rows(rows: Iterable[int], limit: int = 12) -> str:
     """Row numbers as ranges a person can read: ``0-999``, ``0-3, 8, 10-12``.
 
     Why: a shuffled batch of 1,000 rows is not something to read in one cell; after

@@ -9,6 +9,8 @@ everything recorded: rows, parameters, gradients and the update check.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .checker import check
@@ -18,6 +20,10 @@ from .explain_update import update_lines
 from .math import printing
 from .program import get_op
 from .program.elementwise import Elementwise
+
+if TYPE_CHECKING:
+    from .checker.report import CheckReport
+    from .trace import Trace
 
 __all__ = ["explain"]
 
@@ -30,8 +36,8 @@ def _fmt(a, limit: int = 6) -> str:
     return num_list(a.reshape(-1), 7, limit) + (f" shape {a.shape}" if a.ndim > 1 else "")
 
 
-def explain(trace, step: int | None = 1, *, report=None, max_rows: int = 5, metric: str | None = None,
-            value: float | None = None) -> str:
+def explain(trace: Trace, step: int | None = 1, *, report: CheckReport | None = None, max_rows: int = 5,
+            metric: str | None = None, value: float | None = None) -> str:
     """Return the derivation of global step ``step`` (from 1) as text.
 
     With ``metric`` (a logged name, any case, an alias such as ``rmse`` or ``mse``, or

@@ -11,11 +11,16 @@ step, else the state recorded after the previous step).
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .display import num
 from .math import printing
+
+if TYPE_CHECKING:
+    from .checker.report import CheckReport
+    from .trace import Trace
 
 __all__ = ["update_lines", "substitute"]
 
@@ -71,7 +76,8 @@ def _step_numbers(trace, i: int, rule) -> tuple[float, float]:
     return t, (lr if np.isfinite(lr) else rule.lr)
 
 
-def update_lines(trace, report, pos, grads=None) -> list[str]:
+def update_lines(trace: Trace, report: CheckReport, pos: np.ndarray,
+                 grads: dict[str, np.ndarray] | None = None) -> list[str]:
     """The ``Update:`` section: the rule, its equations (``p ← p − lr·g``) and, per parameter,
     the recorded change and each assignment with this step's numbers."""
     rules = report.context.get("rules") or {}

@@ -9,8 +9,12 @@ the name promises (``rmse``, ``mse``, ``mae``, an accuracy, or ``loss``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .errors import TraceInputError
+
+if TYPE_CHECKING:
+    from .trace import Trace
 
 __all__ = ["MetricName", "resolve_metric", "KIND_OF_NAME", "LABEL"]
 
@@ -74,7 +78,7 @@ def _logged_columns(trace) -> set:
     return cols
 
 
-def resolve_metric(trace, typed: str) -> MetricName:
+def resolve_metric(trace: Trace, typed: str) -> MetricName:
     """The metric ``typed`` refers to in ``trace`` (see the module docstring).
 
     A name the run logged wins (``meta["metrics"]`` by name, case-insensitively, then by

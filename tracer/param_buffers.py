@@ -14,20 +14,25 @@ the evidence of the discontinuity (what the continuity diagnosis reads) is kept 
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .buffers import RowBuffer
 
+if TYPE_CHECKING:
+    from numpy.typing import DTypeLike
+
 __all__ = ["ParamBuffers", "initial_capacity", "value_dtype"]
 
 
-def initial_capacity(size: int, dtype, limit: int = 1 << 20) -> int:
+def initial_capacity(size: int, dtype: DTypeLike, limit: int = 1 << 20) -> int:
     """Rows to preallocate: 64 for small parameters, fewer for big ones (about ``limit``
     bytes, 1 MB by default), never less than one."""
     return int(max(1, min(64, min(limit, 1 << 20) // max(1, size * np.dtype(dtype).itemsize))))
 
 
-def value_dtype(dtype) -> np.dtype:
+def value_dtype(dtype: DTypeLike) -> np.dtype:
     """Floating parameters keep their dtype (float16/32/64); anything else is float64."""
     return np.dtype(dtype) if np.issubdtype(dtype, np.floating) else np.dtype(np.float64)
 
@@ -70,7 +75,7 @@ class ParamBuffers:
         rows = 3 if self.values is None or self.n == 0 else 2
         return rows * self.grad.growth(1)
 
-    def add(self, before: np.ndarray, after) -> None:
+    def add(self, before: np.ndarray, after: np.ndarray) -> None:
         """One step's values (the gradient and slots are the caller's)."""
         if self.values is not None:
             if self.n == 0:

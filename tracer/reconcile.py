@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,10 @@ from .answers import tolerance as _tolerance
 from .display import num
 from .errors import SteptraceError, TraceInputError
 from .metric_names import resolve_metric
+
+if TYPE_CHECKING:
+    from .checker.report import CheckReport
+    from .trace import Trace
 
 __all__ = ["reconcile_metric", "Reconciliation", "CANDIDATES"]
 
@@ -144,7 +149,8 @@ def _matches(values: dict, reference, user_value: bool):
     return vals, matches, (names[int(np.flatnonzero(matches)[0])] if matches.any() else None)
 
 
-def reconcile_metric(trace, metric: str, step: int, value: float | None = None, report=None) -> Reconciliation:
+def reconcile_metric(trace: Trace, metric: str, step: int, value: float | None = None,
+                     report: CheckReport | None = None) -> Reconciliation:
     """Explain the value logged as ``metric`` after step ``step`` (1-based) and compare the
     values a user is likely to have computed instead; with ``value``, name the one it equals.
     """

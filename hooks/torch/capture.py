@@ -29,11 +29,15 @@ import os
 import sys
 import warnings
 from collections import deque
-from typing import Any, Callable
+from typing import Any, Callable, TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch.overrides import TorchFunctionMode
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from types import FrameType
 
 __all__ = ["Capture", "Record", "MAX_RECORDS", "func_name"]
 
@@ -62,7 +66,7 @@ class Record:
         outs = out if isinstance(out, (tuple, list)) else (out,)
         self.nbytes = sum(o.numel() * o.element_size() for o in outs if isinstance(o, torch.Tensor))
 
-    def tensors(self):
+    def tensors(self) -> Iterator[torch.Tensor]:
         """The tensor arguments (one level of list/tuple included), in order."""
         for a in list(self.args) + list(self.kwargs.values()):
             if isinstance(a, torch.Tensor):
@@ -270,7 +274,7 @@ class Capture(TorchFunctionMode):
                 pass
 
 
-def reissue(caught: list, frame) -> None:
+def reissue(caught: list, frame: FrameType | None) -> None:
     """Issue the warnings a watched call raised as it would have untraced: one that points at
     the mode's handler (or PyTorch's dispatch) points at the frame that called the torch
     function instead, and each counts in its location's registry, so "once" stays once."""

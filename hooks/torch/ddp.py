@@ -39,7 +39,7 @@ def initialized() -> bool:
     """Whether a process group is initialised (cheap: asked at every backward until one is)."""
     try:
         return torch.distributed.is_available() and torch.distributed.is_initialized()
-    except Exception:
+    except (AttributeError, RuntimeError):   # a torch built without (or with a broken) distributed package
         return False
 
 
@@ -54,7 +54,7 @@ def detect() -> DistWatch | None:
         if world < 2:
             return None
         return DistWatch(dist.get_rank(), world, str(dist.get_backend()))
-    except Exception:   # a half-initialised group is traced as a single process
+    except (AttributeError, RuntimeError, ValueError):   # a half-initialised group is traced as a single process
         return None
 
 
@@ -92,7 +92,7 @@ class DistWatch:
         try:
             if self._recording and p.grad is not None:
                 self.local[id(p)] = p.grad.detach().clone()
-        except Exception:   # a hook inside the user's backward must never raise
+        except Exception:   # the user-script boundary: a hook inside the user's backward must never raise
             pass
 
     def remove(self) -> None:

@@ -10,13 +10,16 @@ anything it does not model with :class:`Unsupported`, never a guess.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 import torch
 
 from tracer.errors import UnsupportedModel
 
 from .capture import Record
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["Unsupported", "Emitter", "MISSING"]
 
@@ -122,7 +125,7 @@ class Emitter:
             self.batched.add(name)
         return name
 
-    def const(self, value, dtype: str) -> str:
+    def const(self, value: np.ndarray, dtype: str) -> str:
         """A constant array made by a rule (an index list such as ``[0, 2]``)."""
         name = self._fresh("const", None)
         self.consts.append({"name": name, "value": value.tolist(), "dtype": dtype})

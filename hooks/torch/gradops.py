@@ -212,7 +212,7 @@ def _number(v) -> float | None:
     """``v`` as a finite-or-inf float, or None (the hook never raises where torch would not)."""
     try:
         out = float(v)
-    except Exception:
+    except (TypeError, ValueError, RuntimeError, OverflowError):   # not a number (None, a many-element tensor, ...)
         return None
     return None if math.isnan(out) else out
 

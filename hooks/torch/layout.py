@@ -23,6 +23,7 @@ forward pass again, :mod:`hooks.torch.sources`):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -31,6 +32,9 @@ from tracer.program.program import MAX_CONST_ELEMENTS
 
 from .emit import Unsupported
 from .graph import Walk, find_saved
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 __all__ = ["DataInput", "Layout", "CONST_ELEMENTS", "batch_source", "classify"]
 
@@ -143,7 +147,8 @@ def view_rows(t: torch.Tensor, base: torch.Tensor) -> tuple[np.ndarray, int] | N
     return (np.arange(start, start + b, dtype=np.int64), col) if same else None
 
 
-def find_root(t: torch.Tensor, slices) -> tuple[str, torch.Tensor, np.ndarray]:
+def find_root(t: torch.Tensor,
+              slices: Iterable[tuple[torch.Tensor, Any, torch.Tensor]]) -> tuple[str, torch.Tensor, np.ndarray]:
     """``(kind, root, rows)`` of a batch tensor that is not a DataLoader's (see the module docstring)."""
     base = t._base if t._base is not None else None
     for src, idx, out in reversed(slices):
@@ -170,7 +175,8 @@ def _index_rows(idx, n: int) -> np.ndarray | None:
     return np.where(arr < 0, arr + n, arr).astype(np.int64)
 
 
-def place_rows(layout: Layout, leaves: list[DataInput], slices) -> None:
+def place_rows(layout: Layout, leaves: list[DataInput],
+               slices: Iterable[tuple[torch.Tensor, Any, torch.Tensor]]) -> None:
     """Give every batch tensor of a loop without a DataLoader its root and rows, and lay the
     roots out as the data table's columns (raises Unsupported when the rows disagree)."""
     kinds = set()
@@ -259,7 +265,7 @@ def _batch_size(cone, untracked, target, batch) -> int | None:
 
 
 def classify(cone: list, untracked: list[torch.Tensor], target: torch.Tensor | None, w: Walk,
-             batch: list | None, slices) -> Layout:
+             batch: list | None, slices: Iterable[tuple[torch.Tensor, Any, torch.Tensor]]) -> Layout:
     """The :class:`Layout` of the build step's untracked tensors (see the module docstring);
     ``batch`` is the fresh DataLoader batch's tensors, ``slices`` the watched ``x[idx]`` calls."""
     layout = Layout(batch_size=_batch_size(cone, untracked, target, batch))

@@ -23,13 +23,15 @@ import torch
 from . import gradops
 
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
+
     from .plan import Plan
     from .step import Step
 
 __all__ = ["carried", "join", "combined", "covered"]
 
 
-def carried(params: list[torch.Tensor], nonzero) -> bool:
+def carried(params: list[torch.Tensor], nonzero: Callable[[torch.Tensor], bool]) -> bool:
     """Whether an earlier backward's gradients are still in ``.grad`` (not zeroed since)."""
     return any(p.grad is not None and nonzero(p.grad) for p in params)
 

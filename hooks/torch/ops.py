@@ -30,7 +30,7 @@ __all__ = ["TABLE", "rule"]
 TABLE: dict[str, Callable[[Emitter], str]] = {}
 
 
-def rule(*names: str):
+def rule(*names: str) -> Callable[[Callable[[Emitter], str]], Callable[[Emitter], str]]:
     """Register a translation rule under one or more torch function names."""
     def deco(fn):
         for n in names:

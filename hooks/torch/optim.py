@@ -7,7 +7,12 @@ each step to check the state and chain it into the next step.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
+
+if TYPE_CHECKING:
+    import numpy as np
 
 _HYPER = {
     "sgd": ("momentum", "dampening", "weight_decay", "nesterov", "maximize"),
@@ -91,7 +96,7 @@ def was_reset(opt: torch.optim.Optimizer, params: list[torch.Tensor], last_step:
     return now is None or now < last_step
 
 
-def to_numpy(t: torch.Tensor):
+def to_numpy(t: torch.Tensor) -> np.ndarray:
     """A detached CPU copy as NumPy; bfloat16 (which NumPy has not) as float32."""
     a = t.detach().cpu()
     if a.dtype == torch.bfloat16:

@@ -23,6 +23,7 @@ from .layout import batch_source
 from .sources import LoaderBatch
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .plan import Plan
     from .run import TorchRun
     from .step import Step
 
@@ -103,7 +104,7 @@ class EpochCounter:
         return max(self.epoch, 1), max(self.batch, 1)
 
 
-def place(run: TorchRun, st: Step, w: Walk, loader: LoaderBatches, shape=None) -> None:
+def place(run: TorchRun, st: Step, w: Walk, loader: LoaderBatches, shape: Plan | None = None) -> None:
     """Epoch, batch number, batch size, rows and (full capture) predictions of a new step;
     ``shape`` (a plan for the step's graph) says where the batch and predictions are."""
     plan = shape

@@ -243,7 +243,8 @@ class TorchRun:
             return st.plan is not None and st.plan is plan and micro.covered(st, plan)
         return st.plan is not None and st.plan is plan and (not plan.needs_rows() or st.rows is not None)
 
-    def record(self, st: Step, counts: dict, state: dict | None, opt_step: float | None, final: bool = False):
+    def record(self, st: Step, counts: dict, state: dict | None, opt_step: float | None,
+               final: bool = False) -> None:
         """Record a closed step (or keep it until the program is known, see the module doc)."""
         if self.deferred is not None and self.deferred[0] is not st:
             self.flush_deferred()                # steps are recorded in the order they ran

@@ -9,13 +9,17 @@ parameter.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from .step import Step
 
 __all__ = ["summary_norms"]
 
 
-def summary_norms(st, names: dict) -> dict:
+def summary_norms(st: Step, names: dict) -> dict:
     """``value_norm_/update_norm_/grad_norm_<param>`` of a closed step (gradient norms were
     taken at the update). Overwrites the step's before-buffers with ``before - after``."""
     cols = {}

@@ -13,7 +13,9 @@ Rules:
   ``tracer.app`` (``tracer/__main__.py``, the ``python -m tracer`` entry, excepted);
 - ``tracer/`` and ``reports/`` import no framework (torch, tensorflow, keras);
 - ``reports/`` does not import ``hooks``, and ``hooks/`` does not import ``reports``;
-- tracer's top-level modules and subpackages import each other without cycles.
+- tracer's top-level modules and subpackages import each other without cycles (an
+  import under ``if TYPE_CHECKING:`` is never executed, so it names a type for the
+  annotations without making a cycle; it still counts for the direction rules above).
 """
 from __future__ import annotations
 
@@ -46,8 +48,18 @@ def _is_submodule(root: Path, name: str) -> bool:
     return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
 
 
-def imports_of(root: Path, path: Path) -> list[tuple[int, str]]:
-    """``(line, absolute module name)`` of every import in ``path``, lazy ones included.
+def _type_only(tree: ast.AST) -> set[int]:
+    """The ids of the nodes under an ``if TYPE_CHECKING:`` (never executed)."""
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            out |= {id(n) for stmt in node.body for n in ast.walk(stmt)}
+    return out
+
+
+def imports_of(root: Path, path: Path, type_checking: bool = True) -> list[tuple[int, str]]:
+    """``(line, absolute module name)`` of every import in ``path``, lazy ones included
+    (and the ones under ``if TYPE_CHECKING:`` unless ``type_checking`` is false).
 
     ``from pkg import name`` counts as an import of ``pkg.name`` when that is a module
     under ``root``, else of ``pkg``; ``importlib.import_module("...")`` with a constant
@@ -56,7 +68,11 @@ def imports_of(root: Path, path: Path) -> list[tuple[int, str]]:
     current = _module_name(root, path)
     is_package = path.name == "__init__.py"
     found = []
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    tree = ast.parse(path.read_text(), filename=str(path))
+    skip = set() if type_checking else _type_only(tree)
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
         if isinstance(node, ast.Import):
             found += [(node.lineno, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -90,6 +106,7 @@ def _rule_violations(root: Path) -> tuple[list[str], dict[str, set[str]]]:
             current = _module_name(root, path)
             where = f"{path.relative_to(root)}"
             in_app = _within(current, "tracer.app")
+            runtime = set(imports_of(root, path, type_checking=False))
             for line, name in imports_of(root, path):
                 top = _top(name)
                 if package == "tracer" and not in_app and top in ("hooks", "reports"):
@@ -104,7 +121,7 @@ def _rule_violations(root: Path) -> tuple[list[str], dict[str, set[str]]]:
                 if package == "hooks" and top == "reports":
                     problems.append(f"{where}:{line}: hooks imports {name}")
                 if package == "tracer" and current.count(".") >= 1 and name.count(".") >= 1 \
-                        and top == "tracer":
+                        and top == "tracer" and (line, name) in runtime:
                     a, b = ".".join(current.split(".")[:2]), ".".join(name.split(".")[:2])
                     if a != b:
                         graph.setdefault(a, set()).add(b)
@@ -166,6 +183,8 @@ def test_planted_violations_are_caught(tmp_path):
         "tracer/__main__.py": "from .app.cli import main\n",            # allowed: the entry point
         "tracer/trace.py": "def load():\n    from .recorder import Recorder\n",   # lazy: still a cycle
         "tracer/recorder.py": "from tracer.trace import load\n",
+        "tracer/store.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .source import S\n",
+        "tracer/source.py": "from .store import Store\n",       # type-only the other way: no cycle
         "tracer/checker/__init__.py": "",
         "tracer/checker/core.py": "import torch\n\ndef f():\n    from hooks import numpy\n",
         "tracer/checker/late.py": "import importlib\nm = importlib.import_module('reports.excel')\n",

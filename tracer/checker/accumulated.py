@@ -10,6 +10,8 @@ magnitudes are summed alongside (an accumulated run checks with them directly).
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ..errors import SteptraceError
@@ -19,10 +21,19 @@ from .feed import chunks, leaves
 from .quantities import ChunkResult, _predictions, add_worst
 from .tolerance import FACTOR
 
+if TYPE_CHECKING:
+    from ..arrays import TraceArrays
+    from ..program import StepProgram
+    from .feed import StepGroup
+    from .report import CheckReport, TableBuilder
+
 __all__ = ["check_accumulated"]
 
 
-def check_accumulated(program, arrays, groups, dtype, eps, builder, recorded_loss, report, budget):
+def check_accumulated(program: StepProgram, arrays: TraceArrays, groups: list[StepGroup],
+                      dtype: type[np.floating], eps: float, builder: TableBuilder,
+                      recorded_loss: dict[int, float], report: CheckReport,
+                      budget: int) -> tuple[dict[int, float], dict[str, np.ndarray], dict[str, int]]:
     """Evaluate every micro-batch, sum per step, compare; returns recomputed losses, gradients
     (``n_param_steps x size``, for the update check) and checked counts."""
     n = arrays.param_step.size

@@ -12,10 +12,15 @@ logged series can be matched against all of them (:mod:`.diagnoses.logged_names`
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..math.metrics import running
+
+if TYPE_CHECKING:
+    from ..program import StepProgram
+    from ..trace import Trace
 
 __all__ = ["Entry", "step_catalogue", "val_catalogue", "promised", "short"]
 
@@ -63,7 +68,7 @@ def _text(what, how, which) -> str:
     return _HOW[how].format(w=_WHAT[what]) + after
 
 
-def short(key) -> str:
+def short(key: tuple[str, str, str]) -> str:
     """``running root mean squared error``: what a catalogue key computes, in a few words."""
     return _HOW[key[1]].format(w=_WHAT[key[0]]).split(" (")[0]
 
@@ -160,7 +165,8 @@ def _after(trace, program, steps, yp, mask):
     return out, loss
 
 
-def step_catalogue(trace, program=None, batch_losses: dict | None = None):
+def step_catalogue(trace: Trace, program: StepProgram | None = None,
+                   batch_losses: dict | None = None) -> tuple[np.ndarray, np.ndarray, list[Entry]] | None:
     """``(steps, epochs, [Entry])`` for every complete epoch, or None when none can be recomputed."""
     from .logged import _batch_loss, _series_frame
     frame = _series_frame(trace)
@@ -178,7 +184,7 @@ def step_catalogue(trace, program=None, batch_losses: dict | None = None):
     return steps, epochs, entries
 
 
-def val_catalogue(trace, program, last_steps: np.ndarray) -> list:
+def val_catalogue(trace: Trace, program: StepProgram | None, last_steps: np.ndarray) -> list:
     """Per epoch (its last step): every computation on all data rows with the weights after the
     epoch, for ``val_*`` values when the validation rows are the training rows."""
     from .recompute import full_data_series

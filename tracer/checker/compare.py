@@ -7,13 +7,18 @@ The checker keeps, per step, only the element furthest outside its tolerance.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numexpr as ne
 import numpy as np
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 __all__ = ["badness", "worst_per_row"]
 
 
-def badness(expected, actual, rtol: float, scale=None) -> np.ndarray:
+def badness(expected: ArrayLike, actual: ArrayLike, rtol: float, scale: ArrayLike | None = None) -> np.ndarray:
     """``|e - a| / (rtol * max(|e|, |a|, scale))``, with NaN (either side) as inf.
 
     A check passes where the result is at most 1.

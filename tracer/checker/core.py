@@ -14,6 +14,8 @@ checked.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ..errors import SteptraceError
@@ -26,12 +28,15 @@ from .resolve import resolve_program
 from .tolerance import EPS, FACTOR, run_precision, working_dtype
 from .updates import check_updates
 
+if TYPE_CHECKING:
+    from ..trace import Trace
+
 __all__ = ["check", "CHUNK_BYTES"]
 
 CHUNK_BYTES = 256 * 1024**2
 
 
-def check(trace, *, loss: dict | None = None, optimizer: dict | None = None,
+def check(trace: Trace, *, loss: dict | None = None, optimizer: dict | None = None,
           precision: str | None = None) -> CheckReport:
     """Check a trace against the math; returns a :class:`CheckReport`.
 

@@ -8,12 +8,18 @@ says how many steps were checked out of how many were recorded.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from ..trace import Trace
+    from .report import CheckReport
 
 __all__ = ["account"]
 
 
-def account(trace, report, checked: dict) -> None:
+def account(trace: Trace, report: CheckReport, checked: dict) -> None:
     """Compare recorded with checked per quantity; add reasons to ``report.cannot_check``."""
     arrays = trace.arrays()
     steps_col = arrays.steps

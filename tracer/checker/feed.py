@@ -9,10 +9,19 @@ are copied in the working precision only when the chunk is evaluated.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import TraceInputError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from numpy.typing import ArrayLike
+
+    from ..arrays import TraceArrays
+    from ..program import StepProgram
 
 __all__ = ["StepGroup", "step_groups", "leaves", "chunks", "rows_of_steps"]
 
@@ -30,7 +39,7 @@ class StepGroup:
     param_pos: np.ndarray
     micro: np.ndarray | None = None
 
-    def subset(self, sel) -> "StepGroup":
+    def subset(self, sel: np.ndarray | slice) -> "StepGroup":
         """The steps picked by ``sel`` (a mask or slice)."""
         return StepGroup(self.steps[sel], None if self.rows is None else self.rows[sel], self.param_pos[sel],
                          None if self.micro is None else self.micro[sel])
@@ -48,13 +57,13 @@ class StepGroup:
 MICRO_BASE = 1 << 20     # micro-steps per step, at most
 
 
-def unit_keys(steps, micro) -> np.ndarray:
+def unit_keys(steps: ArrayLike, micro: ArrayLike | None) -> np.ndarray:
     """The step of each entry, or ``step * MICRO_BASE + micro`` when there are micro-steps."""
     steps = np.asarray(steps, dtype=np.int64)
     return steps if micro is None else steps * MICRO_BASE + np.asarray(micro, dtype=np.int64)
 
 
-def rows_of_steps(arrays) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def rows_of_steps(arrays: TraceArrays) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(keys, starts, counts, order)``: the samples table sorted by step (and micro-step,
     see :func:`unit_keys`), stable, each key with the start and length of its block of
     rows in ``order``."""
@@ -64,7 +73,7 @@ def rows_of_steps(arrays) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
     return keys, starts, counts, order
 
 
-def step_groups(arrays, needs_rows: bool = True) -> list[StepGroup]:
+def step_groups(arrays: TraceArrays, needs_rows: bool = True) -> list[StepGroup]:
     """The recorded steps with parameters, grouped by batch size (one group when the
     program reads no data rows). Steps whose rows are unknown are left out."""
     pos_of = {int(s): i for i, s in enumerate(arrays.param_step)}
@@ -93,7 +102,7 @@ def step_groups(arrays, needs_rows: bool = True) -> list[StepGroup]:
     return groups
 
 
-def chunks(groups: list[StepGroup], bytes_per_step: int, budget: int = 256 * 1024**2):
+def chunks(groups: list[StepGroup], bytes_per_step: int, budget: int = 256 * 1024**2) -> Iterator[StepGroup]:
     """Split groups (only steps with parameters) so one chunk's working arrays stay under ``budget``."""
     size = max(1, budget // max(1, bytes_per_step))
     for g in groups:
@@ -105,7 +114,8 @@ def chunks(groups: list[StepGroup], bytes_per_step: int, budget: int = 256 * 102
             yield g.subset(slice(start, start + size))
 
 
-def leaves(program, arrays, group: StepGroup, dtype, which: str = "before", params=None) -> dict:
+def leaves(program: StepProgram, arrays: TraceArrays, group: StepGroup, dtype: type[np.floating],
+           which: str = "before", params: dict[str, np.ndarray] | None = None) -> dict:
     """The program's leaves for the steps of ``group``: data rows, parameters, constants.
 
     ``which`` picks the parameter values (``before`` the update, or ``after``);

@@ -9,6 +9,7 @@ wrong guess is visible rather than silent.
 from __future__ import annotations
 
 from collections import Counter
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -16,6 +17,14 @@ from ..errors import SteptraceError
 from ..program import Evaluation
 from ..program.legacy import loss_tail
 from .feed import leaves
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from ..arrays import TraceArrays
+    from ..program import StepProgram
+    from ..trace import Trace
+    from .feed import StepGroup
 
 __all__ = ["guess_linear_model", "identify_loss", "identify_sgd", "candidate_losses"]
 
@@ -27,7 +36,7 @@ _LABELS = {"mse": "mean squared error", "mae": "mean absolute error", "huber": "
            "cce_logits": "cross-entropy on logits, probability targets"}
 
 
-def guess_linear_model(trace) -> dict | None:
+def guess_linear_model(trace: Trace) -> dict | None:
     """A one-layer linear model if the parameter shapes fit ``X W + b`` (or ``X W.T + b``)."""
     arrays = trace.arrays()
     if arrays.inputs is None:
@@ -69,7 +78,8 @@ def candidate_losses(n_outputs: int, class_targets: bool) -> list[tuple[dict, st
     return out
 
 
-def identify_loss(program, arrays, groups, dtype, recorded_loss: dict, rtol: float = 1e-5):
+def identify_loss(program: StepProgram, arrays: TraceArrays, groups: list[StepGroup], dtype: type[np.floating],
+                  recorded_loss: dict, rtol: float = 1e-5) -> tuple[StepProgram | None, str]:
     """The candidate loss whose value equals every recorded loss; returns ``(program with
     that loss, description)`` or ``(None, reason)``."""
     pred, target = program.outputs.get("prediction"), program.outputs.get("target")
@@ -103,7 +113,7 @@ def identify_loss(program, arrays, groups, dtype, recorded_loss: dict, rtol: flo
                  "Huber, binary and categorical cross-entropies)"
 
 
-def sgd_rate(update, grad, magnitude, eps: float) -> float | None:
+def sgd_rate(update: ArrayLike, grad: ArrayLike, magnitude: ArrayLike, eps: float) -> float | None:
     """The plain-SGD rate ``lr`` with ``update = -lr * grad``, as a person would have typed it.
 
     Least squares over the elements gives ``lr``; then the shortest decimal (1 to 8
@@ -138,7 +148,7 @@ def _sample_rows(n: int, most: int = 32) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, min(n, most)).astype(np.int64)) if n else np.zeros(0, np.int64)
 
 
-def identify_sgd(arrays, grads: dict, eps: float = 2.2e-16):
+def identify_sgd(arrays: TraceArrays, grads: dict, eps: float = 2.2e-16) -> tuple[dict[str, float] | None, str]:
     """The plain-SGD learning rate that explains the updates (see :func:`sgd_rate`).
 
     Returns ``(rates, text)`` where rates maps every parameter to the rate most

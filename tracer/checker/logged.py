@@ -16,11 +16,17 @@ shows they follow exactly from the recorded predictions and targets.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import SteptraceError
 from ..math.metrics import get_metric, loss_terms, running
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ..trace import Trace
 
 __all__ = ["check_logged", "logged_values", "metric_series", "LoggedSeries", "padded_batches", "metric_spec"]
 
@@ -49,7 +55,7 @@ class LoggedSeries:
     scales: np.ndarray | None = None       # rounding magnitudes of ``running`` (losses only, when needed)
 
 
-def padded_batches(trace, steps: np.ndarray):
+def padded_batches(trace: Trace, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """Predictions and targets of ``steps`` padded to ``(S, Bmax, m)`` plus a row mask.
 
     Padding repeats each step's first row (valid numbers for every loss); the mask
@@ -156,7 +162,7 @@ def _batch_loss(trace, steps, ok, batch_losses, notes):
     return None
 
 
-def metric_series(trace, spec, batch_losses: dict | None = None) -> LoggedSeries | None:
+def metric_series(trace: Trace, spec: str | dict, batch_losses: dict | None = None) -> LoggedSeries | None:
     """One quantity recomputed at every recomputable step as Keras would log it, whether or not
     the run logged it: ``spec`` is ``"loss"``, a ``meta["metrics"]`` entry or a kind
     (``{"kind": "rmse"}``). None when it cannot be recomputed (no predictions, an
@@ -185,7 +191,7 @@ def metric_series(trace, spec, batch_losses: dict | None = None) -> LoggedSeries
                         total, count, metric.result(ct, cc), _actual(trace, metric.name, ok))
 
 
-def logged_values(trace, batch_losses: dict | None = None) -> dict[str, LoggedSeries]:
+def logged_values(trace: Trace, batch_losses: dict | None = None) -> dict[str, LoggedSeries]:
     """Recompute every logged per-batch quantity (``loss`` and each metric) by hand.
 
     Only epochs whose batches were all recorded with predictions are recomputed (a
@@ -208,7 +214,9 @@ def logged_values(trace, batch_losses: dict | None = None) -> dict[str, LoggedSe
     return out
 
 
-def check_logged(trace, batch_losses: dict | None = None, loss_magnitudes=None, rtol: float = 1e-5) -> list[dict]:
+def check_logged(trace: Trace, batch_losses: dict | None = None,
+                 loss_magnitudes: Callable[[np.ndarray], dict[int, float]] | None = None,
+                 rtol: float = 1e-5) -> list[dict]:
     """Rows comparing every logged per-batch and per-epoch value with its recomputation.
 
     Each row: ``step``, ``quantity`` (``logged_<name>`` after a batch,

@@ -7,12 +7,22 @@ One check-table row per step and quantity holds its worst element.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ..program import Evaluation
 from .compare import badness, worst_per_row
 from .feed import leaves
 from .tolerance import FACTOR
+
+if TYPE_CHECKING:
+    from collections.abc import Collection
+
+    from ..arrays import TraceArrays
+    from ..program import StepProgram
+    from .feed import StepGroup
+    from .report import TableBuilder
 
 __all__ = ["ChunkResult", "check_chunk", "add_worst"]
 
@@ -28,7 +38,9 @@ class ChunkResult:
         self.mismatched_grads = []       # names whose recorded gradient has another size
 
 
-def check_chunk(program, arrays, sub, dtype, eps, builder, recorded_loss, want_grads, evaluation=None):
+def check_chunk(program: StepProgram, arrays: TraceArrays, sub: StepGroup, dtype: type[np.floating], eps: float,
+                builder: TableBuilder, recorded_loss: dict[int, float], want_grads: Collection[str],
+                evaluation: Evaluation | None = None) -> tuple[ChunkResult, Evaluation]:
     """Evaluate ``program`` on the steps of ``sub`` and add their check rows to ``builder``.
 
     ``recorded_loss`` maps step -> recorded loss; ``want_grads`` names the parameters
@@ -142,8 +154,10 @@ def _cached_order(arrays, fn):
     return cached
 
 
-def add_worst(builder, quantity, name, steps, expected, actual, scale, rtol, index_mode="index",
-              rows=None, width=None, bad=None):
+def add_worst(builder: TableBuilder, quantity: str, name: str | None, steps: np.ndarray, expected: np.ndarray,
+              actual: np.ndarray, scale: np.ndarray | None, rtol: float, index_mode: str = "index",
+              rows: np.ndarray | None = None, width: int | None = None,
+              bad: np.ndarray | None = None) -> np.ndarray:
     """One row per step: the element furthest outside its tolerance (NaN counts as worst).
 
     ``bad`` is :func:`~tracer.checker.compare.badness` when the caller computed it already."""

@@ -10,19 +10,23 @@ local gradients is a cross-rank check (:mod:`tracer.checker.diagnoses.ranks`).
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..trace import Trace
 
 __all__ = ["LOCAL_GRAD", "local_view", "is_rank_trace"]
 
 LOCAL_GRAD = "local_grad"
 
 
-def is_rank_trace(trace) -> bool:
+def is_rank_trace(trace: Trace) -> bool:
     """Whether ``trace`` is one rank's of a distributed job (not a merged one)."""
     d = trace.meta.get("distributed") or {}
     return isinstance(d, dict) and d.get("rank") is not None and not d.get("merged")
 
 
-def local_view(trace):
+def local_view(trace: Trace) -> Trace:
     """``trace`` itself, or for a rank's trace with local gradients a Trace sharing its
     arrays whose ``grad`` is ``local_grad`` (where a parameter has one)."""
     if not is_rank_trace(trace):

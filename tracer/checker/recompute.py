@@ -10,11 +10,19 @@ from __future__ import annotations
 import numpy as np
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import TraceInputError
 from ..program import Evaluation
 from .feed import StepGroup, leaves, step_groups
 from .resolve import resolve_program
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from ..program import StepProgram
+    from ..trace import Trace
+    from .report import CheckReport
 
 __all__ = ["program_of", "evaluate_step", "evaluate_full_data", "batch_losses", "full_data_series", "FullData",
            "batch_series"]
@@ -23,7 +31,7 @@ __all__ = ["program_of", "evaluate_step", "evaluate_full_data", "batch_losses", 
 FULL_DATA_BYTES = 64 * 1024**2
 
 
-def program_of(trace, report=None):
+def program_of(trace: Trace, report: CheckReport | None = None) -> StepProgram | None:
     """The program the checker uses for ``trace`` (from a report when given), or None."""
     if report is not None and report.context.get("program") is not None:
         return report.context["program"]
@@ -35,7 +43,8 @@ def _dtype(trace):
     return np.float64
 
 
-def evaluate_step(trace, step: int, program=None, which: str = "before") -> Evaluation:
+def evaluate_step(trace: Trace, step: int, program: StepProgram | None = None,
+                  which: str = "before") -> Evaluation:
     """The program evaluated on step ``step``'s batch with the parameters ``which`` (before/after)."""
     program = program or program_of(trace)
     if program is None:
@@ -49,7 +58,7 @@ def evaluate_step(trace, step: int, program=None, which: str = "before") -> Eval
     raise TraceInputError(f"step {step}: its batch rows or parameters were not recorded")
 
 
-def evaluate_full_data(trace, step: int, which: str, program=None) -> Evaluation:
+def evaluate_full_data(trace: Trace, step: int, which: str, program: StepProgram | None = None) -> Evaluation:
     """The program on every data row at once, with the parameters ``which`` of step ``step``."""
     program = program or program_of(trace)
     if program is None:
@@ -63,7 +72,8 @@ def evaluate_full_data(trace, step: int, which: str, program=None) -> Evaluation
     return Evaluation(program, leaves(program, arrays, sub, _dtype(trace), which), _dtype(trace))
 
 
-def batch_losses(trace, steps, program=None, magnitudes: bool = False) -> dict:
+def batch_losses(trace: Trace, steps: Iterable[int], program: StepProgram | None = None,
+                 magnitudes: bool = False) -> dict:
     """``{step: loss}`` recomputed by the program for ``steps`` (those that can be);
     with ``magnitudes`` the loss's rounding magnitude instead (for tolerances)."""
     program = program or program_of(trace)
@@ -94,7 +104,8 @@ class FullData:
     prediction: np.ndarray | None
 
 
-def full_data_series(trace, which: str = "after", program=None, steps=None) -> FullData:
+def full_data_series(trace: Trace, which: str = "after", program: StepProgram | None = None,
+                     steps: np.ndarray | None = None) -> FullData:
     """The loss and predictions of the whole data set with the parameters ``which``
     (``before``/``after``) each step: what "the model after update k" gives on all rows.
 
@@ -131,7 +142,7 @@ def full_data_series(trace, which: str = "after", program=None, steps=None) -> F
     return FullData(arrays.param_step[pos].astype(np.int64), loss, pred)
 
 
-def batch_series(trace, which: str = "after", program=None) -> dict:
+def batch_series(trace: Trace, which: str = "after", program: StepProgram | None = None) -> dict:
     """``{step: (predictions (B, m), loss)}`` of each step's own batch with the parameters
     ``which``: the batch as the updated model sees it (the logged-value catalogue's
     "weights after the update" candidates)."""

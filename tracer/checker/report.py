@@ -9,9 +9,13 @@ be identified...) are sentences attached beside the table.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 COLUMNS = ["step", "quantity", "param", "sample", "index", "expected", "actual", "abs_err", "rel_err",
            "factor", "passed", "status"]
@@ -146,8 +150,9 @@ class TableBuilder:
     def __init__(self):
         self._blocks: list[dict] = []
 
-    def add(self, *, step, quantity: str, expected, actual, scale=None, rtol: float, atol: float,
-            param=None, sample=None, index=None):
+    def add(self, *, step: ArrayLike, quantity: str, expected: ArrayLike, actual: ArrayLike,
+            scale: ArrayLike | None = None, rtol: float, atol: float, param: str | None = None,
+            sample: ArrayLike | None = None, index: ArrayLike | None = None) -> None:
         """Add a block of checks; arrays are broadcast against ``step``.
 
         ``scale`` is the magnitude errors are measured against (defaults to the
@@ -177,7 +182,7 @@ class TableBuilder:
             "status": np.where(passed, "passed", np.where(finite, "failed", "non-finite")).astype(object),
         })
 
-    def add_cannot_check(self, *, step, quantity: str, param=None):
+    def add_cannot_check(self, *, step: ArrayLike, quantity: str, param: str | None = None) -> None:
         """Record that ``quantity`` could not be checked (it neither passes nor fails silently)."""
         step = np.atleast_1d(np.asarray(step, dtype=np.int64))
         n = step.size
@@ -188,7 +193,7 @@ class TableBuilder:
             "abs_err": nan, "rel_err": nan, "factor": nan, "passed": np.ones(n, bool),
             "status": np.full(n, "cannot check", dtype=object)})
 
-    def add_rows(self, rows: list[dict], *, rtol: float, atol: float):
+    def add_rows(self, rows: list[dict], *, rtol: float, atol: float) -> None:
         """Add plain dict rows (step, quantity, expected, actual, param?, sample?)."""
         for row in rows:
             self.add(step=row["step"], quantity=row["quantity"], expected=row["expected"],

@@ -9,10 +9,14 @@ a wrong guess is visible). Anything that cannot be checked comes back as reasons
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..errors import SteptraceError
 from ..program import StepProgram
 from ..program.legacy import from_dense_stack, loss_tail
+
+if TYPE_CHECKING:
+    from ..trace import Trace
 
 __all__ = ["Resolved", "resolve_program"]
 
@@ -27,7 +31,7 @@ class Resolved:
     source: str = "program"
 
 
-def resolve_program(trace, loss_override: dict | None = None) -> Resolved:
+def resolve_program(trace: Trace, loss_override: dict | None = None) -> Resolved:
     """The program of ``trace`` (see the module docstring); ``loss_override`` replaces the
     trace's declared loss (a 0.1.0 loss spec)."""
     meta = trace.meta

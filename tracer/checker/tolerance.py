@@ -15,7 +15,12 @@ magnitudes (one more pass each way).
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from ..trace import Trace
 
 __all__ = ["EPS", "FACTOR", "run_precision", "working_dtype"]
 
@@ -27,7 +32,7 @@ FACTOR = 32.0
 _ORDER = ("bfloat16", "float16", "float32", "float64")
 
 
-def run_precision(trace) -> str:
+def run_precision(trace: Trace) -> str:
     """The lowest precision the run's parameters were kept in (``meta.params[].dtype``
     as the hook saw it, else the recorded arrays' dtype)."""
     found = set()
@@ -43,6 +48,6 @@ def run_precision(trace) -> str:
     return "float64"
 
 
-def working_dtype(precision: str):
+def working_dtype(precision: str) -> type[np.floating]:
     """The precision the checker computes in: the run's own, at least float32."""
     return np.float64 if precision == "float64" else np.float32

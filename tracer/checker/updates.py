@@ -10,6 +10,8 @@ bounded whatever the run's length.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numexpr as ne
 import numpy as np
 
@@ -21,12 +23,17 @@ from .compare import badness, worst_per_row
 from .quantities import add_worst
 from .tolerance import FACTOR
 
+if TYPE_CHECKING:
+    from ..trace import Trace
+    from .report import CheckReport, TableBuilder
+
 __all__ = ["check_updates"]
 
 CHUNK_ELEMENTS = 4 * 1024 * 1024
 
 
-def check_updates(trace, report, builder, eps, opt_spec, expected_grads):
+def check_updates(trace: Trace, report: CheckReport, builder: TableBuilder, eps: float, opt_spec: dict | None,
+                  expected_grads: dict[str, np.ndarray]) -> None:
     """Add update and optimizer-state rows to ``builder``; notes go to ``report``.
 
     ``expected_grads`` maps a parameter name to ``(n_param_steps, size)`` recomputed

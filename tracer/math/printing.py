@@ -10,9 +10,14 @@ parenthesises every power base/exponent and every negated term.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import sympy as sp
 
 from ..errors import TraceInputError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 __all__ = ["excel", "text", "latex", "readable", "assignment"]
 
@@ -32,9 +37,21 @@ def _num(x) -> str:
     return s if v >= 0 else f"({s})"
 
 
-def _xl(e, cells) -> str:
+def _xl(e: sp.Basic, cells: dict) -> str:
+    """``e`` as an Excel formula body: a cell given for it, else printed by the first printer
+    of its kind (atoms, arithmetic, logic, functions)."""
     if e in cells:
         return cells[e]
+    for printer in (_xl_atom, _xl_arithmetic, _xl_logic, _xl_function):
+        out = printer(e, cells)
+        if out is not None:
+            return out
+    raise TraceInputError(f"expr: cannot print {type(e).__name__} ({e}) as an Excel formula")
+
+
+def _xl_atom(e: sp.Basic, cells: dict) -> str | None:
+    """A leaf: a number or a boolean. A symbol without a cell is the caller's mistake,
+    said with the fix (a formula must not silently reference nothing)."""
     if isinstance(e, sp.Symbol):
         raise TraceInputError(f"cells: no cell given for symbol {e.name!r}; pass cells={{Symbol: 'B2', ...}}")
     if e is sp.S.true:
@@ -43,6 +60,12 @@ def _xl(e, cells) -> str:
         return "FALSE"
     if e.is_Number:
         return _num(e)
+    return None
+
+
+def _xl_arithmetic(e: sp.Basic, cells: dict) -> str | None:
+    """Sums, products and powers, each parenthesised: Excel's unary minus binds tighter
+    than ``^``, so no precedence is left to Excel."""
     if isinstance(e, sp.Add):
         terms = sp.Add.make_args(e)
         out = _xl(terms[0], cells)
@@ -68,6 +91,12 @@ def _xl(e, cells) -> str:
         if x == -1:
             return f"(1/{_xl(b, cells)})"
         return f"(({_xl(b, cells)})^({_xl(x, cells)}))"
+    return None
+
+
+def _xl_logic(e: sp.Basic, cells: dict) -> str | None:
+    """Conditions and what branches on them (``Piecewise`` and ``Heaviside`` become nested
+    ``IF``): Excel has no piecewise function, only ``IF``."""
     if isinstance(e, sp.Piecewise):
         out = None
         for expr, cond in reversed(e.args):
@@ -81,11 +110,6 @@ def _xl(e, cells) -> str:
         h0 = e.args[1] if len(e.args) > 1 else sp.Rational(1, 2)
         xs = _xl(x, cells)
         return f"IF({xs}>0,1,IF({xs}<0,0,{_xl(h0, cells)}))"
-    if isinstance(e, sp.Mod):
-        return f"MOD({_xl(e.args[0], cells)},{_xl(e.args[1], cells)})"
-    if isinstance(e, (sp.Max, sp.Min)):
-        f = "MAX" if isinstance(e, sp.Max) else "MIN"
-        return f"{f}(" + ",".join(_xl(a, cells) for a in e.args) + ")"
     if isinstance(e, sp.Rel):
         op = {"==": "=", "!=": "<>"}.get(e.rel_op, e.rel_op)
         return f"({_xl(e.lhs, cells)}{op}{_xl(e.rhs, cells)})"
@@ -96,10 +120,20 @@ def _xl(e, cells) -> str:
         return "IF(" + ",".join(_xl(a, cells) for a in e.args) + ")"
     if isinstance(e, sp.Not):
         return f"NOT({_xl(e.args[0], cells)})"
+    return None
+
+
+def _xl_function(e: sp.Basic, cells: dict) -> str | None:
+    """A function call under its Excel name (``LN`` is the natural log)."""
+    if isinstance(e, sp.Mod):
+        return f"MOD({_xl(e.args[0], cells)},{_xl(e.args[1], cells)})"
+    if isinstance(e, (sp.Max, sp.Min)):
+        f = "MAX" if isinstance(e, sp.Max) else "MIN"
+        return f"{f}(" + ",".join(_xl(a, cells) for a in e.args) + ")"
     for fn, name in _FUNCS.items():
         if isinstance(e, fn):
             return f"{name}(" + ",".join(_xl(a, cells) for a in e.args) + ")"
-    raise TraceInputError(f"expr: cannot print {type(e).__name__} ({e}) as an Excel formula")
+    return None
 
 
 def excel(expr: sp.Expr | str, cells: dict) -> str:
@@ -130,7 +164,7 @@ _MINUS, _DOT, _ARROW, _ROOT = "\u2212", "\u00b7", "\u2190", "\u221a"
 _REL = {"==": "=", "!=": "\u2260", ">=": "\u2265", "<=": "\u2264", ">": ">", "<": "<"}
 
 
-def readable(expr, first: str | None = None, variables=()) -> str:
+def readable(expr: sp.Basic | str, first: str | None = None, variables: Iterable[str] = ()) -> str:
     """``expr`` as a person writes it: ``p − lr·g``, ``rho·velocity + (1 − rho)·g²``,
     ``lr·g / √denominator``.
 
@@ -143,7 +177,7 @@ def readable(expr, first: str | None = None, variables=()) -> str:
     return _R(first, set(variables), e).p(e)
 
 
-def assignment(name: str, expr, variables=()) -> str:
+def assignment(name: str, expr: sp.Basic | str, variables: Iterable[str] = ()) -> str:
     """``name ← expr`` printed by :func:`readable`, ``name`` leading its own sum."""
     return f"{name} {_ARROW} {readable(expr, first=name, variables=set(variables) | {name})}"
 

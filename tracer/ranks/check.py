@@ -8,6 +8,7 @@ the all-reduce, identical parameters) comes from :mod:`tracer.checker.diagnoses.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,7 +55,7 @@ class RanksReport:
         return "\n".join(lines)
 
 
-def check_ranks(run) -> RanksReport:
+def check_ranks(run: str | os.PathLike | dict[int, Trace]) -> RanksReport:
     """Check a job: ``run`` is a run directory of ``rank=N`` traces or ``{rank: Trace}``."""
     from ..checker import check
     from ..checker.diagnoses.ranks import rank_findings

@@ -10,23 +10,28 @@ with a ``rank`` column, and each ``rank=N`` directory is still an ordinary trace
 """
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import TraceFileError
 from ..trace import Trace
+
+if TYPE_CHECKING:
+    import pyarrow.dataset
 
 __all__ = ["rank_dir", "save_rank", "rank_dirs", "is_rank_run", "load_ranks", "dataset"]
 
 _RANK = re.compile(r"rank=(\d+)")
 
 
-def rank_dir(run_dir, rank: int) -> Path:
+def rank_dir(run_dir: str | os.PathLike, rank: int) -> Path:
     """``RUN/rank=N``: where rank ``rank`` of the job writes its trace."""
     return Path(run_dir) / f"rank={int(rank)}"
 
 
-def save_rank(trace: Trace, run_dir, rank: int | None = None) -> Path:
+def save_rank(trace: Trace, run_dir: str | os.PathLike, rank: int | None = None) -> Path:
     """Save ``trace`` as rank ``rank``'s partition of ``run_dir`` (the rank in
     ``trace.meta["distributed"]`` when not given); returns the partition's path."""
     if rank is None:
@@ -37,7 +42,7 @@ def save_rank(trace: Trace, run_dir, rank: int | None = None) -> Path:
     return trace.save(rank_dir(run_dir, rank))
 
 
-def rank_dirs(run_dir) -> dict[int, Path]:
+def rank_dirs(run_dir: str | os.PathLike) -> dict[int, Path]:
     """``{rank: path}`` of the ``rank=N`` trace directories under ``run_dir``, by rank."""
     out = {}
     root = Path(run_dir)
@@ -50,12 +55,12 @@ def rank_dirs(run_dir) -> dict[int, Path]:
     return dict(sorted(out.items()))
 
 
-def is_rank_run(path) -> bool:
+def is_rank_run(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a run directory of rank partitions (not a trace itself)."""
     return not (Path(path) / "meta.json").exists() and bool(rank_dirs(path))
 
 
-def load_ranks(run_dir) -> dict[int, Trace]:
+def load_ranks(run_dir: str | os.PathLike) -> dict[int, Trace]:
     """``{rank: Trace}`` of every rank partition under ``run_dir``."""
     dirs = rank_dirs(run_dir)
     if not dirs:
@@ -63,7 +68,7 @@ def load_ranks(run_dir) -> dict[int, Trace]:
     return {r: Trace.load(p) for r, p in dirs.items()}
 
 
-def dataset(run_dir, table: str = "steps"):
+def dataset(run_dir: str | os.PathLike, table: str = "steps") -> pyarrow.dataset.Dataset:
     """A ``pyarrow.dataset`` of ``table`` over every rank, with the ``rank`` partition column."""
     import pyarrow.dataset as ds
     files = [str(p / f"{table}.parquet") for p in rank_dirs(run_dir).values()]

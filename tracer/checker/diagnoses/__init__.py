@@ -9,6 +9,8 @@ Framework-neutral: reads only ``trace.meta``, the trace's arrays and the program
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .base import Context, Diagnosis, finding
 from .accumulation import Accumulation
 from .clipping import ClippingEffect
@@ -21,6 +23,10 @@ from .loss_shape import LossBroadcast
 from .nonfinite import NonFinite
 from .shared_params import SharedParams
 
+if TYPE_CHECKING:
+    from ...program import StepProgram
+    from ...trace import Trace
+
 __all__ = ["diagnose", "DIAGNOSES", "Context", "Diagnosis", "finding"]
 
 DIAGNOSES: list[Diagnosis] = [NeverUpdated(), UpdatedTwice(), GradAccumulating(), DoubleAveraging(),
@@ -28,7 +34,7 @@ DIAGNOSES: list[Diagnosis] = [NeverUpdated(), UpdatedTwice(), GradAccumulating()
                               Accumulation(), LossScale(), SharedParams(), LoggedNames()]
 
 
-def diagnose(trace, program=None, extras: dict | None = None) -> list[dict]:
+def diagnose(trace: Trace, program: StepProgram | None = None, extras: dict | None = None) -> list[dict]:
     """Findings ``{"kind", "param", "step", "message", "fix", "failed", "evidence"}`` for ``trace``.
 
     ``program`` is the step program the checker used (None: the diagnoses that need

@@ -10,9 +10,14 @@ these backward passes as micro-steps of one step.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .base import Diagnosis, finding
+
+if TYPE_CHECKING:
+    from .base import Context
 
 __all__ = ["Accumulation"]
 
@@ -20,7 +25,7 @@ __all__ = ["Accumulation"]
 class Accumulation(Diagnosis):
     kind = "accumulation"
 
-    def run(self, ctx):
+    def run(self, ctx: Context) -> list[dict]:
         micro = ctx.arrays.sample_micro
         if micro is None or ctx.program is None or not ctx.program.has_loss or not micro.size:
             return []

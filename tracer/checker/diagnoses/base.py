@@ -9,13 +9,18 @@ computes shared things once (the steps table, an evaluation of the first steps).
 from __future__ import annotations
 
 from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ...program import Evaluation
 
 __all__ = ["Context", "Diagnosis", "finding"]
 
 
-def finding(kind, message, fix, *, param=None, step=None, failed=True, **evidence) -> dict:
+def finding(kind: str, message: str, fix: str, *, param: str | None = None, step: int | None = None,
+            failed: bool = True, **evidence: Any) -> dict:
     """A finding dict (see the module docstring)."""
     return {"kind": kind, "param": param, "step": None if step is None else int(step), "message": message,
             "fix": fix, "failed": failed, "evidence": evidence}
@@ -37,11 +42,11 @@ class Context:
         return np.asarray(self.arrays.steps.get("step", []), dtype=np.int64)
 
     @cached_property
-    def first_step(self):
+    def first_step(self) -> int | None:
         return int(self.steps[0]) if self.steps.size else None
 
     @cached_property
-    def evaluation(self):
+    def evaluation(self) -> Evaluation | None:
         """The program evaluated on the first recorded steps (up to 8), or None."""
         if self.program is None or not self.program.has_loss:
             return None

@@ -31,7 +31,7 @@ def _role(ctx: Context, name: str) -> str | None:
 class NeverUpdated(Diagnosis):
     kind = "never_updated"
 
-    def run(self, ctx):
+    def run(self, ctx: Context) -> list[dict]:
         out = []
         frozen = set((ctx.meta.get("torch") or {}).get("frozen") or [])
         for name in ctx.trace.param_names or list(ctx.arrays.params):
@@ -75,7 +75,7 @@ def _moved_and_grad(ctx, name):
 class UpdatedTwice(Diagnosis):
     kind = "updated_twice"
 
-    def run(self, ctx):
+    def run(self, ctx: Context) -> list[dict]:
         out = []
         cols = ctx.arrays.steps
         sources = (ctx.meta.get("torch") or {}).get("update_source") or {}
@@ -101,7 +101,7 @@ class UpdatedTwice(Diagnosis):
 class GradAccumulating(Diagnosis):
     kind = "grad_accumulating"
 
-    def run(self, ctx):
+    def run(self, ctx: Context) -> list[dict]:
         names, first = [], None
         for key, col in ctx.arrays.steps.items():
             if not key.startswith("stale_grad_"):
@@ -126,7 +126,7 @@ class GradAccumulating(Diagnosis):
 class DoubleAveraging(Diagnosis):
     kind = "double_averaging"
 
-    def run(self, ctx):
+    def run(self, ctx: Context) -> list[dict]:
         loss = ctx.meta.get("loss") or {}
         averages = "n" in (loss.get("divide_by") or []) or _program_averages(ctx.program)
         if not averages:

@@ -9,7 +9,12 @@ never changed anything, which is worth knowing when it was meant to guard the ru
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .base import Diagnosis, finding
+
+if TYPE_CHECKING:
+    from .base import Context
 
 __all__ = ["ClippingEffect"]
 
@@ -17,7 +22,7 @@ __all__ = ["ClippingEffect"]
 class ClippingEffect(Diagnosis):
     kind = "clipping"
 
-    def run(self, ctx):
+    def run(self, ctx: Context) -> list[dict]:
         out = []
         spec = ctx.meta.get("optimizer") or {}
         if spec.get("convention") == "keras":

@@ -13,10 +13,14 @@ wrote the parameter between the steps when a hook saw it (torch:
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .base import Diagnosis, finding
+
+if TYPE_CHECKING:
+    from .base import Context
 
 __all__ = ["Continuity"]
 
@@ -24,7 +28,7 @@ __all__ = ["Continuity"]
 class Continuity(Diagnosis):
     kind = "continuity"
 
-    def run(self, ctx):
+    def run(self, ctx: Context) -> list[dict]:
         a = ctx.arrays
         ps = np.asarray(a.param_step)
         if ps.size < 2:

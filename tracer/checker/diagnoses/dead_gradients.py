@@ -8,9 +8,14 @@ single unit, a ``detach``...). A parameter the loss does not use at all is named
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .base import Diagnosis, finding
+
+if TYPE_CHECKING:
+    from .base import Context
 
 __all__ = ["DeadGradients"]
 
@@ -32,7 +37,7 @@ _WHY = {
 class DeadGradients(Diagnosis):
     kind = "dead_gradient"
 
-    def run(self, ctx):
+    def run(self, ctx: Context) -> list[dict]:
         dead = _dead_params(ctx)
         if not dead:
             return []

@@ -12,11 +12,16 @@ since the trace holds no other rows.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ...display import num
 from ...metric_names import KIND_OF_NAME
 from .base import Diagnosis, finding
+
+if TYPE_CHECKING:
+    from .base import Context
 
 __all__ = ["LoggedNames", "kind_of"]
 
@@ -102,7 +107,7 @@ def _fix_for(key) -> str:
 class LoggedNames(Diagnosis):
     kind = "logged_name"
 
-    def run(self, ctx):
+    def run(self, ctx: Context) -> list[dict]:
         from ..catalogue import promised, step_catalogue
         try:
             with np.errstate(all="ignore"):      # a diverged run's values overflow: said by non_finite

@@ -11,14 +11,20 @@
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .base import Diagnosis, finding
 
+if TYPE_CHECKING:
+    from ...program import Node, StepProgram
+    from .base import Context
+
 __all__ = ["LossScale", "final_divisor"]
 
 
-def final_divisor(program):
+def final_divisor(program: StepProgram) -> tuple[float, Node | None, Node | None]:
     """``(product of the constant divisors applied last to the loss, the node before them,
     the node doing the first division)``."""
     by_name = {n.name: n for n in program.primitive_nodes}
@@ -58,7 +64,7 @@ def _reductions(program, start) -> set:
 class LossScale(Diagnosis):
     kind = "loss_scale"
 
-    def run(self, ctx):
+    def run(self, ctx: Context) -> list[dict]:
         prog = ctx.program
         if prog is None or not prog.has_loss:
             return []

@@ -7,9 +7,14 @@ the other from the targets, whose result has more elements than either.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .base import Diagnosis, finding
+
+if TYPE_CHECKING:
+    from .base import Context
 
 __all__ = ["LossBroadcast"]
 
@@ -17,7 +22,7 @@ __all__ = ["LossBroadcast"]
 class LossBroadcast(Diagnosis):
     kind = "loss_broadcast"
 
-    def run(self, ctx):
+    def run(self, ctx: Context) -> list[dict]:
         ev = ctx.evaluation
         prog = ctx.program
         if ev is None or "prediction" not in prog.outputs or "target" not in prog.outputs:

@@ -9,9 +9,14 @@ exp, division by zero...).
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .base import Diagnosis, finding
+
+if TYPE_CHECKING:
+    from .base import Context
 
 __all__ = ["NonFinite", "REASONS"]
 
@@ -36,7 +41,7 @@ REASONS = {
 class NonFinite(Diagnosis):
     kind = "non_finite"
 
-    def run(self, ctx):
+    def run(self, ctx: Context) -> list[dict]:
         first = _first_recorded(ctx)
         if first is None:
             return []

@@ -9,7 +9,12 @@ turns them into findings. Framework-neutral: any hook may fill the list.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .base import Diagnosis, finding
+
+if TYPE_CHECKING:
+    from .base import Context
 
 __all__ = ["SharedParams"]
 
@@ -17,7 +22,7 @@ __all__ = ["SharedParams"]
 class SharedParams(Diagnosis):
     kind = "shared_param"
 
-    def run(self, ctx):
+    def run(self, ctx: Context) -> list[dict]:
         out = []
         for e in ctx.meta.get("shared_params") or []:
             if not isinstance(e, dict) or not e.get("param"):
