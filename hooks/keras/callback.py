@@ -213,11 +213,12 @@ class TraceCallback(keras.callbacks.Callback):
         if self._backend == "torch":
             from .step_torch import traced_function
             busy = framework_busy       # the PyTorch hook must not take Keras's step for a torch loop
+        elif self._mirror is not None:      # MirroredStrategy: per-replica values (issue 15)
+            from .mirrored_step import mirrored_function as traced_function
+            busy = None
         else:
             from .step_tf import traced_function
             busy = None
-        if self._mirror is not None:        # per-replica values (issue 15)
-            from .mirrored_step import mirrored_function as traced_function
         compiled = traced_function(model, self._vars, self._names, self._opt_name, self._seen,
                                    summary=not self._recorder.full)
         cb = self
@@ -332,7 +333,7 @@ class TraceCallback(keras.callbacks.Callback):
             return
         if not self._program_built and "y_pred" in ex:
             first = {k: ex[k][0] for k in ("x", "y") if k in ex}
-            self._describe_step(first, mirrored.as_numpy(ex["y_pred"][0]))
+            self._describe_step(first, as_numpy(ex["y_pred"][0]))
             mirror.set_meta("program", self._recorder.meta["program"])
             mirror.set_meta("metrics", self._recorder.meta.get("metrics"))
         mirror.record(ex, self._names, self._seen.get("slots", ()), self._epoch + 1, batch + 1, logs)

@@ -50,7 +50,7 @@ def unmodelled_reason(model, meta: dict, full: bool) -> str | None:
     strategy = model.distribute_strategy
     n = replica_count(model)
     name = type(strategy).__name__
-    if not isinstance(strategy, tf.distribute.MirroredStrategy) or type(strategy).__name__ != "MirroredStrategy":
+    if not isinstance(strategy, tf.distribute.MirroredStrategy):
         return f"tf.distribute.{name} over {n} replicas is not traced (only MirroredStrategy is)"
     if not full:
         return f"MirroredStrategy over {n} replicas is traced with capture='full' only"
