@@ -111,3 +111,20 @@ def test_clipnorm_under_mirrored_says_cannot_check_not_failed(out):
     assert rep.verdict == "incomplete", rep.summary()
     assert any("clipnorm" in c and "MirroredStrategy" in c for c in rep.cannot_check)
     assert not (out / "clipnorm" / "run").exists()
+
+
+def test_steptrace_run_checks_the_merged_job(tmp_path):
+    """``steptrace run`` on an untouched MirroredStrategy script: the script's own output and
+    exit code are kept, the run is the merged job and checks OK."""
+    script = tmp_path / "keras_mirrored.py"
+    script.write_text((ROOT / "tests" / "scripts" / "keras_mirrored.py").read_text())
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "KERAS_BACKEND": "tensorflow"}
+    plain = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=600,
+                           cwd=tmp_path)
+    traced = subprocess.run([sys.executable, "-m", "tracer", "run", str(script)], env=env, capture_output=True,
+                            text=True, timeout=600, cwd=tmp_path)
+    assert plain.returncode == traced.returncode == 0, traced.stderr[-3000:]
+    assert plain.stdout.strip().startswith("final loss") and traced.stdout == plain.stdout
+    assert "steptrace check: OK" in traced.stderr, traced.stderr[-3000:]
+    t = Trace.load(tmp_path / "keras_mirrored.steptrace" / "run_1")
+    assert t.meta["distributed"]["merged"] and t.meta["distributed"]["ranks"] == [0, 1]
