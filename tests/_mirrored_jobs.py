@@ -8,6 +8,8 @@ epochs, ``shuffle=False``: 4 steps per epoch, 5 rows per replica) built and comp
 ``strategy.scope()``:
 
 - ``clean_plain``: untraced, for the bit-identity test; ``clean``: the same, traced;
+- ``uneven`` (clean): the first ``UNEVEN_ROWS`` rows only, so each epoch's last batch (5 rows)
+  splits 3 / 2 over the replicas;
 - ``modify``: a callback scales replica 1's copy of the first kernel by 0.9 after step
   ``BUG_STEP`` (the replicas then train different models);
 - ``one_replica``: Keras's ``train_step`` with one change, every replica's gradient but
@@ -30,9 +32,10 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-VARIANTS = ("clean_plain", "clean", "modify", "one_replica", "unscaled", "clipnorm")
+VARIANTS = ("clean_plain", "clean", "uneven", "modify", "one_replica", "unscaled", "clipnorm")
 N_ROWS, BATCH, EPOCHS = 40, 10, 2
 BUG_STEP = 3
+UNEVEN_ROWS = 35
 
 
 def _data():
@@ -98,7 +101,8 @@ def run(out: Path, variants=VARIANTS) -> None:
         with strategy.scope():
             model = _model(variant)
         cb = None if variant.endswith("_plain") else TraceCallback()
-        hist = model.fit(x, y, batch_size=BATCH, epochs=EPOCHS, shuffle=False, verbose=0,
+        n = UNEVEN_ROWS if variant == "uneven" else N_ROWS
+        hist = model.fit(x[:n], y[:n], batch_size=BATCH, epochs=EPOCHS, shuffle=False, verbose=0,
                          callbacks=_callbacks(variant) + ([cb] if cb else []))
         np.savez(d / "final.npz", *[np.asarray(w) for w in model.get_weights()])
         (d / "logs.json").write_text(json.dumps({k: [float(v) for v in vs] for k, vs in hist.history.items()}))

@@ -21,6 +21,7 @@ step's per-replica values into one :class:`tracer.Recorder` step per replica.
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 
@@ -96,7 +97,7 @@ class MirroredRecording:
         self.world_size = n
         self.matcher = matcher
         self.recorders: list[Recorder] = []
-        self.logs: list[dict] = []          # what Keras logged at each recorded step (the job's values)
+        self.logs: dict[int, dict] = {}     # step -> what Keras logged there (the job's values)
         arrays = base.trace().arrays() if base.n_rows is not None else None
         for r in range(n):
             meta = copy.deepcopy({k: v for k, v in base.meta.items() if k not in ("data", "params", "capture",
@@ -125,8 +126,9 @@ class MirroredRecording:
                logs: dict | None = None) -> None:
         """One step per replica from the per-replica extras of :mod:`hooks.keras.mirrored_step`;
         ``logs`` (Keras's, reduced over the replicas) are kept for the merged trace only."""
-        self.logs.append({k: float(np.asarray(as_numpy(v), dtype=np.float64)) for k, v in (logs or {}).items()
-                          if np.size(as_numpy(v)) == 1})
+        self.logs[self.recorders[0].steps_seen + 1] = {
+            k: float(np.asarray(as_numpy(v), dtype=np.float64)) for k, v in (logs or {}).items()
+            if np.size(as_numpy(v)) == 1}
         for r, rec in enumerate(self.recorders):
             def at(values):
                 return {n: as_numpy(v[r]) for n, v in zip(names, values)}   # values[variable][replica]
@@ -161,20 +163,27 @@ class MirroredRecording:
     def merged(self) -> Trace:
         """The job as one run on global batches (:func:`tracer.ranks.merge.merge_ranks`), with
         what Keras logged as ``logged_<name>`` columns: Keras's logs are the job's, reduced over
-        the replicas, so they belong to the merged trace, not to a replica's."""
+        the replicas, so they belong to the merged trace, not to a replica's.
+
+        When the merge left steps out (a partial batch split unequally over the replicas),
+        Keras's running values cannot be followed through them: the logged values are then
+        left out too (a note says so), rather than compared with an epoch missing a step."""
         from tracer.ranks.merge import merge_ranks
         trace = merge_ranks(self.traces())
-        logs = self.logs
-        if not logs:
-            return trace
         arrays = trace.arrays()
         steps = dict(arrays.steps)
-        n = len(np.asarray(steps.get("step", [])))
-        for key in sorted({k for d in logs for k in d}):
-            col = np.array([float(d.get(key, np.nan)) for d in logs[:n]] + [np.nan] * max(0, n - len(logs)))
-            steps["logged_" + key] = col
-        import dataclasses
-        return Trace(arrays=dataclasses.replace(arrays, steps=steps), meta=trace.meta)
+        merged = np.asarray(steps.get("step", []), dtype=np.int64)
+        recorded = np.asarray(self.recorders[0].trace().arrays().steps.get("step", []), dtype=np.int64)
+        meta = dict(trace.meta)
+        if merged.size < recorded.size:
+            epochs = {k: v for k, v in arrays.epochs.items() if not str(k).startswith("logged_")}
+            meta["notes"] = list(meta.get("notes") or []) + [
+                "merged: Keras's logged values are not checked (steps were left out of the merged trace)"]
+            return Trace(arrays=dataclasses.replace(arrays, epochs=epochs), meta=meta)
+        for key in sorted({k for d in self.logs.values() for k in d}):
+            steps["logged_" + key] = np.array([self.logs.get(int(s), {}).get(key, np.nan) for s in merged],
+                                              dtype=np.float64)
+        return Trace(arrays=dataclasses.replace(arrays, steps=steps), meta=meta)
 
     def save(self, run_dir) -> dict:
         """Write ``run_dir/rank=R/`` for every replica (:func:`tracer.ranks.save_rank`)."""

@@ -81,6 +81,20 @@ def test_callback_trace_is_the_merged_job_with_keras_logs(out):
     assert {"logged_loss", "grad", "update", "loss"} <= set(rep.table["quantity"])
 
 
+def test_unequal_slices_of_a_partial_batch_are_clean(out):
+    """35 rows, global batch 10: each epoch's last batch splits 3 / 2. Keras then weighs the
+    replicas' mean gradients equally, which is not the global batch's gradient: the merge
+    leaves those steps out (with a note), every replica and the cross-replica checks keep them."""
+    rep = check_ranks(out / "uneven" / "run")
+    assert rep.ok and rep.failed_findings == [], rep.summary()
+    assert all(r.n_steps == 8 for r in rep.per_rank.values())
+    assert rep.merged.n_steps == 6
+    assert any("step(s) 4, 8 left out" in n for n in rep.merged_trace.meta["notes"])
+    sizes = [load_ranks(out / "uneven" / "run")[r].steps["batch_size"].tolist() for r in (0, 1)]
+    assert sizes == [[5, 5, 5, 3] * 2, [5, 5, 5, 2] * 2]
+    assert check(Trace.load(out / "uneven" / "trace")).ok
+
+
 def test_parameter_modified_on_one_replica_is_named(out):
     rep = check_ranks(out / "modify" / "run")
     (f,) = rep.failed_findings
