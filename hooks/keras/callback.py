@@ -27,6 +27,7 @@ from .._busy import framework_busy
 from ..patch import Patch, set_attr
 from ..rows import RowMatcher
 from . import meta as km
+from . import mirrored
 from .data import as_array, as_numpy, fit_frame, user_line
 from .program import StepShapes, build_program
 
@@ -83,12 +84,20 @@ class TraceCallback(keras.callbacks.Callback):
         self._seen: dict = {}
         self._program_built = False
         self._where: str | None = None
+        self._mirror: mirrored.MirroredRecording | None = None     # under MirroredStrategy (issue 15)
 
     # --------------------------------------------------------------- result
     @property
     def recorder(self) -> Recorder:
         """The recorder of the ``fit`` call being traced (a new one per ``fit``)."""
         return self._recorder
+
+    @property
+    def replicas(self) -> mirrored.MirroredRecording | None:
+        """Under ``tf.distribute.MirroredStrategy``: one trace per replica (``.traces()``,
+        ``.save(run_dir)`` writes ``run_dir/rank=R/``); ``trace`` is then the job merged
+        over the replicas. None on one device."""
+        return self._mirror
 
     @property
     def traces(self) -> list[Trace]:
@@ -109,6 +118,8 @@ class TraceCallback(keras.callbacks.Callback):
         return trace
 
     def _build_trace(self):
+        if self._mirror is not None:            # MirroredStrategy: the job merged over its replicas
+            return self._mirror.merged()
         trace = self._recorder.trace()
         m = self._matcher
         if m is not None and m.growable and self._recorder.n_rows is None:
@@ -167,6 +178,7 @@ class TraceCallback(keras.callbacks.Callback):
         rec.meta.update(meta)
         for n in notes:
             rec.note(n)
+        self._mirror = self._distributed(model, rec)
         self._install(model)
 
     def _setup_data(self, model, rec, meta, notes):
@@ -206,6 +218,9 @@ class TraceCallback(keras.callbacks.Callback):
         if self._backend == "torch":
             from .step_torch import traced_function
             busy = framework_busy       # the PyTorch hook must not take Keras's step for a torch loop
+        elif self._mirror is not None:      # MirroredStrategy: per-replica values (issue 15)
+            from .mirrored_step import mirrored_function as traced_function
+            busy = None
         else:
             from .step_tf import traced_function
             busy = None
@@ -260,6 +275,9 @@ class TraceCallback(keras.callbacks.Callback):
             # Keras builds its compiled metrics while tracing the first step
             self._metrics_described = True
             rec.meta["metrics"] = km.describe_metrics(self.model, rec.meta.get("loss"))
+        if self._mirror is not None:
+            self._record_replicas(ex, batch, logs)
+            return
         if ex is None:
             if not rec.should_record():
                 rec.record_step(epoch=self._epoch + 1, batch=batch + 1, params_before={}, params_after={})
@@ -294,6 +312,36 @@ class TraceCallback(keras.callbacks.Callback):
                         grads=grads, rows=rows, y_pred=y_pred, loss=loss, lr=float(as_numpy(ex["lr"])),
                         batch_size=bs, state=state, logs=logs,
                         extra={"opt_step": int(as_numpy(ex["iterations"]))})
+
+    # ------------------------------------------------- tf.distribute (issue 15)
+    def _distributed(self, model, rec) -> mirrored.MirroredRecording | None:
+        """Under a ``tf.distribute`` strategy of several replicas: one recorder per replica
+        (:mod:`hooks.keras.mirrored`), or, where that is not modelled, "cannot check" with the
+        reason (the values Keras hands back are averages over the replicas, never checkable)."""
+        if self._backend != "tensorflow" or mirrored.replica_count(model) < 2:
+            return None
+        reason = mirrored.unmodelled_reason(model, rec.meta, rec.full)
+        if reason is not None:
+            mirrored.cannot_check(rec, self._names, reason)
+            self._program_built = True
+            return None
+        mirror = mirrored.MirroredRecording(model, rec, self._opts, self._matcher)
+        self._recorder = mirror.recorders[0]        # counts the steps (should_record) like one process
+        return mirror
+
+    def _record_replicas(self, ex, batch, logs):
+        """One step per replica; the first also writes the step program into every replica's meta."""
+        mirror = self._mirror
+        if ex is None:
+            if not self._recorder.should_record():
+                mirror.skip(self._epoch + 1, batch + 1)
+            return
+        if not self._program_built and "y_pred" in ex:
+            first = {k: ex[k][0] for k in ("x", "y") if k in ex}
+            self._describe_step(first, as_numpy(ex["y_pred"][0]))
+            mirror.set_meta("program", self._recorder.meta["program"])
+            mirror.set_meta("metrics", self._recorder.meta.get("metrics"))
+        mirror.record(ex, self._names, self._seen.get("slots", ()), self._epoch + 1, batch + 1, logs)
 
     def _describe_step(self, ex, y_pred):
         """After the first traced step: the step program, from the model and what the step showed."""

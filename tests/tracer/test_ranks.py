@@ -112,3 +112,12 @@ def test_two_ranks_on_one_row_in_a_step_is_named():
     a1.sample_row[a1.sample_step == 2] = a0.sample_row[a0.sample_step == 2]
     (f,) = [f for f in rank_findings(traces) if f["failed"]]
     assert (f["kind"], f["step"], f["rank"]) == ("rank_rows", 2, 1)
+
+
+def test_rank_handing_a_zero_gradient_is_named():
+    """A rank whose gradient never reaches the reduction (all zeros) while the other's does."""
+    traces = _job()
+    a1 = traces[1].arrays()
+    a1.params["w"].slots["local_grad"][a1.param_step == 2] = 0.0
+    found = [f for f in rank_findings(traces) if f["kind"] == "rank_gradient"]
+    assert [(f["step"], f["rank"]) for f in found] == [(2, 1)]

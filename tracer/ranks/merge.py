@@ -37,6 +37,8 @@ def merge_ranks(traces: dict[int, Trace]) -> Trace:
     base = traces[ranks[0]]
     arrays = {r: traces[r].arrays() for r in ranks}
     steps = _common_steps(arrays)
+    common = steps.size
+    steps, uneven = _weighable_steps(traces, arrays, ranks, steps)
     a0 = arrays[ranks[0]]
     step_cols = _merged_steps(arrays, ranks, steps)
     rows, sample_step, preds, micro = _merged_samples(arrays, ranks, steps)
@@ -53,11 +55,32 @@ def merge_ranks(traces: dict[int, Trace]) -> Trace:
     meta["distributed"] = {**(base.meta.get("distributed") or {}), "merged": True, "ranks": ranks,
                            "rank": None, "world_size": len(ranks)}
     notes = list(meta.get("notes") or [])
-    dropped = max(len(np.asarray(a.steps.get("step", []))) for a in arrays.values()) - len(steps)
+    dropped = max(len(np.asarray(a.steps.get("step", []))) for a in arrays.values()) - common
     if dropped:
         notes.append(f"merged: {dropped} step(s) not recorded on every rank were left out")
+    if uneven:
+        notes.append(f"merged: step(s) {', '.join(map(str, uneven))} left out: the replicas' slices of the batch "
+                     "are unequal, and Keras weighs each replica's mean gradient equally (each replica divides its "
+                     "mean loss by the number of replicas), so the update is not the global batch's; those steps "
+                     "are checked on each replica and across replicas")
     meta["notes"] = notes
     return Trace(arrays=merged, meta=meta)
+
+
+def _weighable_steps(traces: dict, arrays: dict, ranks: list[int], steps: np.ndarray):
+    """``(steps, left_out)``: for Keras replicas (``meta["distributed"]["replica"]``), the steps
+    whose replicas trained on slices of one size. Keras's update at a step of unequal slices
+    (the last, partial batch of an epoch) is the mean of the replicas' mean gradients, not the
+    global batch's mean gradient the merged check recomputes; DDP's sampler pads to equal shards."""
+    if not (traces[ranks[0]].meta.get("distributed") or {}).get("replica") or not steps.size:
+        return steps, []
+    sizes = []
+    for r in ranks:
+        s = np.asarray(arrays[r].steps["step"], dtype=np.int64)
+        sizes.append(np.asarray(arrays[r].steps["batch_size"], dtype=np.float64)[np.searchsorted(s, steps)])
+    sizes = np.stack(sizes)
+    even = np.all(sizes == sizes[0], axis=0) | ~np.isfinite(sizes).all(axis=0)
+    return steps[even], steps[~even].tolist()
 
 
 def _common_steps(arrays: dict) -> np.ndarray:

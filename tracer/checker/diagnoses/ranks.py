@@ -13,10 +13,14 @@ finding dicts as the other diagnoses, each naming the step and the rank:
 - ``allreduce``: a reduced gradient that is not the mean of the ranks' local gradients;
   the rank whose "reduced" gradient is its own local one skipped the all-reduce
   (``no_sync``, or a backward outside the DDP module);
+- ``rank_gradient``: a rank handing the all-reduce an all-zero gradient while another rank's
+  is not (its rows never reach the update);
 - ``rank_divergence``: the first step, parameter and rank where a rank's parameters
   differ from rank 0's (DDP keeps them bit-identical; a difference is a write on one
   rank, or a skipped all-reduce);
-- ``rank_loss`` (*note*): the loss rank 0 logs is its shard's, not the global batch's.
+- ``rank_loss`` (*note*): the loss rank 0 logs is its shard's, not the global batch's (not
+  for Keras replicas, ``meta["distributed"]["logged"] == "global"``: Keras logs the job's loss,
+  which the merged trace checks).
 """
 from __future__ import annotations
 
@@ -40,8 +44,10 @@ def rank_findings(traces: dict) -> list[dict]:
     out = []
     out += _rows(traces, arrays, ranks, steps)
     out += _allreduce(arrays, ranks, steps)
+    out += _silent_rank(arrays, ranks, steps)
     out += _divergence(arrays, ranks, steps)
-    out += _loss_note(arrays, ranks, steps)
+    if (traces[ranks[0]].meta.get("distributed") or {}).get("logged") != "global":
+        out += _loss_note(arrays, ranks, steps)      # Keras under MirroredStrategy logs the job's loss
     for f in out:
         f["rank"] = f["evidence"].get("rank")
     return out
@@ -196,6 +202,29 @@ def _allreduce(arrays, ranks, steps) -> list[dict]:
                "all-reduces are out of step (one rank ran a different number of synchronised backwards)")
         fix = "every rank must run the same synchronised backwards, in the same order"
     return [finding("allreduce", msg, fix, param=name, step=step, rank=r)]
+
+
+def _silent_rank(arrays, ranks, steps) -> list[dict]:
+    """A rank handing the reduction an all-zero gradient while another rank's is not: its rows
+    never reach the update (the gradient zeroed, detached or never computed on that rank).
+    A real gradient is never exactly 0 in every element of every parameter (the output
+    layer's bias alone would need a residual summing to exactly 0)."""
+    names = list(arrays[ranks[0]].params)
+    local = {r: [_param_rows(arrays[r], steps, n, LOCAL_GRAD) for n in names] for r in ranks}
+    if not names or any(g is None for gs in local.values() for g in gs):
+        return []
+    zero = {r: np.logical_and.reduce([np.all(g == 0, axis=1) for g in local[r]]) for r in ranks}
+    for i, s in enumerate(steps.tolist()):
+        silent = [r for r in ranks if zero[r][i]]
+        if silent and len(silent) < len(ranks):
+            r = silent[0]
+            return [finding("rank_gradient", f"step {s}, rank {r}: the gradient rank {r} hands the all-reduce is 0 in "
+                            f"every element of every parameter, while rank {[q for q in ranks if q not in silent][0]}'s "
+                            f"is not: rank {r}'s rows do not reach the update, which trains on "
+                            f"{len(ranks) - len(silent)} of the {len(ranks)} shards", "let every rank's gradient "
+                            "reach the optimizer unchanged (no masking or detaching by rank in the train step)",
+                            step=s, rank=r)]
+    return []
 
 
 def _same(a, b) -> bool:
