@@ -81,7 +81,7 @@ class RowBuffer:
         self._cur = np.empty((self._chunk_rows, self._width), dtype=self._dtype)
         self._pos = 0
 
-    def append(self, row) -> None:
+    def append(self, row: np.ndarray | float) -> None:
         """Copy one row (anything reshapeable to ``width`` values) into the buffer."""
         if self._pos == self._cur.shape[0]:
             self._next_chunk()
@@ -89,7 +89,7 @@ class RowBuffer:
         self._pos += 1
         self.n += 1
 
-    def append_fill(self, value) -> None:
+    def append_fill(self, value: float) -> None:
         """Append one row filled with ``value`` (NaN for "not recorded")."""
         if self._pos == self._cur.shape[0]:
             self._next_chunk()
@@ -97,7 +97,7 @@ class RowBuffer:
         self._pos += 1
         self.n += 1
 
-    def extend(self, block) -> None:
+    def extend(self, block: np.ndarray) -> None:
         """Copy a block of rows (shape ``(k, width)`` or ``(k,)`` for width 1)."""
         block = np.asarray(block)
         k = block.shape[0] if block.ndim else 1
@@ -165,7 +165,7 @@ class ScalarColumns:
                 added += self.SLOT_BYTES
         self.nbytes += added
 
-    def last(self, key: str):
+    def last(self, key: str) -> float | None:
         """The latest value of column ``key`` (None if there is no such column or no row)."""
         col = self._cols.get(key)
         return col[-1] if col else None

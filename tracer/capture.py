@@ -61,7 +61,7 @@ class FullBuffers:
         return {name: shape for name, (shape, _) in self.known.items()}
 
     # ------------------------------------------------------------ budget
-    def growth(self, before: dict, state: dict | None, rows, y_pred) -> int:
+    def growth(self, before: dict, state: dict | None, rows: np.ndarray | None, y_pred: np.ndarray | None) -> int:
         """Bytes that recording one step with these arrays would newly allocate."""
         total = self.param_step.growth(1)
         new = {n: (int(np.prod(sh)), dt) for n, (sh, dt) in self.known.items() if n not in self.params}
@@ -90,8 +90,8 @@ class FullBuffers:
         return total
 
     # ------------------------------------------------------------ recording
-    def record(self, step: int, before: dict, after: dict, grads: dict | None, rows,
-               y_pred, state: dict | None, micro=None) -> None:
+    def record(self, step: int, before: dict, after: dict, grads: dict | None, rows: np.ndarray | None,
+               y_pred: np.ndarray | None, state: dict | None, micro: np.ndarray | None = None) -> None:
         """Copy one step's arrays (each once) into the buffers."""
         self.param_step.append(step)
         for name, (shape, dtype) in self.known.items():     # buffers dropped by a drain

@@ -57,7 +57,7 @@ READBACK_COPIES = 3
 READBACK_FACTOR = 5
 
 
-def check_max_bytes(max_bytes) -> int | None:
+def check_max_bytes(max_bytes: int | None) -> int | None:
     """``max_bytes`` as a budget: None (unlimited) or a non-negative integer (0 = zero)."""
     if max_bytes is None:
         return None
@@ -121,7 +121,7 @@ class Recorder:
             store.open(self._meta_snapshot())
 
     # ------------------------------------------------------------------ data
-    def set_data(self, inputs, targets) -> None:
+    def set_data(self, inputs: np.ndarray, targets: np.ndarray) -> None:
         """Declare the training rows once: ``inputs`` (n, k) and ``targets`` (n, m).
 
         With a store the rows go to disk at once and are not kept in memory; without
@@ -169,9 +169,9 @@ class Recorder:
         return self.capture == "full"
 
     def record_step(self, *, epoch: int, batch: int, params_before: dict, params_after: dict,
-                    grads: dict | None = None, rows=None, y_pred=None, loss=None, lr=None,
+                    grads: dict | None = None, rows: np.ndarray | None = None, y_pred: np.ndarray | None = None, loss: float | None = None, lr: float | None = None,
                     batch_size: int | None = None, state: dict | None = None,
-                    logs: dict | None = None, extra: dict | None = None, micro=None) -> int:
+                    logs: dict | None = None, extra: dict | None = None, micro: np.ndarray | None = None) -> int:
         """Record one iteration and return its global step number (from 1).
 
         ``micro`` (gradient accumulation): the micro-step (0, 1, ...) of each batch row

@@ -38,6 +38,8 @@ before re-raising the signal, and call ``Recorder.close()`` when the script ends
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import os
 import re
 import secrets
@@ -172,7 +174,7 @@ class StreamStore:
             raise TraceFileError(f"cannot write the header of {self.path}: {reason(exc)}") from None
 
 
-def open_store(store) -> StreamStore | None:
+def open_store(store: StreamStore | Callable[[], StreamStore | None] | None) -> StreamStore | None:
     """The store a hook hands its new recorder: ``None``, a :class:`StreamStore`, or a
     callable returning one (a factory: a hook that records several runs, e.g. a
     ``trace_torch`` block running two loops, calls it once per run)."""
@@ -186,7 +188,7 @@ def open_store(store) -> StreamStore | None:
     raise TraceInputError(f"store: expected a StreamStore or a function returning one, got {store!r}")
 
 
-def store_factory(store):
+def store_factory(store: StreamStore | Callable[[], StreamStore | None] | None) -> Callable[[], StreamStore | None] | None:
     """A factory of stores from a hook's ``store=`` argument: a factory as it is; one
     :class:`StreamStore` for the first run and siblings ``PATH.2``, ``PATH.3`` ... (same
     settings) for later runs of the same hook; ``None`` stays ``None``."""

@@ -14,6 +14,8 @@ content (:class:`hooks.rows.RowMatcher`) in the variable holding the batch's inp
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,6 +25,9 @@ from tracer.errors import SteptraceError
 from ..numpy.numpy_tracer import MISSING, UNKNOWN_ROWS, NumpyTracer, lookup, read_params
 from ..rows import RowMatcher
 from .numpy_loop import LoopSite
+
+if TYPE_CHECKING:  # pragma: no cover
+    from types import FrameType
 
 __all__ = ["NumpyOptions", "LoopSteps", "DEFAULTS"]
 
@@ -66,7 +71,7 @@ class LoopSteps:
         self._x = None
 
     # ------------------------------------------------------------ events
-    def arrive(self, frame, entering: bool) -> None:
+    def arrive(self, frame: FrameType, entering: bool) -> None:
         """The loop's header is reached (``entering``: from outside the loop)."""
         current = read_params(frame, self.options.params)
         if entering:

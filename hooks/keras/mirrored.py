@@ -20,6 +20,8 @@ step's per-replica values into one :class:`tracer.Recorder` step per replica.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import copy
 import dataclasses
 
@@ -30,12 +32,17 @@ from tracer.trace import Trace
 
 from .data import as_numpy
 
+if TYPE_CHECKING:  # pragma: no cover
+    from pathlib import Path
+
+    import keras
+
 __all__ = ["replica_count", "unmodelled_reason", "cannot_check", "MirroredRecording"]
 
 _CLIPPING = ("clipnorm", "clipvalue", "global_clipnorm")
 
 
-def replica_count(model) -> int:
+def replica_count(model: keras.Model) -> int:
     """How many replicas train ``model`` in sync (1 outside a ``tf.distribute`` strategy)."""
     strategy = getattr(model, "distribute_strategy", None)
     try:
@@ -44,7 +51,7 @@ def replica_count(model) -> int:
         return 1
 
 
-def unmodelled_reason(model, meta: dict, full: bool) -> str | None:
+def unmodelled_reason(model: keras.Model, meta: dict, full: bool) -> str | None:
     """Why this distributed ``fit`` cannot be traced replica by replica (None: it can)."""
     import tensorflow as tf
 
@@ -112,7 +119,7 @@ class MirroredRecording:
                 rec.note(note)
             self.recorders.append(rec)
 
-    def set_meta(self, key: str, value) -> None:
+    def set_meta(self, key: str, value: object) -> None:
         """Write ``meta[key]`` into every replica's trace (the program, the metrics)."""
         for rec in self.recorders:
             rec.meta[key] = copy.deepcopy(value)
@@ -185,7 +192,7 @@ class MirroredRecording:
                                               dtype=np.float64)
         return Trace(arrays=dataclasses.replace(arrays, steps=steps), meta=meta)
 
-    def save(self, run_dir) -> dict:
+    def save(self, run_dir: str | Path) -> dict:
         """Write ``run_dir/rank=R/`` for every replica (:func:`tracer.ranks.save_rank`)."""
         from tracer.ranks import save_rank
         return {r: save_rank(t, run_dir, r) for r, t in self.traces().items()}

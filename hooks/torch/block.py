@@ -18,7 +18,7 @@ from __future__ import annotations
 import sys
 import warnings
 from types import FrameType
-from typing import Any, Callable
+from typing import Any, Callable, TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -38,12 +38,15 @@ from .placement import LoaderBatches
 from .plan import Plan
 from .run import TorchRun
 
+if TYPE_CHECKING:  # pragma: no cover
+    from tracer.store import StreamStore
+
 __all__ = ["trace_torch", "TorchTracer"]
 
 
 def trace_torch(*, data: tuple | None = None, names: dict[str, torch.Tensor] | None = None,
                 capture: str = "full", every: int = 1, max_bytes: int | None = DEFAULT_MAX_BYTES,
-                strict: bool = False, store=None) -> TorchTracer:
+                strict: bool = False, store: StreamStore | Callable[[], StreamStore | None] | None = None) -> TorchTracer:
     """A context manager tracing the PyTorch training loop run inside it.
 
     Arguments settle what cannot be discovered:

@@ -11,6 +11,8 @@ included) and writes the trace, CSV files and a workbook.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import sys
 from pathlib import Path
 
@@ -19,12 +21,15 @@ import pandas as pd
 
 from .exit_codes import VERDICT_EXIT
 
+if TYPE_CHECKING:  # pragma: no cover
+    from ..trace import Trace
+
 __all__ = ["run_minibatch_demo", "iteration_table"]
 
 EPOCHS, BATCH_SIZE, LR = 4, 4, 0.005
 
 
-def iteration_table(trace) -> pd.DataFrame:
+def iteration_table(trace: Trace) -> pd.DataFrame:
     """One row per iteration: epoch, batch, the x values used, batch loss, the running
     loss of the epoch so far (Keras's logged value) and the parameters after the update."""
     from ..math.metrics import loss_terms, running

@@ -23,7 +23,7 @@ def check_run(path: Path) -> int:
     return 0 if report.ok else 1
 
 
-def report_run(path: Path, xlsx=None, html=None, plots=None) -> dict:
+def report_run(path: Path, xlsx: str | None = None, html: str | None = None, plots: str | None = None) -> dict:
     """Reports of the merged job; the workbook adds the ``ranks`` and ``rank_findings`` sheets."""
     from reports import build_report
 

@@ -11,6 +11,8 @@ be complete - a trace directory appears atomically - and checks the job as a who
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import os
 import time
 from pathlib import Path
@@ -45,7 +47,7 @@ def index_name(default: str) -> str:
     return default if job is None else f"{p.stem}-rank={job[0]}{p.suffix}"
 
 
-def check_job(entries: list[dict], say, wait: float = WAIT_SECONDS) -> None:
+def check_job(entries: list[dict], say: Callable[..., None], wait: float = WAIT_SECONDS) -> None:
     """On rank 0 of a job: check each saved run over every rank, print and save the summary."""
     job = job_rank()
     if job is None or job[0] != 0:

@@ -27,6 +27,8 @@ imports Keras or PyTorch.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import json
 import shlex
 import signal
@@ -43,6 +45,9 @@ from .run_options import NUMPY_OPTIONS, build_parser, parse_names, parse_runs, p
 from .run_reports import check_run, export_run
 from .script import run_script
 from .signals import Terminated, exit_by_signal, signal_of, terminate_deferred, terminate_raises
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..trace import Trace
 
 __all__ = ["main", "build_parser", "parse_runs", "parse_size", "run_script", "default_out_dir"]
 
@@ -94,7 +99,7 @@ def _n_steps(trace) -> int:
         return 0
 
 
-def run_label(label: str, trace) -> str:
+def run_label(label: str, trace: Trace) -> str:
     """A label a user recognises: a summary capture records no parameters by name, so the
     hook's "training ?" is completed from the tensors whose norms it recorded."""
     if "training ?" not in str(label) or trace is None:

@@ -9,6 +9,8 @@ next commands worth typing.
 """
 from __future__ import annotations
 
+from typing import TextIO
+
 import json
 import re
 from pathlib import Path
@@ -82,7 +84,7 @@ def file_link(path: str | Path) -> str:
     return Path(path).resolve().as_uri()
 
 
-def say_next(written: list, commands: list[str], stream=None) -> None:
+def say_next(written: list, commands: list[str], stream: TextIO | None = None) -> None:
     """Print what a command wrote (``file://`` links) and the next useful commands."""
     import sys
     stream = stream or sys.stdout
