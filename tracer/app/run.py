@@ -56,7 +56,7 @@ def _say(*lines: str) -> None:
     """steptrace's own messages: stderr, after whatever the script left in stdout."""
     try:
         sys.stdout.flush()
-    except Exception:
+    except (OSError, ValueError):     # the script closed or broke its stdout: our lines still go out
         pass
     for line in lines:
         print(line, file=sys.stderr)
@@ -95,7 +95,7 @@ class _Saver:
 def _n_steps(trace) -> int:
     try:
         return int(trace.n_steps)
-    except Exception:
+    except Exception:  # a run the hook could not finish building: counted as 0 steps, never raised
         return 0
 
 
@@ -120,7 +120,7 @@ def _check_and_export(entry: dict, args) -> None:
         from ..trace import Trace
         try:
             trace = Trace.load(path)
-        except Exception as exc:
+        except Exception as exc:  # one unreadable run is reported in its summary; the others go on
             _say(f"steptrace: run {entry['run']}: cannot read back {path}: {exc}")
             entry["verdict"], entry["files"] = "error", []
             return
