@@ -53,6 +53,8 @@ FINDING_PATTERNS: dict[str, list[str]] = {
     # gradient accumulation over micro-batches (not to be confused with grad_accumulating)
     "accumulation": [r"\baccumulation\b", r"micro-?batch"],
     "logged_mismatch": [r"\blogged\b.*\b(?:mismatch|differs|is not)\b"],
+    # a logged value that equals another computation than its name says (tracer/checker/catalogue.py)
+    "logged_name": [r"\blogged '[^']+' equals\b"],
     "shared_param": [r"reached twice by the optimizers"],
 }
 VERDICT_WORDS = {"passed": "OK", "failed": "FAILED", "incomplete": "INCOMPLETE", "error": "ERROR", None: "-"}

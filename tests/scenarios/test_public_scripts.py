@@ -35,8 +35,6 @@ import pytest
 # ---------------------------------------------------------------- known gaps
 # "SCRIPT::ASPECT" -> why it fails today. ASPECT: untraced | traced | runs | steps | verdicts.
 KNOWN_GAPS = {
-    "keras_rmse_metric_is_mae.py::verdicts":
-        "metrics given as plain functions are not recomputed: no logged_rmse check, verdict OK",
 }
 ASPECTS = ("untraced", "traced", "runs", "steps", "verdicts")
 

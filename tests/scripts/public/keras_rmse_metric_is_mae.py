@@ -9,10 +9,11 @@ Provenance: the Stack Overflow questions about custom RMSE metrics in Keras, e.g
 Changes: our own script; synthetic regression data (400 rows, 6 features, noisy
     linear target with scale ~10), Dense(16, relu) -> Dense(1), mse loss, adam(0.01),
     batch 32, 3 epochs, verbose=0 with the history printed. Seeds fixed.
-Expected: buggy - the logged "rmse" is not an RMSE: it equals the MAE of the batch
-    predictions. steptrace should fail the `logged_rmse` check (a logged mismatch;
-    MANIFEST expects the failing quantity `logged_rmse`), and `explain --metric rmse`
-    should say which hand computation gives it: the MAE.
+Expected: buggy - the logged "rmse" is not an RMSE. With targets shaped like the
+    predictions it is the MAE; here the targets are (n,) against (n, 1) predictions, which
+    Keras hands to a plain-function metric unchanged, so it is the mean of per-row RMSEs of
+    every prediction against every target. steptrace names it with a `logged_name` finding
+    ("logged 'rmse' equals ..."; MANIFEST expects `logged_name`, or a failing `logged_rmse`).
 """
 import numpy as np
 import keras
