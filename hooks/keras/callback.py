@@ -189,6 +189,7 @@ class TraceCallback(keras.callbacks.Callback):
                              ("batch_size", "epochs", "shuffle", "validation_split", "steps_per_epoch")
                              if k in fl}
         x = y = None
+        self._xy = None
         if self._data is not None:
             x, y = self._data
         elif frame is not None:
@@ -205,6 +206,7 @@ class TraceCallback(keras.callbacks.Callback):
             if x.shape[0] != y.shape[0]:
                 raise TraceInputError(f"data: x has {x.shape[0]} rows but y has {y.shape[0]}")
             rec.set_data(x, y)
+            self._xy = (x, y)                      # a store keeps the rows on disk only
             self._matcher = RowMatcher(x, y)
         else:
             self._matcher = RowMatcher()
@@ -325,7 +327,7 @@ class TraceCallback(keras.callbacks.Callback):
             mirrored.cannot_check(rec, self._names, reason)
             self._program_built = True
             return None
-        mirror = mirrored.MirroredRecording(model, rec, self._opts, self._matcher)
+        mirror = mirrored.MirroredRecording(model, rec, self._opts, self._matcher, data=getattr(self, "_xy", None))
         self._recorder = mirror.recorders[0]        # counts the steps (should_record) like one process
         return mirror
 

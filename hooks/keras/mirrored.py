@@ -97,7 +97,8 @@ class MirroredRecording:
     row matcher (the replicas' slices are located in order, replica 0 first).
     """
 
-    def __init__(self, model, base: Recorder, opts: dict, matcher) -> None:
+    def __init__(self, model: keras.Model, base: Recorder, opts: dict, matcher: object,
+                 data: tuple | None = None) -> None:
         n = replica_count(model)
         strategy = model.distribute_strategy
         devices = [str(d) for d in getattr(strategy.extended, "worker_devices", ())]
@@ -105,7 +106,9 @@ class MirroredRecording:
         self.matcher = matcher
         self.recorders: list[Recorder] = []
         self.logs: dict[int, dict] = {}     # step -> what Keras logged there (the job's values)
-        arrays = base.trace().arrays() if base.n_rows is not None else None
+        if data is None and base.n_rows is not None:      # the rows as the callback declared them
+            arrays = base.trace().arrays()
+            data = None if arrays.inputs is None else (arrays.inputs, arrays.targets)
         for r in range(n):
             meta = copy.deepcopy({k: v for k, v in base.meta.items() if k not in ("data", "params", "capture",
                                                                                    "notes")})
@@ -113,8 +116,8 @@ class MirroredRecording:
                                    "devices": devices, "local_grads": "local_grad", "replica": True,
                                    "logged": "global", "sampler": {"shuffle": False}}
             rec = Recorder(meta, **opts)
-            if arrays is not None:
-                rec.set_data(arrays.inputs, arrays.targets)
+            if data is not None:
+                rec.set_data(*data)
             for note in base.meta.get("notes") or []:
                 rec.note(note)
             self.recorders.append(rec)
