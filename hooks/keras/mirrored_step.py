@@ -36,7 +36,7 @@ import tensorflow as tf
 
 from ..patch import Patch, set_attr
 from .meta import slot_variables
-from .step_tf import _gradients
+from .step_tf import _gradients, learning_rate
 
 __all__ = ["mirrored_function"]
 
@@ -97,8 +97,7 @@ def _replica_step(model, variables, names, opt_name, seen, caps: dict) -> Callab
     unpack = keras.utils.unpack_x_y_sample_weight
 
     def step(data):
-        lr = opt.learning_rate
-        lr = tf.cast(tf.convert_to_tensor(lr() if callable(lr) else lr), tf.float64)
+        lr = learning_rate(opt)
         before = [tf.identity(v.value) for v in variables]
         logs = train_step(data)
         cap = caps.get(threading.get_ident(), {})

@@ -45,8 +45,7 @@ def traced_step(model: keras.Model, variables: list, names: list[str], opt_name:
     unpack = keras.utils.unpack_x_y_sample_weight
 
     def step(data):
-        lr = opt.learning_rate
-        lr = tf.cast(tf.convert_to_tensor(lr() if callable(lr) else lr), tf.float64)
+        lr = learning_rate(opt)
         before = [tf.identity(v.value) for v in variables]
         logs, cap = spied_train_step(model, opt, train_step, data, "apply_gradients", seen)
         after = [tf.identity(v.value) for v in variables]
@@ -76,6 +75,12 @@ def traced_step(model: keras.Model, variables: list, names: list[str], opt_name:
         return logs, extras
 
     return step
+
+
+def learning_rate(opt: keras.optimizers.Optimizer) -> tf.Tensor:
+    """The optimizer's learning rate at this step as a float64 tensor (a schedule is called)."""
+    lr = opt.learning_rate
+    return tf.cast(tf.convert_to_tensor(lr() if callable(lr) else lr), tf.float64)
 
 
 def _gradients(variables, cap, scale=None):
