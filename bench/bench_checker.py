@@ -40,8 +40,8 @@ def trace_bytes(trace) -> int:
     """Bytes of the arrays a trace holds in memory (memory shared by several arrays, such
     as a recording's chained before/after views, counted once)."""
     a = trace.arrays()
-    arrays = [v for p in a.params.values() for v in p.values() if isinstance(v, np.ndarray)]
-    arrays += [v for p in a.params.values() for v in p["slots"].values()]
+    arrays = [v for p in a.params.values() for v in (p.before, p.grad, p.after) if isinstance(v, np.ndarray)]
+    arrays += [v for p in a.params.values() for v in p.slots.values()]
     arrays += [v for v in (a.inputs, a.targets, a.sample_pred, a.sample_step, a.sample_row, a.param_step)
                if v is not None]
     spans = sorted((v.__array_interface__["data"][0], v.__array_interface__["data"][0] + v.nbytes)
