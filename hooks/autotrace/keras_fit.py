@@ -131,8 +131,18 @@ class _Guarded:
     def on_epoch_begin(self, epoch, logs=None):
         return self._guard("on_epoch_begin", epoch, logs)
 
-    def on_train_batch_end(self, batch, logs=None):
-        return self._guard("on_train_batch_end", batch, logs)
+    def _after_step(self, logs, extras, traced):
+        # the per-step hook of the traced train function (TraceCallback has no
+        # on_train_batch_end, which would stop Keras's asynchronous batch ends)
+        return self._guard("_after_step", logs, extras, traced)
+
+    def _read_rings(self):
+        try:
+            return super()._read_rings()
+        except Exception as exc:  # the boundary with the user's fit: tracing stops, training goes on
+            if self.failure is None:
+                self._fail("reading the traced steps", exc)
+            return None
 
     def on_epoch_end(self, epoch, logs=None):
         return self._guard("on_epoch_end", epoch, logs)

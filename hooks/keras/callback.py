@@ -6,14 +6,22 @@ TensorFlow built by Keras's own ``_make_function`` around
 :func:`hooks.keras.step_tf.traced_step`, on torch the eager step of
 :mod:`hooks.keras.step_torch`. The original is put back at the end of ``fit``, when a
 step raises, and, should ``fit`` be aborted elsewhere, at the next
-``make_train_function`` call (the first thing every later ``fit`` does). Each batch's
-outputs then become one :meth:`tracer.Recorder.record_step`; after the first, the step
-program (:mod:`hooks.keras.program`) goes into the trace's ``meta["program"]``.
+``make_train_function`` call (the first thing every later ``fit`` does). Each traced
+step then becomes one :meth:`tracer.Recorder.record_step` (:mod:`hooks.keras.record`);
+after the first, the step program (:mod:`hooks.keras.program`) goes into the trace's
+``meta["program"]``.
+
+Why no ``on_train_batch_end``: the traced train function records instead (no Python per
+batch beyond a counter; on backends Keras deems thread-safe, torch but not TensorFlow in
+Keras 3.15, Keras then keeps dispatching batch ends to a thread). On TensorFlow the step
+writes into ring variables (:mod:`hooks.keras.rings`) read every K steps, at an epoch's
+end, at the end of ``fit``, when a step raises and when the trace is asked for.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import time
 
 import keras
 
@@ -30,6 +38,8 @@ from . import meta as km
 from . import mirrored
 from .data import as_array, as_numpy, fit_frame, user_line
 from .program import StepShapes, build_program
+from .record import record_extras, record_ring_step
+from .rings import StepRings, new_rings
 
 _BACKENDS = ("tensorflow", "torch")
 
@@ -85,6 +95,11 @@ class TraceCallback(keras.callbacks.Callback):
         self._program_built = False
         self._where: str | None = None
         self._mirror: mirrored.MirroredRecording | None = None     # under MirroredStrategy (issue 15)
+        self._rings: StepRings | None = None    # TensorFlow on one device: the step's ring variables
+        self._ring_summary = False
+        self._queue: list = []       # (epoch, batch, traced) of the steps not yet read from the rings
+        self._batch = 0
+        self._last_read = 0.0
 
     # --------------------------------------------------------------- result
     @property
@@ -110,6 +125,7 @@ class TraceCallback(keras.callbacks.Callback):
 
         Built once per change (the snapshot copies every buffer), then reused.
         """
+        self._read_rings()
         cached = self._cache
         if cached is not None and cached[0] == self._version:
             return cached[1]
@@ -217,33 +233,29 @@ class TraceCallback(keras.callbacks.Callback):
         if original_fn is None:
             model.make_train_function()
             original_fn = model.train_function
-        if self._backend == "torch":
-            from .step_torch import traced_function
-            busy = framework_busy       # the PyTorch hook must not take Keras's step for a torch loop
-        elif self._mirror is not None:      # MirroredStrategy: per-replica values (issue 15)
-            from .mirrored_step import mirrored_function as traced_function
-            busy = None
-        else:
-            from .step_tf import traced_function
-            busy = None
-        compiled = traced_function(model, self._vars, self._names, self._opt_name, self._seen,
-                                   summary=not self._recorder.full)
+        self._rings, self._queue, self._batch = None, [], 0
+        self._ring_summary = not self._recorder.full
+        compiled, busy = self._traced_step(model)
         cb = self
 
         def traced_train_function(iterator):
-            if not cb._recorder.should_record():
-                cb._pending = None
+            if not cb._recorder.should_record(cb._recorder.steps_seen + len(cb._queue) + 1):
                 with busy("keras") if busy else contextlib.nullcontext():
-                    return original_fn(iterator)
+                    logs = original_fn(iterator)
+                cb._after_step(logs, None, traced=False)
+                return logs
             try:
-                logs, extras = compiled(iterator)
+                out = compiled(iterator)
             except StopIteration:
                 raise
             except BaseException:  # the user's step failed: restore the model, re-raise unchanged
                 cb._restore()
                 raise
-            cb._pending = extras
-            return logs
+            if cb._rings is not None:
+                cb._after_step(out, None, traced=True)
+                return out
+            cb._after_step(out[0], out[1], traced=True)
+            return out[0]
 
         def restoring_make_train_function(force=False):
             # reached only if a traced fit ended without on_train_end (an exception)
@@ -256,64 +268,80 @@ class TraceCallback(keras.callbacks.Callback):
         patch.add(lambda: setattr(model, "train_function", original_fn))
         self._patch = patch
 
+    def _traced_step(self, model):
+        """The traced step for the backend and strategy, and the guard its calls run under."""
+        args = (model, self._vars, self._names, self._opt_name, self._seen)
+        if self._backend == "torch":
+            from .step_torch import traced_function     # the PyTorch hook must not take Keras's step
+            return traced_function(*args, summary=self._ring_summary), framework_busy
+        if self._mirror is not None:      # MirroredStrategy: per-replica values (issue 15)
+            from .mirrored_step import mirrored_function
+            return mirrored_function(*args, summary=self._ring_summary), None
+        if mirrored.replica_count(model) > 1:     # several replicas, not modelled: Keras's reduced values
+            from .step_tf_outputs import traced_function
+            return traced_function(*args, summary=self._ring_summary), None
+        from .step_tf import traced_function
+        self._rings = new_rings(self._recorder, self._vars, getattr(self, "_xy", None), self._ring_summary)
+        return traced_function(*args, self._rings, summary=self._ring_summary), None
+
     def _restore(self):
-        """Put Keras's own train function back (idempotent)."""
+        """Read what the rings hold and put Keras's own train function back (idempotent)."""
         patch, self._patch = self._patch, None
-        if patch is not None:
-            patch.remove()
+        try:
+            self._read_rings()
+        finally:
+            if patch is not None:
+                patch.remove()
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         """Count the epoch; repeated rows are handed out afresh."""
         self._epoch = epoch
+        self._batch = 0
         if self._matcher is not None:
             self._matcher.new_epoch()
 
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        """Record the step the traced train function just ran (or count a skipped one)."""
-        ex, self._pending = self._pending, None
-        rec = self._recorder
+    def _after_step(self, logs, extras, traced: bool) -> None:
+        """After each step of ``fit`` (in place of ``on_train_batch_end``): queue it for the
+        rings' next read, or record it now (the torch backend, MirroredStrategy)."""
+        batch, self._batch = self._batch, self._batch + 1
         self._version += 1
+        if self._rings is not None:
+            self._queue.append((self._epoch + 1, batch + 1, traced))
+            store = self._recorder.store
+            now = time.monotonic()
+            if (len(self._queue) >= self._rings.size or store is not None and store.flush_seconds is not None
+                    and now - self._last_read >= store.flush_seconds):
+                self._read_rings()
+            return
+        self._describe_metrics()
+        rec = self._recorder
+        if self._mirror is not None:
+            self._record_replicas(extras if traced else None, batch, logs)
+        elif not traced:
+            rec.record_step(epoch=self._epoch + 1, batch=batch + 1, params_before={}, params_after={})
+        else:
+            record_extras(self, extras, self._epoch + 1, batch + 1, logs)
+
+    def _read_rings(self) -> None:
+        """Record the queued steps from the rings (one read of each ring for all of them)."""
+        queue, self._queue = self._queue, []
+        self._last_read = time.monotonic()
+        if not queue:
+            return
+        self._version += 1
+        self._describe_metrics()
+        rows = iter(self._rings.read(sum(1 for q in queue if q[2])))
+        for epoch, batch, traced in queue:
+            if traced:
+                record_ring_step(self, epoch, batch, next(rows))
+            else:
+                self._recorder.record_step(epoch=epoch, batch=batch, params_before={}, params_after={})
+
+    def _describe_metrics(self) -> None:
         if not self._metrics_described:
             # Keras builds its compiled metrics while tracing the first step
             self._metrics_described = True
-            rec.meta["metrics"] = km.describe_metrics(self.model, rec.meta.get("loss"))
-        if self._mirror is not None:
-            self._record_replicas(ex, batch, logs)
-            return
-        if ex is None:
-            if not rec.should_record():
-                rec.record_step(epoch=self._epoch + 1, batch=batch + 1, params_before={}, params_after={})
-            return
-        names = self._names
-        if "norms" in ex:
-            self._record_summary(ex, batch, logs)
-            return
-        before = {n: as_numpy(t) for n, t in zip(names, ex["before"])}
-        after = {n: as_numpy(t) for n, t in zip(names, ex["after"])}
-        grads = {n: as_numpy(t) for n, t in zip(names, ex["grads"])}
-        state = {}
-        for (pname, slot, _), t in zip(self._seen.get("slots", ()), ex["slots"]):
-            state.setdefault(pname, {})[slot] = as_numpy(t)
-        rows = y_pred = None
-        bs = None
-        if "x" in ex:
-            bx, by = as_numpy(ex["x"]), as_numpy(ex["y"])
-            bs = bx.shape[0]
-            if rec.full:
-                rows = self._matcher.match(bx, by)
-                if rows is None and not self._warned_rows:
-                    self._warned_rows = True
-                    rec.note("some batch rows were not found in the training data: their rows are unknown")
-        if "y_pred" in ex and rec.full:
-            y_pred = as_numpy(ex["y_pred"])
-            bs = y_pred.shape[0]
-            if not self._program_built:
-                self._describe_step(ex, y_pred)
-        loss = float(as_numpy(ex["loss"])) if "loss" in ex else None
-        rec.record_step(epoch=self._epoch + 1, batch=batch + 1, params_before=before, params_after=after,
-                        grads=grads, rows=rows, y_pred=y_pred, loss=loss, lr=float(as_numpy(ex["lr"])),
-                        batch_size=bs, state=state, logs=logs,
-                        extra={"opt_step": int(as_numpy(ex["iterations"]))})
+            self._recorder.meta["metrics"] = km.describe_metrics(self.model, self._recorder.meta.get("loss"))
 
     # ------------------------------------------------- tf.distribute (issue 15)
     def _distributed(self, model, rec) -> mirrored.MirroredRecording | None:
@@ -357,21 +385,9 @@ class TraceCallback(keras.callbacks.Callback):
             program = build_program(self.model, self._names, shapes, self._seen, self._where)
         self._recorder.meta["program"] = program
 
-    def _record_summary(self, ex, batch, logs):
-        """Summary capture: the norms came out of the graph as columns of the steps table."""
-        extra = {"opt_step": int(as_numpy(ex["iterations"]))}
-        for name, (value, update, grad) in zip(self._names, as_numpy(ex["norms"]).reshape(-1, 3).tolist()):
-            extra["value_norm_" + name] = value
-            extra["update_norm_" + name] = update
-            extra["grad_norm_" + name] = grad
-        bs = int(as_numpy(ex["batch_size"])) if "batch_size" in ex else None
-        loss = float(as_numpy(ex["loss"])) if "loss" in ex else None
-        self._recorder.record_step(epoch=self._epoch + 1, batch=batch + 1, params_before={}, params_after={},
-                                   loss=loss, lr=float(as_numpy(ex["lr"])), batch_size=bs, logs=logs,
-                                   extra=extra)
-
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        """Record what Keras logged at the end of the epoch."""
+        """Record the epoch's steps still in the rings, and what Keras logged at its end."""
+        self._read_rings()
         self._version += 1
         self._recorder.record_epoch(epoch + 1, logs)
 

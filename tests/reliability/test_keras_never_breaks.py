@@ -66,13 +66,13 @@ def test_a_traced_step_that_fails_while_traced_lets_keras_run_the_step(monkeypat
 def test_a_callback_hook_that_fails_mid_epoch_stops_tracing_only(monkeypatch, capfd):
     from hooks.keras import TraceCallback
     plain = _fit([])
-    original = TraceCallback.on_train_batch_end
+    original = TraceCallback._after_step           # the per-step hook (there is no on_train_batch_end)
 
-    def failing(self, batch, logs=None):
-        if batch == 3:
+    def failing(self, logs, extras, traced):
+        if self._batch == 3:
             raise ValueError("planted")
-        return original(self, batch, logs)
-    monkeypatch.setattr(TraceCallback, "on_train_batch_end", failing)
+        return original(self, logs, extras, traced)
+    monkeypatch.setattr(TraceCallback, "_after_step", failing)
     cb = _guarded()
     traced = _fit([cb])
     _same(plain, traced)

@@ -1,0 +1,135 @@
+"""Ring buffers in TensorFlow variables: the traced step writes one row per step, the host
+reads every ring once every K steps.
+
+Why: handing a step's values out of the compiled step as extra outputs makes TensorFlow
+allocate fresh tensors for them every step (and Python free them), slows the compiled
+step itself, and needs a host transfer per step. Instead the traced step copies what the
+trace needs into ``tf.Variable`` rings allocated once, of shape ``(K, ...)``, at row
+``count % K``, and counts the step in a variable; it returns Keras's own logs and nothing
+else. The host reads the rings when K steps are waiting (or at an epoch's end, the end of
+``fit``, a crash): a read is a view of the variable's buffer (``value()._numpy()``), not a
+copy, so the one copy of each value is the recorder's. Should a view outlive the read, the
+next write copies the buffer first (TensorFlow's copy on write), so a view never changes.
+
+Samples (inputs, targets, predictions) are padded to the ring's batch rows; the step's
+real batch size is one of the scalars. A batch larger than the ring keeps its first rows
+only (the host then drops the step's rows and predictions).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+__all__ = ["StepRings", "new_rings", "ring_rows"]
+
+#: bytes one step's rings may hold in all (K is chosen from it), and the most steps K
+RING_BYTES = 48 << 20
+MAX_ROWS = 64
+
+
+def ring_rows(step_bytes: int, limit: int | None = None) -> int:
+    """K: as many steps as :data:`RING_BYTES` holds (at least 1, at most :data:`MAX_ROWS`
+    and ``limit``)."""
+    k = max(1, min(MAX_ROWS, RING_BYTES // max(1, step_bytes)))
+    return max(1, min(k, limit)) if limit else k
+
+
+def new_rings(recorder: Any, variables: list, xy: tuple | None, summary: bool) -> "StepRings":
+    """The rings of a traced ``fit``: K steps, as many as :data:`RING_BYTES` holds, at most
+    the store's ``flush_every`` (a killed run then loses no more than the store would);
+    samples padded to ``fit``'s batch size."""
+    store = recorder.store
+    limit = getattr(store, "flush_every", None) if store is not None else None
+    batch = recorder.meta.get("keras_fit", {}).get("batch_size")
+    batch = batch if isinstance(batch, int) and batch > 0 else None
+    if summary:
+        return StepRings(ring_rows(8 * (16 + 3 * len(variables)), limit), batch)
+    step_bytes = 5 * sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in variables)
+    if xy is not None:
+        step_bytes += (batch or 32) * (xy[0][:1].nbytes + 2 * xy[1][:1].nbytes)
+    return StepRings(ring_rows(step_bytes, limit), batch)
+
+
+class StepRings:
+    """The rings of one traced train function: ``size`` (K) rows each, samples padded to
+    ``batch_rows`` rows. Inside the step: :meth:`begin`, then :meth:`put` and
+    :meth:`put_sample` (before the update for the weights before it), then :meth:`end`."""
+
+    def __init__(self, size: int, batch_rows: int | None = None):
+        self.size = int(size)
+        self.batch_rows = batch_rows
+        self.rings: dict[str, tf.Variable] = {}
+        self.kept: dict[str, tf.Variable] = {}
+        self.count: tf.Variable | None = None
+        self.read_so_far = 0                  # steps the host has read
+
+    # ------------------------------------------------------------ in the graph
+    def _variable(self, store: dict, name: str, shape, dtype) -> tf.Variable:
+        var = store.get(name)
+        if var is None:                      # created once, when the step is first traced
+            with tf.init_scope():
+                var = store[name] = tf.Variable(tf.zeros(shape, dtype), trainable=False)
+        return var
+
+    def keep(self, name: str, value: tf.Tensor) -> tf.Variable:
+        """A persistent copy of ``value`` (one variable, written every step): the weights
+        before the update, for summary norms, without allocating a tensor per step."""
+        var = self._variable(self.kept, name, value.shape, value.dtype)
+        var.assign(value)
+        return var
+
+    def begin(self) -> tf.Tensor:
+        """The row this step writes: ``count % K``, as a one-element index."""
+        if self.count is None:
+            with tf.init_scope():
+                self.count = tf.Variable(tf.constant(0, tf.int64), trainable=False)
+        return tf.reshape(tf.math.floormod(self.count, self.size), [1])
+
+    def put(self, slot: tf.Tensor, name: str, value: tf.Tensor) -> None:
+        """Write ``value`` (a fixed shape) at row ``slot`` of ring ``name``."""
+        var = self._variable(self.rings, name, (self.size, *value.shape), value.dtype)
+        var.scatter_update(tf.IndexedSlices(tf.expand_dims(value, 0), slot))
+
+    def put_sample(self, slot: tf.Tensor, name: str, value: tf.Tensor) -> None:
+        """Write a ``(batch, ...)`` tensor padded (or cut) to :attr:`batch_rows` rows (left
+        out when a dimension past the batch is not known when the step is traced)."""
+        rest = tuple(value.shape[1:])
+        if value.shape.rank is None or any(d is None for d in rest):
+            return
+        b = self.batch_rows
+        if b is None:
+            b = self.batch_rows = int(value.shape[0] or 32)
+        part = value[:b]
+        pad = [[0, b - tf.shape(part)[0]]] + [[0, 0]] * len(rest)
+        self.put(slot, name, tf.ensure_shape(tf.pad(part, pad), (b, *rest)))
+
+    def end(self) -> None:
+        """The step is written: count it."""
+        self.count.assign_add(1)
+
+    # ------------------------------------------------------------ on the host
+    @property
+    def written(self) -> int:
+        """Steps the graph has written so far."""
+        return 0 if self.count is None else int(self.count.value()._numpy())
+
+    def read(self, n: int) -> list[dict | None]:
+        """The next ``n`` steps the host has not read, oldest first, as dicts of NumPy views
+        (valid until the caller drops them; the recorder copies them). A step written but
+        overwritten before it was read (more than K behind) comes back as None."""
+        if n <= 0:
+            return []
+        if self.count is None:
+            return [None] * n
+        views = {name: var.value()._numpy() for name, var in self.rings.items()}
+        written = self.written
+        out: list[dict | None] = []
+        for i in range(self.read_so_far, self.read_so_far + n):
+            if i >= written or written - i > self.size:
+                out.append(None)
+            else:
+                out.append({name: v[i % self.size] for name, v in views.items()})
+        self.read_so_far = max(written, self.read_so_far + n)
+        return out
