@@ -83,7 +83,6 @@ class TraceCallback(keras.callbacks.Callback):
             data = (x, y)
         self._data = data
         self._matcher: RowMatcher | None = None
-        self._pending = None
         self._epoch = 0
         self._patch: Patch | None = None    # the traced train function, while installed
         self._warned_rows = False
@@ -96,10 +95,8 @@ class TraceCallback(keras.callbacks.Callback):
         self._where: str | None = None
         self._mirror: mirrored.MirroredRecording | None = None     # under MirroredStrategy (issue 15)
         self._rings: StepRings | None = None    # TensorFlow on one device: the step's ring variables
-        self._ring_summary = False
+        self._ring_summary, self._ring_rows, self._batch, self._last_read = False, 0, 0, 0.0
         self._queue: list = []       # (epoch, batch, traced) of the steps not yet read from the rings
-        self._batch = 0
-        self._last_read = 0.0
 
     # --------------------------------------------------------------- result
     @property
@@ -171,7 +168,6 @@ class TraceCallback(keras.callbacks.Callback):
         self._version += 1
         self._recorder = rec = Recorder({"framework": "keras"}, **self._opts, store=self._stores)
         self._epoch = 0
-        self._pending = None
         self._metrics_described = False
         notes: list[str] = []
         opt = model.optimizer
@@ -282,6 +278,7 @@ class TraceCallback(keras.callbacks.Callback):
             return traced_function(*args, summary=self._ring_summary), None
         from .step_tf import traced_function
         self._rings = new_rings(self._recorder, self._vars, getattr(self, "_xy", None), self._ring_summary)
+        self._ring_rows = self._rings.size
         return traced_function(*args, self._rings, summary=self._ring_summary), None
 
     def _restore(self):
@@ -395,5 +392,6 @@ class TraceCallback(keras.callbacks.Callback):
         """Put Keras's own train function back (and finish the run's stream, if any)."""
         self._version += 1
         self._restore()
+        self._rings = None           # the ring variables (up to RING_BYTES) are freed with it
         if self._recorder.store is not None:
             self._recorder.close()

@@ -45,11 +45,12 @@ def record_ring_step(cb: Any, epoch: int, batch: int, row: dict | None) -> None:
     state: dict = {}
     for j, (pname, slot, _) in enumerate(cb._seen.get("slots", ())):
         state.setdefault(pname, {})[slot] = row[f"slot/{j}"]
-    fits = bs is not None and bs <= cb._rings.batch_rows
+    kept = cb._rings.batch_rows          # None: the step wrote no samples
+    fits = bs is not None and kept is not None and bs <= kept
     samples = {k: row[k][:bs] for k in ("x", "y", "y_pred") if k in row and fits}
-    if bs is not None and not fits and not cb._warned_rows:
+    if kept is not None and bs is not None and not fits and not cb._warned_rows:
         cb._warned_rows = True
-        rec.note(f"a batch of {bs} rows is larger than the {cb._rings.batch_rows} rows kept per step: "
+        rec.note(f"a batch of {bs} rows is larger than the {kept} rows kept per step: "
                  "its rows and predictions are not recorded")
     rows, y_pred = _rows_and_predictions(cb, samples)
     rec.record_step(epoch=epoch, batch=batch, params_before=before, params_after=after, grads=grads, rows=rows,

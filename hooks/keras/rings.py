@@ -27,6 +27,9 @@ __all__ = ["StepRings", "new_rings", "ring_rows"]
 #: bytes one step's rings may hold in all (K is chosen from it), and the most steps K
 RING_BYTES = 48 << 20
 MAX_ROWS = 64
+#: batch rows kept per step when neither ``fit`` nor the traced batch tells the batch size
+#: (a ``tf.data`` input): a larger batch keeps no rows or predictions (a note says so)
+DEFAULT_BATCH = 256
 
 
 def ring_rows(step_bytes: int, limit: int | None = None) -> int:
@@ -48,7 +51,7 @@ def new_rings(recorder: Any, variables: list, xy: tuple | None, summary: bool) -
         return StepRings(ring_rows(8 * (16 + 3 * len(variables)), limit), batch)
     step_bytes = 5 * sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in variables)
     if xy is not None:
-        step_bytes += (batch or 32) * (xy[0][:1].nbytes + 2 * xy[1][:1].nbytes)
+        step_bytes += (batch or DEFAULT_BATCH) * (xy[0][:1].nbytes + 2 * xy[1][:1].nbytes)
     return StepRings(ring_rows(step_bytes, limit), batch)
 
 
@@ -98,9 +101,10 @@ class StepRings:
         rest = tuple(value.shape[1:])
         if value.shape.rank is None or any(d is None for d in rest):
             return
+        if name not in self.rings:       # sized when first traced: fit's batch size, or the batch's
+            known = int(value.shape[0] or 0)
+            self.batch_rows = max(self.batch_rows or 0, known) or DEFAULT_BATCH
         b = self.batch_rows
-        if b is None:
-            b = self.batch_rows = int(value.shape[0] or 32)
         part = value[:b]
         pad = [[0, b - tf.shape(part)[0]]] + [[0, 0]] * len(rest)
         self.put(slot, name, tf.ensure_shape(tf.pad(part, pad), (b, *rest)))

@@ -56,7 +56,7 @@ def _tables(trace):
 def test_the_trace_does_not_depend_on_the_ring_size(monkeypatch, capture, every):
     _, small, _ = _traced(monkeypatch, 3, capture=capture, every=every)     # 18 steps through rings of 3
     _, large, _ = _traced(monkeypatch, 64, capture=capture, every=every)
-    assert (small._rings.size, large._rings.size) == (3, 64)
+    assert (small._ring_rows, large._ring_rows) == (3, 64) and small._rings is None   # freed at the end
     a, b = small.trace, large.trace
     assert a.meta["capture"]["steps_seen"] == b.meta["capture"]["steps_seen"] == 18
     assert list(a.steps["step"]) == list(range(1, 19, every))
@@ -120,3 +120,41 @@ def test_the_callback_has_no_batch_end_so_keras_may_dispatch_batch_ends_asynchro
     model = _model()
     for callbacks, expected in (([TraceCallback()], True), ([_Stop(1)], False)):
         assert keras.callbacks.CallbackList(callbacks, model=model)._async_train is expected
+
+
+@pytest.mark.parametrize("flush_every,flush_seconds", [(5, None), (100, 0.0)])
+def test_a_streamed_fit_reads_back_equal_to_the_run_in_memory(monkeypatch, tmp_path, flush_every, flush_seconds):
+    """With a store the rings hold at most ``flush_every`` steps, and are read whenever the
+    store's ``flush_seconds`` have passed (0: every step), so a killed fit loses no more than
+    the store alone would; the stream reads back equal to the same fit kept in memory."""
+    from tracer import Trace
+    from tracer.store import StreamStore
+    _, memory, _ = _traced(monkeypatch, 64)
+    store = StreamStore(tmp_path / "run", flush_every=flush_every, flush_seconds=flush_seconds)
+    _, streamed, _ = _traced(monkeypatch, 64, store=store)
+    assert streamed._ring_rows == min(64, flush_every)
+    back = Trace.load(tmp_path / "run")
+    for got, ref in zip(_tables(back), _tables(memory.trace)):
+        assert got.equals(ref)
+
+
+@pytest.mark.parametrize("default_batch", [256, 16])
+def test_a_dataset_of_unknown_batch_size_keeps_its_rows_up_to_the_rows_kept(monkeypatch, default_batch):
+    """A ``tf.data`` input does not tell the batch size when the step is traced: the rings
+    keep DEFAULT_BATCH rows per step. Batches of 40 fit in 256 (rows found, the check
+    passes); with 16 (planted) they do not: no rows, no predictions, a note, the rest kept."""
+    import tensorflow as tf
+    monkeypatch.setattr(rings, "DEFAULT_BATCH", default_batch)
+    x, y = _data(80)
+    model = _model()
+    cb = TraceCallback(data=(x, y))
+    model.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(40), epochs=2, verbose=0, shuffle=False,
+              callbacks=[cb])
+    trace = cb.trace
+    assert list(trace.steps["batch_size"]) == [40] * 4 and len(trace.params)
+    if default_batch == 256:
+        assert sorted(trace.samples["sample"][trace.samples["step"] == 1]) == list(range(40))
+        assert tracer.check(trace).ok
+    else:
+        assert len(trace.samples) == 0
+        assert any("larger than the 16 rows kept" in n for n in trace.meta["notes"])
