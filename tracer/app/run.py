@@ -37,11 +37,12 @@ from pathlib import Path
 
 from ..atomic import replacing_file
 from ..errors import SteptraceError, TraceInputError
+from ..file_format import release_arrow_memory
 from ..progress import ClearingStream, LiveProgress, is_tty
 from . import ranks_run
 from .exit_codes import EXIT_BAD_INPUT, EXIT_INTERRUPTED
 from .run_dir import INDEX, OutputDir
-from .run_options import NUMPY_OPTIONS, build_parser, parse_names, parse_runs, parse_size
+from .run_options import NUMPY_OPTIONS, build_parser, parse_names, parse_runs, parse_size, recording_budget
 from .run_reports import check_run, export_run
 from .script import run_script
 from .signals import Terminated, exit_by_signal, signal_of, terminate_deferred, terminate_raises
@@ -116,6 +117,7 @@ def run_label(label: str, trace: Trace) -> str:
 def _check_and_export(entry: dict, args) -> None:
     """Check one saved run, print its summary, write check.txt and the reports its size allows."""
     trace, path = entry["trace"], entry["path"]
+    release_arrow_memory()      # what the saved runs and the run checked before left in the pools
     if trace is None:
         from ..trace import Trace
         try:
@@ -215,7 +217,7 @@ def _trace_script(args, options, outdir: OutputDir):
     from hooks.autotrace import AutoTrace   # framework-free; frameworks load when the script imports them
 
     saver = _Saver(outdir)
-    auto = AutoTrace(every=args.every, capture=args.capture, max_bytes=options["max_bytes"],
+    auto = AutoTrace(every=args.every, capture=args.capture, max_bytes=recording_budget(options["max_bytes"]),
                      select=options["select"], frameworks=options["frameworks"], on_finish=saver,
                      numpy=options["numpy"], store=outdir.new_stream)
     show = args.progress == "on" or (args.progress == "auto" and is_tty(sys.stderr))
