@@ -29,34 +29,17 @@ from ..rows import RowMatcher
 from . import meta as km
 from . import mirrored
 from .data import as_array, as_numpy, fit_frame, user_line
+from .callback_guard import Guarded
 from .program import StepShapes, build_program
 
 _BACKENDS = ("tensorflow", "torch")
 
-__all__ = ["TraceCallback"]
+__all__ = ["TraceCallback", "TraceRecording"]
 
 
-class TraceCallback(keras.callbacks.Callback):
-    """Record every iteration of ``model.fit`` into a :class:`tracer.Trace` (``.trace``);
-    a :class:`tracer.source.TraceSource`.
-
-    Parameters
-    ----------
-    every:
-        Record one step in ``every``; the others run Keras's own compiled step.
-    capture:
-        ``"full"`` (weights, gradients, predictions, rows) or ``"summary"`` (scalars).
-    max_bytes:
-        Memory budget; past it the recorder keeps only per-step summaries.
-    data:
-        ``(x, y)``: the training rows, when ``fit`` gets something other than
-        arrays (e.g. a ``tf.data.Dataset``); batch rows are located in them.
-        Without it, array inputs are read from ``fit`` itself, and for other
-        inputs rows are numbered in order of first appearance.
-    store:
-        A :class:`tracer.store.StreamStore` (or a function returning one per ``fit``) the
-        completed steps stream to, so a killed ``fit`` keeps them.
-    """
+class TraceRecording(keras.callbacks.Callback):
+    """The recording behind :class:`TraceCallback` (which adds the guard of
+    :mod:`hooks.keras.callback_guard`): its hook methods raise what fails."""
 
     def __init__(self, every: int = 1, capture: str = "full", max_bytes: int | None = DEFAULT_MAX_BYTES,
                  data=None, store=None):
@@ -381,3 +364,32 @@ class TraceCallback(keras.callbacks.Callback):
         self._restore()
         if self._recorder.store is not None:
             self._recorder.close()
+
+
+class TraceCallback(Guarded, TraceRecording):
+    """Record every iteration of ``model.fit`` into a :class:`tracer.Trace` (``.trace``);
+    a :class:`tracer.source.TraceSource`.
+
+    Parameters
+    ----------
+    every:
+        Record one step in ``every``; the others run Keras's own compiled step.
+    capture:
+        ``"full"`` (weights, gradients, predictions, rows) or ``"summary"`` (scalars).
+    max_bytes:
+        Memory budget; past it the recorder keeps only per-step summaries.
+    data:
+        ``(x, y)``: the training rows, when ``fit`` gets something other than
+        arrays (e.g. a ``tf.data.Dataset``); batch rows are located in them.
+        Without it, array inputs are read from ``fit`` itself, and for other
+        inputs rows are numbered in order of first appearance.
+    store:
+        A :class:`tracer.store.StreamStore` (or a function returning one per ``fit``) the
+        completed steps stream to, so a killed ``fit`` keeps them.
+    strict:
+        Raise tracing errors into ``fit`` instead of stopping tracing with one warning
+        (a RuntimeWarning naming the cause, also kept as a note) and letting ``fit`` go on
+        untraced, bit-identical to a ``fit`` without the callback (as ``trace_torch`` and
+        ``NumpyTracer``). Bad arguments to the constructor always raise.
+    """
+

@@ -239,7 +239,12 @@ def test_bad_arguments_are_named():
     model = mlp()
     model.compile(optimizer="sgd", loss="mse", steps_per_execution=2)
     with pytest.raises(TraceInputError, match="steps_per_execution"):
-        model.fit(x, y, callbacks=[TraceCallback()], verbose=0)
+        model.fit(x, y, callbacks=[TraceCallback(strict=True)], verbose=0)
+    cb = TraceCallback()                  # by default the fit goes on untraced, with one warning
+    with pytest.warns(RuntimeWarning, match="on_train_begin: TraceInputError: model: TraceCallback needs "
+                                            "steps_per_execution=1"):
+        model.fit(x, y, callbacks=[cb], verbose=0)
+    assert cb.failure is not None and cb.trace.n_steps == 0
 
 
 @pytest.mark.parametrize("mode", ["run_eagerly", "jit_compile", "functional", "dropout"])
