@@ -9,7 +9,9 @@ under ``/usr/bin/time -f %M``; it prints both peaks, the budget, and whether
 
     traced peak <= budget + untraced peak + 10% (of that sum)
 
-holds, the run's verdict line and how many steps were kept in full.
+holds, the run's verdict line and how many steps were kept in full. ``--phases`` runs it
+through ``bench/rss_phases.py`` and prints VmRSS/VmHWM at each phase (which one holds
+the peak).
 
     python bench/peak_rss_run.py --steps 2000 --max-memory 200M
 """
@@ -72,6 +74,7 @@ def main() -> int:
     parser.add_argument("--no-check", action="store_true", help="pass --no-check (the peak of recording alone)")
     parser.add_argument("--untraced-peak", type=float, metavar="MIB",
                         help="the untraced run's peak measured before (skips running it again)")
+    parser.add_argument("--phases", action="store_true", help="print VmRSS/VmHWM at each phase of the traced run")
     args = parser.parse_args()
     budget = parse_size(args.max_memory)
     with tempfile.TemporaryDirectory() as work:
@@ -82,7 +85,8 @@ def main() -> int:
             base, t0, plain = peak_kib([sys.executable, str(script), str(args.steps)], work)
         else:
             base, t0, plain = int(args.untraced_peak * 1024), 0.0, None
-        traced, t1, run = peak_kib([sys.executable, "-m", "tracer", "run", "-o", str(work / "out"),
+        runner = [str(ROOT / "bench" / "rss_phases.py")] if args.phases else ["-m", "tracer", "run"]
+        traced, t1, run = peak_kib([sys.executable, *runner, "-o", str(work / "out"),
                                     "--max-memory", args.max_memory, "--no-csv", "--no-excel",
                                     *(["--no-check"] if args.no_check else []), str(script), str(args.steps)], work)
         plain = plain or run
@@ -90,7 +94,8 @@ def main() -> int:
             print(run.stderr[-3000:])
             print("FAILED: the traced run's exit code or output differs from the untraced run's")
             return 1
-        summary = [x for x in run.stderr.splitlines() if "steptrace check:" in x or "note:" in x]
+        summary = [x for x in run.stderr.splitlines() if "steptrace check:" in x or "note:" in x
+                   or x.startswith("PHASE") and (args.phases and "flush" not in x)]
     mib = 1024
     bound = (budget / 1024 + base) * 1.10
     print(f"untraced: {plain.stdout.strip()}; peak RSS {base / mib:.0f} MiB in {t0:.0f} s")

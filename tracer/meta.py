@@ -100,11 +100,20 @@ class ParamSpec(TypedDict):
     shape: list[int]
 
 
+class GivenSpec(TypedDict, total=False):
+    """How many recorded steps the hook handed each quantity to (the checker's diagnoses
+    read it to tell "not given" from "given and non-finite")."""
+    loss: int
+    y_pred: int
+    grads: dict[str, int]
+
+
 class CaptureSpec(TypedDict, total=False):
     """How the run was recorded: ``full`` or ``summary``, one step in ``every``."""
     mode: str
     every: int
     steps_seen: int
+    given: GivenSpec
 
 
 class UpdateRuleSpec(TypedDict, total=False):
@@ -192,7 +201,8 @@ METRIC = record({"name": nullable(NAME), "kind": nullable(NAME), "keras_name": N
                  "threshold": nullable(NUMBER)}, extra=OPAQUE)
 DATA = record({"n_rows": COUNT, "inputs": UNIQUE_NAMES, "targets": UNIQUE_NAMES}, extra=OPAQUE)
 PARAM = record({"name": NAME, "shape": _shape}, required=("name", "shape"), extra=OPAQUE)
-CAPTURE = record({"mode": NAME, "every": POSITIVE_COUNT, "steps_seen": COUNT}, extra=OPAQUE)
+GIVEN = record({"loss": COUNT, "y_pred": COUNT, "grads": mapping(COUNT)}, extra=OPAQUE)
+CAPTURE = record({"mode": NAME, "every": POSITIVE_COUNT, "steps_seen": COUNT, "given": GIVEN}, extra=OPAQUE)
 UPDATE_RULE = nullable(mapping(record({"kind": nullable(NAME), "lr": nullable(NUMBER), "text": nullable(text())},
                                       extra=OPAQUE)))
 TORCH = nullable(record({"mode": nullable(NAME), "frozen": NAMES, "data": nullable(NAME),

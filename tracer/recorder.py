@@ -46,15 +46,16 @@ __all__ = ["Recorder", "as_2d", "column_names", "initial_capacity", "CAPTURE_MOD
 CAPTURE_MODES = ("full", "summary")
 #: the default memory budget of a recording (2 GiB); None means unlimited, 0 means zero
 DEFAULT_MAX_BYTES = 2 * 1024**3
-#: copies of a flushed chunk's tables alive at once when a run is read back and checked
-#: (Arrow's buffers and pandas' frame while loading, then the checker's arrays): with a
-#: store that does not spill, the budget counts each flushed byte this many times
-READBACK_COPIES = 3
-#: ... and each byte still held in the buffers this many times: a value's 8 bytes become a
-#: long-format table row (step, parameter, index beside the values: about 1.6 times as
-#: many bytes for a parameter with gradient, before, after and two optimizer slots),
-#: held READBACK_COPIES times
-READBACK_FACTOR = 5
+#: what a flushed chunk's tables cost, in their own bytes, when a run is read back and checked
+#: (Arrow's buffers and pandas' frame while loading, then the checker's float64 arrays and
+#: recomputations): with a store that does not spill, the budget counts each flushed byte
+#: this many times. Measured with ``bench/peak_rss_run.py`` (a 99,073-parameter Adam MLP):
+#: 26 MiB of peak RSS per step kept in full, whose tables hold 4.7 MiB; lower it when the
+#: checker needs less.
+READBACK_COPIES = 6
+#: ... and each byte still held in the buffers this many times (the same 26 MiB a step for
+#: 1.9 MiB of float32 buffers: a value becomes a long-format table row, then the above)
+READBACK_FACTOR = 14
 
 
 def check_max_bytes(max_bytes: int | None) -> int | None:

@@ -51,7 +51,7 @@ import pandas as pd
 
 from .atomic import fsync_dir, make_private_dir, new_file, reason, refuse_link, remove_tree
 from .errors import TraceFileError, TraceInputError
-from .file_format import STREAM_VERSION, header_bytes, read_header, read_table, write_table
+from .file_format import STREAM_VERSION, header_bytes, read_header, read_table, release_arrow_memory, write_table
 
 #: the tables each chunk holds (``data`` is written once, beside the chunks)
 CHUNK_TABLES = ("steps", "samples", "params", "epochs")
@@ -145,6 +145,7 @@ class StreamStore:
         except OSError as exc:
             remove_tree(tmp)
             raise TraceFileError(f"cannot write chunk {number} of {self.path}: {reason(exc)}") from None
+        release_arrow_memory()
         self.chunks = number
         self.steps_written += len(tables["steps"])
         self._last_flush = time.monotonic()
@@ -243,13 +244,51 @@ def _pad_params(frame: pd.DataFrame, specs: list[dict]) -> pd.DataFrame:
     return pd.concat([frame, *pads], ignore_index=True) if pads else frame
 
 
-def _in_param_order(frame: pd.DataFrame, specs: list[dict]) -> pd.DataFrame:
-    """Rows ordered as a trace saved in one piece: by parameter, then step, then index."""
-    if not len(frame):
-        return frame
-    pos = {p["name"]: i for i, p in enumerate(specs)}
-    key = frame["param"].map(lambda n: pos.get(n, len(pos))).to_numpy()
-    order = np.lexsort((frame["index"].to_numpy(), frame["step"].to_numpy(), key))
+def _param_codes(frame: pd.DataFrame, names: list[str]) -> np.ndarray:
+    """Each row's parameter as its position in ``names`` (unknown names after them)."""
+    codes, uniques = pd.factorize(frame["param"], use_na_sentinel=False)   # no Python string per row
+    pos = {name: i for i, name in enumerate(names)}
+    return np.array([pos.get(u, len(names)) for u in uniques], dtype=np.int64)[codes]
+
+
+def _ordered(codes: np.ndarray, frame: pd.DataFrame) -> bool:
+    """Whether the rows are ordered by parameter, then step, then index."""
+    if len(codes) < 2:
+        return True
+    dk = np.diff(codes)
+    ds, di = np.diff(frame["step"].to_numpy()), np.diff(frame["index"].to_numpy())
+    return bool(np.all((dk > 0) | ((dk == 0) & ((ds > 0) | ((ds == 0) & (di >= 0))))))
+
+
+def _in_param_order(parts: list[pd.DataFrame], specs: list[dict]) -> pd.DataFrame:
+    """The chunks' ``params`` rows as a trace saved in one piece orders them: by parameter,
+    then step, then index.
+
+    Why blocks: each chunk is already in that order (the recorder writes it so), so the
+    result is its parameter blocks taken chunk after chunk - one copy of the table (none
+    when one chunk holds every row), not a sort of the whole table beside its parts.
+    A chunk out of order (a file written otherwise) is sorted as a whole instead."""
+    names, given = [p["name"] for p in specs], parts
+    parts = [p for p in parts if len(p)]
+    blocks = []
+    for ci, frame in enumerate(parts):
+        codes = _param_codes(frame, names)
+        if not _ordered(codes, frame):
+            return _sorted(_concat(parts), names)
+        starts = np.r_[0, np.flatnonzero(np.diff(codes)) + 1]
+        ends = np.r_[starts[1:], len(codes)]
+        blocks += [(int(codes[a]), ci, int(a), int(b)) for a, b in zip(starts, ends)]
+    if not blocks:
+        return _concat(given)
+    blocks.sort(key=lambda b: (b[0], b[1]))
+    if len(parts) == 1:
+        return parts[0]
+    frame = pd.concat([parts[ci].iloc[a:b] for _, ci, a, b in blocks], ignore_index=True)
+    return frame if _ordered(_param_codes(frame, names), frame) else _sorted(frame, names)
+
+
+def _sorted(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    order = np.lexsort((frame["index"].to_numpy(), frame["step"].to_numpy(), _param_codes(frame, names)))
     return frame.iloc[order].reset_index(drop=True)
 
 
@@ -278,7 +317,7 @@ def read_stream(path: Path, header: dict) -> tuple[dict, dict[str, pd.DataFrame]
             meta = chunk_meta
     specs = meta.get("params") or []
     frames = {t: _concat(parts[t]) for t in ("steps", "samples", "epochs")}
-    frames["params"] = _in_param_order(_concat([_pad_params(f, specs) for f in parts["params"]]), specs)
+    frames["params"] = _in_param_order([_pad_params(f, specs) for f in parts.pop("params")], specs)
     data_file = path / "data.parquet"
     frames["data"] = read_table(data_file) if data_file.exists() else pd.DataFrame({"sample": np.zeros(0, np.int64)})
     for t, empty in (("steps", ("epoch", "batch", "step")), ("samples", ("step", "sample")), ("epochs", ("epoch",))):

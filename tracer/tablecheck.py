@@ -107,15 +107,18 @@ def _steps_and_rows(frames: dict, meta: dict) -> None:
 
 def _params(frame: pd.DataFrame, meta: dict) -> None:
     specs = meta.get("params") or []
-    names = frame["param"].to_numpy(dtype=object)
+    # codes, not a Python string per row: a loaded table's names are Arrow strings, and
+    # turning a run's millions of them into objects cost more memory than the table
+    codes, uniques = pd.factorize(frame["param"], use_na_sentinel=False)
+    code_of = {name: k for k, name in enumerate(uniques)}
     known = {p["name"] for p in specs}
-    unknown = set(pd.unique(names)) - known
+    unknown = set(code_of) - known
     if unknown:
         raise _Bad(f"params: parameter {sorted(map(str, unknown))[0]!r} is not in meta.params")
     steps_of_first = None
     for p in specs:
         size = int(np.prod(p["shape"], dtype=np.int64))
-        sel = names == p["name"]
+        sel = codes == code_of.get(p["name"], -1)
         sub_step = frame["step"].to_numpy()[sel]
         sub_index = frame["index"].to_numpy()[sel]
         if size == 0 or sub_step.size % size:

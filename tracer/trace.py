@@ -146,10 +146,12 @@ class Trace:
         arrays and a ``steps`` table already built (a trace read back from a stream store
         has its tables first).
         """
-        steps = self.arrays().steps
-        for key, values in columns.items():
-            steps[key] = np.asarray(values, dtype=np.float64)
-        self._frames.pop("steps", None)
+        columns = {key: np.asarray(values, dtype=np.float64) for key, values in columns.items()}
+        if self._arrays is not None:
+            self._arrays.steps.update(columns)
+            self._frames.pop("steps", None)
+        if "steps" in self._frames:     # a loaded trace: its arrays (a copy of every table) are not built for this
+            self._frames["steps"] = self._frames["steps"].assign(**columns)
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """All tables by name."""

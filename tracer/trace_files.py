@@ -24,7 +24,7 @@ import pandas as pd
 from .atomic import leftovers, new_file, write_dir
 from .errors import TraceFileError
 from .file_format import (FORMAT, FORMAT_VERSION, STREAM_VERSION, TABLES, header_bytes, json_default,  # noqa: F401
-                          one_line, read_header, read_json, read_table, write_table)
+                          one_line, read_header, read_json, read_table, release_arrow_memory, write_table)
 from .store import read_stream
 from .tablecheck import validate_tables
 
@@ -46,7 +46,10 @@ def write_trace(tables: dict[str, pd.DataFrame], meta: dict, path: Path) -> Path
             write_table(tables[name], tmp / f"{name}.parquet")
         with new_file(tmp / "meta.json") as fh:
             fh.write(header)
-    return write_dir(Path(path), fill, is_trace_dir, what="trace")
+    try:
+        return write_dir(Path(path), fill, is_trace_dir, what="trace")
+    finally:
+        release_arrow_memory()
 
 
 def read_trace(path: Path) -> tuple[dict, dict[str, pd.DataFrame]]:
@@ -66,5 +69,6 @@ def read_trace(path: Path) -> tuple[dict, dict[str, pd.DataFrame]]:
     else:
         raise TraceFileError(f"{path}/meta.json: layout: expected \"tables\" or \"stream\", "
                              f"got {json.dumps(header.get('layout'))[:40]}")
+    release_arrow_memory()
     validate_tables(frames, meta, where=str(path))
     return meta, frames

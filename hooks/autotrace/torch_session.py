@@ -55,7 +55,12 @@ def step_aside(tracer_cls: type, current: Callable[[], Any], close: Callable[[],
 
 def close_session(session: Any, error: BaseException | None) -> list[tuple[str, Trace]]:
     """Exit the block (passing on the script's ``error``) and return ``[(label, trace)]``,
-    one per training loop it traced."""
+    one per training loop it traced.
+
+    The session forgets its traces as it hands them over: something outside our patches
+    may keep the session alive (torch's ``_SHARDED_OPS`` registry keeps the patched
+    ``requires_grad_`` when ``torch.distributed`` is imported inside the session), and a
+    trace it kept would stay in memory after ``steptrace run`` saved and dropped it."""
     try:
         if error is None:
             session.__exit__(None, None, None)
@@ -63,7 +68,9 @@ def close_session(session: Any, error: BaseException | None) -> list[tuple[str, 
             session.__exit__(type(error), error, error.__traceback__)
     except Exception as exc:  # never mask the script's own outcome
         warn(f"closing the PyTorch trace failed: {exc}")
-    return [(torch_label(trace), trace) for trace in session.traces]
+    traces = list(session.traces)
+    session.traces, session.trace = [], None
+    return [(torch_label(trace), trace) for trace in traces]
 
 
 def torch_label(trace: Trace) -> str:

@@ -37,6 +37,6 @@ it hooks; ``import keras`` inside it is absolute, so it never shadows Keras. It 
 backend itself: TensorFlow or torch is loaded by Keras, and the step module of the active
 one only when ``fit`` starts.
 """
-from .callback import TraceCallback
+from .trace_callback import TraceCallback
 
 __all__ = ["TraceCallback"]

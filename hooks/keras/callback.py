@@ -1,4 +1,5 @@
-"""The Keras callback: :class:`TraceCallback` records every iteration of ``model.fit``.
+"""The Keras recording: :class:`TraceRecording` records every iteration of ``model.fit``
+(guarded as :class:`hooks.keras.trace_callback.TraceCallback`).
 
 Why a callback that swaps the train function: a callback normally sees only the logs.
 For the duration of ``fit`` it swaps ``model.train_function`` for a traced one: on
@@ -43,30 +44,12 @@ from .rings import StepRings, new_rings
 
 _BACKENDS = ("tensorflow", "torch")
 
-__all__ = ["TraceCallback"]
+__all__ = ["TraceRecording"]
 
 
-class TraceCallback(keras.callbacks.Callback):
-    """Record every iteration of ``model.fit`` into a :class:`tracer.Trace` (``.trace``);
-    a :class:`tracer.source.TraceSource`.
-
-    Parameters
-    ----------
-    every:
-        Record one step in ``every``; the others run Keras's own compiled step.
-    capture:
-        ``"full"`` (weights, gradients, predictions, rows) or ``"summary"`` (scalars).
-    max_bytes:
-        Memory budget; past it the recorder keeps only per-step summaries.
-    data:
-        ``(x, y)``: the training rows, when ``fit`` gets something other than
-        arrays (e.g. a ``tf.data.Dataset``); batch rows are located in them.
-        Without it, array inputs are read from ``fit`` itself, and for other
-        inputs rows are numbered in order of first appearance.
-    store:
-        A :class:`tracer.store.StreamStore` (or a function returning one per ``fit``) the
-        completed steps stream to, so a killed ``fit`` keeps them.
-    """
+class TraceRecording(keras.callbacks.Callback):
+    """The recording behind :class:`TraceCallback` (which adds the guard of
+    :mod:`hooks.keras.callback_guard`): its hook methods raise what fails."""
 
     def __init__(self, every: int = 1, capture: str = "full", max_bytes: int | None = DEFAULT_MAX_BYTES,
                  data=None, store=None):

@@ -1,7 +1,7 @@
 """One traced step into the recorder: from the rings the TensorFlow step wrote
 (:mod:`hooks.keras.rings`), or from the values an eager step returned (torch backend).
 
-Why apart from the callback: :class:`hooks.keras.callback.TraceCallback` decides *when*
+Why apart from the callback: :class:`hooks.keras.trace_callback.TraceCallback` decides *when*
 steps are recorded (every K steps, at an epoch's end, the end of ``fit``, a crash); these
 functions turn one step's arrays into one :meth:`tracer.Recorder.record_step`.
 """

@@ -368,8 +368,7 @@ class TorchRun:
     def _add_columns(self, trace: Trace) -> None:
         """Append the hook's own per-step columns (kept here, one dict per recorded step,
         so the hot path does not pay the recorder's per-value conversion)."""
-        steps = trace.arrays().steps
-        n = len(steps.get("step", []))
+        n = trace.n_steps          # not trace.arrays(): a trace read back from a stream would copy every table
         rows = self.step_columns[:n]
         if not rows or len(rows) != n:
             return

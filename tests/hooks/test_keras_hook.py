@@ -178,7 +178,7 @@ def test_trace_survives_an_exception_and_fit_is_restored():
         model.fit(x, y, epochs=5, batch_size=8, callbacks=[cb, _Boom()], verbose=0)
     trace = cb.trace
     assert len(trace.steps) == 4 and list(trace.steps["epoch"]) == [1, 1, 2, 2]
-    assert getattr(model.train_function, "__name__", "") == "traced_train_function"
+    assert getattr(model.train_function, "__name__", "") == "guarded_train_function"   # still swapped
     # the next fit (no callback) undoes the swap first; it must match an untraced continuation
     ref = mlp()
     with pytest.raises(RuntimeError):
@@ -186,7 +186,7 @@ def test_trace_survives_an_exception_and_fit_is_restored():
     h = model.fit(x, y, epochs=1, batch_size=8, verbose=0, shuffle=False)
     h_ref = ref.fit(x, y, epochs=1, batch_size=8, verbose=0, shuffle=False)
     assert "make_train_function" not in model.__dict__
-    assert getattr(model.train_function, "__name__", "") != "traced_train_function"
+    assert getattr(model.train_function, "__name__", "") not in ("traced_train_function", "guarded_train_function")
     assert h.history == h_ref.history
     for a, b in zip(model.get_weights(), ref.get_weights()):
         assert a.tobytes() == b.tobytes()
@@ -239,7 +239,12 @@ def test_bad_arguments_are_named():
     model = mlp()
     model.compile(optimizer="sgd", loss="mse", steps_per_execution=2)
     with pytest.raises(TraceInputError, match="steps_per_execution"):
-        model.fit(x, y, callbacks=[TraceCallback()], verbose=0)
+        model.fit(x, y, callbacks=[TraceCallback(strict=True)], verbose=0)
+    cb = TraceCallback()                  # by default the fit goes on untraced, with one warning
+    with pytest.warns(RuntimeWarning, match="on_train_begin: TraceInputError: model: TraceCallback needs "
+                                            "steps_per_execution=1"):
+        model.fit(x, y, callbacks=[cb], verbose=0)
+    assert cb.failure is not None and cb.trace.n_steps == 0
 
 
 @pytest.mark.parametrize("mode", ["run_eagerly", "jit_compile", "functional", "dropout"])

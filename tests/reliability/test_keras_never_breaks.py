@@ -1,8 +1,9 @@
 """A Keras ``fit`` whose tracing breaks goes on bit-identically (issue 11 item 1).
 
 Two kinds of case: tracing made to fail on purpose inside ``fit`` (the traced train
-step raising while it is traced, a callback hook raising mid-epoch), where the guarded
-callback ``steptrace run`` adds must stop tracing with one warning naming the cause and
+step raising while it is traced, the recording raising mid-epoch), where
+``TraceCallback`` - used directly in ``model.fit(..., callbacks=[TraceCallback()])`` or
+added by ``steptrace run`` - must stop tracing with one warning naming the cause and
 let Keras's own step run; and real scripts that tracing cannot fully follow (a dict of
 inputs with sample weights, a model changed mid-fit), whose output under ``steptrace
 run`` must equal the untraced run's.
@@ -35,9 +36,9 @@ def _fit(callbacks):
     return history.history["loss"], [w.copy() for w in model.get_weights()]
 
 
-def _guarded():
-    from hooks.autotrace.keras_fit import guarded_callback_class
-    return guarded_callback_class()()
+def _callback(**kwargs):
+    from hooks.keras import TraceCallback
+    return TraceCallback(**kwargs)
 
 
 def _same(a, b):
@@ -46,7 +47,12 @@ def _same(a, b):
         np.testing.assert_array_equal(u, v)
 
 
-def test_a_traced_step_that_fails_while_traced_lets_keras_run_the_step(monkeypatch, capfd):
+def _stopped(record):
+    """The 'tracing stopped' warnings of a run."""
+    return [str(w.message) for w in record if "tracing stopped" in str(w.message)]
+
+
+def test_a_traced_step_that_fails_while_traced_lets_keras_run_the_step(monkeypatch):
     import hooks.keras.step_tf as step_tf
     plain = _fit([])
 
@@ -55,30 +61,58 @@ def test_a_traced_step_that_fails_while_traced_lets_keras_run_the_step(monkeypat
             raise NotImplementedError("a layer the traced step cannot follow")
         return step
     monkeypatch.setattr(step_tf, "traced_function", broken)
-    cb = _guarded()
-    traced = _fit([cb])
+    cb = _callback()
+    with pytest.warns(RuntimeWarning) as record:
+        traced = _fit([cb])
     _same(plain, traced)
-    err = capfd.readouterr().err
-    assert err.count("tracing stopped") == 1 and "NotImplementedError: a layer the traced step" in err, err
+    said = _stopped(record)
+    assert len(said) == 1 and "NotImplementedError: a layer the traced step" in said[0], said
     assert cb.failure.startswith("tracing stopped in the traced train step")
 
 
-def test_a_callback_hook_that_fails_mid_epoch_stops_tracing_only(monkeypatch, capfd):
-    from hooks.keras import TraceCallback
-    plain = _fit([])
-    original = TraceCallback._after_step           # the per-step hook (there is no on_train_batch_end)
+def _plant_in_recording(monkeypatch, at_step):
+    """The recorder raises when asked to record step ``at_step``: a failure inside the
+    callback's recording, in the middle of an epoch."""
+    from tracer.recorder import Recorder
+    original = Recorder.record_step
 
-    def failing(self, logs, extras, traced):
-        if self._batch == 3:
+    def failing(self, *args, **kwargs):
+        if self.steps_seen + 1 == at_step:
             raise ValueError("planted")
-        return original(self, logs, extras, traced)
-    monkeypatch.setattr(TraceCallback, "_after_step", failing)
-    cb = _guarded()
-    traced = _fit([cb])
+        return original(self, *args, **kwargs)
+    monkeypatch.setattr(Recorder, "record_step", failing)
+
+
+def test_a_failure_inside_the_recording_stops_tracing_only(monkeypatch):
+    """``model.fit(..., callbacks=[TraceCallback()])`` used directly, no ``steptrace run``:
+    one warning naming the cause, ``fit`` completes, the losses and weights are bit-identical
+    to the untraced twin, the steps before the failure are kept (with a note)."""
+    plain = _fit([])
+    _plant_in_recording(monkeypatch, at_step=4)
+    cb = _callback()
+    with pytest.warns(RuntimeWarning) as record:
+        traced = _fit([cb])
     _same(plain, traced)
-    err = capfd.readouterr().err
-    assert err.count("tracing stopped") == 1 and "ValueError: planted" in err
+    said = _stopped(record)
+    assert len(said) == 1 and "ValueError: planted" in said[0], said
+    # where it stopped: the per-step hook, or the read of the ring variables that holds steps
+    assert said[0].split("tracing stopped in ")[1].startswith(("_after_step", "reading the traced steps")), said
     assert cb.trace.n_steps == 3                       # the steps before the failure are kept
+    assert any("ValueError: planted" in n for n in cb.trace.meta["notes"])
+
+
+def test_the_clean_twin_is_traced_whole_and_strict_raises(monkeypatch):
+    import warnings
+    plain = _fit([])
+    cb = _callback()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)       # a clean fit warns nothing
+        traced = _fit([cb])
+    _same(plain, traced)
+    assert cb.failure is None and cb.trace.n_steps == 24   # 64 rows / 8 x 3 epochs
+    _plant_in_recording(monkeypatch, at_step=4)
+    with pytest.raises(ValueError, match="planted"):
+        _fit([_callback(strict=True)])
 
 
 SCRIPTS = {

@@ -65,6 +65,9 @@ BAD = [   # (change to TORCH_META, the field named, words of the expectation)
     (("data", "targets"), ["x0"], "meta.data: expected input and target names that differ"),
     (("capture", "every"), 0, "meta.capture.every: expected a positive integer, got 0"),
     (("capture",), None, "meta.capture: expected an object, got null"),
+    # found by bench/fuzz_count.py --seed 2: a list here crashed the checker's non-finite diagnosis
+    (("capture", "given"), {"grads": ["w"]}, "meta.capture.given.grads: expected an object"),
+    (("capture", "given"), {"loss": -1}, "meta.capture.given.loss: expected a non-negative integer, got -1"),
     (("loss", "divide_by"), ["x"], 'meta.loss.divide_by: expected a list of "n", "m" or positive numbers'),
     (("loss", "divide_by"), [0], 'meta.loss.divide_by: expected a list of "n", "m" or positive numbers'),
     (("loss", "delta"), "big", 'meta.loss.delta: expected a number or null, got "big"'),

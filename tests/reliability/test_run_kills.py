@@ -12,6 +12,7 @@ import json
 import random
 import signal
 import subprocess
+import textwrap
 import time
 
 import numpy as np
@@ -20,7 +21,7 @@ import pytest
 from tracer import Trace
 from tracer.app.run_dir import FLUSH_EVERY
 
-from _kills import ENV, SCRIPTS, run, signal_at, start, unfinished
+from _kills import ENV, SCRIPTS, command, run, signal_at, start, unfinished
 
 SEED = random.randrange(10**6)
 
@@ -135,3 +136,66 @@ def test_a_full_disk_leaves_the_earlier_results_and_no_session(tmp_path, monkeyp
     monkeypatch.undo()
     _assert_earlier_intact(out, earlier)
     assert not unfinished(out) and not list(out.glob(".replaced-*"))
+
+
+def _interrupt(script: str, out, steps: int, at: int, *options: str):
+    """``steptrace run`` (or, without ``out``, the script alone) sent SIGINT at step ``at``,
+    with SIGINT at its default in the child, as a terminal's Ctrl-C finds it."""
+    import sys
+    cmd = (command(script, out, steps, 0.005, *options) if out is not None else
+           [sys.executable, str(SCRIPTS / script), str(steps), "0.005"])
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+                            cwd=str(SCRIPTS), preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    return signal_at(proc, at, signal.SIGINT)
+
+
+def test_sigint_keeps_every_step_and_ends_as_the_untraced_script(tmp_path):
+    """An uncaught Ctrl-C: the script's KeyboardInterrupt traceback as Python prints it, the
+    steps up to the interrupt saved, no check, and the process ends by SIGINT - the status
+    the untraced script gets (the shell reports 130)."""
+    at = random.Random(SEED + 2).randrange(5, 3 * FLUSH_EVERY)
+    plain = _interrupt("steps_torch.py", None, 1000, at)
+    assert plain.returncode == -signal.SIGINT and plain.stderr.rstrip().endswith("KeyboardInterrupt")
+    out = tmp_path / "out"
+    killed = _interrupt("steps_torch.py", out, 1000, at)
+    assert killed.returncode == -signal.SIGINT, killed.stderr
+    assert "KeyboardInterrupt" in killed.stderr and "stopped by SIGINT" in killed.stderr, killed.stderr
+    assert "steptrace check:" not in killed.stderr            # the checks are left to the user
+    assert not unfinished(out)
+    kept = _kept_prefix(Trace.load(out / "run_1"))
+    assert killed.printed - 2 <= kept <= killed.printed + 1, (SEED, at, killed.printed, kept)
+    index = json.loads((out / "index.json").read_text())
+    assert index["exit_code"] == 130 and index["runs"][0]["steps"] == kept
+
+
+def test_a_script_that_catches_ctrl_c_ends_as_it_chooses(tmp_path):
+    """The script catches KeyboardInterrupt and exits 3: so does steptrace run, after the
+    usual check of every step recorded up to the interrupt."""
+    script = tmp_path / "catches.py"
+    script.write_text(textwrap.dedent("""
+        import sys, time, torch
+        from torch.utils.data import DataLoader, TensorDataset
+        torch.manual_seed(0)
+        X = torch.randn(64, 2)
+        y = X @ torch.tensor([[2.0], [-3.4]]) + 4.2
+        model = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+        opt = torch.optim.SGD(model.parameters(), lr=0.05)
+        done = 0
+        try:
+            while done < int(sys.argv[1]):
+                for xb, yb in DataLoader(TensorDataset(X, y), batch_size=8, shuffle=True):
+                    opt.zero_grad()
+                    torch.nn.functional.mse_loss(model(xb), yb).backward()
+                    opt.step()
+                    done += 1
+                    print(done, flush=True)
+                    time.sleep(float(sys.argv[2]))
+        except KeyboardInterrupt:
+            print("caught", done, flush=True)
+            sys.exit(3)
+    """))
+    killed = _interrupt(str(script), tmp_path / "out", 1000, 20)
+    assert killed.returncode == 3, killed.stderr
+    caught = int(killed.stdout.split("caught")[1].split()[0])
+    assert "Traceback" not in killed.stderr and "steptrace check:" in killed.stderr, killed.stderr
+    assert Trace.load(tmp_path / "out" / "run_1").n_steps == caught

@@ -17,8 +17,10 @@ summary printed, and reports proportionate to its size written beside it
         run_1/                              the trace (Trace.load / steptrace check)
             check.txt  csv/  trace.xlsx     (csv/ and trace.xlsx as the run's size allows)
 
-SIGTERM stops the script, saves its runs and ends the process by SIGTERM (the checks
-and reports are then left to ``steptrace check``: :mod:`tracer.app.signals`).
+SIGTERM stops the script, saves its runs and ends the process by SIGTERM; an uncaught
+Ctrl-C (``KeyboardInterrupt``, with its traceback as Python prints it) does the same with
+SIGINT (the checks and reports are then left to ``steptrace check``:
+:mod:`tracer.app.signals`).
 
 steptrace's own messages go to stderr, so the script's stdout is exactly what it
 would print without steptrace. The progress line appears only when stderr is a
@@ -37,14 +39,15 @@ from pathlib import Path
 
 from ..atomic import replacing_file
 from ..errors import SteptraceError, TraceInputError
+from ..file_format import release_arrow_memory
 from ..progress import ClearingStream, LiveProgress, is_tty
 from . import ranks_run
-from .exit_codes import EXIT_BAD_INPUT, EXIT_INTERRUPTED
+from .exit_codes import EXIT_BAD_INPUT
 from .run_dir import INDEX, OutputDir
-from .run_options import NUMPY_OPTIONS, build_parser, parse_names, parse_runs, parse_size
+from .run_options import NUMPY_OPTIONS, build_parser, parse_names, parse_runs, parse_size, recording_budget
 from .run_reports import check_run, export_run
 from .script import run_script
-from .signals import Terminated, exit_by_signal, signal_of, terminate_deferred, terminate_raises
+from .signals import Terminated, exit_by_signal, raise_terminated, signal_of, terminate_deferred, terminate_raises
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..trace import Trace
@@ -116,6 +119,7 @@ def run_label(label: str, trace: Trace) -> str:
 def _check_and_export(entry: dict, args) -> None:
     """Check one saved run, print its summary, write check.txt and the reports its size allows."""
     trace, path = entry["trace"], entry["path"]
+    release_arrow_memory()      # what the saved runs and the run checked before left in the pools
     if trace is None:
         from ..trace import Trace
         try:
@@ -192,18 +196,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code, error, entries, stop = _trace_script(args, options, outdir)
         signum = signal_of(error) or (stop[0] if stop else None)
-        if signum is not None and not isinstance(error, KeyboardInterrupt):
+        if signum is not None:
             _say_stopped(entries, signum)
         else:
             try:
-                with terminate_raises():
+                with terminate_raises(sigint=raise_terminated):    # the runs are safe: Ctrl-C stops the reports
                     code = _report(args, options, code, error, entries)
             except Terminated as exc:
                 signum = exc.signum
     finally:
         outdir.release()
-    if signum == signal.SIGINT:
-        return EXIT_INTERRUPTED       # what ``python script.py`` reports for Ctrl-C, as a shell does
+    # an uncaught Ctrl-C ends the process by SIGINT, as Python ends an untraced script (the shell says 130)
     return code if signum is None else exit_by_signal(signum)
 
 
@@ -215,7 +218,7 @@ def _trace_script(args, options, outdir: OutputDir):
     from hooks.autotrace import AutoTrace   # framework-free; frameworks load when the script imports them
 
     saver = _Saver(outdir)
-    auto = AutoTrace(every=args.every, capture=args.capture, max_bytes=options["max_bytes"],
+    auto = AutoTrace(every=args.every, capture=args.capture, max_bytes=recording_budget(options["max_bytes"]),
                      select=options["select"], frameworks=options["frameworks"], on_finish=saver,
                      numpy=options["numpy"], store=outdir.new_stream)
     show = args.progress == "on" or (args.progress == "auto" and is_tty(sys.stderr))
@@ -227,9 +230,11 @@ def _trace_script(args, options, outdir: OutputDir):
         sys.stderr = ClearingStream(sys.stderr, progress)
         progress.start()
     error = None
+    # the script's SIGINT handler: Python's KeyboardInterrupt, or what it inherited (ignored under nohup)
+    sigint = signal.getsignal(signal.SIGINT) or signal.default_int_handler
     with terminate_deferred() as stop:
         try:
-            with terminate_raises():
+            with terminate_raises(sigint=sigint):
                 auto.install()
                 code, error = run_script(options["script"], args.args)
         except Terminated as exc:    # arrived between the script and the hooks: the script was stopped

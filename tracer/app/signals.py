@@ -5,9 +5,16 @@ once, leaving an empty output directory. Here SIGTERM becomes an exception raise
 the script's main thread (:class:`Terminated`): the script's ``finally`` blocks run,
 the hooks finish and flush their streams, the runs are saved and swapped into place,
 and then the process ends by the same signal (:func:`exit_by_signal`), so whoever sent
-it sees the status an untraced script would have given. SIGINT already arrives as
-``KeyboardInterrupt``; it ends the same way. A script that installs its own SIGTERM
-handler replaces ours, and keeps its own behaviour.
+it sees the status an untraced script would have given.
+
+SIGINT (Ctrl-C) arrives in the script as Python's own ``KeyboardInterrupt``, untouched: a
+script that catches it goes on and ends as it chooses (its runs are then checked and
+reported as usual); uncaught, its traceback is printed as Python prints it, the runs are
+saved (every step up to the interrupt) and the process ends by SIGINT, as an untraced
+``python script.py`` does (the shell reports 130). While the runs are saved, SIGTERM
+and SIGINT are only noted; during the checks and reports that follow, either stops them
+(the runs are safe by then). A script that installs its own SIGTERM handler replaces
+ours, and keeps its own behaviour.
 """
 from __future__ import annotations
 
@@ -16,9 +23,9 @@ import os
 import signal
 import sys
 import threading
-from typing import Iterator
+from typing import Callable, Iterator
 
-__all__ = ["Terminated", "terminate_raises", "terminate_deferred", "exit_by_signal", "signal_of"]
+__all__ = ["Terminated", "terminate_raises", "terminate_deferred", "raise_terminated", "exit_by_signal", "signal_of"]
 
 
 class Terminated(BaseException):
@@ -30,40 +37,51 @@ class Terminated(BaseException):
         self.signum = signum
 
 
-def _raise(signum, frame):
+@contextlib.contextmanager
+def _handling(handlers: dict) -> Iterator[None]:
+    """``{signum: handler}`` while the block runs, then the previous handlers (only the
+    main thread may set handlers; elsewhere the block changes nothing)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, h) for s, h in handlers.items()}
+    try:
+        yield
+    finally:
+        for s, before in previous.items():
+            with contextlib.suppress(ValueError, TypeError):
+                signal.signal(s, before if before is not None else signal.SIG_DFL)
+
+
+def raise_terminated(signum: int, frame: object) -> None:
+    """A signal handler: raise :class:`Terminated` for ``signum``."""
     raise Terminated(signum)
 
 
 @contextlib.contextmanager
-def terminate_raises() -> Iterator[None]:
-    """While the block runs, SIGTERM raises :class:`Terminated` in the main thread (only
-    the main thread may set handlers; elsewhere the block changes nothing)."""
-    if threading.current_thread() is not threading.main_thread():
+def terminate_raises(*, sigint: Callable | int | None = None) -> Iterator[None]:
+    """While the block runs, SIGTERM raises :class:`Terminated` in the main thread; SIGINT
+    gets ``sigint`` when given (:func:`raise_terminated`, or the handler the process had
+    before steptrace: Python's ``KeyboardInterrupt`` for the script)."""
+    handlers = {signal.SIGTERM: raise_terminated}
+    if sigint is not None:
+        handlers[signal.SIGINT] = sigint
+    with _handling(handlers):
         yield
-        return
-    previous = signal.signal(signal.SIGTERM, _raise)
-    try:
-        yield
-    finally:
-        with contextlib.suppress(ValueError, TypeError):
-            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 @contextlib.contextmanager
 def terminate_deferred() -> Iterator[list]:
-    """While the block runs (saving the runs, swapping them into place), SIGTERM is only
-    noted: the block yields a list that receives the signal number, so the caller can
-    finish what keeps the runs safe and then stop."""
+    """While the block runs (saving the runs, swapping them into place), SIGTERM and SIGINT
+    are only noted: the block yields a list that receives the signal numbers, so the
+    caller can finish what keeps the runs safe and then stop (the script, run inside it,
+    gets its own SIGINT handler back through :func:`terminate_raises`)."""
     got: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
+
+    def note(signum, frame):
+        got.append(signum)
+    with _handling({signal.SIGTERM: note, signal.SIGINT: note}):
         yield got
-        return
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: got.append(signum))
-    try:
-        yield got
-    finally:
-        with contextlib.suppress(ValueError, TypeError):
-            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def signal_of(error: BaseException | None) -> int | None:
