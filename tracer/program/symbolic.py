@@ -121,11 +121,14 @@ def magnitude(expr: sp.Expr, mags: dict) -> sp.Expr:
             out = sp.Add(*terms) if terms else sp.Abs(e)
         else:
             # Pow and functions: first-order propagation through each argument
+            # an exact input (magnitude 0) adds nothing, also where the derivative is
+            # infinite (sqrt(v) at v = 0: Adam's state of a gradient that was always 0)
             out = sp.Abs(e)
             for a in e.args:
                 if a.is_Number:
                     continue
-                out = out + sp.Abs(_d(e, a)) * m(a)
+                ma = m(a)
+                out = out + sp.Piecewise((0, sp.Eq(ma, 0)), (sp.Abs(_d(e, a)) * ma, True))
         memo[e] = out
         return out
 
