@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 
+from . import chunk_pool
 
 
 class RowBuffer:
@@ -47,7 +48,7 @@ class RowBuffer:
         start = most if self.row_bytes >= self.BIG_ROW else max(1, min(capacity, most))
         self._chunk_rows = int(start)
         self._chunks: list[np.ndarray] = []
-        self._cur = np.empty((self._chunk_rows, self._width), dtype=self._dtype)
+        self._cur = chunk_pool.chunk(self._chunk_rows, self._width, self._dtype)
         self._pos = 0
         self._filled = 0       # rows in the kept (full) chunks
         self.n = 0
@@ -78,7 +79,7 @@ class RowBuffer:
         self._chunks.append(self._cur)
         self._filled += self._pos
         self._chunk_rows = int(max(self._chunk_rows, min(self._chunk_rows * 2, self._limit // self.row_bytes)))
-        self._cur = np.empty((self._chunk_rows, self._width), dtype=self._dtype)
+        self._cur = chunk_pool.chunk(self._chunk_rows, self._width, self._dtype)
         self._pos = 0
 
     def append(self, row: np.ndarray | float) -> None:
@@ -125,11 +126,21 @@ class RowBuffer:
             return self._cur[: self._pos]
         return np.concatenate(self._chunks + [self._cur[: self._pos]], axis=0)
 
+    def _seen(self) -> bool:
+        """Whether an array other than the buffer's own chunk (a view :meth:`to_array` handed
+        out) sees the current chunk's memory. Views of a pool block have the block as their
+        ``base`` (:mod:`tracer.chunk_pool`), so the block's references are what count."""
+        base = self._cur.base
+        if base is None:
+            return sys.getrefcount(self._cur) > 2       # the attribute and getrefcount's argument
+        # the chunk's base link, the local name, getrefcount's argument, the pool's list
+        return sys.getrefcount(base) > 3 + chunk_pool.pooled(base)
+
     def reset(self) -> None:
         """Forget every row; keep the current chunk for the next rows when nothing else
         refers to it (no view handed out by :meth:`to_array` is alive)."""
-        if sys.getrefcount(self._cur) > 2:       # the attribute and getrefcount's argument
-            self._cur = np.empty((self._chunk_rows, self._width), dtype=self._dtype)
+        if self._seen():
+            self._cur = chunk_pool.chunk(self._chunk_rows, self._width, self._dtype)
         self._chunks = []
         self._pos = self._filled = self.n = 0
 

@@ -123,9 +123,7 @@ class StepCycle:
             for m in kept:              # zeroed since: that backward was not part of this step
                 self.release(m)
             kept = []
-        for p in st.params:             # gradients left over from a step that already used them
-            gr = p.grad
-            st.stale[id(p)] = bool(gr is not None and self._consumed.get(id(p)) and _nonzero(gr))
+        st.stale = _stale(st.params, self._consumed)   # gradients left over from a step that used them
         if kept:
             first = kept[0]                 # its snapshot is the step's ``before``: its buffers move too
             st.snaps, first.snaps = first.snaps, None
@@ -135,7 +133,7 @@ class StepCycle:
         elif st.record:
             st.snaps = snaps = self.pool.take()
             with torch.no_grad():
-                st.before = {id(p): snaps.copy(snaps.before, id(p), p.detach()) for p in st.params}
+                st.before = snaps.copy_many(snaps.before, [(id(p), p.detach()) for p in st.params])
         place(run, st, w, loader, shape or plan)
         self.pending = st
 
@@ -217,20 +215,40 @@ class StepCycle:
         if self.run.recorder.full:
             if st.snaps is None:
                 st.snaps = self.pool.take()
-            bufs = st.snaps.grads
             with torch.no_grad():
-                return {id(p): (None if p.grad is None else Snapshots.copy(bufs, id(p), p.grad.detach()))
-                        for p in params}
+                out = Snapshots.copy_many(st.snaps.grads, [(id(p), p.grad.detach()) for p in params
+                                                           if p.grad is not None])
+            return {id(p): out.get(id(p)) for p in params}
         have = [p for p in params if p.grad is not None]
         norms = torch._foreach_norm([p.grad.detach() for p in have]) if have else []
         return {id(p): n for p, n in zip(have, norms)}
 
 
+def _stale(params: list[torch.Tensor], consumed: dict[int, bool]) -> dict[int, bool]:
+    """``id(p)`` -> whether ``p.grad`` still holds a gradient an earlier update used (not
+    zeroed since). The usual answer, every one zeroed, costs one check of all the
+    sampled gradients together; only when something is left is each looked at alone."""
+    out = {id(p): False for p in params}
+    grads = [(id(p), g) for p in params if consumed.get(id(p)) and (g := p.grad) is not None]
+    if not grads:
+        return out
+    g0 = grads[0][1]
+    if len(grads) > 1 and all(g.dtype == g0.dtype and g.device == g0.device for _, g in grads):
+        if not bool(torch.cat([_sample(g) for _, g in grads]).any()):
+            return out
+    for k, g in grads:
+        out[k] = _nonzero(g)
+    return out
+
+
+def _sample(grad: torch.Tensor) -> torch.Tensor:
+    """The values :func:`_nonzero` looks at: all of a small tensor, 1024 spread ones of a big one."""
+    flat = grad.detach().reshape(-1)
+    n = flat.numel()
+    return flat[:: n // 1024] if n > 4096 else flat
+
+
 def _nonzero(grad: torch.Tensor) -> bool:
     """Whether a gradient holds anything: a spread sample of 1024 values decides for big
     tensors (a zeroed gradient is zero everywhere), the whole tensor for small ones."""
-    flat = grad.detach().reshape(-1)
-    n = flat.numel()
-    if n > 4096:
-        flat = flat[:: n // 1024]
-    return bool(flat.any())
+    return bool(_sample(grad).any())
