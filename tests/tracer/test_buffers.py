@@ -90,3 +90,22 @@ def test_scalar_columns_back_fill_late_and_missing_columns():
     assert np.isnan(d["extra"][0]) and d["extra"][1] == 7.0 and np.isnan(d["extra"][2])
     assert cols.n == 3 and cols.last("step") == 3 and cols.last("nothing") is None
     assert ScalarColumns().last("step") is None
+
+
+def test_a_big_chunk_is_reused_only_once_no_view_of_it_is_alive():
+    from tracer import chunk_pool
+    first = RowBuffer(128_000, np.float32)               # a pooled chunk (256 MB reserved)
+    first.append(np.full(128_000, 3, np.float32))
+    block = id(first._cur.base)
+    kept = first.to_array()[0, :10]                      # a view of a view: its base is the block
+    del first
+    second = RowBuffer(128_000, np.float32)              # the block is still seen: another one
+    other = id(second._cur.base)
+    assert other != block
+    second.append(np.zeros(128_000, np.float32))
+    assert kept.tolist() == [3.0] * 10                   # never overwritten
+    del kept, second
+    third = RowBuffer(128_000, np.float32)               # nobody sees the first block any more
+    assert chunk_pool.pooled(third._cur.base) and id(third._cur.base) in {block, other}   # touched memory again
+    small = RowBuffer(4, np.float32)                     # small chunks are plain arrays
+    assert small._cur.base is None
