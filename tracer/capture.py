@@ -60,6 +60,11 @@ class FullBuffers:
         """Every parameter seen so far (also before a drain) and its shape, in order."""
         return {name: shape for name, (shape, _) in self.known.items()}
 
+    def chained_row(self, name: str) -> np.ndarray | None:
+        """The last ``after`` of ``name`` while its steps chain (see :meth:`tracer.recorder.Recorder.chained_row`)."""
+        buf = self.params.get(name)
+        return None if buf is None else buf.last_after()
+
     # ------------------------------------------------------------ budget
     def growth(self, before: dict, state: dict | None, rows: np.ndarray | None, y_pred: np.ndarray | None) -> int:
         """Bytes that recording one step with these arrays would newly allocate."""

@@ -168,6 +168,14 @@ class Recorder:
         """True while values, gradients and predictions are captured (not summary)."""
         return self.capture == "full"
 
+    def chained_row(self, name: str) -> np.ndarray | None:
+        """The last recorded ``after`` of parameter ``name`` (a view: never write into it),
+        while full capture stores its steps as one chain; else None. Why: a hook that finds
+        the next step's ``before`` equal to it bit for bit may hand this very array back as
+        ``params_before[name]`` instead of a copy - the recorder then knows the chain holds
+        without comparing again, and the step costs one copy less."""
+        return self._full.chained_row(name) if self.capture == "full" else None
+
     def record_step(self, *, epoch: int, batch: int, params_before: dict, params_after: dict,
                     grads: dict | None = None, rows: np.ndarray | None = None, y_pred: np.ndarray | None = None, loss: float | None = None, lr: float | None = None,
                     batch_size: int | None = None, state: dict | None = None,

@@ -17,9 +17,14 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from tracer.param_buffers import same_bytes
+
 from . import gradops, micro, optim
 from .graph import Walk
 from .snapshots import SnapshotPool, Snapshots
+
+_CHAIN_MIN = 4096     # elements: below this a copy costs less than asking the recorder
+_NUMPY = (torch.float16, torch.float32, torch.float64)   # stored as they are (bfloat16 is widened)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .placement import LoaderBatches
@@ -133,9 +138,29 @@ class StepCycle:
         elif st.record:
             st.snaps = snaps = self.pool.take()
             with torch.no_grad():
-                st.before = snaps.copy_many(snaps.before, [(id(p), p.detach()) for p in st.params])
+                st.before = self._snapshot_before(st.params, snaps)
         place(run, st, w, loader, shape or plan)
         self.pending = st
+
+    def _snapshot_before(self, params: list[torch.Tensor], snaps: Snapshots) -> dict:
+        """The parameters' values before the update: a big CPU parameter whose bytes are still
+        those of the ``after`` the recorder holds last (the usual case: nothing wrote it
+        between the steps) is that row itself, compared once and not copied
+        (:meth:`tracer.recorder.Recorder.chained_row`); the others are copied into the
+        step's reused buffers."""
+        rec, names = self.run.recorder, self.run.names
+        chained, copies = {}, []
+        for p in params:
+            v = p.detach()
+            row = rec.chained_row(names[id(p)]) if v.numel() >= _CHAIN_MIN and v.device.type == "cpu" else None
+            if row is not None and v.dtype in _NUMPY and v.is_contiguous() and _same(v.numpy(), row):
+                chained[id(p)] = torch.from_numpy(row).view(v.shape)
+            else:
+                copies.append((id(p), v))
+        if not chained:
+            return snaps.copy_many(snaps.before, copies)
+        chained.update(snaps.copy_many(snaps.before, copies))
+        return {id(p): chained[id(p)] for p in params}     # the run's parameter order
 
     def after_backward(self) -> None:
         """The gradients are in: note the versions, keep the gradients (manual loops)."""
@@ -222,6 +247,11 @@ class StepCycle:
         have = [p for p in params if p.grad is not None]
         norms = torch._foreach_norm([p.grad.detach() for p in have]) if have else []
         return {id(p): n for p, n in zip(have, norms)}
+
+
+def _same(value, row) -> bool:
+    """Whether a parameter's values are, bit for bit, the recorder's row (same dtype too)."""
+    return value.dtype == row.dtype and same_bytes(value, row)
 
 
 def _stale(params: list[torch.Tensor], consumed: dict[int, bool]) -> dict[int, bool]:
