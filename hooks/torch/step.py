@@ -128,7 +128,8 @@ class StepCycle:
             for m in kept:              # zeroed since: that backward was not part of this step
                 self.release(m)
             kept = []
-        st.stale = _stale(st.params, self._consumed)   # gradients left over from a step that used them
+        if st.record:                   # gradients left over from a step that used them (a column of recorded steps)
+            st.stale = _stale(st.params, self._consumed)
         if kept:
             first = kept[0]                 # its snapshot is the step's ``before``: its buffers move too
             st.snaps, first.snaps = first.snaps, None
@@ -264,7 +265,7 @@ def _stale(params: list[torch.Tensor], consumed: dict[int, bool]) -> dict[int, b
         return out
     g0 = grads[0][1]
     if len(grads) > 1 and all(g.dtype == g0.dtype and g.device == g0.device for _, g in grads):
-        if not bool(torch.cat([_sample(g) for _, g in grads]).any()):
+        if not int(torch.count_nonzero(torch.cat([_sample(g) for _, g in grads]))):
             return out
     for k, g in grads:
         out[k] = _nonzero(g)
@@ -273,7 +274,7 @@ def _stale(params: list[torch.Tensor], consumed: dict[int, bool]) -> dict[int, b
 
 def _sample(grad: torch.Tensor) -> torch.Tensor:
     """The values :func:`_nonzero` looks at: all of a small tensor, 1024 spread ones of a big one."""
-    flat = grad.detach().reshape(-1)
+    flat = grad.reshape(-1)
     n = flat.numel()
     return flat[:: n // 1024] if n > 4096 else flat
 

@@ -48,6 +48,9 @@ def _to_host(norms: list) -> list[float]:
     """0-d norm tensors as Python floats, in one transfer (widened exactly to float64)."""
     if not norms:
         return []
-    if all(v.dtype == norms[0].dtype and v.device == norms[0].device for v in norms):
+    device = norms[0].device
+    if device.type == "cpu":                     # no transfer to save: a float each (exact widening)
+        return [float(v) for v in norms]
+    if all(v.dtype == norms[0].dtype and v.device == device for v in norms):
         return torch.stack(norms).double().tolist()
     return torch.stack([v.double().to(norms[0].device) for v in norms]).tolist()
