@@ -30,7 +30,7 @@ class RowBuffer:
     the recording holds.
     """
 
-    __slots__ = ("_chunks", "_cur", "_pos", "_chunk_rows", "_width", "_dtype", "_limit", "_filled", "n")
+    __slots__ = ("_chunks", "_cur", "_pos", "_chunk_rows", "_width", "_dtype", "_limit", "_filled", "n", "_staged")
 
     CHUNK_BYTES = 256 << 20
     #: rows of at least this many bytes are reserved a whole chunk at once
@@ -52,6 +52,7 @@ class RowBuffer:
         self._pos = 0
         self._filled = 0       # rows in the kept (full) chunks
         self.n = 0
+        self._staged = 0       # address of the next row while a caller holds it (see stage)
 
     @property
     def width(self) -> int:
@@ -83,12 +84,39 @@ class RowBuffer:
         self._pos = 0
 
     def append(self, row: np.ndarray | float) -> None:
-        """Copy one row (anything reshapeable to ``width`` values) into the buffer."""
+        """Copy one row (anything reshapeable to ``width`` values) into the buffer; a row
+        :meth:`stage` handed out and filled in place is taken as it is (no copy)."""
         if self._pos == self._cur.shape[0]:
             self._next_chunk()
-        self._cur[self._pos] = np.reshape(row, -1)
+        dst = self._cur[self._pos]
+        if not (self._staged and isinstance(row, np.ndarray) and row.size == self._width
+                and _address(row) == _address(dst)):
+            dst[...] = np.reshape(row, -1)
+        self._staged = 0
         self._pos += 1
         self.n += 1
+
+    def stage(self) -> np.ndarray | None:
+        """The next row, for a caller to fill in place before handing it to :meth:`append`
+        (which then copies nothing); None while that row is already handed out.
+
+        Why: a hook that must keep a value anyway (a gradient the loop is about to zero)
+        can copy it once, straight into the recording, instead of into a buffer of its own
+        and from there into this one. The row stays unrecorded until appended; a caller
+        that gives up on it says so with :meth:`unstage`."""
+        if self._pos == self._cur.shape[0]:
+            self._next_chunk()
+        row = self._cur[self._pos]
+        address = _address(row)
+        if self._staged == address:
+            return None
+        self._staged = address
+        return row
+
+    def unstage(self, row: np.ndarray) -> None:
+        """The holder of a staged ``row`` gives it up (it was appended, or will not be)."""
+        if self._staged and _address(row) == self._staged:
+            self._staged = 0
 
     def append_fill(self, value: float) -> None:
         """Append one row filled with ``value`` (NaN for "not recorded")."""
@@ -142,7 +170,11 @@ class RowBuffer:
         if self._seen():
             self._cur = chunk_pool.chunk(self._chunk_rows, self._width, self._dtype)
         self._chunks = []
-        self._pos = self._filled = self.n = 0
+        self._pos = self._filled = self.n = self._staged = 0
+
+
+def _address(a: np.ndarray) -> int:
+    return a.__array_interface__["data"][0]
 
 
 class ScalarColumns:

@@ -96,6 +96,10 @@ class ParamBuffers:
             return None
         return self.values.last()
 
+    def stage_grad(self) -> np.ndarray | None:
+        """The next gradient row, to fill in place (:meth:`tracer.buffers.RowBuffer.stage`)."""
+        return self.grad.stage()
+
     def pad(self) -> None:
         """A step this parameter was absent from: NaN everywhere (the chain ends)."""
         if self.values is not None:

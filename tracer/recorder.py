@@ -37,6 +37,7 @@ import numpy as np
 from .arrays import TraceArrays, as_2d, column_names
 from .buffers import RowBuffer, ScalarColumns
 from .capture import FullBuffers, initial_capacity
+from .hot_rows import HotRows
 from .errors import TraceInputError
 from .store import open_store
 from .trace import _BUILDERS, Trace, _data_frame
@@ -66,7 +67,7 @@ def check_max_bytes(max_bytes: int | None) -> int | None:
     return int(max_bytes)
 
 
-class Recorder:
+class Recorder(HotRows):
     """Collects training steps as columnar buffers and builds a :class:`Trace`.
 
     Parameters
@@ -167,14 +168,6 @@ class Recorder:
     def full(self) -> bool:
         """True while values, gradients and predictions are captured (not summary)."""
         return self.capture == "full"
-
-    def chained_row(self, name: str) -> np.ndarray | None:
-        """The last recorded ``after`` of parameter ``name`` (a view: never write into it),
-        while full capture stores its steps as one chain; else None. Why: a hook that finds
-        the next step's ``before`` equal to it bit for bit may hand this very array back as
-        ``params_before[name]`` instead of a copy - the recorder then knows the chain holds
-        without comparing again, and the step costs one copy less."""
-        return self._full.chained_row(name) if self.capture == "full" else None
 
     def record_step(self, *, epoch: int, batch: int, params_before: dict, params_after: dict,
                     grads: dict | None = None, rows: np.ndarray | None = None, y_pred: np.ndarray | None = None, loss: float | None = None, lr: float | None = None,

@@ -37,7 +37,7 @@ class Step:
 
     __slots__ = ("epoch", "batch", "rows", "pred", "loss", "before", "grads", "v0", "sets", "stale",
                  "batch_size", "record", "lr", "pre_version", "params", "plan", "signature", "wrote",
-                 "loader_batch", "micro", "grad_ops", "snaps")
+                 "loader_batch", "micro", "grad_ops", "snaps", "staged")
 
     def __init__(self, record: bool) -> None:
         self.record = record          # False on the steps every=k skips
@@ -60,6 +60,7 @@ class Step:
         self.micro: list[Step] = []   # earlier backward passes of this step (gradient accumulation)
         self.grad_ops = None          # gradient changes before the update (:mod:`.gradops`)
         self.snaps: Snapshots | None = None   # the reused buffers ``before``/``grads`` live in
+        self.staged: dict = {}        # param name -> the recorder's gradient row the step fills in place
 
 
 class StepCycle:
@@ -82,6 +83,11 @@ class StepCycle:
         snaps, st.snaps = st.snaps, None
         st.before, st.grads = {}, None
         self.pool.give(snaps)
+        if st.staged:
+            rec = self.run.recorder
+            for name, row in st.staged.items():
+                rec.unstage_grad(name, row)
+            st.staged = {}
 
     # --------------------------------------------------------------- open
     def settle_open_step(self, signature: tuple | None = None) -> None:
@@ -163,6 +169,25 @@ class StepCycle:
         chained.update(snaps.copy_many(snaps.before, copies))
         return {id(p): chained[id(p)] for p in params}     # the run's parameter order
 
+    def _grads_in_place(self, st: Step) -> dict:
+        """Big CPU gradients copied straight into the recorder's next rows (one copy, not two:
+        :meth:`tracer.recorder.Recorder.stage_grad`); ``id(param)`` -> that row as a tensor."""
+        rec, names = self.run.recorder, self.run.names
+        out, dst, src = {}, [], []
+        for p in st.params:
+            g = p.grad
+            if g is None:
+                continue
+            g = g.detach()
+            row = _staged_row(rec, st, names[id(p)], g)
+            if row is not None:
+                out[id(p)] = row
+                dst.append(row)
+                src.append(g)
+        if dst:
+            torch._foreach_copy_(dst, src)
+        return out
+
     def after_backward(self) -> None:
         """The gradients are in: note the versions, keep the gradients (manual loops)."""
         st = self.pending
@@ -242,12 +267,30 @@ class StepCycle:
             if st.snaps is None:
                 st.snaps = self.pool.take()
             with torch.no_grad():
-                out = Snapshots.copy_many(st.snaps.grads, [(id(p), p.grad.detach()) for p in params
-                                                           if p.grad is not None])
+                out = self._grads_in_place(st)
+                out.update(Snapshots.copy_many(st.snaps.grads, [(id(p), p.grad.detach()) for p in params
+                                                                if p.grad is not None and id(p) not in out]))
             return {id(p): out.get(id(p)) for p in params}
         have = [p for p in params if p.grad is not None]
         norms = torch._foreach_norm([p.grad.detach() for p in have]) if have else []
         return {id(p): n for p, n in zip(have, norms)}
+
+
+def _staged_row(rec, st: Step, name: str, g: torch.Tensor) -> torch.Tensor | None:
+    """The recorder's next gradient row of ``name`` as a tensor shaped like ``g`` (the one the
+    step holds already, or a new one), or None when ``g`` is copied the usual way."""
+    row = st.staged.get(name)
+    if row is None:
+        if g.numel() < _CHAIN_MIN or g.device.type != "cpu" or g.dtype not in _NUMPY:
+            return None
+        row = rec.stage_grad(name)
+        if row is None:
+            return None
+        if row.dtype != g.numpy().dtype or row.size != g.numel():
+            rec.unstage_grad(name, row)
+            return None
+        st.staged[name] = row
+    return torch.from_numpy(row).view(g.shape)
 
 
 def _same(value, row) -> bool:

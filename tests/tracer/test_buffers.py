@@ -109,3 +109,29 @@ def test_a_big_chunk_is_reused_only_once_no_view_of_it_is_alive():
     assert chunk_pool.pooled(third._cur.base) and id(third._cur.base) in {block, other}   # touched memory again
     small = RowBuffer(4, np.float32)                     # small chunks are plain arrays
     assert small._cur.base is None
+
+
+def test_a_staged_row_is_filled_in_place_handed_out_once_and_recorded_without_a_copy():
+    buf = RowBuffer(5000, np.float32)
+    buf.append(np.zeros(5000, np.float32))
+    row = buf.stage()
+    assert row is not None and buf.stage() is None       # one holder at a time
+    row[:] = 7
+    buf.append(row)                                      # taken as it is
+    buf.unstage(row)                                     # already recorded: nothing to give up
+    again = buf.stage()
+    again[:] = 1
+    buf.unstage(again)                                   # given up: it may be handed out again
+    later = buf.stage()
+    buf.append(np.full(5000, 2, np.float32))             # another value is copied over it
+    out = buf.to_array()
+    assert later is not None and out[:, 0].tolist() == [0, 7, 2] and buf.n == 3
+
+
+def test_a_staged_row_survives_a_reset_of_the_buffer():
+    buf = RowBuffer(5000, np.float32)
+    row = buf.stage()
+    row[:] = 3
+    buf.reset()                                          # a store drained the buffer: row is still seen
+    buf.append(row)                                      # not the next row any more: copied
+    assert buf.to_array()[0, 0] == 3 and buf.stage() is not None
