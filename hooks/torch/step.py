@@ -144,8 +144,7 @@ class StepCycle:
                 self.release(m)
         elif st.record:
             st.snaps = snaps = self.pool.take()
-            with torch.no_grad():
-                st.before = self._snapshot_before(st.params, snaps)
+            st.before = self._snapshot_before(st.params, snaps)     # detached copies: no graph either way
         place(run, st, w, loader, shape or plan)
         self.pending = st
 
@@ -266,10 +265,9 @@ class StepCycle:
         if self.run.recorder.full:
             if st.snaps is None:
                 st.snaps = self.pool.take()
-            with torch.no_grad():
-                out = self._grads_in_place(st)
-                out.update(Snapshots.copy_many(st.snaps.grads, [(id(p), p.grad.detach()) for p in params
-                                                                if p.grad is not None and id(p) not in out]))
+            out = self._grads_in_place(st)          # detached copies: no graph, no ``no_grad`` needed
+            out.update(Snapshots.copy_many(st.snaps.grads, [(id(p), p.grad.detach()) for p in params
+                                                            if p.grad is not None and id(p) not in out]))
             return {id(p): out.get(id(p)) for p in params}
         have = [p for p in params if p.grad is not None]
         norms = torch._foreach_norm([p.grad.detach() for p in have]) if have else []

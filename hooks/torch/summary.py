@@ -21,26 +21,26 @@ __all__ = ["summary_norms"]
 
 def summary_norms(st: Step, names: dict) -> dict:
     """``value_norm_/update_norm_/grad_norm_<param>`` of a closed step (gradient norms were
-    taken at the update). Overwrites the step's before-buffers with ``before - after``."""
+    taken at the update). Overwrites the step's before-buffers with ``before - after``.
+    No ``no_grad`` needed: detached values and the step's own buffers build no graph."""
     cols = {}
     grads_t = st.grads or {}
-    with torch.no_grad():
-        ps = [p.detach() for p in st.params]
-        bs = [st.before[id(p)] for p in st.params]
-        gs = [grads_t.get(id(p)) for p in st.params]      # gradient norms already
-        have = [g for g in gs if g is not None]
-        norms = list(torch._foreach_norm(bs)) if bs else []
-        if bs:
-            torch._foreach_sub_(bs, ps)                    # before - after: the update, negated
-            norms += list(torch._foreach_norm(bs))
-        values = _to_host(norms + have)
-        k = len(ps)
-        g_iter = iter(values[2 * k:])
-        for i, p in enumerate(st.params):
-            n = names[id(p)]
-            cols["value_norm_" + n] = values[i]
-            cols["update_norm_" + n] = values[k + i]
-            cols["grad_norm_" + n] = math.nan if gs[i] is None else next(g_iter)
+    ps = [p.detach() for p in st.params]
+    bs = [st.before[id(p)] for p in st.params]
+    gs = [grads_t.get(id(p)) for p in st.params]      # gradient norms already
+    have = [g for g in gs if g is not None]
+    norms = list(torch._foreach_norm(bs)) if bs else []
+    if bs:
+        torch._foreach_sub_(bs, ps)                    # before - after: the update, negated
+        norms += list(torch._foreach_norm(bs))
+    values = _to_host(norms + have)
+    k = len(ps)
+    g_iter = iter(values[2 * k:])
+    for i, p in enumerate(st.params):
+        n = names[id(p)]
+        cols["value_norm_" + n] = values[i]
+        cols["update_norm_" + n] = values[k + i]
+        cols["grad_norm_" + n] = math.nan if gs[i] is None else next(g_iter)
     return cols
 
 
