@@ -155,7 +155,7 @@ def _load_memcmp():
     try:
         import ctypes
         fn = ctypes.CDLL(None).memcmp
-    except (OSError, AttributeError):  # no C library to call (e.g. Windows): NumPy compares instead
+    except (OSError, AttributeError, TypeError):  # no C library to call (e.g. Windows): NumPy compares
         return None
     fn.restype = ctypes.c_int
     fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
