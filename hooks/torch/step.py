@@ -21,6 +21,7 @@ from tracer.param_buffers import same_bytes
 
 from . import gradops, micro, optim
 from .graph import Walk
+from .placement import place
 from .snapshots import SnapshotPool, Snapshots
 
 _CHAIN_MIN = 4096     # elements: below this a copy costs less than asking the recorder
@@ -121,7 +122,6 @@ class StepCycle:
         ``plan`` is the run's program when it covers the step; ``shape`` a program built for
         the step's graph (the run's, or one a restart at this step will adopt), which places
         the batch's rows either way."""
-        from .placement import place
         run = self.run
         run.between.opened()
         run.shared.new_iteration()

@@ -8,6 +8,7 @@ parameter.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import TYPE_CHECKING
 
@@ -37,11 +38,17 @@ def summary_norms(st: Step, names: dict) -> dict:
     k = len(ps)
     g_iter = iter(values[2 * k:])
     for i, p in enumerate(st.params):
-        n = names[id(p)]
-        cols["value_norm_" + n] = values[i]
-        cols["update_norm_" + n] = values[k + i]
-        cols["grad_norm_" + n] = math.nan if gs[i] is None else next(g_iter)
+        value, update, grad = _columns(names[id(p)])
+        cols[value] = values[i]
+        cols[update] = values[k + i]
+        cols[grad] = math.nan if gs[i] is None else next(g_iter)
     return cols
+
+
+@functools.lru_cache(maxsize=4096)
+def _columns(name: str) -> tuple[str, str, str]:
+    """The three column names of a parameter (made once, not three strings per step)."""
+    return "value_norm_" + name, "update_norm_" + name, "grad_norm_" + name
 
 
 def _to_host(norms: list) -> list[float]:
