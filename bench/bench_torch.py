@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import subprocess
 import sys
@@ -134,6 +135,7 @@ def timings(x, y, epochs: int, repeats: int) -> dict:
     finals, steps = {}, 0
     for _ in range(repeats):
         for mode, ctx in MODES.items():
+            gc.collect()     # every mode starts with the earlier runs' garbage freed, not when the GC gets to it
             seconds, steps, final, trace = run(ctx, x, y, epochs)
             best[mode] = min(best[mode], seconds)
             cpu[mode] = min(cpu[mode], LAST_CPU[0])

@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 
+from . import chunk_pool
 
 
 class RowBuffer:
@@ -29,7 +30,7 @@ class RowBuffer:
     the recording holds.
     """
 
-    __slots__ = ("_chunks", "_cur", "_pos", "_chunk_rows", "_width", "_dtype", "_limit", "_filled", "n")
+    __slots__ = ("_chunks", "_cur", "_pos", "_chunk_rows", "_width", "_dtype", "_limit", "_filled", "n", "_staged")
 
     CHUNK_BYTES = 256 << 20
     #: rows of at least this many bytes are reserved a whole chunk at once
@@ -47,10 +48,11 @@ class RowBuffer:
         start = most if self.row_bytes >= self.BIG_ROW else max(1, min(capacity, most))
         self._chunk_rows = int(start)
         self._chunks: list[np.ndarray] = []
-        self._cur = np.empty((self._chunk_rows, self._width), dtype=self._dtype)
+        self._cur = chunk_pool.chunk(self._chunk_rows, self._width, self._dtype)
         self._pos = 0
         self._filled = 0       # rows in the kept (full) chunks
         self.n = 0
+        self._staged = 0       # address of the next row while a caller holds it (see stage)
 
     @property
     def width(self) -> int:
@@ -78,16 +80,43 @@ class RowBuffer:
         self._chunks.append(self._cur)
         self._filled += self._pos
         self._chunk_rows = int(max(self._chunk_rows, min(self._chunk_rows * 2, self._limit // self.row_bytes)))
-        self._cur = np.empty((self._chunk_rows, self._width), dtype=self._dtype)
+        self._cur = chunk_pool.chunk(self._chunk_rows, self._width, self._dtype)
         self._pos = 0
 
     def append(self, row: np.ndarray | float) -> None:
-        """Copy one row (anything reshapeable to ``width`` values) into the buffer."""
+        """Copy one row (anything reshapeable to ``width`` values) into the buffer; a row
+        :meth:`stage` handed out and filled in place is taken as it is (no copy)."""
         if self._pos == self._cur.shape[0]:
             self._next_chunk()
-        self._cur[self._pos] = np.reshape(row, -1)
+        dst = self._cur[self._pos]
+        if not (self._staged and isinstance(row, np.ndarray) and row.size == self._width
+                and _address(row) == _address(dst)):
+            dst[...] = np.reshape(row, -1)
+        self._staged = 0
         self._pos += 1
         self.n += 1
+
+    def stage(self) -> np.ndarray | None:
+        """The next row, for a caller to fill in place before handing it to :meth:`append`
+        (which then copies nothing); None while that row is already handed out.
+
+        Why: a hook that must keep a value anyway (a gradient the loop is about to zero)
+        can copy it once, straight into the recording, instead of into a buffer of its own
+        and from there into this one. The row stays unrecorded until appended; a caller
+        that gives up on it says so with :meth:`unstage`."""
+        if self._pos == self._cur.shape[0]:
+            self._next_chunk()
+        row = self._cur[self._pos]
+        address = _address(row)
+        if self._staged == address:
+            return None
+        self._staged = address
+        return row
+
+    def unstage(self, row: np.ndarray) -> None:
+        """The holder of a staged ``row`` gives it up (it was appended, or will not be)."""
+        if self._staged and _address(row) == self._staged:
+            self._staged = 0
 
     def append_fill(self, value: float) -> None:
         """Append one row filled with ``value`` (NaN for "not recorded")."""
@@ -125,13 +154,27 @@ class RowBuffer:
             return self._cur[: self._pos]
         return np.concatenate(self._chunks + [self._cur[: self._pos]], axis=0)
 
+    def _seen(self) -> bool:
+        """Whether an array other than the buffer's own chunk (a view :meth:`to_array` handed
+        out) sees the current chunk's memory. Views of a pool block have the block as their
+        ``base`` (:mod:`tracer.chunk_pool`), so the block's references are what count."""
+        base = self._cur.base
+        if base is None:
+            return sys.getrefcount(self._cur) > 2       # the attribute and getrefcount's argument
+        # the chunk's base link, the local name, getrefcount's argument, the pool's list
+        return sys.getrefcount(base) > 3 + chunk_pool.pooled(base)
+
     def reset(self) -> None:
         """Forget every row; keep the current chunk for the next rows when nothing else
         refers to it (no view handed out by :meth:`to_array` is alive)."""
-        if sys.getrefcount(self._cur) > 2:       # the attribute and getrefcount's argument
-            self._cur = np.empty((self._chunk_rows, self._width), dtype=self._dtype)
+        if self._seen():
+            self._cur = chunk_pool.chunk(self._chunk_rows, self._width, self._dtype)
         self._chunks = []
-        self._pos = self._filled = self.n = 0
+        self._pos = self._filled = self.n = self._staged = 0
+
+
+def _address(a: np.ndarray) -> int:
+    return a.__array_interface__["data"][0]
 
 
 class ScalarColumns:

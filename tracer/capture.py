@@ -60,6 +60,22 @@ class FullBuffers:
         """Every parameter seen so far (also before a drain) and its shape, in order."""
         return {name: shape for name, (shape, _) in self.known.items()}
 
+    def chained_row(self, name: str) -> np.ndarray | None:
+        """The last ``after`` of ``name`` while its steps chain (see :meth:`tracer.recorder.Recorder.chained_row`)."""
+        buf = self.params.get(name)
+        return None if buf is None else buf.last_after()
+
+    def stage_grad(self, name: str) -> np.ndarray | None:
+        """The next gradient row of ``name`` to fill in place (see :meth:`tracer.recorder.Recorder.stage_grad`)."""
+        buf = self.params.get(name)
+        return None if buf is None else buf.stage_grad()
+
+    def unstage_grad(self, name: str, row: np.ndarray) -> None:
+        """Give up a staged gradient row."""
+        buf = self.params.get(name)
+        if buf is not None:
+            buf.grad.unstage(row)
+
     # ------------------------------------------------------------ budget
     def growth(self, before: dict, state: dict | None, rows: np.ndarray | None, y_pred: np.ndarray | None) -> int:
         """Bytes that recording one step with these arrays would newly allocate."""

@@ -23,7 +23,7 @@ from .buffers import RowBuffer
 if TYPE_CHECKING:
     from numpy.typing import DTypeLike
 
-__all__ = ["ParamBuffers", "initial_capacity", "value_dtype"]
+__all__ = ["ParamBuffers", "initial_capacity", "value_dtype", "same_bytes"]
 
 
 def initial_capacity(size: int, dtype: DTypeLike, limit: int = 1 << 20) -> int:
@@ -89,6 +89,17 @@ class ParamBuffers:
             self.after.append(after)
         self.n += 1
 
+    def last_after(self) -> np.ndarray | None:
+        """While the steps chain, the last step's ``after`` (a view): the ``before`` the next
+        step must repeat bit for bit to stay in the chain. None when not chained or empty."""
+        if self.values is None or self.n == 0:
+            return None
+        return self.values.last()
+
+    def stage_grad(self) -> np.ndarray | None:
+        """The next gradient row, to fill in place (:meth:`tracer.buffers.RowBuffer.stage`)."""
+        return self.grad.stage()
+
     def pad(self) -> None:
         """A step this parameter was absent from: NaN everywhere (the chain ends)."""
         if self.values is not None:
@@ -131,7 +142,40 @@ class ParamBuffers:
 
 def _same_bits(value, row: np.ndarray) -> bool:
     """Whether ``value``, as the buffer would store it, is ``row`` bit for bit (NaN and
-    -0.0 included: a chained ``before`` must be exactly the value given)."""
+    -0.0 included: a chained ``before`` must be exactly the value given). ``value`` may be
+    ``row`` itself (a hook that checked the chain already hands back :meth:`ParamBuffers.last_after`)."""
     v = np.ascontiguousarray(value, dtype=row.dtype).reshape(-1)
-    as_int = np.dtype(f"u{row.dtype.itemsize}")
-    return bool(np.array_equal(v.view(as_int), np.ascontiguousarray(row).reshape(-1).view(as_int)))
+    r = np.ascontiguousarray(row).reshape(-1)
+    if v.shape != r.shape:
+        return False
+    return same_bytes(v, r)
+
+
+def _load_memcmp():
+    try:
+        import ctypes
+        fn = ctypes.CDLL(None).memcmp
+    except (OSError, AttributeError, TypeError):  # no C library to call (e.g. Windows): NumPy compares
+        return None
+    fn.restype = ctypes.c_int
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+    return fn
+
+
+_MEMCMP = _load_memcmp()
+
+
+def same_bytes(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two C-contiguous arrays of as many bytes hold the same bytes. Why ``memcmp``:
+    it reads both once and allocates nothing (NumPy's ``array_equal`` allocates a mask as big
+    as the row, fresh memory at every step), a few times faster on a parameter's row."""
+    n = a.nbytes
+    if n != b.nbytes:
+        return False
+    pa, pb = a.__array_interface__["data"][0], b.__array_interface__["data"][0]
+    if pa == pb:
+        return True
+    if _MEMCMP is not None and n >= 256:
+        return _MEMCMP(pa, pb, n) == 0
+    as_int = np.dtype(f"u{a.dtype.itemsize}")
+    return bool(np.array_equal(a.reshape(-1).view(as_int), b.reshape(-1).view(as_int)))

@@ -37,6 +37,7 @@ import numpy as np
 from .arrays import TraceArrays, as_2d, column_names
 from .buffers import RowBuffer, ScalarColumns
 from .capture import FullBuffers, initial_capacity
+from .hot_rows import HotRows
 from .errors import TraceInputError
 from .store import open_store
 from .trace import _BUILDERS, Trace, _data_frame
@@ -67,7 +68,7 @@ def check_max_bytes(max_bytes: int | None) -> int | None:
     return int(max_bytes)
 
 
-class Recorder:
+class Recorder(HotRows):
     """Collects training steps as columnar buffers and builds a :class:`Trace`.
 
     Parameters

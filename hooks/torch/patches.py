@@ -186,9 +186,12 @@ def _make_inplace(meth):
 
     def inplace(self, *args, **kwargs):
         tracer = _ACTIVE
-        if tracer is not None and not _busy() and not _ignored():
-            target = self if id(self) in tracer.run.names else tracer.run.between.alias_of(self)
-            if target is not None:
+        if tracer is not None:
+            # the cheap question first: most in-place calls (``p.data -= ...``, ``grad.zero_()``)
+            # write no trained tensor and no alias of one
+            run = tracer.run
+            target = self if id(self) in run.names else run.between.alias_of(self)
+            if target is not None and not _busy() and not _ignored():
                 with _ENTERED:
                     tracer.guard(tracer.on_write, target, sys._getframe(1), False)
         return orig(self, *args, **kwargs)

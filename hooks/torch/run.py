@@ -17,6 +17,7 @@ the next step's program.
 """
 from __future__ import annotations
 
+import functools
 import sys
 from types import FrameType
 
@@ -280,8 +281,9 @@ class TorchRun:
         cols = {}
         for p in st.params:
             n = names[id(p)]
-            cols["updates_" + n] = counts.get(id(p), 0)
-            cols["stale_grad_" + n] = int(st.stale.get(id(p), False))
+            updates, stale = _step_columns(n)
+            cols[updates] = counts.get(id(p), 0)
+            cols[stale] = int(st.stale.get(id(p), False))
             if n not in self.dtypes:
                 self.dtypes[n] = _DTYPES.get(p.dtype) or str(p.dtype).replace("torch.", "")
         if self.accumulated:
@@ -378,6 +380,12 @@ class TorchRun:
                 if key not in keys:
                     keys.append(key)
         trace.add_step_columns({key: [row.get(key, np.nan) for row in rows] for key in keys})
+
+
+@functools.lru_cache(maxsize=4096)
+def _step_columns(name: str) -> tuple[str, str]:
+    """``updates_<name>`` and ``stale_grad_<name>`` (made once, not per step)."""
+    return "updates_" + name, "stale_grad_" + name
 
 
 def _np(t: torch.Tensor) -> np.ndarray:

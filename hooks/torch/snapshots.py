@@ -36,6 +36,22 @@ class Snapshots:
         buf.copy_(value)
         return buf
 
+    @staticmethod
+    def copy_many(bufs: dict[int, torch.Tensor], items: list[tuple[int, torch.Tensor]]) -> dict[int, torch.Tensor]:
+        """Each ``(key, value)`` copied into ``bufs[key]`` as :meth:`copy` does, with one
+        ``torch._foreach_copy_`` for all of them (one dispatch, not one per parameter)."""
+        dst, src, out = [], [], {}
+        for key, value in items:
+            buf = bufs.get(key)
+            if buf is None or buf.shape != value.shape or buf.dtype != value.dtype or buf.device != value.device:
+                buf = bufs[key] = torch.empty(value.shape, dtype=value.dtype, device=value.device)
+            dst.append(buf)
+            src.append(value)
+            out[key] = buf
+        if dst:
+            torch._foreach_copy_(dst, src)
+        return out
+
 
 class SnapshotPool:
     """The free buffer sets of one training loop (see the module doc)."""

@@ -17,9 +17,15 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from tracer.param_buffers import same_bytes
+
 from . import gradops, micro, optim
 from .graph import Walk
+from .placement import place
 from .snapshots import SnapshotPool, Snapshots
+
+_CHAIN_MIN = 4096     # elements: below this a copy costs less than asking the recorder
+_NUMPY = (torch.float16, torch.float32, torch.float64)   # stored as they are (bfloat16 is widened)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .placement import LoaderBatches
@@ -32,7 +38,7 @@ class Step:
 
     __slots__ = ("epoch", "batch", "rows", "pred", "loss", "before", "grads", "v0", "sets", "stale",
                  "batch_size", "record", "lr", "pre_version", "params", "plan", "signature", "wrote",
-                 "loader_batch", "micro", "grad_ops", "snaps")
+                 "loader_batch", "micro", "grad_ops", "snaps", "staged")
 
     def __init__(self, record: bool) -> None:
         self.record = record          # False on the steps every=k skips
@@ -55,6 +61,7 @@ class Step:
         self.micro: list[Step] = []   # earlier backward passes of this step (gradient accumulation)
         self.grad_ops = None          # gradient changes before the update (:mod:`.gradops`)
         self.snaps: Snapshots | None = None   # the reused buffers ``before``/``grads`` live in
+        self.staged: dict = {}        # param name -> the recorder's gradient row the step fills in place
 
 
 class StepCycle:
@@ -77,6 +84,11 @@ class StepCycle:
         snaps, st.snaps = st.snaps, None
         st.before, st.grads = {}, None
         self.pool.give(snaps)
+        if st.staged:
+            rec = self.run.recorder
+            for name, row in st.staged.items():
+                rec.unstage_grad(name, row)
+            st.staged = {}
 
     # --------------------------------------------------------------- open
     def settle_open_step(self, signature: tuple | None = None) -> None:
@@ -110,7 +122,6 @@ class StepCycle:
         ``plan`` is the run's program when it covers the step; ``shape`` a program built for
         the step's graph (the run's, or one a restart at this step will adopt), which places
         the batch's rows either way."""
-        from .placement import place
         run = self.run
         run.between.opened()
         run.shared.new_iteration()
@@ -123,9 +134,8 @@ class StepCycle:
             for m in kept:              # zeroed since: that backward was not part of this step
                 self.release(m)
             kept = []
-        for p in st.params:             # gradients left over from a step that already used them
-            gr = p.grad
-            st.stale[id(p)] = bool(gr is not None and self._consumed.get(id(p)) and _nonzero(gr))
+        if st.record:                   # gradients left over from a step that used them (a column of recorded steps)
+            st.stale = _stale(st.params, self._consumed)
         if kept:
             first = kept[0]                 # its snapshot is the step's ``before``: its buffers move too
             st.snaps, first.snaps = first.snaps, None
@@ -134,10 +144,48 @@ class StepCycle:
                 self.release(m)
         elif st.record:
             st.snaps = snaps = self.pool.take()
-            with torch.no_grad():
-                st.before = {id(p): snaps.copy(snaps.before, id(p), p.detach()) for p in st.params}
+            st.before = self._snapshot_before(st.params, snaps)     # detached copies: no graph either way
         place(run, st, w, loader, shape or plan)
         self.pending = st
+
+    def _snapshot_before(self, params: list[torch.Tensor], snaps: Snapshots) -> dict:
+        """The parameters' values before the update: a big CPU parameter whose bytes are still
+        those of the ``after`` the recorder holds last (the usual case: nothing wrote it
+        between the steps) is that row itself, compared once and not copied
+        (:meth:`tracer.recorder.Recorder.chained_row`); the others are copied into the
+        step's reused buffers."""
+        rec, names = self.run.recorder, self.run.names
+        chained, copies = {}, []
+        for p in params:
+            v = p.detach()
+            row = rec.chained_row(names[id(p)]) if v.numel() >= _CHAIN_MIN and v.device.type == "cpu" else None
+            if row is not None and v.dtype in _NUMPY and v.is_contiguous() and _same(v.numpy(), row):
+                chained[id(p)] = torch.from_numpy(row).view(v.shape)
+            else:
+                copies.append((id(p), v))
+        if not chained:
+            return snaps.copy_many(snaps.before, copies)
+        chained.update(snaps.copy_many(snaps.before, copies))
+        return {id(p): chained[id(p)] for p in params}     # the run's parameter order
+
+    def _grads_in_place(self, st: Step) -> dict:
+        """Big CPU gradients copied straight into the recorder's next rows (one copy, not two:
+        :meth:`tracer.recorder.Recorder.stage_grad`); ``id(param)`` -> that row as a tensor."""
+        rec, names = self.run.recorder, self.run.names
+        out, dst, src = {}, [], []
+        for p in st.params:
+            g = p.grad
+            if g is None:
+                continue
+            g = g.detach()
+            row = _staged_row(rec, st, names[id(p)], g)
+            if row is not None:
+                out[id(p)] = row
+                dst.append(row)
+                src.append(g)
+        if dst:
+            torch._foreach_copy_(dst, src)
+        return out
 
     def after_backward(self) -> None:
         """The gradients are in: note the versions, keep the gradients (manual loops)."""
@@ -217,20 +265,62 @@ class StepCycle:
         if self.run.recorder.full:
             if st.snaps is None:
                 st.snaps = self.pool.take()
-            bufs = st.snaps.grads
-            with torch.no_grad():
-                return {id(p): (None if p.grad is None else Snapshots.copy(bufs, id(p), p.grad.detach()))
-                        for p in params}
+            out = self._grads_in_place(st)          # detached copies: no graph, no ``no_grad`` needed
+            out.update(Snapshots.copy_many(st.snaps.grads, [(id(p), p.grad.detach()) for p in params
+                                                            if p.grad is not None and id(p) not in out]))
+            return {id(p): out.get(id(p)) for p in params}
         have = [p for p in params if p.grad is not None]
         norms = torch._foreach_norm([p.grad.detach() for p in have]) if have else []
         return {id(p): n for p, n in zip(have, norms)}
 
 
+def _staged_row(rec, st: Step, name: str, g: torch.Tensor) -> torch.Tensor | None:
+    """The recorder's next gradient row of ``name`` as a tensor shaped like ``g`` (the one the
+    step holds already, or a new one), or None when ``g`` is copied the usual way."""
+    row = st.staged.get(name)
+    if row is None:
+        if g.numel() < _CHAIN_MIN or g.device.type != "cpu" or g.dtype not in _NUMPY:
+            return None
+        row = rec.stage_grad(name)
+        if row is None:
+            return None
+        if row.dtype != g.numpy().dtype or row.size != g.numel():
+            rec.unstage_grad(name, row)
+            return None
+        st.staged[name] = row
+    return torch.from_numpy(row).view(g.shape)
+
+
+def _same(value, row) -> bool:
+    """Whether a parameter's values are, bit for bit, the recorder's row (same dtype too)."""
+    return value.dtype == row.dtype and same_bytes(value, row)
+
+
+def _stale(params: list[torch.Tensor], consumed: dict[int, bool]) -> dict[int, bool]:
+    """``id(p)`` -> whether ``p.grad`` still holds a gradient an earlier update used (not
+    zeroed since). The usual answer, every one zeroed, costs one check of all the
+    sampled gradients together; only when something is left is each looked at alone."""
+    out = {id(p): False for p in params}
+    grads = [(id(p), g) for p in params if consumed.get(id(p)) and (g := p.grad) is not None]
+    if not grads:
+        return out
+    g0 = grads[0][1]
+    if len(grads) > 1 and all(g.dtype == g0.dtype and g.device == g0.device for _, g in grads):
+        if not int(torch.count_nonzero(torch.cat([_sample(g) for _, g in grads]))):
+            return out
+    for k, g in grads:
+        out[k] = _nonzero(g)
+    return out
+
+
+def _sample(grad: torch.Tensor) -> torch.Tensor:
+    """The values :func:`_nonzero` looks at: all of a small tensor, 1024 spread ones of a big one."""
+    flat = grad.reshape(-1)
+    n = flat.numel()
+    return flat[:: n // 1024] if n > 4096 else flat
+
+
 def _nonzero(grad: torch.Tensor) -> bool:
     """Whether a gradient holds anything: a spread sample of 1024 values decides for big
     tensors (a zeroed gradient is zero everywhere), the whole tensor for small ones."""
-    flat = grad.detach().reshape(-1)
-    n = flat.numel()
-    if n > 4096:
-        flat = flat[:: n // 1024]
-    return bool(flat.any())
+    return bool(_sample(grad).any())

@@ -8,6 +8,7 @@ parameter.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import TYPE_CHECKING
 
@@ -21,33 +22,42 @@ __all__ = ["summary_norms"]
 
 def summary_norms(st: Step, names: dict) -> dict:
     """``value_norm_/update_norm_/grad_norm_<param>`` of a closed step (gradient norms were
-    taken at the update). Overwrites the step's before-buffers with ``before - after``."""
+    taken at the update). Overwrites the step's before-buffers with ``before - after``.
+    No ``no_grad`` needed: detached values and the step's own buffers build no graph."""
     cols = {}
     grads_t = st.grads or {}
-    with torch.no_grad():
-        ps = [p.detach() for p in st.params]
-        bs = [st.before[id(p)] for p in st.params]
-        gs = [grads_t.get(id(p)) for p in st.params]      # gradient norms already
-        have = [g for g in gs if g is not None]
-        norms = list(torch._foreach_norm(bs)) if bs else []
-        if bs:
-            torch._foreach_sub_(bs, ps)                    # before - after: the update, negated
-            norms += list(torch._foreach_norm(bs))
-        values = _to_host(norms + have)
-        k = len(ps)
-        g_iter = iter(values[2 * k:])
-        for i, p in enumerate(st.params):
-            n = names[id(p)]
-            cols["value_norm_" + n] = values[i]
-            cols["update_norm_" + n] = values[k + i]
-            cols["grad_norm_" + n] = math.nan if gs[i] is None else next(g_iter)
+    ps = [p.detach() for p in st.params]
+    bs = [st.before[id(p)] for p in st.params]
+    gs = [grads_t.get(id(p)) for p in st.params]      # gradient norms already
+    have = [g for g in gs if g is not None]
+    norms = list(torch._foreach_norm(bs)) if bs else []
+    if bs:
+        torch._foreach_sub_(bs, ps)                    # before - after: the update, negated
+        norms += list(torch._foreach_norm(bs))
+    values = _to_host(norms + have)
+    k = len(ps)
+    g_iter = iter(values[2 * k:])
+    for i, p in enumerate(st.params):
+        value, update, grad = _columns(names[id(p)])
+        cols[value] = values[i]
+        cols[update] = values[k + i]
+        cols[grad] = math.nan if gs[i] is None else next(g_iter)
     return cols
+
+
+@functools.lru_cache(maxsize=4096)
+def _columns(name: str) -> tuple[str, str, str]:
+    """The three column names of a parameter (made once, not three strings per step)."""
+    return "value_norm_" + name, "update_norm_" + name, "grad_norm_" + name
 
 
 def _to_host(norms: list) -> list[float]:
     """0-d norm tensors as Python floats, in one transfer (widened exactly to float64)."""
     if not norms:
         return []
-    if all(v.dtype == norms[0].dtype and v.device == norms[0].device for v in norms):
+    device = norms[0].device
+    if device.type == "cpu":                     # no transfer to save: a float each (exact widening)
+        return [float(v) for v in norms]
+    if all(v.dtype == norms[0].dtype and v.device == device for v in norms):
         return torch.stack(norms).double().tolist()
     return torch.stack([v.double().to(norms[0].device) for v in norms]).tolist()

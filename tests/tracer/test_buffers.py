@@ -90,3 +90,48 @@ def test_scalar_columns_back_fill_late_and_missing_columns():
     assert np.isnan(d["extra"][0]) and d["extra"][1] == 7.0 and np.isnan(d["extra"][2])
     assert cols.n == 3 and cols.last("step") == 3 and cols.last("nothing") is None
     assert ScalarColumns().last("step") is None
+
+
+def test_a_big_chunk_is_reused_only_once_no_view_of_it_is_alive():
+    from tracer import chunk_pool
+    first = RowBuffer(128_000, np.float32)               # a pooled chunk (256 MB reserved)
+    first.append(np.full(128_000, 3, np.float32))
+    block = id(first._cur.base)
+    kept = first.to_array()[0, :10]                      # a view of a view: its base is the block
+    del first
+    second = RowBuffer(128_000, np.float32)              # the block is still seen: another one
+    other = id(second._cur.base)
+    assert other != block
+    second.append(np.zeros(128_000, np.float32))
+    assert kept.tolist() == [3.0] * 10                   # never overwritten
+    del kept, second
+    third = RowBuffer(128_000, np.float32)               # nobody sees the first block any more
+    assert chunk_pool.pooled(third._cur.base) and id(third._cur.base) in {block, other}   # touched memory again
+    small = RowBuffer(4, np.float32)                     # small chunks are plain arrays
+    assert small._cur.base is None
+
+
+def test_a_staged_row_is_filled_in_place_handed_out_once_and_recorded_without_a_copy():
+    buf = RowBuffer(5000, np.float32)
+    buf.append(np.zeros(5000, np.float32))
+    row = buf.stage()
+    assert row is not None and buf.stage() is None       # one holder at a time
+    row[:] = 7
+    buf.append(row)                                      # taken as it is
+    buf.unstage(row)                                     # already recorded: nothing to give up
+    again = buf.stage()
+    again[:] = 1
+    buf.unstage(again)                                   # given up: it may be handed out again
+    later = buf.stage()
+    buf.append(np.full(5000, 2, np.float32))             # another value is copied over it
+    out = buf.to_array()
+    assert later is not None and out[:, 0].tolist() == [0, 7, 2] and buf.n == 3
+
+
+def test_a_staged_row_survives_a_reset_of_the_buffer():
+    buf = RowBuffer(5000, np.float32)
+    row = buf.stage()
+    row[:] = 3
+    buf.reset()                                          # a store drained the buffer: row is still seen
+    buf.append(row)                                      # not the next row any more: copied
+    assert buf.to_array()[0, 0] == 3 and buf.stage() is not None

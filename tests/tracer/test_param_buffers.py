@@ -3,6 +3,7 @@ the values read back are exactly those given (NaN and -0.0 included)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from tracer.param_buffers import ParamBuffers
 from tracer.recorder import Recorder
@@ -61,3 +62,20 @@ def test_recorder_tables_are_the_same_chained_or_not():
         tables.append(rec.trace().params)
     a, b = tables
     assert a.equals(b)
+
+
+@pytest.mark.parametrize("use_memcmp", [True, False])
+def test_same_bytes_is_bit_for_bit(monkeypatch, use_memcmp):
+    from tracer import param_buffers
+    if not use_memcmp:
+        monkeypatch.setattr(param_buffers, "_MEMCMP", None)
+    a = np.linspace(-1, 1, 1000).astype(np.float32)
+    a[3], a[4] = np.nan, 0.0
+    b = a.copy()
+    assert param_buffers.same_bytes(a, b) and param_buffers.same_bytes(a, a)
+    b[4] = -0.0                                     # equal as numbers, not as bits: the chain breaks
+    assert not param_buffers.same_bytes(a, b)
+    b[4] = 0.0
+    b[999] = np.nextafter(b[999], np.float32(2))    # one ulp at the very end
+    assert not param_buffers.same_bytes(a, b)
+    assert not param_buffers.same_bytes(a, a[:-1])  # another size

@@ -1,0 +1,73 @@
+"""Memory for the recorder's big chunks, kept by the process and handed out again once no
+array sees it any more.
+
+Why: the first write to fresh memory is what a full capture pays for on the machines
+steptrace runs on - the kernel faults in and zeroes every page, about 1.3 ms per MB, and
+with transparent huge pages the fault may also wait for compaction (measured between 0.2
+and 20 ms per MB on the same VM). A loop that keeps a ``clone()`` per step gets memory
+the allocator recycled from earlier work for free; a recorder whose big chunks come
+straight from ``mmap`` never does. So big chunks (at least :data:`POOL_MIN_BYTES`) are
+carved from raw blocks this pool keeps: when every array that viewed a block is gone
+(the trace was dropped, the recorder with it), the block - its pages already touched -
+serves the next recording in the same process instead of fresh memory.
+
+How "no array sees it" is known: every NumPy view of a block, however derived, has the
+block itself as its ``base`` (NumPy collapses view chains to the array that owns the
+memory), so the block's reference count is the pool's own reference plus one per live
+view. A block is reused only when that count says nobody else holds it; otherwise it is
+left alone, so values a trace still reads are never overwritten.
+
+What it costs: the pages of a block stay with the process while the block is free (at
+most :data:`POOL_BYTES` of blocks are kept; more are allocated as before and returned to
+the system when their arrays go).
+"""
+from __future__ import annotations
+
+import sys
+import threading
+
+import numpy as np
+
+__all__ = ["POOL_BYTES", "POOL_MIN_BYTES", "take", "pooled", "chunk"]
+
+#: chunks at least this big come from the pool (the size NumPy starts asking for huge pages)
+POOL_MIN_BYTES = 4 << 20
+#: bytes of blocks (reserved, used or free) the pool keeps at most
+POOL_BYTES = 2 << 30
+
+_blocks: list[np.ndarray] = []       # raw uint8 blocks, owning their memory
+_lock = threading.Lock()
+_FREE_REFS = 3                       # a free block: the list's slot, the loop variable, getrefcount's argument
+
+
+def take(nbytes: int) -> np.ndarray:
+    """A raw block of at least ``nbytes`` bytes nobody views: a free pooled one (the smallest
+    that fits), else a new one (pooled while the pool has room)."""
+    with _lock:
+        best = None
+        for raw in _blocks:
+            if raw.nbytes >= nbytes and sys.getrefcount(raw) <= _FREE_REFS:
+                if best is None or raw.nbytes < best.nbytes:
+                    best = raw
+        if best is not None:
+            return best
+        raw = np.empty(nbytes, dtype=np.uint8)
+        if sum(b.nbytes for b in _blocks) + nbytes <= POOL_BYTES:
+            _blocks.append(raw)
+        return raw
+
+
+def pooled(raw: np.ndarray) -> bool:
+    """Whether ``raw`` is one of the pool's blocks (the pool holds a reference to it)."""
+    return any(b is raw for b in _blocks)
+
+
+def chunk(rows: int, width: int, dtype: np.dtype) -> np.ndarray:
+    """An uninitialised ``(rows, width)`` array of ``dtype``: carved from a pool block when
+    it is big (see the module doc), else a plain ``np.empty``."""
+    dtype = np.dtype(dtype)
+    nbytes = rows * width * dtype.itemsize
+    if nbytes < POOL_MIN_BYTES:
+        return np.empty((rows, width), dtype=dtype)
+    raw = take(nbytes)
+    return raw[:nbytes].view(dtype).reshape(rows, width)
