@@ -167,8 +167,9 @@ def nonfinite_rows(a: np.ndarray) -> np.ndarray:
 
 
 def all_nan_rows(a: np.ndarray) -> np.ndarray:
-    """Per row: whether every element is NaN (a quantity not recorded at that step)."""
-    out = nonfinite_rows(a)
+    """Per row: whether every element is NaN (a quantity not recorded at that step); only
+    rows whose first element is NaN are read further."""
+    out = np.isnan(a[:, 0]) if a.ndim == 2 and a.shape[1] else np.zeros(a.shape[0], dtype=bool)
     if out.any():
         out[out] = np.isnan(a[out]).all(axis=1)
     return out

@@ -115,7 +115,9 @@ class Mags:
     def _for(self, rows):
         """``(evaluation, row positions in it)`` for chunk rows ``rows`` (None: all)."""
         n = len(self.ev.loss) if self.ev.program.has_loss else None
-        if rows is None or self.sub is None or n is None or 2 * len(rows) > n:
+        if rows is None or len(rows) == n:
+            return self.ev, None
+        if self.sub is None or n is None or 2 * len(rows) > n:
             return self.ev, rows
         key = np.asarray(rows).tobytes()
         if key not in self._subs:

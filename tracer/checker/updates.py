@@ -164,25 +164,47 @@ def _check_param(name, p, rule, param_step, t, lr_rec, expected, builder, report
 def _check_rows_fast(name, p, rule, param_step, t, lr_rec, expected, builder, eps, clipping, i0, i1):
     """Rows ``i0:i1`` of a rule without state: the rule and the comparison run in the run's
     precision, block by block (:func:`~tracer.checker.compare.worst_blocks`); rows that pass
-    does not settle are recomputed in float64, and the reported element always is."""
-    rtol = FACTOR * eps
+    does not settle are recomputed in float64, and the reported element always is.
+
+    Every row is first assumed finite (a NaN or inf shows up in the fast pass as a row it
+    does not settle); only when such a row is not finite are the finite rows taken apart."""
     before, after = p.before[i0:i1], p.after[i0:i1]
     g = p.grad[i0:i1]
     if expected is not None or clipping is not None:
         g = _used_grad(p, expected, i0, i1)
         if clipping is not None:
             g = clipping.apply(name, i0, i1, g)
-    ok = ~nonfinite_rows(g) & ~nonfinite_rows(before)
-    if not ok.any():
+    lr = None if lr_rec is None else lr_rec[i0:i1]
+    rows = None
+    if lr is not None and not np.isfinite(lr).all():        # the rows decide which rate applies
+        rows = np.flatnonzero(~nonfinite_rows(g) & ~nonfinite_rows(before))
+    while rows is None or rows.size:
+        every = rows is None
+        b, a, gk = (before, after, g) if every else (before[rows], after[rows], g[rows])
+        tk = t[i0:i1] if every else t[i0:i1][rows]
+        lr_k = lr if every or lr is None else lr[rows]
+        lr_used = lr_k if lr_k is not None and np.isfinite(lr_k).all() else None
+        out = _update_rows(rule, b, a, gk, tk, lr_used, eps, tuple(p.shape))
+        if not every or not out[4].size:
+            break
+        bad_rows = nonfinite_rows(g[out[4]]) | nonfinite_rows(before[out[4]])
+        if not bad_rows.any():
+            break
+        rows = np.flatnonzero(~nonfinite_rows(g) & ~nonfinite_rows(before))
+    if rows is not None and not rows.size:
         return 0
-    rows = np.flatnonzero(ok)
-    every = rows.size == i1 - i0
-    b, a, gk = (before, after, g) if every else (before[rows], after[rows], g[rows])
-    tk = t[i0:i1][rows]
-    lr_used = None
-    if lr_rec is not None and np.isfinite(lr_rec[i0:i1][rows]).all():
-        lr_used = lr_rec[i0:i1][rows]
-    shape, size = tuple(p.shape), p.before.shape[1]
+    idx, exp_u, act_u, scale, _ = out
+    steps = param_step[i0:i1] if rows is None else param_step[i0:i1][rows]
+    builder.add(step=steps, quantity="update", param=name, index=idx, expected=exp_u,
+                actual=act_u, scale=scale, rtol=FACTOR * eps, atol=0.0)
+    return steps.size
+
+
+def _update_rows(rule, b, a, gk, tk, lr_used, eps, shape):
+    """``(worst index, expected, actual, scale, rows the magnitudes decided)`` per row of the
+    update check of a stateless rule (see :func:`_check_rows_fast`)."""
+    rtol = FACTOR * eps
+    R, size = b.shape
     f = 8 * eps / rtol
     dt = np.result_type(b.dtype, gk.dtype, np.float32)
 
@@ -196,18 +218,18 @@ def _check_rows_fast(name, p, rule, param_step, t, lr_rec, expected, builder, ep
     def exact(sel, cols=None):                        # float64, as the check defines it
         if cols is not None:
             return _exact_at(rule, b, a, gk, tk, lr_used, sel, cols, f)
-        b64 = b[sel].astype(np.float64)
-        a64 = a[sel].astype(np.float64)
+        b64, a64 = b[sel].astype(np.float64), a[sel].astype(np.float64)
         new, _ = rule.step(b64.reshape((len(sel),) + shape), np.asarray(gk[sel], np.float64).reshape(
             (len(sel),) + shape), {}, tk[sel], None if lr_used is None else lr_used[sel])
         return new.reshape(len(sel), -1) - b64, a64 - b64, _value_scale(b64, a64, f)
     # the fast values' own rounding, a few units of dt on the update, in badness units
     slack = 4 * float(np.finfo(dt).eps) / rtol
-    idx, bad = worst_blocks(rows.size, size, values, exact, rtol, exact_fails=False, slack=slack)
+    idx, bad = worst_blocks(R, size, values, exact, rtol, exact_fails=False, slack=slack)
     need = np.flatnonzero(~(bad <= 1.0))
-    exp_u, act_u, scale = _exact_at(rule, b, a, gk, tk, lr_used, np.arange(rows.size), idx, f)
-    for k in range(0, need.size, max(1, CHUNK_ELEMENTS // 8 // max(1, size))):
-        sel = need[k:k + max(1, CHUNK_ELEMENTS // 8 // max(1, size))]
+    exp_u, act_u, scale = _exact_at(rule, b, a, gk, tk, lr_used, np.arange(R), idx, f)
+    per = max(1, CHUNK_ELEMENTS // 8 // max(1, size))
+    for k in range(0, need.size, per):
+        sel = need[k:k + per]
         e, av, sv = exact(sel)      # not settled by |value|: the rule's rounding magnitudes decide
         b64 = b[sel].astype(np.float64).reshape((len(sel),) + shape)
         mags = rule.magnitudes(b64, np.asarray(gk[sel], np.float64).reshape(b64.shape), {}, tk[sel],
@@ -216,9 +238,7 @@ def _check_rows_fast(name, p, rule, param_step, t, lr_rec, expected, builder, ep
         j, _ = worst_rows(e, av, rtol, sv)
         q = np.arange(len(sel))
         idx[sel], exp_u[sel], act_u[sel], scale[sel] = j, e[q, j], av[q, j], sv[q, j]
-    builder.add(step=param_step[i0:i1][rows], quantity="update", param=name, index=idx, expected=exp_u,
-                actual=act_u, scale=scale, rtol=rtol, atol=0.0)
-    return rows.size
+    return idx, exp_u, act_u, scale, need
 
 
 def _exact_at(rule, b, a, g, t, lr_used, rows, cols, f):
