@@ -72,8 +72,10 @@ def _np_erf(x):
 def _np_heaviside(x, h0):
     """Heaviside step with value ``h0`` at 0, as sympy's NumPy printing computes it
     (``select`` of three conditions, a NaN giving 1) in two passes instead of six."""
-    out = np.where(np.asarray(x) < 0, 0.0, 1.0)
-    out[np.asarray(x) == 0] = h0
+    x = np.asarray(x)
+    dt = x.dtype.type if x.dtype.kind == "f" else np.float64   # 0, h0 and 1 are exact in any float
+    out = np.where(x < 0, dt(0), dt(1))
+    np.copyto(out, dt(h0), where=x == 0)
     return out
 
 
