@@ -147,7 +147,6 @@ def _check_param(name, p, rule, param_step, t, lr_rec, expected, builder, report
     n, size = p.before.shape
     per = max(1, CHUNK_ELEMENTS // max(1, size))
     checked = 0
-    rtol = FACTOR * eps   # against the rounding magnitudes of the rule's own arithmetic
     for i0 in range(0, n, per):
         i1 = min(n, i0 + per)
         if not getattr(rule, "slots", ()):       # no optimizer state: the blocked fast pass
