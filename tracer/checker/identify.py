@@ -130,7 +130,8 @@ def sgd_rate(update: ArrayLike, grad: ArrayLike, magnitude: ArrayLike, eps: floa
     ok = np.isfinite(u) & np.isfinite(g) & np.isfinite(mag)
     if ok.sum() > SAMPLE:
         ok &= np.arange(ok.size) % (ok.sum() // SAMPLE + 1) == 0
-    u, g, mag = u[ok], g[ok], mag[ok]
+    if not ok.all():                 # (usually every element is kept: no copies)
+        u, g, mag = u[ok], g[ok], mag[ok]
     top = float(np.max(np.abs(g))) if g.size else 0.0
     if not top:
         return None
