@@ -2,11 +2,15 @@
 
 One epoch of S4's regression loop (7000 x 500 -> 256 -> 1, batch 50, 140 steps) is
 trained untraced and traced (full capture), interleaved, best of N; then the trace
-is checked, best of N. Printed: training ms per epoch, check ms, their ratio, and
-the checker's peak memory (tracemalloc, which counts NumPy's buffers) against the
-trace's own in-memory size (its arrays' bytes).
+is checked, best of N. Printed: training ms per epoch, check ms, their ratio (wall
+clock, and CPU time of this process, steadier on a shared machine), and the checker's
+peak memory (tracemalloc, which counts NumPy's buffers) against the trace's own
+in-memory size (its arrays' bytes). Training and checking use the same number of
+threads (torch, BLAS and numexpr): one by default.
 
-    python bench/bench_checker.py [--repeats 3] [--threads 1]
+    python bench/bench_checker.py [--repeats 3] [--threads 1] [--profile]
+
+``--profile`` adds a cProfile of one check (the 25 most expensive functions).
 """
 from __future__ import annotations
 
@@ -58,34 +62,78 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--profile", action="store_true", help="cProfile one check")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     numexpr.set_num_threads(args.threads)
     x, y = make_data()
     run(contextlib.nullcontext, x, y, 1)
-    train = float("inf")
+    train, train_cpu = float("inf"), float("inf")
     trace = None
     for _ in range(args.repeats):
+        c0 = time.process_time()
         seconds, steps, _, _ = run(contextlib.nullcontext, x, y, 1)
-        train = min(train, seconds)
+        train, train_cpu = min(train, seconds), min(train_cpu, time.process_time() - c0)
         _, _, _, trace = run(lambda: trace_torch(capture="full"), x, y, 1)
-    best, report = float("inf"), None
+    best, best_cpu, report = float("inf"), float("inf"), None
     for _ in range(args.repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         report = tracer.check(trace)
-        best = min(best, time.perf_counter() - t0)
+        best, best_cpu = min(best, time.perf_counter() - t0), min(best_cpu, time.process_time() - c0)
     tracemalloc.start()
     tracer.check(trace)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     size = trace_bytes(trace)
-    print(f"S4 one epoch: {trace.n_steps} steps, {args.threads} thread(s), best of {args.repeats}")
-    print(f"  training (untraced)  {1e3 * train:8.1f} ms")
-    print(f"  check                {1e3 * best:8.1f} ms   ratio check/train {best / train:.2f}")
+    print(f"S4 one epoch: {trace.n_steps} steps, best of {args.repeats}, {args.threads} thread(s) for training "
+          "and checking (torch, BLAS, numexpr)")
+    print(f"  training (untraced)  {1e3 * train:8.1f} ms   cpu {1e3 * train_cpu:8.1f} ms")
+    print(f"  check                {1e3 * best:8.1f} ms   cpu {1e3 * best_cpu:8.1f} ms   "
+          f"ratio check/train {best / train:.2f} (cpu {best_cpu / train_cpu:.2f})")
     print(f"  trace in memory      {size / 2**20:8.1f} MB")
     print(f"  check peak memory    {peak / 2**20:8.1f} MB   ratio {peak / size:.2f}")
     print(f"  verdict: {report.verdict}")
-    return {"train_s": train, "check_s": best, "trace_bytes": size, "check_peak_bytes": peak}
+    if args.profile:
+        _floor(trace, args.repeats)
+        _profile(trace)
+    return {"train_s": train, "check_s": best, "train_cpu_s": train_cpu, "check_cpu_s": best_cpu,
+            "trace_bytes": size, "check_peak_bytes": peak}
+
+
+def _floor(trace, repeats: int) -> None:
+    """CPU time of the recomputation alone (the step program's values and gradients of every
+    step, then its rounding magnitudes): what any check of these numbers costs at least."""
+    from tracer.checker.core import CHUNK_BYTES, _bytes_per_step
+    from tracer.checker.feed import chunks, leaves, step_groups
+    from tracer.checker.resolve import resolve_program
+    from tracer.program import Evaluation
+    program = resolve_program(trace).program
+    arrays = trace.arrays()
+    groups = step_groups(arrays, needs_rows=bool(program.inputs))
+    best = [float("inf"), float("inf")]
+    for _ in range(repeats):
+        spent = [0.0, 0.0]
+        for sub in chunks(groups, _bytes_per_step(arrays, program), CHUNK_BYTES):
+            c0 = time.process_time()
+            ev = Evaluation(program, leaves(program, arrays, sub, np.float32), np.float32)
+            ev.gradients()
+            c1 = time.process_time()
+            ev.magnitudes()
+            ev.gradient_magnitudes()
+            spent[0] += c1 - c0
+            spent[1] += time.process_time() - c1
+        best = [min(b, x) for b, x in zip(best, spent)]
+    print(f"  recompute floor: program values + gradients cpu {1e3 * best[0]:.1f} ms, "
+          f"rounding magnitudes cpu {1e3 * best[1]:.1f} ms")
+
+
+def _profile(trace) -> None:
+    """The 25 functions one check spends most time in (own time)."""
+    import cProfile
+    import pstats
+    prof = cProfile.Profile()
+    prof.runcall(tracer.check, trace)
+    pstats.Stats(prof).sort_stats("tottime").print_stats(25)
 
 
 if __name__ == "__main__":

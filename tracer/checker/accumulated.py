@@ -18,7 +18,7 @@ from ..errors import SteptraceError
 from ..program import Evaluation
 from .compare import badness
 from .feed import chunks, leaves
-from .quantities import ChunkResult, _predictions, add_worst
+from .quantities import ChunkResult, Mags, _predictions, add_worst
 from .tolerance import FACTOR
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ def check_accumulated(program: StepProgram, arrays: TraceArrays, groups: list[St
             report.cannot_check.append(f"model: {exc}")
             return {}, {}, checked
         res = ChunkResult(sub.steps)
-        _predictions(program, arrays, sub, ev, _Mags(ev), builder, rtol, res)
+        _predictions(program, arrays, sub, ev, Mags(ev), builder, rtol, res)
         checked["prediction"] = checked.get("prediction", 0) + res.checked.get("prediction", 0)
         pos = np.array([step_pos[int(s)] for s in sub.steps])
         np.add.at(loss, pos, ev.loss.astype(np.float64))
@@ -80,11 +80,3 @@ def check_accumulated(program: StepProgram, arrays: TraceArrays, groups: list[St
     missing = {k: np.where(seen[:, None], g, np.nan) for k, g in grads.items()
                if np.isnan(arrays.params[k].grad).all(axis=1).any()}
     return losses, missing, checked
-
-
-class _Mags:
-    def __init__(self, ev):
-        self.ev = ev
-
-    def value(self, name):
-        return self.ev.magnitudes()[name].reshape(self.ev.values[name].shape).astype(np.float64)

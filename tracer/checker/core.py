@@ -22,6 +22,7 @@ from ..errors import SteptraceError
 from . import coverage, identify
 from .feed import chunks, step_groups
 from .interpret import name_factor
+from .compare import all_nan_rows
 from .quantities import check_chunk
 from .report import CheckReport, Finding, TableBuilder
 from .resolve import resolve_program
@@ -95,7 +96,7 @@ def _evaluate(trace, program, report, builder, eps, dtype, recomputed):
                                                    report, CHUNK_BYTES)
         recomputed.update({"loss": losses, "grads": grads, "checked": checked})
         return program
-    missing = {n for n, p in arrays.params.items() if np.isnan(p.grad).all(axis=1).any()}
+    missing = {n for n, p in arrays.params.items() if all_nan_rows(p.grad).any()}
     grads = {n: np.full(arrays.params[n].grad.shape, np.nan) for n in missing}
     for sub in chunks(groups, _bytes_per_step(arrays, program), CHUNK_BYTES):
         try:

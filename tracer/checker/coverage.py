@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .compare import all_nan_rows
+
 if TYPE_CHECKING:
     from ..trace import Trace
     from .report import CheckReport
@@ -37,7 +39,7 @@ def account(trace: Trace, report: CheckReport, checked: dict) -> None:
         recorded_pred = np.unique(arrays.sample_step[~np.isnan(arrays.sample_pred).all(axis=1)]).size
         _compare(report, "prediction", recorded_pred, checked.get("prediction", 0))
     for name, p in arrays.params.items():
-        rec = int((~np.isnan(p.grad).all(axis=1)).sum())
+        rec = int((~all_nan_rows(p.grad)).sum())
         if rec and not any(name in c for c in report.cannot_check):
             _compare(report, f"gradient of {name}", rec, checked.get("grad:" + name, 0))
     for name, (done, total) in (report.context.get("partial_updates") or {}).items():

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from ..arrays import TraceArrays
     from ..program import StepProgram
 
-__all__ = ["StepGroup", "step_groups", "leaves", "chunks", "rows_of_steps"]
+__all__ = ["StepGroup", "step_groups", "leaves", "chunks", "rows_of_steps", "positions"]
 
 
 @dataclass
@@ -145,12 +145,12 @@ def leaves(program: StepProgram, arrays: TraceArrays, group: StepGroup, dtype: t
         p = arrays.params.get(name)
         if p is None:
             raise TraceInputError(f"program param {name!r} was not recorded (recorded: {list(arrays.params)})")
-        flat = p[which][_positions(group.param_pos)]
+        flat = p[which][positions(group.param_pos)]
         out[name] = flat.reshape((len(group.steps),) + tuple(p["shape"])).astype(dtype, copy=False)
     return out
 
 
-def _positions(pos: np.ndarray):
+def positions(pos: np.ndarray) -> slice | np.ndarray:
     """A slice when the positions are consecutive (a view, no copy), else the array."""
     if pos.size and pos[-1] - pos[0] == pos.size - 1 and np.all(np.diff(pos) == 1):
         return slice(int(pos[0]), int(pos[-1]) + 1)

@@ -12,19 +12,19 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..program import Evaluation
-from .compare import badness, worst_per_row
-from .feed import leaves
+from .compare import all_nan_rows, badness, worst_per_row, worst_rows
+from .feed import leaves, positions
 from .tolerance import FACTOR
 
 if TYPE_CHECKING:
-    from collections.abc import Collection
+    from collections.abc import Callable, Collection
 
     from ..arrays import TraceArrays
     from ..program import StepProgram
     from .feed import StepGroup
     from .report import TableBuilder
 
-__all__ = ["ChunkResult", "check_chunk", "add_worst"]
+__all__ = ["ChunkResult", "check_chunk", "add_worst", "compare_rows", "Mags"]
 
 
 class ChunkResult:
@@ -52,54 +52,91 @@ def check_chunk(program: StepProgram, arrays: TraceArrays, sub: StepGroup, dtype
     rtol = FACTOR * eps
     has_loss = program.has_loss
     grads = ev.gradients() if has_loss else {}
-    mags = _Mags(ev, has_loss)
+    mags = Mags(ev, arrays, sub)
     if has_loss:
         res.loss = ev.loss.astype(np.float64)
         actual = np.array([recorded_loss.get(int(s), np.nan) for s in sub.steps])
         has = np.isfinite(actual) | np.isnan(actual) & np.isnan(res.loss)
         if has.any():
-            exp = res.loss[has]
-            scale = None
-            if not worst_per_row(badness(exp[:, None], actual[has][:, None], rtol))[1]:
-                scale = mags.value(program.outputs["loss"])[has]
-            builder.add(step=sub.steps[has], quantity="loss", expected=exp, actual=actual[has],
-                        scale=scale, rtol=rtol, atol=0.0)
+            rows = np.flatnonzero(has)
+            compare_rows(builder, "loss", None, sub.steps[has], res.loss[has][:, None], actual[has][:, None], rtol,
+                         lambda need: mags.value(program.outputs["loss"], rows[need]).reshape(-1, 1), index_mode="none")
             res.checked["loss"] = int(has.sum())
     _predictions(program, arrays, sub, ev, mags, builder, rtol, res)
     for name, g in grads.items():
         p = arrays.params[name]
         g = g.reshape(len(sub.steps), -1)
-        rec = p.grad[sub.param_pos]
+        rec = p.grad[positions(sub.param_pos)]
         if rec.shape[1] != g.shape[1]:
             res.mismatched_grads.append((name, rec.shape[1], g.shape[1]))
             continue
-        has = ~np.isnan(rec).all(axis=1)
+        has = ~all_nan_rows(rec)
         if has.any():
+            rows = np.flatnonzero(has)
             r = rec if has.all() else rec[has]
             e = g if has.all() else g[has]
-            bad = badness(e, r, rtol)
-            scale = None
-            if not worst_per_row(bad)[1]:
-                scale = mags.grad(name).reshape(len(sub.steps), -1)[has]
-                bad = badness(e, r, rtol, scale)
-            add_worst(builder, "grad", name, sub.steps[has], e, r, scale, rtol, bad=bad)
+            compare_rows(builder, "grad", name, sub.steps[has], e, r, rtol,
+                         lambda need, name=name, rows=rows: mags.grad(name, rows[need]))
             res.checked["grad:" + name] = int(has.sum())
         if name in want_grads:
             res.grads[name] = g
     return res, ev
 
 
-class _Mags:
-    """The chunk's rounding magnitudes, computed on first use."""
+def compare_rows(builder: TableBuilder, quantity: str, name: str | None, steps: np.ndarray, expected: np.ndarray,
+                 actual: np.ndarray, rtol: float, mag_of: Callable, **where: object) -> np.ndarray:
+    """One check row per step: the quick comparison against ``|value|`` settles most rows;
+    the rows it does not are compared against their rounding magnitudes, ``mag_of(need)``
+    (a boolean row mask -> ``(k, elements)``), computed for those rows only.
 
-    def __init__(self, ev, has_loss):
-        self.ev, self.has_loss = ev, has_loss
+    ``where`` passes ``index_mode``, ``rows`` and ``width`` to :func:`add_worst`."""
+    idx, bad = worst_rows(expected, actual, rtol, exact_fails=False)
+    need = ~(bad <= 1.0)
+    scale = None
+    if need.any():
+        m = np.asarray(mag_of(need)).reshape(int(need.sum()), -1)
+        every = bool(need.all())            # often every row: then no copies
+        j, _ = worst_rows(expected if every else expected[need], actual if every else actual[need], rtol, m)
+        idx[need] = j
+        scale = np.zeros(len(idx))          # rows settled by the quick pass: no magnitude
+        scale[need] = m[np.arange(j.size), j]
+    return add_worst(builder, quantity, name, steps, expected, actual, scale, rtol, worst=idx, **where)
 
-    def value(self, name):
-        return self.ev.magnitudes()[name].reshape(self.ev.values[name].shape).astype(np.float64)
 
-    def grad(self, name):
-        return self.ev.gradient_magnitudes()[name].astype(np.float64)
+class Mags:
+    """The chunk's rounding magnitudes, computed on first use, for the rows that need them:
+    from the chunk's own evaluation when most rows do, else from an evaluation of just
+    those steps (the magnitude products cost as much as the forward pass)."""
+
+    def __init__(self, ev, arrays=None, sub=None):
+        self.ev, self.arrays, self.sub = ev, arrays, sub
+        self._subs = {}
+
+    def _for(self, rows):
+        """``(evaluation, row positions in it)`` for chunk rows ``rows`` (None: all)."""
+        n = len(self.ev.loss) if self.ev.program.has_loss else None
+        if rows is None or len(rows) == n:
+            return self.ev, None
+        if self.sub is None or n is None or 2 * len(rows) > n:
+            return self.ev, rows
+        key = np.asarray(rows).tobytes()
+        if key not in self._subs:
+            from ..program import Evaluation
+            part = self.sub.subset(np.asarray(rows))
+            self._subs[key] = Evaluation(self.ev.program, leaves(self.ev.program, self.arrays, part, self.ev.dtype),
+                                         self.ev.dtype)
+        return self._subs[key], None
+
+    def value(self, name: str, rows: np.ndarray | None = None) -> np.ndarray:
+        ev, pick = self._for(rows)
+        m = ev.magnitudes()[name].reshape(ev.values[name].shape)
+        return (m if pick is None else m[pick]).astype(np.float64)
+
+    def grad(self, name: str, rows: np.ndarray | None = None) -> np.ndarray:
+        ev, pick = self._for(rows)
+        m = ev.gradient_magnitudes()[name]
+        m = m.reshape(m.shape[0], -1)
+        return m if pick is None else m[pick]
 
 
 def _predictions(program, arrays, sub, ev, mags, builder, rtol, res):
@@ -119,17 +156,15 @@ def _predictions(program, arrays, sub, ev, mags, builder, rtol, res):
     has = ~np.isnan(rec).all(axis=(1, 2))
     if not has.any():
         return
-    e, a = y_hat[has], rec[has]
-    m = rec.shape[2]
-    flat_e, flat_a = e.reshape(int(has.sum()), -1), a.reshape(int(has.sum()), -1)
-    bad = badness(flat_e, flat_a, rtol)
-    scale = None
-    if not worst_per_row(bad)[1]:
-        scale = mags.value(program.outputs["prediction"]).reshape(rec.shape)[has].reshape(flat_e.shape)
-        bad = badness(flat_e, flat_a, rtol, scale)
-    worst = add_worst(builder, "prediction", None, sub.steps[has], flat_e, flat_a, scale, rtol,
-                      index_mode="sample", rows=sub.rows[has], width=m, bad=bad)
-    res.checked["prediction"] = int(has.sum())
+    k, m = int(has.sum()), rec.shape[2]
+    flat_e, flat_a = y_hat[has].reshape(k, -1), rec[has].reshape(k, -1)
+    rows = np.flatnonzero(has)
+
+    def mag_of(need):
+        return mags.value(program.outputs["prediction"], rows[need]).reshape(int(need.sum()), -1)
+    worst = compare_rows(builder, "prediction", None, sub.steps[has], flat_e, flat_a, rtol, mag_of,
+                         index_mode="sample", rows=sub.rows[has], width=m)
+    res.checked["prediction"] = k
     return worst
 
 
@@ -157,20 +192,23 @@ def _cached_order(arrays, fn):
 def add_worst(builder: TableBuilder, quantity: str, name: str | None, steps: np.ndarray, expected: np.ndarray,
               actual: np.ndarray, scale: np.ndarray | None, rtol: float, index_mode: str = "index",
               rows: np.ndarray | None = None, width: int | None = None,
-              bad: np.ndarray | None = None) -> np.ndarray:
+              bad: np.ndarray | None = None, worst: np.ndarray | None = None) -> np.ndarray:
     """One row per step: the element furthest outside its tolerance (NaN counts as worst).
 
-    ``bad`` is :func:`~tracer.checker.compare.badness` when the caller computed it already."""
-    if bad is None:
-        bad = badness(expected, actual, rtol, scale)
-    worst, _ = worst_per_row(bad)
+    ``bad`` is :func:`~tracer.checker.compare.badness` when the caller computed it already;
+    ``worst`` the index of each row's worst element (then ``scale`` is one number per row)."""
+    if worst is None:
+        if bad is None:
+            bad = badness(expected, actual, rtol, scale)
+        worst, _ = worst_per_row(bad)
     r = np.arange(len(worst))
-    sc = None if scale is None else scale[r, worst]
+    sc = None if scale is None else scale if scale.ndim == 1 else scale[r, worst]
     if index_mode == "sample":
         builder.add(step=steps, quantity=quantity, sample=rows[r, worst // width],
                     index=worst % width if width > 1 else None, expected=expected[r, worst],
                     actual=actual[r, worst], scale=sc, rtol=rtol, atol=0.0)
     else:
-        builder.add(step=steps, quantity=quantity, param=name, index=worst, expected=expected[r, worst],
+        builder.add(step=steps, quantity=quantity, param=name, index=None if index_mode == "none" else worst,
+                    expected=expected[r, worst],
                     actual=actual[r, worst], scale=sc, rtol=rtol, atol=0.0)
     return worst

@@ -9,9 +9,14 @@ or learning rate (errors of order ``|value|``) still fails. The recomputation it
 runs in the working precision (float32 for a float32 run) and is off by as much
 again, hence the factor :data:`FACTOR` on ``eps * M``; docs/TOLERANCES.md derives it.
 
-Checks run in two phases: a quick one against ``eps * |value|`` that passes almost
-everything (:mod:`tracer.checker.compare`), and only where it does not, the
-magnitudes (one more pass each way).
+Checks run in two phases, row (step) by row: a quick one against ``eps * |value|``
+(:mod:`tracer.checker.compare`, in blocks, in the run's precision), and only for the
+rows it does not pass, the magnitudes (one more pass each way), computed for those rows
+only. A row's verdict is the same either way (the magnitude only widens the tolerance);
+the element a passing row reports as its worst is the worst against the scale that
+decided that row: ``|value|`` for a row the quick phase passed (until 0.2 a chunk with
+any row needing magnitudes measured all its rows against them, so such a row could name
+another element, with a smaller ``rel_err``).
 """
 from __future__ import annotations
 

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import numexpr as ne
 import numpy as np
 
 from ..errors import SteptraceError
 from ..math.clipping import Clipping, transforms_of
 from ..math.optimizers import get_optimizer
 from . import identify
-from .compare import badness, worst_per_row
+from .compare import badness, nonfinite_rows, worst_blocks, worst_per_row, worst_rows
 from .quantities import add_worst
 from .tolerance import FACTOR
 
@@ -146,67 +145,164 @@ class _RowsOfGrad:
 
 def _check_param(name, p, rule, param_step, t, lr_rec, expected, builder, report, eps, clipping=None):
     n, size = p.before.shape
-    shape = tuple(p.shape)
     per = max(1, CHUNK_ELEMENTS // max(1, size))
     checked = 0
-    rtol = FACTOR * eps   # against the rounding magnitudes of the rule's own arithmetic
     for i0 in range(0, n, per):
         i1 = min(n, i0 + per)
-        before = p.before[i0:i1].astype(np.float64)
-        after = p.after[i0:i1].astype(np.float64)
-        g = _used_grad(p, expected, i0, i1)
-        if clipping is not None:
-            g = clipping.apply(name, i0, i1, g)
-        ok = np.isfinite(g).all(axis=1) & np.isfinite(before).all(axis=1)
-        state, state_ok = _state_before(rule, p, before, param_step, t, i0, i1, shape)
-        ok &= state_ok
-        if not ok.any():
-            continue
-        k = int(ok.sum())
-        every = k == len(ok)                   # the common case: no row is left out, no copies
-        b_ok = before if every else before[ok]
-        a_ok = after if every else after[ok]
-        sb = {s: (v if every else v[ok]).reshape((k,) + shape) for s, v in state.items()}
-        lr_used = None
-        if lr_rec is not None and np.isfinite(lr_rec[i0:i1][ok]).all():
-            lr_used = lr_rec[i0:i1][ok]
-        args = (b_ok.reshape((k,) + shape), (g if every else g[ok]).reshape((k,) + shape), sb, t[i0:i1][ok],
-                lr_used)
-        new_p, new_state = rule.step(*args)
-        mags = _LazyMags(rule, args, k)
-        exp_update = np.asarray(new_p).reshape(k, -1) - b_ok
-        act_update = a_ok - b_ok
-        # the recorded update carries the rounding of the value itself: eps * |p| per step
-        scale = _value_scale(b_ok, a_ok, 8 * eps / rtol)
-        bad = badness(exp_update, act_update, rtol, scale)
-        if not worst_per_row(bad)[1]:          # not conclusive: the rule's rounding magnitudes decide
-            scale = np.maximum(scale, mags.of("p"))
-            bad = badness(exp_update, act_update, rtol, scale)
-        steps = param_step[i0:i1][ok]
-        add_worst(builder, "update", name, steps, exp_update, act_update, scale, rtol, bad=bad)
-        for slot, value in new_state.items():
-            rec = _recorded_slot(p, slot)
-            if rec is None:
-                continue
-            r = rec[i0:i1][ok].astype(np.float64)
-            ev = np.asarray(value, dtype=np.float64).reshape(r.shape)
-            sc, bad = None, badness(ev, r, rtol)
-            if not worst_per_row(bad)[1]:
-                sc = mags.of(slot)
-                bad = badness(ev, r, rtol, sc)
-            add_worst(builder, slot, name, steps, ev, r, sc, rtol, bad=bad)
-        checked += k
+        if not getattr(rule, "slots", ()):       # no optimizer state: the blocked fast pass
+            checked += _check_rows_fast(name, p, rule, param_step, t, lr_rec, expected, builder, eps, clipping,
+                                        i0, i1)
+        else:
+            checked += _check_rows(name, p, rule, param_step, t, lr_rec, expected, builder, eps, clipping, i0, i1)
     if checked == 0:
         report.cannot_check.append(f"update of {name}: no step with a gradient and a known optimizer state")
     elif checked < n:
         report.context.setdefault("partial_updates", {})[name] = (checked, n)
 
 
+def _check_rows_fast(name, p, rule, param_step, t, lr_rec, expected, builder, eps, clipping, i0, i1):
+    """Rows ``i0:i1`` of a rule without state: the rule and the comparison run in the run's
+    precision, block by block (:func:`~tracer.checker.compare.worst_blocks`); rows that pass
+    does not settle are recomputed in float64, and the reported element always is.
+
+    Every row is first assumed finite (a NaN or inf shows up in the fast pass as a row it
+    does not settle); only when such a row is not finite are the finite rows taken apart."""
+    before, after = p.before[i0:i1], p.after[i0:i1]
+    g = p.grad[i0:i1]
+    if expected is not None or clipping is not None:
+        g = _used_grad(p, expected, i0, i1)
+        if clipping is not None:
+            g = clipping.apply(name, i0, i1, g)
+    lr = None if lr_rec is None else lr_rec[i0:i1]
+    rows = None
+    if lr is not None and not np.isfinite(lr).all():        # the rows decide which rate applies
+        rows = np.flatnonzero(~nonfinite_rows(g) & ~nonfinite_rows(before))
+    while rows is None or rows.size:
+        every = rows is None
+        b, a, gk = (before, after, g) if every else (before[rows], after[rows], g[rows])
+        tk = t[i0:i1] if every else t[i0:i1][rows]
+        lr_k = lr if every or lr is None else lr[rows]
+        lr_used = lr_k if lr_k is not None and np.isfinite(lr_k).all() else None
+        out = _update_rows(rule, b, a, gk, tk, lr_used, eps, tuple(p.shape))
+        if not every or not out[4].size:
+            break
+        bad_rows = nonfinite_rows(g[out[4]]) | nonfinite_rows(before[out[4]])
+        if not bad_rows.any():
+            break
+        rows = np.flatnonzero(~nonfinite_rows(g) & ~nonfinite_rows(before))
+    if rows is not None and not rows.size:
+        return 0
+    idx, exp_u, act_u, scale, _ = out
+    steps = param_step[i0:i1] if rows is None else param_step[i0:i1][rows]
+    builder.add(step=steps, quantity="update", param=name, index=idx, expected=exp_u,
+                actual=act_u, scale=scale, rtol=FACTOR * eps, atol=0.0)
+    return steps.size
+
+
+def _update_rows(rule, b, a, gk, tk, lr_used, eps, shape):
+    """``(worst index, expected, actual, scale, rows the magnitudes decided)`` per row of the
+    update check of a stateless rule (see :func:`_check_rows_fast`)."""
+    rtol = FACTOR * eps
+    R, size = b.shape
+    f = 8 * eps / rtol
+    dt = np.result_type(b.dtype, gk.dtype, np.float32)
+
+    def values(r0, r1, c0, c1):     # the update from its own expression (-lr*g): its digits kept
+        bb, aa = b[r0:r1, c0:c1], a[r0:r1, c0:c1]
+        e = rule.update(bb, gk[r0:r1, c0:c1], tk[r0:r1], None if lr_used is None else lr_used[r0:r1], dtype=dt)
+        act = np.subtract(aa, bb, dtype=dt)
+        sc = np.maximum(np.abs(bb), np.abs(aa), dtype=dt)
+        return e, act, np.multiply(sc, dt.type(f), out=sc)
+
+    def exact(sel, cols=None):                        # float64, as the check defines it
+        if cols is not None:
+            return _exact_at(rule, b, a, gk, tk, lr_used, sel, cols, f)
+        b64, a64 = b[sel].astype(np.float64), a[sel].astype(np.float64)
+        new, _ = rule.step(b64.reshape((len(sel),) + shape), np.asarray(gk[sel], np.float64).reshape(
+            (len(sel),) + shape), {}, tk[sel], None if lr_used is None else lr_used[sel])
+        return new.reshape(len(sel), -1) - b64, a64 - b64, _value_scale(b64, a64, f)
+    # the fast values' own rounding, a few units of dt on the update, in badness units
+    slack = 4 * float(np.finfo(dt).eps) / rtol
+    idx, bad = worst_blocks(R, size, values, exact, rtol, exact_fails=False, slack=slack)
+    need = np.flatnonzero(~(bad <= 1.0))
+    exp_u, act_u, scale = _exact_at(rule, b, a, gk, tk, lr_used, np.arange(R), idx, f)
+    per = max(1, CHUNK_ELEMENTS // 8 // max(1, size))
+    for k in range(0, need.size, per):
+        sel = need[k:k + per]
+        e, av, sv = exact(sel)      # not settled by |value|: the rule's rounding magnitudes decide
+        b64 = b[sel].astype(np.float64).reshape((len(sel),) + shape)
+        mags = rule.magnitudes(b64, np.asarray(gk[sel], np.float64).reshape(b64.shape), {}, tk[sel],
+                               None if lr_used is None else lr_used[sel])
+        sv = np.maximum(sv, mags["p"].reshape(len(sel), -1))
+        j, _ = worst_rows(e, av, rtol, sv)
+        q = np.arange(len(sel))
+        idx[sel], exp_u[sel], act_u[sel], scale[sel] = j, e[q, j], av[q, j], sv[q, j]
+    return idx, exp_u, act_u, scale, need
+
+
+def _exact_at(rule, b, a, g, t, lr_used, rows, cols, f):
+    """``(expected update, actual update, quick scale)`` in float64 at one element per row."""
+    bb = b[rows, cols].astype(np.float64)
+    aa = a[rows, cols].astype(np.float64)
+    gg = np.asarray(g[rows, cols], dtype=np.float64)
+    new, _ = rule.step(bb[:, None], gg[:, None], {}, t[rows], None if lr_used is None else lr_used[rows])
+    return new[:, 0] - bb, aa - bb, np.maximum(np.abs(bb), np.abs(aa)) * f
+
+
+def _check_rows(name, p, rule, param_step, t, lr_rec, expected, builder, eps, clipping, i0, i1):
+    """Rows ``i0:i1`` of a rule with optimizer state, in float64 (state slots checked too)."""
+    rtol = FACTOR * eps
+    shape = tuple(p.shape)
+    before = p.before[i0:i1].astype(np.float64)
+    after = p.after[i0:i1].astype(np.float64)
+    g = _used_grad(p, expected, i0, i1)
+    if clipping is not None:
+        g = clipping.apply(name, i0, i1, g)
+    ok = np.isfinite(g).all(axis=1) & np.isfinite(before).all(axis=1)
+    state, state_ok = _state_before(rule, p, before, param_step, t, i0, i1, shape)
+    ok &= state_ok
+    if not ok.any():
+        return 0
+    k = int(ok.sum())
+    every = k == len(ok)                   # the common case: no row is left out, no copies
+    b_ok = before if every else before[ok]
+    a_ok = after if every else after[ok]
+    sb = {s: (v if every else v[ok]).reshape((k,) + shape) for s, v in state.items()}
+    lr_used = None
+    if lr_rec is not None and np.isfinite(lr_rec[i0:i1][ok]).all():
+        lr_used = lr_rec[i0:i1][ok]
+    args = (b_ok.reshape((k,) + shape), (g if every else g[ok]).reshape((k,) + shape), sb, t[i0:i1][ok],
+            lr_used)
+    new_p, new_state = rule.step(*args)
+    mags = _LazyMags(rule, args, k)
+    exp_update = np.asarray(new_p).reshape(k, -1) - b_ok
+    act_update = a_ok - b_ok
+    # the recorded update carries the rounding of the value itself: eps * |p| per step
+    scale = _value_scale(b_ok, a_ok, 8 * eps / rtol)
+    bad = badness(exp_update, act_update, rtol, scale)
+    if not worst_per_row(bad)[1]:          # not conclusive: the rule's rounding magnitudes decide
+        scale = np.maximum(scale, mags.of("p"))
+        bad = badness(exp_update, act_update, rtol, scale)
+    steps = param_step[i0:i1][ok]
+    add_worst(builder, "update", name, steps, exp_update, act_update, scale, rtol, bad=bad)
+    for slot, value in new_state.items():
+        rec = _recorded_slot(p, slot)
+        if rec is None:
+            continue
+        r = rec[i0:i1][ok].astype(np.float64)
+        ev = np.asarray(value, dtype=np.float64).reshape(r.shape)
+        sc, bad = None, badness(ev, r, rtol)
+        if not worst_per_row(bad)[1]:
+            sc = mags.of(slot)
+            bad = badness(ev, r, rtol, sc)
+        add_worst(builder, slot, name, steps, ev, r, sc, rtol, bad=bad)
+    return k
+
+
 def _value_scale(before, after, factor: float) -> np.ndarray:
     """``np.maximum(|before|, |after|) * factor`` in one pass, the same numbers: ``before``
     is finite on the rows checked, so a NaN ``after`` comes out NaN as with NumPy."""
-    f = np.float64(factor)
-    return ne.evaluate("where(abs(before) >= abs(after), abs(before), abs(after)) * f")
+    return np.maximum(np.abs(before), np.abs(after)) * np.float64(factor)
 
 
 class _LazyMags:

@@ -55,6 +55,7 @@ class OptimizerRule:
         subs.update({sp.Symbol(k, positive=True): sp.Float(v) for k, v in self.symbols.items()})
         self._compiled = []
         self._compiled_mag = []
+        self._delta = None
         for target, expr in self._equations:
             if convention == "keras":
                 # Keras computes beta**t as ops.power(ops.cast(beta, dtype), t): the Python float
@@ -112,16 +113,47 @@ class OptimizerRule:
                               f"got {sorted(state)}")
 
     def step(self, p_before: np.ndarray, grad: np.ndarray, state: dict, t_step: np.ndarray,
-             lr_value: np.ndarray | float | None = None) -> tuple[np.ndarray, dict]:
+             lr_value: np.ndarray | float | None = None, dtype: type = np.float64) -> tuple[np.ndarray, dict]:
         """Apply one update to every recorded step at once.
 
         ``p_before`` and ``grad`` are ``(S, *shape)``; ``state`` maps each slot to ``(S, *shape)``
         (the state *before* the step); ``t_step`` is ``(S,)``, the 1-based optimizer step;
         ``lr_value`` optionally ``(S,)`` (the recorded learning rate, for schedules), else
-        :attr:`lr`. Returns ``(p_after, state_after)``.
+        :attr:`lr`. Returns ``(p_after, state_after)``. ``dtype`` float32 evaluates in float32 (the
+        checker's fast pass, whose own rounding its tolerance allows for); float64 is exact.
         """
-        env = self._run(p_before, grad, state, t_step, lr_value, None)
+        env = self._run(p_before, grad, state, t_step, lr_value, None, dtype=dtype)
         return np.array(env["p"]), {s: np.array(env[s]) for s in self.slots}
+
+    def update(self, p_before: np.ndarray, grad: np.ndarray, t_step: np.ndarray,
+               lr_value: np.ndarray | float | None = None, dtype: type = np.float32) -> np.ndarray:
+        """``p_after - p_before`` of a rule without state, from one expression for the difference
+        (``-lr*g`` for plain SGD), so that in float32 it keeps the update's own digits instead of
+        rounding it to the precision of ``p``: the checker's fast pass. Arguments as :meth:`step`."""
+        if self.slots:
+            raise TraceInputError(f"{self.name}: the update of a rule with state needs its state (use step)")
+        if self._delta is None:
+            self._delta = self._compile_delta()
+        names, fn = self._delta
+        pv = np.asarray(p_before, dtype=dtype)
+        S = pv.shape[0]
+        bshape = (S,) + (1,) * (pv.ndim - 1)
+        env = {"p": pv, "g": np.asarray(grad, dtype=dtype),
+               "t": np.broadcast_to(np.asarray(t_step, dtype=dtype), (S,)).reshape(bshape),
+               "lr": np.broadcast_to(np.asarray(self.lr if lr_value is None else lr_value, dtype=dtype),
+                                     (S,)).reshape(bshape)}
+        with np.errstate(all="ignore"):
+            return np.asarray(np.broadcast_to(fn(*[env[n] for n in names]), pv.shape), dtype=dtype)
+
+    def _compile_delta(self):
+        """The assignments folded into one expression of ``p_after - p`` (hyperparameters substituted)."""
+        env: dict = {}
+        for target, expr in self.equations(numeric=True):
+            env[sp.Symbol(target, real=True)] = expr.subs(env, simultaneous=True)
+        final = env[sp.Symbol("p", real=True)]
+        delta = sp.expand(final - p)
+        args = sorted(delta.free_symbols, key=lambda s: s.name)
+        return [a.name for a in args], sp.lambdify(args, delta, "numpy")
 
     def assignments(self, p_before: np.ndarray, grad: np.ndarray, state: dict, t_step: np.ndarray,
                     lr_value: np.ndarray | float | None = None) -> list:
@@ -135,22 +167,22 @@ class OptimizerRule:
         self._run(p_before, grad, state, t_step, lr_value, out)
         return out
 
-    def _run(self, p_before, grad, state, t_step, lr_value, record, mags=None):
-        pv = np.asarray(p_before, dtype=np.float64)
-        gv = np.asarray(grad, dtype=np.float64)
+    def _run(self, p_before, grad, state, t_step, lr_value, record, mags=None, dtype=np.float64):
+        pv = np.asarray(p_before, dtype=dtype)
+        gv = np.asarray(grad, dtype=dtype)
         if pv.shape != gv.shape or pv.ndim < 1:
             raise TraceInputError(f"grad: expected the shape of p, {pv.shape}, got {gv.shape}")
         S = pv.shape[0]
         bshape = (S,) + (1,) * (pv.ndim - 1)
-        tv = np.asarray(t_step, dtype=np.float64)
+        tv = np.asarray(t_step, dtype=dtype)
         if tv.shape not in ((S,), ()):
             raise TraceInputError(f"t: expected the optimizer step numbers shaped ({S},), got {tv.shape}")
         tv = np.broadcast_to(tv, (S,)).reshape(bshape)
-        lrv = self.lr if lr_value is None else np.asarray(lr_value, dtype=np.float64)
+        lrv = np.asarray(self.lr if lr_value is None else lr_value, dtype=dtype)
         lrv = np.broadcast_to(lrv, (S,)).reshape(bshape)
         env = {"p": pv, "g": gv, "t": tv, "lr": lrv}
         for s in self.slots:
-            v = np.asarray(self._slot(state or {}, s), dtype=np.float64)
+            v = np.asarray(self._slot(state or {}, s), dtype=dtype)
             if v.shape != pv.shape:
                 raise TraceInputError(f"state[{s!r}]: expected shape {pv.shape}, got {v.shape}")
             env[s] = v

@@ -100,9 +100,13 @@ class MatMul(Op):
 
     def fmag(self, ms: list[np.ndarray], xs: list[np.ndarray], out: np.ndarray, attrs: dict,
              exact: tuple[bool, bool] = (False, False)) -> np.ndarray:
-        a, b = np.abs(xs[0]), np.abs(xs[1])
+        # a leaf's magnitude is its own |value|: reused, not recomputed
+        a = ms[0] if exact[0] else np.abs(xs[0])
+        b = ms[1] if exact[1] else np.abs(xs[1])
         if exact[0] and exact[1]:            # both leaves: |A| @ |B| once
-            return 2 * self.forward([a, b], attrs)
+            out = self.forward([a, b], attrs)
+            out *= 2
+            return out
         if exact[1]:                         # (M_A + |A|) @ |B|: one product, not two
             return self.forward([ms[0] + a, b], attrs)
         if exact[0]:
@@ -111,7 +115,8 @@ class MatMul(Op):
 
     def bmag(self, gm: np.ndarray, g: np.ndarray, ms: list[np.ndarray], xs: list[np.ndarray], out: np.ndarray,
              attrs: dict, need: list[bool], exact: tuple[bool, bool] = (False, False)) -> list:
-        a, b = np.abs(xs[0]), np.abs(xs[1])
+        a = ms[0] if exact[0] else np.abs(xs[0])
+        b = ms[1] if exact[1] else np.abs(xs[1])
         ag = np.abs(g)
         if exact[0] and exact[1]:            # M_A = |A|, M_B = |B|: (gm + |g|) against each once
             return self._grads(gm + ag, xs[0], xs[1], need, a, b)

@@ -17,10 +17,13 @@ a correct run while a wrong factor or sign still does.
 """
 from __future__ import annotations
 
+import functools
+
 from typing import Callable
 
 import numpy as np
 import sympy as sp
+from sympy.printing.numpy import NumPyPrinter
 
 __all__ = ["sigmoid", "softplus", "magnitude", "lambdify", "to_plain"]
 
@@ -66,12 +69,32 @@ def _np_erf(x):
     return erf(x)
 
 
-_MODULES = [{"sigmoid": _np_sigmoid, "softplus": _np_softplus, "erf": _np_erf}, "numpy"]
+def _np_heaviside(x, h0):
+    """Heaviside step with value ``h0`` at 0, as sympy's NumPy printing computes it
+    (``select`` of three conditions, a NaN giving 1) in two passes instead of six."""
+    x = np.asarray(x)
+    dt = x.dtype.type if x.dtype.kind == "f" else np.float64   # 0, h0 and 1 are exact in any float
+    out = np.where(x < 0, dt(0), dt(1))
+    np.copyto(out, dt(h0), where=x == 0)
+    return out
+
+
+_MODULES = [{"sigmoid": _np_sigmoid, "softplus": _np_softplus, "erf": _np_erf, "heaviside_": _np_heaviside,
+             "functools": functools}, "numpy"]
+
+
+class _Printer(NumPyPrinter):
+    """NumPy printing with the Heaviside step as one function call (see :func:`_np_heaviside`)."""
+
+    def _print_Heaviside(self, expr):
+        return f"heaviside_({self._print(expr.args[0])}, {self._print(expr.args[1])})"
 
 
 def lambdify(args: list[sp.Symbol] | tuple, expr: sp.Expr) -> Callable:
     """``sympy.lambdify`` to NumPy knowing the named functions above (and ``erf``)."""
-    return sp.lambdify(args, expr, modules=_MODULES)
+    printer = _Printer({"fully_qualified_modules": False, "inline": True, "allow_unknown_functions": True,
+                        "user_functions": {k: k for k in _MODULES[0]}})     # as lambdify's own
+    return sp.lambdify(args, expr, modules=_MODULES, printer=printer)
 
 
 def to_plain(expr: sp.Expr) -> sp.Expr:

@@ -13,10 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..compare import all_nan_rows, nonfinite_rows
+
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ...program import Evaluation
 
-__all__ = ["Context", "Diagnosis", "finding"]
+__all__ = ["Context", "Diagnosis", "finding", "nonfinite_rows", "all_nan_rows", "any_in_blocks"]
 
 
 def finding(kind: str, message: str, fix: str, *, param: str | None = None, step: int | None = None,
@@ -24,6 +28,23 @@ def finding(kind: str, message: str, fix: str, *, param: str | None = None, step
     """A finding dict (see the module docstring)."""
     return {"kind": kind, "param": param, "step": None if step is None else int(step), "message": message,
             "fix": fix, "failed": failed, "evidence": evidence}
+
+
+#: elements per block when a diagnosis scans a parameter's rows (cache-sized, no whole-trace temporary)
+SCAN_BLOCK = 1 << 16
+
+
+def any_in_blocks(test: Callable, *arrays: np.ndarray, rows: np.ndarray | None = None) -> bool:
+    """Whether ``test(*blocks)`` (an elementwise boolean) holds anywhere in the rows of
+    ``arrays`` (all of them, or ``rows``), a block of rows at a time, stopping at the first hit."""
+    n = arrays[0].shape[0] if rows is None else rows.size
+    per = max(1, SCAN_BLOCK // max(1, int(np.prod(arrays[0].shape[1:]))))
+    for i in range(0, n, per):
+        sel = slice(i, i + per) if rows is None else rows[i:i + per]
+        with np.errstate(all="ignore"):
+            if np.any(test(*(a[sel] for a in arrays))):
+                return True
+    return False
 
 
 class Context:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Context, Diagnosis, finding
+from .base import any_in_blocks, Context, Diagnosis, finding
 
 __all__ = ["NeverUpdated", "UpdatedTwice", "GradAccumulating", "DoubleAveraging"]
 
@@ -60,9 +60,8 @@ class NeverUpdated(Diagnosis):
 def _moved_and_grad(ctx, name):
     p = ctx.arrays.params.get(name)
     if p is not None and len(p.before):
-        b, a, g = p.before, p.after, p.grad
-        moved = bool(np.any((a != b) & np.isfinite(a) & np.isfinite(b)))
-        has_grad = bool(np.any(np.isfinite(g) & (g != 0)))
+        moved = any_in_blocks(lambda a, b: (a != b) & np.isfinite(a) & np.isfinite(b), p.after, p.before)
+        has_grad = any_in_blocks(lambda g: np.isfinite(g) & (g != 0), p.grad)
         return moved, has_grad
     cols = ctx.arrays.steps
     un, gn = cols.get("update_norm_" + name), cols.get("grad_norm_" + name)

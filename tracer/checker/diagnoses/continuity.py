@@ -43,32 +43,59 @@ class Continuity(Diagnosis):
         for name, p in a.params.items():
             if name in late:
                 continue
-            after, before = p.after[pairs], p.before[pairs + 1]
-            same = (after == before) | (np.isnan(after) & np.isnan(before))
-            broken = ~same.all(axis=1)
+            broken = _broken(p, pairs)
             if not broken.any():
                 continue
-            i = int(np.flatnonzero(broken)[0])
-            diff = np.abs(after[i].astype(np.float64) - before[i].astype(np.float64))
+            first = int(pairs[broken][0])
+            broken_rows = int(broken.sum())
+            after_i, before_i = p.after[first], p.before[first + 1]
+            diff = np.abs(after_i.astype(np.float64) - before_i.astype(np.float64))
             j = int(np.nanargmax(np.where(np.isfinite(diff), diff, -1)))
-            k = int(ps[pairs[i]])
+            k = int(ps[first])
             src = between.get(name) or writes.get(name) or {}
             when = f" after step {src['after_step']}" if "after_step" in src else ""
             by = f" The hook saw {name} written{when} at {src.get('file', '?')}:{src.get('line', '?')}: " \
                  f"`{src.get('code')}`." if src.get("code") else ""
-            rel = diff[j] / max(abs(float(after[i][j])), 1e-300)
-            ratio = _update_ratio(p, pairs[i], after[i], before[i])
+            rel = diff[j] / max(abs(float(after_i[j])), 1e-300)
+            ratio = _update_ratio(p, first, after_i, before_i)
             out.append(finding(self.kind, (
                 f"{name} changed between step {k} and step {k + 1} outside the recorded update: element {j} was "
-                f"{float(after[i][j]):.9g} after step {k} but {float(before[i][j]):.9g} before step {k + 1} "
-                f"(a change of {diff[j]:.3g}, {rel:.3g} relative{ratio}; {int(broken.sum())} of {pairs.size} step "
+                f"{float(after_i[j]):.9g} after step {k} but {float(before_i[j]):.9g} before step {k + 1} "
+                f"(a change of {diff[j]:.3g}, {rel:.3g} relative{ratio}; {broken_rows} of {pairs.size} step "
                 f"boundaries affected).{by}"),
                 (f"remove the write at {os.path.basename(str(src['file']))}:{src['line']} (or move it into the "
                  "update the optimizer makes)" if src.get("code") else
                  "make the optimizer (or your update line) the only place that writes parameters during training"),
-                param=name, step=k + 1, change=float(diff[j]), boundaries=int(broken.sum()),
+                param=name, step=k + 1, change=float(diff[j]), boundaries=broken_rows,
                 source=src or None))
         return out
+
+
+def _broken(p, pairs) -> np.ndarray:
+    """Per pair ``(k, k + 1)`` of ``pairs``: whether ``after[k]`` differs from ``before[k + 1]``.
+
+    A recording that keeps one copy per step (after of step k *is* before of step k+1)
+    needs no comparison; otherwise rows are compared a block at a time (no copy of the
+    whole trace)."""
+    n = p.before.shape[0]
+    out = np.zeros(pairs.size, dtype=bool)
+    per = max(1, (1 << 16) // max(1, p.before.shape[1]))
+    for i in range(0, pairs.size, per):
+        k = pairs[i:i + per]
+        if k[-1] - k[0] == k.size - 1:          # consecutive: views, maybe the same memory
+            after, before = p.after[k[0]:k[-1] + 1], p.before[k[0] + 1:min(n, k[-1] + 2)]
+            if _same_memory(after, before):
+                continue
+        else:
+            after, before = p.after[k], p.before[k + 1]
+        same = (after == before) | (np.isnan(after) & np.isnan(before))
+        out[i:i + per] = ~same.all(axis=1)
+    return out
+
+
+def _same_memory(x, y) -> bool:
+    ix, iy = x.__array_interface__, y.__array_interface__
+    return ix["data"][0] == iy["data"][0] and x.strides == y.strides and x.shape == y.shape and x.dtype == y.dtype
 
 
 def _update_ratio(p, i, after, before) -> str:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .base import Diagnosis, finding
+from .base import all_nan_rows, any_in_blocks, Diagnosis, finding
 
 if TYPE_CHECKING:
     from .base import Context
@@ -77,9 +77,9 @@ def _dead_params(ctx):
         if name in frozen:
             continue
         g = p.grad
-        rec = ~np.isnan(g).all(axis=1)
+        rec = ~all_nan_rows(g)
         if rec.any():
-            if np.all(g[rec] == 0):
+            if not any_in_blocks(lambda x: x != 0, g, rows=None if rec.all() else np.flatnonzero(rec)):
                 out.append(name)
             continue
         ev = ctx.evaluation

@@ -109,6 +109,8 @@ class LoggedNames(Diagnosis):
 
     def run(self, ctx: Context) -> list[dict]:
         from ..catalogue import promised, step_catalogue
+        if not _has_logged(ctx):        # nothing logged to judge: the catalogue is not computed
+            return []
         try:
             with np.errstate(all="ignore"):      # a diverged run's values overflow: said by non_finite
                 cat = step_catalogue(ctx.trace, ctx.program, ctx.extras.get("loss_by_step") or None)
@@ -127,6 +129,12 @@ class LoggedNames(Diagnosis):
         with np.errstate(all="ignore"):
             out += _val_findings(ctx, steps, epochs, logits, m)
         return out
+
+
+def _has_logged(ctx) -> bool:
+    """Whether the run logged any value this diagnosis judges (per step or per epoch)."""
+    cols = list(ctx.arrays.steps) + list(ctx.trace.epochs.columns)
+    return any(c.startswith("logged_") for c in cols)
 
 
 def _outputs(ctx) -> int:

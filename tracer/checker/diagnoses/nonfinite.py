@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .base import Diagnosis, finding
+from .base import nonfinite_rows, Diagnosis, finding
 
 if TYPE_CHECKING:
     from .base import Context
@@ -93,7 +93,9 @@ def _first_recorded(ctx):
         for order, key in ((2, "grad"), (3, "after")):
             arr = p[key]
             whole = key == "after" or grads_given.get(name, 0) == len(arr)
-            rowbad = ~np.isfinite(arr).all(axis=1) & (whole | ~np.isnan(arr).all(axis=1))
+            rowbad = nonfinite_rows(arr)
+            if not whole and rowbad.any():
+                rowbad[rowbad] = ~np.isnan(arr[rowbad]).all(axis=1)
             if rowbad.any():
                 cands.append((int(a.param_step[np.flatnonzero(rowbad)[0]]), order,
                               "gradient" if key == "grad" else "value after the update", name))

@@ -1,0 +1,144 @@
+"""The checker's blocked comparison (tracer.checker.compare) and the fast update check.
+
+The fast pass computes in the run's precision, block by block; it must give the same
+verdicts as the float64 definition (``badness``) on every row, name the same worst element
+wherever that element is not a near-tie, and catch a single planted element in a
+parameter wider than one block (each planted fault with a clean twin).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import tracer
+from tracer import Recorder
+from tracer.checker import compare
+from tracer.checker.compare import all_nan_rows, badness, nonfinite_rows, worst_per_row, worst_rows
+from tracer.math.optimizers import get_optimizer
+
+RTOL = 32 * float(np.finfo(np.float32).eps)
+
+
+def _pair(rows, cols, seed=0):
+    rng = np.random.default_rng(seed)
+    e = rng.standard_normal((rows, cols)).astype(np.float32)
+    a = (e * (1 + 2e-7 * rng.standard_normal((rows, cols)))).astype(np.float32)
+    return e, a
+
+
+def _exact(e, a, scale=None):
+    bad = badness(e, a, RTOL, scale)
+    worst, _ = worst_per_row(bad)
+    return worst, bad[np.arange(len(worst)), worst]
+
+
+def test_worst_rows_agrees_with_the_float64_definition_across_blocks():
+    e, a = _pair(6, 3 * compare.BLOCK + 17)         # rows wider than a block: several column blocks
+    a[1, 2 * compare.BLOCK + 5] = e[1, 2 * compare.BLOCK + 5] * 1.001     # planted: outside tolerance
+    e[2, 7] = np.nan                                                   # planted: NaN counts as worst
+    a[3, compare.BLOCK + 1] = np.inf
+    e[4], a[4] = 0, 0                                                  # exact zeros: badness 0
+    idx, bad = worst_rows(e, a, RTOL)
+    want_idx, want_bad = _exact(e, a)
+    assert (idx == want_idx).all() and (bad == want_bad).all()
+    assert idx[1] == 2 * compare.BLOCK + 5 and bad[1] > 1
+    assert idx[2] == 7 and np.isinf(bad[2]) and idx[3] == compare.BLOCK + 1
+    assert bad[4] == 0 and (bad[[0, 5]] <= 1).all()                    # the clean twins
+
+
+def test_worst_rows_with_a_scale_and_many_short_rows():
+    e, a = _pair(500, 3, seed=1)
+    scale = np.abs(e) * 10
+    a[17, 1] = e[17, 1] + 1.0
+    idx, bad = worst_rows(e, a, RTOL, scale)
+    want_idx, want_bad = _exact(e, a, scale)
+    assert (idx == want_idx).all() and (bad == want_bad).all()
+    assert bad[17] > 1 and (np.delete(bad, 17) <= 1).all()
+
+
+def test_rows_left_unsettled_are_not_recomputed_when_only_failing_matters():
+    e, a = _pair(4, 10, seed=2)
+    a[0, 3] = e[0, 3] * 2                      # clearly outside: keeps its fast badness
+    idx, bad = worst_rows(e, a, RTOL, exact_fails=False)
+    assert bad[0] > 1 and idx[0] == 3
+    assert (bad[1:] <= 1).all()
+
+
+def test_row_scans_find_nan_and_inf_rows_without_a_whole_mask():
+    g = np.ones((5, 7), dtype=np.float32)
+    g[1] = np.nan                               # not recorded
+    g[2, 3] = np.nan                            # recorded, one NaN
+    g[3, 6] = -np.inf
+    big = np.full((1, 4), 3e38, dtype=np.float32)   # finite, but the row sum overflows
+    assert nonfinite_rows(g).tolist() == [False, True, True, True, False]
+    assert all_nan_rows(g).tolist() == [False, True, False, False, False]
+    assert nonfinite_rows(big).tolist() == [False]
+
+
+def test_stateless_rules_give_their_update_from_its_own_expression():
+    rng = np.random.default_rng(3)
+    p = rng.standard_normal((3, 5)).astype(np.float32)
+    g = rng.standard_normal((3, 5)).astype(np.float32)
+    for spec in ({"name": "sgd", "convention": "plain", "lr": 2e-4},
+                 {"name": "sgd", "convention": "torch", "lr": 1e-3, "weight_decay": 0.1}):
+        rule = get_optimizer(spec)
+        new, _ = rule.step(p, g, {}, np.arange(1, 4))
+        delta = rule.update(p, g, np.arange(1, 4))
+        assert delta.dtype == np.float32
+        np.testing.assert_allclose(delta, new - p.astype(np.float64), rtol=1e-6, atol=1e-12)
+
+
+def _wide_sgd_trace(plant=None, steps=3, size=2 * compare.BLOCK + 100, lr=0.01, nan_grad_step=None):
+    """A float32 'model' with one wide parameter updated by plain SGD from a recorded gradient
+    (no program: only the update check runs); ``plant(step, after)`` edits what is recorded."""
+    rng = np.random.default_rng(4)
+    w = rng.standard_normal(size).astype(np.float32)
+    meta = {"framework": "numpy", "model": {"kind": "unsupported", "reason": "test"},
+            "optimizer": {"name": "sgd", "convention": "plain", "lr": lr}}
+    rec = Recorder(meta=meta)
+    for k in range(1, steps + 1):
+        g = rng.standard_normal(size).astype(np.float32)
+        after = (w - np.float32(lr) * g).astype(np.float32)
+        if k == nan_grad_step:
+            g[size // 2] = np.nan
+        if plant:
+            after = plant(k, after.copy())
+        rec.record_step(epoch=1, batch=k, params_before={"w": w}, params_after={"w": after}, grads={"w": g},
+                        loss=1.0, batch_size=1)
+        w = after
+    return rec.trace()
+
+
+def _update_rows(report):
+    t = report.table
+    return t[t["quantity"] == "update"]
+
+
+def test_a_single_wrong_element_of_a_wide_parameter_fails_its_step_only():
+    spot = 2 * compare.BLOCK + 50                    # in the last column block
+
+    def plant(step, after):
+        if step == 2:
+            after[spot] += np.float32(1e-3)
+        return after
+    rows = _update_rows(tracer.check(_wide_sgd_trace(plant)))
+    assert rows["passed"].tolist() == [True, False, True]
+    assert int(rows.iloc[1]["index"]) == spot
+    clean = _update_rows(tracer.check(_wide_sgd_trace()))
+    assert clean["passed"].all() and len(clean) == 3
+
+
+def test_a_nan_value_after_the_update_fails_its_step():
+    def plant(step, after):
+        if step == 3:
+            after[:] = np.nan
+        return after
+    rows = _update_rows(tracer.check(_wide_sgd_trace(plant)))
+    assert rows["step"].tolist() == [1, 2, 3] and rows["passed"].tolist() == [True, True, False]
+    assert rows.iloc[2]["status"] == "non-finite"
+
+
+def test_a_step_whose_gradient_holds_a_nan_is_left_out_of_the_update_check():
+    report = tracer.check(_wide_sgd_trace(nan_grad_step=2))
+    rows = _update_rows(report)
+    assert rows["step"].tolist() == [1, 3] and rows["passed"].all()
+    assert report.context["partial_updates"]["w"] == (2, 3)
