@@ -74,7 +74,7 @@ def _dead_params(ctx):
     frozen = set((ctx.meta.get("torch") or {}).get("frozen") or [])
     out = []
     for name, p in ctx.arrays.params.items():
-        if name in frozen:
+        if name in frozen or p.grad.ndim == 2 and p.grad.shape[1] == 0:   # no elements: nothing to learn
             continue
         g = p.grad
         rec = ~all_nan_rows(g)
