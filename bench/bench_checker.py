@@ -29,7 +29,10 @@ if _threads is None and "--threads" in sys.argv[:-1]:
     _threads = sys.argv[sys.argv.index("--threads") + 1]
 os.environ.setdefault("OPENBLAS_NUM_THREADS", _threads or "1")
 
-import numexpr  # noqa: E402
+try:                       # not a steptrace dependency any more; pandas uses it when present
+    import numexpr  # noqa: E402
+except ImportError:
+    numexpr = None
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
@@ -65,7 +68,8 @@ def main(argv=None):
     ap.add_argument("--profile", action="store_true", help="cProfile one check")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    numexpr.set_num_threads(args.threads)
+    if numexpr is not None:
+        numexpr.set_num_threads(args.threads)
     x, y = make_data()
     run(contextlib.nullcontext, x, y, 1)
     train, train_cpu = float("inf"), float("inf")
