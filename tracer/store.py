@@ -333,7 +333,8 @@ def read_stream(path: Path, header: dict, *, steps: tuple[int, int] | None = Non
                                 steps, max_bytes)
         parts["params"] = _read_params(chunks, parts["steps"], part)
         parts["samples"] = [store_slice.in_slice(f, part) for f in parts["samples"]]
-        if steps is not None:       # a slice asked for: its steps only (the rest is not this check's)
+        if steps is not None:       # a slice asked for: its steps and whole epochs only
+            parts["epochs"] = [store_slice.whole_epochs(f, parts["steps"], part) for f in parts["epochs"]]
             parts["steps"] = [_in_wanted(f, part) for f in parts["steps"]]
     frames = _frames(path, meta, parts)
     if not complete:

@@ -132,3 +132,16 @@ def in_slice(frame: pd.DataFrame, part: Slice) -> pd.DataFrame:
     s = frame["step"].to_numpy()
     keep = (s >= part.lo) & (s <= part.hi)
     return frame if keep.all() else frame[keep].reset_index(drop=True)
+
+
+def whole_epochs(epochs: pd.DataFrame, step_parts: list[pd.DataFrame], part: Slice) -> pd.DataFrame:
+    """The ``epochs`` rows whose every step is in ``part``: a value logged at an epoch's
+    end sums up all its batches, so a slice that cuts an epoch cannot check it."""
+    frames = [p[["epoch", "step"]] for p in step_parts if len(p) and {"epoch", "step"} <= set(p.columns)]
+    if not len(epochs) or "epoch" not in epochs.columns or not frames:
+        return epochs
+    st = pd.concat(frames, ignore_index=True)
+    s = st["step"].to_numpy()
+    cut = set(st["epoch"].to_numpy()[(s < part.lo) | (s > part.hi)].tolist())
+    keep = ~epochs["epoch"].isin(cut).to_numpy()
+    return epochs if keep.all() else epochs[keep].reset_index(drop=True)

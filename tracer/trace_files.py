@@ -26,7 +26,7 @@ from .errors import TraceFileError
 from .file_format import (FORMAT, FORMAT_VERSION, STREAM_VERSION, TABLES, header_bytes, json_default,  # noqa: F401
                           one_line, read_header, read_json, read_table, release_arrow_memory, write_table)
 from .store import read_stream
-from .store_slice import Slice, plan
+from .store_slice import Slice, plan, whole_epochs
 from .tablecheck import validate_tables
 
 def is_trace_dir(path: Path) -> bool:
@@ -89,6 +89,7 @@ def cut_tables(path: Path, frames: dict[str, pd.DataFrame],
     """A whole trace's tables cut to steps ``A-1 .. B`` (see :func:`tracer.store_slice.plan`)."""
     part = plan(path, [frames["steps"]], [0], steps, None)
     out = dict(frames)
+    out["epochs"] = whole_epochs(frames["epochs"], [frames["steps"]], part)
     for name in ("steps", "samples", "params"):
         s = frames[name]["step"].to_numpy() if len(frames[name]) else None
         if s is not None:

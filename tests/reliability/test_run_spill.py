@@ -149,3 +149,16 @@ def test_with_a_stateful_optimizer_only_the_step_before_the_slice_has_its_update
     assert f"INCOMPLETE - {n} steps recorded, {n} checked" in out.stdout, out.stdout
     assert f"checked at {n - 1} of {n} recorded steps" in out.stdout          # step first-1's own update
     assert "exp_avg_sq" in out.stdout and " 0 failed" in out.stdout
+
+
+def test_a_slice_keeps_only_the_epochs_it_holds_whole_and_bad_slices_are_refused():
+    from tracer.errors import TraceInputError
+    from tracer.store_slice import Slice, parse_steps, whole_epochs
+    steps = pd.DataFrame({"epoch": [1, 1, 1, 2, 2, 2, 3, 3, 3], "step": np.arange(1, 10)})
+    epochs = pd.DataFrame({"epoch": [1, 2, 3], "logged_loss": [0.5, 0.4, 0.3]})
+    part = Slice(Path("."), lo=3, hi=9, first=1, last=9, wanted=(4, 9))   # epoch 1 is cut: its end value sums steps 1-3
+    assert whole_epochs(epochs, [steps], part)["epoch"].tolist() == [2, 3]
+    assert parse_steps("4:6") == (4, 6) and parse_steps("7") == (7, 7) and parse_steps(":3") == (1, 3)
+    for bad in ("0:3", "5:2", "a:b", "-1"):
+        with pytest.raises(TraceInputError, match="--steps"):
+            parse_steps(bad)

@@ -75,7 +75,7 @@ def export_run(trace: Trace, path: Path, *, csv: bool, excel: str) -> tuple[list
     written, lines = [], []
     part = getattr(trace, "part", None)
     if part is not None and not part.whole:     # its exports would miss the steps left on disk
-        return [], [f"CSV and workbook not written: the run was read back in part (steps {part.lo}-{part.hi}); "
+        return [], [f"CSV and workbook not written: the run was read back in part ({f'steps {part.lo}-{part.hi}' if part.hi >= part.lo else 'no step'} in full); "
                     f"write every step with: steptrace export {path} --csv {path / 'csv'}"]
     size = cells(trace)
     if csv:
