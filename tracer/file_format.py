@@ -135,14 +135,15 @@ def read_header(path: Path, file: Path | None = None) -> dict:
     return header
 
 
-def read_table(file: Path) -> pd.DataFrame:
-    """One Parquet table; a missing, foreign, truncated or non-regular file -> TraceFileError."""
+def read_table(file: Path, filters: list | None = None) -> pd.DataFrame:
+    """One Parquet table; a missing, foreign, truncated or non-regular file -> TraceFileError.
+    ``filters``: only the rows they keep (pyarrow's ``filters``, e.g. a range of steps)."""
     if not file.exists():
         raise TraceFileError(f"{file.parent} is incomplete: {file.name} is missing")
     if not file.is_file():
         raise TraceFileError(f"{file}: not a regular file")
     try:
-        frame = pd.read_parquet(file)
+        frame = pd.read_parquet(file, filters=filters) if filters else pd.read_parquet(file)
     except Exception as exc:  # pyarrow raises several types for corrupt files
         raise TraceFileError(f"{file} is corrupt or not Parquet: {one_line(exc, 160)}") from None
     if not all(isinstance(c, str) for c in frame.columns):

@@ -39,6 +39,7 @@ from .buffers import RowBuffer, ScalarColumns
 from .capture import FullBuffers, initial_capacity
 from .hot_rows import HotRows
 from .errors import TraceInputError
+from . import store_slice
 from .store import open_store
 from .trace import _BUILDERS, Trace, _data_frame
 
@@ -47,13 +48,10 @@ __all__ = ["Recorder", "as_2d", "column_names", "initial_capacity", "CAPTURE_MOD
 CAPTURE_MODES = ("full", "summary")
 #: the default memory budget of a recording (2 GiB); None means unlimited, 0 means zero
 DEFAULT_MAX_BYTES = 2 * 1024**3
-#: what a flushed chunk's tables cost, in their own bytes, when a run is read back and checked
-#: (Arrow's buffers and pandas' frame while loading, then the checker's float64 arrays and
-#: recomputations): with a store that does not spill, the budget counts each flushed byte
-#: this many times. Measured with ``bench/peak_rss_run.py`` (a 99,073-parameter Adam MLP):
-#: 26 MiB of peak RSS per step kept in full, whose tables hold 4.7 MiB; lower it when the
-#: checker needs less.
-READBACK_COPIES = 6
+#: what a flushed chunk's tables cost, in their own bytes, when a run is read back and
+#: checked (see :mod:`tracer.store_slice`): with a store that does not spill, the budget
+#: counts each flushed byte this many times.
+READBACK_COPIES = store_slice.READBACK_COPIES
 #: ... and each byte still held in the buffers this many times (the same 26 MiB a step for
 #: 1.9 MiB of float32 buffers: a value becomes a long-format table row, then the above)
 READBACK_FACTOR = 14
@@ -238,16 +236,22 @@ class Recorder(HotRows):
         return rows
 
     def _over_budget(self, extra: int = 0) -> bool:
-        """Whether what is held in memory (plus ``extra``) passes the budget."""
-        return self.max_bytes is not None and self.nbytes + extra > self.max_bytes
+        """Whether what is held in memory (plus ``extra``; with a spilling store, what
+        flushing it costs) passes the budget."""
+        spilling = self.store is not None and self.store.spill
+        return self.max_bytes is not None and (self.kept_bytes if spilling else self.nbytes) + extra > self.max_bytes
 
     @property
     def kept_bytes(self) -> int:
-        """What the budget bounds: the bytes held, plus, with a store that does not
-        ``spill``, what the flushed chunks will cost when the run is read back whole at the
-        end (their tables, :data:`READBACK_COPIES` times)."""
-        if self.store is None or self.store.spill:
+        """What the budget bounds: without a store, the bytes held; with a store that
+        spills, what flushing them costs (their chunk's tables built and written:
+        :data:`READBACK_FACTOR` times, measured: a 95 MiB flush of the bench's MLP peaked
+        at 925 MiB over the untraced run); with one that does not, also what the flushed
+        chunks will cost when the run is read back whole (:data:`READBACK_COPIES` times)."""
+        if self.store is None:
             return self.nbytes
+        if self.store.spill:
+            return self.nbytes * READBACK_FACTOR
         return self.nbytes * READBACK_FACTOR + self._flushed_bytes
 
     def _make_room(self, step, before, state, rows, y_pred) -> None:
@@ -255,7 +259,7 @@ class Recorder(HotRows):
         the copy would pass the budget."""
         if self.max_bytes is None:
             return
-        factor = 1 if self.store is None or self.store.spill else READBACK_FACTOR
+        factor = 1 if self.store is None else READBACK_FACTOR
         if self.kept_bytes + factor * self._full.growth(before, state, rows, y_pred) <= self.max_bytes:
             return
         if self.store is not None and self.store.spill:
@@ -377,7 +381,8 @@ class Recorder(HotRows):
         if self.store is not None:
             if not self._closed:
                 self.flush()
-            return Trace.load(self.store.path)
+            # a spilling store's run is read back within its ``readback_bytes`` (None: whole)
+            return Trace.load(self.store.path, max_bytes=self.store.readback_bytes if self.store.spill else None)
         return Trace(arrays=self._arrays(), meta=self._meta_snapshot())
 
 

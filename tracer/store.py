@@ -52,6 +52,8 @@ import pandas as pd
 from .atomic import fsync_dir, make_private_dir, new_file, reason, refuse_link, remove_tree
 from .errors import TraceFileError, TraceInputError
 from .file_format import STREAM_VERSION, header_bytes, read_header, read_table, release_arrow_memory, write_table
+from . import store_slice
+from .store_slice import Slice
 
 #: the tables each chunk holds (``data`` is written once, beside the chunks)
 CHUNK_TABLES = ("steps", "samples", "params", "epochs")
@@ -66,11 +68,13 @@ class StreamStore:
     ``spill``: past the recorder's ``max_bytes``, full capture goes on to disk (True), or
     the budget also counts what was flushed and full capture falls back to summary
     (False: for a store kept for crash safety whose run is read back whole at the end,
-    as ``steptrace run`` does, so the budget bounds the trace it reads back).
+    so the budget bounds the trace it reads back). ``readback_bytes``: with ``spill``,
+    :meth:`tracer.Recorder.trace` reads the run back within this many bytes
+    (``Trace.load(max_bytes=)``, the rest left on disk and named in its notes; None: whole).
     """
 
     def __init__(self, path, *, flush_every: int = 100, flush_seconds: float | None = 10.0,
-                 spill: bool = True):
+                 spill: bool = True, readback_bytes: int | None = None):
         if isinstance(flush_every, bool) or not isinstance(flush_every, int) or flush_every < 1:
             raise TraceInputError(f"flush_every: expected a positive integer, got {flush_every!r}")
         if flush_seconds is not None and not (isinstance(flush_seconds, (int, float)) and flush_seconds >= 0):
@@ -79,6 +83,7 @@ class StreamStore:
         self.flush_every = flush_every
         self.flush_seconds = flush_seconds
         self.spill = bool(spill)
+        self.readback_bytes = readback_bytes
         self.chunks = 0               # chunks written
         self.steps_written = 0        # steps in those chunks
         self._last_flush = time.monotonic()
@@ -205,7 +210,7 @@ def store_factory(store: StreamStore | Callable[[], StreamStore | None] | None) 
             return store
         made.append(StreamStore(store.path.with_name(f"{store.path.name}.{len(made) + 1}"),
                                 flush_every=store.flush_every, flush_seconds=store.flush_seconds,
-                                spill=store.spill))
+                                spill=store.spill, readback_bytes=store.readback_bytes))
         return made[-1]
     return next_store
 
@@ -292,32 +297,84 @@ def _sorted(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     return frame.iloc[order].reset_index(drop=True)
 
 
-def read_stream(path: Path, header: dict) -> tuple[dict, dict[str, pd.DataFrame]]:
-    """``(meta, tables)`` of a stream directory, up to its last complete chunk.
+def read_stream(path: Path, header: dict, *, steps: tuple[int, int] | None = None,
+                max_bytes: int | None = None) -> tuple[dict, dict[str, pd.DataFrame], Slice | None]:
+    """``(meta, tables, part)`` of a stream directory, up to its last complete chunk.
 
     A finished store (``complete``) must read in full; an interrupted one stops at its
-    first unreadable chunk, and ``meta["notes"]`` says how far it got.
+    first unreadable chunk, and ``meta["notes"]`` says how far it got. ``steps`` /
+    ``max_bytes`` bound what is read (:mod:`tracer.store_slice`): ``part`` then says which
+    steps' parameter rows were read (None: no bound asked).
     """
     complete = header.get("complete") is True
+    bounded = steps is not None or max_bytes is not None
     meta, parts, notes = header["meta"], {t: [] for t in CHUNK_TABLES}, []
     chunks = _chunk_dirs(path)
     for i, d in enumerate(chunks):
         try:
             chunk_meta = read_header(path, d / "meta.json")["meta"]
-            tables = {t: read_table(d / f"{t}.parquet") for t in CHUNK_TABLES}
+            tables = {t: read_table(d / f"{t}.parquet") for t in CHUNK_TABLES if not (bounded and t == "params")}
+            if bounded and not (d / "params.parquet").is_file():
+                raise TraceFileError(f"{d} is incomplete: params.parquet is missing")
         except TraceFileError as exc:
             if complete:
                 raise
             notes.append(f"stream chunk {d.name} is unreadable ({exc}); {len(chunks) - i} chunk(s) from it on "
                          f"were left out")
+            chunks = chunks[:i]
             break
-        for t in CHUNK_TABLES:
+        for t in tables:
             parts[t].append(tables[t])
         if not complete:
             meta = chunk_meta
+    part = None
+    if bounded:
+        part = store_slice.plan(path, parts["steps"], [store_slice.chunk_cost(d / "params.parquet") for d in chunks],
+                                steps, max_bytes)
+        parts["params"] = _read_params(chunks, parts["steps"], part)
+        parts["samples"] = [store_slice.in_slice(f, part) for f in parts["samples"]]
+        if steps is not None:       # a slice asked for: its steps and whole epochs only
+            parts["epochs"] = [store_slice.whole_epochs(f, parts["steps"], part) for f in parts["epochs"]]
+            parts["steps"] = [_in_wanted(f, part) for f in parts["steps"]]
+    frames = _frames(path, meta, parts)
+    if not complete:
+        n = len(frames["steps"])
+        last = int(frames["steps"]["step"].iloc[-1]) if n else 0
+        notes.insert(0, f"unfinished run (interrupted, or still recording): read {n} recorded steps (up to step "
+                        f"{last}) from {len(parts['steps'])} flushed chunk(s); steps after the last flush are not in it")
+    if part is not None and not part.whole:
+        part.said = part.note(max_bytes=max_bytes)
+        notes.append(part.said)
+    if notes:
+        meta = {**meta, "notes": list(meta.get("notes") or []) + notes}
+    return meta, frames, part
+
+
+def _in_wanted(frame: pd.DataFrame, part: Slice) -> pd.DataFrame:
+    """The ``steps`` rows of an asked slice: from the first step read to the last asked."""
+    if not len(frame):
+        return frame
+    s = frame["step"].to_numpy()
+    keep = (s >= part.lo) & (s <= part.wanted[1])
+    return frame if keep.all() else frame[keep].reset_index(drop=True)
+
+
+def _read_params(chunks: list[Path], step_parts: list[pd.DataFrame], part: Slice) -> list[pd.DataFrame]:
+    """The ``params`` rows of the steps in ``part``, read only from the chunks holding them."""
+    out = []
+    for d, steps in zip(chunks, step_parts):
+        s = steps["step"].to_numpy() if len(steps) else np.zeros(0, np.int64)
+        if s.size and s.max() >= part.lo and s.min() <= part.hi:
+            out.append(read_table(d / "params.parquet", filters=[("step", ">=", part.lo),
+                                                                  ("step", "<=", part.hi)]))
+    return out
+
+
+def _frames(path: Path, meta: dict, parts: dict[str, list[pd.DataFrame]]) -> dict[str, pd.DataFrame]:
+    """The tables of a stream from its chunks' parts (empty ones typed)."""
     specs = meta.get("params") or []
     frames = {t: _concat(parts[t]) for t in ("steps", "samples", "epochs")}
-    frames["params"] = _in_param_order([_pad_params(f, specs) for f in parts.pop("params")], specs)
+    frames["params"] = _in_param_order([_pad_params(f, specs) for f in parts["params"]], specs)
     data_file = path / "data.parquet"
     frames["data"] = read_table(data_file) if data_file.exists() else pd.DataFrame({"sample": np.zeros(0, np.int64)})
     for t, empty in (("steps", ("epoch", "batch", "step")), ("samples", ("step", "sample")), ("epochs", ("epoch",))):
@@ -326,10 +383,4 @@ def read_stream(path: Path, header: dict) -> tuple[dict, dict[str, pd.DataFrame]
     if not len(frames["params"].columns):
         frames["params"] = pd.DataFrame({"step": np.zeros(0, np.int64), "param": pd.Series([], dtype=object),
                                          "index": np.zeros(0, np.int64), "before": [], "grad": [], "after": []})
-    if not complete:
-        n = len(frames["steps"])
-        last = int(frames["steps"]["step"].iloc[-1]) if n else 0
-        notes.insert(0, f"unfinished run (interrupted, or still recording): read {n} recorded steps (up to step "
-                        f"{last}) from {len(parts['steps'])} flushed chunk(s); steps after the last flush are not in it")
-        meta = {**meta, "notes": list(meta.get("notes") or []) + notes}
-    return meta, frames
+    return frames

@@ -43,6 +43,7 @@ class Trace:
         self._arrays = arrays
         self.meta: dict = dict(meta or {})
         self._frames: dict[str, pd.DataFrame] = dict(frames or {})
+        self.part = None        # a trace loaded in part: which steps (Trace.load's steps=/max_bytes=)
 
     def __repr__(self) -> str:
         from .display import count
@@ -170,16 +171,25 @@ class Trace:
         return write_trace(self.tables(), self.meta, Path(path))
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Trace":
+    def load(cls, path: str | os.PathLike, *, steps: tuple[int, int] | None = None,
+             max_bytes: int | None = None) -> "Trace":
         """Read a trace saved by :meth:`save` or written by :class:`tracer.store.StreamStore`
         (finished or interrupted: up to its last flushed chunk).
 
         Never executes code from the file. ``meta.json`` and the tables are validated
         (:mod:`tracer.meta`, :mod:`tracer.tablecheck`); anything malformed raises one
         TraceFileError line naming the file and the field.
+
+        ``steps=(A, B)``: only steps ``A .. B`` (and ``A-1``, whose optimizer state step
+        ``A`` starts from); ``max_bytes``: of a streamed run, only as many steps' parameter
+        rows as fit in that memory when checked, the rest left on disk with a note in
+        ``meta["notes"]`` naming the command that checks them. ``trace.part`` then says
+        which steps were read (:class:`tracer.store_slice.Slice`; None when no bound was asked).
         """
-        meta, frames = read_trace(Path(path))
-        return cls(arrays=None, meta=meta, frames=frames)
+        meta, frames, part = read_trace(Path(path), steps=steps, max_bytes=max_bytes)
+        trace = cls(arrays=None, meta=meta, frames=frames)
+        trace.part = part
+        return trace
 
 
 _json_default = json_default   # the name reports.csv_export imports

@@ -26,6 +26,7 @@ from .errors import TraceFileError
 from .file_format import (FORMAT, FORMAT_VERSION, STREAM_VERSION, TABLES, header_bytes, json_default,  # noqa: F401
                           one_line, read_header, read_json, read_table, release_arrow_memory, write_table)
 from .store import read_stream
+from .store_slice import Slice, plan, whole_epochs
 from .tablecheck import validate_tables
 
 def is_trace_dir(path: Path) -> bool:
@@ -52,8 +53,14 @@ def write_trace(tables: dict[str, pd.DataFrame], meta: dict, path: Path) -> Path
         release_arrow_memory()
 
 
-def read_trace(path: Path) -> tuple[dict, dict[str, pd.DataFrame]]:
-    """``(meta, tables)`` of the trace directory at ``path``, validated (either layout)."""
+def read_trace(path: Path, *, steps: tuple[int, int] | None = None,
+               max_bytes: int | None = None) -> tuple[dict, dict[str, pd.DataFrame], Slice | None]:
+    """``(meta, tables, part)`` of the trace directory at ``path``, validated (either layout).
+
+    ``steps=(A, B)`` / ``max_bytes``: read only a bounded slice of the parameter rows
+    (:mod:`tracer.store_slice`; a saved ``tables`` trace is read whole, then cut to the
+    steps asked); ``part`` says which (None when no bound was asked).
+    """
     path = Path(path)
     if not path.exists():
         old = leftovers(path)
@@ -62,13 +69,30 @@ def read_trace(path: Path) -> tuple[dict, dict[str, pd.DataFrame]]:
     if not path.is_dir() or not (path / "meta.json").is_file():
         raise TraceFileError(f"{path} is not a steptrace trace (expected a directory with meta.json)")
     header = read_header(path)
+    part = None
     if header.get("layout", "tables") == "stream":
-        meta, frames = read_stream(path, header)
+        meta, frames, part = read_stream(path, header, steps=steps, max_bytes=max_bytes)
     elif header.get("layout", "tables") == "tables":
         meta, frames = header["meta"], {name: read_table(path / f"{name}.parquet") for name in TABLES}
+        if steps is not None:
+            frames, part = cut_tables(path, frames, steps)
     else:
         raise TraceFileError(f"{path}/meta.json: layout: expected \"tables\" or \"stream\", "
                              f"got {json.dumps(header.get('layout'))[:40]}")
     release_arrow_memory()
     validate_tables(frames, meta, where=str(path))
-    return meta, frames
+    return meta, frames, part
+
+
+def cut_tables(path: Path, frames: dict[str, pd.DataFrame],
+               steps: tuple[int, int]) -> tuple[dict[str, pd.DataFrame], Slice]:
+    """A whole trace's tables cut to steps ``A-1 .. B`` (see :func:`tracer.store_slice.plan`)."""
+    part = plan(path, [frames["steps"]], [0], steps, None)
+    out = dict(frames)
+    out["epochs"] = whole_epochs(frames["epochs"], [frames["steps"]], part)
+    for name in ("steps", "samples", "params"):
+        s = frames[name]["step"].to_numpy() if len(frames[name]) else None
+        if s is not None:
+            keep = (s >= part.lo) & (s <= part.hi)
+            out[name] = frames[name][keep].reset_index(drop=True)
+    return out, part

@@ -26,7 +26,11 @@ def _load(args, command: str):
     from .runs_dir import resolve_trace
     path = resolve_trace(args.trace, getattr(args, "run", None), command)
     args.trace = str(path)
-    return Trace.load(path)
+    steps = getattr(args, "steps", None)
+    if steps is None:
+        return Trace.load(path)
+    from ..store_slice import parse_steps
+    return Trace.load(path, steps=parse_steps(steps))
 
 
 def _q(path) -> str:
@@ -216,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     _trace_args(p)
     p.add_argument("--failures", type=int, default=20, metavar="N", help="show up to N failed checks")
     p.add_argument("--table", metavar="CSV", help="write the whole check table to this CSV file")
+    p.add_argument("--steps", metavar="A:B",
+                   help="check only steps A to B (A:, :B, or one step A): a run too large to check at once is "
+                        "checked slice by slice; step A-1 is read too, for the optimizer state step A starts from")
     p.set_defaults(func=cmd_check)
     p = sub.add_parser("export", help="export a trace to CSV and/or Excel")
     _trace_args(p)

@@ -86,7 +86,13 @@ class _Saver:
                  "steps": _n_steps(run.trace), "error": run.error, "notes": list(run.notes),
                  "trace": run.trace, "path": path, "saved": False}
         try:
-            run.trace.save(path)
+            part = getattr(run.trace, "part", None)
+            if part is not None and not part.whole:     # read back in part: the stream holds every step
+                meta = dict(run.trace.meta)
+                meta["notes"] = [n for n in meta.get("notes") or [] if n != part.said]
+                self.outdir.keep_stream(part.path, run.number, meta, run.trace.steps)
+            else:
+                run.trace.save(path)
             entry["saved"] = True
             # a script may train many models: keep only what is on disk, reload to check
             entry["trace"] = run.trace = None
@@ -116,14 +122,17 @@ def run_label(label: str, trace: Trace) -> str:
     return str(label).replace("training ?", f"training {what}", 1) + " [summary capture: norms and losses]"
 
 
-def _check_and_export(entry: dict, args) -> None:
-    """Check one saved run, print its summary, write check.txt and the reports its size allows."""
+def _check_and_export(entry: dict, args, budget: int | None = None) -> None:
+    """Check one saved run, print its summary, write check.txt and the reports its size allows.
+
+    A run saved as its stream is read back within ``budget`` (the memory budget of the
+    recording): the steps left on disk are named, with the command that checks them."""
     trace, path = entry["trace"], entry["path"]
     release_arrow_memory()      # what the saved runs and the run checked before left in the pools
     if trace is None:
         from ..trace import Trace
         try:
-            trace = Trace.load(path)
+            trace = Trace.load(path, max_bytes=budget)
         except Exception as exc:  # one unreadable run is reported in its summary; the others go on
             _say(f"steptrace: run {entry['run']}: cannot read back {path}: {exc}")
             entry["verdict"], entry["files"] = "error", []
@@ -138,6 +147,8 @@ def _check_and_export(entry: dict, args) -> None:
     if not args.no_check:
         entry["verdict"], summary = check_run(trace, path if entry["saved"] else None)
         lines += ["  " + line for line in summary.splitlines()]
+    if trace.part is not None and not trace.part.whole:   # the check's summary says which and how
+        entry["loaded_steps"] = [trace.part.lo, trace.part.hi]
     written = []
     excel = "never" if args.no_excel else ("always" if args.excel else "auto")
     if entry["saved"] and not (args.no_csv and excel == "never"):
@@ -184,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)          # --help / usage errors exit as argparse does
     try:
         options = _resolve(args)
-        outdir = OutputDir(options["out"]).open()
+        outdir = OutputDir(options["out"], readback_bytes=recording_budget(options["max_bytes"])).open()
     except SteptraceError as exc:
         print(f"steptrace run: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -355,7 +366,7 @@ def _report(args, options, code, error, entries) -> int:
     _say("", f"steptrace: {len(entries)} training run{'s' if len(entries) != 1 else ''} traced "
              f"from {script.name}")
     for entry in sorted(entries, key=lambda e: e["run"]):
-        _check_and_export(entry, args)
+        _check_and_export(entry, args, recording_budget(options["max_bytes"]))
     if not args.no_check:
         ranks_run.check_job(entries, _say)
     if any(e["saved"] for e in entries):

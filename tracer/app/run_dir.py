@@ -11,8 +11,10 @@ run left nothing. Now::
       index.json  run_1/ ...      the last complete session, untouched until the next one
                                   is complete
       unfinished-STAMP-PID/       the session in progress, or one that was killed:
-          stream_1/ ...           each run's steps, streamed as they complete
-                                  (Trace.load reads one up to its last flush)
+          stream_1/ ...           each run's steps, streamed as they complete, in full
+                                  past the memory budget too (Trace.load reads one up
+                                  to its last flush); a run too large to read back
+                                  whole for its check is saved as its stream (renamed)
           run_1/ ...              each finished run, saved
 
 A second ``steptrace run`` into OUT while one runs gets a clear lock error. When the
@@ -35,8 +37,11 @@ import secrets
 import time
 from pathlib import Path
 
+import pandas as pd
+
 from ..atomic import remove_tree
 from ..errors import TraceInputError
+from ..file_format import STREAM_VERSION, header_bytes, read_header, read_table, write_table
 from ..store import StreamStore
 from . import ranks_run
 
@@ -54,8 +59,10 @@ _RUN = re.compile(r"run_\d+(/rank=\d+)?")
 class OutputDir:
     """The output directory of one ``steptrace run`` session (see the module docstring)."""
 
-    def __init__(self, out: Path, *, flush_every: int = FLUSH_EVERY, flush_seconds: float = FLUSH_SECONDS):
+    def __init__(self, out: Path, *, flush_every: int = FLUSH_EVERY, flush_seconds: float = FLUSH_SECONDS,
+                 readback_bytes: int | None = None):
         self.out = Path(out)
+        self.readback_bytes = readback_bytes      # a run's check reads back at most this (None: whole)
         self.flush_every, self.flush_seconds = flush_every, flush_seconds
         self.created = False              # OUT did not exist before this session
         self.session: Path | None = None
@@ -103,12 +110,31 @@ class OutputDir:
     def new_stream(self) -> StreamStore:
         """A stream for the next run to record into (``unfinished-.../stream_K``).
 
-        ``spill=False``: the run is read back whole when it ends, so past the memory
-        budget it falls back to summary capture rather than writing on without bound.
+        ``spill=True``: past the memory budget every step still goes to disk in full; the
+        run is read back for its check within ``readback_bytes`` (the rest stays on disk,
+        and :meth:`keep_stream` makes the stream itself the saved run).
         """
         self._streams += 1
         return StreamStore(self.session / f"stream_{self._streams}", flush_every=self.flush_every,
-                           flush_seconds=self.flush_seconds, spill=False)
+                           flush_seconds=self.flush_seconds, spill=True, readback_bytes=self.readback_bytes)
+
+    def keep_stream(self, stream: Path, number: int, meta: dict, steps: pd.DataFrame) -> Path:
+        """Make a finished run's stream its saved run ``run_N`` (a rename, the parameter
+        rows not copied: a run read back in part is saved whole), its header holding the
+        run's ``meta`` and its chunks the run's ``steps`` (with the columns the hook added
+        when the run ended)."""
+        stream, path = Path(stream), self.run_path(number)
+        if stream.parent != self.session or not stream.name.startswith("stream_"):
+            raise OSError(f"{stream} is not a stream of this session")
+        _rewrite_steps(stream, steps)
+        header = read_header(stream)
+        if header.get("complete") is True:
+            tmp = stream / f".meta.json.tmp-{secrets.token_hex(6)}"
+            tmp.write_bytes(header_bytes(meta, version=STREAM_VERSION, layout="stream", complete=True))
+            os.replace(tmp, stream / "meta.json")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(stream, path)
+        return path
 
     def run_path(self, number: int) -> Path:
         """Where finished run ``number`` is saved until the session is committed
@@ -161,3 +187,18 @@ class OutputDir:
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return []
         return [n for n in names if _RUN.fullmatch(n) and (self.out / n / "meta.json").exists()]
+
+
+def _rewrite_steps(stream: Path, steps: pd.DataFrame) -> None:
+    """Each chunk's ``steps`` rows from ``steps`` (the whole run's table), when it has
+    columns the chunks lack; each file replaced atomically."""
+    for chunk in sorted(p for p in (stream / "chunks").iterdir() if p.is_dir() and p.name.isdigit()):
+        own = read_table(chunk / "steps.parquet")
+        if set(steps.columns) <= set(own.columns):
+            continue
+        rows = steps[steps["step"].isin(own["step"].to_numpy())].reset_index(drop=True)
+        if len(rows) != len(own):
+            raise OSError(f"{chunk}: the run's steps table does not hold this chunk's steps")
+        tmp = chunk / f".steps.parquet.tmp-{secrets.token_hex(6)}"
+        write_table(rows, tmp)
+        os.replace(tmp, chunk / "steps.parquet")

@@ -44,13 +44,18 @@ def every_kth_step(trace: Trace, k: int) -> Trace:
 
 
 def check_run(trace: Trace, path: Path | None) -> tuple[str, str]:
-    """``(verdict, summary)`` of the run; ``check.txt`` written beside it (atomically)."""
+    """``(verdict, summary)`` of the run; ``check.txt`` written beside it (atomically).
+    A run read back in part (``trace.part``) says which steps were left on disk and the
+    command that checks them, in the summary and in ``check.txt``."""
     from .. import check
     try:
         report = check(trace)
         summary, verdict = report.summary(), report.verdict
     except Exception as exc:  # the checker's own failure is the run's report, not a crash
         return "error", f"steptrace check: could not run: {type(exc).__name__}: {exc}"
+    part = getattr(trace, "part", None)
+    if part is not None and not part.whole:
+        summary += f"\nnot all checked: {part.said}"
     if path is not None:
         try:
             with replacing_file(path / "check.txt") as tmp:
@@ -68,6 +73,10 @@ def export_run(trace: Trace, path: Path, *, csv: bool, excel: str) -> tuple[list
     """
     import reports
     written, lines = [], []
+    part = getattr(trace, "part", None)
+    if part is not None and not part.whole:     # its exports would miss the steps left on disk
+        return [], [f"CSV and workbook not written: the run was read back in part ({f'steps {part.lo}-{part.hi}' if part.hi >= part.lo else 'no step'} in full); "
+                    f"write every step with: steptrace export {path} --csv {path / 'csv'}"]
     size = cells(trace)
     if csv:
         lines += _write_csv(reports, trace, path, size, written)
