@@ -281,6 +281,7 @@ def _check_rows(name, p, rule, param_step, t, lr_rec, expected, builder, eps, cl
     act_update = a_ok - b_ok
     # the recorded update carries the rounding of the value itself: eps * |p| per step
     scale = _value_scale(b_ok, a_ok, 8 * eps / rtol)
+    np.maximum(scale, subnormal_floor(p.after.dtype), out=scale)
     bad = badness(exp_update, act_update, rtol, scale)
     if not worst_per_row(bad)[1]:          # not conclusive: the rule's rounding magnitudes decide
         scale = np.maximum(scale, mags.of("p"))
@@ -291,14 +292,25 @@ def _check_rows(name, p, rule, param_step, t, lr_rec, expected, builder, eps, cl
         rec = _recorded_slot(p, slot)
         if rec is None:
             continue
+        floor = subnormal_floor(rec.dtype)
         r = rec[i0:i1][ok].astype(np.float64)
         ev = np.asarray(value, dtype=np.float64).reshape(r.shape)
-        sc, bad = None, badness(ev, r, rtol)
+        sc = np.full(r.shape[0], floor)        # one scale per row, as add_worst reads it
+        bad = badness(ev, r, rtol, floor)
         if not worst_per_row(bad)[1]:
-            sc = mags.of(slot)
+            sc = np.maximum(mags.of(slot), floor)
             bad = badness(ev, r, rtol, sc)
         add_worst(builder, slot, name, steps, ev, r, sc, rtol, bad=bad)
     return k
+
+
+def subnormal_floor(dtype: np.dtype) -> float:
+    """The smallest scale a recorded value of ``dtype`` is compared at: its smallest normal
+    number. Below it (subnormals, e.g. Adam's first moment of a gradient that stopped long
+    ago) float32 keeps a fixed absolute spacing, 2**-149, not a relative one, so a relative
+    tolerance alone read a correctly rounded 5.6e-45 for 5.04e-45 as a failure."""
+    dt = np.dtype(dtype)
+    return float(np.finfo(dt).tiny) if dt.kind == "f" else 0.0
 
 
 def _value_scale(before, after, factor: float) -> np.ndarray:
