@@ -28,7 +28,7 @@ import threading
 
 import numpy as np
 
-__all__ = ["POOL_BYTES", "POOL_MIN_BYTES", "take", "pooled", "chunk"]
+__all__ = ["POOL_BYTES", "POOL_MIN_BYTES", "take", "pooled", "chunk", "release_free"]
 
 #: chunks at least this big come from the pool (the size NumPy starts asking for huge pages)
 POOL_MIN_BYTES = 4 << 20
@@ -71,3 +71,21 @@ def chunk(rows: int, width: int, dtype: np.dtype) -> np.ndarray:
         return np.empty((rows, width), dtype=dtype)
     raw = take(nbytes)
     return raw[:nbytes].view(dtype).reshape(rows, width)
+
+
+def release_free() -> int:
+    """Give the free blocks (no array views them) back to the system; returns their bytes.
+
+    Why: between phases that do not record - ``steptrace run`` checking the runs it saved -
+    the touched pages of free blocks would only add to the process's peak RSS, which the
+    memory budget promises to bound."""
+    with _lock:
+        keep, released = [], 0
+        for raw in _blocks:                  # a plain loop: the references _FREE_REFS counts
+            if sys.getrefcount(raw) <= _FREE_REFS:
+                released += raw.nbytes
+            else:
+                keep.append(raw)
+        raw = None
+        _blocks[:] = keep
+    return released

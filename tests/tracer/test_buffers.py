@@ -135,3 +135,18 @@ def test_a_staged_row_survives_a_reset_of_the_buffer():
     buf.reset()                                          # a store drained the buffer: row is still seen
     buf.append(row)                                      # not the next row any more: copied
     assert buf.to_array()[0, 0] == 3 and buf.stage() is not None
+
+
+def test_release_free_gives_back_only_blocks_no_array_views():
+    from tracer import chunk_pool
+    kept = chunk_pool.chunk(1024, 2048, np.float32)       # 8 MiB: pooled
+    kept[:] = 7.0
+    dropped = chunk_pool.chunk(1024, 2048, np.float32)
+    dropped_base = id(dropped.base)
+    del dropped
+    before = len(chunk_pool._blocks)
+    released = chunk_pool.release_free()
+    assert released >= 1024 * 2048 * 4
+    assert all(id(b) != dropped_base for b in chunk_pool._blocks)
+    assert any(b is kept.base for b in chunk_pool._blocks) and len(chunk_pool._blocks) < before
+    assert float(kept.sum()) == 7.0 * 1024 * 2048                  # a viewed block is untouched

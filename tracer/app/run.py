@@ -39,6 +39,7 @@ from pathlib import Path
 
 from ..atomic import replacing_file
 from ..errors import SteptraceError, TraceInputError
+from .. import chunk_pool
 from ..file_format import release_arrow_memory
 from ..progress import ClearingStream, LiveProgress, is_tty
 from . import ranks_run
@@ -129,6 +130,7 @@ def _check_and_export(entry: dict, args, budget: int | None = None) -> None:
     recording): the steps left on disk are named, with the command that checks them."""
     trace, path = entry["trace"], entry["path"]
     release_arrow_memory()      # what the saved runs and the run checked before left in the pools
+    chunk_pool.release_free()   # the recorder's blocks, free now that the run is saved
     if trace is None:
         from ..trace import Trace
         try:
