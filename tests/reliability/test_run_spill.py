@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 
 from tracer import Trace
+from tracer.app.run_options import OWN_MODULES_BYTES
 
 pytest.importorskip("torch")
 
@@ -30,6 +31,8 @@ ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
 ENV.pop("STEPTRACE_PROGRESS_INTERVAL", None)
 STEPS = 40
+#: a 2 MiB recorder budget: steptrace's own modules' allowance plus 2 MiB
+_TWO_MIB_OVER = f"{OWN_MODULES_BYTES // 2**20 + 2}M"
 SCRIPT = textwrap.dedent(f"""
     import sys
     import torch
@@ -64,9 +67,9 @@ def _check(path: Path, steps: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """The script under a 2 MiB recorder budget (114M less steptrace's own 112 MiB) and unbudgeted."""
+    """The script under a 2 MiB recorder budget (steptrace's own OWN_MODULES_BYTES + 2 MiB) and unbudgeted."""
     tmp = tmp_path_factory.mktemp("spill")
-    small, whole = _run(tmp, "small", "114M"), _run(tmp, "whole", "none")
+    small, whole = _run(tmp, "small", _TWO_MIB_OVER), _run(tmp, "whole", "none")
     assert small.returncode == 0 and whole.returncode == 0, small.stderr + whole.stderr
     assert small.stdout == whole.stdout                       # the script's own output, untouched
     return tmp, small
@@ -141,7 +144,7 @@ def test_a_fault_past_the_first_slice_is_caught_by_its_slice(runs):
 
 
 def test_with_a_stateful_optimizer_only_the_step_before_the_slice_has_its_update_unchecked(tmp_path):
-    done = _run(tmp_path, "adam", "114M", "adam")
+    done = _run(tmp_path, "adam", _TWO_MIB_OVER, "adam")
     assert done.returncode == 0, done.stderr
     first, last = _slice_command(done.stderr)
     out = _check(tmp_path / "adam" / "run_1", f"{first}:{last}")
