@@ -222,7 +222,7 @@ def _update_rows(rule, b, a, gk, tk, lr_used, eps, shape):
         b64, a64 = b[sel].astype(np.float64), a[sel].astype(np.float64)
         new, _ = rule.step(b64.reshape((len(sel),) + shape), np.asarray(gk[sel], np.float64).reshape(
             (len(sel),) + shape), {}, tk[sel], None if lr_used is None else lr_used[sel])
-        return new.reshape(len(sel), -1) - b64, a64 - b64, _value_scale(b64, a64, f)
+        return new.reshape(len(sel), -1) - b64, a64 - b64, _value_scale(b64, a64, f, subnormal_floor(a.dtype))
     # the fast values' own rounding, a few units of dt on the update, in badness units
     slack = 4 * float(np.finfo(dt).eps) / rtol
     idx, bad = worst_blocks(R, size, values, exact, rtol, exact_fails=False, slack=slack)
@@ -248,7 +248,7 @@ def _exact_at(rule, b, a, g, t, lr_used, rows, cols, f):
     aa = a[rows, cols].astype(np.float64)
     gg = np.asarray(g[rows, cols], dtype=np.float64)
     new, _ = rule.step(bb[:, None], gg[:, None], {}, t[rows], None if lr_used is None else lr_used[rows])
-    return new[:, 0] - bb, aa - bb, np.maximum(np.abs(bb), np.abs(aa)) * f
+    return new[:, 0] - bb, aa - bb, _value_scale(bb, aa, f, subnormal_floor(a.dtype))
 
 
 def _check_rows(name, p, rule, param_step, t, lr_rec, expected, builder, eps, clipping, i0, i1):
@@ -280,8 +280,7 @@ def _check_rows(name, p, rule, param_step, t, lr_rec, expected, builder, eps, cl
     exp_update = np.asarray(new_p).reshape(k, -1) - b_ok
     act_update = a_ok - b_ok
     # the recorded update carries the rounding of the value itself: eps * |p| per step
-    scale = _value_scale(b_ok, a_ok, 8 * eps / rtol)
-    np.maximum(scale, subnormal_floor(p.after.dtype), out=scale)
+    scale = _value_scale(b_ok, a_ok, 8 * eps / rtol, subnormal_floor(p.after.dtype))
     bad = badness(exp_update, act_update, rtol, scale)
     if not worst_per_row(bad)[1]:          # not conclusive: the rule's rounding magnitudes decide
         scale = np.maximum(scale, mags.of("p"))
@@ -313,10 +312,14 @@ def subnormal_floor(dtype: np.dtype) -> float:
     return float(np.finfo(dt).tiny) if dt.kind == "f" else 0.0
 
 
-def _value_scale(before, after, factor: float) -> np.ndarray:
-    """``np.maximum(|before|, |after|) * factor`` in one pass, the same numbers: ``before``
-    is finite on the rows checked, so a NaN ``after`` comes out NaN as with NumPy."""
-    return np.maximum(np.abs(before), np.abs(after)) * np.float64(factor)
+def _value_scale(before, after, factor: float, floor: float) -> np.ndarray:
+    """``max(|before|, |after|) * factor``, at least ``floor`` (:func:`subnormal_floor`), in
+    one array: ``before`` is finite on the rows checked, so a NaN ``after`` comes out NaN
+    as with NumPy."""
+    out = np.abs(before)
+    np.maximum(out, np.abs(after), out=out)
+    out *= np.float64(factor)
+    return np.maximum(out, floor, out=out)
 
 
 class _LazyMags:
