@@ -136,8 +136,11 @@ def planted_update() -> dict:
 def content() -> dict:
     """One fixed model and batch order, for comparing what each backend's trace holds."""
     x, y = data("bin", n=12)
-    model = sequential([L.Dense(3, activation="relu"), L.Dense(1, activation="sigmoid")], (4,),
-                       "binary_crossentropy", optimizer=keras.optimizers.RMSprop(0.01), metrics=["accuracy"])
+    # a named model and layers: Keras numbers unnamed ones per process ("dense_7"), so the
+    # TensorFlow side, run after other tests in the same process, would name them otherwise
+    model = sequential([L.Dense(3, activation="relu", name="hidden"), L.Dense(1, activation="sigmoid", name="out")],
+                       (4,), "binary_crossentropy", optimizer=keras.optimizers.RMSprop(0.01), metrics=["accuracy"],
+                       name="content")
     rng = np.random.default_rng(5)
     model.set_weights([rng.normal(size=w.shape).astype("float32") * 0.5 for w in model.get_weights()])
     _, cb = fit(model, x, y, epochs=2, batch_size=5, shuffle=False)

@@ -52,11 +52,12 @@ def diabetes_model(seed: int = 7) -> keras.Model:
     return model
 
 
-def sequential(layers: list, input_shape: tuple, loss, optimizer=None, seed: int = 3, metrics=(),
+def sequential(layers: list, input_shape: tuple, loss, optimizer=None, seed: int = 3, metrics=(), name=None,
                **compile_kw) -> keras.Model:
-    """A compiled ``Sequential`` of ``layers`` (fresh seed, Adam(0.01) by default)."""
+    """A compiled ``Sequential`` of ``layers`` (fresh seed, Adam(0.01) by default); ``name``
+    fixes the model's name, which Keras otherwise numbers per process (``sequential_7``)."""
     keras.utils.set_random_seed(seed)
-    model = keras.Sequential([keras.Input(input_shape)] + list(layers))
+    model = keras.Sequential([keras.Input(input_shape)] + list(layers), name=name)
     model.compile(optimizer=optimizer or keras.optimizers.Adam(0.01), loss=loss, metrics=list(metrics),
                   **compile_kw)
     return model
