@@ -7,6 +7,11 @@ elements on; here they are forced on for small models (and off for the twin), an
 tables must be the same bit for bit - including a write between steps (the chain breaks:
 the continuity finding must still name it) and loops with an optimizer, gradient
 accumulation and ``every=2``.
+
+Summary capture's steady state (``hooks.torch.steady``) reuses what one step taught it about
+the next; switched off (``steady.ENABLED = False``) every step goes the plain way, and the
+tables must again be the same bit for bit - also when the step's graph changes mid-run (the
+shortcut must give way to the plain path, which notes the uncovered steps) and comes back.
 """
 import numpy as np
 import pandas as pd
@@ -15,25 +20,31 @@ import torch
 from torch import nn
 
 import tracer
+from hooks.torch import steady as tsteady
 from hooks.torch import step as tstep
 from hooks.torch import trace_torch
 
 
-def _loop(kind):
+def _loop(kind, capture="full"):
     torch.manual_seed(0)
     X, Y = torch.randn(48, 6), torch.randn(48, 1)
     model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 1))
     opt = {"adam": torch.optim.Adam(model.parameters(), lr=0.01),
            "write": torch.optim.SGD(model.parameters(), lr=0.1)}.get(kind)   # write: the step closes at step()
     every = 2 if kind == "every" else 1
-    with trace_torch(strict=True, every=every) as tr:
+    with trace_torch(strict=True, every=every, capture=capture) as tr:
         for i in range(6):
             rows = slice(8 * i, 8 * i + 8)
             if opt is not None:
                 opt.zero_grad()
             else:
                 model.zero_grad()
-            nn.functional.mse_loss(model(X[rows]), Y[rows]).backward()
+            out = model(X[rows])
+            if kind == "graph" and i in (3, 4):
+                out = out * 1.0                                      # another graph, the same parameters
+            if kind == "stale" and i == 4:
+                model[0].weight.grad = torch.ones_like(model[0].weight)   # not zeroed: a stale gradient
+            nn.functional.mse_loss(out, Y[rows]).backward()
             if kind == "accumulate":
                 nn.functional.mse_loss(model(X[rows][:4]), Y[rows][:4]).backward()
             if opt is not None:
@@ -98,3 +109,66 @@ def test_the_shortcuts_are_taken(monkeypatch):
     monkeypatch.setattr(tstep, "_staged_row", count_staged)
     _loop("sgd")
     assert seen["chained"] >= 4 * 4 and seen["staged"] >= 4 * 4     # 4 parameters, steps 2..6 / 2..5
+
+
+def _summary_twins(monkeypatch, kind):
+    taken = {"fast": 0}
+    matches = tsteady.Steady.matches
+
+    def counting(self, w, plan):
+        out = matches(self, w, plan)
+        taken["fast"] += out
+        return out
+    monkeypatch.setattr(tsteady.Steady, "matches", counting)
+    monkeypatch.setattr(tsteady, "ENABLED", False)
+    plain, w_plain = _loop(kind, capture="summary")
+    assert taken["fast"] == 0
+    monkeypatch.setattr(tsteady, "ENABLED", True)
+    fast, w_fast = _loop(kind, capture="summary")
+    assert all(torch.equal(a, b) for a, b in zip(w_plain, w_fast))  # training untouched
+    return plain, fast, taken["fast"]
+
+
+@pytest.mark.parametrize("kind", ["sgd", "adam", "write", "accumulate", "every", "graph", "stale"])
+def test_summary_steady_state_records_the_same_tables_as_the_plain_path(monkeypatch, kind):
+    plain, fast, taken = _summary_twins(monkeypatch, kind)
+    assert taken >= 2, taken                                         # the shortcut was taken
+    steps = plain.steps
+    assert "update_norm_0.weight" in steps and steps["update_norm_0.weight"].gt(0).all()
+    assert steps["value_norm_0.weight"].gt(0).all() and steps["grad_norm_0.weight"].gt(0).all()
+    pd.testing.assert_frame_equal(_tables(plain)["steps"], _tables(fast)["steps"], check_exact=True)
+    assert plain.meta.get("notes") == fast.meta.get("notes")
+
+
+def test_summary_steady_state_gives_way_when_the_graph_changes(monkeypatch):
+    plain, fast, taken = _summary_twins(monkeypatch, "graph")
+    notes = " ".join(fast.meta.get("notes") or [])
+    assert "2 step(s) ran a computation other than the step program (steps 4, 5)" in notes, notes
+    assert taken == 2                    # steps 3 and 6 (step 2 learns; 4 and 5 ran another graph)
+    steps = fast.steps
+    assert steps["update_norm_0.weight"].gt(0).all() and len(steps) == 6
+
+
+def test_summary_steady_state_sees_a_stale_gradient(monkeypatch):
+    plain, fast, _ = _summary_twins(monkeypatch, "stale")
+    for trace in (plain, fast):
+        flags = trace.steps["stale_grad_0.weight"].tolist()
+        assert flags == [0, 0, 0, 0, 1, 0], flags                    # the ones left at step 5 only
+        assert trace.steps["stale_grad_0.bias"].eq(0).all()
+
+
+def test_the_stale_sample_reads_every_part_of_a_big_gradient():
+    g = torch.zeros(300, 70)                          # 21000 values: 64 runs of 16, 328 apart
+    assert not tstep._nonzero(g)
+    for run in (0, 31, 63):                           # the first, a middle and the last run
+        for offset in (0, 15):
+            g.view(-1).zero_()
+            g.view(-1)[run * 328 + offset] = 1e-30
+            assert tstep._nonzero(g), (run, offset)
+    g.view(-1).zero_()
+    g.view(-1)[16] = 1.0                              # between two runs: not sampled
+    assert not tstep._nonzero(g)
+    assert tsteady.sample(g).numel() == 1024
+    t = torch.zeros(70, 300).t()                      # not contiguous: a flat copy is sampled
+    t[0, 0] = 1.0
+    assert tstep._nonzero(t) and not tstep._nonzero(torch.zeros(70, 300).t())
