@@ -28,6 +28,7 @@ Locator = tuple[int, str]
 """Where a saved tensor sits: (position of the node in the walk, ``_saved_`` attribute name)."""
 
 _SAVED_ATTRS: dict[type, tuple[str, ...]] = {}
+_LEAVES: set[type] = set()      # the node types named AccumulateGrad (a trained tensor), as met
 
 
 class Walk:
@@ -53,30 +54,30 @@ def walk(loss: torch.Tensor) -> Walk:
     leaf_pos: dict[int, int] = {}
     sig: list = []
     stack = [loss.grad_fn]
+    pop, push, note, keep = stack.pop, stack.extend, sig.append, nodes.append    # one lookup, not one per node
     while stack:
-        node = stack.pop()
+        node = pop()
         if node is None:
-            sig.append(None)
+            note(None)
             continue
         k = id(node)
         seen = index.get(k)
         if seen is not None:
-            sig.append(-seen - 1)
+            note(-seen - 1)
             continue
         index[k] = len(nodes)
-        nodes.append(node)
+        keep(node)
         t = type(node)
-        if t.__name__ == "AccumulateGrad":
+        if t in _LEAVES or (t.__name__ == "AccumulateGrad" and not _LEAVES.add(t)):
             var = node.variable
             pos = leaf_pos.setdefault(id(var), len(leaf_pos))
             if pos == len(params):
                 params.append(var)
-            sig.append(pos)
+            note(pos)
             continue
         nexts = node.next_functions
-        sig.append((t, len(nexts)))
-        for n, _ in reversed(nexts):
-            stack.append(n)
+        note((t, len(nexts)))
+        push([n for n, _ in reversed(nexts)])
     return Walk(nodes, params, tuple(sig))
 
 
