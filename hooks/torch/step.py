@@ -131,7 +131,8 @@ class StepCycle:
         run.between.opened()
         run.shared.new_iteration()
         st = Step(record=run.recorder.should_record())
-        steady = self.steady if not run.recorder.full and run.dist is None else None
+        # summary steps and the steps every=k skips reuse a learned structure; full ones go the plain way
+        steady = self.steady if (not st.record or not run.recorder.full) and run.dist is None else None
         if steady is not None and steady.matches(w, plan):
             st.steady, st.params = steady, list(steady.params)
         else:

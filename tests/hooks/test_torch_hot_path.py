@@ -111,7 +111,7 @@ def test_the_shortcuts_are_taken(monkeypatch):
     assert seen["chained"] >= 4 * 4 and seen["staged"] >= 4 * 4     # 4 parameters, steps 2..6 / 2..5
 
 
-def _summary_twins(monkeypatch, kind):
+def _summary_twins(monkeypatch, kind, capture="summary"):
     taken = {"fast": 0}
     matches = tsteady.Steady.matches
 
@@ -121,10 +121,10 @@ def _summary_twins(monkeypatch, kind):
         return out
     monkeypatch.setattr(tsteady.Steady, "matches", counting)
     monkeypatch.setattr(tsteady, "ENABLED", False)
-    plain, w_plain = _loop(kind, capture="summary")
+    plain, w_plain = _loop(kind, capture=capture)
     assert taken["fast"] == 0
     monkeypatch.setattr(tsteady, "ENABLED", True)
-    fast, w_fast = _loop(kind, capture="summary")
+    fast, w_fast = _loop(kind, capture=capture)
     assert all(torch.equal(a, b) for a, b in zip(w_plain, w_fast))  # training untouched
     return plain, fast, taken["fast"]
 
@@ -138,6 +138,15 @@ def test_summary_steady_state_records_the_same_tables_as_the_plain_path(monkeypa
     assert steps["value_norm_0.weight"].gt(0).all() and steps["grad_norm_0.weight"].gt(0).all()
     pd.testing.assert_frame_equal(_tables(plain)["steps"], _tables(fast)["steps"], check_exact=True)
     assert plain.meta.get("notes") == fast.meta.get("notes")
+
+
+def test_the_steps_every_k_skips_in_full_capture_take_the_steady_state(monkeypatch):
+    plain, fast, taken = _summary_twins(monkeypatch, "every", capture="full")
+    assert taken == 2                                                # steps 4 and 6 (step 2 learns)
+    assert plain.n_steps == 3 and plain.steps["step"].tolist() == [1, 3, 5]
+    for name, table in _tables(plain).items():
+        pd.testing.assert_frame_equal(table, _tables(fast)[name], check_exact=True, obj=name)
+    assert len(plain.data) == 48 and plain.params["before"].notna().all()
 
 
 def test_summary_steady_state_gives_way_when_the_graph_changes(monkeypatch):
@@ -172,3 +181,48 @@ def test_the_stale_sample_reads_every_part_of_a_big_gradient():
     t = torch.zeros(70, 300).t()                      # not contiguous: a flat copy is sampled
     t[0, 0] = 1.0
     assert tstep._nonzero(t) and not tstep._nonzero(torch.zeros(70, 300).t())
+
+
+class _Rows(torch.utils.data.Dataset):
+    """A map-style dataset that is not a TensorDataset: the trace fills its data table from the batches."""
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i], self.y[i]
+
+
+def _loader_loop(dataset_kind):
+    torch.manual_seed(1)
+    X, Y = torch.randn(40, 5), torch.randn(40, 1)
+    ds = _Rows(X, Y) if dataset_kind == "indexed" else torch.utils.data.TensorDataset(X, Y)
+    loader = torch.utils.data.DataLoader(ds, batch_size=8, shuffle=True)
+    model = nn.Linear(5, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    with trace_torch(strict=True, every=3) as tr:
+        for _ in range(2):
+            for xb, yb in loader:
+                opt.zero_grad()
+                nn.functional.mse_loss(model(xb), yb).backward()
+                opt.step()
+    return tr.trace, X
+
+
+@pytest.mark.parametrize("dataset_kind", ["tensor", "indexed"])
+def test_steps_every_k_skips_still_bring_the_rows_a_dataset_fills_the_data_table_with(monkeypatch, dataset_kind):
+    monkeypatch.setattr(tsteady, "ENABLED", False)
+    plain, X = _loader_loop(dataset_kind)
+    monkeypatch.setattr(tsteady, "ENABLED", True)
+    fast, _ = _loader_loop(dataset_kind)
+    assert fast.steps["step"].tolist() == [1, 4, 7, 10] and fast.meta["torch"]["data"] == (
+        "dataset" if dataset_kind == "tensor" else "indexed")
+    for trace in (plain, fast):                       # every row, drawn by recorded steps or not
+        inputs = trace.data[[c for c in trace.data.columns if c.startswith("x")]].to_numpy()
+        np.testing.assert_array_equal(inputs, X.numpy())
+    for name, table in _tables(plain).items():
+        pd.testing.assert_frame_equal(table, _tables(fast)[name], check_exact=True, obj=name)
+    assert tracer.check(fast).table["passed"].all()
