@@ -17,6 +17,7 @@ run both ways and compares the tables bit for bit).
 """
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import torch
@@ -85,16 +86,18 @@ class Steady:
 
     def stale(self, consumed: dict[int, bool]) -> dict[int, bool] | None:
         """The plain path's stale-gradient flags (``step._stale``) when every sampled value
-        of the gradients an update used is zero, in one ``count_nonzero``; None when the
-        plain test must decide (some value is not zero, or the gradients are not alike).
-        No view is kept: it would keep a gradient the loop set to None alive."""
+        of the gradients an update used is zero, read with one ``_foreach_norm`` of order
+        infinity (the largest magnitude: zero only when every value is, NaN for a NaN, no
+        underflow); None when the plain test must decide (some value is not zero, or the
+        gradients are not alike). No view is kept: it would keep a gradient the loop set to
+        None alive."""
         have = [g for p, k in zip(self.params, self.ids) if consumed.get(k) and (g := p.grad) is not None]
         if have:
             g0 = have[0]
             if any(g.dtype != g0.dtype or g.device != g0.device for g in have):
                 return None
-            views = [sample(g).reshape(-1) for g in have]
-            if int(torch.count_nonzero(views[0] if len(views) == 1 else torch.cat(views))):
+            peaks = torch._foreach_norm([sample(g) for g in have], math.inf)
+            if int(torch.count_nonzero(peaks[0] if len(peaks) == 1 else torch.stack(peaks))):
                 return None
         return dict.fromkeys(self.ids, False)
 
@@ -105,13 +108,13 @@ def _names(name: str) -> tuple[str, ...]:
 
 
 def sample(grad: torch.Tensor) -> torch.Tensor:
-    """The values the stale-gradient test reads: all of a small gradient; of a big one,
+    """The values the stale-gradient test reads: all of a small gradient (itself); of a big one,
     64 runs of 16 neighbours spread evenly over it (1024 values in 64 cache lines: a
     gradient zeroed just before ``backward`` is no longer in the cache, and 1024 values
     a cache line apart cost 1024 misses), as one view (a copy when not contiguous)."""
     n = grad.numel()
     if n <= 4 * _SAMPLE:
-        return grad.reshape(-1)
+        return grad
     if not grad.is_contiguous():
         grad = grad.reshape(-1)
     return torch.as_strided(grad, (_RUNS, _SAMPLE // _RUNS), (n // _RUNS, 1), grad.storage_offset())
