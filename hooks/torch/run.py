@@ -170,7 +170,7 @@ class TorchRun:
         self.flagged |= plan.flagged
         if plan.ok and plan.layout is not None and plan.layout.kind != "loader":
             self.rows.from_layout(plan.layout)
-        if plan.pred_module is not None:
+        if plan.pred_module is not None and self.recorder.full:     # summary capture keeps no predictions
             self._hooks.append(plan.pred_module.register_forward_pre_hook(self._loss_input(plan.pred_arg)))
 
     def _loss_input(self, pos: int):

@@ -242,3 +242,24 @@ def test_the_steady_stale_test_sees_the_smallest_values_and_nans():
     p.grad.view(-1)[63 * 328 + 15] = 1e-45                          # the last value of the last run
     assert steady.stale(consumed) is None
     assert steady.stale({id(p): False, id(q): True}) == {id(p): False, id(q): False}   # not used by an update
+
+
+@pytest.mark.parametrize("capture", ["full", "summary"])
+def test_summary_capture_puts_no_hook_on_the_loss_module(capture):
+    torch.manual_seed(0)
+    X, Y = torch.randn(32, 3), torch.randn(32, 1)
+    model, loss_fn = nn.Linear(3, 1), nn.MSELoss()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    hooked = []
+    with trace_torch(strict=True, capture=capture) as tr:
+        for i in range(4):
+            opt.zero_grad()
+            loss_fn(model(X[8 * i:8 * i + 8]), Y[8 * i:8 * i + 8]).backward()
+            opt.step()
+            hooked.append(len(loss_fn._forward_pre_hooks))
+    assert hooked[-1] == (1 if capture == "full" else 0)      # the predictions hook: full capture only
+    assert len(loss_fn._forward_pre_hooks) == 0 and tr.trace.n_steps == 4
+    if capture == "full":
+        assert tr.trace.samples["y_pred"].notna().all()
+    else:
+        assert tr.trace.steps["update_norm_weight"].gt(0).all()
