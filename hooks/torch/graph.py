@@ -28,7 +28,6 @@ Locator = tuple[int, str]
 """Where a saved tensor sits: (position of the node in the walk, ``_saved_`` attribute name)."""
 
 _SAVED_ATTRS: dict[type, tuple[str, ...]] = {}
-_LEAVES: set[type] = set()      # the node types named AccumulateGrad (a trained tensor), as met
 
 
 class Walk:
@@ -54,30 +53,30 @@ def walk(loss: torch.Tensor) -> Walk:
     leaf_pos: dict[int, int] = {}
     sig: list = []
     stack = [loss.grad_fn]
-    pop, push, note, keep = stack.pop, stack.extend, sig.append, nodes.append    # one lookup, not one per node
     while stack:
-        node = pop()
+        node = stack.pop()
         if node is None:
-            note(None)
+            sig.append(None)
             continue
         k = id(node)
         seen = index.get(k)
         if seen is not None:
-            note(-seen - 1)
+            sig.append(-seen - 1)
             continue
         index[k] = len(nodes)
-        keep(node)
+        nodes.append(node)
         t = type(node)
-        if t in _LEAVES or (t.__name__ == "AccumulateGrad" and not _LEAVES.add(t)):
+        if t.__name__ == "AccumulateGrad":
             var = node.variable
             pos = leaf_pos.setdefault(id(var), len(leaf_pos))
             if pos == len(params):
                 params.append(var)
-            note(pos)
+            sig.append(pos)
             continue
         nexts = node.next_functions
-        note((t, len(nexts)))
-        push([n for n, _ in reversed(nexts)])
+        sig.append((t, len(nexts)))
+        for n, _ in reversed(nexts):
+            stack.append(n)
     return Walk(nodes, params, tuple(sig))
 
 
