@@ -58,9 +58,9 @@ class Steady:
 
     def learn(self, w: Walk, plan: Plan | None, params: list[torch.Tensor], names: dict[int, str]) -> None:
         """Remember the structure of a step that went the plain way (``plan``: the run's
-        program covering it; without one nothing is learned)."""
+        program covering it; without one nothing is learned, and what was learned stays for
+        the steps that come back to it)."""
         if plan is None:
-            self.signature = None
             return
         if self.signature == w.signature and self.plan is plan and len(params) == len(self.params) \
                 and all(a is b for a, b in zip(params, self.params)):

@@ -153,7 +153,7 @@ def test_summary_steady_state_gives_way_when_the_graph_changes(monkeypatch):
     plain, fast, taken = _summary_twins(monkeypatch, "graph")
     notes = " ".join(fast.meta.get("notes") or [])
     assert "2 step(s) ran a computation other than the step program (steps 4, 5)" in notes, notes
-    assert taken == 2                    # steps 3 and 6 (step 2 learns; 4 and 5 ran another graph)
+    assert taken == 3                    # steps 2, 3 and 6 (step 1 learns; 4 and 5 ran another graph)
     steps = fast.steps
     assert steps["update_norm_0.weight"].gt(0).all() and len(steps) == 6
 
