@@ -312,27 +312,16 @@ def _same(value, row) -> bool:
 
 def _stale(params: list[torch.Tensor], consumed: dict[int, bool]) -> dict[int, bool]:
     """``id(p)`` -> whether ``p.grad`` still holds a gradient an earlier update used (not
-    zeroed since). The usual answer, every one zeroed, costs one check of all the
-    sampled gradients together; only when something is left is each looked at alone."""
-    out = {id(p): False for p in params}
-    grads = [(id(p), g) for p in params if consumed.get(id(p)) and (g := p.grad) is not None]
-    if not grads:
-        return out
-    g0 = grads[0][1]
-    if len(grads) > 1 and all(g.dtype == g0.dtype and g.device == g0.device for _, g in grads):
-        if not int(torch.count_nonzero(torch.cat([_sample(g) for _, g in grads]))):
-            return out
-    for k, g in grads:
-        out[k] = _nonzero(g)
+    zeroed since): one ``count_nonzero`` of each such gradient's sample."""
+    out = {}
+    for p in params:
+        k = id(p)
+        out[k] = bool(consumed.get(k)) and (g := p.grad) is not None and _nonzero(g)
     return out
-
-
-def _sample(grad: torch.Tensor) -> torch.Tensor:
-    """The values :func:`_nonzero` looks at (:func:`hooks.torch.steady.sample`), flat."""
-    return sample(grad).reshape(-1)
 
 
 def _nonzero(grad: torch.Tensor) -> bool:
     """Whether a gradient holds anything: a spread sample of 1024 values decides for big
-    tensors (a zeroed gradient is zero everywhere), the whole tensor for small ones."""
-    return bool(_sample(grad).any())
+    tensors (a zeroed gradient is zero everywhere), the whole tensor for small ones
+    (:func:`hooks.torch.steady.sample`)."""
+    return bool(torch.count_nonzero(sample(grad)))
