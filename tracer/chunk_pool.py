@@ -28,7 +28,7 @@ import threading
 
 import numpy as np
 
-__all__ = ["POOL_BYTES", "POOL_MIN_BYTES", "take", "pooled", "chunk", "release_free"]
+__all__ = ["POOL_BYTES", "POOL_MIN_BYTES", "take", "pooled", "chunk", "copy", "release_free"]
 
 #: chunks at least this big come from the pool (the size NumPy starts asking for huge pages)
 POOL_MIN_BYTES = 4 << 20
@@ -71,6 +71,14 @@ def chunk(rows: int, width: int, dtype: np.dtype) -> np.ndarray:
         return np.empty((rows, width), dtype=dtype)
     raw = take(nbytes)
     return raw[:nbytes].view(dtype).reshape(rows, width)
+
+
+def copy(a: np.ndarray) -> np.ndarray:
+    """A C-ordered copy of a 2-D array, in a pool block when it is big: what a recording
+    copies once per run (its data table) reuses the pages an earlier recording touched."""
+    out = chunk(a.shape[0], a.shape[1], a.dtype)
+    np.copyto(out, a)
+    return out
 
 
 def release_free() -> int:

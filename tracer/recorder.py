@@ -34,6 +34,7 @@ import warnings
 
 import numpy as np
 
+from . import chunk_pool
 from .arrays import TraceArrays, as_2d, column_names
 from .buffers import RowBuffer, ScalarColumns
 from .capture import FullBuffers, initial_capacity
@@ -141,8 +142,7 @@ class Recorder(HotRows):
             self._say(f"steptrace: the training data ({x.nbytes + y.nbytes} bytes) would pass "
                       f"max_bytes={self.max_bytes}; it is not kept (the trace has no data table)", stacklevel=2)
             return
-        self._inputs = np.array(x, copy=True)
-        self._targets = np.array(y, copy=True)
+        self._inputs, self._targets = chunk_pool.copy(x), chunk_pool.copy(y)   # fresh pages cost more than the copy
 
     @property
     def n_rows(self) -> int | None:

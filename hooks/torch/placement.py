@@ -141,8 +141,9 @@ def replace(run: TorchRun, st: Step) -> None:
 def _rows_and_clock(run: TorchRun, st: Step, x, layout, keep_rows: bool = False) -> None:
     batch = st.loader_batch
     if batch is not None:
-        # a summary trace keeps no rows, and the loader's iterators number the epochs
-        rows = run.rows.from_loader(batch) if run.recorder.full else None
+        # a summary trace keeps no rows, nor does a step every=k skips (unless its source fills the
+        # data table from the batches), and the loader's iterators number the epochs
+        rows = run.rows.from_loader(batch) if run.recorder.full and (st.record or run.rows.fills_data()) else None
         run.clock.at_loader_batch(batch)
     else:
         if layout is not None:

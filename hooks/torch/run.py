@@ -170,7 +170,7 @@ class TorchRun:
         self.flagged |= plan.flagged
         if plan.ok and plan.layout is not None and plan.layout.kind != "loader":
             self.rows.from_layout(plan.layout)
-        if plan.pred_module is not None:
+        if plan.pred_module is not None and self.recorder.full:     # summary capture keeps no predictions
             self._hooks.append(plan.pred_module.register_forward_pre_hook(self._loss_input(plan.pred_arg)))
 
     def _loss_input(self, pos: int):
@@ -279,19 +279,25 @@ class TorchRun:
             self.uncovered.append(rec.steps_seen + 1)
         names = self.names
         cols = {}
-        for p in st.params:
-            n = names[id(p)]
-            updates, stale = _step_columns(n)
-            cols[updates] = counts.get(id(p), 0)
-            cols[stale] = int(st.stale.get(id(p), False))
-            if n not in self.dtypes:
-                self.dtypes[n] = _DTYPES.get(p.dtype) or str(p.dtype).replace("torch.", "")
+        if st.steady is not None:       # the learned column names (:mod:`.steady`), the same columns
+            stale_of = st.stale
+            for k, c in zip(st.steady.ids, st.steady.columns):
+                cols[c[3]] = counts.get(k, 0)
+                cols[c[4]] = int(stale_of.get(k, False))
+        else:
+            for p in st.params:
+                n = names[id(p)]
+                updates, stale = _step_columns(n)
+                cols[updates] = counts.get(id(p), 0)
+                cols[stale] = int(st.stale.get(id(p), False))
+                if n not in self.dtypes:
+                    self.dtypes[n] = _DTYPES.get(p.dtype) or str(p.dtype).replace("torch.", "")
         if self.accumulated:
             cols["micro_steps"] = len(st.micro) + 1
         if rec.full:
             self._record_full(st, covered, state, extra)
         else:
-            cols.update(summary_norms(st, names))
+            cols.update(summary_norms(st, names, st.steady.columns if st.steady is not None else None))
             rec.record_step(epoch=st.epoch, batch=st.batch, params_before={}, params_after={}, loss=st.loss,
                             lr=st.lr, batch_size=st.batch_size, extra=extra)
         self.step_columns.append(cols)

@@ -235,6 +235,11 @@ class RowFinder:
             return None
         return self.source.locate(None, batch)
 
+    def fills_data(self) -> bool:
+        """Whether every loader batch must be seen: the source is not chosen yet, or it fills
+        the data table from the batches (a step that records no rows still brings its rows)."""
+        return self.source is None or bool(self.source.collected_note)
+
     def from_layout(self, layout: Layout) -> None:
         """A loop without a DataLoader: the source the build step's batch tensors showed,
         and the data table laid out by the program (set once)."""

@@ -23,6 +23,7 @@ from . import gradops, micro, optim
 from .graph import Walk
 from .placement import place
 from .snapshots import SnapshotPool, Snapshots
+from .steady import Steady, sample
 
 _CHAIN_MIN = 4096     # elements: below this a copy costs less than asking the recorder
 _NUMPY = (torch.float16, torch.float32, torch.float64)   # stored as they are (bfloat16 is widened)
@@ -38,7 +39,8 @@ class Step:
 
     __slots__ = ("epoch", "batch", "rows", "pred", "loss", "before", "grads", "v0", "sets", "stale",
                  "batch_size", "record", "lr", "pre_version", "params", "plan", "signature", "wrote",
-                 "loader_batch", "micro", "grad_ops", "snaps", "staged")
+                 "loader_batch", "micro", "grad_ops", "snaps", "staged", "steady",
+                 "value_norms")
 
     def __init__(self, record: bool) -> None:
         self.record = record          # False on the steps every=k skips
@@ -62,6 +64,8 @@ class Step:
         self.grad_ops = None          # gradient changes before the update (:mod:`.gradops`)
         self.snaps: Snapshots | None = None   # the reused buffers ``before``/``grads`` live in
         self.staged: dict = {}        # param name -> the recorder's gradient row the step fills in place
+        self.steady: Steady | None = None   # the learned structure the step has (:mod:`.steady`), if any
+        self.value_norms: list | None = None  # norms of ``before`` taken with its snapshot (summary)
 
 
 class StepCycle:
@@ -78,6 +82,7 @@ class StepCycle:
         self._consumed: dict[int, bool] = {}    # id(param) -> an update used its gradient
         self.kept: list[Step] = []              # backward passes with no update yet (:mod:`.micro`)
         self.pool = SnapshotPool()
+        self.steady = Steady()                  # summary capture's learned step structure
 
     def release(self, st: Step) -> None:
         """A step was recorded or dropped: its snapshot buffers serve the next steps."""
@@ -126,7 +131,12 @@ class StepCycle:
         run.between.opened()
         run.shared.new_iteration()
         st = Step(record=run.recorder.should_record())
-        st.params = run.step_params(w, plan or shape)
+        # summary steps and the steps every=k skips reuse a learned structure; full ones go the plain way
+        steady = self.steady if (not st.record or not run.recorder.full) and run.dist is None else None
+        if steady is not None and steady.matches(w, plan):
+            st.steady, st.params = steady, list(steady.params)
+        else:
+            st.params = run.step_params(w, plan or shape)
         st.plan, st.signature = plan, w.signature
         st.loss = float(loss.detach())
         kept, self.kept = self.kept, []
@@ -135,17 +145,21 @@ class StepCycle:
                 self.release(m)
             kept = []
         if st.record:                   # gradients left over from a step that used them (a column of recorded steps)
-            st.stale = _stale(st.params, self._consumed)
+            st.stale = (st.steady is not None and st.steady.stale(self._consumed)) or _stale(st.params, self._consumed)
         if kept:
             first = kept[0]                 # its snapshot is the step's ``before``: its buffers move too
             st.snaps, first.snaps = first.snaps, None
             micro.join(st, kept)
             for m in kept[1:]:
                 self.release(m)
+        elif st.record and st.steady is not None:
+            st.before, st.value_norms = st.steady.snapshot()         # the reused buffers, in one copy
         elif st.record:
             st.snaps = snaps = self.pool.take()
             st.before = self._snapshot_before(st.params, snaps)     # detached copies: no graph either way
         place(run, st, w, loader, shape or plan)
+        if steady is not None and st.steady is None:
+            steady.learn(w, plan, st.params, run.names)
         self.pending = st
 
     def _snapshot_before(self, params: list[torch.Tensor], snaps: Snapshots) -> dict:
@@ -298,29 +312,16 @@ def _same(value, row) -> bool:
 
 def _stale(params: list[torch.Tensor], consumed: dict[int, bool]) -> dict[int, bool]:
     """``id(p)`` -> whether ``p.grad`` still holds a gradient an earlier update used (not
-    zeroed since). The usual answer, every one zeroed, costs one check of all the
-    sampled gradients together; only when something is left is each looked at alone."""
-    out = {id(p): False for p in params}
-    grads = [(id(p), g) for p in params if consumed.get(id(p)) and (g := p.grad) is not None]
-    if not grads:
-        return out
-    g0 = grads[0][1]
-    if len(grads) > 1 and all(g.dtype == g0.dtype and g.device == g0.device for _, g in grads):
-        if not int(torch.count_nonzero(torch.cat([_sample(g) for _, g in grads]))):
-            return out
-    for k, g in grads:
-        out[k] = _nonzero(g)
+    zeroed since): one ``count_nonzero`` of each such gradient's sample."""
+    out = {}
+    for p in params:
+        k = id(p)
+        out[k] = bool(consumed.get(k)) and (g := p.grad) is not None and _nonzero(g)
     return out
-
-
-def _sample(grad: torch.Tensor) -> torch.Tensor:
-    """The values :func:`_nonzero` looks at: all of a small tensor, 1024 spread ones of a big one."""
-    flat = grad.reshape(-1)
-    n = flat.numel()
-    return flat[:: n // 1024] if n > 4096 else flat
 
 
 def _nonzero(grad: torch.Tensor) -> bool:
     """Whether a gradient holds anything: a spread sample of 1024 values decides for big
-    tensors (a zeroed gradient is zero everywhere), the whole tensor for small ones."""
-    return bool(_sample(grad).any())
+    tensors (a zeroed gradient is zero everywhere), the whole tensor for small ones
+    (:func:`hooks.torch.steady.sample`)."""
+    return bool(torch.count_nonzero(sample(grad)))

@@ -20,28 +20,32 @@ if TYPE_CHECKING:
 __all__ = ["summary_norms"]
 
 
-def summary_norms(st: Step, names: dict) -> dict:
+def summary_norms(st: Step, names: dict, columns: list | None = None) -> dict:
     """``value_norm_/update_norm_/grad_norm_<param>`` of a closed step (gradient norms were
     taken at the update). Overwrites the step's before-buffers with ``before - after``.
-    No ``no_grad`` needed: detached values and the step's own buffers build no graph."""
+    No ``no_grad`` needed: detached values and the step's own buffers build no graph.
+    ``columns``: each parameter's column names when known already (:mod:`.steady`)."""
     cols = {}
     grads_t = st.grads or {}
-    ps = [p.detach() for p in st.params]
-    bs = [st.before[id(p)] for p in st.params]
-    gs = [grads_t.get(id(p)) for p in st.params]      # gradient norms already
+    params = st.params
+    before = st.before
+    ps = [p.detach() for p in params]
+    bs = [before[id(p)] for p in params]
+    gs = [grads_t.get(id(p)) for p in params]         # gradient norms already
     have = [g for g in gs if g is not None]
-    norms = list(torch._foreach_norm(bs)) if bs else []
+    norms = list(st.value_norms) if st.value_norms is not None else list(torch._foreach_norm(bs)) if bs else []
     if bs:
         torch._foreach_sub_(bs, ps)                    # before - after: the update, negated
         norms += list(torch._foreach_norm(bs))
     values = _to_host(norms + have)
     k = len(ps)
     g_iter = iter(values[2 * k:])
-    for i, p in enumerate(st.params):
-        value, update, grad = _columns(names[id(p)])
-        cols[value] = values[i]
-        cols[update] = values[k + i]
-        cols[grad] = math.nan if gs[i] is None else next(g_iter)
+    if columns is None:
+        columns = [_columns(names[id(p)]) for p in params]
+    for i, c in enumerate(columns):
+        cols[c[0]] = values[i]
+        cols[c[1]] = values[k + i]
+        cols[c[2]] = math.nan if gs[i] is None else next(g_iter)
     return cols
 
 

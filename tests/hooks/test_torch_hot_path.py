@@ -7,6 +7,11 @@ elements on; here they are forced on for small models (and off for the twin), an
 tables must be the same bit for bit - including a write between steps (the chain breaks:
 the continuity finding must still name it) and loops with an optimizer, gradient
 accumulation and ``every=2``.
+
+Summary capture's steady state (``hooks.torch.steady``) reuses what one step taught it about
+the next; switched off (``steady.ENABLED = False``) every step goes the plain way, and the
+tables must again be the same bit for bit - also when the step's graph changes mid-run (the
+shortcut must give way to the plain path, which notes the uncovered steps) and comes back.
 """
 import numpy as np
 import pandas as pd
@@ -15,25 +20,31 @@ import torch
 from torch import nn
 
 import tracer
+from hooks.torch import steady as tsteady
 from hooks.torch import step as tstep
 from hooks.torch import trace_torch
 
 
-def _loop(kind):
+def _loop(kind, capture="full"):
     torch.manual_seed(0)
     X, Y = torch.randn(48, 6), torch.randn(48, 1)
     model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 1))
     opt = {"adam": torch.optim.Adam(model.parameters(), lr=0.01),
            "write": torch.optim.SGD(model.parameters(), lr=0.1)}.get(kind)   # write: the step closes at step()
     every = 2 if kind == "every" else 1
-    with trace_torch(strict=True, every=every) as tr:
+    with trace_torch(strict=True, every=every, capture=capture) as tr:
         for i in range(6):
             rows = slice(8 * i, 8 * i + 8)
             if opt is not None:
                 opt.zero_grad()
             else:
                 model.zero_grad()
-            nn.functional.mse_loss(model(X[rows]), Y[rows]).backward()
+            out = model(X[rows])
+            if kind == "graph" and i in (3, 4):
+                out = out * 1.0                                      # another graph, the same parameters
+            if kind == "stale" and i == 4:
+                model[0].weight.grad = torch.ones_like(model[0].weight)   # not zeroed: a stale gradient
+            nn.functional.mse_loss(out, Y[rows]).backward()
             if kind == "accumulate":
                 nn.functional.mse_loss(model(X[rows][:4]), Y[rows][:4]).backward()
             if opt is not None:
@@ -98,3 +109,157 @@ def test_the_shortcuts_are_taken(monkeypatch):
     monkeypatch.setattr(tstep, "_staged_row", count_staged)
     _loop("sgd")
     assert seen["chained"] >= 4 * 4 and seen["staged"] >= 4 * 4     # 4 parameters, steps 2..6 / 2..5
+
+
+def _summary_twins(monkeypatch, kind, capture="summary"):
+    taken = {"fast": 0}
+    matches = tsteady.Steady.matches
+
+    def counting(self, w, plan):
+        out = matches(self, w, plan)
+        taken["fast"] += out
+        return out
+    monkeypatch.setattr(tsteady.Steady, "matches", counting)
+    monkeypatch.setattr(tsteady, "ENABLED", False)
+    plain, w_plain = _loop(kind, capture=capture)
+    assert taken["fast"] == 0
+    monkeypatch.setattr(tsteady, "ENABLED", True)
+    fast, w_fast = _loop(kind, capture=capture)
+    assert all(torch.equal(a, b) for a, b in zip(w_plain, w_fast))  # training untouched
+    return plain, fast, taken["fast"]
+
+
+@pytest.mark.parametrize("kind", ["sgd", "adam", "write", "accumulate", "every", "graph", "stale"])
+def test_summary_steady_state_records_the_same_tables_as_the_plain_path(monkeypatch, kind):
+    plain, fast, taken = _summary_twins(monkeypatch, kind)
+    assert taken >= 2, taken                                         # the shortcut was taken
+    steps = plain.steps
+    assert "update_norm_0.weight" in steps and steps["update_norm_0.weight"].gt(0).all()
+    assert steps["value_norm_0.weight"].gt(0).all() and steps["grad_norm_0.weight"].gt(0).all()
+    pd.testing.assert_frame_equal(_tables(plain)["steps"], _tables(fast)["steps"], check_exact=True)
+    assert plain.meta.get("notes") == fast.meta.get("notes")
+
+
+def test_the_steps_every_k_skips_in_full_capture_take_the_steady_state(monkeypatch):
+    plain, fast, taken = _summary_twins(monkeypatch, "every", capture="full")
+    assert taken == 2                                                # steps 4 and 6 (step 2 learns)
+    assert plain.n_steps == 3 and plain.steps["step"].tolist() == [1, 3, 5]
+    for name, table in _tables(plain).items():
+        pd.testing.assert_frame_equal(table, _tables(fast)[name], check_exact=True, obj=name)
+    assert len(plain.data) == 48 and plain.params["before"].notna().all()
+
+
+def test_summary_steady_state_gives_way_when_the_graph_changes(monkeypatch):
+    plain, fast, taken = _summary_twins(monkeypatch, "graph")
+    notes = " ".join(fast.meta.get("notes") or [])
+    assert "2 step(s) ran a computation other than the step program (steps 4, 5)" in notes, notes
+    assert taken == 3                    # steps 2, 3 and 6 (step 1 learns; 4 and 5 ran another graph)
+    steps = fast.steps
+    assert steps["update_norm_0.weight"].gt(0).all() and len(steps) == 6
+
+
+def test_summary_steady_state_sees_a_stale_gradient(monkeypatch):
+    plain, fast, _ = _summary_twins(monkeypatch, "stale")
+    for trace in (plain, fast):
+        flags = trace.steps["stale_grad_0.weight"].tolist()
+        assert flags == [0, 0, 0, 0, 1, 0], flags                    # the ones left at step 5 only
+        assert trace.steps["stale_grad_0.bias"].eq(0).all()
+
+
+def test_the_stale_sample_reads_every_part_of_a_big_gradient():
+    g = torch.zeros(300, 70)                          # 21000 values: 64 runs of 16, 328 apart
+    assert not tstep._nonzero(g)
+    for run in (0, 31, 63):                           # the first, a middle and the last run
+        for offset in (0, 15):
+            g.view(-1).zero_()
+            g.view(-1)[run * 328 + offset] = 1e-30
+            assert tstep._nonzero(g), (run, offset)
+    g.view(-1).zero_()
+    g.view(-1)[16] = 1.0                              # between two runs: not sampled
+    assert not tstep._nonzero(g)
+    assert tsteady.sample(g).numel() == 1024
+    t = torch.zeros(70, 300).t()                      # not contiguous: a flat copy is sampled
+    t[0, 0] = 1.0
+    assert tstep._nonzero(t) and not tstep._nonzero(torch.zeros(70, 300).t())
+
+
+class _Rows(torch.utils.data.Dataset):
+    """A map-style dataset that is not a TensorDataset: the trace fills its data table from the batches."""
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i], self.y[i]
+
+
+def _loader_loop(dataset_kind):
+    torch.manual_seed(1)
+    X, Y = torch.randn(40, 5), torch.randn(40, 1)
+    ds = _Rows(X, Y) if dataset_kind == "indexed" else torch.utils.data.TensorDataset(X, Y)
+    loader = torch.utils.data.DataLoader(ds, batch_size=8, shuffle=True)
+    model = nn.Linear(5, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    with trace_torch(strict=True, every=3) as tr:
+        for _ in range(2):
+            for xb, yb in loader:
+                opt.zero_grad()
+                nn.functional.mse_loss(model(xb), yb).backward()
+                opt.step()
+    return tr.trace, X
+
+
+@pytest.mark.parametrize("dataset_kind", ["tensor", "indexed"])
+def test_steps_every_k_skips_still_bring_the_rows_a_dataset_fills_the_data_table_with(monkeypatch, dataset_kind):
+    monkeypatch.setattr(tsteady, "ENABLED", False)
+    plain, X = _loader_loop(dataset_kind)
+    monkeypatch.setattr(tsteady, "ENABLED", True)
+    fast, _ = _loader_loop(dataset_kind)
+    assert fast.steps["step"].tolist() == [1, 4, 7, 10] and fast.meta["torch"]["data"] == (
+        "dataset" if dataset_kind == "tensor" else "indexed")
+    for trace in (plain, fast):                       # every row, drawn by recorded steps or not
+        inputs = trace.data[[c for c in trace.data.columns if c.startswith("x")]].to_numpy()
+        np.testing.assert_array_equal(inputs, X.numpy())
+    for name, table in _tables(plain).items():
+        pd.testing.assert_frame_equal(table, _tables(fast)[name], check_exact=True, obj=name)
+    assert tracer.check(fast).table["passed"].all()
+
+
+def test_the_steady_stale_test_sees_the_smallest_values_and_nans():
+    p, q = torch.zeros(300, 70, requires_grad=True), torch.zeros(3, requires_grad=True)
+    steady = tsteady.Steady()
+    steady.params, steady.ids = [p, q], [id(p), id(q)]
+    consumed = {id(p): True, id(q): True}
+    p.grad, q.grad = torch.zeros_like(p), torch.zeros_like(q)
+    assert steady.stale(consumed) == {id(p): False, id(q): False}
+    for value in (1e-45, float("nan"), -float("inf")):             # None: the plain test decides
+        q.grad[1] = value
+        assert steady.stale(consumed) is None, value
+        q.grad.zero_()
+    p.grad.view(-1)[63 * 328 + 15] = 1e-45                          # the last value of the last run
+    assert steady.stale(consumed) is None
+    assert steady.stale({id(p): False, id(q): True}) == {id(p): False, id(q): False}   # not used by an update
+
+
+@pytest.mark.parametrize("capture", ["full", "summary"])
+def test_summary_capture_puts_no_hook_on_the_loss_module(capture):
+    torch.manual_seed(0)
+    X, Y = torch.randn(32, 3), torch.randn(32, 1)
+    model, loss_fn = nn.Linear(3, 1), nn.MSELoss()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    hooked = []
+    with trace_torch(strict=True, capture=capture) as tr:
+        for i in range(4):
+            opt.zero_grad()
+            loss_fn(model(X[8 * i:8 * i + 8]), Y[8 * i:8 * i + 8]).backward()
+            opt.step()
+            hooked.append(len(loss_fn._forward_pre_hooks))
+    assert hooked[-1] == (1 if capture == "full" else 0)      # the predictions hook: full capture only
+    assert len(loss_fn._forward_pre_hooks) == 0 and tr.trace.n_steps == 4
+    if capture == "full":
+        assert tr.trace.samples["y_pred"].notna().all()
+    else:
+        assert tr.trace.steps["update_norm_weight"].gt(0).all()
