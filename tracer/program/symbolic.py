@@ -71,11 +71,17 @@ def _np_erf(x):
 
 def _np_heaviside(x, h0):
     """Heaviside step with value ``h0`` at 0, as sympy's NumPy printing computes it
-    (``select`` of three conditions, a NaN giving 1) in two passes instead of six."""
+    (``select`` of three conditions, a NaN giving 1): ``not (x < 0)`` cast straight into
+    the float output, then ``h0`` where ``x == 0``. ``np.where`` with scalar branches
+    (the earlier form) costs about ten times as much on this path (relu' on every step)."""
     x = np.asarray(x)
     dt = x.dtype.type if x.dtype.kind == "f" else np.float64   # 0, h0 and 1 are exact in any float
-    out = np.where(x < 0, dt(0), dt(1))
-    np.copyto(out, dt(h0), where=x == 0)
+    out = np.empty(x.shape, dtype=dt)
+    np.logical_not(np.less(x, 0), out=out)
+    if h0 != 1:
+        zero = np.equal(x, 0)
+        if zero.any():
+            out[zero] = dt(h0)
     return out
 
 
