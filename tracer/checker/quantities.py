@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..program import Evaluation
-from .compare import all_nan_rows, badness, worst_per_row, worst_rows
+from .compare import all_nan_rows, badness, worst_per_row, worst_rows, worst_rows_pair
 from .feed import leaves, positions
 from .tolerance import FACTOR, LOWER_FACTOR
 
@@ -25,6 +25,11 @@ if TYPE_CHECKING:
     from .report import TableBuilder
 
 __all__ = ["ChunkResult", "check_chunk", "add_worst", "compare_rows", "Mags"]
+
+
+#: rows at least this long compute their lower bound first and compare against it and
+#: ``|value|`` in one pass (a second pass over them would cost more than the bound)
+EAGER_ELEMENTS = 4096
 
 
 class ChunkResult:
@@ -99,11 +104,14 @@ def compare_rows(builder: TableBuilder, quantity: str, name: str | None, steps: 
     computed for those rows only (:mod:`tracer.checker.tolerance`).
 
     ``where`` passes ``index_mode``, ``rows`` and ``width`` to :func:`add_worst`."""
-    idx, bad = worst_rows(expected, actual, rtol, exact_fails=False)
-    need = ~(bad <= 1.0)
-    scale = None
-    if need.any() and lower_of is not None:
-        low = lower_of(need)
+    eager = lower_of is not None and expected[:1].size >= EAGER_ELEMENTS
+    low = lower_of(np.ones(len(expected), dtype=bool)) if eager else None
+    if low is not None:                     # long rows: both comparisons in one pass
+        idx, need, scale = _quick_and_lower(expected, actual, rtol, np.asarray(low).reshape(len(expected), -1))
+    else:
+        idx, bad = worst_rows(expected, actual, rtol, exact_fails=False)
+        need, scale = ~(bad <= 1.0), None
+        low = lower_of(need) if need.any() and lower_of is not None and not eager else None
         if low is not None:
             scale = np.zeros(len(idx))
             _settle(expected, actual, rtol, need, np.asarray(low).reshape(int(need.sum()), -1), idx, scale,
@@ -114,6 +122,18 @@ def compare_rows(builder: TableBuilder, quantity: str, name: str | None, steps: 
             scale = np.zeros(len(idx))      # rows settled by the quick pass: no magnitude
         _settle(expected, actual, rtol, need, m, idx, scale)
     return add_worst(builder, quantity, name, steps, expected, actual, scale, rtol, worst=idx, **where)
+
+
+def _quick_and_lower(expected, actual, rtol, low):
+    """``(worst index, rows still to settle, scale)``: each row against ``|value|``, and
+    where that does not pass it, against the lower bound ``low`` (as :func:`_settle`)."""
+    (idx, bad), (j, bad2) = worst_rows_pair(expected, actual, rtol, low, rtol * LOWER_FACTOR)
+    need = ~(bad <= 1.0)
+    take = need & (bad2 <= 1.0)
+    scale = np.zeros(len(idx))
+    idx[take] = j[take]
+    scale[take] = low[take, j[take]].astype(np.float64) * LOWER_FACTOR
+    return idx, need & ~take, scale
 
 
 def _settle(expected, actual, rtol, need, m, idx, scale, lower=None):
