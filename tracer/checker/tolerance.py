@@ -16,8 +16,8 @@ rows that still do not pass, the magnitudes themselves (one more pass each way),
 computed for those rows only. A row's verdict is the same in every phase (each scale
 is at most ``M``, and only widens the tolerance from ``|value|``); the element a passing
 row reports as its worst is the worst against the scale that decided that row:
-``|value|`` for a row the quick phase passed, ``max(|value|, L)`` for one the bound
-passed (reported as its ``scale``), ``M`` otherwise (until 0.2 a chunk with any row
+``|value|`` for a row the quick phase passed, ``max(|value|, L/2)`` for one the bound
+passed (``L/2`` reported as its ``scale``), ``M`` otherwise (until 0.2 a chunk with any row
 needing magnitudes measured all its rows against them, so such a row could name
 another element, with a smaller ``rel_err``).
 
@@ -29,15 +29,19 @@ and every rule of the walk is monotone in its input magnitudes (elementwise rule
 sums and products of absolute values, maxima, and pieces chosen by the values, not by
 the magnitudes; reductions, softmax, indexing and shape rules sum or pick nonnegative
 terms). So the same walk with each large matrix product summed over every ``s``-th
-entry of its contracted index (``s`` up to 8, :func:`tracer.program.matmul.lower_stride`)
+entry of its contracted index (forward products; gradient products bound runs of ``s``
+entries by their smallest term times the other side's sum, :mod:`tracer.program.matmul`)
 gives ``L <= M`` element by element, at about ``1/s`` of the cost. ``L`` is used halved
 (:data:`LOWER_FACTOR`): both walks run in the working precision, and a float32 sum of
 ``n`` nonnegative terms is within ``n * eps`` of its exact value in any order, so the
 halving keeps ``L <= M`` as computed for any contraction shorter than about 2**20 terms.
-A correct element's error is about ``eps * sqrt(n) * term`` while ``L/2 ~ M / 16 ~ n *
-term / 16``, so the bound settles essentially every row of a correct run; a row it does
+A correct element's error is about ``eps * sqrt(n) * term`` while ``L/2`` is ``M/10`` to
+``M/100`` (S4's first-layer gradient: ``M/57`` at the median), so the bound settles essentially every row of a correct run; a row it does
 not settle gets ``M`` exactly as before. Where the bound would cut nothing (small
-programs), it is not computed. docs/TOLERANCES.md has the figures.
+programs), it is not computed. Rows of at least
+:data:`~tracer.checker.quantities.EAGER_ELEMENTS` elements compute ``L`` first and run
+the quick comparison and this one in one streaming pass. docs/TOLERANCES.md has the
+argument op by op and the figures.
 """
 from __future__ import annotations
 
