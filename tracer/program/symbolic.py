@@ -85,29 +85,76 @@ def _np_heaviside(x, h0):
     return out
 
 
-def _np_select_const(conds, values):
-    """``np.select(conds, values, default=nan)`` for branch values that are all finite
-    numbers (relu', clamp', hardtanh', leaky_relu'...): the same numbers and dtype, as a
-    sum of each branch's value times where it is the first true condition. ``select``
-    assigns through a boolean mask, which on a random pattern (ReLU's) costs about ten
-    times these few passes."""
-    dt = np.result_type(*[np.asarray(v) for v in values], np.asarray(np.nan))
-    conds = [np.asarray(c, dtype=bool) for c in conds]
-    shape = np.broadcast_shapes(*[c.shape for c in conds])
-    out = np.zeros(shape, dtype=dt)
-    taken = np.zeros(shape, dtype=bool)
-    for cond, v in zip(conds, values):
-        active = cond & ~taken
+def _np_select(condlist, choicelist, default=np.nan):
+    """``np.select(condlist, choicelist, default)`` with the same numbers, dtype and shape,
+    without its masked assignment (``copyto(where=)``), which on a random pattern (ReLU's
+    signs) costs about ten times more than plain passes: each branch is blended into the
+    float result through its bits, ``out = out & ~mask | choice & mask``, from the last
+    branch to the first (the first true condition wins, as in ``select``). Anything but a
+    float32/float64 result of boolean conditions goes to ``np.select`` itself."""
+    choices = [c if type(c) in (int, float, complex) else np.asarray(c) for c in choicelist]
+    dt = np.result_type(*choices, default if type(default) in (int, float, complex) else np.asarray(default))
+    conds = [np.asarray(c) for c in condlist]
+    ut = {4: np.uint32, 8: np.uint64}.get(dt.itemsize) if dt.kind == "f" else None
+    if ut is None or len(conds) != len(choices) or any(c.dtype != np.bool_ for c in conds):
+        return np.select(condlist, choicelist, default=default)
+    shape = np.broadcast_shapes(*[c.shape for c in conds], *[np.shape(c) for c in choices])
+    if all(type(c) in (int, float) and np.isfinite(c) for c in choices):
+        return _select_numbers(conds, choices, dt, shape, default)
+    out = np.empty(shape, dtype=dt)
+    last = conds[-1]
+    if not (last.ndim == 0 and bool(last)):       # a last branch that always holds needs no default
+        out[...] = default
+    bits = out.view(ut)
+    for cond, choice in zip(conds[::-1], choices[::-1]):
+        if cond.ndim == 0:
+            if bool(cond):
+                out[...] = choice
+            continue
+        keep = np.subtract(cond, 1, dtype=ut)      # all ones where the branch does not apply
+        np.bitwise_and(bits, keep, out=bits)
+        value = np.asarray(choice, dtype=dt)
+        if value.ndim == 0 and not int(value.view(ut)):
+            continue                               # +0.0: the cleared bits already are it
+        np.invert(keep, out=keep)
+        np.bitwise_and(keep, value.view(ut) if value.ndim == 0 else np.broadcast_to(value, shape).view(ut),
+                       out=keep if keep.shape == shape else None)
+        np.bitwise_or(bits, keep, out=bits)
+    return out
+
+
+def _select_numbers(conds, numbers, dt, shape, default):
+    """:func:`_np_select` of branches that are all finite numbers (relu', clamp'...): the
+    mask where each number is the first true branch, cast to the float result (times the
+    number): one float allocation for the usual one nonzero value, every other pass on
+    booleans (exact: at most one branch holds at an element)."""
+    taken, by_value = None, {}
+    for cond, v in zip(conds, numbers):
+        if cond.ndim == 0:                        # a constant condition (the final True)
+            if not bool(cond):
+                continue
+            active = np.ones(shape, dtype=bool) if taken is None else ~taken
+        else:
+            active = cond if taken is None else cond & ~taken
         if v != 0:
-            out += active * dt.type(v)      # exactly v where active, + 0 elsewhere
-        taken |= active
-    if not taken.all():
-        out[~taken] = np.nan
+            by_value[v] = active if v not in by_value else by_value[v] | active
+        taken = active if taken is None else taken | active
+    out = None
+    for v, mask in by_value.items():
+        term = np.asarray(np.multiply(np.broadcast_to(mask, shape), dt.type(v), dtype=dt))
+        out = term if out is None else np.add(out, term, out=out)
+    if out is None:
+        out = np.empty(shape, dtype=dt)
+        out.fill(0)
+    elif any(v < 0 for v in by_value):
+        np.add(out, 0.0, out=out)                 # False * -2.0 is -0.0; select gives 0.0 there
+    if taken is None or not taken.all():
+        out[...] = np.where(np.broadcast_to(taken if taken is not None else False, shape), out, default)
     return out
 
 
 _MODULES = [{"sigmoid": _np_sigmoid, "softplus": _np_softplus, "erf": _np_erf, "heaviside_": _np_heaviside,
-             "select_const_": _np_select_const, "functools": functools}, "numpy"]
+             "select_": _np_select, "functools": functools}, "numpy"]
 
 
 class _Printer(NumPyPrinter):
@@ -117,12 +164,10 @@ class _Printer(NumPyPrinter):
         return f"heaviside_({self._print(expr.args[0])}, {self._print(expr.args[1])})"
 
     def _print_Piecewise(self, expr):
-        """Constant branches as one :func:`_np_select_const` call (the rest as sympy prints it)."""
-        values = [e for e, _ in expr.args]
-        if not all(v.is_Number and v.is_finite for v in values):
-            return super()._print_Piecewise(expr)
-        conds = ", ".join(self._print(c) for _, c in expr.args)
-        return f"select_const_(({conds},), ({', '.join(self._print(v) for v in values)},))"
+        """As sympy prints it, through :func:`_np_select` (the same numbers, faster)."""
+        text = super()._print_Piecewise(expr)
+        head = self._module_format(self._module + ".select") + "("
+        return "select_(" + text[len(head):] if text.startswith(head) else text
 
 
 def lambdify(args: list[sp.Symbol] | tuple, expr: sp.Expr) -> Callable:
