@@ -8,10 +8,12 @@ is at most the exact one, element by element, at a fraction of its cost:
 - a forward product sums every ``s``-th entry of its contracted index only
   (``|A[..., ::s]| @ |B[..., ::s, :]|``, not rescaled: about ``1/s`` of the exact value);
 - a gradient product (``g @ B^T``, ``A^T @ g``) groups its contracted index into runs of
-  ``s`` and bounds each run's sum ``sum_k a_k b_k`` by ``min_k a_k * sum_k b_k`` (or the
-  other way round, whichever side's minima keep more of its mass). Every term still
-  counts, so a gradient whose few nonzero terms (a unit active in two rows of the batch)
-  a sample would miss keeps a bound of the order of its magnitude.
+  ``s`` and bounds each run's sum ``sum_k a_k b_k`` by ``min_k a_k * sum_k b_k``, the
+  minimum taken on the side with fewer exact zeros. Every term still counts, so a
+  gradient whose few nonzero terms (a unit active in two rows of the batch) a sample
+  would miss keeps a bound of the order of its magnitude. When both sides hold zeros
+  (more than :data:`SPARSE`: a hidden ReLU layer's activations against its ReLU-masked
+  gradient) the minima vanish, and that product is computed exactly.
 
 The checker accepts a recorded value against the bound first and computes the exact
 magnitudes only for what that does not settle (:mod:`tracer.checker.tolerance`). Small
@@ -33,6 +35,10 @@ LOWER_WORK = 1 << 16
 #: value, which every gradient magnitude downstream inherits) and of a gradient product's
 #: runs (its bound: about the mean over the batch of a run's smallest term over its mean)
 LOWER_STRIDE = {"forward": 4, "gradient": 8}
+
+
+#: the share of exact zeros from which a side of a gradient product counts as sparse
+SPARSE = 0.01
 
 
 def lower_stride(length: int, work: int, cap: int = 8) -> int:
@@ -59,20 +65,21 @@ def _runs(x, axis, s, ufunc):
 
 def _low_matmul(a, b):
     """A lower bound of ``a @ b`` for nonnegative ``a``, ``b`` (contracted: ``a``'s last
-    axis, ``b``'s second to last): per run of ``s`` entries, the smallest term of one side
-    times the sum of the other (see the module docstring)."""
+    axis, ``b``'s second to last): per run of ``s`` entries, the smallest term of the side
+    with fewer zeros times the sum of the other (see the module docstring). When both
+    sides hold zeros (a ReLU layer's activations against a ReLU-masked gradient), every
+    run's minimum is mostly 0 and the bound would vanish: the product is then exact."""
     (m, k), n = a.shape[-2:], b.shape[-1]
     work = int(np.prod(np.broadcast_shapes(a.shape[1:-2], b.shape[1:-2]), dtype=np.int64)) * m * k * n
     s = lower_stride(k, work, LOWER_STRIDE["gradient"])
     if s == 1:
         return np.matmul(a, b)
-    amin, bmin = _runs(a, -1, s, np.minimum), _runs(b, -2, s, np.minimum)
-    with np.errstate(all="ignore"):     # the side whose minima keep more of its mass
-        a_side = float(amin.sum(dtype=np.float64)) * float(b.sum(dtype=np.float64)) >= \
-            float(bmin.sum(dtype=np.float64)) * float(a.sum(dtype=np.float64))
-    if a_side:
-        return np.matmul(amin, _runs(b, -2, s, np.add))
-    return np.matmul(_runs(a, -1, s, np.add), bmin)
+    za, zb = (1.0 - np.count_nonzero(x) / max(1, x.size) for x in (a, b))
+    if min(za, zb) > SPARSE:
+        return np.matmul(a, b)
+    if za <= zb:
+        return np.matmul(_runs(a, -1, s, np.minimum), _runs(b, -2, s, np.add))
+    return np.matmul(_runs(a, -1, s, np.add), _runs(b, -2, s, np.minimum))
 
 
 def _swap(a):
