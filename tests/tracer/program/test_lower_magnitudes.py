@@ -127,3 +127,14 @@ def test_small_products_are_not_cut():
     op = get_op("matmul")
     assert op.strides([np.ones((2, 4, 8)), np.ones((2, 8, 3))]) == (1, 1, 1)
     assert op.strides([np.ones((2, B, K)), np.ones((2, K, N))]) == (4, 8, 4)
+
+
+def test_a_gradient_product_keeps_every_sparse_term_and_is_exact_when_both_sides_are_sparse():
+    from tracer.program.matmul import _low_matmul
+    rng = np.random.default_rng(5)
+    x = np.abs(rng.normal(size=(2, 64, 40)))                            # inputs: dense
+    g = np.abs(rng.normal(size=(2, 40, 64))) * (rng.uniform(size=(2, 40, 64)) < 0.05)   # a rarely active unit
+    exact, low = np.matmul(x, g), _low_matmul(x, g)
+    assert np.all(low <= exact * (1 + 1e-12)) and np.all((low > 0) == (exact > 0))
+    h = x * (rng.uniform(size=x.shape) < 0.5)                          # ReLU activations: sparse too
+    assert np.array_equal(_low_matmul(h, g), np.matmul(h, g))
