@@ -117,9 +117,9 @@ def _np_select(condlist, choicelist, default=np.nan):
         if value.ndim == 0 and not int(value.view(ut)):
             continue                               # +0.0: the cleared bits already are it
         np.invert(keep, out=keep)
-        np.bitwise_and(keep, value.view(ut) if value.ndim == 0 else np.broadcast_to(value, shape).view(ut),
-                       out=keep if keep.shape == shape else None)
-        np.bitwise_or(bits, keep, out=bits)
+        part = np.bitwise_and(keep, value.view(ut) if value.ndim == 0 else np.broadcast_to(value, shape).view(ut),
+                              out=keep if keep.shape == shape else None)
+        np.bitwise_or(bits, part, out=bits)
     return out
 
 
