@@ -23,7 +23,8 @@ def test_select_equals_numpy_select_bit_for_bit():
         if x.size >= 3:
             x.flat[:3] = [np.nan, -0.0, np.inf]
         y = rng.standard_normal(shape[-1:]).astype(dt)
-        pool = [0, 1, 0.01, -2, 2.5, -1] + ([x, y, np.abs(x), -x, y * 2] if trial % 3 else [])
+        pool = [0, 1, 0.01, -2, 2.5, -1] + ([x, y, np.abs(x), -x, y * 2, np.float32(0.5), np.arange(y.size),
+                                              y > 0] if trial % 3 else [])
         conds = [x < rng.normal(), x > y, np.isnan(x), True, False, x == 0, y > 0][:rng.integers(1, 8)]
         rng.shuffle(conds)
         if rng.random() < 0.7:
