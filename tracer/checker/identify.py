@@ -127,7 +127,9 @@ def sgd_rate(update: ArrayLike, grad: ArrayLike, magnitude: ArrayLike, eps: floa
     u = np.asarray(update, dtype=np.float64).reshape(-1)
     g = np.asarray(grad, dtype=np.float64).reshape(-1)
     mag = np.asarray(magnitude, dtype=np.float64).reshape(-1)
-    ok = np.isfinite(u) & np.isfinite(g) & np.isfinite(mag)
+    ok = np.isfinite(u)
+    ok &= np.isfinite(g)
+    ok &= np.isfinite(mag)
     if ok.sum() > SAMPLE:
         ok &= np.arange(ok.size) % (ok.sum() // SAMPLE + 1) == 0
     if not ok.all():                 # (usually every element is kept: no copies)
@@ -135,15 +137,23 @@ def sgd_rate(update: ArrayLike, grad: ArrayLike, magnitude: ArrayLike, eps: floa
     top = float(np.max(np.abs(g))) if g.size else 0.0
     if not top:
         return None
-    gs, us = g / top, u / max(float(np.max(np.abs(u))), 1e-300)
-    lr = -float(np.dot(us, gs)) / float(np.dot(gs, gs)) * (max(float(np.max(np.abs(u))), 1e-300) / top)
+    au = np.abs(u)                   # |u|, then the tolerance, in one buffer (a million elements:
+    umax = max(float(np.max(au)), 1e-300)      # fresh temporaries cost more than the arithmetic)
+    gs, us = g / top, u / umax
+    lr = -float(np.dot(us, gs)) / float(np.dot(gs, gs)) * (umax / top)
     if not np.isfinite(lr):
         return None
-    tol = 8 * eps * mag + 64 * eps * np.abs(u)
+    au *= 64 * eps
+    tol = np.multiply(mag, 8 * eps)
+    tol += au                        # 8 eps mag + 64 eps |u|, as written
+    head = slice(0, 4096)           # a candidate most elements refute is refuted on a few first
     for digits in range(1, 9):
         cand = float(f"{lr:.{digits}g}")
-        if np.all(np.abs(u + cand * g) <= tol):
-            return cand
+        if np.all(np.abs(u[head] + cand * g[head]) <= tol[head]):
+            r = np.multiply(g, cand, out=gs)
+            r += u
+            if np.all(np.abs(r, out=r) <= tol):
+                return cand
     return lr
 
 
@@ -169,7 +179,8 @@ def _sampled(p, grad, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
             k = n // SAMPLE + 1
             picked = [tuple(v[(-i * size) % k::k] for v in trio) for i, trio in enumerate(views)]
             b, a, g = (np.concatenate([t[j] for t in picked]).astype(np.float64) for j in range(3))
-            return a - b, g, np.maximum(np.abs(b), np.abs(a))
+            u = a - b
+            return u, g, np.maximum(np.abs(b, out=b), np.abs(a, out=a), out=b)   # no new temporaries
     before, after = p.before[rows].astype(np.float64), p.after[rows].astype(np.float64)
     return after - before, grad[rows], np.maximum(np.abs(before), np.abs(after))
 

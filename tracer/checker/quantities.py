@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..program import Evaluation
-from .compare import all_nan_rows, badness, worst_per_row, worst_rows
+from .compare import all_nan_rows, badness, worst_per_row, worst_rows, worst_rows_pair
 from .feed import leaves, positions
-from .tolerance import FACTOR
+from .tolerance import FACTOR, LOWER_FACTOR
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection
@@ -25,6 +25,11 @@ if TYPE_CHECKING:
     from .report import TableBuilder
 
 __all__ = ["ChunkResult", "check_chunk", "add_worst", "compare_rows", "Mags"]
+
+
+#: rows at least this long compute their lower bound first and compare against it and
+#: ``|value|`` in one pass (a second pass over them would cost more than the bound)
+EAGER_ELEMENTS = 4096
 
 
 class ChunkResult:
@@ -60,7 +65,9 @@ def check_chunk(program: StepProgram, arrays: TraceArrays, sub: StepGroup, dtype
         if has.any():
             rows = np.flatnonzero(has)
             compare_rows(builder, "loss", None, sub.steps[has], res.loss[has][:, None], actual[has][:, None], rtol,
-                         lambda need: mags.value(program.outputs["loss"], rows[need]).reshape(-1, 1), index_mode="none")
+                         lambda need: mags.value(program.outputs["loss"], rows[need]).reshape(-1, 1),
+                         lambda need: _reshaped(mags.lower_value(program.outputs["loss"], rows[need])),
+                         index_mode="none")
             res.checked["loss"] = int(has.sum())
     _predictions(program, arrays, sub, ev, mags, builder, rtol, res)
     for name, g in grads.items():
@@ -79,7 +86,8 @@ def check_chunk(program: StepProgram, arrays: TraceArrays, sub: StepGroup, dtype
             r = rec if has.all() else rec[has]
             e = g if has.all() else g[has]
             compare_rows(builder, "grad", name, sub.steps[has], e, r, rtol,
-                         lambda need, name=name, rows=rows: mags.grad(name, rows[need]))
+                         lambda need, name=name, rows=rows: mags.grad(name, rows[need]),
+                         lambda need, name=name, rows=rows: mags.lower_grad(name, rows[need]))
             res.checked["grad:" + name] = int(has.sum())
         if name in want_grads:
             res.grads[name] = g
@@ -87,23 +95,63 @@ def check_chunk(program: StepProgram, arrays: TraceArrays, sub: StepGroup, dtype
 
 
 def compare_rows(builder: TableBuilder, quantity: str, name: str | None, steps: np.ndarray, expected: np.ndarray,
-                 actual: np.ndarray, rtol: float, mag_of: Callable, **where: object) -> np.ndarray:
+                 actual: np.ndarray, rtol: float, mag_of: Callable, lower_of: Callable | None = None,
+                 **where: object) -> np.ndarray:
     """One check row per step: the quick comparison against ``|value|`` settles most rows;
-    the rows it does not are compared against their rounding magnitudes, ``mag_of(need)``
-    (a boolean row mask -> ``(k, elements)``), computed for those rows only.
+    the rows it does not are compared against a lower bound of their rounding magnitudes,
+    ``lower_of(need)`` (None: no cheaper bound), then the rows still unsettled against the
+    magnitudes themselves, ``mag_of(need)`` (a boolean row mask -> ``(k, elements)``),
+    computed for those rows only (:mod:`tracer.checker.tolerance`).
 
     ``where`` passes ``index_mode``, ``rows`` and ``width`` to :func:`add_worst`."""
-    idx, bad = worst_rows(expected, actual, rtol, exact_fails=False)
-    need = ~(bad <= 1.0)
-    scale = None
+    eager = lower_of is not None and expected[:1].size >= EAGER_ELEMENTS
+    low = lower_of(np.ones(len(expected), dtype=bool)) if eager else None
+    if low is not None:                     # long rows: both comparisons in one pass
+        idx, need, scale = _quick_and_lower(expected, actual, rtol, np.asarray(low).reshape(len(expected), -1))
+    else:
+        idx, bad = worst_rows(expected, actual, rtol, exact_fails=False)
+        need, scale = ~(bad <= 1.0), None
+        low = lower_of(need) if need.any() and lower_of is not None and not eager else None
+        if low is not None:
+            scale = np.zeros(len(idx))
+            _settle(expected, actual, rtol, need, np.asarray(low).reshape(int(need.sum()), -1), idx, scale,
+                    LOWER_FACTOR)
     if need.any():
         m = np.asarray(mag_of(need)).reshape(int(need.sum()), -1)
-        every = bool(need.all())            # often every row: then no copies
-        j, _ = worst_rows(expected if every else expected[need], actual if every else actual[need], rtol, m)
-        idx[need] = j
-        scale = np.zeros(len(idx))          # rows settled by the quick pass: no magnitude
-        scale[need] = m[np.arange(j.size), j]
+        if scale is None:
+            scale = np.zeros(len(idx))      # rows settled by the quick pass: no magnitude
+        _settle(expected, actual, rtol, need, m, idx, scale)
     return add_worst(builder, quantity, name, steps, expected, actual, scale, rtol, worst=idx, **where)
+
+
+def _quick_and_lower(expected, actual, rtol, low):
+    """``(worst index, rows still to settle, scale)``: each row against ``|value|``, and
+    where that does not pass it, against the lower bound ``low`` (as :func:`_settle`)."""
+    (idx, bad), (j, bad2) = worst_rows_pair(expected, actual, rtol, low, rtol * LOWER_FACTOR)
+    need = ~(bad <= 1.0)
+    take = need & (bad2 <= 1.0)
+    scale = np.zeros(len(idx))
+    idx[take] = j[take]
+    scale[take] = low[take, j[take]].astype(np.float64) * LOWER_FACTOR
+    return idx, need & ~take, scale
+
+
+def _settle(expected, actual, rtol, need, m, idx, scale, lower=None):
+    """Compare the rows of ``need`` against the scale ``m`` (one row each): their worst
+    element and its scale go to ``idx`` and ``scale``. With ``lower`` (the factor of a
+    lower bound ``m``, :data:`LOWER_FACTOR`) only rows that pass take them and leave
+    ``need`` (the others go on to the exact magnitudes); they are compared at
+    ``rtol * lower`` against ``max(|value|, m)``, which is at least as strict as ``rtol``
+    against ``max(|value|, lower * m)`` (the scale reported), with no scaled copy of ``m``."""
+    every = bool(need.all())                # often every row: then no copies
+    j, b = worst_rows(expected if every else expected[need], actual if every else actual[need],
+                      rtol if lower is None else rtol * lower, m, exact_fails=lower is None)
+    rows = np.flatnonzero(need)
+    take = np.ones(rows.size, dtype=bool) if lower is None else b <= 1.0
+    idx[rows[take]] = j[take]
+    scale[rows[take]] = m[np.flatnonzero(take), j[take]].astype(np.float64) * (1.0 if lower is None else lower)
+    if lower is not None:
+        need[rows[take]] = False
 
 
 class Mags:
@@ -114,6 +162,7 @@ class Mags:
     def __init__(self, ev, arrays=None, sub=None):
         self.ev, self.arrays, self.sub = ev, arrays, sub
         self._subs = {}
+        self._saves = None
 
     def _for(self, rows):
         """``(evaluation, row positions in it)`` for chunk rows ``rows`` (None: all)."""
@@ -141,6 +190,28 @@ class Mags:
         m = m.reshape(m.shape[0], -1)
         return m if pick is None else m[pick]
 
+    def lower_value(self, name: str, rows: np.ndarray) -> np.ndarray | None:
+        """A lower bound of the magnitudes of value ``name`` at chunk rows ``rows`` (in
+        the working precision, as the comparison runs), from the whole chunk's evaluation;
+        None where the bound would be the exact walk."""
+        if not self._lower_saves():
+            return None
+        m = self.ev.magnitudes(lower=True)[name].reshape(self.ev.values[name].shape)
+        return m if rows.size == m.shape[0] else m[rows]
+
+    def lower_grad(self, name: str, rows: np.ndarray) -> np.ndarray | None:
+        """The same for the gradient of parameter ``name``."""
+        if not self._lower_saves():
+            return None
+        m = self.ev.gradient_magnitudes(lower=True)[name]
+        m = m.reshape(m.shape[0], -1)
+        return m if rows.size == m.shape[0] else m[rows]
+
+    def _lower_saves(self):
+        if self._saves is None:
+            self._saves = self.ev.lower_saves()
+        return self._saves
+
 
 def _predictions(program, arrays, sub, ev, mags, builder, rtol, res):
     pred = ev.prediction
@@ -165,10 +236,18 @@ def _predictions(program, arrays, sub, ev, mags, builder, rtol, res):
 
     def mag_of(need):
         return mags.value(program.outputs["prediction"], rows[need]).reshape(int(need.sum()), -1)
-    worst = compare_rows(builder, "prediction", None, sub.steps[has], flat_e, flat_a, rtol, mag_of,
+
+    def lower_of(need):
+        return _reshaped(mags.lower_value(program.outputs["prediction"], rows[need]), int(need.sum()))
+    worst = compare_rows(builder, "prediction", None, sub.steps[has], flat_e, flat_a, rtol, mag_of, lower_of,
                          index_mode="sample", rows=sub.rows[has], width=m)
     res.checked["prediction"] = k
     return worst
+
+
+def _reshaped(m, rows=None):
+    """A lower bound as ``(rows, elements)`` (None stays None)."""
+    return None if m is None else m.reshape(-1, 1) if rows is None else m.reshape(rows, -1)
 
 
 def _recorded_predictions(arrays, sub):

@@ -123,7 +123,9 @@ class Elementwise(Op):
                 res.append(None)
                 continue
             with np.errstate(all="ignore"):
-                gi = g * _shaped(d[i](*xs), g.shape, g.dtype)
+                dv = d[i](*xs)
+                # a constant derivative (add, sub, a linear term): one pass, no array of it
+                gi = g * g.dtype.type(dv) if np.ndim(dv) == 0 else g * _shaped(dv, g.shape, g.dtype)
             res.append(unbroadcast(gi, x))
         return res
 

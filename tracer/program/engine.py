@@ -35,8 +35,7 @@ class Evaluation:
         wanted = [v for k, v in program.outputs.items() if k in (outputs or ("loss", "prediction"))]
         self._needed = _ancestors(self._nodes, wanted)
         self._grads = None
-        self._fmags = None
-        self._bmags = None
+        self._fmags = self._bmags = self._lfmags = self._lbmags = None
         self._forward()
 
     # ------------------------------------------------------------- forward
@@ -112,7 +111,7 @@ class Evaluation:
         self._grads = (wrt, out, acc, req)
         return out
 
-    def _walk_back(self, req, acc, mags):
+    def _walk_back(self, req, acc, mags, lower=False):
         for n in reversed(self._nodes):
             if n.name not in self._needed or n.name not in req or n.name not in acc:
                 continue
@@ -126,13 +125,15 @@ class Evaluation:
             with np.errstate(all="ignore"):
                 if mags is None:
                     gs = op.vjp(g, xs, out, n.attrs, need)
+                elif n.op == "matmul":
+                    exact = self._exact(n)
+                    fm = self.magnitudes(lower)
+                    ms = [None if e else fm[a] for a, e in zip(n.args, exact)]
+                    gs = op.bmag(mags[n.name], g, ms, xs, out, n.attrs, need, exact=exact, lower=lower)
                 else:
-                    fm = self.magnitudes()
+                    fm = self.magnitudes(lower)
                     ms = [fm[a] if isinstance(a, str) else np.abs(x) for a, x in zip(n.args, xs)]
-                    if n.op == "matmul":
-                        gs = op.bmag(mags[n.name], g, ms, xs, out, n.attrs, need, exact=self._exact(n))
-                    else:
-                        gs = op.bmag(mags[n.name], g, ms, xs, out, n.attrs, need)
+                    gs = op.bmag(mags[n.name], g, ms, xs, out, n.attrs, need)
             for a, gi, nd in zip(n.args, gs, need):
                 if not nd or gi is None:
                     continue
@@ -140,39 +141,55 @@ class Evaluation:
                 target[a] = gi if a not in target else target[a] + gi
 
     # ---------------------------------------------------------- magnitudes
-    def magnitudes(self) -> dict:
-        """Forward rounding magnitudes of every value (leaves: their absolute values)."""
-        if self._fmags is not None:
-            return self._fmags
-        fm = {k: np.abs(v).astype(self.dtype, copy=False) for k, v in self.values.items()
-              if not self._is_node(k)}
+    def magnitudes(self, lower: bool = False) -> dict:
+        """Forward rounding magnitudes of every value (leaves: their absolute values).
+
+        ``lower``: a lower bound of them, element by element, at a fraction of the cost
+        (each large matrix product summed over a sample of its contracted index,
+        :mod:`tracer.program.matmul`; every other rule is the exact one, and all are
+        monotone in their input magnitudes, so the bound carries through the walk)."""
+        key = "_lfmags" if lower else "_fmags"
+        if getattr(self, key) is not None:
+            return getattr(self, key)
+        fm = _LeafMagnitudes(self.values, self._needed, self.dtype)
         for n in self._nodes:
             if n.name not in self._needed:
                 continue
             op = get_op(n.op)
             xs = [self._arg(a) for a in n.args]
-            ms = [fm[a] if isinstance(a, str) else np.abs(x) for a, x in zip(n.args, xs)]
             with np.errstate(all="ignore"):
                 if n.op == "matmul":     # a leaf's magnitude is its own |value|: one product saved
-                    m = op.fmag(ms, xs, self.values[n.name], n.attrs, exact=self._exact(n))
+                    exact = self._exact(n)
+                    ms = [None if e else fm[a] for a, e in zip(n.args, exact)]
+                    m = op.fmag(ms, xs, self.values[n.name], n.attrs, exact=exact, lower=lower)
                 else:
+                    ms = [fm[a] if isinstance(a, str) else np.abs(x) for a, x in zip(n.args, xs)]
                     m = op.fmag(ms, xs, self.values[n.name], n.attrs)
             fm[n.name] = np.asarray(m, dtype=self.dtype)
-        self._fmags = fm
+        setattr(self, key, fm)
         return fm
 
-    def gradient_magnitudes(self, wrt: list[str] | None = None) -> dict:
-        """Rounding magnitudes of :meth:`gradients` (same keys and shapes)."""
+    def gradient_magnitudes(self, wrt: list[str] | None = None, lower: bool = False) -> dict:
+        """Rounding magnitudes of :meth:`gradients` (same keys and shapes); ``lower``: a
+        lower bound of them (see :meth:`magnitudes`)."""
         grads = self.gradients(wrt)
         wrt_list, _, acc, req = self._grads
-        if self._bmags is not None:
-            return self._bmags
+        key = "_lbmags" if lower else "_bmags"
+        if getattr(self, key) is not None:
+            return getattr(self, key)
         loss_name = self.program.outputs["loss"]
         mags = {loss_name: np.ones_like(self.loss)}
-        self._walk_back(req, acc, mags)
-        self._bmags = {w: (np.zeros_like(g) if w not in mags else _fit(mags[w], self.values[w]))
-                       for w, g in grads.items()}
-        return self._bmags
+        self._walk_back(req, acc, mags, lower)
+        out = {w: (np.zeros_like(g) if w not in mags else _fit(mags[w], self.values[w])) for w, g in grads.items()}
+        setattr(self, key, out)
+        return out
+
+    def lower_saves(self) -> bool:
+        """Whether :meth:`magnitudes` with ``lower`` cuts any product (else it is the exact
+        walk, and the checker asks for the exact magnitudes directly)."""
+        op = get_op("matmul")
+        return any(max(op.strides([self._arg(a) for a in n.args])) > 1 for n in self._nodes
+                   if n.op == "matmul" and n.name in self._needed)
 
     def _is_node(self, name):
         return name in self._needed
@@ -180,6 +197,22 @@ class Evaluation:
     def _exact(self, node):
         """Per argument: True for a leaf or number (its rounding magnitude is its own |value|)."""
         return tuple(not (isinstance(a, str) and self._is_node(a)) for a in node.args)
+
+
+class _LeafMagnitudes(dict):
+    """Magnitudes by name; a leaf's (its own ``|value|``) computed when first read, so a
+    leaf only a matrix product reads (which takes ``|value|`` of the entries it uses) costs
+    nothing here."""
+
+    def __init__(self, values, nodes, dtype):
+        super().__init__()
+        self._values, self._nodes, self._dtype = values, nodes, dtype
+
+    def __missing__(self, name):
+        if name in self._nodes or name not in self._values:
+            raise KeyError(name)
+        m = self[name] = np.abs(self._values[name]).astype(self._dtype, copy=False)
+        return m
 
 
 def _fit(g, like):

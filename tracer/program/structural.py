@@ -18,10 +18,6 @@ from .registry import MISSING, Op, register
 __all__ = ["reshape_target"]
 
 
-def _swap(a):
-    return np.swapaxes(a, -1, -2)
-
-
 def _ints(v, what, where, allow_none=False):
     if v is None and allow_none:
         return None
@@ -48,92 +44,7 @@ def _int(v, what, where):
     return out
 
 
-# ---------------------------------------------------------------------- matmul
-class MatMul(Op):
-    """``x @ y`` with NumPy's rules (1-D operands promoted and squeezed, batch dims broadcast)."""
-
-    name, arity, doc = "matmul", 2, "matrix product x @ y"
-
-    @staticmethod
-    def _prep(a, b):
-        if rank(a) == 0 or rank(b) == 0:
-            raise TraceInputError("op 'matmul': both operands need at least one dimension")
-        va, vb = rank(a) == 1, rank(b) == 1
-        if va:
-            a = a[:, None, :]
-        if vb:
-            b = b[..., None]
-        return a, b, va, vb
-
-    @staticmethod
-    def _post(out, va, vb):
-        if vb:
-            out = out[..., 0]
-        if va:
-            out = out[..., 0, :] if not vb else out[..., 0]
-        return out
-
-    def forward(self, xs: list[np.ndarray], attrs: dict) -> np.ndarray:
-        a, b, va, vb = self._prep(*xs)
-        a, b = align(a, b)
-        return self._post(np.matmul(a, b), va, vb)
-
-    def _grads(self, g, a0, b0, need, left, right):
-        """``(g @ right^T, left^T @ g)`` reduced to the operands' shapes."""
-        a, b, va, vb = self._prep(a0, b0)
-        if va:
-            g = g[..., None, :] if not vb else g[..., None, None]
-        elif vb:
-            g = g[..., None]
-        la, rb = align(*self._prep(left, right)[:2])
-        out = [None, None]
-        if need[0]:
-            ga = np.matmul(g, _swap(rb))
-            out[0] = _back(unbroadcast(ga, a), a0)
-        if need[1]:
-            gb = np.matmul(_swap(la), g)
-            out[1] = _back(unbroadcast(gb, b), b0)
-        return out
-
-    def vjp(self, g: np.ndarray, xs: list[np.ndarray], out: np.ndarray, attrs: dict, need: list[bool]) -> list:
-        return self._grads(g, xs[0], xs[1], need, xs[0], xs[1])
-
-    def fmag(self, ms: list[np.ndarray], xs: list[np.ndarray], out: np.ndarray, attrs: dict,
-             exact: tuple[bool, bool] = (False, False)) -> np.ndarray:
-        # a leaf's magnitude is its own |value|: reused, not recomputed
-        a = ms[0] if exact[0] else np.abs(xs[0])
-        b = ms[1] if exact[1] else np.abs(xs[1])
-        if exact[0] and exact[1]:            # both leaves: |A| @ |B| once
-            out = self.forward([a, b], attrs)
-            out *= 2
-            return out
-        if exact[1]:                         # (M_A + |A|) @ |B|: one product, not two
-            return self.forward([ms[0] + a, b], attrs)
-        if exact[0]:
-            return self.forward([a, ms[1] + b], attrs)
-        return self.forward([ms[0], b], attrs) + self.forward([a, ms[1]], attrs)
-
-    def bmag(self, gm: np.ndarray, g: np.ndarray, ms: list[np.ndarray], xs: list[np.ndarray], out: np.ndarray,
-             attrs: dict, need: list[bool], exact: tuple[bool, bool] = (False, False)) -> list:
-        a = ms[0] if exact[0] else np.abs(xs[0])
-        b = ms[1] if exact[1] else np.abs(xs[1])
-        ag = np.abs(g)
-        if exact[0] and exact[1]:            # M_A = |A|, M_B = |B|: (gm + |g|) against each once
-            return self._grads(gm + ag, xs[0], xs[1], need, a, b)
-        first = self._grads(gm, xs[0], xs[1], need, a, b)
-        second = self._grads(ag, xs[0], xs[1], need, ms[0], ms[1])
-        return [None if f is None else f + s for f, s in zip(first, second)]
-
-    def text(self, args: list, attrs: dict) -> str:
-        return f"{args[0]} @ {args[1]}"
-
-
-def _back(g, like):
-    """A gradient in ``like``'s per-step shape (undo 1-D promotion); step axis kept."""
-    return g.reshape((g.shape[0],) + like.shape[1:])
-
-
-register(MatMul())
+from . import matmul  # noqa: E402,F401  (registers matmul, kept in its own module)
 
 
 # ---------------------------------------------------------------------- shapes

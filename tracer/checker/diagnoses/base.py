@@ -68,7 +68,18 @@ class Context:
 
     @cached_property
     def evaluation(self) -> Evaluation | None:
-        """The program evaluated on the first recorded steps (up to 8), or None."""
+        """The program evaluated on the first recorded steps (up to 8), with its gradients, or None."""
+        return self._evaluate(8, True)
+
+    @cached_property
+    def first_values(self) -> Evaluation | None:
+        """The program's values on the first recorded step only, no gradients (or None): what a
+        diagnosis reading shapes needs, at a small part of :attr:`evaluation`'s cost."""
+        if "evaluation" in self.__dict__:
+            return self.evaluation
+        return self._evaluate(1, False)
+
+    def _evaluate(self, count, gradients):
         if self.program is None or not self.program.has_loss:
             return None
         from ...errors import SteptraceError
@@ -81,9 +92,10 @@ class Context:
                 return None
             g = min(groups, key=lambda g: g.steps[0])
             g = g.subset(g.param_pos >= 0)
-            sub = g.subset(slice(0, 8))
+            sub = g.subset(slice(0, count))
             ev = Evaluation(self.program, leaves(self.program, self.arrays, sub, np.float64), np.float64)
-            ev.gradients()
+            if gradients:
+                ev.gradients()
             ev.steps = sub.steps
             return ev
         except (SteptraceError, ValueError, IndexError, FloatingPointError):

@@ -1,0 +1,124 @@
+"""The checker's lower bound of the magnitudes settles rows without changing a verdict.
+
+A float32 MLP wide enough that its first layer's products are cut by the bound
+(tracer/checker/tolerance.py) is recorded from real torch steps. Planted on the most
+deeply cancelled element of a first-layer gradient (``|value|`` far below its magnitude
+``M``): an error 1.5 times the tolerance ``FACTOR * eps * M`` must fail, on that step and
+element; one 0.5 times it must pass (the bound alone cannot settle that row, the exact
+magnitudes do); the clean twin passes, its first-layer gradient rows settled by the bound.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import tracer  # noqa: E402
+import tracer.checker.quantities as quantities  # noqa: E402
+from tracer import Recorder  # noqa: E402
+from tracer.checker.feed import leaves, positions, step_groups  # noqa: E402
+from tracer.checker.resolve import resolve_program  # noqa: E402
+from tracer.checker.tolerance import EPS, FACTOR  # noqa: E402
+from tracer.program import Evaluation  # noqa: E402
+
+PROGRAM = {"inputs": [{"name": "x", "source": "inputs"}, {"name": "y", "source": "targets"}],
+           "params": ["0.weight", "0.bias", "2.weight", "2.bias"],
+           "nodes": [{"name": "z1", "op": "linear", "args": ["x", "0.weight", "0.bias"]},
+                     {"name": "h", "op": "relu", "args": ["z1"]},
+                     {"name": "z2", "op": "linear", "args": ["h", "2.weight", "2.bias"]},
+                     {"name": "loss", "op": "mse_loss", "args": ["z2", "y"]}],
+           "outputs": {"prediction": "z2", "loss": "loss", "target": "y"}}
+
+
+def _trace(steps=6, batch=32, k=64, hidden=128, lr=0.01):
+    torch.manual_seed(3)
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(steps * batch, k)).astype(np.float32)
+    y = (x @ rng.normal(size=(k, 1)) / 8).astype(np.float32)
+    model = torch.nn.Sequential(torch.nn.Linear(k, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 1))
+    params = dict(model.named_parameters())
+    rec = Recorder(meta={"framework": "torch", "program": PROGRAM,
+                         "optimizer": {"name": "sgd", "convention": "torch", "lr": lr}})
+    rec.set_data(x, y)
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    for step in range(steps):
+        rows = np.arange(step * batch, (step + 1) * batch)
+        before = {n: p.detach().numpy().copy() for n, p in params.items()}
+        pred = model(torch.tensor(x[rows]))
+        loss = torch.nn.functional.mse_loss(pred, torch.tensor(y[rows]))
+        opt.zero_grad()
+        loss.backward()
+        grads = {n: p.grad.numpy().copy() for n, p in params.items()}
+        opt.step()
+        rec.record_step(epoch=1, batch=step + 1, params_before=before, grads=grads, rows=rows,
+                        params_after={n: p.detach().numpy().copy() for n, p in params.items()},
+                        y_pred=pred.detach().numpy(), loss=float(loss.detach()), lr=lr, batch_size=batch,
+                        extra={"opt_step": step + 1})
+    return rec.trace()
+
+
+def _cancelled_element(trace, step_pos):
+    """``(flat index, exact magnitude)`` of the first-layer gradient element of the step at
+    ``step_pos`` whose value is smallest against its magnitude (computed as the checker does)."""
+    arrays = trace.arrays()
+    program = resolve_program(trace).program
+    group = step_groups(arrays)[0]
+    ev = Evaluation(program, leaves(program, arrays, group, np.float32), np.float32)
+    assert ev.lower_saves()                                 # the bound is in play here
+    g = ev.gradients()["0.weight"].reshape(len(group.steps), -1)[step_pos].astype(np.float64)
+    m = ev.gradient_magnitudes()["0.weight"].reshape(len(group.steps), -1)[step_pos].astype(np.float64)
+    i = int(np.argmin(np.where(m > 0, np.abs(g) / m, np.inf)))
+    assert abs(g[i]) < 1e-3 * m[i]                          # deeply cancelled
+    return i, m[i], positions(group.param_pos)
+
+
+@pytest.fixture(scope="module")
+def clean():
+    return _trace()
+
+
+def _planted(size):
+    trace = _trace()
+    i, m, _ = _cancelled_element(trace, 2)
+    grad = trace.arrays().params["0.weight"].grad
+    grad[2, i] += np.float32(size * FACTOR * EPS["float32"] * m)
+    return trace, i
+
+
+def _exact_rows(monkeypatch):
+    """Records ``(param, rows)`` of every request for exact gradient magnitudes."""
+    asked = []
+    real = quantities.Mags.grad
+
+    def grad(self, name, rows=None):
+        asked.append((name, 0 if rows is None else len(rows)))
+        return real(self, name, rows)
+    monkeypatch.setattr(quantities.Mags, "grad", grad)
+    return asked
+
+
+def test_the_clean_twin_passes_its_gradient_rows_settled_by_the_bound(clean, monkeypatch):
+    asked = _exact_rows(monkeypatch)
+    report = tracer.check(clean)
+    assert report.verdict == "passed", report.summary()
+    assert not [a for a in asked if a[0] == "0.weight"]
+
+
+def test_an_error_just_above_the_tolerance_on_a_cancelled_element_fails(clean):
+    trace, i = _planted(1.5)
+    report = tracer.check(trace)
+    assert report.verdict == "failed"
+    fails = report.failures
+    assert fails[["step", "quantity", "param", "index"]].values.tolist() == [[3, "grad", "0.weight", i]]
+    assert 1.4 < fails["rel_err"].iloc[0] / (FACTOR * EPS["float32"]) < 1.6     # measured against M
+
+
+def test_an_error_just_below_the_tolerance_passes_by_the_exact_magnitudes(monkeypatch):
+    trace, i = _planted(0.5)
+    asked = _exact_rows(monkeypatch)
+    report = tracer.check(trace)
+    assert [a for a in asked if a[0] == "0.weight"] == [("0.weight", 1)]    # that row only
+    assert report.verdict == "passed", report.summary()
+    row = report.table.query("step == 3 and quantity == 'grad' and param == '0.weight'").iloc[0]
+    assert int(row["index"]) == i                           # the planted element is the row's worst

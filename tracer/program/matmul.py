@@ -1,0 +1,197 @@
+"""``matmul``: the matrix product, its vector-Jacobian product and its rounding magnitudes.
+
+Kept apart from the shape operations because its magnitudes come in two kinds. The
+exact one (docs/TOLERANCES.md) costs as much as the product itself: ``|A| @ |B|``
+beside ``A @ B``. The *lower bound* (``lower=True``) sums fewer nonnegative terms, so it
+is at most the exact one, element by element, at a fraction of its cost:
+
+- a forward product sums every ``s``-th entry of its contracted index only
+  (``|A[..., ::s]| @ |B[..., ::s, :]|``, not rescaled: about ``1/s`` of the exact value);
+- a gradient product (``g @ B^T``, ``A^T @ g``) groups its contracted index into runs of
+  ``s`` and bounds each run's sum ``sum_k a_k b_k`` by ``min_k a_k * sum_k b_k``, the
+  minimum taken on the side with fewer runs whose minimum is 0. Every term still counts, so a
+  gradient whose few nonzero terms (a unit active in two rows of the batch) a sample
+  would miss keeps a bound of the order of its magnitude. When both sides hold zeros
+  (more than :data:`SPARSE`: a hidden ReLU layer's activations against its ReLU-masked
+  gradient) the minima vanish, and that product is computed exactly.
+
+The checker accepts a recorded value against the bound first and computes the exact
+magnitudes only for what that does not settle (:mod:`tracer.checker.tolerance`). Small
+products are never cut (:func:`lower_stride`): there the bound would save nothing.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import TraceInputError
+from .batched import align, rank, unbroadcast
+from .registry import Op, register
+
+__all__ = ["MatMul", "lower_stride", "LOWER_WORK", "LOWER_STRIDE", "SPARSE"]
+
+#: per-step multiply-adds from which a product's lower bound samples its contracted index
+LOWER_WORK = 1 << 16
+#: the largest stride of a forward product's sample (its bound: about 1/4 of the exact
+#: value, which every gradient magnitude downstream inherits) and the longest run of a
+#: gradient product (its bound: about a run's smallest term over its mean, 0.3 on S4)
+LOWER_STRIDE = {"forward": 4, "gradient": 8}
+#: the share of runs whose smallest term is 0 from which a side of a gradient product
+#: counts as sparse (a dense side: none; a ReLU side, half zeros, runs of 4: 94%)
+SPARSE = 0.1
+
+
+def lower_stride(length: int, work: int, cap: int = 8) -> int:
+    """The stride of the lower bound over a contracted index of ``length`` in a product
+    of ``work`` multiply-adds per step: 1 (every entry) for a small product, else at most
+    ``cap``, keeping at least 8 entries (or runs) of the index."""
+    if work < LOWER_WORK:
+        return 1
+    return max(1, min(cap, length // 8))
+
+
+def _runs(x, axis, s, ufunc):
+    """``ufunc.reduce`` over consecutive runs of ``s`` entries along ``axis`` (-1 or -2);
+    a last, shorter run holds the remainder."""
+    ax = x.ndim + axis
+    q = x.shape[ax] // s
+    head = x[(slice(None),) * ax + (slice(0, q * s),)]
+    out = ufunc.reduce(head.reshape(head.shape[:ax] + (q, s) + head.shape[ax + 1:]), axis=ax + 1)
+    if q * s < x.shape[ax]:
+        tail = ufunc.reduce(x[(slice(None),) * ax + (slice(q * s, None),)], axis=ax, keepdims=True)
+        out = np.concatenate([out, tail], axis=ax)
+    return out
+
+
+def _low_matmul(a, b):
+    """A lower bound of ``a @ b`` for nonnegative ``a``, ``b`` (contracted: ``a``'s last
+    axis, ``b``'s second to last): per run of ``s`` entries, the smallest term of the side
+    with fewer zero minima times the sum of the other (see the module docstring). When both
+    sides hold zeros (a ReLU layer's activations against a ReLU-masked gradient), every
+    run's minimum is mostly 0 and the bound would vanish: the product is then exact."""
+    (m, k), n = a.shape[-2:], b.shape[-1]
+    work = int(np.prod(np.broadcast_shapes(a.shape[1:-2], b.shape[1:-2]), dtype=np.int64)) * m * k * n
+    s = lower_stride(k, work, LOWER_STRIDE["gradient"])
+    if s == 1:
+        return np.matmul(a, b)
+    amin, bmin = _runs(a, -1, s, np.minimum), _runs(b, -2, s, np.minimum)
+    za, zb = (1.0 - np.count_nonzero(x) / max(1, x.size) for x in (amin, bmin))   # runs whose minimum is 0
+    if min(za, zb) > SPARSE:
+        return np.matmul(a, b)
+    if za <= zb:
+        return np.matmul(amin, _runs(b, -2, s, np.add))
+    return np.matmul(_runs(a, -1, s, np.add), bmin)
+
+
+def _swap(a):
+    return np.swapaxes(a, -1, -2)
+
+
+def _back(g, like):
+    """A gradient in ``like``'s per-step shape (undo 1-D promotion); step axis kept."""
+    return g.reshape((g.shape[0],) + like.shape[1:])
+
+
+class MatMul(Op):
+    """``x @ y`` with NumPy's rules (1-D operands promoted and squeezed, batch dims broadcast)."""
+
+    name, arity, doc = "matmul", 2, "matrix product x @ y"
+
+    @staticmethod
+    def _prep(a, b):
+        if rank(a) == 0 or rank(b) == 0:
+            raise TraceInputError("op 'matmul': both operands need at least one dimension")
+        va, vb = rank(a) == 1, rank(b) == 1
+        if va:
+            a = a[:, None, :]
+        if vb:
+            b = b[..., None]
+        return a, b, va, vb
+
+    @staticmethod
+    def _post(out, va, vb):
+        if vb:
+            out = out[..., 0]
+        if va:
+            out = out[..., 0, :] if not vb else out[..., 0]
+        return out
+
+    def forward(self, xs: list[np.ndarray], attrs: dict) -> np.ndarray:
+        a, b, va, vb = self._prep(*xs)
+        a, b = align(a, b)
+        return self._post(np.matmul(a, b), va, vb)
+
+    def strides(self, xs: list[np.ndarray]) -> tuple[int, int, int]:
+        """Lower-bound strides of the three contractions: the forward product's (over K),
+        the left operand's gradient's (over N) and the right operand's (over M), for
+        ``(M, K) @ (K, N)`` per step and batch."""
+        a, b, _, _ = self._prep(*xs)
+        a, b = align(a, b)
+        (m, k), n = a.shape[-2:], b.shape[-1]
+        work = int(np.prod(np.broadcast_shapes(a.shape[1:-2], b.shape[1:-2]), dtype=np.int64)) * m * k * n
+        cap = LOWER_STRIDE["gradient"]
+        return lower_stride(k, work, LOWER_STRIDE["forward"]), lower_stride(n, work, cap), lower_stride(m, work, cap)
+
+    def _grads(self, g, a0, b0, need, left=None, right=None, lower=False):
+        """``(g @ right^T, left^T @ g)`` reduced to the operands' shapes. ``left``/``right``
+        None stand for ``|a0|``/``|b0|``; ``lower``: each product's lower bound (for
+        nonnegative operands, :func:`_low_matmul`)."""
+        a, b, va, vb = self._prep(a0, b0)
+        if va:
+            g = g[..., None, :] if not vb else g[..., None, None]
+        elif vb:
+            g = g[..., None]
+        la, rb = align(*self._prep(a0 if left is None else left, b0 if right is None else right)[:2])
+        product = _low_matmul if lower else np.matmul
+        out = [None, None]
+        if need[0]:
+            ga = product(g, _swap(np.abs(rb) if right is None else rb))
+            out[0] = _back(unbroadcast(ga, a), a0)
+        if need[1]:
+            gb = product(_swap(np.abs(la) if left is None else la), g)
+            out[1] = _back(unbroadcast(gb, b), b0)
+        return out
+
+    def vjp(self, g: np.ndarray, xs: list[np.ndarray], out: np.ndarray, attrs: dict, need: list[bool]) -> list:
+        return self._grads(g, xs[0], xs[1], need, xs[0], xs[1])
+
+    def fmag(self, ms: list, xs: list[np.ndarray], out: np.ndarray, attrs: dict,
+             exact: tuple[bool, bool] = (False, False), lower: bool = False) -> np.ndarray:
+        """``M(A) @ |B| + |A| @ M(B)``; a leaf's magnitude is its own ``|value|`` (``exact``:
+        its ``ms`` entry is not read), which saves a product. ``lower``: the lower bound."""
+        s = self.strides(xs)[0] if lower else 1
+        a, b, va, vb = self._prep(*xs)
+        a, b = align(a, b)
+        ma = mb = None
+        if not (exact[0] and exact[1]):
+            ma, mb = align(*self._prep(xs[0] if exact[0] else ms[0], xs[1] if exact[1] else ms[1])[:2])
+        if s > 1:
+            a, b = a[..., ::s], b[..., ::s, :]
+            ma, mb = (None, None) if ma is None else (ma[..., ::s], mb[..., ::s, :])
+        a, b = np.abs(a), np.abs(b)
+        if exact[0] and exact[1]:            # both leaves: |A| @ |B| once
+            out = np.matmul(a, b)
+            out *= 2
+        elif exact[1]:                       # (M_A + |A|) @ |B|: one product, not two
+            out = np.matmul(ma + a, b)
+        elif exact[0]:
+            out = np.matmul(a, mb + b)
+        else:
+            out = np.matmul(ma, b) + np.matmul(a, mb)
+        return self._post(out, va, vb)
+
+    def bmag(self, gm: np.ndarray, g: np.ndarray, ms: list, xs: list[np.ndarray], out: np.ndarray,
+             attrs: dict, need: list[bool], exact: tuple[bool, bool] = (False, False), lower: bool = False) -> list:
+        """``gm`` against ``|A|``, ``|B|`` plus ``|g|`` against ``M(A)``, ``M(B)`` (one product
+        each way when both are leaves); ``lower``: the lower bound."""
+        if exact[0] and exact[1]:            # M_A = |A|, M_B = |B|: (gm + |g|) against each once
+            return self._grads(gm + np.abs(g), xs[0], xs[1], need, None, None, lower)
+        first = self._grads(gm, xs[0], xs[1], need, None, None, lower)
+        second = self._grads(np.abs(g), xs[0], xs[1], need, None if exact[0] else ms[0],
+                             None if exact[1] else ms[1], lower)
+        return [None if f is None else f + s for f, s in zip(first, second)]
+
+    def text(self, args: list, attrs: dict) -> str:
+        return f"{args[0]} @ {args[1]}"
+
+
+register(MatMul())
