@@ -20,15 +20,24 @@ left alone, so values a trace still reads are never overwritten.
 What it costs: the pages of a block stay with the process while the block is free (at
 most :data:`POOL_BYTES` of blocks are kept; more are allocated as before and returned to
 the system when their arrays go).
+
+Why no transparent huge pages: NumPy asks for them on every allocation of 4 MiB or more,
+and where the kernel compacts memory on such a fault (``defrag`` set to ``madvise``, the
+default) one fault can stall for milliseconds. Measured on a traced Keras ``fit`` of the
+bench's MLP (about 1 MB recorded per step, fresh pool): 2.0-2.3 ms of system time per step
+with huge pages, 0.6 ms with plain 4 KiB pages (``bench/profile_keras.py``). A block is
+therefore advised ``MADV_NOHUGEPAGE`` before anything touches it.
 """
 from __future__ import annotations
 
+import ctypes
+import mmap
 import sys
 import threading
 
 import numpy as np
 
-__all__ = ["POOL_BYTES", "POOL_MIN_BYTES", "take", "pooled", "chunk", "release_free"]
+__all__ = ["POOL_BYTES", "POOL_MIN_BYTES", "take", "pooled", "chunk", "release_free", "no_huge_pages"]
 
 #: chunks at least this big come from the pool (the size NumPy starts asking for huge pages)
 POOL_MIN_BYTES = 4 << 20
@@ -52,9 +61,39 @@ def take(nbytes: int) -> np.ndarray:
         if best is not None:
             return best
         raw = np.empty(nbytes, dtype=np.uint8)
+        no_huge_pages(raw)
         if sum(b.nbytes for b in _blocks) + nbytes <= POOL_BYTES:
             _blocks.append(raw)
         return raw
+
+
+def _madvise():
+    """libc's ``madvise`` (None where there is none, or no ``MADV_NOHUGEPAGE``)."""
+    if not hasattr(mmap, "MADV_NOHUGEPAGE"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):      # no C library to ask: blocks keep the default
+        return None
+    fn.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_MADVISE = _madvise()
+
+
+def no_huge_pages(raw: np.ndarray) -> bool:
+    """Advise the whole pages of ``raw``'s memory ``MADV_NOHUGEPAGE`` (before they are
+    touched: see the module doc). Returns whether the kernel took the advice; the values
+    never depend on it."""
+    if _MADVISE is None:
+        return False
+    page = mmap.PAGESIZE
+    start = raw.__array_interface__["data"][0]
+    first = -(-start // page) * page
+    end = (start + raw.nbytes) // page * page
+    return end > first and _MADVISE(first, end - first, mmap.MADV_NOHUGEPAGE) == 0
 
 
 def pooled(raw: np.ndarray) -> bool:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import weakref
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -150,3 +151,29 @@ def test_release_free_gives_back_only_blocks_no_array_views():
     assert all(id(b) != dropped_base for b in chunk_pool._blocks)
     assert any(b is kept.base for b in chunk_pool._blocks) and len(chunk_pool._blocks) < before
     assert float(kept.sum()) == 7.0 * 1024 * 2048                  # a viewed block is untouched
+
+
+def _vm_flags(address: int) -> list[str]:
+    """The kernel's VmFlags of the mapping holding ``address`` (``/proc/self/smaps``)."""
+    inside = False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split(" ", 1)[0]
+            if "-" in head and ":" not in head:
+                lo, hi = (int(p, 16) for p in head.split("-"))
+                inside = lo <= address < hi
+            elif inside and line.startswith("VmFlags:"):
+                return line.split()[1:]
+    return []
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="Linux only: reads /proc/self/smaps")
+def test_pool_blocks_are_advised_against_huge_pages_and_a_plain_array_is_not():
+    from tracer import chunk_pool
+    block = chunk_pool.chunk(1024, 2048, np.float32)     # 8 MiB: pooled
+    plain = np.empty(8 << 20, np.uint8)                  # the twin: NumPy's own allocation
+    inside = lambda a: a.__array_interface__["data"][0] + 2 * 4096   # a whole page of it
+    assert "nh" in _vm_flags(inside(block))
+    assert "nh" not in _vm_flags(inside(plain))
+    block[:] = 5.0
+    assert float(block[-1, -1]) == 5.0                   # values never depend on the advice
