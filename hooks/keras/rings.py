@@ -7,9 +7,11 @@ step itself, and needs a host transfer per step. Instead the traced step copies 
 trace needs into ``tf.Variable`` rings allocated once, of shape ``(K, ...)``, at row
 ``count % K``, and counts the step in a variable; it returns Keras's own logs and nothing
 else. The host reads the rings when K steps are waiting (or at an epoch's end, the end of
-``fit``, a crash): a read is a view of the variable's buffer (``value()._numpy()``), not a
-copy, so the one copy of each value is the recorder's. Should a view outlive the read, the
-next write copies the buffer first (TensorFlow's copy on write), so a view never changes.
+``fit``, a crash): a read is a view of the variable's buffer, not a copy (:func:`_view`:
+a variable written row by row is in TensorFlow's copy-on-read mode, which would copy the
+whole ring at every read), so the one copy of each value is the recorder's. Should a view
+outlive the read, the next write copies the buffer first (TensorFlow's copy on write), so
+a view never changes.
 
 Samples (inputs, targets, predictions) are padded to the ring's batch rows; the step's
 real batch size is one of the scalars. A batch larger than the ring keeps its first rows
@@ -127,7 +129,7 @@ class StepRings:
             return []
         if self.count is None:
             return [None] * n
-        views = {name: var.value()._numpy() for name, var in self.rings.items()}
+        views = {name: _view(var) for name, var in self.rings.items()}
         written = self.written
         out: list[dict | None] = []
         for i in range(self.read_so_far, self.read_so_far + n):
@@ -137,3 +139,17 @@ class StepRings:
                 out.append({name: v[i % self.size] for name, v in views.items()})
         self.read_so_far = max(written, self.read_so_far + n)
         return out
+
+
+def _view(var: tf.Variable) -> np.ndarray:
+    """A NumPy view of ``var``'s buffer, without a copy.
+
+    Why not ``var.value()`` alone: a variable written by a sparse update (the rings'
+    ``scatter_update``) is in TensorFlow's copy-on-read mode, where every dense read
+    copies the whole variable - a ring of K steps per read, into memory the allocator may
+    hand out fresh. ``DisableCopyOnRead`` switches the variable to copy-on-write for the
+    read (cheap while nothing else holds its buffer); the next ``scatter_update`` switches
+    it back, copying the buffer first only if a view is still alive, so a view never
+    changes under its holder."""
+    tf.raw_ops.DisableCopyOnRead(resource=var.handle)
+    return var.value()._numpy()
