@@ -29,21 +29,38 @@ from __future__ import annotations
 
 import numpy as np
 
+from tracer import chunk_pool
+
 __all__ = ["RowMatcher"]
 
 
 _MIX = np.uint64(0xBF58476D1CE4E5B9)
 
 
-def _row_bytes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """``(n, bytes)`` uint8 matrix of each row's inputs then targets."""
-    return np.ascontiguousarray(np.concatenate(
-        [x.view(np.uint8).reshape(x.shape[0], -1), y.view(np.uint8).reshape(y.shape[0], -1)], axis=1))
+#: bytes of rows :func:`_hash_rows` hashes at once (its temporaries stay this small)
+HASH_BLOCK = 2 << 20
+
+
+def _row_bytes(x: np.ndarray, y: np.ndarray, pooled: bool = False) -> np.ndarray:
+    """``(n, bytes)`` uint8 matrix of each row's inputs then targets; ``pooled``: in the
+    chunk pool's already touched memory (the data table, built once per ``fit``: fresh
+    pages for it cost more than the copy, :mod:`tracer.chunk_pool`)."""
+    xb, yb = x.view(np.uint8).reshape(x.shape[0], -1), y.view(np.uint8).reshape(y.shape[0], -1)
+    if not pooled:
+        return np.ascontiguousarray(np.concatenate([xb, yb], axis=1))
+    out = chunk_pool.chunk(x.shape[0], xb.shape[1] + yb.shape[1], np.uint8)
+    out[:, :xb.shape[1]] = xb
+    out[:, xb.shape[1]:] = yb
+    return out
 
 
 def _hash_rows(u8: np.ndarray) -> np.ndarray:
-    """A 64-bit hash of each row of a uint8 matrix (vectorised; equal rows, equal hashes)."""
+    """A 64-bit hash of each row of a uint8 matrix (vectorised; equal rows, equal hashes),
+    :data:`HASH_BLOCK` bytes of rows at a time."""
     n, width = u8.shape
+    block = max(1, HASH_BLOCK // max(1, width))
+    if n > block:
+        return np.concatenate([_hash_rows(u8[i:i + block]) for i in range(0, n, block)])
     pad = (-width) % 8
     if pad:
         u8 = np.concatenate([u8, np.zeros((n, pad), np.uint8)], axis=1)
@@ -127,15 +144,13 @@ class RowMatcher:
         y = _no_columns(x) if self._y is None else self._y.astype(by.dtype, copy=False)
         if x.shape[1] != bx.shape[1] or y.shape[1] != by.shape[1]:
             return
-        keys = self._keys = _row_bytes(x, y)
-        h = _hash_rows(keys)
+        keys = self._keys = _row_bytes(x, y, pooled=True)
         self._offsets = _sampled_offsets(keys.shape[1])
-        if self._offsets is not None:
-            sampled = _sampled_hash(keys, self._offsets)
-            if np.unique(sampled).size == np.unique(h).size:   # the sample tells the rows apart
-                h = sampled
-            else:
-                self._offsets = None
+        h = None if self._offsets is None else _sampled_hash(keys, self._offsets)
+        if h is None or np.unique(h).size < h.size:     # rows alike in the sample, or repeated rows
+            full = _hash_rows(keys)
+            if h is None or np.unique(h).size < np.unique(full).size:   # the sample cannot tell them apart
+                h, self._offsets = full, None
         self._order = np.argsort(h, kind="stable")
         self._sorted = h[self._order]
         self._table = None           # the exact dictionary, built on first need

@@ -37,7 +37,7 @@ import threading
 
 import numpy as np
 
-__all__ = ["POOL_BYTES", "POOL_MIN_BYTES", "take", "pooled", "chunk", "release_free", "no_huge_pages"]
+__all__ = ["POOL_BYTES", "POOL_MIN_BYTES", "take", "pooled", "chunk", "release_free"]
 
 #: chunks at least this big come from the pool (the size NumPy starts asking for huge pages)
 POOL_MIN_BYTES = 4 << 20

@@ -95,3 +95,14 @@ def test_rows_the_sample_cannot_tell_apart_fall_back_to_the_whole_row():
     order = rng.permutation(200)[:30]
     assert m.match(x[order], y[order]).tolist() == order.tolist()
     assert m._offsets is None and m._table is None            # whole-row hashes, still the fast path
+
+
+def test_wide_data_with_repeated_rows_keeps_the_sampled_hash_and_hands_copies_out_in_turn():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(100, 64)).astype(np.float32)
+    x[7] = x[3]                                               # a repeated row: alike in every word
+    y = np.zeros((100, 1), np.float32)
+    m = RowMatcher(x, y)
+    assert m.match(x[[3, 3, 5]], y[[3, 3, 5]]).tolist() == [3, 7, 5]
+    assert m._offsets is not None                             # the sample tells distinct rows apart
+    assert m.match(x[[10, 20]], y[[10, 20]]).tolist() == [10, 20]
