@@ -96,6 +96,32 @@ def no_huge_pages(raw: np.ndarray) -> bool:
     return end > first and _MADVISE(first, end - first, mmap.MADV_NOHUGEPAGE) == 0
 
 
+#: ``madvise`` advice that faults a range in for writing in one call (Linux 5.14; not in
+#: Python 3.11's ``mmap``)
+MADV_POPULATE_WRITE = 23
+_populate = [True]                   # cleared when the kernel refuses the advice
+
+
+def populate(view: np.ndarray) -> bool:
+    """Fault in the pages under ``view`` in one call, before its rows are written.
+
+    Why: a chunk is touched row by row, each 4 KiB page then costs one fault (a trap, the
+    zeroing, the return); faulting a few MiB in at once does the same zeroing without the
+    traps (measured: 0.21 ms per fresh 512 KiB row against 0.29-0.43 row by row). Pages
+    already present cost a walk of their page table. Returns whether the kernel took it;
+    the values never depend on it."""
+    if _MADVISE is None or not _populate[0] or view.nbytes == 0:
+        return False
+    page = mmap.PAGESIZE
+    start = view.__array_interface__["data"][0]
+    first = start // page * page
+    end = -(-(start + view.nbytes) // page) * page
+    if _MADVISE(first, end - first, MADV_POPULATE_WRITE) == 0:
+        return True
+    _populate[0] = False             # an older kernel (EINVAL): rows fault in as they are written
+    return False
+
+
 def pooled(raw: np.ndarray) -> bool:
     """Whether ``raw`` is one of the pool's blocks (the pool holds a reference to it)."""
     return any(b is raw for b in _blocks)

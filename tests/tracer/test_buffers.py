@@ -177,3 +177,36 @@ def test_pool_blocks_are_advised_against_huge_pages_and_a_plain_array_is_not():
     assert "nh" not in _vm_flags(inside(plain))
     block[:] = 5.0
     assert float(block[-1, -1]) == 5.0                   # values never depend on the advice
+
+
+def _rss_kib(address: int) -> int:
+    """Resident KiB of the mapping holding ``address`` (``/proc/self/smaps``)."""
+    inside = False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split(" ", 1)[0]
+            if "-" in head and ":" not in head:
+                lo, hi = (int(p, 16) for p in head.split("-"))
+                inside = lo <= address < hi
+            elif inside and line.startswith("Rss:"):
+                return int(line.split()[1])
+    return -1
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="Linux only: reads /proc/self/smaps")
+def test_big_rows_fault_their_chunk_in_ahead_and_record_the_same_values():
+    from tracer import chunk_pool
+    chunk_pool.release_free()                            # no touched block to reuse: fresh pages
+    twin = RowBuffer(128_000, np.float32)                # one 512 KB row: the twin faults row by row
+    twin._ready = twin._cur.shape[0]                     # (nothing left to fault in ahead)
+    buf = RowBuffer(128_000, np.float32)
+    inside = lambda b: b._cur.__array_interface__["data"][0] + 64 * 4096
+    assert _rss_kib(inside(twin)) < 1024 and _rss_kib(inside(buf)) < 1024
+    row = np.arange(128_000, dtype=np.float32)
+    twin.append(row)
+    buf.append(row)
+    if chunk_pool._populate[0]:                          # a kernel that takes MADV_POPULATE_WRITE
+        ahead = RowBuffer.PREFAULT_BYTES // row.nbytes * row.nbytes     # whole rows: 16 of them
+        assert _rss_kib(inside(buf)) >= ahead // 1024 - 8
+    assert _rss_kib(inside(twin)) < 2048
+    assert buf.to_array().tobytes() == twin.to_array().tobytes() == row.tobytes()
