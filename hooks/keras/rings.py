@@ -68,6 +68,7 @@ class StepRings:
         self.rings: dict[str, tf.Variable] = {}
         self.kept: dict[str, tf.Variable] = {}
         self.count: tf.Variable | None = None
+        self.sample_rows: dict[str, int] = {}  # rings of batch rows: name -> rows per step
         self.read_so_far = 0                  # steps the host has read
 
     # ------------------------------------------------------------ in the graph
@@ -98,8 +99,12 @@ class StepRings:
         var.scatter_update(tf.IndexedSlices(tf.expand_dims(value, 0), slot))
 
     def put_sample(self, slot: tf.Tensor, name: str, value: tf.Tensor) -> None:
-        """Write a ``(batch, ...)`` tensor padded (or cut) to :attr:`batch_rows` rows (left
-        out when a dimension past the batch is not known when the step is traced)."""
+        """Write the first :attr:`batch_rows` rows of a ``(batch, ...)`` tensor (left out when
+        a dimension past the batch is not known when the step is traced).
+
+        The ring holds ``K * batch_rows`` rows; the step's rows go to ``slot * batch_rows``
+        on, as they are (no padded copy of the batch): rows past a short batch keep what an
+        earlier step wrote, and the host reads only the step's batch size of them."""
         rest = tuple(value.shape[1:])
         if value.shape.rank is None or any(d is None for d in rest):
             return
@@ -108,8 +113,10 @@ class StepRings:
             self.batch_rows = max(self.batch_rows or 0, known) or DEFAULT_BATCH
         b = self.batch_rows
         part = value[:b]
-        pad = [[0, b - tf.shape(part)[0]]] + [[0, 0]] * len(rest)
-        self.put(slot, name, tf.ensure_shape(tf.pad(part, pad), (b, *rest)))
+        var = self._variable(self.rings, name, (self.size * b, *rest), value.dtype)
+        self.sample_rows[name] = b
+        rows = tf.cast(slot[0], tf.int64) * b + tf.range(tf.shape(part, out_type=tf.int64)[0])
+        var.scatter_update(tf.IndexedSlices(part, rows))
 
     def end(self) -> None:
         """The step is written: count it."""
@@ -130,6 +137,8 @@ class StepRings:
         if self.count is None:
             return [None] * n
         views = {name: _view(var) for name, var in self.rings.items()}
+        for name, b in self.sample_rows.items():           # (K * b, ...) -> (K, b, ...)
+            views[name] = views[name].reshape(self.size, b, *views[name].shape[1:])
         written = self.written
         out: list[dict | None] = []
         for i in range(self.read_so_far, self.read_so_far + n):
