@@ -8,6 +8,18 @@ and a machine shared with other work as wall time beyond CPU time. ``--fresh`` r
 first fit of the process too (its recorder gets fresh memory; later fits reuse the pool of
 already touched blocks, :mod:`tracer.chunk_pool`).
 
+What it showed on the shared 2-core VM (issue 12), and what was done about each:
+
+- a fresh full capture spent 1.8-2.3 ms of system time per step in transparent-huge-page
+  faults that compact memory (few faults, each slow, the process waiting): the recorder's
+  pool blocks are advised against huge pages and faulted in 8 MiB ahead
+  (:mod:`tracer.chunk_pool`), 0.5-0.6 ms;
+- every host read of a ring copied the whole ring (a variable written by ``scatter_update``
+  is in TensorFlow's copy-on-read mode): read as a view now (:mod:`hooks.keras.rings`);
+- summary capture added 9 voluntary context switches per step (23 against 14 untraced):
+  TensorFlow shared each sum of squares over the 128,000-element kernel among its threads;
+  summed in pieces now (:mod:`hooks.keras.step_tf`), 15-16.
+
 Run: ``python bench/profile_keras.py [--modes untraced,full,summary] [--epochs 3] [--repeats 2]``
 """
 from __future__ import annotations
