@@ -12,7 +12,7 @@ What it showed on the shared 2-core VM (issue 12), and what was done about each:
 
 - a fresh full capture spent 1.8-2.3 ms of system time per step in transparent-huge-page
   faults that compact memory (few faults, each slow, the process waiting): the recorder's
-  pool blocks are advised against huge pages and faulted in 8 MiB ahead
+  pool blocks are advised against huge pages and faulted in 2 MiB ahead
   (:mod:`tracer.chunk_pool`), 0.5-0.6 ms;
 - every host read of a ring copied the whole ring (a variable written by ``scatter_update``
   is in TensorFlow's copy-on-read mode): read as a view now (:mod:`hooks.keras.rings`);

@@ -36,8 +36,10 @@ class RowBuffer:
     CHUNK_BYTES = 256 << 20
     #: rows of at least this many bytes are reserved a whole chunk at once
     BIG_ROW = 64 << 10
-    #: bytes of a pooled chunk faulted in at once ahead of its big rows (:func:`tracer.chunk_pool.populate`)
-    PREFAULT_BYTES = 8 << 20
+    #: bytes of a pooled chunk faulted in at once ahead of its big rows (:func:`tracer.chunk_pool.populate`);
+    #: small, because what is faulted in ahead is memory the budget does not count yet (a
+    #: row larger than this is faulted in alone, just before it is written)
+    PREFAULT_BYTES = 2 << 20
 
     def __init__(self, width: int, dtype=np.float64, capacity: int = 64, chunk_bytes: int | None = None):
         self._width = int(width)

@@ -206,7 +206,7 @@ def test_big_rows_fault_their_chunk_in_ahead_and_record_the_same_values():
     twin.append(row)
     buf.append(row)
     if chunk_pool._populate[0]:                          # a kernel that takes MADV_POPULATE_WRITE
-        ahead = RowBuffer.PREFAULT_BYTES // row.nbytes * row.nbytes     # whole rows: 16 of them
+        ahead = RowBuffer.PREFAULT_BYTES // row.nbytes * row.nbytes     # whole rows: 4 of them
         assert _rss_kib(inside(buf)) >= ahead // 1024 - 8
-    assert _rss_kib(inside(twin)) < 2048
+    assert _rss_kib(inside(twin)) < 1024
     assert buf.to_array().tobytes() == twin.to_array().tobytes() == row.tobytes()
