@@ -25,6 +25,7 @@ Run: ``python bench/profile_keras.py [--modes untraced,full,summary] [--epochs 3
 from __future__ import annotations
 
 import argparse
+import gc
 import resource
 import sys
 import time
@@ -60,7 +61,9 @@ class Probe(keras.callbacks.Callback):
 
 
 def one_fit(x, y, epochs: int, mode: str) -> np.ndarray:
-    """The counters per steady step (epochs after the first) of one fit in ``mode``."""
+    """The counters per steady step (epochs after the first) of one fit in ``mode`` (after a
+    full garbage collection, as :func:`bench_keras.one_fit`)."""
+    gc.collect()
     model, probe = bk.build(), Probe()
     callbacks: list = [probe]
     cb = None
