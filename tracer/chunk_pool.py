@@ -62,6 +62,7 @@ def take(nbytes: int) -> np.ndarray:
             return best
         raw = np.empty(nbytes, dtype=np.uint8)
         no_huge_pages(raw)
+        _populated[_address(raw)] = 0     # fresh pages (an earlier block's address reused)
         if sum(b.nbytes for b in _blocks) + nbytes <= POOL_BYTES:
             _blocks.append(raw)
         return raw
@@ -100,6 +101,13 @@ def no_huge_pages(raw: np.ndarray) -> bool:
 #: Python 3.11's ``mmap``)
 MADV_POPULATE_WRITE = 23
 _populate = [True]                   # cleared when the kernel refuses the advice
+#: a block's address -> bytes from its start :func:`populate` faulted in (a reused block's
+#: pages are present: asking again would only walk its page table, ~0.1 ms per 2 MiB)
+_populated: dict[int, int] = {}
+
+
+def _address(a: np.ndarray) -> int:
+    return a.__array_interface__["data"][0]
 
 
 def populate(view: np.ndarray) -> bool:
@@ -113,10 +121,18 @@ def populate(view: np.ndarray) -> bool:
     if _MADVISE is None or not _populate[0] or view.nbytes == 0:
         return False
     page = mmap.PAGESIZE
-    start = view.__array_interface__["data"][0]
+    start, stop = _address(view), _address(view) + view.nbytes
+    origin = _address(view.base) if isinstance(view.base, np.ndarray) else None
+    done = None if origin is None else _populated.get(origin)
+    if done is not None:                 # a pool block, filled from its start: skip what is present
+        if stop <= origin + done:
+            return True
+        start = max(start, origin + done)
     first = start // page * page
-    end = -(-(start + view.nbytes) // page) * page
+    end = -(-stop // page) * page
     if _MADVISE(first, end - first, MADV_POPULATE_WRITE) == 0:
+        if done is not None:
+            _populated[origin] = max(done, stop - origin)
         return True
     _populate[0] = False             # an older kernel (EINVAL): rows fault in as they are written
     return False
@@ -149,6 +165,7 @@ def release_free() -> int:
         for raw in _blocks:                  # a plain loop: the references _FREE_REFS counts
             if sys.getrefcount(raw) <= _FREE_REFS:
                 released += raw.nbytes
+                _populated.pop(_address(raw), None)
             else:
                 keep.append(raw)
         raw = None

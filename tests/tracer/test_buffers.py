@@ -210,3 +210,24 @@ def test_big_rows_fault_their_chunk_in_ahead_and_record_the_same_values():
         assert _rss_kib(inside(buf)) >= ahead // 1024 - 8
     assert _rss_kib(inside(twin)) < 1024
     assert buf.to_array().tobytes() == twin.to_array().tobytes() == row.tobytes()
+
+
+def test_a_reused_block_is_not_faulted_in_again_and_a_fresh_one_is(monkeypatch):
+    from tracer import chunk_pool
+    if chunk_pool._MADVISE is None:
+        pytest.skip("no madvise")
+    calls = []
+    real = chunk_pool._MADVISE
+    monkeypatch.setattr(chunk_pool, "_MADVISE", lambda a, n, advice: calls.append(advice) or real(a, n, advice))
+    populate = chunk_pool.MADV_POPULATE_WRITE
+    row = np.ones(128_000, np.float32)
+    chunk_pool.release_free()
+    first = RowBuffer(128_000, np.float32)               # a fresh block: faulted in ahead
+    first.append(row)
+    fresh = calls.count(populate)
+    del first
+    calls.clear()
+    again = RowBuffer(128_000, np.float32)               # the same block, its pages present
+    again.append(row)
+    assert calls.count(populate) == 0 and fresh == (1 if chunk_pool._populate[0] else 0)
+    assert again.to_array().tobytes() == row.tobytes()
