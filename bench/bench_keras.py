@@ -16,6 +16,7 @@ Run: ``python bench/bench_keras.py [--epochs 2] [--repeats 3] [--modes untraced,
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import time
@@ -79,7 +80,13 @@ MODES = ("untraced", "floor", "full", "summary", "every10")
 
 def one_fit(x, y, epochs, mode):
     """One fit in ``mode``; returns (total seconds, steady seconds, steady CPU seconds,
-    steps recorded, weights)."""
+    steps recorded, weights).
+
+    Each fit starts after a full garbage collection, in every mode: the process holds some
+    430,000 objects TensorFlow tracks, so one collection of the oldest generation takes
+    about 0.3 s (measured here), and one fit's garbage (an earlier model's graph, a dropped
+    trace) collected inside another fit's steady epoch (140 steps, 0.2-0.3 s) would double it."""
+    gc.collect()
     model = build()
     timer = EpochTimer()
     callbacks = [timer]

@@ -30,11 +30,16 @@ class RowBuffer:
     the recording holds.
     """
 
-    __slots__ = ("_chunks", "_cur", "_pos", "_chunk_rows", "_width", "_dtype", "_limit", "_filled", "n", "_staged")
+    __slots__ = ("_chunks", "_cur", "_pos", "_chunk_rows", "_width", "_dtype", "_limit", "_filled", "n", "_staged",
+                 "_ready")
 
     CHUNK_BYTES = 256 << 20
     #: rows of at least this many bytes are reserved a whole chunk at once
     BIG_ROW = 64 << 10
+    #: bytes of a pooled chunk faulted in at once ahead of its big rows (:func:`tracer.chunk_pool.populate`);
+    #: small, because what is faulted in ahead is memory the budget does not count yet (a
+    #: row larger than this is faulted in alone, just before it is written)
+    PREFAULT_BYTES = 2 << 20
 
     def __init__(self, width: int, dtype=np.float64, capacity: int = 64, chunk_bytes: int | None = None):
         self._width = int(width)
@@ -53,6 +58,7 @@ class RowBuffer:
         self._filled = 0       # rows in the kept (full) chunks
         self.n = 0
         self._staged = 0       # address of the next row while a caller holds it (see stage)
+        self._ready = 0        # rows of the current chunk faulted in ahead (see _prefault)
 
     @property
     def width(self) -> int:
@@ -81,13 +87,24 @@ class RowBuffer:
         self._filled += self._pos
         self._chunk_rows = int(max(self._chunk_rows, min(self._chunk_rows * 2, self._limit // self.row_bytes)))
         self._cur = chunk_pool.chunk(self._chunk_rows, self._width, self._dtype)
-        self._pos = 0
+        self._pos = self._ready = 0
+
+    def _prefault(self) -> None:
+        """Fault in the next :data:`PREFAULT_BYTES` of the current chunk at once when its rows
+        are big (a parameter's values): the rows are about to be written one by one."""
+        rows = max(1, self.PREFAULT_BYTES // self.row_bytes)
+        end = min(self._cur.shape[0], self._pos + rows)
+        if self.row_bytes >= self.BIG_ROW:
+            chunk_pool.populate(self._cur[self._pos:end])
+        self._ready = end
 
     def append(self, row: np.ndarray | float) -> None:
         """Copy one row (anything reshapeable to ``width`` values) into the buffer; a row
         :meth:`stage` handed out and filled in place is taken as it is (no copy)."""
         if self._pos == self._cur.shape[0]:
             self._next_chunk()
+        if self._pos >= self._ready:
+            self._prefault()
         dst = self._cur[self._pos]
         if not (self._staged and isinstance(row, np.ndarray) and row.size == self._width
                 and _address(row) == _address(dst)):
@@ -106,6 +123,8 @@ class RowBuffer:
         that gives up on it says so with :meth:`unstage`."""
         if self._pos == self._cur.shape[0]:
             self._next_chunk()
+        if self._pos >= self._ready:
+            self._prefault()
         row = self._cur[self._pos]
         address = _address(row)
         if self._staged == address:
@@ -170,7 +189,7 @@ class RowBuffer:
         if self._seen():
             self._cur = chunk_pool.chunk(self._chunk_rows, self._width, self._dtype)
         self._chunks = []
-        self._pos = self._filled = self.n = self._staged = 0
+        self._pos = self._filled = self.n = self._staged = self._ready = 0
 
 
 def _address(a: np.ndarray) -> int:

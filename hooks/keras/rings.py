@@ -7,9 +7,11 @@ step itself, and needs a host transfer per step. Instead the traced step copies 
 trace needs into ``tf.Variable`` rings allocated once, of shape ``(K, ...)``, at row
 ``count % K``, and counts the step in a variable; it returns Keras's own logs and nothing
 else. The host reads the rings when K steps are waiting (or at an epoch's end, the end of
-``fit``, a crash): a read is a view of the variable's buffer (``value()._numpy()``), not a
-copy, so the one copy of each value is the recorder's. Should a view outlive the read, the
-next write copies the buffer first (TensorFlow's copy on write), so a view never changes.
+``fit``, a crash): a read is a view of the variable's buffer, not a copy (:func:`_view`:
+a variable written row by row is in TensorFlow's copy-on-read mode, which would copy the
+whole ring at every read), so the one copy of each value is the recorder's. Should a view
+outlive the read, the next write copies the buffer first (TensorFlow's copy on write), so
+a view never changes.
 
 Samples (inputs, targets, predictions) are padded to the ring's batch rows; the step's
 real batch size is one of the scalars. A batch larger than the ring keeps its first rows
@@ -66,6 +68,7 @@ class StepRings:
         self.rings: dict[str, tf.Variable] = {}
         self.kept: dict[str, tf.Variable] = {}
         self.count: tf.Variable | None = None
+        self.sample_rows: dict[str, int] = {}  # rings of batch rows: name -> rows per step
         self.read_so_far = 0                  # steps the host has read
 
     # ------------------------------------------------------------ in the graph
@@ -96,8 +99,12 @@ class StepRings:
         var.scatter_update(tf.IndexedSlices(tf.expand_dims(value, 0), slot))
 
     def put_sample(self, slot: tf.Tensor, name: str, value: tf.Tensor) -> None:
-        """Write a ``(batch, ...)`` tensor padded (or cut) to :attr:`batch_rows` rows (left
-        out when a dimension past the batch is not known when the step is traced)."""
+        """Write the first :attr:`batch_rows` rows of a ``(batch, ...)`` tensor (left out when
+        a dimension past the batch is not known when the step is traced).
+
+        The ring holds ``K * batch_rows`` rows; the step's rows go to ``slot * batch_rows``
+        on, as they are (no padded copy of the batch): rows past a short batch keep what an
+        earlier step wrote, and the host reads only the step's batch size of them."""
         rest = tuple(value.shape[1:])
         if value.shape.rank is None or any(d is None for d in rest):
             return
@@ -106,8 +113,10 @@ class StepRings:
             self.batch_rows = max(self.batch_rows or 0, known) or DEFAULT_BATCH
         b = self.batch_rows
         part = value[:b]
-        pad = [[0, b - tf.shape(part)[0]]] + [[0, 0]] * len(rest)
-        self.put(slot, name, tf.ensure_shape(tf.pad(part, pad), (b, *rest)))
+        var = self._variable(self.rings, name, (self.size * b, *rest), value.dtype)
+        self.sample_rows[name] = b
+        rows = tf.cast(slot[0], tf.int64) * b + tf.range(tf.shape(part, out_type=tf.int64)[0])
+        var.scatter_update(tf.IndexedSlices(part, rows))
 
     def end(self) -> None:
         """The step is written: count it."""
@@ -127,7 +136,9 @@ class StepRings:
             return []
         if self.count is None:
             return [None] * n
-        views = {name: var.value()._numpy() for name, var in self.rings.items()}
+        views = {name: _view(var) for name, var in self.rings.items()}
+        for name, b in self.sample_rows.items():           # (K * b, ...) -> (K, b, ...)
+            views[name] = views[name].reshape(self.size, b, *views[name].shape[1:])
         written = self.written
         out: list[dict | None] = []
         for i in range(self.read_so_far, self.read_so_far + n):
@@ -137,3 +148,17 @@ class StepRings:
                 out.append({name: v[i % self.size] for name, v in views.items()})
         self.read_so_far = max(written, self.read_so_far + n)
         return out
+
+
+def _view(var: tf.Variable) -> np.ndarray:
+    """A NumPy view of ``var``'s buffer, without a copy.
+
+    Why not ``var.value()`` alone: a variable written by a sparse update (the rings'
+    ``scatter_update``) is in TensorFlow's copy-on-read mode, where every dense read
+    copies the whole variable - a ring of K steps per read, into memory the allocator may
+    hand out fresh. ``DisableCopyOnRead`` switches the variable to copy-on-write for the
+    read (cheap while nothing else holds its buffer); the next ``scatter_update`` switches
+    it back, copying the buffer first only if a view is still alive, so a view never
+    changes under its holder."""
+    tf.raw_ops.DisableCopyOnRead(resource=var.handle)
+    return var.value()._numpy()

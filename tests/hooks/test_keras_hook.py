@@ -228,6 +228,31 @@ def test_every_and_summary():
     np.testing.assert_allclose(steps["loss"], ft.steps["loss"], rtol=0)
 
 
+
+def test_summary_norms_summed_in_pieces_equal_the_norms_of_a_full_capture(monkeypatch):
+    """Sums of squares over more than ``SUM_CHUNK`` elements are taken piece by piece (a
+    kernel of 18 in pieces of at most 4): each norm still equals the full capture's."""
+    from hooks.keras import step_tf
+    x, y = regression_data(n=32)
+    runs = {}
+    for chunk in (4, 10**9):                 # pieces, and the twin summed whole
+        monkeypatch.setattr(step_tf, "SUM_CHUNK", chunk)
+        model = mlp()
+        cb = TraceCallback(capture="summary")
+        model.fit(x, y, epochs=1, batch_size=8, callbacks=[cb], verbose=0)
+        runs[chunk] = (model, cb.trace.steps.rename(columns=lambda c: c.replace(model.layers[0].kernel.path, "k")))
+    full_model = mlp()
+    full = TraceCallback()
+    full_model.fit(x, y, epochs=1, batch_size=8, callbacks=[full], verbose=0)
+    model, steps = runs[4]
+    for a, b in zip(model.get_weights(), full_model.get_weights()):
+        assert a.tobytes() == b.tobytes()
+    for which, col in (("grad", "grad_norm_k"), ("update", "update_norm_k"), ("before", "value_norm_k")):
+        vals = full.trace.param_values(full_model.layers[0].kernel.path, which).reshape(4, -1).astype(np.float64)
+        np.testing.assert_allclose(steps[col], np.linalg.norm(vals, axis=1), rtol=1e-6)
+        np.testing.assert_allclose(steps[col], runs[10**9][1][col], rtol=1e-6)
+        assert (steps[col] > 0).all()
+
 def test_bad_arguments_are_named():
     with pytest.raises(TraceInputError, match="every"):
         TraceCallback(every=0)

@@ -158,3 +158,27 @@ def test_a_dataset_of_unknown_batch_size_keeps_its_rows_up_to_the_rows_kept(monk
     else:
         assert len(trace.samples) == 0
         assert any("larger than the 16 rows kept" in n for n in trace.meta["notes"])
+
+
+def test_a_ring_is_read_as_a_view_of_its_buffer_and_a_held_view_never_changes():
+    import tensorflow as tf
+    ring = rings.StepRings(4)
+
+    @tf.function
+    def step(value):
+        ring.put(ring.begin(), "v", value)
+        ring.end()
+
+    for k in range(3):
+        step(tf.fill((2, 3), float(k)))
+    address = lambda a: a.__array_interface__["data"][0]
+    var = ring.rings["v"]
+    plain = [var.value()._numpy() for _ in range(2)]         # the twin: a sparse-written variable
+    assert address(plain[0]) != address(plain[1])            # copies on every dense read
+    del plain
+    first, second = rings._view(var), rings._view(var)
+    assert address(first) == address(second)                 # no copy
+    assert first[:3, 0, 0].tolist() == [0.0, 1.0, 2.0]
+    step(tf.fill((2, 3), 7.0))                               # written while a view is alive
+    assert first[3, 0, 0] == 0.0 and rings._view(var)[3, 0, 0] == 7.0
+    assert [row["v"][0, 0] for row in ring.read(4)] == [0.0, 1.0, 2.0, 7.0]

@@ -70,3 +70,39 @@ def test_many_unique_rows_take_the_vectorised_path_and_agree():
 def test_an_unknown_repeats_policy_is_refused():
     with pytest.raises(ValueError, match="repeats"):
         RowMatcher(np.ones((1, 1)), repeats="last")
+
+
+def test_wide_rows_hash_a_sample_of_their_words_and_every_hit_is_still_checked_in_full():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300, 64)).astype(np.float32)          # 32 words a row: 16 are sampled
+    y = rng.normal(size=(300, 1)).astype(np.float32)
+    m = RowMatcher(x, y)
+    order = rng.permutation(300)[:40]
+    assert m.match(x[order], y[order]).tolist() == order.tolist()
+    assert m._offsets is not None                             # the sampled hash was used
+    unsampled = sorted(set(range(64)) - {int(i) // 4 for i in m._offsets})[0]   # a float no sample reads
+    forged = x[order].copy()
+    forged[3, unsampled] += 1.0                               # same sampled words, another row
+    assert m.match(forged, y[order]) is None
+
+
+def test_rows_the_sample_cannot_tell_apart_fall_back_to_the_whole_row():
+    rng = np.random.default_rng(2)
+    x = np.zeros((200, 64), np.float32)
+    x[:, 2] = rng.permutation(200)                            # rows differ in one unsampled float only
+    y = np.zeros((200, 1), np.float32)
+    m = RowMatcher(x, y)
+    order = rng.permutation(200)[:30]
+    assert m.match(x[order], y[order]).tolist() == order.tolist()
+    assert m._offsets is None and m._table is None            # whole-row hashes, still the fast path
+
+
+def test_wide_data_with_repeated_rows_keeps_the_sampled_hash_and_hands_copies_out_in_turn():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(100, 64)).astype(np.float32)
+    x[7] = x[3]                                               # a repeated row: alike in every word
+    y = np.zeros((100, 1), np.float32)
+    m = RowMatcher(x, y)
+    assert m.match(x[[3, 3, 5]], y[[3, 3, 5]]).tolist() == [3, 7, 5]
+    assert m._offsets is not None                             # the sample tells distinct rows apart
+    assert m.match(x[[10, 20]], y[[10, 20]]).tolist() == [10, 20]

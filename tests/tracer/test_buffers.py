@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import weakref
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -150,3 +151,83 @@ def test_release_free_gives_back_only_blocks_no_array_views():
     assert all(id(b) != dropped_base for b in chunk_pool._blocks)
     assert any(b is kept.base for b in chunk_pool._blocks) and len(chunk_pool._blocks) < before
     assert float(kept.sum()) == 7.0 * 1024 * 2048                  # a viewed block is untouched
+
+
+def _vm_flags(address: int) -> list[str]:
+    """The kernel's VmFlags of the mapping holding ``address`` (``/proc/self/smaps``)."""
+    inside = False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split(" ", 1)[0]
+            if "-" in head and ":" not in head:
+                lo, hi = (int(p, 16) for p in head.split("-"))
+                inside = lo <= address < hi
+            elif inside and line.startswith("VmFlags:"):
+                return line.split()[1:]
+    return []
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="Linux only: reads /proc/self/smaps")
+def test_pool_blocks_are_advised_against_huge_pages_and_a_plain_array_is_not():
+    from tracer import chunk_pool
+    block = chunk_pool.chunk(1024, 2048, np.float32)     # 8 MiB: pooled
+    plain = np.empty(8 << 20, np.uint8)                  # the twin: NumPy's own allocation
+    inside = lambda a: a.__array_interface__["data"][0] + 2 * 4096   # a whole page of it
+    assert "nh" in _vm_flags(inside(block))
+    assert "nh" not in _vm_flags(inside(plain))
+    block[:] = 5.0
+    assert float(block[-1, -1]) == 5.0                   # values never depend on the advice
+
+
+def _rss_kib(address: int) -> int:
+    """Resident KiB of the mapping holding ``address`` (``/proc/self/smaps``)."""
+    inside = False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split(" ", 1)[0]
+            if "-" in head and ":" not in head:
+                lo, hi = (int(p, 16) for p in head.split("-"))
+                inside = lo <= address < hi
+            elif inside and line.startswith("Rss:"):
+                return int(line.split()[1])
+    return -1
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="Linux only: reads /proc/self/smaps")
+def test_big_rows_fault_their_chunk_in_ahead_and_record_the_same_values():
+    from tracer import chunk_pool
+    chunk_pool.release_free()                            # no touched block to reuse: fresh pages
+    twin = RowBuffer(128_000, np.float32)                # one 512 KB row: the twin faults row by row
+    twin._ready = twin._cur.shape[0]                     # (nothing left to fault in ahead)
+    buf = RowBuffer(128_000, np.float32)
+    inside = lambda b: b._cur.__array_interface__["data"][0] + 64 * 4096
+    assert _rss_kib(inside(twin)) < 1024 and _rss_kib(inside(buf)) < 1024
+    row = np.arange(128_000, dtype=np.float32)
+    twin.append(row)
+    buf.append(row)
+    if chunk_pool._populate[0]:                          # a kernel that takes MADV_POPULATE_WRITE
+        ahead = RowBuffer.PREFAULT_BYTES // row.nbytes * row.nbytes     # whole rows: 4 of them
+        assert _rss_kib(inside(buf)) >= ahead // 1024 - 8
+    assert _rss_kib(inside(twin)) < 1024
+    assert buf.to_array().tobytes() == twin.to_array().tobytes() == row.tobytes()
+
+
+def test_a_reused_block_is_not_faulted_in_again_and_a_fresh_one_is(monkeypatch):
+    from tracer import chunk_pool
+    if chunk_pool._MADVISE is None:
+        pytest.skip("no madvise")
+    calls = []
+    real = chunk_pool._MADVISE
+    monkeypatch.setattr(chunk_pool, "_MADVISE", lambda a, n, advice: calls.append(advice) or real(a, n, advice))
+    populate = chunk_pool.MADV_POPULATE_WRITE
+    row = np.ones(128_000, np.float32)
+    chunk_pool.release_free()
+    first = RowBuffer(128_000, np.float32)               # a fresh block: faulted in ahead
+    first.append(row)
+    fresh = calls.count(populate)
+    del first
+    calls.clear()
+    again = RowBuffer(128_000, np.float32)               # the same block, its pages present
+    again.append(row)
+    assert calls.count(populate) == 0 and fresh == (1 if chunk_pool._populate[0] else 0)
+    assert again.to_array().tobytes() == row.tobytes()
