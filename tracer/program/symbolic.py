@@ -207,8 +207,8 @@ def magnitude(expr: sp.Expr, mags: dict) -> sp.Expr:
             out = sp.Piecewise(*[(m(ex), cond) for ex, cond in e.args])
         elif isinstance(e, (sp.Max, sp.Min)):
             out = sp.Max(*[m(a) for a in e.args])
-        elif isinstance(e, (sp.Heaviside, sp.sign)) or e.is_Relational or e.is_Boolean:
-            out = sp.Abs(e)
+        elif isinstance(e, (sp.Heaviside, sp.sign, sp.floor, sp.ceiling)) or e.is_Relational or e.is_Boolean:
+            out = sp.Abs(e)          # steps: no derivative to carry a rounding through
         elif isinstance(e, sp.Abs):
             out = m(e.args[0])
         elif e.is_Add:

@@ -97,13 +97,7 @@ def test_every_registered_op_has_a_recipe():
     assert set(REGISTRY) == set(RECIPES)
 
 
-#: floor and round cannot be evaluated at all: sympy cannot differentiate floor for their
-#: magnitude rule (a limitation of the registry, not of the bound)
-_UNEVALUATED = {"floor", "round"}
-
-
-@pytest.mark.parametrize("op", [pytest.param(o, marks=pytest.mark.xfail(strict=True))
-                                if o in _UNEVALUATED else o for o in sorted(RECIPES)])
+@pytest.mark.parametrize("op", sorted(RECIPES))
 @pytest.mark.parametrize("dtype,factor", [(np.float64, 1.0 + 1e-12), (np.float32, 2.0)])
 def test_the_lower_bound_is_below_the_magnitudes_element_by_element(op, dtype, factor):
     rng = np.random.default_rng(sorted(RECIPES).index(op))

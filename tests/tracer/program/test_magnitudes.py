@@ -105,3 +105,16 @@ def test_a_gradient_one_percent_off_is_outside_the_float32_bound():
     assert caught.mean() > 0.5                      # most elements show it
     top = np.abs(g) >= np.quantile(np.abs(g), 0.9)
     assert caught[top].all()                        # and every large one does
+
+
+@pytest.mark.parametrize("op,expected", [("floor", [-3.0, -1.0, 0.0, 2.0]), ("round", [-3.0, -1.0, 1.0, 2.0])])
+def test_steps_floor_and_round_evaluate_with_their_value_as_magnitude(op, expected):
+    """floor and round have no derivative to carry a rounding through: their magnitude is
+    |value| (as sign's and Heaviside's), not a crash of sympy's derivative of floor."""
+    prog = StepProgram.from_dict({"inputs": [{"name": "x", "source": "inputs"}], "params": [],
+                                  "nodes": [{"name": "r", "op": op, "args": ["x"]}],
+                                  "outputs": {"prediction": "r"}})
+    x = np.array([[[-2.6], [-0.7], [0.6], [2.4]]])
+    ev = Evaluation(prog, {"x": x}, np.float64)
+    assert ev.values["r"].ravel().tolist() == expected
+    assert np.abs(ev.magnitudes()["r"]).ravel().tolist() == [abs(v) for v in expected]
