@@ -20,6 +20,7 @@ from ..math.optimizers import get_optimizer
 from . import identify
 from .compare import badness, nonfinite_rows, worst_blocks, worst_per_row, worst_rows
 from .quantities import add_worst
+from .scratch import Scratch
 from .tolerance import FACTOR
 
 if TYPE_CHECKING:
@@ -209,11 +210,16 @@ def _update_rows(rule, b, a, gk, tk, lr_used, eps, shape):
     f = 8 * eps / rtol
     dt = np.result_type(b.dtype, gk.dtype, np.float32)
 
+    scratch = Scratch(dt)
+
     def values(r0, r1, c0, c1):     # the update from its own expression (-lr*g): its digits kept
         bb, aa = b[r0:r1, c0:c1], a[r0:r1, c0:c1]
         e = rule.update(bb, gk[r0:r1, c0:c1], tk[r0:r1], None if lr_used is None else lr_used[r0:r1], dtype=dt)
-        act = np.subtract(aa, bb, dtype=dt)
-        sc = np.maximum(np.abs(bb), np.abs(aa), dtype=dt)
+        act, sc, t = scratch.views(bb.shape, 3)     # reused: a fresh block costs its page faults
+        np.subtract(aa, bb, out=act, casting="unsafe")
+        np.abs(bb, out=sc, casting="unsafe")
+        np.abs(aa, out=t, casting="unsafe")
+        np.maximum(sc, t, out=sc)
         return e, act, np.multiply(sc, dt.type(f), out=sc)
 
     def exact(sel, cols=None):                        # float64, as the check defines it
@@ -225,7 +231,8 @@ def _update_rows(rule, b, a, gk, tk, lr_used, eps, shape):
         return new.reshape(len(sel), -1) - b64, a64 - b64, _value_scale(b64, a64, f, subnormal_floor(a.dtype))
     # the fast values' own rounding, a few units of dt on the update, in badness units
     slack = 4 * float(np.finfo(dt).eps) / rtol
-    idx, bad = worst_blocks(R, size, values, exact, rtol, exact_fails=False, slack=slack)
+    with scratch:
+        idx, bad = worst_blocks(R, size, values, exact, rtol, exact_fails=False, slack=slack)
     need = np.flatnonzero(~(bad <= 1.0))
     exp_u, act_u, scale = _exact_at(rule, b, a, gk, tk, lr_used, np.arange(R), idx, f)
     per = max(1, CHUNK_ELEMENTS // 8 // max(1, size))
