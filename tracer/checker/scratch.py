@@ -36,13 +36,18 @@ def arena() -> Iterator[None]:
         _free.reset(token)
 
 
+#: buffers are whole MiB of raw bytes, so that one serves any dtype and block shape that
+#: fits (a float32 block then a float64 one): the arena keeps fewer, and holds less
+_UNIT = 1 << 20
+
+
 def _take(n: int, dtype: np.dtype) -> np.ndarray:
+    """A flat ``dtype`` view of ``n`` elements on raw bytes: free ones of the arena first."""
+    nbytes = -(-n * dtype.itemsize // _UNIT) * _UNIT
     free = _free.get()
-    if free:
-        fits = [i for i, buf in enumerate(free) if buf.dtype == dtype and buf.size >= n]
-        if fits:
-            return free.pop(min(fits, key=lambda i: free[i].size))
-    return np.empty(n, dtype=dtype)
+    fits = [i for i, raw in enumerate(free or ()) if raw.nbytes >= nbytes]
+    raw = free.pop(min(fits, key=lambda i: free[i].nbytes)) if fits else np.empty(nbytes, dtype=np.uint8)
+    return raw.view(dtype)
 
 
 class Scratch:
@@ -64,7 +69,7 @@ class Scratch:
         """Give the buffers back (to the arena when one is active); views must be done with."""
         free = _free.get()
         if free is not None:
-            free.extend(self.bufs)
+            free.extend(buf.base if buf.base is not None else buf for buf in self.bufs)
         self.bufs = []
 
     def __enter__(self) -> Scratch:
