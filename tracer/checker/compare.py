@@ -3,8 +3,9 @@
 Why blocked: a gradient check on a 500 x 256 weight over 140 steps compares 18 million
 pairs. A whole-chunk temporary costs more than the arithmetic on it (first touch of
 fresh memory is about 1.3 ms per MB), so :func:`worst_rows` walks the pairs in blocks
-of :data:`BLOCK` elements through scratch buffers allocated once per call, in the
-run's precision (float32 for a float32 run), and keeps per row only the worst element.
+of :data:`BLOCK` elements through scratch buffers (:mod:`tracer.checker.scratch`, reused
+from one call to the next within a check), in the run's precision (float32 for a float32
+run), and keeps per row only the worst element.
 Only rows that this fast pass does not settle (badness above :data:`CONCLUSIVE`, or
 NaN/inf) are recomputed in float64 by :func:`badness`, the exact definition.
 """
@@ -13,6 +14,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from .scratch import Scratch
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -152,7 +155,7 @@ def _fast_worst(R, N, values, enough=None, pair=False):
     the ratio without ``s`` and the one with it, as two ``(index, ratio)`` results."""
     k, w = max(1, BLOCK // max(1, N)), min(N, BLOCK)
     out = [(np.zeros(R, dtype=np.int64), np.full(R, -1.0)) for _ in range(2 if pair else 1)]
-    bufs, dt = None, None
+    scratch = None
     with np.errstate(all="ignore"):
         for r0 in range(0, R, k):
             r1 = min(R, r0 + k)
@@ -161,17 +164,18 @@ def _fast_worst(R, N, values, enough=None, pair=False):
                     break
                 c1 = min(N, c0 + w)
                 eb, ab, sb = values(r0, r1, c0, c1)
-                if bufs is None:
-                    dt = _fast_dtype(eb, ab, sb)
-                    bufs = [np.empty(k * w, dtype=dt) for _ in range(3)]
-                shape = (r1 - r0, c1 - c0)
-                views = [b[:shape[0] * shape[1]].reshape(shape) for b in bufs]
+                if scratch is None:
+                    scratch = Scratch(_fast_dtype(eb, ab, sb))
+                    scratch.views((k, w), 3)             # the largest block first
+                dt, views = scratch.dtype, scratch.views((r1 - r0, c1 - c0), 3)
                 for (idx, best), ratio in zip(out, _ratios(eb, ab, sb, views, dt, pair)):
                     j = ratio.argmax(axis=1)
                     v = ratio[np.arange(r1 - r0), j].astype(np.float64)
                     take = ((v > best[r0:r1]) | np.isnan(v)) & ~np.isnan(best[r0:r1])
                     best[r0:r1] = np.where(take, v, best[r0:r1])
                     idx[r0:r1] = np.where(take, j + c0, idx[r0:r1])
+    if scratch is not None:
+        scratch.release()
     return out if pair else out[0]
 
 

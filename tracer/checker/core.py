@@ -26,6 +26,7 @@ from .compare import all_nan_rows
 from .quantities import check_chunk
 from .report import CheckReport, Finding, TableBuilder
 from .resolve import resolve_program
+from .scratch import arena
 from .tolerance import EPS, FACTOR, run_precision, working_dtype
 from .updates import check_updates
 
@@ -45,6 +46,11 @@ def check(trace: Trace, *, loss: dict | None = None, optimizer: dict | None = No
     docs/ARCHITECTURE.md). ``precision`` (``float64``, ``float32``, ``float16``,
     ``bfloat16``) overrides the precision the tolerances assume.
     """
+    with arena():         # the comparisons' scratch buffers, reused from one to the next
+        return _check(trace, loss, optimizer, precision)
+
+
+def _check(trace, loss, optimizer, precision):
     arrays = trace.arrays()
     precision = precision or run_precision(trace)
     if precision not in EPS:

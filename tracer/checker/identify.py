@@ -28,8 +28,11 @@ if TYPE_CHECKING:
 
 __all__ = ["guess_linear_model", "identify_loss", "identify_sgd", "candidate_losses"]
 
-#: elements :func:`sgd_rate` reads at most (every k-th of the sampled rows)
-SAMPLE = 1_000_000
+#: elements :func:`sgd_rate` reads at most (every k-th of the sampled rows). The update check
+#: then verifies every element of every step with the rate found, so this only has to
+#: read the rate: 250,000 (S4: every 17th of 32 rows of W1) took 7 ms against 22 for 1,000,000
+#: and found the same rates across the test suite's checks
+SAMPLE = 250_000
 
 #: squared errors as people write them by hand, first (sum, /2, /n, /2/n, mean, mean/2)
 _SQUARED = ([], [2], ["n"], [2, "n"], ["n", "m"], [2, "n", "m"])
@@ -137,7 +140,7 @@ def sgd_rate(update: ArrayLike, grad: ArrayLike, magnitude: ArrayLike, eps: floa
     top = float(np.max(np.abs(g))) if g.size else 0.0
     if not top:
         return None
-    au = np.abs(u)                   # |u|, then the tolerance, in one buffer (a million elements:
+    au = np.abs(u)                   # |u|, then the tolerance, in one buffer (a quarter million elements:
     umax = max(float(np.max(au)), 1e-300)      # fresh temporaries cost more than the arithmetic)
     gs, us = g / top, u / umax
     lr = -float(np.dot(us, gs)) / float(np.dot(gs, gs)) * (umax / top)
@@ -167,7 +170,7 @@ def _sampled(p, grad, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
 
     Why not simply convert the rows: :func:`sgd_rate` keeps every k-th element of at most
     :data:`SAMPLE` finite ones; when every sampled element is finite (the usual case) those are
-    picked straight from the rows, so 4 million elements are not converted to use 1 million."""
+    picked straight from the rows, so 4 million elements are not converted to use a quarter million."""
     size = p.before.shape[1]
     n = rows.size * size
     recorded = getattr(grad, "recorded", None)

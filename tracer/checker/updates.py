@@ -20,6 +20,7 @@ from ..math.optimizers import get_optimizer
 from . import identify
 from .compare import badness, nonfinite_rows, worst_blocks, worst_per_row, worst_rows
 from .quantities import add_worst
+from .scratch import Scratch
 from .tolerance import FACTOR
 
 if TYPE_CHECKING:
@@ -209,11 +210,20 @@ def _update_rows(rule, b, a, gk, tk, lr_used, eps, shape):
     f = 8 * eps / rtol
     dt = np.result_type(b.dtype, gk.dtype, np.float32)
 
+    scratch = Scratch(dt)
+    minus_lr = _minus_rate(rule, lr_used, R, dt)
+
     def values(r0, r1, c0, c1):     # the update from its own expression (-lr*g): its digits kept
         bb, aa = b[r0:r1, c0:c1], a[r0:r1, c0:c1]
-        e = rule.update(bb, gk[r0:r1, c0:c1], tk[r0:r1], None if lr_used is None else lr_used[r0:r1], dtype=dt)
-        act = np.subtract(aa, bb, dtype=dt)
-        sc = np.maximum(np.abs(bb), np.abs(aa), dtype=dt)
+        act, sc, t, e = scratch.views(bb.shape, 4)     # reused: a fresh block costs its page faults
+        if minus_lr is None:
+            e = rule.update(bb, gk[r0:r1, c0:c1], tk[r0:r1], None if lr_used is None else lr_used[r0:r1], dtype=dt)
+        else:                       # g * (-lr) is (-g) * lr bit for bit: one pass, no temporaries
+            np.multiply(gk[r0:r1, c0:c1], minus_lr[r0:r1], out=e, casting="unsafe")
+        np.subtract(aa, bb, out=act, casting="unsafe")
+        np.abs(bb, out=sc, casting="unsafe")
+        np.abs(aa, out=t, casting="unsafe")
+        np.maximum(sc, t, out=sc)
         return e, act, np.multiply(sc, dt.type(f), out=sc)
 
     def exact(sel, cols=None):                        # float64, as the check defines it
@@ -225,7 +235,8 @@ def _update_rows(rule, b, a, gk, tk, lr_used, eps, shape):
         return new.reshape(len(sel), -1) - b64, a64 - b64, _value_scale(b64, a64, f, subnormal_floor(a.dtype))
     # the fast values' own rounding, a few units of dt on the update, in badness units
     slack = 4 * float(np.finfo(dt).eps) / rtol
-    idx, bad = worst_blocks(R, size, values, exact, rtol, exact_fails=False, slack=slack)
+    with scratch:
+        idx, bad = worst_blocks(R, size, values, exact, rtol, exact_fails=False, slack=slack)
     need = np.flatnonzero(~(bad <= 1.0))
     exp_u, act_u, scale = _exact_at(rule, b, a, gk, tk, lr_used, np.arange(R), idx, f)
     per = max(1, CHUNK_ELEMENTS // 8 // max(1, size))
@@ -240,6 +251,18 @@ def _update_rows(rule, b, a, gk, tk, lr_used, eps, shape):
         q = np.arange(len(sel))
         idx[sel], exp_u[sel], act_u[sel], scale[sel] = j, e[q, j], av[q, j], sv[q, j]
     return idx, exp_u, act_u, scale, need
+
+
+def _minus_rate(rule, lr_used, R, dt):
+    """``-lr`` per row, shaped ``(R, 1)`` in ``dt``, when the rule's update is exactly ``-lr*g``
+    (plain SGD: what :meth:`update` evaluates, ``-g*lr``, in two passes); else None."""
+    import sympy as sp
+    eqs = rule.equations(numeric=True)
+    sym = {x.name: x for x in eqs[0][1].free_symbols} if len(eqs) == 1 else {}
+    if getattr(rule, "slots", ()) or eqs[0][0] != "p" or set(sym) != {"p", "g", "lr"} or \
+            sp.expand(eqs[0][1] - (sym["p"] - sym["lr"] * sym["g"])) != 0:
+        return None
+    return -np.broadcast_to(np.asarray(rule.lr if lr_used is None else lr_used, dtype=dt), (R,)).reshape(R, 1)
 
 
 def _exact_at(rule, b, a, g, t, lr_used, rows, cols, f):
