@@ -75,7 +75,7 @@ def main(argv=None):
     best: dict = {}
     for r in range(args.repeats):
         for blocks in (False, True):
-            w, c = one_fit(x, y, max(2, args.epochs), blocks, args.profile and r == 0)
+            w, c = one_fit(x, y, max(2, args.epochs), blocks, args.profile and r == args.repeats - 1)
             name = "blocks" if blocks else "steps"
             best[name] = min(best.get(name, (9, 9)), (w, c))
             print(f"repeat {r + 1}: {name:6s} ring read per step: wall {1e3 * w:6.3f} ms  cpu {1e3 * c:6.3f} ms",
