@@ -1,5 +1,6 @@
-"""What one host read of the Keras rings costs per step, through the recorder's block path
-(:meth:`tracer.Recorder.record_steps`) and step by step (the path before it), in one process.
+"""What one host read of the Keras rings costs per step, through the block path
+(:meth:`tracer.Recorder.record_steps`, the K batches' rows matched at once) and step by step
+(the path before it: ``record_step`` and ``RowMatcher.match`` per step), in one process.
 
 Why: the ring read (copying each step's ~1 MB into the recorder, checking the chain,
 matching rows, the steps row) was most of a warm full step's extra cost (issue 12). The
@@ -25,6 +26,7 @@ import bench_keras as bk  # noqa: E402  (sets up the path and TensorFlow's loggi
 
 from hooks.keras import TraceCallback  # noqa: E402
 from hooks.keras import callback as kcb  # noqa: E402
+from hooks.rows import RowMatcher  # noqa: E402
 from tracer import step_block  # noqa: E402
 
 
@@ -50,13 +52,16 @@ def one_fit(x, y, epochs: int, blocks: bool, profile: bool) -> tuple[float, floa
         def on_epoch_begin(self, epoch, logs=None):
             spent["on"] = epoch > 0
 
+    real_match = RowMatcher.match_batches
     kcb.TraceRecording._read_rings = timed
     step_block._block_fits = real_fits if blocks else (lambda *a: False)
+    RowMatcher.match_batches = real_match if blocks else (lambda *a: None)
     try:
         model, cb = bk.build(), TraceCallback(capture="full")
         model.fit(x, y, epochs=epochs, batch_size=50, shuffle=True, verbose=0, callbacks=[cb, Steady()])
     finally:
         kcb.TraceRecording._read_rings, step_block._block_fits = real_read, real_fits
+        RowMatcher.match_batches = real_match
     if prof is not None:
         print(f"--- cProfile of the steady ring reads, {'blocks' if blocks else 'step by step'}")
         pstats.Stats(prof).sort_stats("tottime").print_stats(12)

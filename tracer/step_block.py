@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .arrays import as_2d
 from .errors import TraceInputError
 from .param_buffers import same_bytes
 
@@ -61,16 +62,36 @@ def record_steps(rec: Any, steps: list[dict], before: dict, after: dict, grads: 
         for slot, sbuf in buf.slots.items():
             sbuf.extend(state[name][slot].reshape(k, -1))
         buf.n += k
+    joined = _record_samples(full, numbers, checked, [kw.get("y_pred") for kw in steps])
     for i, kw in enumerate(steps):
         rec.steps_seen += 1
         rows = checked[i]
         _count(rec, kw, grads)
-        full._record_samples(int(numbers[i]), rows, kw.get("y_pred"))
+        if not joined:
+            full._record_samples(int(numbers[i]), rows, kw.get("y_pred"))
         rec._steps.add_row(_steps_row(rec, kw, int(numbers[i]), rows))
         rec._last_epoch = int(kw["epoch"])
     if rec.store is not None and (rec.store.due(rec._steps.n) or rec._over_budget()):
         rec.flush()
     return numbers.tolist()
+
+
+def _record_samples(full, numbers: np.ndarray, rows: list, preds: list) -> bool:
+    """Every step's predictions, rows and step numbers with one copy into each sample
+    buffer, where every step has predictions of one dtype (else False: the caller records
+    them step by step). The same rows as :meth:`~tracer.capture.FullBuffers._record_samples`
+    per step: predictions as rows, row -1 where a step's rows are unknown."""
+    if any(p is None for p in preds):
+        return False
+    preds = [as_2d("y_pred", p) for p in preds]
+    if len({p.dtype for p in preds}) != 1:
+        return False
+    ks = [p.shape[0] for p in preds]
+    full.sample_pred.extend(np.concatenate(preds))
+    full.sample_step.extend(np.repeat(numbers, ks))
+    full.sample_row.extend(np.concatenate([np.full(k, -1, dtype=np.int64) if r is None else r
+                                           for r, k in zip(rows, ks)]))
+    return True
 
 
 def _steps_row(rec, kw: dict, step: int, rows) -> dict:

@@ -28,7 +28,8 @@ def _steps(n, seed=0, nudge=None):
         out.append(dict(
             before={"w": w, "b": b}, after={"w": w - gw, "b": b - gb}, grads={"w": gw, "b": gb},
             state={"w": {"m": gw * 2}, "b": {"m": gb * 2}},
-            kw=dict(epoch=1 + i // 6, batch=1 + i % 6, rows=rng.permutation(20)[:k], y_pred=rng.normal(size=(k, 2)),
+            kw=dict(epoch=1 + i // 6, batch=1 + i % 6, rows=None if i == 4 else rng.permutation(20)[:k],
+                    y_pred=None if i == 13 else rng.normal(size=(k, 2)),    # rows unknown; no predictions
                     loss=float(i), lr=0.1, batch_size=k, logs={"loss": 0.5 * i}, extra={"opt_step": i + 1})))
         w, b = w - gw, b - gb
     return out
