@@ -6,7 +6,9 @@ compiled mode. Modes, interleaved and repeated, each on a fresh model with the s
 - ``untraced``: plain ``fit``;
 - ``floor``: ``fit`` with a callback calling ``model.get_weights()`` every batch (the
   usual forum workaround, which records far less);
-- ``full``, ``summary`` and ``every10`` (full capture of one step in 10) with TraceCallback.
+- ``full``, ``summary`` and ``every10`` (full capture of one step in 10) with TraceCallback;
+- ``sumfloor``: no steptrace, the norms summary capture keeps computed by hand inside Keras's
+  own compiled step (:class:`SumFloorModel`): what summary capture cannot go below.
 
 Printed: the best time of each (whole ``fit`` and steady state: epochs after the first,
 in wall time and in the process's CPU time), as ratios against untraced, with the final weights asserted bit-identical.
@@ -29,6 +31,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from hooks.keras import TraceCallback  # noqa: E402
+from hooks.keras.step_tf import _norms  # noqa: E402
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -55,10 +58,42 @@ def data(n_train=7000, features=500, seed=4):
     return x[:n_train], y[:n_train]
 
 
-def build(seed=0):
+class SumFloorModel(keras.Sequential):
+    """Summary capture's own floor: Keras's TensorFlow ``train_step`` (its code, unchanged)
+    plus, done by hand inside the compiled step, only the arithmetic summary capture keeps -
+    each weight copied into a reused variable before the update, the norms of the values,
+    the gradients and ``after - before`` (summary capture's own arithmetic,
+    :func:`hooks.keras.step_tf._norms`: the fastest found) written into one variable, read
+    by nobody: no rings, no host read, no recorder - no recording can do less."""
+
+    def train_step(self, data):
+        import tensorflow as tf
+        from keras.src import tree
+        from keras.src.trainers.data_adapters import data_adapter_utils
+        x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
+        weights = self.trainable_weights
+        if not hasattr(self, "_kept"):
+            with tf.init_scope():
+                self._kept = [tf.Variable(tf.zeros(w.shape, w.dtype), trainable=False) for w in weights]
+                self._norms = tf.Variable(tf.zeros(3 * len(weights)), trainable=False)
+        for k, w in zip(self._kept, weights):
+            k.assign(w.value)
+        with tf.GradientTape() as tape:
+            y_pred = self(x, training=True)
+            loss = self._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
+            self._loss_tracker.update_state(loss, sample_weight=tf.shape(next(i for i in tree.flatten(x)
+                                                                              if i is not None))[0])
+            loss = self.optimizer.scale_loss(loss)
+        gradients = tape.gradient(loss, weights)
+        self.optimizer.apply_gradients(zip(gradients, weights))
+        self._norms.assign(tf.cast(_norms(self._kept, weights, gradients)[1], tf.float32))
+        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+
+def build(seed=0, cls=keras.Sequential):
     keras.utils.set_random_seed(seed)
     init = keras.initializers.RandomNormal(stddev=0.01)
-    model = keras.Sequential([keras.Input((500,)),
+    model = cls([keras.Input((500,)),
                               keras.layers.Dense(256, activation="relu", kernel_initializer=init),
                               keras.layers.Dense(1, kernel_initializer=init)])
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.01), loss="mse")
@@ -75,7 +110,7 @@ class GetWeights(keras.callbacks.Callback):
         self.kept.append(self.model.get_weights())
 
 
-MODES = ("untraced", "floor", "full", "summary", "every10")
+MODES = ("untraced", "floor", "full", "summary", "sumfloor", "every10")
 
 
 def one_fit(x, y, epochs, mode):
@@ -87,13 +122,13 @@ def one_fit(x, y, epochs, mode):
     about 0.3 s (measured here), and one fit's garbage (an earlier model's graph, a dropped
     trace) collected inside another fit's steady epoch (140 steps, 0.2-0.3 s) would double it."""
     gc.collect()
-    model = build()
+    model = build(cls=SumFloorModel if mode == "sumfloor" else keras.Sequential)
     timer = EpochTimer()
     callbacks = [timer]
     cb = None
     if mode == "floor":
         callbacks.insert(0, GetWeights())
-    elif mode != "untraced":
+    elif mode not in ("untraced", "sumfloor"):
         cb = TraceCallback(capture="summary" if mode == "summary" else "full", every=10 if mode == "every10" else 1)
         callbacks.insert(0, cb)
     t0 = time.perf_counter()
@@ -137,6 +172,9 @@ def main(argv=None):
         print(f"  {m:9s} fit {best[m]:7.3f} s {best[m] / best['untraced']:5.2f}x   steady "
               f"{1e3 * steady[m] / steady_steps:6.3f} ms/step {steady[m] / steady['untraced']:5.2f}x   steady CPU "
               f"{1e3 * cpu[m] / steady_steps:6.3f} ms/step {cpu[m] / cpu['untraced']:5.2f}x")
+    if "summary" in modes and "sumfloor" in modes:
+        print(f"  summary against its floor: steady {steady['summary'] / steady['sumfloor']:5.2f}x   "
+              f"steady CPU {cpu['summary'] / cpu['sumfloor']:5.2f}x")
     print(f"  final weights bit-identical: {same}")
     return {"best": best, "steady": steady, "cpu": cpu}
 

@@ -155,6 +155,9 @@ class RowBuffer:
             if self._pos == self._cur.shape[0]:
                 self._next_chunk()
             take = min(k - done, self._cur.shape[0] - self._pos)
+            if self.row_bytes >= self.BIG_ROW and self._pos + take > self._ready:
+                chunk_pool.populate(self._cur[self._pos:self._pos + take])    # as append's _prefault
+                self._ready = self._pos + take
             self._cur[self._pos:self._pos + take] = block[done:done + take]
             self._pos += take
             done += take

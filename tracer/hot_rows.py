@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from . import step_block
+
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
@@ -45,3 +47,11 @@ class HotRows:
     def unstage_grad(self, name: str, row: np.ndarray) -> None:
         """Give back a row from :meth:`stage_grad` that was not (or not yet) recorded."""
         self._full.unstage_grad(name, row)
+
+    def record_steps(self, steps: list[dict], before: dict, after: dict, grads: dict,
+                     state: dict | None = None) -> list[int]:
+        """Record K steps at once (:mod:`tracer.step_block`): ``steps`` the per-step keyword
+        arguments of :meth:`record_step` other than the arrays, ``before``/``after``/``grads``
+        name -> K rows, ``state`` name -> {slot -> K rows}. Stores what K calls of
+        :meth:`record_step` would, bit for bit; returns the steps' global numbers."""
+        return step_block.record_steps(self, steps, before, after, grads, state)

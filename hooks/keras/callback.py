@@ -39,7 +39,7 @@ from . import meta as km
 from . import mirrored
 from .data import as_array, as_numpy, fit_frame, user_line
 from .program import StepShapes, build_program
-from .record import record_extras, record_ring_step
+from .record import record_extras, record_queue
 from .rings import StepRings, new_rings
 
 _BACKENDS = ("tensorflow", "torch")
@@ -310,12 +310,7 @@ class TraceRecording(keras.callbacks.Callback):
             return
         self._version += 1
         self._describe_metrics()
-        rows = iter(self._rings.read(sum(1 for q in queue if q[2])))
-        for epoch, batch, traced in queue:
-            if traced:
-                record_ring_step(self, epoch, batch, next(rows))
-            else:
-                self._recorder.record_step(epoch=epoch, batch=batch, params_before={}, params_after={})
+        record_queue(self, queue, self._rings.read_blocks(sum(1 for q in queue if q[2])))
 
     def _describe_metrics(self) -> None:
         if not self._metrics_described:

@@ -136,17 +136,38 @@ class StepRings:
             return []
         if self.count is None:
             return [None] * n
+        out: list[dict | None] = []
+        for count, block in self.read_blocks(n):
+            out.extend([None] * count if block is None else
+                       [{name: v[i] for name, v in block.items()} for i in range(count)])
+        return out
+
+    def read_blocks(self, n: int) -> list[tuple[int, dict | None]]:
+        """The next ``n`` steps as :meth:`read` gives them, in runs of consecutive ring rows:
+        ``(count, {name: view of count rows})``, or ``(count, None)`` for steps lost. Why:
+        the recorder stores a run of steps with one copy per parameter
+        (:meth:`tracer.Recorder.record_steps`); a run ends where the ring wraps."""
+        if n <= 0:
+            return []
+        if self.count is None:
+            return [(n, None)]
         views = {name: _view(var) for name, var in self.rings.items()}
         for name, b in self.sample_rows.items():           # (K * b, ...) -> (K, b, ...)
             views[name] = views[name].reshape(self.size, b, *views[name].shape[1:])
         written = self.written
-        out: list[dict | None] = []
-        for i in range(self.read_so_far, self.read_so_far + n):
+        out: list[tuple[int, dict | None]] = []
+        i, end = self.read_so_far, self.read_so_far + n
+        while i < end:
             if i >= written or written - i > self.size:
-                out.append(None)
+                j = i + 1
+                while j < end and (j >= written or written - j > self.size):
+                    j += 1
+                out.append((j - i, None))
             else:
-                out.append({name: v[i % self.size] for name, v in views.items()})
-        self.read_so_far = max(written, self.read_so_far + n)
+                j = min(end, written, i + self.size - i % self.size)   # up to the ring's end
+                out.append((j - i, {name: v[i % self.size:(j - 1) % self.size + 1] for name, v in views.items()}))
+            i = j
+        self.read_so_far = max(written, end)
         return out
 
 

@@ -106,3 +106,29 @@ def test_wide_data_with_repeated_rows_keeps_the_sampled_hash_and_hands_copies_ou
     assert m.match(x[[3, 3, 5]], y[[3, 3, 5]]).tolist() == [3, 7, 5]
     assert m._offsets is not None                             # the sample tells distinct rows apart
     assert m.match(x[[10, 20]], y[[10, 20]]).tolist() == [10, 20]
+
+
+@pytest.mark.parametrize("width", [3, 500])           # whole-row and sampled hashes
+def test_batches_matched_at_once_equal_each_batch_matched_alone(width):
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(300, width)).astype(np.float32), rng.normal(size=(300, 1)).astype(np.float32)
+    order = rng.permutation(300)
+    batches = [(x[order[i:min(i + 50, 280)]], y[order[i:min(i + 50, 280)]]) for i in range(0, 280, 50)]   # the last of 30 rows
+    m, alone = RowMatcher(x, y), RowMatcher(x, y)
+    assert m.match_batches(batches) is None                 # the table is built by the first match
+    m.match(*batches[0])
+    got = m.match_batches(batches)
+    assert [r.tolist() for r in got] == [alone.match(bx, by).tolist() for bx, by in batches]
+    assert np.concatenate(got).tolist() == order[:280].tolist()
+    planted = batches[:2] + [(batches[2][0], batches[2][1] + np.float32(1))]   # a target not in the data
+    assert m.match_batches(planted) is None and m.match(*planted[2]) is None
+    assert m.match_batches([(bx.astype(np.float64), by) for bx, by in batches]) is None   # another dtype
+
+
+def test_batches_with_repeated_data_rows_are_left_to_the_in_turn_path():
+    x = np.array([[1.0], [2.0], [1.0], [3.0]], np.float32)
+    y = np.zeros((4, 1), np.float32)
+    m = RowMatcher(x, y)
+    assert m.match(x[[1]], y[[1]]).tolist() == [1]
+    assert m.match_batches([(x[[3]], y[[3]]), (x[[0]], y[[0]])]) is None    # row 0 has a copy: in turn
+    assert m.match_batches([(x[[3]], y[[3]]), (x[[1]], y[[1]])])[1].tolist() == [1]
