@@ -7,6 +7,7 @@ DataFrames only when someone asks.
 """
 from __future__ import annotations
 
+import math
 import sys
 
 import numpy as np
@@ -238,3 +239,18 @@ class ScalarColumns:
     def as_dict(self) -> dict[str, np.ndarray]:
         """The columns as NumPy arrays."""
         return {k: np.asarray(v) for k, v in self._cols.items()}
+
+
+def scalar_value(value: object) -> float | str:
+    """A logged value as a float (a tensor or array: its first element; empty: NaN), or
+    its text when it is not a number: what the steps table stores of a log entry."""
+    if isinstance(value, (float, int)):
+        return float(value)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        pass
+    try:
+        return float(np.asarray(value).reshape(-1)[0]) if np.size(value) else math.nan
+    except (TypeError, ValueError):
+        return str(value)

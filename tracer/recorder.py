@@ -27,7 +27,6 @@ and :meth:`Recorder.trace` reads the trace back from the store.
 """
 from __future__ import annotations
 
-import math
 import sys
 import time
 import warnings
@@ -36,7 +35,7 @@ import numpy as np
 
 from . import chunk_pool
 from .arrays import TraceArrays, as_2d, column_names
-from .buffers import RowBuffer, ScalarColumns
+from .buffers import RowBuffer, ScalarColumns, scalar_value as _scalar
 from .capture import FullBuffers, initial_capacity
 from .hot_rows import HotRows
 from .errors import TraceInputError
@@ -254,13 +253,18 @@ class Recorder(HotRows):
             return self.nbytes * READBACK_FACTOR
         return self.nbytes * READBACK_FACTOR + self._flushed_bytes
 
+    @property
+    def growth_factor(self) -> int:
+        """What one more byte copied adds to :attr:`kept_bytes`: 1 without a store, else
+        :data:`READBACK_FACTOR` (its chunk's tables are built and written when flushed)."""
+        return 1 if self.store is None else READBACK_FACTOR
+
     def _make_room(self, step, before, state, rows, y_pred) -> None:
         """Before copying a full step: spill to the store, or fall back to summary, when
         the copy would pass the budget."""
         if self.max_bytes is None:
             return
-        factor = 1 if self.store is None else READBACK_FACTOR
-        if self.kept_bytes + factor * self._full.growth(before, state, rows, y_pred) <= self.max_bytes:
+        if self.kept_bytes + self.growth_factor * self._full.growth(before, state, rows, y_pred) <= self.max_bytes:
             return
         if self.store is not None and self.store.spill:
             self.flush()        # a step larger than the whole budget is flushed right after it is copied
@@ -384,16 +388,3 @@ class Recorder(HotRows):
             # a spilling store's run is read back within its ``readback_bytes`` (None: whole)
             return Trace.load(self.store.path, max_bytes=self.store.readback_bytes if self.store.spill else None)
         return Trace(arrays=self._arrays(), meta=self._meta_snapshot())
-
-
-def _scalar(value):
-    if isinstance(value, (float, int)):
-        return float(value)
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        pass
-    try:
-        return float(np.asarray(value).reshape(-1)[0]) if np.size(value) else math.nan
-    except (TypeError, ValueError):
-        return str(value)

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from .arrays import as_2d
+from .buffers import scalar_value as _scalar
 from .errors import TraceInputError
 from .param_buffers import same_bytes
 
@@ -96,7 +97,6 @@ def _record_samples(full, numbers: np.ndarray, rows: list, preds: list) -> bool:
 
 def _steps_row(rec, kw: dict, step: int, rows) -> dict:
     """The steps-table row :meth:`~tracer.Recorder.record_step` builds for the step."""
-    from .recorder import _scalar
     bs = kw.get("batch_size")
     y_pred = kw.get("y_pred")
     if bs is None:
@@ -185,7 +185,6 @@ def _budget_fits(rec, steps, before, state) -> bool:
     budget: then no step among them would flush, spill or fall back to summary."""
     if rec.max_bytes is None:
         return True
-    from .recorder import READBACK_FACTOR
     first = {n: v[0] for n, v in before.items()}
     first_state = {n: {s: v[0] for s, v in d.items()} for n, d in state.items()}
     total = len(steps) * (rec._full.growth(first, first_state, None, None) + ROW_MARGIN)
@@ -195,5 +194,4 @@ def _budget_fits(rec, steps, before, state) -> bool:
         total += 16 * (np.shape(y_pred)[0] if n and np.ndim(y_pred) else int(np.size(rows) if rows is not None
                                                                                  else 0)) + 8 * n
         total += 64 * (len(kw.get("logs") or {}) + len(kw.get("extra") or {}))
-    factor = 1 if rec.store is None else READBACK_FACTOR
-    return rec.kept_bytes + factor * total <= rec.max_bytes
+    return rec.kept_bytes + rec.growth_factor * total <= rec.max_bytes
