@@ -86,3 +86,16 @@ def bit_identical(m0: keras.Model, m1: keras.Model) -> bool:
     value = lambda v: keras.ops.convert_to_numpy(keras.ops.copy(v.value)).tobytes()
     opt = all(value(a) == value(b) for a, b in zip(m0.optimizer.variables, m1.optimizer.variables))
     return same and opt
+
+
+class StopAt(keras.callbacks.Callback):
+    """Raises in the batch end of global step ``at`` (a crash in the user's code)."""
+
+    def __init__(self, at):
+        super().__init__()
+        self.at, self.n = at, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.n += 1
+        if self.n == self.at:
+            raise RuntimeError("planted")

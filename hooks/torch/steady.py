@@ -3,7 +3,7 @@
 Why: a summary step stores a handful of numbers per parameter (the norms, the update
 counts, a stale-gradient flag), so at S4's ~1.4 ms a step the hook's own Python is most
 of its cost: which tensors the step records, their names and column names, the reused
-before-buffers, the views the stale-gradient test samples. These depend only on the
+before-buffers. These depend only on the
 step's *structure* - the graph signature the walk of the loss wrote down, the trained
 tensors that walk met (by identity) and the run's program - so :class:`Steady` learns
 them once from a step that went the plain way and hands them to every later step with
@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["ENABLED", "Steady", "sample"]
 
 ENABLED = True
-_SAMPLE = 1024          # values of a big gradient the stale test reads (:func:`sample`) ...
+_SAMPLE = 1024          # values of a big gradient the stale test (``step._stale``) reads (:func:`sample`) ...
 _RUNS = 64              # ... in this many runs of neighbours
 
 
@@ -82,18 +82,6 @@ class Steady:
             bufs = self.before = [torch.empty(s.shape, dtype=s.dtype, device=s.device) for s in src]
         torch._foreach_copy_(bufs, src)
         return dict(zip(self.ids, bufs)), list(torch._foreach_norm(bufs)) if bufs else []
-
-    def stale(self, consumed: dict[int, bool]) -> dict[int, bool] | None:
-        """The plain path's stale-gradient flags (``step._stale``) when every sampled value
-        of the gradients an update used is zero (one ``count_nonzero`` a gradient, on its
-        sample as it lies in memory: measured cheaper than joining the samples, or than one
-        ``_foreach_norm``); None when some value is not zero: the plain test decides which.
-        No view is kept: it would keep a gradient the loop set to None alive."""
-        for p, k in zip(self.params, self.ids):
-            g = p.grad
-            if g is not None and consumed.get(k) and int(torch.count_nonzero(sample(g))):
-                return None
-        return dict.fromkeys(self.ids, False)
 
 
 def _names(name: str) -> tuple[str, ...]:

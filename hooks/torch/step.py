@@ -145,7 +145,7 @@ class StepCycle:
                 self.release(m)
             kept = []
         if st.record:                   # gradients left over from a step that used them (a column of recorded steps)
-            st.stale = (st.steady is not None and st.steady.stale(self._consumed)) or _stale(st.params, self._consumed)
+            st.stale = _stale(st.params, self._consumed)
         if kept:
             first = kept[0]                 # its snapshot is the step's ``before``: its buffers move too
             st.snaps, first.snaps = first.snaps, None

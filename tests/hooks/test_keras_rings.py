@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import tracer
+from _keras_cases import StopAt
 from hooks.keras import TraceCallback, rings
 
 pytestmark = pytest.mark.keras
@@ -81,23 +82,10 @@ def test_logged_values_and_steps_match_keras(monkeypatch):
                                   kernel.numpy())
 
 
-class _Stop(keras.callbacks.Callback):
-    """Raises in the batch end of global step ``at`` (a crash in the user's code)."""
-
-    def __init__(self, at):
-        super().__init__()
-        self.at, self.n = at, 0
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.n += 1
-        if self.n == self.at:
-            raise RuntimeError("planted")
-
-
 @pytest.mark.parametrize("at", [4, 7])
 def test_a_fit_interrupted_at_step_k_keeps_steps_1_to_k(monkeypatch, at):
     _, whole, _ = _traced(monkeypatch, 3)
-    model, cut, hist = _traced(monkeypatch, 3, callbacks=[_Stop(at)])
+    model, cut, hist = _traced(monkeypatch, 3, callbacks=[StopAt(at)])
     assert hist is None                               # the fit raised
     a = cut.trace
     assert list(a.steps["step"]) == list(range(1, at + 1))
@@ -118,7 +106,7 @@ def test_the_callback_has_no_batch_end_so_keras_may_dispatch_batch_ends_asynchro
     from keras.src import backend
     monkeypatch.setattr(backend, "IS_THREAD_SAFE", True)
     model = _model()
-    for callbacks, expected in (([TraceCallback()], True), ([_Stop(1)], False)):
+    for callbacks, expected in (([TraceCallback()], True), ([StopAt(1)], False)):
         assert keras.callbacks.CallbackList(callbacks, model=model)._async_train is expected
 
 

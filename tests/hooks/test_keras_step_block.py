@@ -16,6 +16,7 @@ import keras
 import numpy as np
 import pytest
 
+from _keras_cases import StopAt
 from hooks.keras import TraceCallback, rings
 from hooks.rows import RowMatcher
 from tracer import step_block
@@ -28,19 +29,6 @@ def _data(n=44):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(n, 3)).astype("float32")
     return x, (x @ np.array([[1.5], [-2.0], [0.5]]) + 0.3).astype("float32")
-
-
-class _Stop(keras.callbacks.Callback):
-    """Raises in the batch end of global step ``at``."""
-
-    def __init__(self, at):
-        super().__init__()
-        self.at, self.n = at, 0
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.n += 1
-        if self.n == self.at:
-            raise RuntimeError("planted")
 
 
 class _Nudge(keras.callbacks.Callback):
@@ -125,8 +113,8 @@ def test_blocks_equal_steps_at_wraps_chunk_boundaries_and_epoch_ends(monkeypatch
 
 @pytest.mark.parametrize("at", [4, 8, 13])
 def test_a_fit_interrupted_mid_ring_keeps_the_same_steps(monkeypatch, at):
-    a, taken = _run(monkeypatch, True, [_Stop(at)])
-    b, _ = _run(monkeypatch, False, [_Stop(at)])
+    a, taken = _run(monkeypatch, True, [StopAt(at)])
+    b, _ = _run(monkeypatch, False, [StopAt(at)])
     assert list(a.steps["step"]) == list(range(1, at + 1)) and (any(taken) or at < 8)
     _same(a, b)
 
