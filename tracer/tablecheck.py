@@ -110,7 +110,10 @@ def _params(frame: pd.DataFrame, meta: dict) -> None:
     # codes, not a Python string per row: a loaded table's names are Arrow strings, and
     # turning a run's millions of them into objects cost more memory than the table
     codes, uniques = pd.factorize(frame["param"], use_na_sentinel=False)
-    code_of = {name: k for k, name in enumerate(uniques)}
+    try:                # Arrow decodes the names only here: damaged bytes show as bad UTF-8
+        code_of = {name: k for k, name in enumerate(uniques)}
+    except UnicodeDecodeError as exc:
+        raise _Bad(f"params: column 'param': a name is not UTF-8 text ({exc.reason})") from None
     known = {p["name"] for p in specs}
     unknown = set(code_of) - known
     if unknown:

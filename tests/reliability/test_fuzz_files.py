@@ -35,3 +35,17 @@ def test_mutated_files_give_exit_2_and_one_line_or_check(good, mutation):
         result, stderr = check_mutated(good, mutation, Path(work))
         assert result in ("ok", "refused"), (mutation[:2], stderr)
         assert "Traceback" not in stderr
+
+
+def test_a_parameter_name_that_is_not_utf8_is_refused_in_one_line(good):
+    """Damaged bytes in a name of params.parquet: Arrow decodes the names only when the table
+    check reads them, which raised UnicodeDecodeError out of ``steptrace check`` (found by
+    the fuzz above); now exit 2 and one line naming the column."""
+    def damage(path: Path) -> None:
+        raw = (path / "params.parquet").read_bytes()
+        assert b"dense/bias" in raw                  # stored as plain bytes (dictionary, statistics)
+        (path / "params.parquet").write_bytes(raw.replace(b"dense/bias", b"\x9aense/bias"))
+    with tempfile.TemporaryDirectory() as work:
+        result, stderr = check_mutated(good, ("params.parquet", "bytes", damage), Path(work))
+    assert result == "refused", stderr
+    assert "params.parquet: column 'param': a name is not UTF-8 text" in stderr
