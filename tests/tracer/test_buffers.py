@@ -7,7 +7,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tracer import chunk_pool
 from tracer.buffers import RowBuffer, ScalarColumns
+
+
+@pytest.fixture(autouse=True)
+def _own_pool(monkeypatch):
+    """Each test starts from an empty chunk pool: the pool is per process, and blocks that
+    earlier tests' traces still hold (until the garbage collector frees them) could fill
+    it, so that a test's block came from outside the pool depending on the suite's order."""
+    monkeypatch.setattr(chunk_pool, "_blocks", [])
+    monkeypatch.setattr(chunk_pool, "_populated", {})
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
