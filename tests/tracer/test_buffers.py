@@ -163,8 +163,9 @@ def test_release_free_gives_back_only_blocks_no_array_views():
     assert float(kept.sum()) == 7.0 * 1024 * 2048                  # a viewed block is untouched
 
 
-def _vm_flags(address: int) -> list[str]:
-    """The kernel's VmFlags of the mapping holding ``address`` (``/proc/self/smaps``)."""
+def _smaps_field(address: int, key: str) -> list[str] | None:
+    """The values of line ``key`` (``"VmFlags:"``, ``"Rss:"``) of the kernel's mapping
+    holding ``address`` (``/proc/self/smaps``); None when there is no such mapping."""
     inside = False
     with open("/proc/self/smaps") as f:
         for line in f:
@@ -172,9 +173,13 @@ def _vm_flags(address: int) -> list[str]:
             if "-" in head and ":" not in head:
                 lo, hi = (int(p, 16) for p in head.split("-"))
                 inside = lo <= address < hi
-            elif inside and line.startswith("VmFlags:"):
+            elif inside and line.startswith(key):
                 return line.split()[1:]
-    return []
+    return None
+
+
+def _vm_flags(address: int) -> list[str]:
+    return _smaps_field(address, "VmFlags:") or []
 
 
 @pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="Linux only: reads /proc/self/smaps")
@@ -190,17 +195,9 @@ def test_pool_blocks_are_advised_against_huge_pages_and_a_plain_array_is_not():
 
 
 def _rss_kib(address: int) -> int:
-    """Resident KiB of the mapping holding ``address`` (``/proc/self/smaps``)."""
-    inside = False
-    with open("/proc/self/smaps") as f:
-        for line in f:
-            head = line.split(" ", 1)[0]
-            if "-" in head and ":" not in head:
-                lo, hi = (int(p, 16) for p in head.split("-"))
-                inside = lo <= address < hi
-            elif inside and line.startswith("Rss:"):
-                return int(line.split()[1])
-    return -1
+    """Resident KiB of the mapping holding ``address``."""
+    rss = _smaps_field(address, "Rss:")
+    return -1 if rss is None else int(rss[0])
 
 
 @pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="Linux only: reads /proc/self/smaps")
