@@ -89,7 +89,10 @@ def worst_rows_pair(expected: np.ndarray, actual: np.ndarray, rtol: float, scale
     ``max(|e|, |a|)`` at ``rtol``, and against ``max(|e|, |a|, scale)`` at ``rtol2``. Each
     pair of blocks is read once and its differences and magnitudes serve both (the
     checker's quick comparison and its comparison against a lower bound of the rounding
-    magnitudes, :mod:`tracer.checker.tolerance`)."""
+    magnitudes, :mod:`tracer.checker.tolerance`). A row that clearly fails the first
+    comparison (as long rows of a gradient with cancellations all do) keeps a fast badness
+    above 1 from its first elements only, and its index is not its worst: the caller only
+    needs to know that it fails."""
     R = expected.shape[0]
     e, a = expected.reshape(R, -1), actual.reshape(R, -1)
     s = np.broadcast_to(scale, expected.shape).reshape(R, -1)
@@ -104,7 +107,7 @@ def worst_rows_pair(expected: np.ndarray, actual: np.ndarray, rtol: float, scale
     def exact2(rows, cols=None):
         at = rows if cols is None else (rows, cols)
         return e[at], a[at], s[at]
-    (i1, f1), (i2, f2) = _fast_worst(R, e.shape[1], values, pair=True)
+    (i1, f1), (i2, f2) = _fast_worst(R, e.shape[1], values, rtol / CONCLUSIVE * (1 + 1e-6), pair=True)
     return (_finish(R, e.shape[1], i1, f1, exact, rtol, False, 0.0),
             _finish(R, e.shape[1], i2, f2, exact2, rtol2, False, 0.0))
 
@@ -128,15 +131,17 @@ def _finish(R, N, idx, fast, exact, rtol, exact_fails, slack):
     False) as they are, the others element by element (see :func:`worst_blocks`)."""
     top = 1.0 / CONCLUSIVE + slack
     bad = np.full(R, np.inf)
-    settled = np.flatnonzero(fast / rtol <= CONCLUSIVE - slack)
+    ratio = fast / rtol
+    done = ratio <= CONCLUSIVE - slack
+    settled = np.flatnonzero(done)
     if settled.size:
         e, a, s = exact(settled, idx[settled])
         bad[settled] = badness(e, a, rtol, s)
     if not exact_fails:
-        clear = ~(fast / rtol <= top)
-        bad[clear] = np.where(np.isnan(fast[clear]), np.inf, fast[clear] / rtol)
-        settled = np.union1d(settled, np.flatnonzero(clear))
-    rest = np.setdiff1d(np.arange(R), settled)
+        clear = ~(ratio <= top)
+        bad[clear] = np.where(np.isnan(ratio[clear]), np.inf, ratio[clear])
+        done |= clear
+    rest = np.flatnonzero(~done)              # (masks: set operations cost ~100 us a call)
     per = max(1, BLOCK // max(1, N))
     for k in range(0, rest.size, per):
         rows = rest[k:k + per]
@@ -152,7 +157,9 @@ def _fast_worst(R, N, values, enough=None, pair=False):
     of :data:`BLOCK` elements through reused buffers (NaN where a block holds a NaN: such
     rows are left to the exact pass). Rows whose ratio already exceeds ``enough`` skip
     their remaining blocks (the caller only needs to know that they fail). ``pair``: both
-    the ratio without ``s`` and the one with it, as two ``(index, ratio)`` results."""
+    the ratio without ``s`` and the one with it, as two ``(index, ratio)`` results; there
+    ``enough`` applies to the first, and a row whose first elements already exceed it
+    skips that ratio (:func:`_probe`)."""
     k, w = max(1, BLOCK // max(1, N)), min(N, BLOCK)
     out = [(np.zeros(R, dtype=np.int64), np.full(R, -1.0)) for _ in range(2 if pair else 1)]
     scratch = None
@@ -160,7 +167,7 @@ def _fast_worst(R, N, values, enough=None, pair=False):
         for r0 in range(0, R, k):
             r1 = min(R, r0 + k)
             for c0 in range(0, N, w):
-                if c0 and enough is not None and not (out[0][1][r0:r1] <= enough).any():
+                if c0 and enough is not None and not pair and not (out[0][1][r0:r1] <= enough).any():
                     break
                 c1 = min(N, c0 + w)
                 eb, ab, sb = values(r0, r1, c0, c1)
@@ -168,20 +175,54 @@ def _fast_worst(R, N, values, enough=None, pair=False):
                     scratch = Scratch(_fast_dtype(eb, ab, sb))
                     scratch.views((k, w), 3)             # the largest block first
                 dt, views = scratch.dtype, scratch.views((r1 - r0, c1 - c0), 3)
-                for (idx, best), ratio in zip(out, _ratios(eb, ab, sb, views, dt, pair)):
-                    j = ratio.argmax(axis=1)
-                    v = ratio[np.arange(r1 - r0), j].astype(np.float64)
-                    take = ((v > best[r0:r1]) | np.isnan(v)) & ~np.isnan(best[r0:r1])
-                    best[r0:r1] = np.where(take, v, best[r0:r1])
-                    idx[r0:r1] = np.where(take, j + c0, idx[r0:r1])
+                if not pair:
+                    _keep(out[0], _ratios(eb, ab, sb, views, dt), r0, c0)
+                    continue
+                d, m, t = _pair_ratios(eb, ab, sb, views, dt)
+                _keep(out[1], t, r0, c0)
+                if enough is None or _probe(out[0], d, m, dt, r0, c0, enough):
+                    np.add(m, dt.type(np.finfo(dt).tiny), out=m)
+                    _keep(out[0], np.divide(d, m, out=m), r0, c0)
     if scratch is not None:
         scratch.release()
     return out if pair else out[0]
 
 
-def _ratios(eb, ab, sb, views, dt, pair):
-    """``|e - a| / (max(|e|, |a|, s) + tiny)`` of one block in the scratch ``views`` (and,
-    with ``pair``, first the same without ``s``); one pass per operation, no temporaries."""
+def _keep(result, ratio, r0, c0):
+    """Fold one block's ratios into the running ``(index, ratio)`` of its rows: a larger
+    ratio or a NaN replaces the row's worst, and a NaN stays."""
+    idx, best = result
+    r1 = r0 + ratio.shape[0]
+    j = ratio.argmax(axis=1)
+    v = ratio[np.arange(ratio.shape[0]), j].astype(np.float64)
+    take = ((v > best[r0:r1]) | np.isnan(v)) & ~np.isnan(best[r0:r1])
+    best[r0:r1] = np.where(take, v, best[r0:r1])
+    idx[r0:r1] = np.where(take, j + c0, idx[r0:r1])
+
+
+#: elements per row of a block whose first ratio is probed before it is computed in full
+PROBE = 4096
+
+
+def _probe(result, d, m, dt, r0, c0, enough) -> bool:
+    """Whether the block (differences ``d``, magnitudes ``m``) still needs its first ratio in
+    full: not when every row of it is known to exceed ``enough`` (or to hold a NaN), from
+    earlier blocks or from the ratio of its first :data:`PROBE` elements, which is kept."""
+    idx, best = result
+    r1 = r0 + d.shape[0]
+    if not (best[r0:r1] <= enough).any():
+        return False
+    if d.shape[1] <= 2 * PROBE:
+        return True
+    head = np.add(m[:, :PROBE], dt.type(np.finfo(dt).tiny))
+    np.divide(d[:, :PROBE], head, out=head)
+    _keep(result, head, r0, c0)
+    return bool((best[r0:r1] <= enough).any())
+
+
+def _ratios(eb, ab, sb, views, dt):
+    """``|e - a| / (max(|e|, |a|, s) + tiny)`` of one block in the scratch ``views``; one
+    pass per operation, no temporaries."""
     d, m, t = views[:3]
     tiny = dt.type(np.finfo(dt).tiny)
     np.subtract(eb, ab, out=d, casting="unsafe")
@@ -189,18 +230,25 @@ def _ratios(eb, ab, sb, views, dt, pair):
     np.abs(eb, out=m, casting="unsafe")
     np.abs(ab, out=t, casting="unsafe")
     np.maximum(m, t, out=m)
-    if pair:                                  # t: with the scale; m: without
-        np.maximum(m, sb, out=t, casting="unsafe")
-        np.add(t, tiny, out=t)
-        np.add(m, tiny, out=m)
-        np.divide(d, m, out=m)
-        np.divide(d, t, out=t)
-        return m, t
     if sb is not None:
         np.maximum(m, sb, out=m, casting="unsafe")
     np.add(m, tiny, out=m)
     np.divide(d, m, out=d)
-    return (d,)
+    return d
+
+
+def _pair_ratios(eb, ab, sb, views, dt):
+    """``(|e - a|, max(|e|, |a|), |e - a| / (max(|e|, |a|, s) + tiny))`` of one block in the
+    scratch ``views``: the ratio without ``s`` is left to the caller (:func:`_probe`)."""
+    d, m, t = views[:3]
+    np.subtract(eb, ab, out=d, casting="unsafe")
+    np.abs(d, out=d)
+    np.abs(eb, out=m, casting="unsafe")
+    np.abs(ab, out=t, casting="unsafe")
+    np.maximum(m, t, out=m)
+    np.maximum(m, sb, out=t, casting="unsafe")
+    np.add(t, dt.type(np.finfo(dt).tiny), out=t)
+    return d, m, np.divide(d, t, out=t)
 
 
 def _fast_dtype(*arrays) -> np.dtype:

@@ -142,3 +142,20 @@ def test_a_step_whose_gradient_holds_a_nan_is_left_out_of_the_update_check():
     rows = _update_rows(report)
     assert rows["step"].tolist() == [1, 3] and rows["passed"].all()
     assert report.context["partial_updates"]["w"] == (2, 3)
+
+
+def test_the_pair_pass_skips_the_quick_ratio_of_rows_known_to_fail_and_keeps_every_verdict():
+    from tracer.checker.compare import PROBE, worst_rows_pair
+    e, a = _pair(5, 3 * PROBE + 11, seed=5)
+    scale = (np.abs(e) * 1e-3).astype(np.float32)
+    a[0, 5] = e[0, 5] * 1.01                     # fails |value| in its first elements: the probe settles it
+    a[1, 3 * PROBE] = e[1, 3 * PROBE] * 1.01     # fails only past the probe: the whole row is compared
+    e[2, 2 * PROBE] = np.nan                     # a NaN past the probe
+    a[3, 1] = np.inf                             # an inf in the probe
+    (i1, b1), (i2, b2) = worst_rows_pair(e, a, RTOL, scale, RTOL / 2)
+    want1 = worst_rows(e, a, RTOL, exact_fails=False)
+    want2 = worst_rows(e, a, RTOL / 2, scale, exact_fails=False)
+    assert ((b1 > 1) == (want1[1] > 1)).all() and (b1 > 1).tolist() == [True, True, True, True, False]
+    assert i1[4] == want1[0][4] and b1[4] == want1[1][4] <= 1          # the clean twin: its worst element
+    assert (i2 == want2[0]).all() and np.array_equal(b2, want2[1])     # the second comparison: unchanged
+    assert i2[2] == 2 * PROBE and np.isinf(b2[2]) and i2[3] == 1
