@@ -113,15 +113,18 @@ def worst_rows_pair(expected: np.ndarray, actual: np.ndarray, rtol: float, scale
 
 
 def worst_blocks(R: int, N: int, values: Callable, exact: Callable, rtol: float, exact_fails: bool = True,
-                 slack: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+                 slack: float = 0.0, finite: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """:func:`worst_rows` over values made block by block: ``values(r0, r1, c0, c1)`` gives
     ``(expected, actual, scale or None)`` of rows ``r0:r1``, columns ``c0:c1`` in the run's
     precision (the caller computes them there, e.g. an update rule); ``exact(rows)`` the
     same of whole rows, as exactly as the check defines them (float64), ``exact(rows, cols)``
     of one element per row. ``slack`` is how far (in badness) the fast values' own rounding
-    may move a badness: rows within it of 1 are recomputed exactly."""
+    may move a badness: rows within it of 1 are recomputed exactly. ``finite`` (a boolean
+    array of ``R``), when given, is set where the fast pass compared every element of the row
+    and no ratio was NaN: a NaN or inf in the values makes its ratio NaN, so those rows'
+    values are finite (:func:`_fast_worst`)."""
     top = 1.0 / CONCLUSIVE + slack
-    idx, fast = _fast_worst(R, N, values, None if exact_fails else rtol * top)
+    idx, fast = _fast_worst(R, N, values, None if exact_fails else rtol * top, finite=finite)
     return _finish(R, N, idx, fast, exact, rtol, exact_fails, slack)
 
 
@@ -152,14 +155,14 @@ def _finish(R, N, idx, fast, exact, rtol, exact_fails, slack):
     return idx, bad
 
 
-def _fast_worst(R, N, values, enough=None, pair=False):
+def _fast_worst(R, N, values, enough=None, pair=False, finite=None):
     """Per row: the arg-max of ``|e - a| / (max(|e|, |a|, s) + tiny)`` and that ratio, in blocks
     of :data:`BLOCK` elements through reused buffers (NaN where a block holds a NaN: such
     rows are left to the exact pass). Rows whose ratio already exceeds ``enough`` skip
     their remaining blocks (the caller only needs to know that they fail). ``pair``: both
     the ratio without ``s`` and the one with it, as two ``(index, ratio)`` results; there
     ``enough`` applies to the first, and a row whose first elements already exceed it
-    skips that ratio (:func:`_probe`)."""
+    skips that ratio (:func:`_probe`). ``finite``: see :func:`worst_blocks` (not with ``pair``)."""
     k, w = max(1, BLOCK // max(1, N)), min(N, BLOCK)
     out = [(np.zeros(R, dtype=np.int64), np.full(R, -1.0)) for _ in range(2 if pair else 1)]
     scratch = None
@@ -168,6 +171,8 @@ def _fast_worst(R, N, values, enough=None, pair=False):
             r1 = min(R, r0 + k)
             for c0 in range(0, N, w):
                 if c0 and enough is not None and not pair and not (out[0][1][r0:r1] <= enough).any():
+                    if finite is not None:          # the rest of these rows is not compared
+                        finite[r0:r1] = False
                     break
                 c1 = min(N, c0 + w)
                 eb, ab, sb = values(r0, r1, c0, c1)
@@ -185,6 +190,8 @@ def _fast_worst(R, N, values, enough=None, pair=False):
                     _keep(out[0], np.divide(d, m, out=m), r0, c0)
     if scratch is not None:
         scratch.release()
+    if finite is not None:
+        finite &= ~np.isnan(out[0][1]) & (out[0][1] >= 0)
     return out if pair else out[0]
 
 

@@ -18,9 +18,9 @@ from ..errors import SteptraceError
 from ..math.clipping import Clipping, transforms_of
 from ..math.optimizers import get_optimizer
 from . import identify
-from .compare import badness, nonfinite_rows, worst_blocks, worst_per_row, worst_rows
-from .quantities import add_worst
+from .compare import nonfinite_rows, worst_blocks, worst_rows
 from .scratch import Scratch
+from .stateful import _recorded_slot, _used_grad, _value_scale, check_rows, subnormal_floor  # noqa: F401
 from .tolerance import FACTOR
 
 if TYPE_CHECKING:
@@ -100,14 +100,6 @@ def _clipping(trace, report, opt_spec, expected_grads):
     return Clipping(transforms, params, trace.arrays().param_step.size, grad_of)
 
 
-def _used_grad(p, expected, i0, i1):
-    """The gradient rows the update used: recorded, else the program's recomputation."""
-    g = p.grad[i0:i1].astype(np.float64)
-    if expected is not None:
-        g = np.where(np.isnan(g), expected[i0:i1], g)
-    return g
-
-
 def _rules(arrays, report, opt_spec, expected_grads, frozen, eps):
     if opt_spec is None:
         grads = {name: _RowsOfGrad(p.grad, expected_grads.get(name))
@@ -150,26 +142,31 @@ def _check_param(name, p, rule, param_step, t, lr_rec, expected, builder, report
     n, size = p.before.shape
     per = max(1, CHUNK_ELEMENTS // max(1, size))
     checked = 0
+    proven = {"after": np.zeros(n, dtype=bool), "grad": np.zeros(n, dtype=bool)}
     for i0 in range(0, n, per):
         i1 = min(n, i0 + per)
         if not getattr(rule, "slots", ()):       # no optimizer state: the blocked fast pass
             checked += _check_rows_fast(name, p, rule, param_step, t, lr_rec, expected, builder, eps, clipping,
-                                        i0, i1)
+                                        i0, i1, proven)
         else:
-            checked += _check_rows(name, p, rule, param_step, t, lr_rec, expected, builder, eps, clipping, i0, i1)
+            checked += check_rows(name, p, rule, param_step, t, lr_rec, expected, builder, eps, clipping, i0, i1)
+    if proven["after"].any():       # the non-finite diagnosis need not read these rows again
+        report.context.setdefault("finite_rows", {})[name] = proven
     if checked == 0:
         report.cannot_check.append(f"update of {name}: no step with a gradient and a known optimizer state")
     elif checked < n:
         report.context.setdefault("partial_updates", {})[name] = (checked, n)
 
 
-def _check_rows_fast(name, p, rule, param_step, t, lr_rec, expected, builder, eps, clipping, i0, i1):
+def _check_rows_fast(name, p, rule, param_step, t, lr_rec, expected, builder, eps, clipping, i0, i1, proven):
     """Rows ``i0:i1`` of a rule without state: the rule and the comparison run in the run's
     precision, block by block (:func:`~tracer.checker.compare.worst_blocks`); rows that pass
     does not settle are recomputed in float64, and the reported element always is.
 
     Every row is first assumed finite (a NaN or inf shows up in the fast pass as a row it
-    does not settle); only when such a row is not finite are the finite rows taken apart."""
+    does not settle); only when such a row is not finite are the finite rows taken apart.
+    ``proven`` (``{"after", "grad"}`` -> a mask of the parameter's rows) receives the rows
+    whose recorded values the fast pass showed finite (see :func:`_note_finite`)."""
     before, after = p.before[i0:i1], p.after[i0:i1]
     g = p.grad[i0:i1]
     if expected is not None or clipping is not None:
@@ -195,16 +192,30 @@ def _check_rows_fast(name, p, rule, param_step, t, lr_rec, expected, builder, ep
         rows = np.flatnonzero(~nonfinite_rows(g) & ~nonfinite_rows(before))
     if rows is not None and not rows.size:
         return 0
-    idx, exp_u, act_u, scale, _ = out
+    idx, exp_u, act_u, scale, _, finite, from_grad = out
+    _note_finite(proven, i0 + (np.arange(i1 - i0) if rows is None else rows), finite,
+                 from_grad and expected is None and clipping is None)
     steps = param_step[i0:i1] if rows is None else param_step[i0:i1][rows]
     builder.add(step=steps, quantity="update", param=name, index=idx, expected=exp_u,
                 actual=act_u, scale=scale, rtol=FACTOR * eps, atol=0.0)
     return steps.size
 
 
+def _note_finite(proven, rows, finite, grad):
+    """Parameter rows ``rows`` the fast pass showed finite (mask ``finite``): a NaN or inf in
+    ``before`` or ``after`` makes the actual update or its scale non-finite and the row's
+    ratio NaN; so does one in the gradient when the expected update is ``g * (-lr)``
+    (``grad``: and ``g`` is the recorded gradient). A rule's own expression may drop the
+    gradient (a rate of 0)."""
+    proven["after"][rows[finite]] = True
+    if grad:
+        proven["grad"][rows[finite]] = True
+
+
 def _update_rows(rule, b, a, gk, tk, lr_used, eps, shape):
-    """``(worst index, expected, actual, scale, rows the magnitudes decided)`` per row of the
-    update check of a stateless rule (see :func:`_check_rows_fast`)."""
+    """``(worst index, expected, actual, scale, rows the magnitudes decided, rows shown
+    finite, whether that covers the gradient)`` per row of the update check of a stateless
+    rule (see :func:`_check_rows_fast`)."""
     rtol = FACTOR * eps
     R, size = b.shape
     f = 8 * eps / rtol
@@ -235,8 +246,9 @@ def _update_rows(rule, b, a, gk, tk, lr_used, eps, shape):
         return new.reshape(len(sel), -1) - b64, a64 - b64, _value_scale(b64, a64, f, subnormal_floor(a.dtype))
     # the fast values' own rounding, a few units of dt on the update, in badness units
     slack = 4 * float(np.finfo(dt).eps) / rtol
+    finite = np.ones(R, dtype=bool)
     with scratch:
-        idx, bad = worst_blocks(R, size, values, exact, rtol, exact_fails=False, slack=slack)
+        idx, bad = worst_blocks(R, size, values, exact, rtol, exact_fails=False, slack=slack, finite=finite)
     need = np.flatnonzero(~(bad <= 1.0))
     exp_u, act_u, scale = _exact_at(rule, b, a, gk, tk, lr_used, np.arange(R), idx, f)
     per = max(1, CHUNK_ELEMENTS // 8 // max(1, size))
@@ -250,7 +262,7 @@ def _update_rows(rule, b, a, gk, tk, lr_used, eps, shape):
         j, _ = worst_rows(e, av, rtol, sv)
         q = np.arange(len(sel))
         idx[sel], exp_u[sel], act_u[sel], scale[sel] = j, e[q, j], av[q, j], sv[q, j]
-    return idx, exp_u, act_u, scale, need
+    return idx, exp_u, act_u, scale, need, finite, minus_lr is not None
 
 
 def _minus_rate(rule, lr_used, R, dt):
@@ -272,126 +284,3 @@ def _exact_at(rule, b, a, g, t, lr_used, rows, cols, f):
     gg = np.asarray(g[rows, cols], dtype=np.float64)
     new, _ = rule.step(bb[:, None], gg[:, None], {}, t[rows], None if lr_used is None else lr_used[rows])
     return new[:, 0] - bb, aa - bb, _value_scale(bb, aa, f, subnormal_floor(a.dtype))
-
-
-def _check_rows(name, p, rule, param_step, t, lr_rec, expected, builder, eps, clipping, i0, i1):
-    """Rows ``i0:i1`` of a rule with optimizer state, in float64 (state slots checked too)."""
-    rtol = FACTOR * eps
-    shape = tuple(p.shape)
-    before = p.before[i0:i1].astype(np.float64)
-    after = p.after[i0:i1].astype(np.float64)
-    g = _used_grad(p, expected, i0, i1)
-    if clipping is not None:
-        g = clipping.apply(name, i0, i1, g)
-    ok = np.isfinite(g).all(axis=1) & np.isfinite(before).all(axis=1)
-    state, state_ok = _state_before(rule, p, before, param_step, t, i0, i1, shape)
-    ok &= state_ok
-    if not ok.any():
-        return 0
-    k = int(ok.sum())
-    every = k == len(ok)                   # the common case: no row is left out, no copies
-    b_ok = before if every else before[ok]
-    a_ok = after if every else after[ok]
-    sb = {s: (v if every else v[ok]).reshape((k,) + shape) for s, v in state.items()}
-    lr_used = None
-    if lr_rec is not None and np.isfinite(lr_rec[i0:i1][ok]).all():
-        lr_used = lr_rec[i0:i1][ok]
-    args = (b_ok.reshape((k,) + shape), (g if every else g[ok]).reshape((k,) + shape), sb, t[i0:i1][ok],
-            lr_used)
-    new_p, new_state = rule.step(*args)
-    mags = _LazyMags(rule, args, k)
-    exp_update = np.asarray(new_p).reshape(k, -1) - b_ok
-    act_update = a_ok - b_ok
-    # the recorded update carries the rounding of the value itself: eps * |p| per step
-    scale = _value_scale(b_ok, a_ok, 8 * eps / rtol, subnormal_floor(p.after.dtype))
-    bad = badness(exp_update, act_update, rtol, scale)
-    if not worst_per_row(bad)[1]:          # not conclusive: the rule's rounding magnitudes decide
-        scale = np.maximum(scale, mags.of("p"))
-        bad = badness(exp_update, act_update, rtol, scale)
-    steps = param_step[i0:i1][ok]
-    add_worst(builder, "update", name, steps, exp_update, act_update, scale, rtol, bad=bad)
-    for slot, value in new_state.items():
-        rec = _recorded_slot(p, slot)
-        if rec is None:
-            continue
-        floor = subnormal_floor(rec.dtype)
-        r = rec[i0:i1][ok].astype(np.float64)
-        ev = np.asarray(value, dtype=np.float64).reshape(r.shape)
-        sc = np.full(r.shape[0], floor)        # one scale per row, as add_worst reads it
-        bad = badness(ev, r, rtol, floor)
-        if not worst_per_row(bad)[1]:
-            sc = np.maximum(mags.of(slot), floor)
-            bad = badness(ev, r, rtol, sc)
-        add_worst(builder, slot, name, steps, ev, r, sc, rtol, bad=bad)
-    return k
-
-
-def subnormal_floor(dtype: np.dtype) -> float:
-    """The smallest scale a recorded value of ``dtype`` is compared at: its smallest normal
-    number. Below it (subnormals, e.g. Adam's first moment of a gradient that stopped long
-    ago) float32 keeps a fixed absolute spacing, 2**-149, not a relative one, so a relative
-    tolerance alone read a correctly rounded 5.6e-45 for 5.04e-45 as a failure."""
-    dt = np.dtype(dtype)
-    return float(np.finfo(dt).tiny) if dt.kind == "f" else 0.0
-
-
-def _value_scale(before, after, factor: float, floor: float) -> np.ndarray:
-    """``max(|before|, |after|) * factor``, at least ``floor`` (:func:`subnormal_floor`), in
-    one array: ``before`` is finite on the rows checked, so a NaN ``after`` comes out NaN
-    as with NumPy."""
-    out = np.abs(before)
-    np.maximum(out, np.abs(after), out=out)
-    out *= np.float64(factor)
-    return np.maximum(out, floor, out=out)
-
-
-class _LazyMags:
-    """The rule's rounding magnitudes for a chunk, computed on first use (flattened rows)."""
-
-    def __init__(self, rule, args, k):
-        self.rule, self.args, self.k, self.done = rule, args, k, None
-
-    def of(self, name):
-        if self.done is None:
-            self.done = self.rule.magnitudes(*self.args)
-        return self.done[name].reshape(self.k, -1)
-
-
-def _recorded_slot(p, slot):
-    from ..math.optimizers import SLOT_ALIASES    # Keras 3 calls Adam's m/v momentum/velocity
-    for name in (slot, *SLOT_ALIASES.get(slot, ())):
-        if name in p.slots:
-            return p.slots[name]
-    return None
-
-
-def _state_before(rule, p, before, param_step, t, i0, i1, shape):
-    """Optimizer state before each step of rows ``i0:i1``: the initial state at the
-    optimizer's first step, else the recorded state after the previous step (when that
-    step was recorded right before)."""
-    slots = list(getattr(rule, "slots", ()) or ())
-    n = i1 - i0
-    ok = np.ones(n, dtype=bool)
-    if not slots:
-        return {}, ok
-    init = rule.initial_state(before.reshape((n,) + shape))
-    first = np.asarray(t[i0:i1]) == 1
-    prev_steps = param_step[max(i0 - 1, 0):i1 - 1]
-    consecutive = np.zeros(n, dtype=bool)
-    if i0 == 0:
-        consecutive[1:] = np.diff(param_step[0:i1]) == 1
-    else:
-        consecutive[:] = param_step[i0:i1] - prev_steps == 1
-    state = {}
-    for slot in slots:
-        init_v = np.asarray(init[slot], dtype=np.float64).reshape(n, -1)
-        rec = _recorded_slot(p, slot)
-        prev = np.full_like(init_v, np.nan)
-        if rec is not None:
-            if i0 == 0:
-                prev[1:] = rec[0:i1 - 1]
-            else:
-                prev[:] = rec[i0 - 1:i1 - 1]
-        state[slot] = np.where(first[:, None], init_v, prev)
-        ok &= first | (consecutive & np.isfinite(prev).all(axis=1))
-    return state, ok

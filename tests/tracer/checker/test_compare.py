@@ -159,3 +159,32 @@ def test_the_pair_pass_skips_the_quick_ratio_of_rows_known_to_fail_and_keeps_eve
     assert i1[4] == want1[0][4] and b1[4] == want1[1][4] <= 1          # the clean twin: its worst element
     assert (i2 == want2[0]).all() and np.array_equal(b2, want2[1])     # the second comparison: unchanged
     assert i2[2] == 2 * PROBE and np.isinf(b2[2]) and i2[3] == 1
+
+
+def _non_finite(report):
+    return [(f.step, f.message.split("recorded ")[1].split(".")[0]) for f in report.findings if f.kind == "non_finite"]
+
+
+def test_rows_the_update_check_shows_finite_are_not_scanned_again_and_planted_nans_are_still_found():
+    clean = tracer.check(_wide_sgd_trace())
+    proven = clean.context["finite_rows"]["w"]
+    assert proven["after"].tolist() == [True] * 3 and proven["grad"].tolist() == [True] * 3
+    assert _non_finite(clean) == []                                    # the clean twin
+    nan_grad = tracer.check(_wide_sgd_trace(nan_grad_step=2))
+    assert nan_grad.context["finite_rows"]["w"]["grad"].tolist() == [True, False, True]
+    assert _non_finite(nan_grad) == [(2, "gradient of w")]
+
+    def plant(step, after):
+        if step == 3:
+            after[7] = np.inf
+        return after
+    inf_after = tracer.check(_wide_sgd_trace(plant))
+    assert inf_after.context["finite_rows"]["w"]["after"].tolist() == [True, True, False]
+    assert _non_finite(inf_after) == [(3, "value after the update of w")]
+
+
+def test_an_update_rule_that_is_not_minus_lr_times_grad_shows_no_gradient_finite():
+    trace = _wide_sgd_trace(steps=2, size=50)
+    report = tracer.check(trace, optimizer={"name": "sgd", "convention": "torch", "lr": 0.01, "weight_decay": 0.1})
+    proven = report.context["finite_rows"]["w"]       # (the update fails: the run had no weight decay)
+    assert proven["after"].all() and not proven["grad"].any()

@@ -89,11 +89,12 @@ def _first_recorded(ctx):
         if badp.any():
             cands.append((int(a.sample_step[badp].min()), 1, "prediction", None))
     grads_given = given.get("grads") or {}
+    proven = ctx.extras.get("finite_rows") or {}
     for name, p in a.params.items():
         for order, key in ((2, "grad"), (3, "after")):
             arr = p[key]
             whole = key == "after" or grads_given.get(name, 0) == len(arr)
-            rowbad = nonfinite_rows(arr)
+            rowbad = _unproven_nonfinite(arr, (proven.get(name) or {}).get(key))
             if not whole and rowbad.any():
                 rowbad[rowbad] = ~np.isnan(arr[rowbad]).all(axis=1)
             if rowbad.any():
@@ -103,6 +104,19 @@ def _first_recorded(ctx):
         return None
     step, _, what, param = min(cands, key=lambda c: (c[0], c[1]))
     return step, what, param
+
+
+def _unproven_nonfinite(arr, finite):
+    """:func:`nonfinite_rows` of ``arr``, reading only the rows the update check did not
+    show finite (``finite``, a row mask, or None; ``finite_rows`` in the checker's context):
+    a whole pass over S4's first layer is 144 MB of reads."""
+    if finite is None or finite.shape != (len(arr),):
+        return nonfinite_rows(arr)
+    out = np.zeros(len(arr), dtype=bool)
+    rest = np.flatnonzero(~finite)
+    if rest.size:
+        out[rest] = nonfinite_rows(arr[rest])
+    return out
 
 
 def _cause(ctx, step):
