@@ -20,7 +20,8 @@ import numpy as np
 
 from ..errors import SteptraceError
 from . import coverage, identify
-from .feed import chunks, step_groups
+from ..program import Evaluation
+from .feed import RowBuffers, chunks, leaves, step_groups
 from .interpret import name_factor
 from .compare import all_nan_rows
 from .quantities import check_chunk
@@ -104,12 +105,15 @@ def _evaluate(trace, program, report, builder, eps, dtype, recomputed):
         return program
     missing = {n for n, p in arrays.params.items() if all_nan_rows(p.grad).any()}
     grads = {n: np.full(arrays.params[n].grad.shape, np.nan) for n in missing}
+    gather = RowBuffers()       # each chunk's results are taken out before the next one's rows
     for sub in chunks(groups, _bytes_per_step(arrays, program), CHUNK_BYTES):
         try:
-            res, _ = check_chunk(program, arrays, sub, dtype, eps, builder, recorded_loss, missing)
+            ev = Evaluation(program, leaves(program, arrays, sub, dtype, gather=gather), dtype)
+            res, _ = check_chunk(program, arrays, sub, dtype, eps, builder, recorded_loss, missing, evaluation=ev)
         except SteptraceError as exc:
             report.cannot_check.append(f"model: {exc}")
             return program
+        del ev
         if res.loss is not None:
             recomputed["loss"].update(zip(sub.steps.tolist(), res.loss.tolist()))
         for key, n in res.checked.items():

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from ..arrays import TraceArrays
     from ..program import StepProgram
 
-__all__ = ["StepGroup", "step_groups", "leaves", "chunks", "rows_of_steps", "positions"]
+__all__ = ["StepGroup", "step_groups", "leaves", "chunks", "rows_of_steps", "positions", "RowBuffers"]
 
 
 @dataclass
@@ -115,11 +115,13 @@ def chunks(groups: list[StepGroup], bytes_per_step: int, budget: int = 256 * 102
 
 
 def leaves(program: StepProgram, arrays: TraceArrays, group: StepGroup, dtype: type[np.floating],
-           which: str = "before", params: dict[str, np.ndarray] | None = None) -> dict:
+           which: str = "before", params: dict[str, np.ndarray] | None = None,
+           gather: RowBuffers | None = None) -> dict:
     """The program's leaves for the steps of ``group``: data rows, parameters, constants.
 
     ``which`` picks the parameter values (``before`` the update, or ``after``);
-    ``params`` overrides parameter arrays (name -> stacked array).
+    ``params`` overrides parameter arrays (name -> stacked array); ``gather`` copies the
+    data rows into buffers reused from one chunk to the next (:class:`RowBuffers`).
     """
     out = {}
     for inp in program.inputs:
@@ -130,7 +132,7 @@ def leaves(program: StepProgram, arrays: TraceArrays, group: StepGroup, dtype: t
         if c1 > table.shape[1]:
             raise TraceInputError(f"program input {inp.name!r}: columns {c0}..{c1} but the data has "
                                   f"{table.shape[1]}")
-        block = table[group.rows][:, :, c0:c1]
+        block = (table[group.rows] if gather is None else gather(inp.name, table, group.rows))[:, :, c0:c1]
         shape = tuple(inp.shape) if inp.shape is not None else (c1 - c0,)
         if int(np.prod(shape, dtype=np.int64)) != c1 - c0:
             raise TraceInputError(f"program input {inp.name!r}: shape {list(shape)} does not hold {c1 - c0} columns")
@@ -148,6 +150,26 @@ def leaves(program: StepProgram, arrays: TraceArrays, group: StepGroup, dtype: t
         flat = p[which][positions(group.param_pos)]
         out[name] = flat.reshape((len(group.steps),) + tuple(p["shape"])).astype(dtype, copy=False)
     return out
+
+
+class RowBuffers:
+    """Buffers the data rows of one chunk after another are gathered into (one per program
+    input), for a caller that is done with a chunk's leaves before it asks for the next.
+
+    Why: a chunk of S4 gathers 2.2 MB of rows; into fresh memory that cost 9.5 ms an epoch
+    (the first touch of a page, about 1.3 ms per MB here), into a reused buffer 2 ms."""
+
+    def __init__(self) -> None:
+        self._bufs: dict[str, np.ndarray] = {}
+
+    def __call__(self, name: str, table: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """``table[rows]``, in the buffer of input ``name`` (overwriting the previous chunk's)."""
+        shape = rows.shape + table.shape[1:]
+        n = int(np.prod(shape, dtype=np.int64))
+        buf = self._bufs.get(name)
+        if buf is None or buf.size < n or buf.dtype != table.dtype:
+            buf = self._bufs[name] = np.empty(n, dtype=table.dtype)
+        return np.take(table, rows, axis=0, out=buf[:n].reshape(shape))
 
 
 def positions(pos: np.ndarray) -> slice | np.ndarray:
