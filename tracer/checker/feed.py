@@ -163,13 +163,17 @@ class RowBuffers:
         self._bufs: dict[str, np.ndarray] = {}
 
     def __call__(self, name: str, table: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """``table[rows]``, in the buffer of input ``name`` (overwriting the previous chunk's)."""
+        """``table[rows]``, in the buffer of input ``name`` (overwriting the previous chunk's).
+        ``np.take`` with ``mode="raise"`` would gather through a temporary of the same size
+        (fresh pages again): rows outside the table are left to plain indexing instead."""
+        if rows.size and (rows.min() < 0 or rows.max() >= len(table)):
+            return table[rows]
         shape = rows.shape + table.shape[1:]
         n = int(np.prod(shape, dtype=np.int64))
         buf = self._bufs.get(name)
         if buf is None or buf.size < n or buf.dtype != table.dtype:
             buf = self._bufs[name] = np.empty(n, dtype=table.dtype)
-        return np.take(table, rows, axis=0, out=buf[:n].reshape(shape))
+        return np.take(table, rows, axis=0, out=buf[:n].reshape(shape), mode="clip")
 
 
 def positions(pos: np.ndarray) -> slice | np.ndarray:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 import tracer
 import tracer.checker.core as core
@@ -27,6 +28,10 @@ def test_row_buffers_gather_the_rows_into_one_reused_buffer():
     assert np.array_equal(bigger, table[np.arange(9).reshape(3, 3)])
     other = gather("y", table, np.array([[1]]))                 # another input: its own buffer
     assert not np.shares_memory(other, bigger)
+    wrapped = gather("x", table, np.array([[-1, 2]]))           # as plain indexing: -1 is the last row
+    assert np.array_equal(wrapped, table[[[9, 2]]])
+    with pytest.raises(IndexError):
+        gather("x", table, np.array([[10]]))
 
 
 def _check_in_chunks(trace, chunk_bytes, monkeypatch):
