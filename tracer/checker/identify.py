@@ -119,23 +119,29 @@ def identify_loss(program: StepProgram, arrays: TraceArrays, groups: list[StepGr
                  "Huber, binary and categorical cross-entropies)"
 
 
-def sgd_rate(update: ArrayLike, grad: ArrayLike, magnitude: ArrayLike, eps: float) -> float | None:
+def sgd_rate(update: ArrayLike, grad: ArrayLike, magnitude: ArrayLike, eps: float,
+             finite: bool = False) -> float | None:
     """The plain-SGD rate ``lr`` with ``update = -lr * grad``, as a person would have typed it.
 
     Least squares over the elements gives ``lr``; then the shortest decimal (1 to 8
     significant digits) that explains every element within the update check's own
     tolerance (``8 eps |p| + 64 eps |update|``) is preferred, so a float32 run's rounding
     does not turn ``0.0002`` into ``0.000199992``. None when no gradient is non-zero.
+    ``finite``: the caller knows every element is finite (no masks of them are made).
     """
     u = np.asarray(update, dtype=np.float64).reshape(-1)
     g = np.asarray(grad, dtype=np.float64).reshape(-1)
     mag = np.asarray(magnitude, dtype=np.float64).reshape(-1)
-    ok = np.isfinite(u)
-    ok &= np.isfinite(g)
-    ok &= np.isfinite(mag)
-    if ok.sum() > SAMPLE:
-        ok &= np.arange(ok.size) % (ok.sum() // SAMPLE + 1) == 0
-    if not ok.all():                 # (usually every element is kept: no copies)
+    ok = None
+    if not finite:
+        ok = np.isfinite(u)
+        ok &= np.isfinite(g)
+        ok &= np.isfinite(mag)
+    count = u.size if ok is None else int(ok.sum())
+    if count > SAMPLE:
+        ok = np.ones(u.size, dtype=bool) if ok is None else ok
+        ok &= np.arange(ok.size) % (count // SAMPLE + 1) == 0
+    if ok is not None and not ok.all():     # (usually every element is kept: no copies)
         u, g, mag = u[ok], g[ok], mag[ok]
     top = float(np.max(np.abs(g))) if g.size else 0.0
     if not top:
@@ -165,8 +171,9 @@ def _sample_rows(n: int, most: int = 32) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, min(n, most)).astype(np.int64)) if n else np.zeros(0, np.int64)
 
 
-def _sampled(p, grad, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(update, grad, magnitude)`` of the sampled rows, in float64, as :func:`sgd_rate` reads them.
+def _sampled(p, grad, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """``(update, grad, magnitude, all finite)`` of the sampled rows, in float64, as
+    :func:`sgd_rate` reads them (all finite: known to be, the rows were summed).
 
     Why not simply convert the rows: :func:`sgd_rate` keeps every k-th element of at most
     :data:`SAMPLE` finite ones; when every sampled element is finite (the usual case) those are
@@ -183,9 +190,9 @@ def _sampled(p, grad, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
             picked = [tuple(v[(-i * size) % k::k] for v in trio) for i, trio in enumerate(views)]
             b, a, g = (np.concatenate([t[j] for t in picked]).astype(np.float64) for j in range(3))
             u = a - b
-            return u, g, np.maximum(np.abs(b, out=b), np.abs(a, out=a), out=b)   # no new temporaries
+            return u, g, np.maximum(np.abs(b, out=b), np.abs(a, out=a), out=b), True   # no new temporaries
     before, after = p.before[rows].astype(np.float64), p.after[rows].astype(np.float64)
-    return after - before, grad[rows], np.maximum(np.abs(before), np.abs(after))
+    return after - before, grad[rows], np.maximum(np.abs(before), np.abs(after)), False
 
 
 def identify_sgd(arrays: TraceArrays, grads: dict, eps: float = 2.2e-16) -> tuple[dict[str, float] | None, str]:
@@ -200,7 +207,8 @@ def identify_sgd(arrays: TraceArrays, grads: dict, eps: float = 2.2e-16) -> tupl
         if name not in grads:
             continue
         rows = _sample_rows(p.before.shape[0])      # the update check then verifies every step
-        rate = sgd_rate(*_sampled(p, grads[name], rows), eps)
+        u, g, mag, finite = _sampled(p, grads[name], rows)
+        rate = sgd_rate(u, g, mag, eps, finite=finite)
         if rate is not None:
             per_param[name] = rate
     if not per_param:

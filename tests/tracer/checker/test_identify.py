@@ -49,3 +49,17 @@ def test_candidates_and_the_linear_model_guess():
     assert "sum of squares / 2 / n" in names and len(names) == len(set(names))
     model = guess_linear_model(s0_trace(iterations=1))
     assert model["layers"][0]["weight"] == "weights" and model["layers"][0]["bias"] == "biases"
+
+
+def test_sgd_rate_told_that_every_element_is_finite_gives_the_same_rate():
+    from tracer.checker.identify import SAMPLE
+    rng = np.random.default_rng(7)
+    for n in (1000, SAMPLE + 1234, 3 * SAMPLE):                     # below and above the sample size
+        p = rng.standard_normal(n).astype(np.float32)
+        g = rng.standard_normal(n).astype(np.float32)
+        update = ((p - np.float32(3e-4) * g).astype(np.float32) - p).astype(np.float64)
+        noisy = update * (1 + 1e-3 * rng.standard_normal(n))        # no short decimal fits: the fitted rate
+        for u in (update, noisy):
+            want = sgd_rate(u, g, np.abs(p), 2.0 ** -24)
+            assert sgd_rate(u, g, np.abs(p), 2.0 ** -24, finite=True) == want
+        assert sgd_rate(update, g, np.abs(p), 2.0 ** -24, finite=True) == 3e-4
