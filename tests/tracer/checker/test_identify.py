@@ -63,3 +63,24 @@ def test_sgd_rate_told_that_every_element_is_finite_gives_the_same_rate():
             want = sgd_rate(u, g, np.abs(p), 2.0 ** -24)
             assert sgd_rate(u, g, np.abs(p), 2.0 ** -24, finite=True) == want
         assert sgd_rate(update, g, np.abs(p), 2.0 ** -24, finite=True) == 3e-4
+
+
+def test_sampled_rows_are_picked_straight_from_finite_rows_and_converted_whole_otherwise():
+    from types import SimpleNamespace
+
+    from tracer.checker.identify import SAMPLE, _sampled
+    from tracer.checker.updates import _RowsOfGrad
+    rng = np.random.default_rng(8)
+    rows, size = np.array([0, 2, 5]), SAMPLE // 2 + 3                  # more elements than the sample
+    before = rng.standard_normal((6, size)).astype(np.float32)
+    after = (before * 0.999).astype(np.float32)
+    grad = rng.standard_normal((6, size)).astype(np.float32)
+    p = SimpleNamespace(before=before, after=after)
+    u, g, mag, finite = _sampled(p, _RowsOfGrad(grad, None), rows)
+    k = rows.size * size // SAMPLE + 1                                  # every k-th of the rows end to end
+    want_b = before[rows].astype(np.float64).reshape(-1)[::k]
+    assert finite and np.array_equal(g, grad[rows].astype(np.float64).reshape(-1)[::k])
+    assert np.array_equal(u, after[rows].astype(np.float64).reshape(-1)[::k] - want_b)
+    after[5, 7] = np.nan                                                # a NaN in a sampled row: whole rows
+    u, g, mag, finite = _sampled(p, _RowsOfGrad(grad, None), rows)
+    assert not finite and u.shape == (3, size) and np.isnan(u[2, 7])
