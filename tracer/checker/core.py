@@ -105,8 +105,8 @@ def _evaluate(trace, program, report, builder, eps, dtype, recomputed):
     missing = {n for n, p in arrays.params.items() if all_nan_rows(p.grad).any()}
     grads = {n: np.full(arrays.params[n].grad.shape, np.nan) for n in missing}
     for sub in chunks(groups, _bytes_per_step(arrays, program), CHUNK_BYTES):
-        try:
-            res, _ = check_chunk(program, arrays, sub, dtype, eps, builder, recorded_loss, missing)
+        try:     # the chunk's evaluation is not kept: the next chunk's arrays reuse its memory
+            res = check_chunk(program, arrays, sub, dtype, eps, builder, recorded_loss, missing)[0]
         except SteptraceError as exc:
             report.cannot_check.append(f"model: {exc}")
             return program
