@@ -140,6 +140,9 @@ def test_a_product_of_two_leaves_keeps_its_value_where_the_sample_misses_every_t
     z, low, exact = ev.value("z"), ev.magnitudes(lower=True)["z"], ev.magnitudes()["z"]
     assert np.array_equal(low, 2 * np.abs(z))                        # here it is all the bound has
     assert np.all(low <= exact * (1 + 1e-12)) and np.all((low > 0) == (exact > 0))
+    # a product's value given to the evaluation (not computed by it) is not read by the bound
+    given = Evaluation(prog, {**leaves, "z": 1000 * z}, np.float64)
+    assert np.all(given.magnitudes(lower=True)["z"] <= exact * (1 + 1e-12))
 
 
 def test_an_outer_product_is_computed_as_the_broadcast_product_with_the_same_numbers():
