@@ -62,6 +62,7 @@ def check_accumulated(program: StepProgram, arrays: TraceArrays, groups: list[St
         for name, g in ev.gradients().items():
             np.add.at(grads[name], pos, g.reshape(len(pos), -1).astype(np.float64))
             np.add.at(gmags[name], pos, gm[name].reshape(len(pos), -1).astype(np.float64))
+        del ev, gm           # before the next chunk's evaluation, whose arrays then reuse their memory
     steps = arrays.param_step[seen]
     actual = np.array([recorded_loss.get(int(s), np.nan) for s in steps])
     has = np.isfinite(actual)

@@ -113,7 +113,7 @@ def _evaluate(trace, program, report, builder, eps, dtype, recomputed):
         except SteptraceError as exc:
             report.cannot_check.append(f"model: {exc}")
             return program
-        del ev
+        del ev           # not kept: the next chunk's arrays reuse its memory
         if res.loss is not None:
             recomputed["loss"].update(zip(sub.steps.tolist(), res.loss.tolist()))
         for key, n in res.checked.items():

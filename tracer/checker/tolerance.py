@@ -36,7 +36,7 @@ gives ``L <= M`` element by element, at about ``1/s`` of the cost. ``L`` is used
 ``n`` nonnegative terms is within ``n * eps`` of its exact value in any order, so the
 halving keeps ``L <= M`` as computed for any contraction shorter than about 2**20 terms.
 A correct element's error is about ``eps * sqrt(n) * term`` while ``L/2`` is ``M/10`` to
-``M/100`` (S4's first-layer gradient: ``M/57`` at the median), so the bound settles essentially every row of a correct run; a row it does
+``M/100`` (S4's first-layer gradient: ``M/48`` at the median), so the bound settles essentially every row of a correct run; a row it does
 not settle gets ``M`` exactly as before. Where the bound would cut nothing (small
 programs), it is not computed. Rows of at least
 :data:`~tracer.checker.quantities.EAGER_ELEMENTS` elements compute ``L`` first and run

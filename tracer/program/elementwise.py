@@ -86,7 +86,7 @@ class Elementwise(Op):
         e = self.expr(attrs)
         mag = magnitude(e, dict(zip(syms, msyms)))
         f = lambdify(syms, e)
-        fm = lambdify(syms + msyms, mag)
+        fm = lambdify(syms + msyms, mag, cse=True)
         d, dm = [], []
         for i in range(self.arity):
             if not self.can_differentate_safe(i):
@@ -97,7 +97,7 @@ class Elementwise(Op):
             gexpr = _G * de
             gm = magnitude(gexpr, {**dict(zip(syms, msyms)), _G: _MG})
             d.append(lambdify(syms, de))
-            dm.append(lambdify(syms + msyms + (_G, _MG), gm))
+            dm.append(lambdify(syms + msyms + (_G, _MG), gm, cse=True))
         hit = self._cache[key] = (f, fm, d, dm)
         return hit
 

@@ -34,6 +34,7 @@ class Evaluation:
         self._nodes = program.primitive_nodes
         wanted = [v for k, v in program.outputs.items() if k in (outputs or ("loss", "prediction"))]
         self._needed = _ancestors(self._nodes, wanted)
+        self._given = {n.name for n in self._nodes if n.name in leaves}   # node values not computed here
         self._grads = None
         self._fmags = self._bmags = self._lfmags = self._lbmags = None
         self._forward()
@@ -161,7 +162,9 @@ class Evaluation:
                 if n.op == "matmul":     # a leaf's magnitude is its own |value|: one product saved
                     exact = self._exact(n)
                     ms = [None if e else fm[a] for a, e in zip(n.args, exact)]
-                    m = op.fmag(ms, xs, self.values[n.name], n.attrs, exact=exact, lower=lower)
+                    # the bound may read the product's value (|A @ B|): only one computed here
+                    m = op.fmag(ms, xs, self.values[n.name], n.attrs, exact=exact,
+                                lower=lower and n.name not in self._given)
                 else:
                     ms = [fm[a] if isinstance(a, str) else np.abs(x) for a, x in zip(n.args, xs)]
                     m = op.fmag(ms, xs, self.values[n.name], n.attrs)

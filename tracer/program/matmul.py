@@ -7,6 +7,9 @@ is at most the exact one, element by element, at a fraction of its cost:
 
 - a forward product sums every ``s``-th entry of its contracted index only
   (``|A[..., ::s]| @ |B[..., ::s, :]|``, not rescaled: about ``1/s`` of the exact value);
+  for a product of two leaves (``M = 2 |A| @ |B|``) it takes at each element the larger
+  of that and ``|A @ B|``, the value already computed (the triangle inequality: the
+  larger where a sparse input leaves the sample without the element's few terms);
 - a gradient product (``g @ B^T``, ``A^T @ g``) groups its contracted index into runs of
   ``s`` and bounds each run's sum ``sum_k a_k b_k`` by ``min_k a_k * sum_k b_k``, the
   minimum taken on the side with fewer runs whose minimum is 0. Every term still counts, so a
@@ -31,10 +34,11 @@ __all__ = ["MatMul", "lower_stride", "LOWER_WORK", "LOWER_STRIDE", "SPARSE"]
 
 #: per-step multiply-adds from which a product's lower bound samples its contracted index
 LOWER_WORK = 1 << 16
-#: the largest stride of a forward product's sample (its bound: about 1/4 of the exact
-#: value, which every gradient magnitude downstream inherits) and the longest run of a
-#: gradient product (its bound: about a run's smallest term over its mean, 0.3 on S4)
-LOWER_STRIDE = {"forward": 4, "gradient": 8}
+#: the largest stride of a forward product's sample (its bound: about 1/8 of the exact
+#: value, which every gradient magnitude downstream inherits; 8 rather than 4 halves the
+#: bound's largest product and settled the same rows of the test suite) and the longest
+#: run of a gradient product (its bound: about a run's smallest term over its mean, 0.3 on S4)
+LOWER_STRIDE = {"forward": 8, "gradient": 8}
 #: the share of runs whose smallest term is 0 from which a side of a gradient product
 #: counts as sparse (a dense side: none; a ReLU side, half zeros, runs of 4: 94%)
 SPARSE = 0.1
@@ -62,6 +66,15 @@ def _runs(x, axis, s, ufunc):
     return out
 
 
+def _matmul(a, b):
+    """``np.matmul``, except a contraction of length 1 (an outer product, ``g @ w^T`` for a
+    one-output layer): NumPy runs that in its own loop, 4x slower than the broadcast
+    product, which gives the same numbers (one multiplication per element)."""
+    if a.ndim > 1 and b.ndim > 1 and a.shape[-1] == 1 == b.shape[-2]:
+        return a * b
+    return np.matmul(a, b)
+
+
 def _low_matmul(a, b):
     """A lower bound of ``a @ b`` for nonnegative ``a``, ``b`` (contracted: ``a``'s last
     axis, ``b``'s second to last): per run of ``s`` entries, the smallest term of the side
@@ -72,9 +85,13 @@ def _low_matmul(a, b):
     work = int(np.prod(np.broadcast_shapes(a.shape[1:-2], b.shape[1:-2]), dtype=np.int64)) * m * k * n
     s = lower_stride(k, work, LOWER_STRIDE["gradient"])
     if s == 1:
-        return np.matmul(a, b)
-    amin, bmin = _runs(a, -1, s, np.minimum), _runs(b, -2, s, np.minimum)
-    za, zb = (1.0 - np.count_nonzero(x) / max(1, x.size) for x in (amin, bmin))   # runs whose minimum is 0
+        return _matmul(a, b)
+    amin = _runs(a, -1, s, np.minimum)
+    if amin.all():                      # a dense side (no run's minimum is 0): it is taken
+        return np.matmul(amin, _runs(b, -2, s, np.add))
+    za = 1.0 - np.count_nonzero(amin) / max(1, amin.size)       # runs whose minimum is 0
+    bmin = _runs(b, -2, s, np.minimum)
+    zb = 1.0 - np.count_nonzero(bmin) / max(1, bmin.size)
     if min(za, zb) > SPARSE:
         return np.matmul(a, b)
     if za <= zb:
@@ -115,10 +132,19 @@ class MatMul(Op):
             out = out[..., 0, :] if not vb else out[..., 0]
         return out
 
+    @staticmethod
+    def _unpost(out, va, vb):
+        """The inverse of :meth:`_post`: a value in the promoted shape ``(..., M, N)``."""
+        if va and vb:
+            return out[..., None, None]
+        if vb:
+            return out[..., None]
+        return out[..., None, :] if va else out
+
     def forward(self, xs: list[np.ndarray], attrs: dict) -> np.ndarray:
         a, b, va, vb = self._prep(*xs)
         a, b = align(a, b)
-        return self._post(np.matmul(a, b), va, vb)
+        return self._post(_matmul(a, b), va, vb)
 
     def strides(self, xs: list[np.ndarray]) -> tuple[int, int, int]:
         """Lower-bound strides of the three contractions: the forward product's (over K),
@@ -141,7 +167,7 @@ class MatMul(Op):
         elif vb:
             g = g[..., None]
         la, rb = align(*self._prep(a0 if left is None else left, b0 if right is None else right)[:2])
-        product = _low_matmul if lower else np.matmul
+        product = _low_matmul if lower else _matmul
         out = [None, None]
         if need[0]:
             ga = product(g, _swap(np.abs(rb) if right is None else rb))
@@ -157,7 +183,8 @@ class MatMul(Op):
     def fmag(self, ms: list, xs: list[np.ndarray], out: np.ndarray, attrs: dict,
              exact: tuple[bool, bool] = (False, False), lower: bool = False) -> np.ndarray:
         """``M(A) @ |B| + |A| @ M(B)``; a leaf's magnitude is its own ``|value|`` (``exact``:
-        its ``ms`` entry is not read), which saves a product. ``lower``: the lower bound."""
+        its ``ms`` entry is not read), which saves a product. ``lower``: the lower bound;
+        for a product of two leaves, ``2 |A @ B|`` from the value itself (module docstring)."""
         s = self.strides(xs)[0] if lower else 1
         a, b, va, vb = self._prep(*xs)
         a, b = align(a, b)
@@ -169,26 +196,37 @@ class MatMul(Op):
             ma, mb = (None, None) if ma is None else (ma[..., ::s], mb[..., ::s, :])
         a, b = np.abs(a), np.abs(b)
         if exact[0] and exact[1]:            # both leaves: |A| @ |B| once
-            out = np.matmul(a, b)
+            value = out
+            out = _matmul(a, b)
+            if s > 1:                        # and |A| @ |B| >= |A @ B|, the value at hand
+                np.maximum(out, np.abs(self._unpost(value, va, vb)), out=out)
             out *= 2
         elif exact[1]:                       # (M_A + |A|) @ |B|: one product, not two
-            out = np.matmul(ma + a, b)
+            out = _matmul(ma + a, b)
         elif exact[0]:
-            out = np.matmul(a, mb + b)
+            out = _matmul(a, mb + b)
         else:
-            out = np.matmul(ma, b) + np.matmul(a, mb)
+            out = _matmul(ma, b) + _matmul(a, mb)
         return self._post(out, va, vb)
 
     def bmag(self, gm: np.ndarray, g: np.ndarray, ms: list, xs: list[np.ndarray], out: np.ndarray,
              attrs: dict, need: list[bool], exact: tuple[bool, bool] = (False, False), lower: bool = False) -> list:
-        """``gm`` against ``|A|``, ``|B|`` plus ``|g|`` against ``M(A)``, ``M(B)`` (one product
-        each way when both are leaves); ``lower``: the lower bound."""
-        if exact[0] and exact[1]:            # M_A = |A|, M_B = |B|: (gm + |g|) against each once
-            return self._grads(gm + np.abs(g), xs[0], xs[1], need, None, None, lower)
-        first = self._grads(gm, xs[0], xs[1], need, None, None, lower)
-        second = self._grads(np.abs(g), xs[0], xs[1], need, None if exact[0] else ms[0],
-                             None if exact[1] else ms[1], lower)
-        return [None if f is None else f + s for f, s in zip(first, second)]
+        """``gm`` against ``|A|``, ``|B|`` plus ``|g|`` against ``M(A)``, ``M(B)``; against a
+        leaf operand (``M = |value|``) the two are one product of ``gm + |g|``; ``lower``:
+        the lower bound (of the sum: a run's smallest ``gm + |g|`` is at least the sum of
+        the two smallest, so the one product's bound is at least the two products')."""
+        ag = np.abs(g)
+        one = [need[0] and exact[1], need[1] and exact[0]]      # the other operand is a leaf
+        two = [n and not o for n, o in zip(need, one)]
+        res = [None, None]
+        if any(one):
+            res = self._grads(gm + ag, xs[0], xs[1], one, None, None, lower)
+        if any(two):
+            first = self._grads(gm, xs[0], xs[1], two, None, None, lower)
+            second = self._grads(ag, xs[0], xs[1], two, None if exact[0] else ms[0], None if exact[1] else ms[1],
+                                 lower)
+            res = [r if not t else f + s for r, t, f, s in zip(res, two, first, second)]
+        return res
 
     def text(self, args: list, attrs: dict) -> str:
         return f"{args[0]} @ {args[1]}"

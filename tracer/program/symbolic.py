@@ -170,11 +170,17 @@ class _Printer(NumPyPrinter):
         return "select_(" + text[len(head):] if text.startswith(head) else text
 
 
-def lambdify(args: list[sp.Symbol] | tuple, expr: sp.Expr) -> Callable:
-    """``sympy.lambdify`` to NumPy knowing the named functions above (and ``erf``)."""
+def lambdify(args: list[sp.Symbol] | tuple, expr: sp.Expr, cse: bool = False) -> Callable:
+    """``sympy.lambdify`` to NumPy knowing the named functions above (and ``erf``).
+
+    ``cse``: common subexpressions computed once (a magnitude rule repeats the derivative in
+    each of its terms: relu's ``m_g |H(x)| + |g| |H(x)|`` ran its step function twice). Only
+    for magnitudes: sympy's elimination may write ``x - y`` as ``-(y - x)``, the same number
+    up to the sign of a zero, which a magnitude (a sum of absolute values) never sees, but a
+    value or a derivative could."""
     printer = _Printer({"fully_qualified_modules": False, "inline": True, "allow_unknown_functions": True,
                         "user_functions": {k: k for k in _MODULES[0]}})     # as lambdify's own
-    return sp.lambdify(args, expr, modules=_MODULES, printer=printer)
+    return sp.lambdify(args, expr, modules=_MODULES, printer=printer, cse=cse)
 
 
 def to_plain(expr: sp.Expr) -> sp.Expr:

@@ -114,13 +114,45 @@ def test_the_lower_bound_is_below_the_magnitudes_element_by_element(op, dtype, f
         m, lo = np.asarray(m, np.float64), np.asarray(gl[name], np.float64)
         assert np.all(lo <= m * factor), (name, float(np.nanmax(lo - m * factor)))
     ratio = gl["W1"][gm["W1"] > 0] / gm["W1"][gm["W1"] > 0]
-    assert np.median(ratio) > 0.01           # a bound that settles rows: not vanishing
+    # a bound that settles rows: not vanishing (medians 0.02 to 0.2, div's 0.008, since
+    # the forward sample takes every 8th entry; the suite's checks settled the same rows)
+    assert np.median(ratio) > 0.005
 
 
 def test_small_products_are_not_cut():
     op = get_op("matmul")
     assert op.strides([np.ones((2, 4, 8)), np.ones((2, 8, 3))]) == (1, 1, 1)
-    assert op.strides([np.ones((2, B, K)), np.ones((2, K, N))]) == (4, 8, 4)
+    assert op.strides([np.ones((2, B, K)), np.ones((2, K, N))]) == (8, 8, 4)
+
+
+def test_a_product_of_two_leaves_keeps_its_value_where_the_sample_misses_every_term():
+    # x nonzero only in a column the forward sample (every 8th) skips: the sample sums
+    # nothing, while |x @ W| (the triangle inequality on the value) keeps the bound up
+    rng = np.random.default_rng(3)
+    x = np.zeros((S, B, K))
+    x[:, :, 3] = rng.normal(size=(S, B))
+    leaves = {"x": x, "W1": rng.normal(size=(S, K, N)), "y": rng.normal(size=(S, B, N))}
+    prog = StepProgram.from_dict({
+        "inputs": [{"name": "x", "source": "inputs"}, {"name": "y", "source": "targets"}], "params": ["W1"],
+        "nodes": [_n("z", "matmul", "x", "W1"), _n("loss", "mse_loss", "z", "y")], "outputs": {"loss": "loss"}})
+    ev = Evaluation(prog, leaves, np.float64)
+    assert ev.lower_saves()
+    z, low, exact = ev.value("z"), ev.magnitudes(lower=True)["z"], ev.magnitudes()["z"]
+    assert np.array_equal(low, 2 * np.abs(z))                        # here it is all the bound has
+    assert np.all(low <= exact * (1 + 1e-12)) and np.all((low > 0) == (exact > 0))
+    # a product's value given to the evaluation (not computed by it) is not read by the bound
+    given = Evaluation(prog, {**leaves, "z": 1000 * z}, np.float64)
+    assert np.all(given.magnitudes(lower=True)["z"] <= exact * (1 + 1e-12))
+
+
+def test_an_outer_product_is_computed_as_the_broadcast_product_with_the_same_numbers():
+    from tracer.program.matmul import _matmul
+    rng = np.random.default_rng(4)
+    g, w = rng.normal(size=(3, 50, 1)).astype(np.float32), rng.normal(size=(1, 1, 40)).astype(np.float32)
+    assert np.array_equal(_matmul(g, w), np.matmul(g, w))             # one product per element
+    assert _matmul(g, w).shape == (3, 50, 40)
+    a, b = rng.normal(size=(3, 5, 4)), rng.normal(size=(3, 4, 2))
+    assert np.array_equal(_matmul(a, b), np.matmul(a, b))
 
 
 def test_a_gradient_product_keeps_every_sparse_term_and_is_exact_when_both_sides_are_sparse():
