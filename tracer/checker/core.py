@@ -109,7 +109,7 @@ def _evaluate(trace, program, report, builder, eps, dtype, recomputed):
     for sub in chunks(groups, _bytes_per_step(arrays, program), CHUNK_BYTES):
         try:
             ev = Evaluation(program, leaves(program, arrays, sub, dtype, gather=gather), dtype)
-            res, _ = check_chunk(program, arrays, sub, dtype, eps, builder, recorded_loss, missing, evaluation=ev)
+            res = check_chunk(program, arrays, sub, dtype, eps, builder, recorded_loss, missing, evaluation=ev)[0]
         except SteptraceError as exc:
             report.cannot_check.append(f"model: {exc}")
             return program
