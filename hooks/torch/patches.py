@@ -42,7 +42,17 @@ _DATA_DESCR = torch._C.TensorBase.__dict__["data"]
 _INPLACE = ("__isub__", "__iadd__", "sub_", "add_", "copy_", "mul_", "__imul__",
             # writes a re-initialisation or a hand constraint makes (issue 10: continuity cites them)
             "div_", "clamp_", "fill_", "zero_", "normal_", "uniform_")
-_INSIDE = threading.local()          # re-entry guard of the entry points, per thread
+
+
+class _Inside(threading.local):
+    """Per thread: how many entry points are running (made 0 in each thread: asking needs no
+    ``getattr`` default, which is slow when the attribute is missing)."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+
+
+_INSIDE = _Inside()                  # re-entry guard of the entry points, per thread
 
 
 def active() -> TorchTracer | None:
@@ -70,14 +80,14 @@ def _ignored() -> bool:
 
 def _busy() -> bool:
     """True while an entry point of this thread is already running (a nested dispatch)."""
-    return getattr(_INSIDE, "depth", 0) > 0
+    return _INSIDE.depth > 0
 
 
 class _Entered:
     """``with _ENTERED:`` marks an entry point as running on this thread."""
 
     def __enter__(self) -> None:
-        _INSIDE.depth = getattr(_INSIDE, "depth", 0) + 1
+        _INSIDE.depth += 1
 
     def __exit__(self, *exc: Any) -> None:
         _INSIDE.depth -= 1
@@ -175,7 +185,8 @@ def _traced_backward(self, *args, **kwargs):
 
 def _traced_data_set(self, value):
     tracer = _ACTIVE
-    if tracer is not None and id(self) in tracer.run.names and not _busy() and not _ignored():
+    if tracer is not None and id(self) in tracer.run.names and not _busy() and not _ignored() \
+            and not tracer.counted(self, True):
         with _ENTERED:
             tracer.guard(tracer.on_write, self, sys._getframe(1), True)
     _DATA_DESCR.__set__(self, value)
@@ -190,8 +201,8 @@ def _make_inplace(meth):
             # the cheap question first: most in-place calls (``p.data -= ...``, ``grad.zero_()``)
             # write no trained tensor and no alias of one
             run = tracer.run
-            target = self if id(self) in run.names else run.between.alias_of(self)
-            if target is not None and not _busy() and not _ignored():
+            target = self if id(self) in run.names else run.between.alias_of(self) if run.between.aliases else None
+            if target is not None and not _busy() and not _ignored() and not tracer.counted(target, False):
                 with _ENTERED:
                     tracer.guard(tracer.on_write, target, sys._getframe(1), False)
         return orig(self, *args, **kwargs)
