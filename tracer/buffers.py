@@ -113,7 +113,7 @@ class RowBuffer:
             dst = self._cur[self._pos]
             if not (self._staged and isinstance(row, np.ndarray) and row.size == self._width
                     and _address(row) == _address(dst)):
-                dst[...] = np.reshape(row, -1)
+                dst[...] = row.reshape(-1) if type(row) is np.ndarray else np.reshape(row, -1)   # (no dispatch)
         self._staged = 0
         self._staged_row = None
         self._pos += 1

@@ -71,11 +71,10 @@ def activate(tracer: TorchTracer) -> Patch:
     return Patch(clear)
 
 
-def _ignored() -> bool:
-    """Whether the current PyTorch work is not the user's training loop (a framework
-    working on its own behalf, e.g. Keras on its torch backend). Every entry point
-    asks this first; the framework-neutral guard is :mod:`hooks._busy`."""
-    return torch_should_ignore()
+# Whether the current PyTorch work is not the user's training loop (a framework working on
+# its own behalf, e.g. Keras on its torch backend). Every entry point asks this first; the
+# framework-neutral guard is :mod:`hooks._busy` (its function itself: one call less a question).
+_ignored = torch_should_ignore
 
 
 def _busy() -> bool:
@@ -174,8 +173,8 @@ def _announce(announce: Callable[[], None]) -> None:
 def _traced_backward(self, *args, **kwargs):
     """``Tensor.backward`` with the tracer reading the graph before and the gradients after."""
     tracer = _ACTIVE
-    if tracer is None or tracer.failed is not None or _busy() or _ignored() or not self.requires_grad:
-        return ORIGINAL_BACKWARD(self, *args, **kwargs)
+    if tracer is None or tracer.failed is not None or _INSIDE.depth or _ignored() or not self.requires_grad:
+        return ORIGINAL_BACKWARD(self, *args, **kwargs)        # (_INSIDE.depth: _busy() without a call)
     with _ENTERED:
         tracer.guard(tracer.before_backward, self)
         out = ORIGINAL_BACKWARD(self, *args, **kwargs)
@@ -185,8 +184,8 @@ def _traced_backward(self, *args, **kwargs):
 
 def _traced_data_set(self, value):
     tracer = _ACTIVE
-    if tracer is not None and id(self) in tracer.run.names and not _busy() and not _ignored() \
-            and not tracer.counted(self, True):
+    if tracer is not None and id(self) in tracer.run.names and not _INSIDE.depth and not _ignored() \
+            and not tracer.counted(self, True):                  # (_INSIDE.depth: _busy() without a call)
         with _ENTERED:
             tracer.guard(tracer.on_write, self, sys._getframe(1), True)
     _DATA_DESCR.__set__(self, value)
