@@ -251,7 +251,7 @@ class TorchTracer:
         if not w.params:
             return
         run = self.run
-        if records is None and run.steps.skip(loss, w, self.loader):     # a step every=k skips: the short way
+        if records is None and run.steps.short_way(loss, w, self.loader):    # a skipped or summary step
             self._arm_next = False
             if not self._dist_asked and ddp.initialized():
                 self._watch_dist()

@@ -13,12 +13,12 @@ goes the plain way with another structure teaches the steady state afresh: no va
 ever depends on the shortcut (``tests/hooks/test_torch_hot_path.py`` records the same
 run both ways and compares the tables bit for bit).
 
-The steps ``every=k`` skips go further (:meth:`hooks.torch.step.StepCycle.skip`): once the
-structure is known, a skipped step that follows a skipped step of a hand-written update
-only counts the step closing, keeps what a later recorded step reads (the gradients an
-update used, the parameters' memory for writes between steps) and places the new step;
-with ``every=k`` the loss module's predictions hook is on only around recorded steps
-(:class:`hooks.torch.placement.PredictionsHook`).
+Steps that full capture does not record go further (:meth:`hooks.torch.step.StepCycle.short_way`):
+once the structure is known, such a step after one of a hand-written update skips the plain
+path's questions; a skipped step only counts the step closing, keeps what a later recorded
+step reads (the gradients an update used, the parameters' memory for writes between steps)
+and places the new step; with ``every=k`` the loss module's predictions hook is on only
+around recorded steps (:class:`hooks.torch.placement.PredictionsHook`).
 
 :data:`ENABLED` switches the shortcuts off (the tests' plain twin).
 """

@@ -167,25 +167,26 @@ class StepCycle:
             steady.learn(w, plan, st.params, run.names)
         self.pending = st
 
-    def skip(self, loss: torch.Tensor, w: Walk, loader: LoaderBatches) -> bool:
-        """``backward`` of a step ``every=k`` skips, in the learned structure (:mod:`.steady`),
-        closing a skipped step of a hand-written update (or none): the short way. It does only
-        what the plain path does for such steps - count the closed step, keep what continuity
-        and the stale-gradient test of a later recorded step read, place the new step (its
-        epoch and batch) - without the plain path's questions, whose answers the structure
-        already gives. Returns False, having done nothing, for any other step."""
-        run, st, plan = self.run, self.pending, self.run.plan
+    def short_way(self, loss: torch.Tensor, w: Walk, loader: LoaderBatches) -> bool:
+        """``backward`` of a step in the learned structure (:mod:`.steady`) that full capture does
+        not record (skipped by ``every=k``, or summary), after one of a hand-written update (or
+        none): what the plain path does - close the open step (a skipped one: count it, keep what
+        continuity and the stale test read; a summary one: record it), open and place the new
+        one - without its questions, which the structure answers. False: nothing done."""
+        run, st, plan, rec = self.run, self.pending, self.run.plan, self.run.recorder
         if self.kept or run.deferred is not None or run.dist is not None or plan is None:
             return False
-        if st is not None and (self.mode != "manual" or not st.wrote or st.record or st.steady is None
-                               or st.micro or st.plan is None or st.snaps is not None):
+        if st is not None and (self.mode != "manual" or not st.wrote or st.steady is None or st.micro
+                               or st.plan is None or st.snaps is not None or (st.record and rec.full)):
             return False
-        rec = run.recorder
-        if rec.should_record(rec.steps_seen + (1 if st is None else 2)) or not self.steady.matches(w, plan):
+        record = rec.should_record(rec.steps_seen + (1 if st is None else 2))
+        if (record and rec.full) or not self.steady.matches(w, plan):
             return False
         if run.frozen and run.trains_other_tensors(w.params):
             return False
-        if st is not None:               # close_manual and _finish, for a step that records nothing
+        if st is not None and st.record:
+            self.close_manual()
+        elif st is not None:             # close_manual and _finish, for a step that records nothing
             self.pending = None
             consumed = self._consumed
             for p in st.params:
@@ -194,21 +195,28 @@ class StepCycle:
             run.between.closed(st.params)
             rec.record_step(epoch=st.epoch, batch=st.batch, params_before={}, params_after={}, loss=st.loss,
                             extra={})
-        run.between.opened()
-        run.shared.new_iteration()
-        nxt = Step(record=False)
-        nxt.steady, nxt.params = self.steady, list(self.steady.params)
-        nxt.plan, nxt.signature = plan, w.signature
-        nxt.loss = float(loss.detach())
-        place(run, nxt, w, loader, plan)
-        run.pred.on(rec.should_record(rec.steps_seen + 2))
-        self.pending = nxt
+        self._open_steady(loss, w, loader, record)
         return True
 
+    def _open_steady(self, loss: torch.Tensor, w: Walk, loader: LoaderBatches, record: bool) -> None:
+        """:meth:`open` of a step in the learned structure, after :meth:`short_way`'s questions."""
+        run = self.run
+        run.between.opened()
+        run.shared.new_iteration()
+        nxt = Step(record=record)
+        nxt.steady, nxt.params = self.steady, list(self.steady.params)
+        nxt.plan, nxt.signature = run.plan, w.signature
+        nxt.loss = float(loss.detach())
+        if record:
+            nxt.stale = _stale(nxt.params, self._consumed)
+            nxt.before, nxt.value_norms = self.steady.snapshot()
+        place(run, nxt, w, loader, run.plan)
+        self.hook_predictions()
+        self.pending = nxt
+
     def hook_predictions(self) -> None:
-        """At a step's open: the loss module's predictions hook (:class:`.placement.PredictionsHook`)
-        stays on for the forward passes a recorded step will read - this step's next micro-batches
-        and the next step's - and off otherwise."""
+        """At a step's open: the predictions hook (:class:`.placement.PredictionsHook`) is on for the
+        forward passes a recorded step reads (this step's next micro-batches, the next step's)."""
         rec = self.run.recorder
         n = rec.steps_seen
         self.run.pred.on(rec.should_record(n + 1) or rec.should_record(n + 2))
@@ -357,17 +365,15 @@ def _staged_row(rec, st: Step, name: str, g: torch.Tensor) -> torch.Tensor | Non
 
 
 def _viewing(st: Step, row, shape) -> torch.Tensor:
-    """A tensor of ``shape`` over the recorder's ``row``, noted in the step so that the row
-    itself goes back to the recorder (:func:`recorder_row`)."""
+    """A tensor of ``shape`` over the recorder's ``row``, noted in the step (:func:`recorder_row`)."""
     t = torch.from_numpy(row).view(shape)
     st.rows_of[id(t)] = (t, row)
     return t
 
 
 def recorder_row(st: Step, t: torch.Tensor) -> np.ndarray | None:
-    """The recorder's own row ``t`` views (:func:`_viewing`), else None. Why: handed the very
-    array it gave out, the recorder knows it without asking two arrays' addresses (~2 us each,
-    :mod:`tracer.buffers`)."""
+    """The recorder's own row ``t`` views (:func:`_viewing`), else None: handed the very array it
+    gave out, the recorder knows it without asking addresses (~2 us each, :mod:`tracer.buffers`)."""
     pair = st.rows_of.get(id(t))
     return pair[1] if pair is not None and pair[0] is t else None
 

@@ -267,7 +267,7 @@ def test_summary_capture_puts_no_hook_on_the_loss_module(capture):
 
 def _every_loop(kind, capture, every=4, steps=15):
     """``every=k`` over more steps than k, so that skipped steps follow skipped steps (the short
-    way of :meth:`hooks.torch.step.StepCycle.skip`); ``kind`` plants what it must give way to."""
+    way of :meth:`hooks.torch.step.StepCycle.short_way`); ``kind`` plants what it must give way to."""
     torch.manual_seed(2)
     X, Y = torch.randn(8 * steps, 6), torch.randn(8 * steps, 1)
     model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 1))
@@ -298,13 +298,13 @@ def _every_loop(kind, capture, every=4, steps=15):
 @pytest.mark.parametrize("kind", ["manual", "optimizer", "write", "graph", "accumulate"])
 def test_steps_every_k_skips_take_the_short_way_and_record_the_same_tables(monkeypatch, kind, capture):
     taken = {"short": 0}
-    skip = tstep.StepCycle.skip
+    short = tstep.StepCycle.short_way
 
     def counting(self, *args):
-        out = skip(self, *args)
+        out = short(self, *args)
         taken["short"] += out
         return out
-    monkeypatch.setattr(tstep.StepCycle, "skip", counting)
+    monkeypatch.setattr(tstep.StepCycle, "short_way", counting)
     monkeypatch.setattr(tsteady, "ENABLED", False)
     plain, w_plain = _every_loop(kind, capture)
     assert taken["short"] == 0
@@ -354,3 +354,24 @@ def test_every_k_puts_the_predictions_hook_on_only_for_the_forward_passes_of_rec
     got = every4.samples.reset_index(drop=True)
     assert got["y_pred"].notna().all() and len(got) == 24
     pd.testing.assert_frame_equal(want, got, check_exact=True)
+
+
+@pytest.mark.parametrize("kind", ["manual", "graph", "accumulate"])
+def test_summary_steps_take_the_short_way_and_record_the_same_tables(monkeypatch, kind):
+    taken = {"short": 0}
+    short = tstep.StepCycle.short_way
+
+    def counting(self, *args):
+        out = short(self, *args)
+        taken["short"] += out
+        return out
+    monkeypatch.setattr(tstep.StepCycle, "short_way", counting)
+    monkeypatch.setattr(tsteady, "ENABLED", False)
+    plain, _ = _every_loop(kind, "summary", every=1)
+    monkeypatch.setattr(tsteady, "ENABLED", True)
+    fast, _ = _every_loop(kind, "summary", every=1)
+    assert taken["short"] >= 8, taken
+    steps = fast.steps
+    assert steps["update_norm_0.weight"].gt(0).all() and steps["value_norm_0.weight"].gt(0).all()
+    pd.testing.assert_frame_equal(_tables(plain)["steps"], _tables(fast)["steps"], check_exact=True)
+    assert plain.meta == fast.meta
