@@ -201,7 +201,8 @@ def _make_inplace(meth):
             # write no trained tensor and no alias of one
             run = tracer.run
             target = self if id(self) in run.names else run.between.alias_of(self) if run.between.aliases else None
-            if target is not None and not _busy() and not _ignored() and not tracer.counted(target, False):
+            if target is not None and not tracer.in_optimizer and not _busy() and not _ignored() \
+                    and not tracer.counted(target, False):       # (the optimizer's own writes: on_write ignores them)
                 with _ENTERED:
                     tracer.guard(tracer.on_write, target, sys._getframe(1), False)
         return orig(self, *args, **kwargs)

@@ -280,9 +280,9 @@ class StepCycle:
         """``optimizer.step()`` begins on the open step: versions, learning rate, gradients."""
         st = self.pending
         self.mode = "optimizer"
-        st.pre_version = {id(p): p._version for p in st.params}
-        group = optim.group_of(opt, st.params[0]) or opt.param_groups[0]
-        st.lr = float(group["lr"])
+        st.pre_version = {id(p): p._version for p in st.params} if st.record else {}   # a recorded step's
+        if st.record:                                                   # columns only: none for skipped ones
+            st.lr = float((optim.group_of(opt, st.params[0]) or opt.param_groups[0])["lr"])
         gradops.check(st, "between backward and optimizer.step()")
         ops = st.grad_ops
         if st.record and not (ops is not None and ops.raw):
@@ -298,7 +298,7 @@ class StepCycle:
         run = self.run
         run.use_optimizer(opt)
         counts = {}
-        for p in st.params:
+        for p in st.params if st.record else ():
             k = id(p)
             outside = st.pre_version[k] - st.v0.get(k, st.pre_version[k]) + st.sets.get(k, 0)
             counts[k] = outside + int(p._version != st.pre_version[k])

@@ -375,3 +375,21 @@ def test_summary_steps_take_the_short_way_and_record_the_same_tables(monkeypatch
     assert steps["update_norm_0.weight"].gt(0).all() and steps["value_norm_0.weight"].gt(0).all()
     pd.testing.assert_frame_equal(_tables(plain)["steps"], _tables(fast)["steps"], check_exact=True)
     assert plain.meta == fast.meta
+
+
+@pytest.mark.parametrize("kind", ["optimizer", "manual"])
+def test_every_k_records_its_steps_as_every_step_is_recorded(kind):
+    """What a skipped step no longer takes (its versions, learning rate and update counts, the
+    predictions hook) leaves the recorded steps' rows as every=1 records them."""
+    every1, _ = _every_loop(kind, "full", every=1)
+    every3, _ = _every_loop(kind, "full", every=3)
+    kept = every3.steps["step"].tolist()
+    assert kept == [1, 4, 7, 10, 13]
+    for name, want in _tables(every1).items():
+        want = want[want["step"].isin(kept)].reset_index(drop=True)
+        got = _tables(every3)[name]
+        assert len(got) > 0 and want.shape == got.shape, name
+        pd.testing.assert_frame_equal(want, got, check_exact=True, obj=name)
+    steps = every3.steps
+    assert steps["lr"].eq(0.05).all() if kind == "optimizer" else steps["lr"].isna().all()
+    assert steps["updates_0.weight"].eq(1).all()
