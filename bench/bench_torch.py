@@ -14,7 +14,10 @@ W1 500x256, b1, W2 256x1, b2, relu = torch.max(x, 0), nn.MSELoss, hand-written S
 
 The best time of each is kept; printed as ms/step and as ratios (against untraced, and
 full against the floor), wall clock and CPU time (the latter less sensitive to a machine
-shared with other work), with the final weights of every mode asserted bit-identical.
+shared with other work), with the final weights of every mode asserted bit-identical. A
+last line gives the steps' own cost: each step's thread CPU time, the least over the
+rounds, averaged over the steps after the first five - without what a run pays once (the
+first step's program, the trace built at the end) and what a loaded machine moves most.
 ``--rss`` instead measures the peak RSS of a long summary run against the untraced run,
 each in its own process (``--rss-epochs``, 100 by default).
 
@@ -116,7 +119,9 @@ def run(ctx, trainfeatures, trainlabels, num_epochs):
             param.data -= lr * param.grad / batch_size
 
     steps = 0
+    STEP_MARKS.clear()
     t0, c0 = time.perf_counter(), time.process_time()
+    STEP_MARKS.append(time.thread_time_ns())
     with ctx() as tr:
         floor = tr if isinstance(tr, Floor) else None
         for epoch in range(num_epochs):
@@ -133,6 +138,7 @@ def run(ctx, trainfeatures, trainlabels, num_epochs):
                 if floor is not None:
                     floor.keep(params)
                 steps += 1
+                STEP_MARKS.append(time.thread_time_ns())
     seconds = time.perf_counter() - t0
     LAST_CPU[0] = time.process_time() - c0        # CPU seconds: less sensitive to a loaded machine
     final = torch.cat([W1.detach().reshape(-1), W2.detach().reshape(-1)])
@@ -140,6 +146,7 @@ def run(ctx, trainfeatures, trainlabels, num_epochs):
 
 
 LAST_CPU = [0.0]
+STEP_MARKS: list[int] = []     # thread CPU time (ns) at the loop's start and after each step of the last run
 MODES = {"untraced": contextlib.nullcontext, "floor": Floor, "sumfloor": SummaryFloor,
          "full": lambda: trace_torch(capture="full"),
          "summary": lambda: trace_torch(capture="summary"),
@@ -153,12 +160,15 @@ def timings(x, y, epochs: int, repeats: int) -> dict:
     best = {m: float("inf") for m in MODES}
     cpu = {m: float("inf") for m in MODES}
     finals, steps = {}, 0
+    per_step: dict[str, np.ndarray] = {}     # mode -> each step's least thread CPU time over the rounds
     for _ in range(repeats):
         for mode, ctx in MODES.items():
             gc.collect()     # every mode starts with the earlier runs' garbage freed, not when the GC gets to it
             seconds, steps, final, trace = run(ctx, x, y, epochs)
             best[mode] = min(best[mode], seconds)
             cpu[mode] = min(cpu[mode], LAST_CPU[0])
+            durations = np.diff(np.asarray(STEP_MARKS, dtype=np.int64))
+            per_step[mode] = durations if mode not in per_step else np.minimum(per_step[mode], durations)
             finals[mode] = final
             if trace is not None:
                 kept = -(-steps // 10) if mode == "every10" else steps
@@ -166,7 +176,10 @@ def timings(x, y, epochs: int, repeats: int) -> dict:
             del trace
     same = all(torch.equal(finals["untraced"], finals[m]) for m in finals)
     assert same, "final weights differ between modes"
-    return {"best": best, "cpu": cpu, "steps": steps, "bit_identical": same}
+    # the steps' own cost, without what a run pays once (the first step's program, the trace at the end)
+    # and with each step's least time over the rounds: what a loaded machine moves least
+    steady = {m: float(d[5:].mean()) / 1e9 for m, d in per_step.items()}
+    return {"best": best, "cpu": cpu, "steady": steady, "steps": steps, "bit_identical": same}
 
 
 def peak_rss(mode: str, epochs: int, threads: int) -> float:
@@ -209,6 +222,8 @@ def main(argv=None):
         "summary_vs_sumfloor": best["summary"] / best["sumfloor"],
         "cpu_ratio": {m: t["cpu"][m] / t["cpu"]["untraced"] for m in MODES},
         "cpu_full_vs_floor": t["cpu"]["full"] / t["cpu"]["floor"],
+        "steady_us_per_step": {m: 1e6 * t["steady"][m] for m in MODES},
+        "steady_ratio": {m: t["steady"][m] / t["steady"]["untraced"] for m in MODES},
         "bit_identical": t["bit_identical"],
     }
     print(f"{result['scenario']}: {steps} steps per run, best of {args.repeats}, "
@@ -216,6 +231,10 @@ def main(argv=None):
     for m in MODES:
         print(f"  {m:9s} {result['ms_per_step'][m]:7.3f} ms/step  {result['ratio'][m]:5.2f}x untraced   "
               f"CPU time {result['cpu_ratio'][m]:5.2f}x")
+    st = result["steady_ratio"]
+    print("  per step (thread CPU, each step's least over the rounds, first 5 steps left out): "
+          + ", ".join(f"{m} {st[m]:.3f}x" for m in MODES if m != "untraced")
+          + f"; full / floor {st['full'] / st['floor']:.3f}x, summary / sumfloor {st['summary'] / st['sumfloor']:.3f}x")
     print(f"  full / floor {result['full_vs_floor']:.2f}x (CPU time {result['cpu_full_vs_floor']:.2f}x); "
           f"summary / sumfloor {result['summary_vs_sumfloor']:.2f}x; final weights bit-identical: {t['bit_identical']}")
     if args.json:

@@ -20,15 +20,23 @@ from typing import Iterator
 
 __all__ = ["framework_busy", "busy_framework", "torch_should_ignore"]
 
-_STATE = threading.local()
+class _State(threading.local):
+    """Per thread: the frameworks whose training runs, innermost last. Made with an empty
+    stack in each thread, so the question asked at every in-place write of a torch loop
+    (:func:`torch_should_ignore`) never takes ``getattr``'s slow way past a missing attribute
+    (~0.6 us against ~0.1)."""
+
+    def __init__(self) -> None:
+        self.stack: list[str] = []
+
+
+_STATE = _State()
 
 
 @contextmanager
 def framework_busy(framework: str) -> Iterator[None]:
     """Mark this thread as running ``framework``'s own training until the block ends."""
-    stack = getattr(_STATE, "stack", None)
-    if stack is None:
-        stack = _STATE.stack = []
+    stack = _STATE.stack
     stack.append(framework)
     try:
         yield
@@ -38,11 +46,11 @@ def framework_busy(framework: str) -> Iterator[None]:
 
 def busy_framework() -> str | None:
     """The framework whose training this thread is running (innermost), or None."""
-    stack = getattr(_STATE, "stack", None)
+    stack = _STATE.stack
     return stack[-1] if stack else None
 
 
 def torch_should_ignore() -> bool:
     """True while a framework other than raw PyTorch (Keras on its torch backend) trains
     on this thread: the torch hook must not record what it sees then."""
-    return bool(getattr(_STATE, "stack", None))
+    return bool(_STATE.stack)

@@ -32,7 +32,7 @@ class RowBuffer:
     """
 
     __slots__ = ("_chunks", "_cur", "_pos", "_chunk_rows", "_width", "_dtype", "_limit", "_filled", "n", "_staged",
-                 "_ready")
+                 "_staged_row", "_staged_at", "_ready")
 
     CHUNK_BYTES = 256 << 20
     #: rows of at least this many bytes are reserved a whole chunk at once
@@ -59,6 +59,8 @@ class RowBuffer:
         self._filled = 0       # rows in the kept (full) chunks
         self.n = 0
         self._staged = 0       # address of the next row while a caller holds it (see stage)
+        self._staged_row: np.ndarray | None = None    # ... the very array handed out
+        self._staged_at = 0                           # ... and the rows held when it was
         self._ready = 0        # rows of the current chunk faulted in ahead (see _prefault)
 
     @property
@@ -106,11 +108,14 @@ class RowBuffer:
             self._next_chunk()
         if self._pos >= self._ready:
             self._prefault()
-        dst = self._cur[self._pos]
-        if not (self._staged and isinstance(row, np.ndarray) and row.size == self._width
-                and _address(row) == _address(dst)):
-            dst[...] = np.reshape(row, -1)
+        # the staged row itself, still the next row, is known without its address (~2 us to ask)
+        if row is not self._staged_row or self._staged_at != self.n:
+            dst = self._cur[self._pos]
+            if not (self._staged and isinstance(row, np.ndarray) and row.size == self._width
+                    and _address(row) == _address(dst)):
+                dst[...] = row.reshape(-1) if type(row) is np.ndarray else np.reshape(row, -1)   # (no dispatch)
         self._staged = 0
+        self._staged_row = None
         self._pos += 1
         self.n += 1
 
@@ -130,13 +135,14 @@ class RowBuffer:
         address = _address(row)
         if self._staged == address:
             return None
-        self._staged = address
+        self._staged, self._staged_row, self._staged_at = address, row, self.n
         return row
 
     def unstage(self, row: np.ndarray) -> None:
         """The holder of a staged ``row`` gives it up (it was appended, or will not be)."""
-        if self._staged and _address(row) == self._staged:
+        if self._staged and (row is self._staged_row or _address(row) == self._staged):
             self._staged = 0
+            self._staged_row = None
 
     def append_fill(self, value: float) -> None:
         """Append one row filled with ``value`` (NaN for "not recorded")."""
@@ -190,6 +196,7 @@ class RowBuffer:
     def reset(self) -> None:
         """Forget every row; keep the current chunk for the next rows when nothing else
         refers to it (no view handed out by :meth:`to_array` is alive)."""
+        self._staged_row = None      # not a view anyone else holds (:meth:`_seen` counts references)
         if self._seen():
             self._cur = chunk_pool.chunk(self._chunk_rows, self._width, self._dtype)
         self._chunks = []

@@ -43,7 +43,8 @@ class ParamBuffers:
     ``chain=False`` starts with separate before/after buffers (``every=k`` with k > 1:
     recorded steps never chain)."""
 
-    __slots__ = ("shape", "size", "dtype", "values", "before", "grad", "after", "slots", "chunk_bytes", "n")
+    __slots__ = ("shape", "size", "dtype", "values", "before", "grad", "after", "slots", "chunk_bytes", "n",
+                 "_handed")
 
     def __init__(self, shape, dtype, chunk_bytes: int = RowBuffer.CHUNK_BYTES, chain: bool = True):
         self.shape = tuple(int(s) for s in shape)
@@ -57,6 +58,7 @@ class ParamBuffers:
         self.after: RowBuffer | None = None if chain else self._buffer()
         self.slots: dict[str, RowBuffer] = {}
         self.n = 0                 # steps held
+        self._handed: tuple | None = None   # (the view last_after gave out, n then)
 
     def _buffer(self) -> RowBuffer:
         cap = initial_capacity(self.size, self.dtype, self.chunk_bytes)
@@ -80,7 +82,7 @@ class ParamBuffers:
         if self.values is not None:
             if self.n == 0:
                 self.values.append(before)
-            elif not _same_bits(before, self.values.last()):
+            elif not self._is_handed(before) and not _same_bits(before, self.values.last()):
                 self._unchain()
         if self.values is not None:
             self.values.append(after)
@@ -89,12 +91,20 @@ class ParamBuffers:
             self.after.append(after)
         self.n += 1
 
+    def _is_handed(self, value) -> bool:
+        """Whether ``value`` is the very view :meth:`last_after` gave out, still the last row
+        (then it chains without a compare: asking two arrays' addresses costs ~2 us each)."""
+        handed = self._handed
+        return handed is not None and handed[0] is value and handed[1] == self.n
+
     def last_after(self) -> np.ndarray | None:
         """While the steps chain, the last step's ``after`` (a view): the ``before`` the next
         step must repeat bit for bit to stay in the chain. None when not chained or empty."""
         if self.values is None or self.n == 0:
             return None
-        return self.values.last()
+        view = self.values.last()
+        self._handed = (view, self.n)
+        return view
 
     def stage_grad(self) -> np.ndarray | None:
         """The next gradient row, to fill in place (:meth:`tracer.buffers.RowBuffer.stage`)."""
@@ -111,7 +121,7 @@ class ParamBuffers:
     def _unchain(self) -> None:
         """From here on, separate before and after buffers (the rows so far copied once)."""
         rows = self.values.to_array()
-        self.values = None
+        self.values = self._handed = None
         self.before, self.after = self._buffer(), self._buffer()
         if self.n:
             self.before.extend(rows[:-1])
@@ -135,6 +145,7 @@ class ParamBuffers:
 
     def reset(self) -> None:
         """Forget every step (they went to a store); keep the buffers for the next ones."""
+        self._handed = None
         for b in (self.grad, *self._values_buffers(), *self.slots.values()):
             b.reset()
         self.n = 0

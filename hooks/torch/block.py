@@ -251,6 +251,13 @@ class TorchTracer:
         if not w.params:
             return
         run = self.run
+        if records is None and run.steps.short_way(loss, w, self.loader):    # a skipped or summary step
+            self._arm_next = False
+            if not self._dist_asked and ddp.initialized():
+                self._watch_dist()
+                if self.dist is not None:
+                    self.dist.on_open(run.steps.pending, run.recorder.full)
+            return
         if run.trains_other_tensors(w.params):
             self._close_run()
             run = self._new_run()
@@ -286,6 +293,12 @@ class TorchTracer:
         if self._arm_next:
             self._arm_next = False
             self.capture.arm()
+
+    def counted(self, tensor: torch.Tensor, is_set: bool) -> bool:
+        """Count an in-place write to a trained tensor the short way when that is all
+        :meth:`on_write` would do (:meth:`TorchRun.count_write`: a write inside an open step whose
+        line is known already), without the frame and the guard; False: take :meth:`on_write`."""
+        return self.failed is None and not self.in_optimizer and self.run.count_write(tensor, is_set)
 
     def on_write(self, tensor: torch.Tensor, frame: FrameType, is_set: bool) -> None:
         """An in-place write to a trained tensor (``frame`` wrote it)."""

@@ -46,13 +46,17 @@ def walk(loss: torch.Tensor) -> Walk:
     """Walk ``loss.grad_fn`` depth first (first input first), in one pass: the signature is
     the walk itself written down (each node's type and input count, ``None`` for an input
     that needs no gradient, a back reference for a node met again, the position of each
-    trained tensor)."""
+    trained tensor). Written for speed (it runs at every step, skipped ones included): the
+    ``(type, inputs)`` pairs are made once per pair (:data:`_PAIRS`: equal signatures then
+    compare by identity, element by element), a node type is asked once whether it is
+    ``AccumulateGrad``, and a node's inputs are pushed without a generator."""
     nodes: list = []
     params: list[torch.Tensor] = []
     index: dict[int, int] = {}
     leaf_pos: dict[int, int] = {}
     sig: list = []
     stack = [loss.grad_fn]
+    pairs, leaf_types = _PAIRS, _LEAF_TYPES
     while stack:
         node = stack.pop()
         if node is None:
@@ -66,7 +70,10 @@ def walk(loss: torch.Tensor) -> Walk:
         index[k] = len(nodes)
         nodes.append(node)
         t = type(node)
-        if t.__name__ == "AccumulateGrad":
+        acc = leaf_types.get(t)
+        if acc is None:
+            acc = leaf_types[t] = t.__name__ == "AccumulateGrad"
+        if acc:
             var = node.variable
             pos = leaf_pos.setdefault(id(var), len(leaf_pos))
             if pos == len(params):
@@ -74,10 +81,21 @@ def walk(loss: torch.Tensor) -> Walk:
             sig.append(pos)
             continue
         nexts = node.next_functions
-        sig.append((t, len(nexts)))
-        for n, _ in reversed(nexts):
-            stack.append(n)
+        n = len(nexts)
+        pair = pairs.get((t, n))
+        if pair is None:
+            pair = pairs.setdefault((t, n), (t, n))
+        sig.append(pair)
+        if n == 2:
+            stack.append(nexts[1][0])
+            stack.append(nexts[0][0])
+        else:
+            stack.extend([f for f, _ in reversed(nexts)])
     return Walk(nodes, params, tuple(sig))
+
+
+_PAIRS: dict[tuple, tuple] = {}     # (node type, inputs) -> that pair, one object per pair
+_LEAF_TYPES: dict[type, bool] = {}  # node type -> whether it accumulates a leaf's gradient
 
 
 def saved_attrs(node: Any) -> tuple[str, ...]:

@@ -42,7 +42,17 @@ _DATA_DESCR = torch._C.TensorBase.__dict__["data"]
 _INPLACE = ("__isub__", "__iadd__", "sub_", "add_", "copy_", "mul_", "__imul__",
             # writes a re-initialisation or a hand constraint makes (issue 10: continuity cites them)
             "div_", "clamp_", "fill_", "zero_", "normal_", "uniform_")
-_INSIDE = threading.local()          # re-entry guard of the entry points, per thread
+
+
+class _Inside(threading.local):
+    """Per thread: how many entry points are running (made 0 in each thread: asking needs no
+    ``getattr`` default, which is slow when the attribute is missing)."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+
+
+_INSIDE = _Inside()                  # re-entry guard of the entry points, per thread
 
 
 def active() -> TorchTracer | None:
@@ -61,23 +71,22 @@ def activate(tracer: TorchTracer) -> Patch:
     return Patch(clear)
 
 
-def _ignored() -> bool:
-    """Whether the current PyTorch work is not the user's training loop (a framework
-    working on its own behalf, e.g. Keras on its torch backend). Every entry point
-    asks this first; the framework-neutral guard is :mod:`hooks._busy`."""
-    return torch_should_ignore()
+# Whether the current PyTorch work is not the user's training loop (a framework working on
+# its own behalf, e.g. Keras on its torch backend). Every entry point asks this first; the
+# framework-neutral guard is :mod:`hooks._busy` (its function itself: one call less a question).
+_ignored = torch_should_ignore
 
 
 def _busy() -> bool:
     """True while an entry point of this thread is already running (a nested dispatch)."""
-    return getattr(_INSIDE, "depth", 0) > 0
+    return _INSIDE.depth > 0
 
 
 class _Entered:
     """``with _ENTERED:`` marks an entry point as running on this thread."""
 
     def __enter__(self) -> None:
-        _INSIDE.depth = getattr(_INSIDE, "depth", 0) + 1
+        _INSIDE.depth += 1
 
     def __exit__(self, *exc: Any) -> None:
         _INSIDE.depth -= 1
@@ -164,8 +173,8 @@ def _announce(announce: Callable[[], None]) -> None:
 def _traced_backward(self, *args, **kwargs):
     """``Tensor.backward`` with the tracer reading the graph before and the gradients after."""
     tracer = _ACTIVE
-    if tracer is None or tracer.failed is not None or _busy() or _ignored() or not self.requires_grad:
-        return ORIGINAL_BACKWARD(self, *args, **kwargs)
+    if tracer is None or tracer.failed is not None or _INSIDE.depth or _ignored() or not self.requires_grad:
+        return ORIGINAL_BACKWARD(self, *args, **kwargs)        # (_INSIDE.depth: _busy() without a call)
     with _ENTERED:
         tracer.guard(tracer.before_backward, self)
         out = ORIGINAL_BACKWARD(self, *args, **kwargs)
@@ -175,7 +184,8 @@ def _traced_backward(self, *args, **kwargs):
 
 def _traced_data_set(self, value):
     tracer = _ACTIVE
-    if tracer is not None and id(self) in tracer.run.names and not _busy() and not _ignored():
+    if tracer is not None and id(self) in tracer.run.names and not _INSIDE.depth and not _ignored() \
+            and not tracer.counted(self, True):                  # (_INSIDE.depth: _busy() without a call)
         with _ENTERED:
             tracer.guard(tracer.on_write, self, sys._getframe(1), True)
     _DATA_DESCR.__set__(self, value)
@@ -190,8 +200,9 @@ def _make_inplace(meth):
             # the cheap question first: most in-place calls (``p.data -= ...``, ``grad.zero_()``)
             # write no trained tensor and no alias of one
             run = tracer.run
-            target = self if id(self) in run.names else run.between.alias_of(self)
-            if target is not None and not _busy() and not _ignored():
+            target = self if id(self) in run.names else run.between.alias_of(self) if run.between.aliases else None
+            if target is not None and not tracer.in_optimizer and not _busy() and not _ignored() \
+                    and not tracer.counted(target, False):       # (the optimizer's own writes: on_write ignores them)
                 with _ENTERED:
                     tracer.guard(tracer.on_write, target, sys._getframe(1), False)
         return orig(self, *args, **kwargs)

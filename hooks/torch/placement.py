@@ -104,6 +104,51 @@ class EpochCounter:
         return max(self.epoch, 1), max(self.batch, 1)
 
 
+class PredictionsHook:
+    """A loss module's forward pre-hook keeping the prediction it is handed (``stash``): where
+    full capture takes a step's predictions when the program names a loss module.
+
+    Why it comes and goes (:meth:`on`): any forward hook sends every call of the module down
+    ``nn.Module``'s slow path (~2 us a call), and only the forward passes of recorded steps
+    need it, so with ``every=k`` the step cycle keeps it on only from the step before a
+    recorded one (:meth:`hooks.torch.step.StepCycle.hook_predictions`). Put back, it comes
+    after any pre-hook the user added to the loss module meanwhile."""
+
+    def __init__(self) -> None:
+        self.stash: torch.Tensor | None = None
+        self._module: torch.nn.Module | None = None
+        self._pos = 0
+        self._handle = None
+
+    def attach(self, module: torch.nn.Module, pos: int) -> None:
+        """The program's loss module and which of its arguments is the prediction; hook it now."""
+        self.release()
+        self._module, self._pos = module, pos
+        self.on(True)
+
+    def on(self, on: bool) -> None:
+        """Put the hook on the module (``on``) or take it off; nothing without a module."""
+        if self._module is None or (self._handle is not None) == on:
+            return
+        if on:
+            self._handle = self._module.register_forward_pre_hook(self._hook)
+        else:
+            self._handle.remove()
+            self._handle = None
+
+    def release(self) -> None:
+        """Take the hook off for good (the run ends, or its program is dropped)."""
+        self.on(False)
+        self._module = None
+
+    def _hook(self, module: torch.nn.Module, args: tuple) -> None:
+        try:
+            if torch.is_grad_enabled() and len(args) > self._pos:
+                self.stash = args[self._pos]
+        except Exception:  # a hook on the user's module must never raise
+            pass
+
+
 def place(run: TorchRun, st: Step, w: Walk, loader: LoaderBatches, shape: Plan | None = None) -> None:
     """Epoch, batch number, batch size, rows and (full capture) predictions of a new step;
     ``shape`` (a plan for the step's graph) says where the batch and predictions are."""
@@ -129,7 +174,7 @@ def place(run: TorchRun, st: Step, w: Walk, loader: LoaderBatches, shape: Plan |
     _rows_and_clock(run, st, x, layout)
     if st.record and run.recorder.full and plan is not None:
         st.pred = _predictions(run, plan, st, w)
-    run.pred_stash = None
+    run.pred.stash = None
 
 
 def replace(run: TorchRun, st: Step) -> None:
@@ -166,7 +211,7 @@ def _predictions(run: TorchRun, plan, st: Step, w: Walk) -> np.ndarray | None:
     if t is not None and not isinstance(t, torch.Tensor):
         t = None
     if t is None and plan.pred_module is not None:
-        t = run.pred_stash
+        t = run.pred.stash
     if t is None:
         t = read_saved(w, plan.pred_loc)
     if t is None or t.dim() == 0 or (st.batch_size is not None and t.shape[0] != st.batch_size):

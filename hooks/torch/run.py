@@ -32,12 +32,12 @@ from . import names as tnames
 from . import optim
 from .gradops import GradOpsLog
 from .graph import Walk
-from .placement import EpochCounter, replace
+from .placement import EpochCounter, PredictionsHook, replace
 from .plan import Plan
 from .rules import identify_rules, source_of
 from .shared import SharedLog
 from .sources import RowFinder
-from .step import Step, StepCycle
+from .step import Step, StepCycle, recorder_row
 from .summary import summary_norms
 from .writes import BetweenSteps, user_frame
 
@@ -73,12 +73,11 @@ class TorchRun:
         self.last_opt_step: float | None = None
         self.update_sources: dict[str, dict] = {}   # param name -> the line that first wrote it
         self.step_columns: list[dict] = []      # per recorded step: counts, stale flags, summary norms
-        self.pred_stash = None                  # the prediction a loss module's pre-hook saw
+        self.pred = PredictionsHook()           # the prediction a loss module's pre-hook saw
         self.accumulated: dict[int, int] = {}  # micro-steps per step -> steps (gradient accumulation)
         self.grad_log = GradOpsLog()            # clipping and unmodelled gradient changes
         self.between = BetweenSteps()           # writes to parameters between steps (continuity)
         self.shared = SharedLog()               # tensors reached twice, optimizers after the close
-        self._hooks: list = []
         self.rows = RowFinder(self.recorder, data_arg)
         self.clock = EpochCounter()
         self.steps = StepCycle(self)
@@ -171,17 +170,7 @@ class TorchRun:
         if plan.ok and plan.layout is not None and plan.layout.kind != "loader":
             self.rows.from_layout(plan.layout)
         if plan.pred_module is not None and self.recorder.full:     # summary capture keeps no predictions
-            self._hooks.append(plan.pred_module.register_forward_pre_hook(self._loss_input(plan.pred_arg)))
-
-    def _loss_input(self, pos: int):
-        """A loss module's forward pre-hook keeping the prediction it is handed (with grad on)."""
-        def hook(module, args):
-            try:
-                if torch.is_grad_enabled() and len(args) > pos:
-                    self.pred_stash = args[pos]
-            except Exception:  # a hook on the user's module must never raise
-                pass
-        return hook
+            self.pred.attach(plan.pred_module, plan.pred_arg)     # the step opening now decides again
 
     def wants_capture(self, signature: tuple) -> bool:
         """Whether to watch the next forward pass: a graph no program was built for yet."""
@@ -217,12 +206,22 @@ class TorchRun:
             self.release()
 
     def release(self) -> None:
-        """Remove the hooks this run put on the user's modules."""
-        for h in self._hooks:
-            h.remove()
-        self._hooks = []
+        """Remove the hook this run put on the user's loss module."""
+        self.pred.release()
 
     # ------------------------------------------------------------- writes
+    def count_write(self, tensor: torch.Tensor, is_set: bool) -> bool:
+        """:meth:`note_write` of a write in an open step to a tensor whose writing line is known
+        (no frame needed); False, having done nothing, for any other write."""
+        pending = self.steps.pending
+        if pending is None or self.names[id(tensor)] not in self.update_sources:
+            return False
+        pending.wrote = True
+        if is_set:
+            k = id(tensor)
+            pending.sets[k] = pending.sets.get(k, 0) + 1
+        return True
+
     def note_write(self, tensor: torch.Tensor, frame: FrameType, is_set: bool) -> None:
         """An in-place write to a trained tensor outside the optimizer: count it, keep its line."""
         k = id(tensor)
@@ -305,9 +304,9 @@ class TorchRun:
     def _record_full(self, st: Step, covered: bool, state: dict | None, extra: dict) -> None:
         names = self.names
         evaluated = covered or self.plan is None or self.plan.needs_rows()
-        before = {names[k]: _np(t) for k, t in st.before.items()} if evaluated else {}
+        before = {names[k]: _np(t, st) for k, t in st.before.items()} if evaluated else {}
         after = {names[id(p)]: _np(p.detach()) for p in st.params} if evaluated else {}
-        grads = {names[k]: _np(g) for k, g in (st.grads or {}).items() if g is not None}
+        grads = {names[k]: _np(g, st) for k, g in (st.grads or {}).items() if g is not None}
         rows, pred, index = micro.combined(st) if st.micro else (st.rows, st.pred, None)
         batch_size = None if index is None else int(rows.size)
         self.recorder.record_step(epoch=st.epoch, batch=st.batch, params_before=before, params_after=after,
@@ -394,6 +393,8 @@ def _step_columns(name: str) -> tuple[str, str]:
     return "updates_" + name, "stale_grad_" + name
 
 
-def _np(t: torch.Tensor) -> np.ndarray:
-    """A tensor's values as NumPy (bfloat16, which NumPy has not, as float32)."""
-    return t.float().numpy() if t.dtype == torch.bfloat16 else t.numpy()
+def _np(t: torch.Tensor, st: Step | None = None) -> np.ndarray:
+    """A tensor's values as NumPy (bfloat16, which NumPy has not, as float32); the recorder's
+    own row when ``t`` views one (:func:`hooks.torch.step.recorder_row`)."""
+    row = None if st is None else recorder_row(st, t)
+    return row if row is not None else t.float().numpy() if t.dtype == torch.bfloat16 else t.numpy()

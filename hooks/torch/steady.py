@@ -13,7 +13,14 @@ goes the plain way with another structure teaches the steady state afresh: no va
 ever depends on the shortcut (``tests/hooks/test_torch_hot_path.py`` records the same
 run both ways and compares the tables bit for bit).
 
-:data:`ENABLED` switches the shortcut off (the tests' plain twin).
+Steps that full capture does not record go further (:meth:`hooks.torch.step.StepCycle.short_way`):
+once the structure is known, such a step after one of a hand-written update skips the plain
+path's questions; a skipped step only counts the step closing, keeps what a later recorded
+step reads (the gradients an update used, the parameters' memory for writes between steps)
+and places the new step; with ``every=k`` the loss module's predictions hook is on only
+around recorded steps (:class:`hooks.torch.placement.PredictionsHook`).
+
+:data:`ENABLED` switches the shortcuts off (the tests' plain twin).
 """
 from __future__ import annotations
 
@@ -35,11 +42,12 @@ _RUNS = 64              # ... in this many runs of neighbours
 class Steady:
     """One run's learned step structure (see the module doc); empty until :meth:`learn`."""
 
-    __slots__ = ("signature", "walk_params", "plan", "params", "ids", "columns", "before")
+    __slots__ = ("signature", "walk_params", "walk_ids", "plan", "params", "ids", "columns", "before")
 
     def __init__(self) -> None:
         self.signature: tuple | None = None
-        self.walk_params: list[torch.Tensor] = []
+        self.walk_params: list[torch.Tensor] = []  # the trained tensors the walk met (kept alive: ids stay theirs)
+        self.walk_ids: list[int] = []
         self.plan: Plan | None = None
         self.params: list[torch.Tensor] = []       # the step's recorded tensors, the run's order
         self.ids: list[int] = []
@@ -50,10 +58,7 @@ class Steady:
         """Whether a step with this walk and program has the learned structure."""
         if not ENABLED or self.signature is None or plan is None or plan is not self.plan:
             return False
-        ps = w.params
-        if len(ps) != len(self.walk_params) or w.signature != self.signature:
-            return False
-        return all(a is b for a, b in zip(ps, self.walk_params))
+        return w.signature == self.signature and list(map(id, w.params)) == self.walk_ids
 
     def learn(self, w: Walk, plan: Plan | None, params: list[torch.Tensor], names: dict[int, str]) -> None:
         """Remember the structure of a step that went the plain way (``plan``: the run's
@@ -65,6 +70,7 @@ class Steady:
                 and all(a is b for a, b in zip(params, self.params)):
             return
         self.signature, self.walk_params, self.plan = w.signature, list(w.params), plan
+        self.walk_ids = [id(p) for p in w.params]
         self.params, self.ids = list(params), [id(p) for p in params]
         self.columns = [_names(names[id(p)]) for p in params]
         self.before = []

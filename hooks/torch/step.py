@@ -29,6 +29,8 @@ _CHAIN_MIN = 4096     # elements: below this a copy costs less than asking the r
 _NUMPY = (torch.float16, torch.float32, torch.float64)   # stored as they are (bfloat16 is widened)
 
 if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
     from .placement import LoaderBatches
     from .plan import Plan
     from .run import TorchRun
@@ -40,7 +42,7 @@ class Step:
     __slots__ = ("epoch", "batch", "rows", "pred", "loss", "before", "grads", "v0", "sets", "stale",
                  "batch_size", "record", "lr", "pre_version", "params", "plan", "signature", "wrote",
                  "loader_batch", "micro", "grad_ops", "snaps", "staged", "steady",
-                 "value_norms")
+                 "value_norms", "rows_of")
 
     def __init__(self, record: bool) -> None:
         self.record = record          # False on the steps every=k skips
@@ -66,6 +68,7 @@ class Step:
         self.staged: dict = {}        # param name -> the recorder's gradient row the step fills in place
         self.steady: Steady | None = None   # the learned structure the step has (:mod:`.steady`), if any
         self.value_norms: list | None = None  # norms of ``before`` taken with its snapshot (summary)
+        self.rows_of: dict = {}       # id(tensor) -> (tensor, the recorder's row it views): :func:`recorder_row`
 
 
 class StepCycle:
@@ -94,6 +97,7 @@ class StepCycle:
             for name, row in st.staged.items():
                 rec.unstage_grad(name, row)
             st.staged = {}
+        st.rows_of = {}
 
     # --------------------------------------------------------------- open
     def settle_open_step(self, signature: tuple | None = None) -> None:
@@ -156,25 +160,80 @@ class StepCycle:
             st.before, st.value_norms = st.steady.snapshot()         # the reused buffers, in one copy
         elif st.record:
             st.snaps = snaps = self.pool.take()
-            st.before = self._snapshot_before(st.params, snaps)     # detached copies: no graph either way
+            st.before = self._snapshot_before(st, snaps)           # detached copies: no graph either way
         place(run, st, w, loader, shape or plan)
+        self.hook_predictions()
         if steady is not None and st.steady is None:
             steady.learn(w, plan, st.params, run.names)
         self.pending = st
 
-    def _snapshot_before(self, params: list[torch.Tensor], snaps: Snapshots) -> dict:
+    def short_way(self, loss: torch.Tensor, w: Walk, loader: LoaderBatches) -> bool:
+        """``backward`` of a step in the learned structure (:mod:`.steady`) that full capture does
+        not record (skipped by ``every=k``, or summary), after one of a hand-written update (or
+        none): what the plain path does - close the open step (a skipped one: count it, keep what
+        continuity and the stale test read; a summary one: record it), open and place the new
+        one - without its questions, which the structure answers. False: nothing done."""
+        run, st, plan, rec = self.run, self.pending, self.run.plan, self.run.recorder
+        if self.kept or run.deferred is not None or run.dist is not None or plan is None:
+            return False
+        if st is not None and (self.mode != "manual" or not st.wrote or st.steady is None or st.micro
+                               or st.plan is None or st.snaps is not None or (st.record and rec.full)):
+            return False
+        record = rec.should_record(rec.steps_seen + (1 if st is None else 2))
+        if (record and rec.full) or not self.steady.matches(w, plan):
+            return False
+        if run.frozen and run.trains_other_tensors(w.params):
+            return False
+        if st is not None and st.record:
+            self.close_manual()
+        elif st is not None:             # close_manual and _finish, for a step that records nothing
+            self.pending = None
+            consumed = self._consumed
+            for p in st.params:
+                consumed[id(p)] = True
+            run.between.steps += 1
+            run.between.closed(st.params)
+            rec.record_step(epoch=st.epoch, batch=st.batch, params_before={}, params_after={}, loss=st.loss,
+                            extra={})
+        self._open_steady(loss, w, loader, record)
+        return True
+
+    def _open_steady(self, loss: torch.Tensor, w: Walk, loader: LoaderBatches, record: bool) -> None:
+        """:meth:`open` of a step in the learned structure, after :meth:`short_way`'s questions."""
+        run = self.run
+        run.between.opened()
+        run.shared.new_iteration()
+        nxt = Step(record=record)
+        nxt.steady, nxt.params = self.steady, list(self.steady.params)
+        nxt.plan, nxt.signature = run.plan, w.signature
+        nxt.loss = float(loss.detach())
+        if record:
+            nxt.stale = _stale(nxt.params, self._consumed)
+            nxt.before, nxt.value_norms = self.steady.snapshot()
+        place(run, nxt, w, loader, run.plan)
+        self.hook_predictions()
+        self.pending = nxt
+
+    def hook_predictions(self) -> None:
+        """At a step's open: the predictions hook (:class:`.placement.PredictionsHook`) is on for the
+        forward passes a recorded step reads (this step's next micro-batches, the next step's)."""
+        rec = self.run.recorder
+        n = rec.steps_seen
+        self.run.pred.on(rec.should_record(n + 1) or rec.should_record(n + 2))
+
+    def _snapshot_before(self, st: Step, snaps: Snapshots) -> dict:
         """The parameters' values before the update: a big CPU parameter whose bytes are still
         those of the ``after`` the recorder holds last (the usual case: nothing wrote it
         between the steps) is that row itself, compared once and not copied
         (:meth:`tracer.recorder.Recorder.chained_row`); the others are copied into the
         step's reused buffers."""
-        rec, names = self.run.recorder, self.run.names
+        rec, names, params = self.run.recorder, self.run.names, st.params
         chained, copies = {}, []
         for p in params:
             v = p.detach()
             row = rec.chained_row(names[id(p)]) if v.numel() >= _CHAIN_MIN and v.device.type == "cpu" else None
             if row is not None and v.dtype in _NUMPY and v.is_contiguous() and _same(v.numpy(), row):
-                chained[id(p)] = torch.from_numpy(row).view(v.shape)
+                chained[id(p)] = _viewing(st, row, v.shape)
             else:
                 copies.append((id(p), v))
         if not chained:
@@ -221,9 +280,9 @@ class StepCycle:
         """``optimizer.step()`` begins on the open step: versions, learning rate, gradients."""
         st = self.pending
         self.mode = "optimizer"
-        st.pre_version = {id(p): p._version for p in st.params}
-        group = optim.group_of(opt, st.params[0]) or opt.param_groups[0]
-        st.lr = float(group["lr"])
+        st.pre_version = {id(p): p._version for p in st.params} if st.record else {}   # a recorded step's
+        if st.record:                                                   # columns only: none for skipped ones
+            st.lr = float((optim.group_of(opt, st.params[0]) or opt.param_groups[0])["lr"])
         gradops.check(st, "between backward and optimizer.step()")
         ops = st.grad_ops
         if st.record and not (ops is not None and ops.raw):
@@ -239,7 +298,7 @@ class StepCycle:
         run = self.run
         run.use_optimizer(opt)
         counts = {}
-        for p in st.params:
+        for p in st.params if st.record else ():
             k = id(p)
             outside = st.pre_version[k] - st.v0.get(k, st.pre_version[k]) + st.sets.get(k, 0)
             counts[k] = outside + int(p._version != st.pre_version[k])
@@ -302,7 +361,21 @@ def _staged_row(rec, st: Step, name: str, g: torch.Tensor) -> torch.Tensor | Non
             rec.unstage_grad(name, row)
             return None
         st.staged[name] = row
-    return torch.from_numpy(row).view(g.shape)
+    return _viewing(st, row, g.shape)
+
+
+def _viewing(st: Step, row, shape) -> torch.Tensor:
+    """A tensor of ``shape`` over the recorder's ``row``, noted in the step (:func:`recorder_row`)."""
+    t = torch.from_numpy(row).view(shape)
+    st.rows_of[id(t)] = (t, row)
+    return t
+
+
+def recorder_row(st: Step, t: torch.Tensor) -> np.ndarray | None:
+    """The recorder's own row ``t`` views (:func:`_viewing`), else None: handed the very array it
+    gave out, the recorder knows it without asking addresses (~2 us each, :mod:`tracer.buffers`)."""
+    pair = st.rows_of.get(id(t))
+    return pair[1] if pair is not None and pair[0] is t else None
 
 
 def _same(value, row) -> bool:

@@ -19,7 +19,7 @@ import torch
 
 __all__ = ["BetweenSteps", "user_frame"]
 
-_SKIP = ("torch", "hooks", "tracer", "contextlib", "functools", "typing")
+_SKIP = frozenset(("torch", "hooks", "tracer", "contextlib", "functools", "typing"))
 
 
 def user_frame(frame: FrameType | None) -> FrameType | None:
@@ -27,8 +27,8 @@ def user_frame(frame: FrameType | None) -> FrameType | None:
     f = frame
     while f is not None:
         mod = f.f_globals.get("__name__", "") or ""
-        if not any(mod == m or mod.startswith(m + ".") for m in _SKIP):
-            return f
+        if mod.partition(".")[0] not in _SKIP:    # mod is none of them nor inside one (one look-up:
+            return f                               # asked a few frames deep at every optimizer step)
         f = f.f_back
     return frame
 

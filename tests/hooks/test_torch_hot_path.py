@@ -263,3 +263,133 @@ def test_summary_capture_puts_no_hook_on_the_loss_module(capture):
         assert tr.trace.samples["y_pred"].notna().all()
     else:
         assert tr.trace.steps["update_norm_weight"].gt(0).all()
+
+
+def _every_loop(kind, capture, every=4, steps=15):
+    """``every=k`` over more steps than k, so that skipped steps follow skipped steps (the short
+    way of :meth:`hooks.torch.step.StepCycle.short_way`); ``kind`` plants what it must give way to."""
+    torch.manual_seed(2)
+    X, Y = torch.randn(8 * steps, 6), torch.randn(8 * steps, 1)
+    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 1))
+    loss_fn = nn.MSELoss()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9) if kind in ("optimizer", "write") else None
+    with trace_torch(strict=True, every=every, capture=capture) as tr:
+        for i in range(steps):
+            rows = slice(8 * i, 8 * i + 8)
+            model.zero_grad()
+            out = model(X[rows])
+            if kind == "graph" and i in (5, 6, 9):
+                out = out * 1.0                                      # another graph, the same parameters
+            loss_fn(out, Y[rows]).backward()
+            if kind == "accumulate" and i in (5, 9):
+                loss_fn(model(X[rows][:4]), Y[rows][:4]).backward()  # a second backward: one step
+            if opt is not None:
+                opt.step()
+            else:
+                with torch.no_grad():
+                    for p in model.parameters():
+                        p -= 0.05 * p.grad
+            if kind == "write" and i in (5, 8):
+                model[0].weight.data.mul_(0.5)                       # between two skipped steps (closed at step())
+    return tr.trace, [p.detach().clone() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("capture", ["full", "summary"])
+@pytest.mark.parametrize("kind", ["manual", "optimizer", "write", "graph", "accumulate"])
+def test_steps_every_k_skips_take_the_short_way_and_record_the_same_tables(monkeypatch, kind, capture):
+    taken = {"short": 0}
+    short = tstep.StepCycle.short_way
+
+    def counting(self, *args):
+        out = short(self, *args)
+        taken["short"] += out
+        return out
+    monkeypatch.setattr(tstep.StepCycle, "short_way", counting)
+    monkeypatch.setattr(tsteady, "ENABLED", False)
+    plain, w_plain = _every_loop(kind, capture)
+    assert taken["short"] == 0
+    monkeypatch.setattr(tsteady, "ENABLED", True)
+    fast, w_fast = _every_loop(kind, capture)
+    assert taken["short"] >= (2 if kind == "graph" else 4), taken    # steps 3, 4, 7, 8, ... went the short way
+    assert all(torch.equal(a, b) for a, b in zip(w_plain, w_fast))  # training untouched
+    assert fast.steps["step"].tolist()[:4] == [1, 5, 9, 13]
+    for name, table in _tables(plain).items():
+        pd.testing.assert_frame_equal(table, _tables(fast)[name], check_exact=True, obj=name)
+    assert plain.meta == fast.meta
+    if kind == "write":
+        assert fast.meta["torch"]["between_steps"]["0.weight"]["after_step"] == 6
+
+
+def _loss_module_loop(every, optimizer):
+    torch.manual_seed(3)
+    X, Y = torch.randn(80, 4), torch.randn(80, 1)
+    model, loss_fn = nn.Linear(4, 1), nn.MSELoss()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1) if optimizer else None
+    hooked = []
+    with trace_torch(strict=True, every=every) as tr:
+        for i in range(10):
+            hooked.append(len(loss_fn._forward_pre_hooks))          # while the step's forward runs
+            model.zero_grad()
+            loss_fn(model(X[8 * i:8 * i + 8]), Y[8 * i:8 * i + 8]).backward()
+            if opt is not None:
+                opt.step()
+            else:
+                with torch.no_grad():
+                    for p in model.parameters():
+                        p -= 0.1 * p.grad
+    assert len(loss_fn._forward_pre_hooks) == 0
+    return tr.trace, hooked
+
+
+@pytest.mark.parametrize("optimizer", [False, True])
+def test_every_k_puts_the_predictions_hook_on_only_for_the_forward_passes_of_recorded_steps(optimizer):
+    every1, _ = _loss_module_loop(1, optimizer)
+    every4, hooked = _loss_module_loop(4, optimizer)
+    assert every4.steps["step"].tolist() == [1, 5, 9]
+    # the forward of step 1 is watched (no hook yet); the hook is on for the forward passes of steps 5
+    # and 9 (recorded: put on at the open of the step before) and of the steps after them and after
+    # step 1 (a micro-batch of the recorded step would need it), off for the others
+    assert hooked == [0, 1, 0, 0, 1, 1, 0, 0, 1, 1], hooked
+    want = every1.samples[every1.samples["step"].isin([1, 5, 9])].reset_index(drop=True)
+    got = every4.samples.reset_index(drop=True)
+    assert got["y_pred"].notna().all() and len(got) == 24
+    pd.testing.assert_frame_equal(want, got, check_exact=True)
+
+
+@pytest.mark.parametrize("kind", ["manual", "graph", "accumulate"])
+def test_summary_steps_take_the_short_way_and_record_the_same_tables(monkeypatch, kind):
+    taken = {"short": 0}
+    short = tstep.StepCycle.short_way
+
+    def counting(self, *args):
+        out = short(self, *args)
+        taken["short"] += out
+        return out
+    monkeypatch.setattr(tstep.StepCycle, "short_way", counting)
+    monkeypatch.setattr(tsteady, "ENABLED", False)
+    plain, _ = _every_loop(kind, "summary", every=1)
+    monkeypatch.setattr(tsteady, "ENABLED", True)
+    fast, _ = _every_loop(kind, "summary", every=1)
+    assert taken["short"] >= 8, taken
+    steps = fast.steps
+    assert steps["update_norm_0.weight"].gt(0).all() and steps["value_norm_0.weight"].gt(0).all()
+    pd.testing.assert_frame_equal(_tables(plain)["steps"], _tables(fast)["steps"], check_exact=True)
+    assert plain.meta == fast.meta
+
+
+@pytest.mark.parametrize("kind", ["optimizer", "manual"])
+def test_every_k_records_its_steps_as_every_step_is_recorded(kind):
+    """What a skipped step no longer takes (its versions, learning rate and update counts, the
+    predictions hook) leaves the recorded steps' rows as every=1 records them."""
+    every1, _ = _every_loop(kind, "full", every=1)
+    every3, _ = _every_loop(kind, "full", every=3)
+    kept = every3.steps["step"].tolist()
+    assert kept == [1, 4, 7, 10, 13]
+    for name, want in _tables(every1).items():
+        want = want[want["step"].isin(kept)].reset_index(drop=True)
+        got = _tables(every3)[name]
+        assert len(got) > 0 and want.shape == got.shape, name
+        pd.testing.assert_frame_equal(want, got, check_exact=True, obj=name)
+    steps = every3.steps
+    assert steps["lr"].eq(0.05).all() if kind == "optimizer" else steps["lr"].isna().all()
+    assert steps["updates_0.weight"].eq(1).all()

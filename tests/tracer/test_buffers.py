@@ -238,3 +238,22 @@ def test_a_reused_block_is_not_faulted_in_again_and_a_fresh_one_is(monkeypatch):
     again.append(row)
     assert calls.count(populate) == 0 and fresh == (1 if chunk_pool._populate[0] else 0)
     assert again.to_array().tobytes() == row.tobytes()
+
+
+def test_the_staged_row_itself_is_taken_without_asking_addresses_unless_a_row_came_between(monkeypatch):
+    from tracer import buffers
+    asked = []
+    address = buffers._address
+    monkeypatch.setattr(buffers, "_address", lambda a: asked.append(1) or address(a))
+    buf = RowBuffer(5000, np.float32)
+    row = buf.stage()
+    row[:] = 5
+    asked.clear()
+    buf.append(row)                                      # the very array handed out: no address asked
+    assert asked == [] and buf.to_array()[0, 0] == 5
+    late = buf.stage()
+    late[:] = 6
+    buf.append_fill(np.nan)                              # a row came between: the staged one was overwritten
+    buf.append(late)                                     # not the next row any more: copied (the NaN it holds)
+    out = buf.to_array()
+    assert np.isnan(out[1, 0]) and np.isnan(out[2, 0]) and buf.n == 3

@@ -79,3 +79,21 @@ def test_same_bytes_is_bit_for_bit(monkeypatch, use_memcmp):
     b[999] = np.nextafter(b[999], np.float32(2))    # one ulp at the very end
     assert not param_buffers.same_bytes(a, b)
     assert not param_buffers.same_bytes(a, a[:-1])  # another size
+
+
+def test_the_view_last_after_gave_out_chains_without_a_compare(monkeypatch):
+    from tracer import param_buffers
+    compared = []
+    same = param_buffers._same_bits
+    monkeypatch.setattr(param_buffers, "_same_bits", lambda v, r: compared.append(1) or same(v, r))
+    buf = ParamBuffers((3,), np.float32)
+    _chained_steps(buf, 2)
+    compared.clear()
+    buf.add(buf.last_after(), np.full(3, 3, np.float32))            # the very view: chained, not compared
+    assert compared == [] and buf.values is not None
+    stale = buf.last_after()
+    buf.add(stale, np.full(3, 4, np.float32))                        # handed out again: chained
+    buf.add(stale, np.full(3, 5, np.float32))                        # no longer the last row: compared, breaks
+    before, after = buf.before_after()
+    assert compared == [1] and buf.values is None
+    assert before[:, 0].tolist() == [0, 1, 2, 3, 3] and after[:, 0].tolist() == [1, 2, 3, 4, 5]
