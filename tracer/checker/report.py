@@ -145,10 +145,15 @@ def describe_row(row: dict) -> str:
 
 
 class TableBuilder:
-    """Collects check rows as columns (vectorised blocks), then builds one DataFrame."""
+    """Collects check rows as columns, then builds one DataFrame.
+
+    Why the work happens in :meth:`build`: a check adds a few dozen blocks of rows (S4:
+    one per chunk and quantity, and a block of logged values), and each block's errors,
+    factors and statuses cost a dozen small NumPy calls; computed once over all the rows
+    they cost those calls once, with the same numbers (every column is elementwise)."""
 
     def __init__(self):
-        self._blocks: list[dict] = []
+        self._blocks: list[tuple] = []
 
     def add(self, *, step: ArrayLike, quantity: str, expected: ArrayLike, actual: ArrayLike,
             scale: ArrayLike | None = None, rtol: float, atol: float, param: str | None = None,
@@ -160,55 +165,85 @@ class TableBuilder:
         ``|expected - actual| <= atol + rtol * scale``.
         """
         step = np.atleast_1d(np.asarray(step, dtype=np.int64))
-        expected = np.broadcast_to(np.asarray(expected, dtype=np.float64), step.shape)
-        actual = np.broadcast_to(np.asarray(actual, dtype=np.float64), step.shape)
-        abs_err = np.abs(expected - actual)
-        mag = np.maximum(np.abs(expected), np.abs(actual))
-        if scale is not None:
-            mag = np.maximum(mag, np.broadcast_to(np.asarray(scale, dtype=np.float64), step.shape))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rel_err = np.where(mag > 0, abs_err / mag, 0.0)
-            factor = np.where(expected != 0, actual / expected, np.nan)
-        # NaN or inf never passes: a non-finite value is a finding, even when the math agrees
-        finite = np.isfinite(expected) & np.isfinite(actual)
-        passed = finite & (abs_err <= atol + rtol * mag)
-        n = step.size
-        self._blocks.append({
-            "step": step, "quantity": np.full(n, quantity, dtype=object),
-            "param": np.full(n, param, dtype=object) if not isinstance(param, np.ndarray) else param,
-            "sample": _int_col(sample, n), "index": _int_col(index, n),
-            "expected": expected, "actual": actual, "abs_err": abs_err, "rel_err": rel_err,
-            "factor": factor, "passed": passed,
-            "status": np.where(passed, "passed", np.where(finite, "failed", "non-finite")).astype(object),
-        })
+        self._blocks.append((step, quantity, param, sample, index, expected, actual, scale, rtol, atol, False))
 
     def add_cannot_check(self, *, step: ArrayLike, quantity: str, param: str | None = None) -> None:
         """Record that ``quantity`` could not be checked (it neither passes nor fails silently)."""
         step = np.atleast_1d(np.asarray(step, dtype=np.int64))
-        n = step.size
-        nan = np.full(n, np.nan)
-        self._blocks.append({
-            "step": step, "quantity": np.full(n, quantity, dtype=object), "param": np.full(n, param, dtype=object),
-            "sample": _int_col(None, n), "index": _int_col(None, n), "expected": nan, "actual": nan,
-            "abs_err": nan, "rel_err": nan, "factor": nan, "passed": np.ones(n, bool),
-            "status": np.full(n, "cannot check", dtype=object)})
+        self._blocks.append((step, quantity, param, None, None, np.nan, np.nan, None, 0.0, 0.0, True))
 
     def add_rows(self, rows: list[dict], *, rtol: float, atol: float) -> None:
         """Add plain dict rows (step, quantity, expected, actual, param?, sample?)."""
-        for row in rows:
-            self.add(step=row["step"], quantity=row["quantity"], expected=row["expected"],
-                     actual=row["actual"], param=row.get("param"), sample=row.get("sample"),
-                     rtol=row.get("rtol", rtol), atol=row.get("atol", atol), scale=row.get("scale"))
+        if not rows:
+            return
+        col = {k: [r.get(k) for r in rows] for k in ("quantity", "param", "sample", "scale")}
+        self._blocks.append((
+            np.array([r["step"] for r in rows], dtype=np.int64), _objects(col["quantity"]), _objects(col["param"]),
+            _floats(col["sample"]), None, np.array([r["expected"] for r in rows], dtype=np.float64),
+            np.array([r["actual"] for r in rows], dtype=np.float64), _floats(col["scale"], 0.0),
+            np.array([r.get("rtol", rtol) for r in rows], dtype=np.float64),
+            np.array([r.get("atol", atol) for r in rows], dtype=np.float64), False))
 
     def build(self) -> pd.DataFrame:
         """The table, sorted by step (stable, so quantities keep their order)."""
         if not self._blocks:
             return pd.DataFrame({c: [] for c in COLUMNS}).astype({"passed": bool})
-        cols = {c: np.concatenate([b[c] for b in self._blocks]) for c in COLUMNS}
-        frame = pd.DataFrame(cols)
-        frame["sample"] = frame["sample"].astype("Int64")
-        frame["index"] = frame["index"].astype("Int64")
-        return frame.sort_values("step", kind="stable").reset_index(drop=True)
+        sizes = [b[0].size for b in self._blocks]
+        n = sum(sizes)
+
+        ends = np.cumsum(sizes).tolist()
+
+        def column(i, dtype, none=np.nan):
+            out = np.empty(n, dtype=dtype)
+            for b, end, k in zip(self._blocks, ends, sizes):     # a slice assignment broadcasts
+                out[end - k:end] = none if b[i] is None else b[i]
+            return out
+        step = np.concatenate([b[0] for b in self._blocks])
+        expected, actual = column(5, np.float64), column(6, np.float64)
+        scale = column(7, np.float64, 0.0)            # max(mag, 0) is mag: no scale given
+        rtol, atol = column(8, np.float64), column(9, np.float64)
+        cannot = np.repeat(np.array([b[10] for b in self._blocks], dtype=bool), sizes)
+        abs_err = np.abs(expected - actual)
+        mag = np.maximum(np.maximum(np.abs(expected), np.abs(actual)), scale)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel_err = np.where(mag > 0, abs_err / mag, 0.0)
+            factor = np.where(expected != 0, actual / expected, np.nan)
+        rel_err[cannot] = np.nan
+        # NaN or inf never passes: a non-finite value is a finding, even when the math agrees
+        finite = np.isfinite(expected) & np.isfinite(actual)
+        passed = (finite & (abs_err <= atol + rtol * mag)) | cannot
+        status = np.where(passed, "passed", np.where(finite, "failed", "non-finite")).astype(object)
+        status[cannot] = "cannot check"
+        cols = {"step": step, "quantity": column(1, object), "param": column(2, object, None),
+                "sample": column(3, np.float64), "index": column(4, np.float64), "expected": expected,
+                "actual": actual, "abs_err": abs_err, "rel_err": rel_err, "factor": factor, "passed": passed,
+                "status": status}
+        order = np.argsort(step, kind="stable")
+        if n and (order[1:] < order[:-1]).any():
+            cols = {c: v[order] for c, v in cols.items()}
+        frame = pd.DataFrame({c: (_nullable_ints(v) if c in ("sample", "index") else v) for c, v in cols.items()},
+                             copy=False)
+        return frame
+
+
+def _objects(values):
+    """A list as an object array (strings and None as they are)."""
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+def _floats(values, none=np.nan):
+    """A list of numbers or None as float64 (None: ``none``); None when every entry is None."""
+    if all(v is None for v in values):
+        return None
+    return np.array([none if v is None else v for v in values], dtype=np.float64)
+
+
+def _nullable_ints(values: np.ndarray) -> pd.arrays.IntegerArray:
+    """Float64 values with NaN as pandas' nullable Int64 (what ``astype("Int64")`` gives)."""
+    missing = np.isnan(values)
+    return pd.arrays.IntegerArray(np.where(missing, 1, values).astype(np.int64), missing)
 
 
 def _int_col(values, n):
