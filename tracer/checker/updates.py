@@ -10,6 +10,7 @@ bounded whatever the run's length.
 """
 from __future__ import annotations
 
+import weakref
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -268,13 +269,26 @@ def _update_rows(rule, b, a, gk, tk, lr_used, eps, shape):
 def _minus_rate(rule, lr_used, R, dt):
     """``-lr`` per row, shaped ``(R, 1)`` in ``dt``, when the rule's update is exactly ``-lr*g``
     (plain SGD: what :meth:`update` evaluates, ``-g*lr``, in two passes); else None."""
-    import sympy as sp
-    eqs = rule.equations(numeric=True)
-    sym = {x.name: x for x in eqs[0][1].free_symbols} if len(eqs) == 1 else {}
-    if getattr(rule, "slots", ()) or eqs[0][0] != "p" or set(sym) != {"p", "g", "lr"} or \
-            sp.expand(eqs[0][1] - (sym["p"] - sym["lr"] * sym["g"])) != 0:
+    if not _is_minus_lr_g(rule):
         return None
     return -np.broadcast_to(np.asarray(rule.lr if lr_used is None else lr_used, dtype=dt), (R,)).reshape(R, 1)
+
+
+#: rule -> whether its update is ``-lr*g``: a sympy expansion costs ~0.2 ms, and the update
+#: check asks once per parameter and block of rows (rules are cached, so the same objects)
+_MINUS_LR_G: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _is_minus_lr_g(rule) -> bool:
+    known = _MINUS_LR_G.get(rule)
+    if known is None:
+        import sympy as sp
+        eqs = rule.equations(numeric=True)
+        sym = {x.name: x for x in eqs[0][1].free_symbols} if len(eqs) == 1 else {}
+        known = not (getattr(rule, "slots", ()) or eqs[0][0] != "p" or set(sym) != {"p", "g", "lr"} or
+                     sp.expand(eqs[0][1] - (sym["p"] - sym["lr"] * sym["g"])) != 0)
+        _MINUS_LR_G[rule] = known
+    return known
 
 
 def _exact_at(rule, b, a, g, t, lr_used, rows, cols, f):

@@ -33,6 +33,10 @@ def test_only_plain_sgd_takes_the_shortcut():
     for spec in ({"name": "sgd", "convention": "torch", "lr": 0.1, "momentum": 0.9},
                  {"name": "sgd", "convention": "torch", "lr": 0.1, "weight_decay": 0.01}):
         assert _minus_rate(get_optimizer(spec), None, 2, np.float32) is None
+        assert _minus_rate(get_optimizer(spec), None, 2, np.float32) is None       # the cached answer too
+    rule = get_optimizer({"name": "sgd", "convention": "plain", "lr": 0.5})
+    for _ in range(2):                  # asked again (cached): the rates of the rows, not the first call's
+        assert _minus_rate(rule, np.array([0.25, 2.0]), 2, np.float64).tolist() == [[-0.25], [-2.0]]
 
 
 def test_scratch_buffers_are_distinct_and_reused_within_an_arena():
