@@ -79,6 +79,9 @@ def _broken(p, pairs) -> np.ndarray:
     whole trace)."""
     n = p.before.shape[0]
     out = np.zeros(pairs.size, dtype=bool)
+    k0, k1 = int(pairs[0]), int(pairs[-1])
+    if k1 - k0 == pairs.size - 1 and k1 + 1 < n and _same_memory(p.after[k0:k1 + 1], p.before[k0 + 1:k1 + 2]):
+        return out              # every pair at once (one question, not one per block of rows)
     per = max(1, (1 << 16) // max(1, p.before.shape[1]))
     for i in range(0, pairs.size, per):
         k = pairs[i:i + per]
