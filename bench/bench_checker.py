@@ -3,8 +3,8 @@
 One epoch of S4's regression loop (7000 x 500 -> 256 -> 1, batch 50, 140 steps) is
 trained untraced and traced (full capture), interleaved, best of N; then the trace
 is checked, best of N. Printed: training ms per epoch, check ms, their ratio (wall
-clock, and CPU time of this process, steadier on a shared machine), and the checker's
-peak memory (tracemalloc, which counts NumPy's buffers) against the trace's own
+clock, and CPU time of this process, steadier on a shared machine), the minor page faults
+of the first check and of the later ones, and the checker's peak memory (tracemalloc, which counts NumPy's buffers) against the trace's own
 in-memory size (its arrays' bytes). Training and checking use the same number of
 threads (torch, BLAS and numexpr): one by default.
 
@@ -79,11 +79,12 @@ def main(argv=None):
         seconds, steps, _, _ = run(contextlib.nullcontext, x, y, 1)
         train, train_cpu = min(train, seconds), min(train_cpu, time.process_time() - c0)
         _, _, _, trace = run(lambda: trace_torch(capture="full"), x, y, 1)
-    best, best_cpu, report = float("inf"), float("inf"), None
+    best, best_cpu, report, faults = float("inf"), float("inf"), None, []
     for _ in range(args.repeats):
-        t0, c0 = time.perf_counter(), time.process_time()
+        t0, c0, f0 = time.perf_counter(), time.process_time(), _minor_faults()
         report = tracer.check(trace)
         best, best_cpu = min(best, time.perf_counter() - t0), min(best_cpu, time.process_time() - c0)
+        faults.append(_minor_faults() - f0)
     tracemalloc.start()
     tracer.check(trace)
     _, peak = tracemalloc.get_traced_memory()
@@ -96,12 +97,23 @@ def main(argv=None):
           f"ratio check/train {best / train:.2f} (cpu {best_cpu / train_cpu:.2f})")
     print(f"  trace in memory      {size / 2**20:8.1f} MB")
     print(f"  check peak memory    {peak / 2**20:8.1f} MB   ratio {peak / size:.2f}")
+    print(f"  minor page faults    first check {faults[0]}, later ones {min(faults[1:], default=faults[0])} "
+          "(fresh memory's first touch, about 4 KiB each)")
     print(f"  verdict: {report.verdict}")
     if args.profile:
         _floor(trace, args.repeats)
         _profile(trace)
     return {"train_s": train, "check_s": best, "train_cpu_s": train_cpu, "check_cpu_s": best_cpu,
             "trace_bytes": size, "check_peak_bytes": peak}
+
+
+def _minor_faults() -> int:
+    """This process's minor page faults so far (0 where ``resource`` is missing)."""
+    try:
+        import resource
+    except ImportError:
+        return 0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def _floor(trace, repeats: int) -> None:
