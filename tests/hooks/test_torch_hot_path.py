@@ -432,9 +432,9 @@ def test_the_budget_checks_cached_bound_records_the_same_tables(monkeypatch, tmp
     for on in (False, True):
         monkeypatch.setattr(budget_room, "ENABLED", on)
         room = {"adam": 9500, "write": 7500, "accumulate": 7500, "graph": 6300}.get(kind, 6500)  # full to step 5
+        store = StreamStore(tmp_path / f"{on}.trace", flush_every=1000, flush_seconds=None)
         kw = {"fallback": {"max_bytes": room},
-              "spill": {"max_bytes": 14 * (room - 1400), "store": StreamStore(tmp_path / f"{on}.trace", flush_every=1000,
-                                                                  flush_seconds=None)}}.get(budget, {})
+              "spill": {"max_bytes": 14 * (room - 1400), "store": store}}.get(budget, {})   # a store holds no data
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             got[on] = _loop(kind, **kw)
