@@ -38,6 +38,9 @@ class FullBuffers:
         #: micro-step of each batch row (gradient accumulation), created at the first micro > 0
         self.sample_micro: RowBuffer | None = None
         self._pred_dtype: np.dtype | None = None
+        #: bumped whenever the bytes a step adds may change other than row by row (a buffer
+        #: created or dropped, a chain broken, a drain): what :mod:`tracer.budget_room` keys on
+        self.layout = 0
 
     def _index(self, width: int = 1, dtype=np.int64) -> RowBuffer:
         return RowBuffer(width, dtype, 256, self.chunk_bytes)
@@ -118,6 +121,7 @@ class FullBuffers:
         for buf in self.params.values():
             if buf.n < self.param_step.n:             # a parameter absent from this step
                 buf.pad()
+                self.layout += 1
         n0 = self.sample_step.n
         self._record_samples(step, rows, y_pred)
         self._record_micro(micro, self.sample_step.n - n0, n0)
@@ -133,6 +137,7 @@ class FullBuffers:
             if not m.any():
                 return
             self.sample_micro = self._index()
+            self.layout += 1
             if before:
                 self.sample_micro.extend(np.zeros(before, dtype=np.int64))
         self.sample_micro.extend(m)
@@ -147,7 +152,10 @@ class FullBuffers:
         after_value = np.asarray(after_value)
         if after_value.size != buf.size:
             raise TraceInputError(f"params_after[{name!r}]: expected shape {buf.shape}, got {after_value.shape}")
+        chained = buf.values is not None
         buf.add(value, after_value)
+        if chained and buf.values is None:         # the chain broke: its rows were copied apart
+            self.layout += 1
         grad = None if grads is None else grads.get(name)
         if grad is None:
             buf.grad.append_fill(np.nan)
@@ -156,6 +164,7 @@ class FullBuffers:
         for slot, slot_value in ((state or {}).get(name) or {}).items():
             if slot not in buf.slots:
                 buf.slots[slot] = buf.new_slot(buf.n - 1)
+                self.layout += 1
             buf.slots[slot].append(slot_value)
         for sbuf in buf.slots.values():
             if sbuf.n < buf.n:
@@ -163,6 +172,7 @@ class FullBuffers:
 
     def _new_param(self, name: str, shape, dtype) -> ParamBuffers:
         buf = self.params[name] = ParamBuffers(shape, dtype, self.chunk_bytes, self.chain)
+        self.layout += 1
         self.known.setdefault(name, (buf.shape, buf.dtype))
         for _ in range(self.param_step.n - 1):     # pad a parameter first seen late
             buf.pad()
@@ -177,6 +187,7 @@ class FullBuffers:
                 if self._pred_dtype is None:
                     self._pred_dtype = _value_dtype(pred.dtype)
                 self.sample_pred = self._index(pred.shape[1], self._pred_dtype)
+                self.layout += 1
                 if self.sample_step.n:     # rows recorded before the first predictions: NaN
                     self.sample_pred.extend(np.full((self.sample_step.n, pred.shape[1]), np.nan))
             self.sample_pred.extend(pred)
@@ -211,6 +222,7 @@ class FullBuffers:
         """Forget the recorded rows (they went to a store); keep the buffers, whose memory
         is already touched, for the next rows, and each parameter's name, shape and dtype
         (:attr:`known`), so later chunks stay aligned."""
+        self.layout += 1
         for p in self.params.values():
             p.reset()
         for b in (self.param_step, self.sample_step, self.sample_row, self.sample_pred, self.sample_micro):

@@ -35,6 +35,7 @@ import numpy as np
 
 from . import chunk_pool
 from .arrays import TraceArrays, as_2d, column_names
+from .budget_room import Room
 from .buffers import RowBuffer, ScalarColumns, scalar_value as _scalar
 from .capture import FullBuffers, initial_capacity
 from .hot_rows import HotRows
@@ -109,6 +110,7 @@ class Recorder(HotRows):
         self._epochs = ScalarColumns()
         chunk = RowBuffer.CHUNK_BYTES if self.max_bytes is None else max(1, min(self.max_bytes, RowBuffer.CHUNK_BYTES))
         self._full = FullBuffers(chunk, chain=every == 1)   # every=k > 1: recorded steps never chain
+        self._room = Room()          # the budget check's cached bound (:mod:`tracer.budget_room`)
         self._notes: list[str] = []
         self._notes_bytes = 0
         self._last_epoch: int | None = None
@@ -205,7 +207,7 @@ class Recorder(HotRows):
         if extra:
             row.update({k: _scalar(v) for k, v in extra.items()})
         if self.capture == "full":
-            self._make_room(step, params_before, state, rows, y_pred)
+            self._make_room(step, params_before, state, rows, y_pred, micro)
         if self.capture == "full":
             self._full.record(step, params_before, params_after, grads, rows, y_pred, state, micro)
         else:
@@ -230,7 +232,9 @@ class Recorder(HotRows):
             return None
         rows = np.asarray(rows).reshape(-1)
         n = self.n_rows
-        if n is not None and rows.size and (rows.min() < 0 or rows.max() >= n):
+        wide = rows.dtype.kind in "iu" and rows.dtype.itemsize == 8    # one reduction: negatives read unsigned pass n
+        if n is not None and rows.size and (rows.view(np.uint64).max() >= n if wide
+                                            else rows.min() < 0 or rows.max() >= n):
             raise TraceInputError(f"rows: expected positions in 0..{n - 1}, got {rows.min()}..{rows.max()}")
         return rows
 
@@ -247,11 +251,13 @@ class Recorder(HotRows):
         :data:`READBACK_FACTOR` times, measured: a 95 MiB flush of the bench's MLP peaked
         at 925 MiB over the untraced run); with one that does not, also what the flushed
         chunks will cost when the run is read back whole (:data:`READBACK_COPIES` times)."""
+        return self._kept(self.nbytes)
+
+    def _kept(self, held: int) -> int:
+        """:attr:`kept_bytes` were :attr:`nbytes` ``held`` (monotone in it)."""
         if self.store is None:
-            return self.nbytes
-        if self.store.spill:
-            return self.nbytes * READBACK_FACTOR
-        return self.nbytes * READBACK_FACTOR + self._flushed_bytes
+            return held
+        return held * READBACK_FACTOR + (0 if self.store.spill else self._flushed_bytes)
 
     @property
     def growth_factor(self) -> int:
@@ -259,12 +265,14 @@ class Recorder(HotRows):
         :data:`READBACK_FACTOR` (its chunk's tables are built and written when flushed)."""
         return 1 if self.store is None else READBACK_FACTOR
 
-    def _make_room(self, step, before, state, rows, y_pred) -> None:
+    def _make_room(self, step, before, state, rows, y_pred, micro=None) -> None:
         """Before copying a full step: spill to the store, or fall back to summary, when
-        the copy would pass the budget."""
-        if self.max_bytes is None:
+        the copy would pass the budget (far from it, a cached bound answers: :mod:`.budget_room`)."""
+        if self.max_bytes is None or self._room.fits(self, before, state, rows, y_pred, micro):
             return
-        if self.kept_bytes + self.growth_factor * self._full.growth(before, state, rows, y_pred) <= self.max_bytes:
+        growth = self._full.growth(before, state, rows, y_pred)
+        if self.kept_bytes + self.growth_factor * growth <= self.max_bytes:
+            self._room.learn(self, before, state, rows, y_pred, micro, growth)
             return
         if self.store is not None and self.store.spill:
             self.flush()        # a step larger than the whole budget is flushed right after it is copied
@@ -307,10 +315,12 @@ class Recorder(HotRows):
     def nbytes(self) -> int:
         """Bytes held by the recorder: value, state, prediction and row buffers (with their
         preallocated space), the copied data, the per-step scalar columns and the notes."""
-        total = self._full.nbytes + self._steps.nbytes + self._epochs.nbytes + self._notes_bytes
-        if self._inputs is not None:
-            total += self._inputs.nbytes + self._targets.nbytes
-        return total
+        return self._full.nbytes + self._scalar_bytes()
+
+    def _scalar_bytes(self) -> int:
+        """:attr:`nbytes` but the full-capture buffers (attributes only: cheap to ask every step)."""
+        data = 0 if self._inputs is None else self._inputs.nbytes + self._targets.nbytes
+        return self._steps.nbytes + self._epochs.nbytes + self._notes_bytes + data
 
     def _meta_snapshot(self) -> dict:
         meta = dict(self.meta)

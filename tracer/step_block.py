@@ -52,6 +52,7 @@ def record_steps(rec: Any, steps: list[dict], before: dict, after: dict, grads: 
     first = rec.steps_seen + 1
     numbers = np.arange(first, first + k, dtype=np.int64)
     full = rec._full
+    full.layout += 1              # rows added past the budget check's cached bound (:mod:`.budget_room`)
     full.param_step.extend(numbers)
     for name, buf in full.params.items():
         if buf.values is None:                 # unchained for good: both, as ParamBuffers.add

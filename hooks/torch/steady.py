@@ -7,8 +7,9 @@ before-buffers. These depend only on the
 step's *structure* - the graph signature the walk of the loss wrote down, the trained
 tensors that walk met (by identity) and the run's program - so :class:`Steady` learns
 them once from a step that went the plain way and hands them to every later step with
-the same structure. Anything else (another graph, another tensor, another program, a
-full capture, gradient accumulation, a DDP rank) takes the plain path, and a step that
+the same structure (a full capture's recorded steps take its tensors and column names and
+snapshot the plain way, against the recorder's rows). Anything else (another graph, another
+tensor, another program, gradient accumulation, a DDP rank) takes the plain path, and a step that
 goes the plain way with another structure teaches the steady state afresh: no value
 ever depends on the shortcut (``tests/hooks/test_torch_hot_path.py`` records the same
 run both ways and compares the tables bit for bit).

@@ -135,8 +135,8 @@ class StepCycle:
         run.between.opened()
         run.shared.new_iteration()
         st = Step(record=run.recorder.should_record())
-        # summary steps and the steps every=k skips reuse a learned structure; full ones go the plain way
-        steady = self.steady if (not st.record or not run.recorder.full) and run.dist is None else None
+        # steps reuse a learned structure (full ones still snapshot the plain way: the recorder's rows)
+        steady = self.steady if run.dist is None else None
         if steady is not None and steady.matches(w, plan):
             st.steady, st.params = steady, list(steady.params)
         else:
@@ -156,7 +156,7 @@ class StepCycle:
             micro.join(st, kept)
             for m in kept[1:]:
                 self.release(m)
-        elif st.record and st.steady is not None:
+        elif st.record and st.steady is not None and not run.recorder.full:
             st.before, st.value_norms = st.steady.snapshot()         # the reused buffers, in one copy
         elif st.record:
             st.snaps = snaps = self.pool.take()

@@ -12,7 +12,14 @@ Summary capture's steady state (``hooks.torch.steady``) reuses what one step tau
 the next; switched off (``steady.ENABLED = False``) every step goes the plain way, and the
 tables must again be the same bit for bit - also when the step's graph changes mid-run (the
 shortcut must give way to the plain path, which notes the uncovered steps) and comes back.
+
+Full capture's recorded steps take the steady state's parameters and column names too (their
+snapshot stays the plain one). The recorder's budget check answers from a cached bound far from the budget
+(``tracer.budget_room``): with it on and off, full capture records the same tables, and a
+budget that falls back to summary or spills to a store does so at the same step.
 """
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -23,16 +30,18 @@ import tracer
 from hooks.torch import steady as tsteady
 from hooks.torch import step as tstep
 from hooks.torch import trace_torch
+from tracer import budget_room
+from tracer.store import StreamStore
 
 
-def _loop(kind, capture="full"):
+def _loop(kind, capture="full", **budget):
     torch.manual_seed(0)
     X, Y = torch.randn(48, 6), torch.randn(48, 1)
     model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 1))
     opt = {"adam": torch.optim.Adam(model.parameters(), lr=0.01),
            "write": torch.optim.SGD(model.parameters(), lr=0.1)}.get(kind)   # write: the step closes at step()
     every = 2 if kind == "every" else 1
-    with trace_torch(strict=True, every=every, capture=capture) as tr:
+    with trace_torch(strict=True, every=every, capture=capture, **budget) as tr:
         for i in range(6):
             rows = slice(8 * i, 8 * i + 8)
             if opt is not None:
@@ -142,7 +151,7 @@ def test_summary_steady_state_records_the_same_tables_as_the_plain_path(monkeypa
 
 def test_the_steps_every_k_skips_in_full_capture_take_the_steady_state(monkeypatch):
     plain, fast, taken = _summary_twins(monkeypatch, "every", capture="full")
-    assert taken == 2                                                # steps 4 and 6 (step 2 learns)
+    assert taken == 5                      # steps 2-6 (step 1 learns): skipped and recorded ones alike
     assert plain.n_steps == 3 and plain.steps["step"].tolist() == [1, 3, 5]
     for name, table in _tables(plain).items():
         pd.testing.assert_frame_equal(table, _tables(fast)[name], check_exact=True, obj=name)
@@ -393,3 +402,49 @@ def test_every_k_records_its_steps_as_every_step_is_recorded(kind):
     steps = every3.steps
     assert steps["lr"].eq(0.05).all() if kind == "optimizer" else steps["lr"].isna().all()
     assert steps["updates_0.weight"].eq(1).all()
+
+
+@pytest.mark.parametrize("kind", ["sgd", "adam", "write", "accumulate", "every", "graph", "stale"])
+def test_full_capture_steady_state_records_the_same_tables_as_the_plain_path(monkeypatch, kind):
+    """Full capture's recorded steps take the learned structure too (their parameters and
+    column names; the snapshot stays the plain one): the same tables, bit for bit."""
+    plain, fast, taken = _summary_twins(monkeypatch, kind, capture="full")
+    assert taken >= 2, taken
+    for name, table in _tables(plain).items():
+        assert table.shape[0] > 0, name
+        pd.testing.assert_frame_equal(table, _tables(fast)[name], check_exact=True, obj=name)
+    assert plain.meta.get("notes") == fast.meta.get("notes") and plain.meta["torch"] == fast.meta["torch"]
+    assert plain.meta.get("update_rule") == fast.meta.get("update_rule")
+
+
+@pytest.mark.parametrize("budget", ["default", "fallback", "spill"])
+@pytest.mark.parametrize("kind", ["sgd", "adam", "write", "accumulate", "graph", "stale"])
+def test_the_budget_checks_cached_bound_records_the_same_tables(monkeypatch, tmp_path, kind, budget):
+    taken = []
+    fits = budget_room.Room.fits
+
+    def counting(self, rec, *args):
+        out = fits(self, rec, *args)
+        taken.append(out)
+        return out
+    monkeypatch.setattr(budget_room.Room, "fits", counting)
+    got = {}
+    for on in (False, True):
+        monkeypatch.setattr(budget_room, "ENABLED", on)
+        room = {"adam": 9500, "write": 7500, "accumulate": 7500, "graph": 6300}.get(kind, 6500)  # full to step 5
+        store = StreamStore(tmp_path / f"{on}.trace", flush_every=1000, flush_seconds=None)
+        kw = {"fallback": {"max_bytes": room},
+              "spill": {"max_bytes": 14 * (room - 1400), "store": store}}.get(budget, {})   # a store holds no data
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            got[on] = _loop(kind, **kw)
+        assert any(taken) == on, taken                                  # the shortcut was taken (only when on)
+    (plain, w_plain), (fast, w_fast) = got[False], got[True]
+    assert all(torch.equal(a, b) for a, b in zip(w_plain, w_fast))
+    for name, table in _tables(plain).items():
+        pd.testing.assert_frame_equal(table, _tables(fast)[name], check_exact=True, obj=name)
+    assert plain.meta["capture"] == fast.meta["capture"] and plain.meta.get("notes") == fast.meta.get("notes")
+    if budget == "fallback":
+        assert fast.meta["capture"]["mode"] == "summary" and fast.steps["update_norm_0.weight"].notna().any()
+    if budget == "spill":
+        assert fast.meta["capture"]["mode"] == "full" and len(fast.params) == 6 * 65 and kw["store"].chunks > 1
