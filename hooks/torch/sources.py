@@ -254,7 +254,9 @@ class RowFinder:
             return
         self._set_data(lambda: _tables(layout))
         if layout.kind == "matched" and key is not None:
-            self.source = MatchedRows(as_rows(key.root))
+            # the key's own columns (a column view of ``X[idx]`` holds only some of X's)
+            width = int(np.prod(key.shape, dtype=np.int64))
+            self.source = MatchedRows(as_rows(key.root)[:, key.first:key.first + width])
             self._note("batch rows recovered by matching against the tensor the batches are cut from")
         elif layout.kind == "slice" and key is not None:
             self.source = SliceRows(key.root)

@@ -262,3 +262,30 @@ def test_column_views_of_the_batch_are_columns_of_the_data_table():
     assert [i["columns"] for i in trace.meta["program"]["inputs"]] == [[0, 3], [4, 5]]
     assert trace.arrays().sample_row.tolist() == list(range(50))
     _passed(trace)
+
+
+def test_column_views_of_indexed_batches_keep_their_columns():
+    """``X[idx].view(-1, 2, 3)[:, k]``: each half of a shuffled ``X[idx]`` batch is its own column
+    range of X (not X's first columns), and later steps' rows are found again from those
+    columns. Before the fix both halves read columns 0..3 and no step was checked."""
+    torch.manual_seed(0)
+    X = torch.randn(48, 6)
+    y = X[:, :3].sum(dim=1, keepdim=True) - X[:, 3:].mean(dim=1, keepdim=True)
+    a, b = nn.Linear(3, 2), nn.Linear(3, 2)
+    params = list(a.parameters()) + list(b.parameters())
+    opt = torch.optim.SGD(params, lr=0.05)
+    with trace_torch(strict=True) as tr:
+        for _ in range(2):
+            perm = torch.randperm(48)
+            for i in range(0, 48, 12):
+                xb = X[perm[i:i + 12]].view(-1, 2, 3)
+                opt.zero_grad()
+                out = a(xb[:, 0, :]).sum(1, keepdim=True) - b(xb[:, 1, :]).sum(1, keepdim=True)
+                nn.functional.mse_loss(out, y[perm[i:i + 12]]).backward()
+                opt.step()
+    trace = tr.trace
+    assert trace.meta["torch"]["data"] == "matched"
+    assert [i["columns"] for i in trace.meta["program"]["inputs"] if i["source"] == "inputs"] == [[0, 3], [3, 6]]
+    report = _passed(trace)
+    grads = report.table[report.table.quantity == "grad"]
+    assert sorted(set(grads.step)) == list(range(1, 9)) and grads.passed.all()
