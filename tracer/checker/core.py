@@ -68,13 +68,14 @@ def _check(trace, loss, optimizer, precision):
     report.cannot_check += resolved.reasons
     report.identified.update(resolved.identified)
     program = resolved.program
-    recomputed = {"loss": {}, "grads": {}, "checked": {}}
+    recomputed = {"loss": {}, "grads": {}, "grad_mags": {}, "checked": {}}
     if program is not None and arrays.params:
         from .rank_view import local_view     # a DDP rank: the program gives its local gradient
         program = _evaluate(local_view(trace), program, report, builder, eps, dtype, recomputed)
     report.context["program"] = program
     report.context["loss_by_step"] = recomputed["loss"]
-    check_updates(trace, report, builder, eps, optimizer or trace.meta.get("optimizer"), recomputed["grads"])
+    check_updates(trace, report, builder, eps, optimizer or trace.meta.get("optimizer"), recomputed["grads"],
+                  recomputed["grad_mags"])
     _logged_and_diagnoses(trace, report, builder, eps, recomputed["loss"], program)
     report.table = builder.build()
     _factor_findings(report, trace)
@@ -120,6 +121,9 @@ def _evaluate(trace, program, report, builder, eps, dtype, recomputed):
             recomputed["checked"][key] = recomputed["checked"].get(key, 0) + n
         for name, g in res.grads.items():
             grads[name][sub.param_pos] = g
+            if name in res.grad_mags:
+                mags = recomputed["grad_mags"].setdefault(name, np.zeros(grads[name].shape))
+                mags[sub.param_pos] = res.grad_mags[name]
         for name, rec, got in res.mismatched_grads:
             note = f"grad of {name}: recorded {rec} values, the model gives {got}"
             if note not in report.cannot_check:
