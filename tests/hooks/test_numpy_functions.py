@@ -197,7 +197,7 @@ def test_a_model_the_program_cannot_follow_says_cannot_check_and_never_crashes()
 
     def softmax_model(w, b, x):
         z = x @ w + b
-        return np.exp(z - z.max(axis=1, keepdims=True))
+        return np.exp(z - np.prod(z, axis=1, keepdims=True))
 
     tr = NumpyTracer(params=["w", "b"], predictions="p", inputs=x, targets=y, lr=0.1, model=softmax_model)
     for i in tr.range(3):
@@ -206,5 +206,38 @@ def test_a_model_the_program_cannot_follow_says_cannot_check_and_never_crashes()
         b = b - 0.1 * float(np.mean(p - y))
     report = tracer.check(tr.trace)
     assert report.verdict == "incomplete"
-    assert any(r.startswith("model: numpy.max at test_numpy_functions.py:") for r in report.cannot_check), \
+    assert any(r.startswith("model: numpy.prod at test_numpy_functions.py:") for r in report.cannot_check), \
         report.cannot_check
+
+
+def test_a_bias_gradient_that_cancels_exactly_is_no_false_alarm():
+    """Balanced labels and ``w = 0, b = 0.0``: at step 1 every prediction is 0.5 and the
+    user's ``np.sum(p - y) / n`` is exactly 0, while the checker's recomputed gradient of b
+    is a rounding residue (1.7e-18 here). The update check must allow the recomputed
+    gradient's own rounding (lr * M(g)), not only the parameter's (|b| = 0): before, the
+    clean run FAILED as "b was never updated" and the sign bug was named the same way."""
+    np.random.seed(0)                 # tests/scripts/sweep/numpy_logreg_functions.py's data: 50 ones of 100
+    x = np.random.randn(100, 3)
+    y = (x @ np.array([1.0, -2.0, 0.5]) + 0.2 > 0).astype(float).reshape(-1, 1)
+    assert y.sum() == 50
+
+    def run(sign):
+        w, b, lr = np.zeros((3, 1)), 0.0, 0.5
+        tr = NumpyTracer(params=["w", "b"], predictions="p", loss="cost", inputs=x, targets=y, lr=lr,
+                         model=logistic, loss_fn=bce)
+        for _ in tr.range(5):
+            p = sigmoid(np.dot(x, w) + b)
+            cost = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
+            db = np.sum(p - y) / len(x)
+            w = w - lr * np.dot(x.T, p - y) / len(x)
+            b = b - sign * lr * db
+        assert cost > 0
+        return tracer.check(tr.trace)
+
+    clean = run(1.0)
+    assert clean.verdict == "passed" and not clean.cannot_check, str(clean)
+    first = clean.table[(clean.table.step == 1) & (clean.table.param == "b")]
+    assert first.actual.iloc[0] == 0.0 and first.expected.iloc[0] != 0.0      # the residue itself
+    buggy = run(-1.0)
+    assert buggy.verdict == "failed"
+    assert any("sign error" in str(f) for f in buggy.findings), [str(f) for f in buggy.findings]
