@@ -217,9 +217,13 @@ def place_rows(layout: Layout, leaves: list[DataInput],
 
 def loader_columns(d: DataInput, j: int, col: int, batch_tensors: list[torch.Tensor]) -> None:
     """A batch tensor that is (columns ``col..`` of) the loader batch's tensor ``j``: the
-    dataset's columns."""
+    dataset's columns. Tensors after the first are the targets table side by side
+    (``(x, labels, soft_labels)``, ``(x, y, weight)``: :func:`hooks.torch.data.target_rows`)."""
     if j > 1:
-        raise Unsupported("a DataLoader batch with more than (inputs, targets)")
+        before, n = batch_tensors[1:j], d.tensor.shape[0]
+        if not all(isinstance(t, torch.Tensor) and t.dim() and t.shape[0] == n for t in batch_tensors[:j + 1]):
+            raise Unsupported("a DataLoader batch whose extra items are not tensors of the batch's rows")
+        col += sum(t.numel() // max(t.shape[0], 1) for t in before)
     d.source = "inputs" if j == 0 else "targets"
     d.columns = [col, col + int(np.prod(d.shape, dtype=np.int64))]
 

@@ -289,3 +289,41 @@ def test_column_views_of_indexed_batches_keep_their_columns():
     report = _passed(trace)
     grads = report.table[report.table.quantity == "grad"]
     assert sorted(set(grads.step)) == list(range(1, 9)) and grads.passed.all()
+
+
+def test_a_dataloader_batch_with_more_than_inputs_and_targets():
+    """``TensorDataset(X, labels, soft, weight)``: every tensor after the first is laid out
+    side by side in the targets table, so a loss reading class indices, probability targets
+    (cross-entropy with label smoothing on one, soft targets on the other) and per-row
+    weights is checked (it was "cannot check: a DataLoader batch with more than (inputs,
+    targets)"). Each input reads its own columns: pointed at the labels' column instead of
+    the weights', the same trace fails its loss."""
+    torch.manual_seed(0)
+    labels = torch.randint(0, 3, (48,))
+    X = torch.randn(48, 4) + nn.functional.one_hot(labels, 4).float()
+    soft = nn.functional.one_hot(labels, 3).float() * 0.7 + 0.1
+    weight = torch.rand(48) + 0.5
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, labels, soft, weight),
+                                         batch_size=16, shuffle=True)
+    model = nn.Linear(4, 3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    with trace_torch(strict=True) as tr:
+        for _ in range(2):
+            for xb, yb, pb, wb in loader:
+                opt.zero_grad()
+                z = model(xb)
+                per_row = nn.functional.cross_entropy(z, pb, reduction="none") * wb
+                loss = per_row.mean() + nn.functional.cross_entropy(z, yb, label_smoothing=0.1)
+                loss.backward()
+                opt.step()
+    trace = tr.trace
+    inputs = trace.meta["program"]["inputs"]
+    assert sorted((i["source"], i["columns"]) for i in inputs) == [
+        ("inputs", [0, 4]), ("targets", [0, 1]), ("targets", [1, 4]), ("targets", [4, 5])], inputs
+    _passed(trace)
+    for i in inputs:
+        if i["columns"] == [4, 5]:
+            i["columns"] = [0, 1]          # the weights read from the labels' column
+    wrong = tracer.check(trace)
+    assert wrong.verdict == "failed"
+    assert not wrong.table[wrong.table.quantity == "loss"].passed.astype(bool).any()
