@@ -241,3 +241,45 @@ def test_a_bias_gradient_that_cancels_exactly_is_no_false_alarm():
     buggy = run(-1.0)
     assert buggy.verdict == "failed"
     assert any("sign error" in str(f) for f in buggy.findings), [str(f) for f in buggy.findings]
+
+
+@pytest.mark.parametrize("guard", ["1e-12", "1e-8", "clip"])
+def test_a_guarded_log_in_the_loss_is_no_false_alarm(guard):
+    """``np.log(p + 1e-8)`` or ``np.clip(p, 1e-7, 1 - 1e-7)`` keeps log(0) away; the loop's
+    backward pass is the unguarded ``(p - y) / n`` (the tutorials' own). The guard moved the
+    recomputed float64 gradient by 1e-14 to 1e-10 relative, far above the tolerance: updates
+    FAILED (and the fitted rate came out 0.50000000000096 instead of 0.5);
+    the check allows exactly the guard's effect, so a sign error on b still fails."""
+    np.random.seed(3)
+    X = np.random.randn(60, 3)
+    y = (X[:, :1] * X[:, 1:2] > 0).astype(float)
+
+    def model(W, b, X):
+        return 1.0 / (1.0 + np.exp(-(X @ W + b)))
+
+    def bce(p, y):
+        if guard == "clip":
+            p = np.clip(p, 1e-7, 1 - 1e-7)
+            return -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
+        c = float(guard)
+        return -np.mean(y * np.log(p + c) + (1 - y) * np.log(1 - p + c))
+
+    def run(bug=False):
+        W, b, lr = np.random.randn(3, 1) * 0.5, np.zeros(1), 0.5
+        tr = NumpyTracer(params=["W", "b"], predictions="p", loss="loss", inputs=X, targets=y, model=model,
+                         loss_fn=bce)
+        for i in tr.range(10):
+            xb, yb = X, y
+            p = model(W, b, xb)
+            loss = bce(p, yb)
+            d = (p - yb) / len(xb)
+            W -= lr * xb.T @ d
+            b -= (-lr if bug else lr) * d.sum(0)
+        return tracer.check(tr.trace)
+
+    clean = run()
+    assert clean.verdict == "passed" and not clean.cannot_check, str(clean)
+    assert "lr 0.5 " in clean.identified["optimizer"]
+    buggy = run(bug=True)
+    assert buggy.verdict == "failed"
+    assert any("sign error" in str(f) for f in buggy.findings), [str(f) for f in buggy.findings]

@@ -59,7 +59,7 @@ def check_updates(trace: Trace, report: CheckReport, builder: TableBuilder, eps:
 
     frozen = {n for n, r in (trace.meta.get("update_rule") or {}).items()
               if isinstance(r, dict) and r.get("kind") == "frozen" and n in arrays.params}
-    rules = _rules(arrays, report, opt_spec, expected_grads, frozen, eps)
+    rules = _rules(arrays, report, opt_spec, expected_grads, frozen, eps, grad_mags)
     if rules is None:
         return
     report.context["rules"] = rules
@@ -102,9 +102,9 @@ def _clipping(trace, report, opt_spec, expected_grads):
     return Clipping(transforms, params, trace.arrays().param_step.size, grad_of)
 
 
-def _rules(arrays, report, opt_spec, expected_grads, frozen, eps):
+def _rules(arrays, report, opt_spec, expected_grads, frozen, eps, grad_mags=None):
     if opt_spec is None:
-        grads = {name: _RowsOfGrad(p.grad, expected_grads.get(name))
+        grads = {name: _RowsOfGrad(p.grad, expected_grads.get(name), (grad_mags or {}).get(name))
                  for name, p in arrays.params.items() if name not in frozen}
         rates, text = identify.identify_sgd(arrays, grads, eps)
         if rates is None:
@@ -130,8 +130,13 @@ class _RowsOfGrad:
     """A gradient as identification reads it: recorded, else recomputed, in float64 -
     converted only on the rows asked for (it samples a few steps), not the whole trace."""
 
-    def __init__(self, recorded: np.ndarray, expected: np.ndarray | None) -> None:
-        self.recorded, self.expected = recorded, expected
+    def __init__(self, recorded: np.ndarray, expected: np.ndarray | None, mags: np.ndarray | None = None) -> None:
+        self.recorded, self.expected, self.mags = recorded, expected, mags
+
+    def mag_rows(self, rows) -> np.ndarray | None:
+        """The rounding magnitudes of the recomputed gradient at ``rows`` (0 where it was
+        recorded), or None when none were computed."""
+        return None if self.mags is None else self.mags[rows]
 
     def __getitem__(self, rows) -> np.ndarray:
         g = self.recorded[rows].astype(np.float64)
