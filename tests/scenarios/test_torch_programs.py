@@ -327,3 +327,52 @@ def test_a_dataloader_batch_with_more_than_inputs_and_targets():
     wrong = tracer.check(trace)
     assert wrong.verdict == "failed"
     assert not wrong.table[wrong.table.quantity == "loss"].passed.astype(bool).any()
+
+
+def _groups_run(make_opt, bug=False):
+    torch.manual_seed(0)
+    X = torch.randn(40, 3)
+    y = X @ torch.tensor([[1.0], [2.0], [-1.0]]) + 0.5
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
+    opt = make_opt(model)
+    with trace_torch(strict=True) as tr:
+        for i in range(0, 40, 10):
+            opt.zero_grad()
+            nn.functional.mse_loss(model(X[i:i + 10]), y[i:i + 10]).backward()
+            opt.step()
+            if bug:
+                with torch.no_grad():
+                    model[2].bias.add_(0.01)
+    return tracer.check(tr.trace)
+
+
+def test_param_groups_with_their_own_lr_and_unmodelled_optimizers_are_cannot_check():
+    """Fine-tuning's ``SGD([{"params": base}, {"params": head, "lr": 0.01}], lr=0.05)`` FAILED
+    the base's updates (checked at the head's lr: "actual = 5 x expected"), and an optimizer
+    without a formula (NAdam) FAILED as "SGD with lr 0.0017". Now the other group's updates
+    and the unmodelled optimizer are "cannot check", named; the first group is still checked."""
+    def groups(model):
+        return torch.optim.SGD([{"params": model[2].parameters()},
+                                {"params": model[0].parameters(), "lr": 0.01, "weight_decay": 1e-3}],
+                               lr=0.05, momentum=0.9)
+    report = _groups_run(groups)
+    assert report.verdict == "incomplete" and not report.findings, str(report)
+    text = " ".join(report.cannot_check)
+    assert "update of 0.weight" in text and "update of 0.bias" in text and "lr 0.01" in text, text
+    head = report.table[(report.table.quantity == "update") & report.table.param.isin(["2.weight", "2.bias"])]
+    assert len(head) == 8 and head.passed.astype(bool).all()
+    assert _groups_run(groups, bug=True).verdict == "failed"          # a write to the checked group: caught
+    same = _groups_run(lambda m: torch.optim.SGD([{"params": m[2].parameters()}, {"params": m[0].parameters()}],
+                                                 lr=0.05))
+    assert same.verdict == "passed", str(same)                        # groups that agree: all checked
+    def no_decay_for_biases(m):      # the first recorded tensor (a bias) is in the second group
+        named = list(m.named_parameters())
+        return torch.optim.AdamW([{"params": [p for n, p in named if n.endswith("weight")], "weight_decay": 0.01},
+                                  {"params": [p for n, p in named if n.endswith("bias")], "weight_decay": 0.0}],
+                                 lr=0.01)
+    wd = _groups_run(no_decay_for_biases)
+    assert wd.verdict == "incomplete" and not wd.findings, str(wd)
+    assert {c.split(":")[0] for c in wd.cannot_check} == {"update of 0.weight", "update of 2.weight"}, wd.cannot_check
+    nadam = _groups_run(lambda m: torch.optim.NAdam(m.parameters(), lr=0.01))
+    assert nadam.verdict == "incomplete" and not nadam.findings, str(nadam)
+    assert any("optimizer torch/nadam" in c for c in nadam.cannot_check), nadam.cannot_check
