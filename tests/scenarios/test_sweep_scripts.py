@@ -3,8 +3,9 @@
 ``tests/scripts/sweep/MANIFEST.json`` lists small seeded scripts in the style of public
 tutorials (torch, Keras and NumPy; activations, losses and optimizers of the registry,
 DataLoaders with more than two tensors, class models slicing their batch, NumPy models
-passed as functions), four of them with a planted bug beside their clean twin, and two
-that use an operation outside the registry. Each runs untraced and under ``python -m
+passed as functions), four of them with a planted bug beside their clean twin, and three
+that use what the registry does not model (LayerNorm, BatchNormalization, per-group optimizer
+settings and NAdam). Each runs untraced and under ``python -m
 tracer run`` through ``bench/public_scripts.py``. Asserted, stricter than the public
 corpus: a clean script's every run is ``passed`` with no "cannot check" line; a script
 outside the registry is ``incomplete`` and names the operation at the user's line (never
@@ -118,6 +119,11 @@ def test_sweep_manifest_entry_and_header(entry):
 
 def test_strict_expectation_reads_verdicts_and_cannot_check_lines():
     run = {"run": 1, "verdict": "passed", "check": "steptrace check: OK - 3 steps\n  loss 3/3 passed\n"}
+    two = [dict(run, verdict="incomplete", check="  cannot check: update of w: its optimizer param group\n"),
+           dict(run, run=2, verdict="incomplete", check="  cannot check: optimizer: optimizer torch/nadam\n")]
+    per_run = {"verdict": "incomplete", "cannot_check": ["param group", "torch/nadam"]}
+    assert bench.strict_expectation(per_run, two)[0]
+    assert not bench.strict_expectation(per_run, two[::-1])[0]
     assert bench.strict_expectation({"verdict": "passed"}, [run]) == (True, "")
     odd = dict(run, verdict="incomplete", check="steptrace check: INCOMPLETE\n  cannot check: model: numpy.max at a.py:3\n")
     met, why = bench.strict_expectation({"verdict": "passed"}, [odd])
