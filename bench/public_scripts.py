@@ -15,6 +15,7 @@ it, see :data:`FINDING_PATTERNS`). It prints one table::
     python bench/public_scripts.py                 # all scripts, default steptrace run
     python bench/public_scripts.py --no-excel      # passed on to steptrace run
     python bench/public_scripts.py --only torch_nn_really --json out.json
+    python bench/public_scripts.py --manifest tests/scripts/sweep/MANIFEST.json   # the sweep corpus
 
 It works with whatever the product does today: a missing index, a crash or a
 timeout is reported in the table, never raised. ``tests/scenarios/test_public_scripts.py``
@@ -66,7 +67,10 @@ def load_manifest(path: Path = MANIFEST) -> list[dict]:
     """The manifest entries: ``file``, ``provenance``, ``framework``, ``kind`` (clean/buggy),
     ``expected`` (``"no FAILED verdict"``, a finding kind or a failing quantity), ``runs``
     (training runs the script makes), ``steps`` (optimizer steps of each run) and, for
-    a few, ``also_accept`` (other finding kinds that name the same bug)."""
+    a few, ``also_accept`` (other finding kinds that name the same bug). The sweep corpus
+    adds ``args`` (options for ``steptrace run``), and for clean scripts ``verdict``
+    (every run's) and ``cannot_check`` (what an op outside the registry is called):
+    :func:`strict_expectation`."""
     return json.loads(Path(path).read_text())
 
 
@@ -144,9 +148,13 @@ def read_index(out: Path) -> dict:
 
 
 def run_entry(entry: dict, *, no_excel: bool = False, timeout: float = DEFAULT_TIMEOUT,
-              keep: Path | None = None, extra_args: list[str] | None = None) -> dict:
-    """Run one manifest entry untraced and traced; return the facts and the evaluation."""
-    script = PUBLIC / entry["file"]
+              keep: Path | None = None, extra_args: list[str] | None = None, directory: Path = PUBLIC) -> dict:
+    """Run one manifest entry untraced and traced; return the facts and the evaluation.
+
+    ``directory`` holds the scripts (the manifest's folder); an entry's ``args`` (a NumPy
+    script's ``--numpy-params w,b --numpy-model model``) go to ``steptrace run`` after
+    ``extra_args``."""
+    script = Path(directory) / entry["file"]
     res: dict = {"file": entry["file"], "kind": entry["kind"], "expected": entry["expected"],
                  "runs_expected": entry.get("runs"), "error": None}
     try:
@@ -154,7 +162,7 @@ def run_entry(entry: dict, *, no_excel: bool = False, timeout: float = DEFAULT_T
         out = Path(tempfile.mkdtemp(prefix="steptrace-public-"))
         try:
             cmd = [sys.executable, "-m", "tracer", "run"] + (["--no-excel"] if no_excel else []) \
-                + list(extra_args or []) + ["-o", str(out / "trace"), str(script)]
+                + list(extra_args or []) + list(entry.get("args") or []) + ["-o", str(out / "trace"), str(script)]
             res["traced"] = _run(cmd, timeout)
             res["index"] = read_index(out / "trace")
             if keep is not None:
@@ -244,6 +252,8 @@ def evaluate(entry: dict, res: dict) -> dict:
         bad = [str(r["run"]) for r in runs if r["verdict"] in ("failed", "error")]
         met = not bad
         why = "" if met else f"FAILED/ERROR in run {', '.join(bad)}"
+        if met and entry.get("verdict"):
+            met, why = strict_expectation(entry, runs)
     else:
         failed = [r for r in runs if r["verdict"] == "failed"]
         named = [(r, k) for k in accept for r in failed if names_finding(r["check"], k)]
@@ -262,6 +272,26 @@ def evaluate(entry: dict, res: dict) -> dict:
             "stdout_identical": stdout_identical,
             "exit_code_kept": tr["exit_code"] is not None and unt["exit_code"] == tr["exit_code"],
             "ratio": ratio}
+
+
+def strict_expectation(entry: dict, runs: list[dict]) -> tuple[bool, str]:
+    """A clean entry's stricter promise (the sweep corpus): every run's verdict is
+    ``entry["verdict"]``; with ``passed`` no check.txt says "cannot check", and an entry
+    outside the registry (``incomplete``) names ``entry["cannot_check"]`` in each run's
+    "cannot check" lines."""
+    want = entry["verdict"]
+    off = [f"run {r['run']} {r['verdict']}" for r in runs if r["verdict"] != want]
+    if off:
+        return False, f"expected {want}: " + ", ".join(off)
+    texts = entry.get("cannot_check")
+    for i, r in enumerate(runs):
+        lines = [ln.strip() for ln in (r["check"] or "").splitlines() if ln.strip().startswith("cannot check")]
+        if want == "passed" and lines:
+            return False, f"run {r['run']}: {lines[0]}"
+        text = texts[i] if isinstance(texts, list) and i < len(texts) else texts
+        if text and not any(text in ln for ln in lines):
+            return False, f"run {r['run']} does not say 'cannot check: ...{text}...'"
+    return True, ""
 
 
 # -------------------------------------------------------------------- table
@@ -338,7 +368,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="scripts run at the same time (default 1: timings are fairest alone)")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per run (default %(default)s)")
     p.add_argument("--keep", metavar="DIR", help="keep each traced output under DIR/SCRIPT_STEM/")
-    p.add_argument("--manifest", default=str(MANIFEST), help=argparse.SUPPRESS)
+    p.add_argument("--manifest", default=str(MANIFEST),
+                   help="the corpus's MANIFEST.json; its scripts are beside it (default: the public corpus; "
+                        "tests/scripts/sweep/MANIFEST.json is the sweep's)")
     args = p.parse_args(argv)
     entries = select(load_manifest(Path(args.manifest)), args.only)
     if not entries:
@@ -352,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"running {len(entries)} public scripts ({'--no-excel' if args.no_excel else 'default steptrace run'}, "
           f"{args.jobs} at a time)", file=sys.stderr, flush=True)
     results = run_all(entries, jobs=args.jobs, progress=progress, no_excel=args.no_excel, timeout=args.timeout,
-                      keep=Path(args.keep) if args.keep else None)
+                      keep=Path(args.keep) if args.keep else None, directory=Path(args.manifest).parent)
     print(table(results))
     if args.json:
         Path(args.json).write_text(json.dumps(_json_safe(results), indent=1) + "\n")

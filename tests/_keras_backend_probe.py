@@ -65,6 +65,15 @@ def dense_activation_softmax() -> dict:
     return _result(*_traced_and_plain(build, x, y))
 
 
+def activation_layers() -> dict:
+    """The activation layers ReLU (plain and max_value=6), LeakyReLU, ELU and a Softmax output."""
+    x, y = data("onehot")
+    build = lambda: sequential([L.Dense(6), L.ReLU(), L.Dense(6), L.LeakyReLU(negative_slope=0.1), L.Dense(5),
+                                L.ELU(alpha=0.5), L.Dense(4), L.ReLU(max_value=6.0), L.Dense(3), L.Softmax()],
+                               (4,), "categorical_crossentropy")
+    return _result(*_traced_and_plain(build, x, y))
+
+
 def dense_softmax_sparse() -> dict:
     """Dense(softmax) output, sparse categorical cross-entropy on class numbers."""
     x, y = data("labels")
@@ -155,7 +164,7 @@ def content() -> dict:
             "first_step": first, "verdict": verdict(t)[0], "program_params": t.meta["program"]["params"]}
 
 
-CHECKS = [dense_activation_sigmoid, dense_activation_softmax, dense_softmax_sparse, diabetes, kernel_regularizer,
+CHECKS = [dense_activation_sigmoid, dense_activation_softmax, activation_layers, dense_softmax_sparse, diabetes, kernel_regularizer,
           add_loss_terms, clipnorm, use_ema, planted_update, content]
 
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from tracer.errors import SteptraceError
 
+from ..numpy.functions import call_model
 from ..numpy.numpy_tracer import MISSING, UNKNOWN_ROWS, NumpyTracer, lookup, read_params
 from ..rows import RowMatcher
 from .numpy_loop import LoopSite
@@ -69,6 +70,7 @@ class LoopSteps:
         self._batch = 0
         self._matcher = None
         self._x = None
+        self._index_name = None       # the loop's index array its batch is cut with (X[idx] inline)
 
     # ------------------------------------------------------------ events
     def arrive(self, frame: FrameType, entering: bool) -> None:
@@ -123,9 +125,39 @@ class LoopSteps:
                 rows = self._matcher.match(value)
                 if rows is not None:
                     return rows
+        rows = self._index_rows(frame, b, pred)
+        if rows is not None:
+            return rows
         self._note(f"batches of {b} rows: no variable of the loop holds rows of the inputs, so the rows "
                    "(and predictions) of those steps are not recorded")
         return UNKNOWN_ROWS
+
+    def _index_rows(self, frame, b: int, pred) -> np.ndarray | None:
+        """The rows of a batch cut inline (``model(w, b, X[idx])``): no variable holds the batch,
+        only the index array. A candidate (1-D integers, one per batch row, inside the data) is
+        taken once the model function, run on the parameters before the step and ``X[idx]``,
+        gives the loop's predictions; then that variable is read at every step."""
+        n = len(self._x)
+        if self._index_name is not None:
+            return _row_index(lookup(frame, self._index_name), b, n)
+        fn = self.tracer._functions
+        if fn is None or self._before is None or pred is None:
+            return None
+        for name, value in list(frame.f_locals.items()):
+            rows = _row_index(value, b, n)
+            if rows is None:
+                continue
+            try:
+                with np.errstate(all="ignore"):
+                    got = np.asarray(call_model(fn.model, dict(self._before), self._x[rows]), dtype=np.float64)
+            except Exception:  # noqa: BLE001 - the user's function on another candidate: not this one
+                continue
+            if got.shape == np.shape(pred) and np.allclose(got, pred, rtol=1e-9, atol=0.0, equal_nan=True):
+                self._index_name = name
+                self._note(f"batch rows read from the loop's index array {name!r} (the model on X[{name}] "
+                           "gives its predictions)")
+                return rows
+        return None
 
     # ------------------------------------------------------------ naming
     def _note(self, text: str) -> None:
@@ -186,3 +218,12 @@ class LoopSteps:
             x = None
         self._x = x
         return tracer
+
+
+def _row_index(value: object, b: int, n: int) -> np.ndarray | None:
+    """``value`` as 0-based rows when it is a 1-D integer array of ``b`` positions in ``[-n, n)``."""
+    if not isinstance(value, np.ndarray) or value.ndim != 1 or value.shape[0] != b or value.dtype.kind not in "iu":
+        return None
+    if b and (value.min() < -n or value.max() >= n):
+        return None
+    return np.where(value < 0, value + n, value).astype(np.int64)

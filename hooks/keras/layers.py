@@ -9,8 +9,9 @@ written with Keras 3.15's own formula for the active backend
 above 20. A sigmoid or softmax output remembers its logits, because Keras's
 TensorFlow crossentropies use them (``_keras_logits``).
 
-Layers: ``Dense`` (``x @ kernel + bias``, then the activation), ``Activation``,
-``Flatten``, ``Reshape``, ``Dropout`` (the identity when its rate is 0; a mask drawn
+Layers: ``Dense`` (``x @ kernel + bias``, then the activation), ``Activation``, the
+activation layers ``ReLU`` (default, ``max_value=6`` or a slope alone), ``LeakyReLU``,
+``ELU`` and ``Softmax`` (last axis), ``Flatten``, ``Reshape``, ``Dropout`` (the identity when its rate is 0; a mask drawn
 each step is not recorded, so otherwise it cannot be checked), ``ActivityRegularization``
 and ``InputLayer``. Anything else raises :class:`Unsupported`.
 """
@@ -143,8 +144,48 @@ def emit_layer(b: ProgramBuilder, layer: keras.layers.Layer, x: str, shape: tupl
         return x, shape
     if kind is keras.layers.ActivityRegularization:
         return x, shape
+    if kind in _ACTIVATION_LAYERS:
+        return _ACTIVATION_LAYERS[kind](b, layer, x, len(shape), base, label), shape
     raise Unsupported(kind.__name__, f"layer {layer.name!r}: no formula in the step program registry",
                       source_line(layer))
+
+
+def _relu_layer(b, layer, x, rank, base, label):
+    """``ReLU(max_value, negative_slope, threshold)``: Keras's ``ReLU.static_call`` takes
+    ``relu`` by default, ``relu6`` for ``max_value=6`` and ``leaky_relu`` for a slope alone."""
+    slope, top, threshold = float(layer.negative_slope), layer.max_value, float(layer.threshold)
+    if threshold == 0.0 and slope == 0.0 and top is None:
+        return b.add(base, "relu", [x], label=label)
+    if threshold == 0.0 and slope == 0.0 and float(top) == 6.0:
+        return _relu6(b, x, base, label)
+    if threshold == 0.0 and top is None:
+        return b.add(base, "leaky_relu", [x], label=label, alpha=slope)
+    raise Unsupported("ReLU", f"layer {layer.name!r}: ReLU with max_value={top}, negative_slope={slope}, "
+                      f"threshold={threshold} has no formula in the step program registry")
+
+
+def _leaky_relu_layer(b, layer, x, rank, base, label):
+    return b.add(base, "leaky_relu", [x], label=label, alpha=float(layer.negative_slope))
+
+
+def _elu_layer(b, layer, x, rank, base, label):
+    # TensorFlow: where(x > 0, elu(x), alpha * elu(x)); torch: F.elu(x, alpha) - both alpha (exp(x) - 1) below 0
+    return b.add(base, "elu", [x], label=label, alpha=float(layer.alpha))
+
+
+def _softmax_layer(b, layer, x, rank, base, label):
+    """``Softmax(axis)`` over the last axis (``activations.softmax``, whose output keeps its logits)."""
+    axis = layer.axis[0] if isinstance(layer.axis, (list, tuple)) and len(layer.axis) == 1 else layer.axis
+    if not isinstance(axis, int) or axis not in (-1, rank - 1):
+        raise Unsupported("Softmax", f"layer {layer.name!r}: softmax over axis {layer.axis} (only the last axis "
+                          "is modelled)")
+    out = b.add(base, "softmax", [x], label=label, dim=-1)
+    b.logits[out] = x
+    return out
+
+
+_ACTIVATION_LAYERS = {keras.layers.ReLU: _relu_layer, keras.layers.LeakyReLU: _leaky_relu_layer,
+                      keras.layers.ELU: _elu_layer, keras.layers.Softmax: _softmax_layer}
 
 
 def _dense(b, layer, x, shape, ctx, label):

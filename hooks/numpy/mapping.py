@@ -3,7 +3,7 @@
 Why a closed table: the checker must never guess, so a NumPy call is either listed
 here with the registry op it means (``np.exp`` -> ``exp``, ``np.dot`` of matrices ->
 ``matmul``, ``np.sum(axis=1, keepdims=True)`` -> ``sum(dims=[1], keepdim=True)``...)
-or it is recorded as unsupported ("cannot check: numpy.amax at train.py:12").
+or it is recorded as unsupported ("cannot check: numpy.prod at train.py:12").
 
 Every handler first gets the concrete result of the real NumPy call (so the user's
 code goes on with real values), then emits the node. Axes are the user's own: the
@@ -34,6 +34,8 @@ ELEMENTWISE = {
     "greater": "gt", "greater_equal": "ge", "less": "lt", "less_equal": "le", "equal": "eq",
     "not_equal": "ne", "matmul": "matmul",
 }
+#: ufunc.reduce -> registry reduction (``np.add.reduce`` is np.sum's, ``np.maximum.reduce`` np.max's)
+_REDUCTIONS = {np.add: "sum", np.maximum: "amax", np.minimum: "amin"}
 #: exponents NumPy computes by a dedicated routine (``x**2`` is ``square(x)``)
 _POWERS = {2.0: "square", 0.5: "sqrt", -1.0: "reciprocal"}
 
@@ -62,8 +64,8 @@ def on_ufunc(b: Builder, ufunc: np.ufunc, method: str, inputs: tuple, kwargs: di
     extra = sorted(set(kwargs) - {"dtype", "where", "axis", "keepdims"})
     if extra:
         return b.refuse(name, f"keyword arguments {extra}", value)
-    if method == "reduce" and ufunc is np.add:
-        return _reduce(b, "sum", value, inputs[0], kwargs.get("axis", 0), kwargs.get("keepdims", False))
+    if method == "reduce" and ufunc in _REDUCTIONS:
+        return _reduce(b, _REDUCTIONS[ufunc], value, inputs[0], kwargs.get("axis", 0), kwargs.get("keepdims", False))
     if method != "__call__":
         return b.refuse(f"{name}.{method}", None, value)
     if ufunc is np.positive:
@@ -127,6 +129,16 @@ def _average(b, value, a, axis=None, weights=None, returned=False, *, keepdims=_
     if weights is not None or returned:
         return b.refuse("numpy.average", "weights= or returned=", value)
     return _reduce(b, "mean", value, a, axis, keepdims)
+
+
+def _extreme(op):
+    """np.max / np.amax / np.min / np.amin (and ``x.max()``): the registry's ``amax`` / ``amin``
+    (the stable softmax's ``z - np.max(z, axis=1, keepdims=True)``)."""
+    def handler(b, value, a, axis=None, out=None, keepdims=_NO, initial=_NO, where=_NO):
+        if out is not None or initial is not _NO or where is not _NO:
+            return b.refuse(f"numpy.{'max' if op == 'amax' else 'min'}", "out=, initial= or where=", value)
+        return _reduce(b, op, value, a, axis, keepdims)
+    return handler
 
 
 def _dot(b, value, a, c, out=None):
@@ -259,6 +271,7 @@ FUNCTIONS = {
     np.expand_dims: _expand_dims, np.concatenate: _concatenate, np.stack: _stack,
     np.zeros_like: _filled(0.0), np.ones_like: _filled(1.0), np.full_like: _full_like, np.copy: _same,
     np.shape: _plain, np.ndim: _plain, np.size: _plain,
+    np.max: _extreme("amax"), np.amax: _extreme("amax"), np.min: _extreme("amin"), np.amin: _extreme("amin"),
 }
 
 

@@ -11,7 +11,7 @@ recovered by matching each batch row's bytes against the dataset's rows
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -57,18 +57,27 @@ def patch_loader(on_batch: Callable[[Any, Any, Any], None]) -> Patch:
     return patch
 
 
-def dataset_tensors(dataset: Any) -> tuple[torch.Tensor, torch.Tensor, np.ndarray | None] | None:
-    """``(inputs, targets, positions)`` for a TensorDataset (or a Subset of one), else None.
+def dataset_tensors(dataset: Any) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], np.ndarray | None] | None:
+    """``(inputs, target tensors, positions)`` for a TensorDataset (or a Subset of one), else None.
 
-    ``positions`` maps a loader index to a row of ``inputs`` (None: identity).
+    Every tensor after the first is a target tensor: ``TensorDataset(X, labels, soft)`` or
+    ``(X, y, sample_weight)`` lays them side by side as the targets table's columns
+    (:func:`target_rows`). ``positions`` maps a loader index to a row of ``inputs`` (None: identity).
     """
     positions = None
     if isinstance(dataset, torch.utils.data.Subset):
         positions = np.asarray(dataset.indices, dtype=np.int64)
         dataset = dataset.dataset
     if isinstance(dataset, torch.utils.data.TensorDataset) and len(dataset.tensors) >= 2:
-        return dataset.tensors[0], dataset.tensors[1], positions
+        return dataset.tensors[0], tuple(dataset.tensors[1:]), positions
     return None
+
+
+def target_rows(tensors: Sequence[torch.Tensor]) -> np.ndarray:
+    """The targets table of a batch or dataset whose tensors after the first are targets:
+    their rows side by side, in order (one tensor: its rows)."""
+    rows = [as_rows(t) for t in tensors]
+    return rows[0] if len(rows) == 1 else np.concatenate(rows, axis=1)
 
 
 def as_rows(t: torch.Tensor) -> np.ndarray:

@@ -147,21 +147,25 @@ def view_rows(t: torch.Tensor, base: torch.Tensor) -> tuple[np.ndarray, int] | N
     return (np.arange(start, start + b, dtype=np.int64), col) if same else None
 
 
-def find_root(t: torch.Tensor,
-              slices: Iterable[tuple[torch.Tensor, Any, torch.Tensor]]) -> tuple[str, torch.Tensor, np.ndarray]:
-    """``(kind, root, rows)`` of a batch tensor that is not a DataLoader's (see the module docstring)."""
+def find_root(t: torch.Tensor, slices: Iterable[tuple[torch.Tensor, Any, torch.Tensor]]
+              ) -> tuple[str, torch.Tensor, np.ndarray, int]:
+    """``(kind, root, rows, first column)`` of a batch tensor that is not a DataLoader's (see
+    the module docstring). The column is read off the tensor the view was cut from: for a
+    column view of ``X[idx]`` (``X[idx].view(-1, 2, 3)[:, 1]``) that is ``X[idx]``, whose
+    columns are the root's."""
     base = t._base if t._base is not None else None
     for src, idx, out in reversed(slices):
         if t is out or (base is not None and base is out):
             rows = _index_rows(idx, src.shape[0])
             if rows is not None and rows.size == t.shape[0]:
-                return "matched", src, rows
+                found = None if t is out else view_rows(t, out)
+                return "matched", src, rows, 0 if found is None else found[1]
     if base is not None and base.dim() >= 1:
         found = view_rows(t, base)
         if found is not None:
             rows = found[0]
-            return ("full" if rows.size == base.shape[0] else "slice"), base, rows
-    return "full", t, np.arange(t.shape[0], dtype=np.int64)
+            return ("full" if rows.size == base.shape[0] else "slice"), base, rows, found[1]
+    return "full", t, np.arange(t.shape[0], dtype=np.int64), 0
 
 
 def _index_rows(idx, n: int) -> np.ndarray | None:
@@ -182,15 +186,13 @@ def place_rows(layout: Layout, leaves: list[DataInput],
     kinds = set()
     rows0 = None
     for d in leaves:
-        kind, root, rows = find_root(d.tensor, slices)
+        kind, root, rows, d.first = find_root(d.tensor, slices)
         d.root, d.rows = root, rows
         kinds.add(kind)
         if rows0 is None:
             rows0 = rows
         elif not np.array_equal(rows0, rows):
             raise Unsupported("batch tensors that hold different rows")
-        found = None if root is d.tensor else view_rows(d.tensor, root)
-        d.first = 0 if found is None else found[1]
     roots_n = {int(d.root.shape[0]) for d in leaves}
     if len(roots_n) > 1:
         fresh = next((d for d in leaves if d.root is d.tensor and int(d.root.shape[0]) < max(roots_n)), None)
@@ -215,9 +217,13 @@ def place_rows(layout: Layout, leaves: list[DataInput],
 
 def loader_columns(d: DataInput, j: int, col: int, batch_tensors: list[torch.Tensor]) -> None:
     """A batch tensor that is (columns ``col..`` of) the loader batch's tensor ``j``: the
-    dataset's columns."""
+    dataset's columns. Tensors after the first are the targets table side by side
+    (``(x, labels, soft_labels)``, ``(x, y, weight)``: :func:`hooks.torch.data.target_rows`)."""
     if j > 1:
-        raise Unsupported("a DataLoader batch with more than (inputs, targets)")
+        before, n = batch_tensors[1:j], d.tensor.shape[0]
+        if not all(isinstance(t, torch.Tensor) and t.dim() and t.shape[0] == n for t in batch_tensors[:j + 1]):
+            raise Unsupported("a DataLoader batch whose extra items are not tensors of the batch's rows")
+        col += sum(t.numel() // max(t.shape[0], 1) for t in before)
     d.source = "inputs" if j == 0 else "targets"
     d.columns = [col, col + int(np.prod(d.shape, dtype=np.int64))]
 

@@ -32,11 +32,12 @@ def _plain(v):
     return v
 
 
-def optimizer_spec(opt: torch.optim.Optimizer) -> dict:
-    """``{"name": "sgd", "convention": "torch", "lr": ..., hyperparameters}`` (or unsupported)."""
+def optimizer_spec(opt: torch.optim.Optimizer, group: dict | None = None) -> dict:
+    """``{"name": "sgd", "convention": "torch", "lr": ..., hyperparameters}`` (or unsupported),
+    from ``group`` (default: the first param group)."""
     cls = type(opt).__name__
     name = _CLASSES.get(cls)
-    group = opt.param_groups[0]
+    group = opt.param_groups[0] if group is None else group
     if name is None:
         return {"name": cls.lower(), "convention": "torch", "lr": _plain(group.get("lr")),
                 "unsupported": f"optimizer {cls} has no formula"}
@@ -47,6 +48,47 @@ def optimizer_spec(opt: torch.optim.Optimizer) -> dict:
     if len(opt.param_groups) > 1:
         spec["groups"] = len(opt.param_groups)
     return spec
+
+
+def spec_for_meta(spec: dict | None, opt: torch.optim.Optimizer | None, params: list[torch.Tensor],
+                  names: dict[int, str], meta: dict) -> dict | None:
+    """``meta["optimizer"]``: the spec, kept under its own name when it has no formula (NAdam,
+    Adamax: the checker then says "cannot check: optimizer" - None would let it fit plain SGD
+    and fail), with the parameters of other param groups ``unmodelled`` (:func:`other_groups`)."""
+    if spec is None:
+        return None
+    if "unsupported" in spec:
+        meta.setdefault("notes", []).append(spec["unsupported"])
+        return spec
+    trained = [p for p in params if id(p) in names and opt is not None and group_of(opt, p) is not None]
+    if not trained or len(opt.param_groups) < 2:
+        return spec
+    # each step records the lr of its first parameter's group: the spec is that group's too
+    spec = {**spec, **optimizer_spec(opt, group_of(opt, trained[0]))}
+    odd = other_groups(opt, trained[0], trained)
+    if odd:
+        spec["unmodelled"] = {**spec.get("unmodelled", {}), **{names[id(p)]: why for p, why in odd}}
+    return spec
+
+
+def other_groups(opt: torch.optim.Optimizer, first: torch.Tensor,
+                 params: list[torch.Tensor]) -> list[tuple[torch.Tensor, str]]:
+    """``(param, why)`` for each of ``params`` in a param group whose lr or hyperparameters
+    differ from ``first``'s group (whose values the spec and the recorded lr hold): fine-tuning's
+    ``[{"params": base}, {"params": head, "lr": 1e-3}]`` or a group without weight decay.
+    Their updates are "cannot check", not checked against another group's rule."""
+    ref = group_of(opt, first)
+    if ref is None or len(opt.param_groups) < 2:
+        return []
+    keys = ("lr",) + _HYPER.get(_CLASSES.get(type(opt).__name__, ""), ())
+    out = []
+    for p in params:
+        g = group_of(opt, p)
+        diff = [k for k in keys if g is not None and g is not ref and _plain(g.get(k)) != _plain(ref.get(k))]
+        if diff:
+            shown = ", ".join(f"{k} {_plain(g.get(k))} (not {_plain(ref.get(k))})" for k in diff)
+            out.append((p, f"its optimizer param group has {shown}; the checker models one group's settings"))
+    return out
 
 
 def group_of(opt: torch.optim.Optimizer, param: torch.Tensor) -> dict | None:

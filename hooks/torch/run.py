@@ -365,12 +365,8 @@ class TorchRun:
         return trace
 
     def _optimizer_meta(self, meta: dict) -> None:
-        if self.opt_meta is not None and "unsupported" not in self.opt_meta:
-            meta["optimizer"] = self.opt_meta
-        else:
-            meta["optimizer"] = None
-            if self.opt_meta is not None:
-                meta.setdefault("notes", []).append(self.opt_meta["unsupported"])
+        self.opt_meta = meta["optimizer"] = optim.spec_for_meta(self.opt_meta, self.opt, self.params, self.names,
+                                                                meta)
 
     def _add_columns(self, trace: Trace) -> None:
         """Append the hook's own per-step columns (kept here, one dict per recorded step,

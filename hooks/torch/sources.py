@@ -21,7 +21,7 @@ import torch
 from tracer.recorder import Recorder
 
 from ..rows import RowMatcher
-from .data import as_rows, dataset_tensors
+from .data import as_rows, dataset_tensors, target_rows
 from .layout import Layout, view_rows
 
 __all__ = ["LoaderBatch", "RowSource", "LoaderRows", "IndexedRows", "SeenRows", "MatchedRows", "SliceRows",
@@ -78,8 +78,13 @@ def _batch_xy(batch: LoaderBatch) -> tuple[np.ndarray | None, np.ndarray | None]
     data = batch.data
     if not isinstance(data, (list, tuple)) or not data or not isinstance(data[0], torch.Tensor):
         return None, None
-    y = data[1] if len(data) > 1 and isinstance(data[1], torch.Tensor) else None
-    return as_rows(data[0]), None if y is None else as_rows(y)
+    n = data[0].shape[0] if data[0].dim() else None
+    ys = []
+    for t in data[1:]:               # (x, y, more targets...): side by side, as the layout numbers them
+        if not isinstance(t, torch.Tensor) or not t.dim() or t.shape[0] != n:
+            break
+        ys.append(t)
+    return as_rows(data[0]), target_rows(ys) if ys else None
 
 
 class IndexedRows(RowSource):
@@ -254,7 +259,9 @@ class RowFinder:
             return
         self._set_data(lambda: _tables(layout))
         if layout.kind == "matched" and key is not None:
-            self.source = MatchedRows(as_rows(key.root))
+            # the key's own columns (a column view of ``X[idx]`` holds only some of X's)
+            width = int(np.prod(key.shape, dtype=np.int64))
+            self.source = MatchedRows(as_rows(key.root)[:, key.first:key.first + width])
             self._note("batch rows recovered by matching against the tensor the batches are cut from")
         elif layout.kind == "slice" and key is not None:
             self.source = SliceRows(key.root)
@@ -294,7 +301,7 @@ class RowFinder:
                 n = None
             return SeenRows() if n is None or iterator._dataset_kind != 0 else IndexedRows(n)
         inputs, targets, positions = found
-        self._set_data(lambda: (as_rows(inputs), as_rows(targets)))
+        self._set_data(lambda: (as_rows(inputs), target_rows(targets)))
         self._note("batch rows from the DataLoader's sampler")
         return LoaderRows(positions)
 

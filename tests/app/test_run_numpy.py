@@ -147,6 +147,35 @@ def test_minibatch_loop_in_a_function_rows_found_by_content(tmp_path):
     assert trace.param_values("b", "after")[-1] == ns["B"]
 
 
+INLINE = MINIBATCH.replace("""            xb, yb = x[idx], y[idx]
+            pred = predict(w, b, xb)
+            err = pred - yb
+            mse = np.mean(err ** 2)
+            w = w - lr * 2 * xb.T @ err / len(xb)""", """            labels = (y[idx, 0] > 0).astype(int)     # another integer array of the batch's length
+            pred = predict(w, b, x[idx])
+            err = pred - y[idx]
+            mse = np.mean(err ** 2)
+            w = w - lr * 2 * x[idx].T @ err / len(idx)""")
+
+
+def test_a_batch_cut_inline_is_found_by_its_index_array(tmp_path):
+    """``predict(w, b, x[idx])``: no variable holds the batch's inputs, only ``idx`` - and
+    ``labels``, another integer array of the batch's length. The index array is the one whose rows give the loop's predictions
+    through the model; before, every step was "cannot check: model kind 'function'"."""
+    source = INLINE
+    assert "x[idx])" in source and "xb" not in source
+    runs, ns, _ = run_in_process(tmp_path, source, ["w", "b"], predictions="pred", loss="mse", model="predict")
+    trace = runs[0].trace
+    assert trace.steps["batch_size"].tolist() == [16, 16, 8] * 3
+    samples = trace.samples.merge(trace.steps[["step", "epoch"]], on="step")
+    for _, grp in samples.groupby("epoch"):
+        assert sorted(grp["sample"]) == list(range(40))
+    report = tracer.check(trace)
+    assert report.verdict == "passed" and not report.cannot_check, report.summary()
+    assert any("index array 'idx'" in n for n in runs[0].notes), runs[0].notes
+    assert np.array_equal(trace.param_values("w", "after")[-1], ns["W"])
+
+
 def test_break_and_exception_keep_the_completed_steps(tmp_path):
     source = """
     import numpy as np

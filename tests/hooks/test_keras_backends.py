@@ -24,7 +24,7 @@ ROOT = TESTS.parent
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "MPLBACKEND": "Agg",
        "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS), os.environ.get("PYTHONPATH", "")])}
 BACKENDS = ("tensorflow", "torch")
-PASSING = ("dense_activation_sigmoid", "dense_activation_softmax", "dense_softmax_sparse", "diabetes",
+PASSING = ("dense_activation_sigmoid", "dense_activation_softmax", "activation_layers", "dense_softmax_sparse", "diabetes",
            "kernel_regularizer", "add_loss_terms", "clipnorm", "use_ema")
 
 

@@ -121,6 +121,18 @@ def test_loss_weight_and_the_sigmoid_false_alarm_of_issue_16():
 
 
 # ------------------------------------------------------------------------------ layers
+def test_activation_layers_are_their_registry_ops():
+    """``ReLU()``, ``LeakyReLU``, ``ELU`` and ``Softmax()`` layers (keras.io's examples use them
+    in place of ``activation=``) were "cannot check: ReLU"; a ReLU with a threshold still is."""
+    program = assert_passes(traced([L.Dense(6), L.ReLU(), L.Dense(6), L.LeakyReLU(negative_slope=0.1), L.Dense(5),
+                                     L.ELU(alpha=0.5), L.Dense(4), L.ReLU(max_value=6.0), L.Dense(3), L.Softmax()],
+                                    "categorical_crossentropy", "onehot", optimizer=O.Adam(0.01)))
+    ops = [(n["op"], n["attrs"].get("alpha")) for n in program["nodes"] if n["op"] in ("relu", "leaky_relu", "elu")]
+    assert ops == [("relu", None), ("leaky_relu", 0.1), ("elu", 0.5), ("relu", None)], ops
+    assert "softmax" in [n["op"] for n in program["nodes"]] or "cross_entropy" in [n["op"] for n in program["nodes"]]
+    assert_cannot_check(traced([L.Dense(4), L.ReLU(threshold=0.5), L.Dense(1)], "mse", "reg"), "ReLU", "threshold")
+
+
 def test_flatten_reshape_dropout_and_nested_models():
     x = np.random.default_rng(0).normal(size=(20, 2, 3))
     y = x.sum(axis=(1, 2))[:, None]

@@ -197,7 +197,7 @@ def test_a_model_the_program_cannot_follow_says_cannot_check_and_never_crashes()
 
     def softmax_model(w, b, x):
         z = x @ w + b
-        return np.exp(z - z.max(axis=1, keepdims=True))
+        return np.exp(z - np.prod(z, axis=1, keepdims=True))
 
     tr = NumpyTracer(params=["w", "b"], predictions="p", inputs=x, targets=y, lr=0.1, model=softmax_model)
     for i in tr.range(3):
@@ -206,5 +206,80 @@ def test_a_model_the_program_cannot_follow_says_cannot_check_and_never_crashes()
         b = b - 0.1 * float(np.mean(p - y))
     report = tracer.check(tr.trace)
     assert report.verdict == "incomplete"
-    assert any(r.startswith("model: numpy.max at test_numpy_functions.py:") for r in report.cannot_check), \
+    assert any(r.startswith("model: numpy.prod at test_numpy_functions.py:") for r in report.cannot_check), \
         report.cannot_check
+
+
+def test_a_bias_gradient_that_cancels_exactly_is_no_false_alarm():
+    """Balanced labels and ``w = 0, b = 0.0``: at step 1 every prediction is 0.5 and the
+    user's ``np.sum(p - y) / n`` is exactly 0, while the checker's recomputed gradient of b
+    is a rounding residue (1.7e-18 here). The update check must allow the recomputed
+    gradient's own rounding (lr * M(g)), not only the parameter's (|b| = 0): before, the
+    clean run FAILED as "b was never updated" and the sign bug was named the same way."""
+    np.random.seed(0)                 # tests/scripts/sweep/numpy_logreg_functions.py's data: 50 ones of 100
+    x = np.random.randn(100, 3)
+    y = (x @ np.array([1.0, -2.0, 0.5]) + 0.2 > 0).astype(float).reshape(-1, 1)
+    assert y.sum() == 50
+
+    def run(sign):
+        w, b, lr = np.zeros((3, 1)), 0.0, 0.5
+        tr = NumpyTracer(params=["w", "b"], predictions="p", loss="cost", inputs=x, targets=y, lr=lr,
+                         model=logistic, loss_fn=bce)
+        for _ in tr.range(5):
+            p = sigmoid(np.dot(x, w) + b)
+            cost = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
+            db = np.sum(p - y) / len(x)
+            w = w - lr * np.dot(x.T, p - y) / len(x)
+            b = b - sign * lr * db
+        assert cost > 0
+        return tracer.check(tr.trace)
+
+    clean = run(1.0)
+    assert clean.verdict == "passed" and not clean.cannot_check, str(clean)
+    first = clean.table[(clean.table.step == 1) & (clean.table.param == "b")]
+    assert first.actual.iloc[0] == 0.0 and first.expected.iloc[0] != 0.0      # the residue itself
+    buggy = run(-1.0)
+    assert buggy.verdict == "failed"
+    assert any("sign error" in str(f) for f in buggy.findings), [str(f) for f in buggy.findings]
+
+
+@pytest.mark.parametrize("guard", ["1e-12", "1e-8", "clip"])
+def test_a_guarded_log_in_the_loss_is_no_false_alarm(guard):
+    """``np.log(p + 1e-8)`` or ``np.clip(p, 1e-7, 1 - 1e-7)`` keeps log(0) away; the loop's
+    backward pass is the unguarded ``(p - y) / n`` (the tutorials' own). The guard moved the
+    recomputed float64 gradient by 1e-14 to 1e-10 relative, far above the tolerance: updates
+    FAILED (and the fitted rate came out 0.50000000000096 instead of 0.5);
+    the check allows exactly the guard's effect, so a sign error on b still fails."""
+    np.random.seed(3)
+    X = np.random.randn(60, 3)
+    y = (X[:, :1] * X[:, 1:2] > 0).astype(float)
+
+    def model(W, b, X):
+        return 1.0 / (1.0 + np.exp(-(X @ W + b)))
+
+    def bce(p, y):
+        if guard == "clip":
+            p = np.clip(p, 1e-7, 1 - 1e-7)
+            return -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
+        c = float(guard)
+        return -np.mean(y * np.log(p + c) + (1 - y) * np.log(1 - p + c))
+
+    def run(bug=False):
+        W, b, lr = np.random.randn(3, 1) * 0.5, np.zeros(1), 0.5
+        tr = NumpyTracer(params=["W", "b"], predictions="p", loss="loss", inputs=X, targets=y, model=model,
+                         loss_fn=bce)
+        for i in tr.range(10):
+            xb, yb = X, y
+            p = model(W, b, xb)
+            loss = bce(p, yb)
+            d = (p - yb) / len(xb)
+            W -= lr * xb.T @ d
+            b -= (-lr if bug else lr) * d.sum(0)
+        return tracer.check(tr.trace)
+
+    clean = run()
+    assert clean.verdict == "passed" and not clean.cannot_check, str(clean)
+    assert "lr 0.5 " in clean.identified["optimizer"]
+    buggy = run(bug=True)
+    assert buggy.verdict == "failed"
+    assert any("sign error" in str(f) for f in buggy.findings), [str(f) for f in buggy.findings]

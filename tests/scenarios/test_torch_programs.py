@@ -262,3 +262,117 @@ def test_column_views_of_the_batch_are_columns_of_the_data_table():
     assert [i["columns"] for i in trace.meta["program"]["inputs"]] == [[0, 3], [4, 5]]
     assert trace.arrays().sample_row.tolist() == list(range(50))
     _passed(trace)
+
+
+def test_column_views_of_indexed_batches_keep_their_columns():
+    """``X[idx].view(-1, 2, 3)[:, k]``: each half of a shuffled ``X[idx]`` batch is its own column
+    range of X (not X's first columns), and later steps' rows are found again from those
+    columns. Before the fix both halves read columns 0..3 and no step was checked."""
+    torch.manual_seed(0)
+    X = torch.randn(48, 6)
+    y = X[:, :3].sum(dim=1, keepdim=True) - X[:, 3:].mean(dim=1, keepdim=True)
+    a, b = nn.Linear(3, 2), nn.Linear(3, 2)
+    params = list(a.parameters()) + list(b.parameters())
+    opt = torch.optim.SGD(params, lr=0.05)
+    with trace_torch(strict=True) as tr:
+        for _ in range(2):
+            perm = torch.randperm(48)
+            for i in range(0, 48, 12):
+                xb = X[perm[i:i + 12]].view(-1, 2, 3)
+                opt.zero_grad()
+                out = a(xb[:, 0, :]).sum(1, keepdim=True) - b(xb[:, 1, :]).sum(1, keepdim=True)
+                nn.functional.mse_loss(out, y[perm[i:i + 12]]).backward()
+                opt.step()
+    trace = tr.trace
+    assert trace.meta["torch"]["data"] == "matched"
+    assert [i["columns"] for i in trace.meta["program"]["inputs"] if i["source"] == "inputs"] == [[0, 3], [3, 6]]
+    report = _passed(trace)
+    grads = report.table[report.table.quantity == "grad"]
+    assert sorted(set(grads.step)) == list(range(1, 9)) and grads.passed.all()
+
+
+def test_a_dataloader_batch_with_more_than_inputs_and_targets():
+    """``TensorDataset(X, labels, soft, weight)``: every tensor after the first is laid out
+    side by side in the targets table, so a loss reading class indices, probability targets
+    (cross-entropy with label smoothing on one, soft targets on the other) and per-row
+    weights is checked (it was "cannot check: a DataLoader batch with more than (inputs,
+    targets)"). Each input reads its own columns: pointed at the labels' column instead of
+    the weights', the same trace fails its loss."""
+    torch.manual_seed(0)
+    labels = torch.randint(0, 3, (48,))
+    X = torch.randn(48, 4) + nn.functional.one_hot(labels, 4).float()
+    soft = nn.functional.one_hot(labels, 3).float() * 0.7 + 0.1
+    weight = torch.rand(48) + 0.5
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, labels, soft, weight),
+                                         batch_size=16, shuffle=True)
+    model = nn.Linear(4, 3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    with trace_torch(strict=True) as tr:
+        for _ in range(2):
+            for xb, yb, pb, wb in loader:
+                opt.zero_grad()
+                z = model(xb)
+                per_row = nn.functional.cross_entropy(z, pb, reduction="none") * wb
+                loss = per_row.mean() + nn.functional.cross_entropy(z, yb, label_smoothing=0.1)
+                loss.backward()
+                opt.step()
+    trace = tr.trace
+    inputs = trace.meta["program"]["inputs"]
+    assert sorted((i["source"], i["columns"]) for i in inputs) == [
+        ("inputs", [0, 4]), ("targets", [0, 1]), ("targets", [1, 4]), ("targets", [4, 5])], inputs
+    _passed(trace)
+    for i in inputs:
+        if i["columns"] == [4, 5]:
+            i["columns"] = [0, 1]          # the weights read from the labels' column
+    wrong = tracer.check(trace)
+    assert wrong.verdict == "failed"
+    assert not wrong.table[wrong.table.quantity == "loss"].passed.astype(bool).any()
+
+
+def _groups_run(make_opt, bug=False):
+    torch.manual_seed(0)
+    X = torch.randn(40, 3)
+    y = X @ torch.tensor([[1.0], [2.0], [-1.0]]) + 0.5
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
+    opt = make_opt(model)
+    with trace_torch(strict=True) as tr:
+        for i in range(0, 40, 10):
+            opt.zero_grad()
+            nn.functional.mse_loss(model(X[i:i + 10]), y[i:i + 10]).backward()
+            opt.step()
+            if bug:
+                with torch.no_grad():
+                    model[2].bias.add_(0.01)
+    return tracer.check(tr.trace)
+
+
+def test_param_groups_with_their_own_lr_and_unmodelled_optimizers_are_cannot_check():
+    """Fine-tuning's ``SGD([{"params": base}, {"params": head, "lr": 0.01}], lr=0.05)`` FAILED
+    the base's updates (checked at the head's lr: "actual = 5 x expected"), and an optimizer
+    without a formula (NAdam) FAILED as "SGD with lr 0.0017". Now the other group's updates
+    and the unmodelled optimizer are "cannot check", named; the first group is still checked."""
+    def groups(model):
+        return torch.optim.SGD([{"params": model[2].parameters()},
+                                {"params": model[0].parameters(), "lr": 0.01, "weight_decay": 1e-3}],
+                               lr=0.05, momentum=0.9)
+    report = _groups_run(groups)
+    assert report.verdict == "incomplete" and not report.findings, str(report)
+    text = " ".join(report.cannot_check)
+    assert "update of 0.weight" in text and "update of 0.bias" in text and "lr 0.01" in text, text
+    head = report.table[(report.table.quantity == "update") & report.table.param.isin(["2.weight", "2.bias"])]
+    assert len(head) == 8 and head.passed.astype(bool).all()
+    assert _groups_run(groups, bug=True).verdict == "failed"          # a write to the checked group: caught
+    same = _groups_run(lambda m: torch.optim.SGD([{"params": m[2].parameters()}, {"params": m[0].parameters()}],
+                                                 lr=0.05))
+    assert same.verdict == "passed", str(same)                        # groups that agree: all checked
+    def no_decay_for_biases(m):      # the first recorded tensor (a bias) is in the second group
+        named = list(m.named_parameters())
+        return torch.optim.AdamW([{"params": [p for n, p in named if n.endswith("weight")], "weight_decay": 0.01},
+                                  {"params": [p for n, p in named if n.endswith("bias")], "weight_decay": 0.0}],
+                                 lr=0.01)
+    wd = _groups_run(no_decay_for_biases)
+    assert wd.verdict == "incomplete" and not wd.findings, str(wd)
+    assert {c.split(":")[0] for c in wd.cannot_check} == {"update of 0.weight", "update of 2.weight"}, wd.cannot_check
+    nadam = _groups_run(lambda m: torch.optim.NAdam(m.parameters(), lr=0.01))
+    assert nadam.verdict == "incomplete" and not nadam.findings, str(nadam)
+    assert any("optimizer torch/nadam" in c for c in nadam.cannot_check), nadam.cannot_check

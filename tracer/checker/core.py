@@ -22,6 +22,7 @@ from ..errors import SteptraceError
 from . import coverage, identify
 from ..program import Evaluation
 from .feed import RowBuffers, chunks, leaves, step_groups
+from .guards import guard_free, widen_for_guards
 from .interpret import name_factor
 from .compare import all_nan_rows
 from .quantities import check_chunk
@@ -68,13 +69,14 @@ def _check(trace, loss, optimizer, precision):
     report.cannot_check += resolved.reasons
     report.identified.update(resolved.identified)
     program = resolved.program
-    recomputed = {"loss": {}, "grads": {}, "checked": {}}
+    recomputed = {"loss": {}, "grads": {}, "grad_mags": {}, "checked": {}}
     if program is not None and arrays.params:
         from .rank_view import local_view     # a DDP rank: the program gives its local gradient
         program = _evaluate(local_view(trace), program, report, builder, eps, dtype, recomputed)
     report.context["program"] = program
     report.context["loss_by_step"] = recomputed["loss"]
-    check_updates(trace, report, builder, eps, optimizer or trace.meta.get("optimizer"), recomputed["grads"])
+    check_updates(trace, report, builder, eps, optimizer or trace.meta.get("optimizer"), recomputed["grads"],
+                  recomputed["grad_mags"])
     _logged_and_diagnoses(trace, report, builder, eps, recomputed["loss"], program)
     report.table = builder.build()
     _factor_findings(report, trace)
@@ -106,20 +108,26 @@ def _evaluate(trace, program, report, builder, eps, dtype, recomputed):
     missing = {n for n, p in arrays.params.items() if all_nan_rows(p.grad).any()}
     grads = {n: np.full(arrays.params[n].grad.shape, np.nan) for n in missing}
     gather = RowBuffers()       # each chunk's results are taken out before the next one's rows
+    variant = guard_free(program) if missing else None      # hand-written gradients skip log(p + 1e-12)'s guard
     for sub in chunks(groups, _bytes_per_step(arrays, program), CHUNK_BYTES):
         try:
-            ev = Evaluation(program, leaves(program, arrays, sub, dtype, gather=gather), dtype)
+            lv = leaves(program, arrays, sub, dtype, gather=gather)
+            ev = Evaluation(program, lv, dtype)
             res = check_chunk(program, arrays, sub, dtype, eps, builder, recorded_loss, missing, evaluation=ev)[0]
+            widen_for_guards(res, variant, lv, dtype, eps)
         except SteptraceError as exc:
             report.cannot_check.append(f"model: {exc}")
             return program
-        del ev           # not kept: the next chunk's arrays reuse its memory
+        del ev, lv       # not kept: the next chunk's arrays reuse their memory
         if res.loss is not None:
             recomputed["loss"].update(zip(sub.steps.tolist(), res.loss.tolist()))
         for key, n in res.checked.items():
             recomputed["checked"][key] = recomputed["checked"].get(key, 0) + n
         for name, g in res.grads.items():
             grads[name][sub.param_pos] = g
+            if name in res.grad_mags:
+                mags = recomputed["grad_mags"].setdefault(name, np.zeros(grads[name].shape))
+                mags[sub.param_pos] = res.grad_mags[name]
         for name, rec, got in res.mismatched_grads:
             note = f"grad of {name}: recorded {rec} values, the model gives {got}"
             if note not in report.cannot_check:

@@ -17,6 +17,7 @@ from ..errors import SteptraceError
 from ..program import Evaluation
 from ..program.legacy import loss_tail
 from .feed import leaves
+from .tolerance import FACTOR
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
@@ -120,7 +121,7 @@ def identify_loss(program: StepProgram, arrays: TraceArrays, groups: list[StepGr
 
 
 def sgd_rate(update: ArrayLike, grad: ArrayLike, magnitude: ArrayLike, eps: float,
-             finite: bool = False) -> float | None:
+             finite: bool = False, grad_mag: ArrayLike | None = None) -> float | None:
     """The plain-SGD rate ``lr`` with ``update = -lr * grad``, as a person would have typed it.
 
     Least squares over the elements gives ``lr``; then the shortest decimal (1 to 8
@@ -128,10 +129,13 @@ def sgd_rate(update: ArrayLike, grad: ArrayLike, magnitude: ArrayLike, eps: floa
     tolerance (``8 eps |p| + 64 eps |update|``) is preferred, so a float32 run's rounding
     does not turn ``0.0002`` into ``0.000199992``. None when no gradient is non-zero.
     ``finite``: the caller knows every element is finite (no masks of them are made).
+    ``grad_mag``: the rounding magnitudes of a recomputed gradient (a NumPy run records
+    none), which the tolerance then includes as the update check does (``FACTOR eps lr M(g)``).
     """
     u = np.asarray(update, dtype=np.float64).reshape(-1)
     g = np.asarray(grad, dtype=np.float64).reshape(-1)
     mag = np.asarray(magnitude, dtype=np.float64).reshape(-1)
+    gm = None if grad_mag is None else np.asarray(grad_mag, dtype=np.float64).reshape(-1)
     ok = None
     if not finite:
         ok = np.isfinite(u)
@@ -143,6 +147,7 @@ def sgd_rate(update: ArrayLike, grad: ArrayLike, magnitude: ArrayLike, eps: floa
         ok &= np.arange(ok.size) % (count // SAMPLE + 1) == 0
     if ok is not None and not ok.all():     # (usually every element is kept: no copies)
         u, g, mag = u[ok], g[ok], mag[ok]
+        gm = None if gm is None else gm[ok]
     top = float(np.max(np.abs(g))) if g.size else 0.0
     if not top:
         return None
@@ -155,6 +160,8 @@ def sgd_rate(update: ArrayLike, grad: ArrayLike, magnitude: ArrayLike, eps: floa
     au *= 64 * eps
     tol = np.multiply(mag, 8 * eps)
     tol += au                        # 8 eps mag + 64 eps |u|, as written
+    if gm is not None:
+        tol += np.where(np.isfinite(gm), gm, 0.0) * (FACTOR * eps * abs(lr))
     head = slice(0, 4096)           # a candidate most elements refute is refuted on a few first
     for digits in range(1, 9):
         cand = float(f"{lr:.{digits}g}")
@@ -191,6 +198,12 @@ def _sampled(p, grad, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     return after - before, grad[rows], np.maximum(np.abs(before), np.abs(after)), False
 
 
+def _grad_mag(grad, rows: np.ndarray) -> np.ndarray | None:
+    """The recomputed gradient's rounding magnitudes at the sampled rows, if it has them."""
+    mag_rows = getattr(grad, "mag_rows", None)
+    return None if mag_rows is None else mag_rows(rows)
+
+
 def _picked_if_finite(p, recorded, rows: np.ndarray, k: int) -> tuple[list, list, list] | None:
     """Every ``k``-th element of the sampled rows of before, after and the recorded gradient
     (the rows laid end to end), in float64, as three lists of pieces; None when a sampled row
@@ -220,7 +233,7 @@ def identify_sgd(arrays: TraceArrays, grads: dict, eps: float = 2.2e-16) -> tupl
             continue
         rows = _sample_rows(p.before.shape[0])      # the update check then verifies every step
         u, g, mag, finite = _sampled(p, grads[name], rows)
-        rate = sgd_rate(u, g, mag, eps, finite=finite)
+        rate = sgd_rate(u, g, mag, eps, finite=finite, grad_mag=_grad_mag(grads[name], rows))
         if rate is not None:
             per_param[name] = rate
     if not per_param:

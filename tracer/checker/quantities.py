@@ -39,6 +39,7 @@ class ChunkResult:
         self.steps = steps
         self.loss = None                 # (S,) recomputed loss
         self.grads = {}                  # name -> (S, size) recomputed gradient
+        self.grad_mags = {}              # name -> (S, size) its rounding magnitudes (the update check's scale)
         self.checked = {}                # quantity key -> number of steps checked
         self.mismatched_grads = []       # names whose recorded gradient has another size
 
@@ -91,6 +92,10 @@ def check_chunk(program: StepProgram, arrays: TraceArrays, sub: StepGroup, dtype
             res.checked["grad:" + name] = int(has.sum())
         if name in want_grads:
             res.grads[name] = g
+            # the update check compares -lr * g with the recorded update: g carries the
+            # recomputation's rounding, eps * M(g), which near a cancellation (a bias gradient
+            # of exactly 0) is far above eps * |g|
+            res.grad_mags[name] = mags.grad(name)
     return res, ev
 
 

@@ -34,11 +34,13 @@ CHUNK_ELEMENTS = 4 * 1024 * 1024
 
 
 def check_updates(trace: Trace, report: CheckReport, builder: TableBuilder, eps: float, opt_spec: dict | None,
-                  expected_grads: dict[str, np.ndarray]) -> None:
+                  expected_grads: dict[str, np.ndarray], grad_mags: dict[str, np.ndarray] | None = None) -> None:
     """Add update and optimizer-state rows to ``builder``; notes go to ``report``.
 
     ``expected_grads`` maps a parameter name to ``(n_param_steps, size)`` recomputed
-    gradients (NaN where none) for runs that did not record gradients.
+    gradients (NaN where none) for runs that did not record gradients, ``grad_mags`` to
+    their rounding magnitudes (0 where the gradient was recorded): an update computed
+    from a recomputed gradient is as uncertain as that gradient.
     """
     arrays = trace.arrays()
     param_step = arrays.param_step
@@ -58,7 +60,7 @@ def check_updates(trace: Trace, report: CheckReport, builder: TableBuilder, eps:
 
     frozen = {n for n, r in (trace.meta.get("update_rule") or {}).items()
               if isinstance(r, dict) and r.get("kind") == "frozen" and n in arrays.params}
-    rules = _rules(arrays, report, opt_spec, expected_grads, frozen, eps)
+    rules = _rules(arrays, report, opt_spec, expected_grads, frozen, eps, grad_mags)
     if rules is None:
         return
     report.context["rules"] = rules
@@ -79,7 +81,7 @@ def check_updates(trace: Trace, report: CheckReport, builder: TableBuilder, eps:
         if p.before.ndim == 2 and p.before.shape[1] == 0:   # no elements: nothing to compare
             continue
         _check_param(name, p, rules[name], param_step, t, lr_rec if opt_spec is not None else None,
-                     expected_grads.get(name), builder, report, eps, clipping)
+                     expected_grads.get(name), builder, report, eps, clipping, (grad_mags or {}).get(name))
     if clipping is not None:
         report.context["clipping"] = {"transforms": clipping.transforms, "active_steps": int(clipping.active.sum()),
                                       "steps": int(param_step.size), "largest": list(clipping.largest)}
@@ -101,9 +103,9 @@ def _clipping(trace, report, opt_spec, expected_grads):
     return Clipping(transforms, params, trace.arrays().param_step.size, grad_of)
 
 
-def _rules(arrays, report, opt_spec, expected_grads, frozen, eps):
+def _rules(arrays, report, opt_spec, expected_grads, frozen, eps, grad_mags=None):
     if opt_spec is None:
-        grads = {name: _RowsOfGrad(p.grad, expected_grads.get(name))
+        grads = {name: _RowsOfGrad(p.grad, expected_grads.get(name), (grad_mags or {}).get(name))
                  for name, p in arrays.params.items() if name not in frozen}
         rates, text = identify.identify_sgd(arrays, grads, eps)
         if rates is None:
@@ -129,8 +131,13 @@ class _RowsOfGrad:
     """A gradient as identification reads it: recorded, else recomputed, in float64 -
     converted only on the rows asked for (it samples a few steps), not the whole trace."""
 
-    def __init__(self, recorded: np.ndarray, expected: np.ndarray | None) -> None:
-        self.recorded, self.expected = recorded, expected
+    def __init__(self, recorded: np.ndarray, expected: np.ndarray | None, mags: np.ndarray | None = None) -> None:
+        self.recorded, self.expected, self.mags = recorded, expected, mags
+
+    def mag_rows(self, rows) -> np.ndarray | None:
+        """The rounding magnitudes of the recomputed gradient at ``rows`` (0 where it was
+        recorded), or None when none were computed."""
+        return None if self.mags is None else self.mags[rows]
 
     def __getitem__(self, rows) -> np.ndarray:
         g = self.recorded[rows].astype(np.float64)
@@ -139,7 +146,7 @@ class _RowsOfGrad:
         return g
 
 
-def _check_param(name, p, rule, param_step, t, lr_rec, expected, builder, report, eps, clipping=None):
+def _check_param(name, p, rule, param_step, t, lr_rec, expected, builder, report, eps, clipping=None, gmag=None):
     n, size = p.before.shape
     per = max(1, CHUNK_ELEMENTS // max(1, size))
     checked = 0
@@ -148,7 +155,7 @@ def _check_param(name, p, rule, param_step, t, lr_rec, expected, builder, report
         i1 = min(n, i0 + per)
         if not getattr(rule, "slots", ()):       # no optimizer state: the blocked fast pass
             checked += _check_rows_fast(name, p, rule, param_step, t, lr_rec, expected, builder, eps, clipping,
-                                        i0, i1, proven)
+                                        i0, i1, proven, None if gmag is None else gmag[i0:i1])
         else:
             checked += check_rows(name, p, rule, param_step, t, lr_rec, expected, builder, eps, clipping, i0, i1)
     if proven["after"].any():       # the non-finite diagnosis need not read these rows again
@@ -159,7 +166,8 @@ def _check_param(name, p, rule, param_step, t, lr_rec, expected, builder, report
         report.context.setdefault("partial_updates", {})[name] = (checked, n)
 
 
-def _check_rows_fast(name, p, rule, param_step, t, lr_rec, expected, builder, eps, clipping, i0, i1, proven):
+def _check_rows_fast(name, p, rule, param_step, t, lr_rec, expected, builder, eps, clipping, i0, i1, proven,
+                     gmag=None):
     """Rows ``i0:i1`` of a rule without state: the rule and the comparison run in the run's
     precision, block by block (:func:`~tracer.checker.compare.worst_blocks`); rows that pass
     does not settle are recomputed in float64, and the reported element always is.
@@ -167,7 +175,8 @@ def _check_rows_fast(name, p, rule, param_step, t, lr_rec, expected, builder, ep
     Every row is first assumed finite (a NaN or inf shows up in the fast pass as a row it
     does not settle); only when such a row is not finite are the finite rows taken apart.
     ``proven`` (``{"after", "grad"}`` -> a mask of the parameter's rows) receives the rows
-    whose recorded values the fast pass showed finite (see :func:`_note_finite`)."""
+    whose recorded values the fast pass showed finite (see :func:`_note_finite`). ``gmag``:
+    the rounding magnitudes of a recomputed gradient, rows ``i0:i1``."""
     before, after = p.before[i0:i1], p.after[i0:i1]
     g = p.grad[i0:i1]
     if expected is not None or clipping is not None:
@@ -184,7 +193,8 @@ def _check_rows_fast(name, p, rule, param_step, t, lr_rec, expected, builder, ep
         tk = t[i0:i1] if every else t[i0:i1][rows]
         lr_k = lr if every or lr is None else lr[rows]
         lr_used = lr_k if lr_k is not None and np.isfinite(lr_k).all() else None
-        out = _update_rows(rule, b, a, gk, tk, lr_used, eps, tuple(p.shape))
+        gm = None if gmag is None else (gmag if every else gmag[rows])
+        out = _update_rows(rule, b, a, gk, tk, lr_used, eps, tuple(p.shape), gm)
         if not every or not out[4].size:
             break
         bad_rows = nonfinite_rows(g[out[4]]) | nonfinite_rows(before[out[4]])
@@ -213,10 +223,11 @@ def _note_finite(proven, rows, finite, grad):
         proven["grad"][rows[finite]] = True
 
 
-def _update_rows(rule, b, a, gk, tk, lr_used, eps, shape):
+def _update_rows(rule, b, a, gk, tk, lr_used, eps, shape, gmag=None):
     """``(worst index, expected, actual, scale, rows the magnitudes decided, rows shown
     finite, whether that covers the gradient)`` per row of the update check of a stateless
-    rule (see :func:`_check_rows_fast`)."""
+    rule (see :func:`_check_rows_fast`). ``gmag``: the gradient's own rounding magnitudes
+    (a recomputed gradient), which the rule carries into the update's scale."""
     rtol = FACTOR * eps
     R, size = b.shape
     f = 8 * eps / rtol
@@ -260,6 +271,10 @@ def _update_rows(rule, b, a, gk, tk, lr_used, eps, shape):
         mags = rule.magnitudes(b64, np.asarray(gk[sel], np.float64).reshape(b64.shape), {}, tk[sel],
                                None if lr_used is None else lr_used[sel])
         sv = np.maximum(sv, mags["p"].reshape(len(sel), -1))
+        if gmag is not None:        # the rule applied to the gradient's magnitudes: lr * M(g) for SGD
+            lr_sel = None if lr_used is None else lr_used[sel]
+            gm = rule.magnitudes(b64, np.asarray(gmag[sel], np.float64).reshape(b64.shape), {}, tk[sel], lr_sel)
+            sv = np.maximum(sv, gm["p"].reshape(len(sel), -1))
         j, _ = worst_rows(e, av, rtol, sv)
         q = np.arange(len(sel))
         idx[sel], exp_u[sel], act_u[sel], scale[sel] = j, e[q, j], av[q, j], sv[q, j]
