@@ -120,22 +120,28 @@ def test_the_shortcuts_are_taken(monkeypatch):
     assert seen["chained"] >= 4 * 4 and seen["staged"] >= 4 * 4     # 4 parameters, steps 2..6 / 2..5
 
 
-def _summary_twins(monkeypatch, kind, capture="summary"):
-    taken = {"fast": 0}
-    matches = tsteady.Steady.matches
+def _returns(monkeypatch, owner, name):
+    """Patch method ``owner.name`` to keep what each call returns; the list it fills."""
+    seen = []
+    method = getattr(owner, name)
 
-    def counting(self, w, plan):
-        out = matches(self, w, plan)
-        taken["fast"] += out
+    def counting(self, *args):
+        out = method(self, *args)
+        seen.append(out)
         return out
-    monkeypatch.setattr(tsteady.Steady, "matches", counting)
+    monkeypatch.setattr(owner, name, counting)
+    return seen
+
+
+def _summary_twins(monkeypatch, kind, capture="summary"):
+    taken = _returns(monkeypatch, tsteady.Steady, "matches")
     monkeypatch.setattr(tsteady, "ENABLED", False)
     plain, w_plain = _loop(kind, capture=capture)
-    assert taken["fast"] == 0
+    assert sum(taken) == 0
     monkeypatch.setattr(tsteady, "ENABLED", True)
     fast, w_fast = _loop(kind, capture=capture)
     assert all(torch.equal(a, b) for a, b in zip(w_plain, w_fast))  # training untouched
-    return plain, fast, taken["fast"]
+    return plain, fast, sum(taken)
 
 
 @pytest.mark.parametrize("kind", ["sgd", "adam", "write", "accumulate", "every", "graph", "stale"])
@@ -306,20 +312,13 @@ def _every_loop(kind, capture, every=4, steps=15):
 @pytest.mark.parametrize("capture", ["full", "summary"])
 @pytest.mark.parametrize("kind", ["manual", "optimizer", "write", "graph", "accumulate"])
 def test_steps_every_k_skips_take_the_short_way_and_record_the_same_tables(monkeypatch, kind, capture):
-    taken = {"short": 0}
-    short = tstep.StepCycle.short_way
-
-    def counting(self, *args):
-        out = short(self, *args)
-        taken["short"] += out
-        return out
-    monkeypatch.setattr(tstep.StepCycle, "short_way", counting)
+    taken = _returns(monkeypatch, tstep.StepCycle, "short_way")
     monkeypatch.setattr(tsteady, "ENABLED", False)
     plain, w_plain = _every_loop(kind, capture)
-    assert taken["short"] == 0
+    assert sum(taken) == 0
     monkeypatch.setattr(tsteady, "ENABLED", True)
     fast, w_fast = _every_loop(kind, capture)
-    assert taken["short"] >= (2 if kind == "graph" else 4), taken    # steps 3, 4, 7, 8, ... went the short way
+    assert sum(taken) >= (2 if kind == "graph" else 4), taken    # steps 3, 4, 7, 8, ... went the short way
     assert all(torch.equal(a, b) for a, b in zip(w_plain, w_fast))  # training untouched
     assert fast.steps["step"].tolist()[:4] == [1, 5, 9, 13]
     for name, table in _tables(plain).items():
@@ -367,19 +366,12 @@ def test_every_k_puts_the_predictions_hook_on_only_for_the_forward_passes_of_rec
 
 @pytest.mark.parametrize("kind", ["manual", "graph", "accumulate"])
 def test_summary_steps_take_the_short_way_and_record_the_same_tables(monkeypatch, kind):
-    taken = {"short": 0}
-    short = tstep.StepCycle.short_way
-
-    def counting(self, *args):
-        out = short(self, *args)
-        taken["short"] += out
-        return out
-    monkeypatch.setattr(tstep.StepCycle, "short_way", counting)
+    taken = _returns(monkeypatch, tstep.StepCycle, "short_way")
     monkeypatch.setattr(tsteady, "ENABLED", False)
     plain, _ = _every_loop(kind, "summary", every=1)
     monkeypatch.setattr(tsteady, "ENABLED", True)
     fast, _ = _every_loop(kind, "summary", every=1)
-    assert taken["short"] >= 8, taken
+    assert sum(taken) >= 8, taken
     steps = fast.steps
     assert steps["update_norm_0.weight"].gt(0).all() and steps["value_norm_0.weight"].gt(0).all()
     pd.testing.assert_frame_equal(_tables(plain)["steps"], _tables(fast)["steps"], check_exact=True)
@@ -420,14 +412,7 @@ def test_full_capture_steady_state_records_the_same_tables_as_the_plain_path(mon
 @pytest.mark.parametrize("budget", ["default", "fallback", "spill"])
 @pytest.mark.parametrize("kind", ["sgd", "adam", "write", "accumulate", "graph", "stale"])
 def test_the_budget_checks_cached_bound_records_the_same_tables(monkeypatch, tmp_path, kind, budget):
-    taken = []
-    fits = budget_room.Room.fits
-
-    def counting(self, rec, *args):
-        out = fits(self, rec, *args)
-        taken.append(out)
-        return out
-    monkeypatch.setattr(budget_room.Room, "fits", counting)
+    taken = _returns(monkeypatch, budget_room.Room, "fits")
     got = {}
     for on in (False, True):
         monkeypatch.setattr(budget_room, "ENABLED", on)
