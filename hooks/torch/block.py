@@ -179,6 +179,8 @@ class TorchTracer:
         own behalf (Keras's data adapter on the torch backend) is not the user's."""
         if not patches._ignored():
             self.loader.on_batch(iterator, indices, data)
+            if self.capture.armed:                 # a watched step: follow what is computed from it
+                self.capture.seed(data)
 
     def _watch_dist(self) -> None:
         """Inside a rank of a process group, record what DDP adds (:mod:`hooks.torch.ddp`);

@@ -32,7 +32,7 @@ from . import ops_loss, ops_nn  # noqa: F401  (they register their rules)
 from .capture import MAX_HELD_BYTES, MAX_RECORDS, Record
 from .emit import Emitter, Unsupported
 from .graph import Walk, find_saved
-from .layout import Layout, classify
+from .layout import Layout, OffBatch, classify
 from .ops import TABLE
 from .plan import Plan
 
@@ -59,10 +59,24 @@ class BuildContext:
 
 
 def build_plan(records: list[Record], loss: torch.Tensor, w: Walk, ctx: BuildContext) -> Plan:
-    """The plan of the step whose forward pass ``records`` hold (see the module docstring)."""
+    """The plan of the step whose forward pass ``records`` hold (see the module docstring).
+    The capture's *derived* records (untracked calls on the DataLoader's batch) are left out
+    first - a batch used as it is keeps the program it always had - and taken in only when a
+    batch tensor is not in the loader's batch: the preprocessing then becomes program nodes
+    that recompute the model's input from the recorded raw rows."""
+    plain = [r for r in records if not r.derived]
     plan = Plan(signature=w.signature, params=list(w.params))
     try:
-        _build(plan, records, loss, w, ctx)
+        _build(plan, plain, loss, w, ctx)
+    except OffBatch as exc:
+        if len(plain) == len(records):
+            plan.fail(exc.reason, getattr(exc, "where", None))
+            return plan
+        plan = Plan(signature=w.signature, params=list(w.params))    # the preprocessing becomes nodes
+        try:
+            _build(plan, records, loss, w, ctx)
+        except Unsupported as again:
+            plan.fail(again.reason, getattr(again, "where", None))
     except Unsupported as exc:
         plan.fail(exc.reason, getattr(exc, "where", None))
     return plan

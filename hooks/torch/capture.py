@@ -53,9 +53,9 @@ _SIZE_FUNCS = {"size", "numel", "__len__", "shape", "dim", "nelement"}
 class Record:
     """One torch function call of the captured forward pass."""
 
-    __slots__ = ("func", "name", "args", "kwargs", "out", "where", "module", "nbytes")
+    __slots__ = ("func", "name", "args", "kwargs", "out", "where", "module", "nbytes", "derived")
 
-    def __init__(self, func, name, args, kwargs, out, where, module):
+    def __init__(self, func, name, args, kwargs, out, where, module, derived=False):
         self.func = func
         self.name = name            # normalised function name (see func_name)
         self.args = args
@@ -63,6 +63,7 @@ class Record:
         self.out = out
         self.where = where          # "file.py:31", the user's line
         self.module = module        # the nn.Module whose forward made the call, or None
+        self.derived = derived      # an untracked call on the loader's batch (preprocessing)
         outs = out if isinstance(out, (tuple, list)) else (out,)
         self.nbytes = sum(o.numel() * o.element_size() for o in outs if isinstance(o, torch.Tensor))
 
@@ -145,6 +146,7 @@ class Capture(TorchFunctionMode):
         self.overflow = False                      # older records were dropped to stay within the caps
         self.size_values: set[int] = set()         # ints read off tracked tensors' shapes
         self.slices: deque = deque(maxlen=256)     # (source, index, result) of untracked fancy indexing
+        self.seeds: dict[int, torch.Tensor] = {}   # the loader batch's tensors and what was computed from them
         self.failed: str | None = None
         self.armed = False
         self._on_error = on_error
@@ -185,6 +187,16 @@ class Capture(TorchFunctionMode):
         self.overflow = False
         self.size_values = set()
         self.slices.clear()
+        self.seeds = {}
+
+    def seed(self, data: Any) -> None:
+        """The DataLoader batch drawn while the step is watched: untracked calls on its
+        tensors (``xb.view(-1, 784) / 255``, ``F.one_hot(yb, 3)``) are recorded as *derived*
+        records, so that a model input computed from the batch can be traced back to it."""
+        if isinstance(data, (list, tuple)):
+            for t in data:
+                if isinstance(t, torch.Tensor):
+                    self.seeds[id(t)] = t
 
     def take(self) -> list[Record]:
         """The records of the step (the caller owns them now)."""
@@ -222,6 +234,8 @@ class Capture(TorchFunctionMode):
         if self._ignored() or not torch.is_grad_enabled() or torch.is_inference_mode_enabled():
             return
         if not _tracks(args, kwargs):
+            if self.seeds and self._derived(func, args, kwargs, out):
+                return
             self._untracked(func, args, out)
             return
         name = func_name(func)
@@ -234,11 +248,28 @@ class Capture(TorchFunctionMode):
                 if name in _SIZE_FUNCS:
                     self._sizes(out)
                 return
+        self._keep(Record(func, name, tuple(args), dict(kwargs or {}), out, *_where(sys._getframe(2))))
+
+    def _derived(self, func, args, kwargs, out) -> bool:
+        """Record an untracked call that reads the loader's batch (or a tensor computed from
+        it) and returns a new tensor; True when recorded. The builder uses these records only
+        when a batch tensor cannot be found in the loader's batch as it is."""
+        if not isinstance(out, torch.Tensor) or out.dim() == 0:
+            return False
+        seeds = self.seeds
+        ins = [a for a in args if isinstance(a, torch.Tensor)]
+        ins += [a for a in (kwargs or {}).values() if isinstance(a, torch.Tensor)]
+        if any(a is out for a in ins) or not any(seeds.get(id(a)) is a for a in ins) or len(seeds) > 4096:
+            return False
+        seeds[id(out)] = out
+        where, module = _where(sys._getframe(3))
+        self._keep(Record(func, func_name(func), tuple(args), dict(kwargs or {}), out, where, module, True))
+        return True
+
+    def _keep(self, rec: Record) -> None:
         if len(self.records) == MAX_RECORDS:
             self.overflow = True                       # the oldest record goes: the step may not need it
             self._held -= self.records[0].nbytes
-        where, module = _where(sys._getframe(2))
-        rec = Record(func, name, tuple(args), dict(kwargs or {}), out, where, module)
         self.records.append(rec)
         self._held += rec.nbytes
         while self._held > MAX_HELD_BYTES and len(self.records) > 1:

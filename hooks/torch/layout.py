@@ -36,11 +36,16 @@ from .graph import Walk, find_saved
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-__all__ = ["DataInput", "Layout", "CONST_ELEMENTS", "batch_source", "classify"]
+__all__ = ["DataInput", "Layout", "OffBatch", "CONST_ELEMENTS", "batch_source", "classify"]
 
 _MATMULS = {"matmul", "mm", "bmm", "mv", "__matmul__", "__rmatmul__", "linear", "addmm", "dot"}
 CONST_ELEMENTS = 10_000
 """Untracked tensors up to this many elements are stored in the program; bigger ones are recorded."""
+
+
+class OffBatch(Unsupported):
+    """A batch tensor that is not (a view of) the DataLoader's batch: the builder tries again
+    with the capture's derived records (the batch's preprocessing inside the step)."""
 
 
 @dataclass
@@ -298,8 +303,8 @@ def classify(cone: list, untracked: list[torch.Tensor], target: torch.Tensor | N
         for d in rows:
             found = batch_columns(d.tensor, batch)
             if found is None:
-                raise Unsupported(f"a batch tensor of shape {tuple(d.tensor.shape)} computed from the "
-                                  "DataLoader's batch outside the watched operations")
+                raise OffBatch(f"a batch tensor of shape {tuple(d.tensor.shape)} computed from the "
+                               "DataLoader's batch outside the watched operations")
             loader_columns(d, *found, batch)
     elif rows:
         place_rows(layout, rows, slices)

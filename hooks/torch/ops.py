@@ -246,3 +246,14 @@ def _dropout(e: Emitter) -> str:
     if a["p"] == 0 or not a["training"]:
         return e.alias(e.record.out, a["input"])
     raise Unsupported(f"dropout with p={a['p']} while training (a random mask)")
+
+
+@rule("one_hot")
+def _one_hot(e: Emitter) -> str:
+    """``F.one_hot(y, C)``: the registry's one_hot (0.0/1.0, the same numbers as torch's
+    int64 0/1, so the usual ``.float()`` after it is the value itself)."""
+    a = e.bind(("input", "num_classes"), num_classes=-1)
+    c = int(a["num_classes"])
+    if c < 0:
+        c = int(e.record.out.shape[-1])       # -1: one more than the largest class in the batch
+    return e.emit("one_hot", [e.value(a["input"])], {"num_classes": c})
