@@ -69,16 +69,26 @@ def build_plan(records: list[Record], loss: torch.Tensor, w: Walk, ctx: BuildCon
     try:
         _build(plan, plain, loss, w, ctx)
     except OffBatch as exc:
-        if len(plain) == len(records):
-            plan.fail(exc.reason, getattr(exc, "where", None))
-            return plan
-        plan = Plan(signature=w.signature, params=list(w.params))    # the preprocessing becomes nodes
-        try:
-            _build(plan, records, loss, w, ctx)
-        except Unsupported as again:
-            plan.fail(again.reason, getattr(again, "where", None))
+        if len(plain) < len(records):
+            return _with_derived(records, loss, w, ctx, exc)
+        plan.fail(exc.reason, getattr(exc, "where", None))
     except Unsupported as exc:
         plan.fail(exc.reason, getattr(exc, "where", None))
+    return plan
+
+
+def _with_derived(records: list[Record], loss: torch.Tensor, w: Walk, ctx: BuildContext, first: OffBatch) -> Plan:
+    """The plan again, the batch's preprocessing taken in as nodes. Rows found by content
+    (``matched``: ``X[idx] / 255``) are refused: what the graph saves of such a batch is the
+    preprocessed tensor, so later steps would be placed by the targets' values alone."""
+    plan = Plan(signature=w.signature, params=list(w.params))
+    try:
+        _build(plan, records, loss, w, ctx)
+    except Unsupported as exc:
+        plan.fail(exc.reason, getattr(exc, "where", None))
+    if plan.layout is not None and plan.layout.kind == "matched":
+        plan = Plan(signature=w.signature, params=list(w.params))
+        plan.fail(first.reason, getattr(first, "where", None))
     return plan
 
 

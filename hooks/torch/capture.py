@@ -261,9 +261,12 @@ class Capture(TorchFunctionMode):
         ins += [a for a in (kwargs or {}).values() if isinstance(a, torch.Tensor)]
         if any(a is out for a in ins) or not any(seeds.get(id(a)) is a for a in ins) or len(seeds) > 4096:
             return False
+        name = func_name(func)
+        if name == "__getitem__" and (not args or seeds.get(id(args[0])) is not args[0]):
+            return False                               # X[idx] with a seeded index: a cut, not a derivation
         seeds[id(out)] = out
         where, module = _where(sys._getframe(3))
-        self._keep(Record(func, func_name(func), tuple(args), dict(kwargs or {}), out, where, module, True))
+        self._keep(Record(func, name, tuple(args), dict(kwargs or {}), out, where, module, True))
         return True
 
     def _keep(self, rec: Record) -> None:
@@ -277,11 +280,16 @@ class Capture(TorchFunctionMode):
             self._held -= self.records.popleft().nbytes
 
     def _untracked(self, func, args, out) -> None:
-        """``features[idx]`` on untracked tensors: which tensor a batch was sliced from."""
+        """``features[idx]`` on untracked tensors: which tensor a batch was sliced from. The cut
+        (``X[idx]``, ``x_train[i:i + bs]``) seeds the derived records, as a loader's batch does."""
         if len(args) == 2 and isinstance(out, torch.Tensor) and isinstance(args[0], torch.Tensor) \
-                and isinstance(args[1], (torch.Tensor, list, np.ndarray, range)) and out.dim() >= 1 \
-                and func_name(func) == "__getitem__":
-            self.slices.append((args[0], args[1], out))
+                and out.dim() >= 1 and func_name(func) == "__getitem__":
+            if isinstance(args[1], (torch.Tensor, list, np.ndarray, range)):
+                self.slices.append((args[0], args[1], out))
+            elif not isinstance(args[1], slice) or out._base is None:
+                return
+            if len(self.seeds) < 4096:
+                self.seeds[id(out)] = out
 
     def _sizes(self, out) -> None:
         if len(self.size_values) > 256:

@@ -197,12 +197,12 @@ def place_rows(layout: Layout, leaves: list[DataInput],
         if rows0 is None:
             rows0 = rows
         elif not np.array_equal(rows0, rows):
-            raise Unsupported("batch tensors that hold different rows")
+            raise OffBatch("batch tensors that hold different rows")
     roots_n = {int(d.root.shape[0]) for d in leaves}
     if len(roots_n) > 1:
         fresh = next((d for d in leaves if d.root is d.tensor and int(d.root.shape[0]) < max(roots_n)), None)
         if fresh is not None:
-            raise Unsupported(f"a batch tensor of shape {tuple(fresh.tensor.shape)} made by operations that need "
+            raise OffBatch(f"a batch tensor of shape {tuple(fresh.tensor.shape)} made by operations that need "
                               "no gradient (preprocessing, or a frozen part of the model) from data the step "
                               "cannot place")
         raise Unsupported("batch tensors cut from data of different lengths")

@@ -122,3 +122,34 @@ def test_capture_records_calls_on_the_seeded_batch():
     assert [(r.name, r.derived) for r in recs] == [("div", True)]
     assert recs[0].out is y and z is not None and w is x
     assert np.array_equal(recs[0].out.numpy(), np.full((4, 2), 0.5))
+
+
+def _no_loader(cut, n=48, bs=12):
+    """A loop without a DataLoader: ``cut(X, y, perm, i)`` gives the step's (inputs, targets)."""
+    torch.manual_seed(0)
+    X, y = _data(n)
+    model = nn.Sequential(nn.Linear(16, 6), nn.Tanh(), nn.Linear(6, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with trace_torch(strict=True) as tr:
+        for _ in range(2):
+            perm = torch.randperm(n)
+            for i in range(0, n, bs):
+                xb, yb = cut(X, y, perm, i)
+                loss = F.cross_entropy(model(xb), yb)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+    return tracer.check(tr.trace)
+
+
+def test_sliced_batch_preprocessed_in_the_step_is_checked():
+    """``x_train[i:i + bs].view(-1, 16) / 255`` (the "torch.nn really" tutorial's cut, then scaled)."""
+    report = _no_loader(lambda X, y, perm, i: (X[i:i + 12].view(-1, 16) / 255, y[i:i + 12]))
+    assert report.verdict == "passed" and not report.cannot_check, str(report)
+
+
+def test_indexed_batch_preprocessed_stays_cannot_check():
+    """``X[idx] / 255``: the rows would be found by the targets' values alone - refused, never FAILED."""
+    report = _no_loader(lambda X, y, perm, i: (X[perm[i:i + 12]] / 255, y[perm[i:i + 12]]))
+    assert report.verdict == "incomplete", str(report)
+    assert any("different rows" in c for c in report.cannot_check), report.cannot_check
