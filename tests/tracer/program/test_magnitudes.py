@@ -118,3 +118,22 @@ def test_steps_floor_and_round_evaluate_with_their_value_as_magnitude(op, expect
     ev = Evaluation(prog, {"x": x}, np.float64)
     assert ev.values["r"].ravel().tolist() == expected
     assert np.abs(ev.magnitudes()["r"]).ravel().tolist() == [abs(v) for v in expected]
+
+
+@pytest.mark.parametrize("dtype,expected,slope", [("int", [-2.0, 0.0, 0.0, 2.0], 0.0),
+                                                  ("bool", [1.0, 1.0, 0.0, 1.0], 0.0),
+                                                  ("float", [-2.6, -0.7, 0.0, 2.4], 1.0)])
+def test_a_cast_evaluates_and_passes_its_gradient_as_torch_does(dtype, expected, slope):
+    """An int or bool cast (``.long()``, ``.bool()`` in a torch program) passes no gradient, a
+    float cast all of it; compiling the int cast's rules crashed the check (sympy's derivative
+    of the truncation is an unevaluated Subs, which the magnitude walk cannot take)."""
+    prog = StepProgram.from_dict({"inputs": [{"name": "x", "source": "inputs"}], "params": ["w"],
+                                  "nodes": [{"name": "h", "op": "mul", "args": ["x", "w"]},
+                                            {"name": "c", "op": "cast", "args": ["h"], "attrs": {"dtype": dtype}},
+                                            {"name": "loss", "op": "sum", "args": ["c"]}],
+                                  "outputs": {"prediction": "c", "loss": "loss"}})
+    x = np.array([[[-2.6], [-0.7], [0.0], [2.4]]])
+    ev = Evaluation(prog, {"x": x, "w": np.ones((1, 1))}, np.float64)
+    assert ev.values["c"].ravel().tolist() == expected
+    assert ev.gradients()["w"].ravel().tolist() == [slope * x.sum()]
+    assert np.isfinite(ev.gradient_magnitudes()["w"]).all() and np.isfinite(ev.magnitudes()["c"]).all()
