@@ -257,9 +257,9 @@ def _cast(a):
 
 _def("cast", 1, _cast, defaults={"dtype": "float"}, check=_cast_check, fmt="{0}",
      grads=None, backward=lambda a: (sp.Integer(1) if a["dtype"] == "float" else sp.Integer(0),),
-     doc="dtype conversion (float: the value; int: truncation; bool: x != 0); no gradient flows "
-         "through an int or bool cast, as in torch (sympy's derivative of the truncation is an "
-         "unevaluated Subs, which no magnitude rule can walk)")
+     doc="dtype conversion (float: the value; int: truncation; bool: x != 0; no gradient through int or bool)")
+# no gradient through an int or bool cast, as in torch; and sympy's derivative of the truncation
+# is an unevaluated Subs that no magnitude rule can walk
 
 # ----------------------------------------------------------------- activations
 _def("relu", 1, lambda a: sp.Piecewise((0, X <= 0), (X, True)), doc="max(x, 0), derivative 0 at 0")
