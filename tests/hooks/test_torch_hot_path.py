@@ -34,6 +34,16 @@ from tracer import budget_room
 from tracer.store import StreamStore
 
 
+def _update(model, opt, lr):
+    """The step's update: the optimizer's, or plain SGD written by hand on the parameters."""
+    if opt is not None:
+        opt.step()
+    else:
+        with torch.no_grad():
+            for p in model.parameters():
+                p -= lr * p.grad
+
+
 def _loop(kind, capture="full", **budget):
     torch.manual_seed(0)
     X, Y = torch.randn(48, 6), torch.randn(48, 1)
@@ -56,12 +66,7 @@ def _loop(kind, capture="full", **budget):
             nn.functional.mse_loss(out, Y[rows]).backward()
             if kind == "accumulate":
                 nn.functional.mse_loss(model(X[rows][:4]), Y[rows][:4]).backward()
-            if opt is not None:
-                opt.step()
-            else:
-                with torch.no_grad():
-                    for p in model.parameters():
-                        p -= 0.1 * p.grad
+            _update(model, opt, 0.1)
             if kind == "write" and i == 2:
                 model[0].weight.data.mul_(0.5)                       # between steps: breaks the chain
     return tr.trace, [p.detach().clone() for p in model.parameters()]
@@ -298,12 +303,7 @@ def _every_loop(kind, capture, every=4, steps=15):
             loss_fn(out, Y[rows]).backward()
             if kind == "accumulate" and i in (5, 9):
                 loss_fn(model(X[rows][:4]), Y[rows][:4]).backward()  # a second backward: one step
-            if opt is not None:
-                opt.step()
-            else:
-                with torch.no_grad():
-                    for p in model.parameters():
-                        p -= 0.05 * p.grad
+            _update(model, opt, 0.05)
             if kind == "write" and i in (5, 8):
                 model[0].weight.data.mul_(0.5)                       # between two skipped steps (closed at step())
     return tr.trace, [p.detach().clone() for p in model.parameters()]
@@ -339,12 +339,7 @@ def _loss_module_loop(every, optimizer):
             hooked.append(len(loss_fn._forward_pre_hooks))          # while the step's forward runs
             model.zero_grad()
             loss_fn(model(X[8 * i:8 * i + 8]), Y[8 * i:8 * i + 8]).backward()
-            if opt is not None:
-                opt.step()
-            else:
-                with torch.no_grad():
-                    for p in model.parameters():
-                        p -= 0.1 * p.grad
+            _update(model, opt, 0.1)
     assert len(loss_fn._forward_pre_hooks) == 0
     return tr.trace, hooked
 
