@@ -21,9 +21,20 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ENABLED", "Room"]
+from .errors import TraceInputError
+
+__all__ = ["ENABLED", "Room", "check_max_bytes"]
 
 ENABLED = True
+
+
+def check_max_bytes(max_bytes: int | None) -> int | None:
+    """``max_bytes`` as a budget: None (unlimited) or a non-negative integer (0 = zero)."""
+    if max_bytes is None:
+        return None
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)) or max_bytes < 0:
+        raise TraceInputError(f"max_bytes: expected a non-negative integer or None (unlimited), got {max_bytes!r}")
+    return int(max_bytes)
 
 
 class Room:

@@ -35,7 +35,7 @@ import numpy as np
 
 from . import chunk_pool
 from .arrays import TraceArrays, as_2d, column_names
-from .budget_room import Room
+from .budget_room import Room, check_max_bytes
 from .buffers import RowBuffer, ScalarColumns, scalar_value as _scalar
 from .capture import FullBuffers, initial_capacity
 from .hot_rows import HotRows
@@ -56,15 +56,6 @@ READBACK_COPIES = store_slice.READBACK_COPIES
 #: ... and each byte still held in the buffers this many times (the same 26 MiB a step for
 #: 1.9 MiB of float32 buffers: a value becomes a long-format table row, then the above)
 READBACK_FACTOR = 14
-
-
-def check_max_bytes(max_bytes: int | None) -> int | None:
-    """``max_bytes`` as a budget: None (unlimited) or a non-negative integer (0 = zero)."""
-    if max_bytes is None:
-        return None
-    if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)) or max_bytes < 0:
-        raise TraceInputError(f"max_bytes: expected a non-negative integer or None (unlimited), got {max_bytes!r}")
-    return int(max_bytes)
 
 
 class Recorder(HotRows):
@@ -356,6 +347,12 @@ class Recorder(HotRows):
         return TraceArrays(inputs=self._inputs[:] if keep else None,
                            targets=self._targets[:] if keep else None,
                            steps=self._steps.as_dict(), epochs=self._epochs.as_dict(), **self._full.parts())
+
+    @property
+    def held_steps(self) -> int:
+        """Steps recorded and not yet flushed to the store: a hook that hands steps over in
+        batches reads this to hand them over before a flush falls due, not after it."""
+        return self._steps.n
 
     def flush(self) -> int:
         """Write the steps held in memory to the store as one chunk and forget them.

@@ -289,8 +289,12 @@ class TraceRecording(keras.callbacks.Callback):
             self._queue.append((self._epoch + 1, batch + 1, traced))
             store = self._recorder.store
             now = time.monotonic()
-            if (len(self._queue) >= self._rings.size or store is not None and store.flush_seconds is not None
-                    and now - self._last_read >= store.flush_seconds):
+            # read before a flush falls due (by count or by time), so that a kill loses no more
+            # than the steps since the last flush, as with a framework recorded step by step
+            queued = len(self._queue)
+            if (queued >= self._rings.size or store is not None and (
+                    self._recorder.held_steps + queued >= store.flush_every
+                    or store.flush_seconds is not None and now - self._last_read >= store.flush_seconds)):
                 self._read_rings()
             return
         self._describe_metrics()

@@ -63,6 +63,20 @@ def test_sigkill_at_a_random_moment_keeps_all_but_the_last_flush(tmp_path, scrip
     assert Trace.load(out / "run_1").n_steps == 8 and Trace.load(session / "stream_1").n_steps == kept
 
 
+@pytest.mark.keras
+def test_keras_sigkill_just_after_a_flush_falls_due_keeps_the_flushed_steps(tmp_path):
+    """Keras hands its steps over from the rings K at a time; they must be handed over before a
+    flush falls due. Killed 3 steps after the 2nd flush was due, the run keeps its 100 steps
+    (it kept 50 when the rings were read only when full, K steps later)."""
+    out = tmp_path / "out"
+    at = 2 * FLUSH_EVERY + 3
+    killed = signal_at(start("steps_keras.py", out, 1000, 0.005), at, signal.SIGKILL)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    (session,) = unfinished(out)
+    kept = _kept_prefix(Trace.load(session / "stream_1"))
+    assert 2 * FLUSH_EVERY <= kept <= killed.printed + 1, (killed.printed, kept)
+
+
 @pytest.mark.parametrize("script", ["steps_torch.py", pytest.param("steps_keras.py", marks=pytest.mark.keras)])
 def test_sigterm_saves_the_run_and_ends_by_sigterm(tmp_path, script):
     out = tmp_path / "out"
