@@ -25,17 +25,32 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-def _torchrun(args, cwd):
+#: torch 2.13's gloo, not steptrace: 9 of 127 torchruns of the *untraced* script aborted after
+#: Python had finished (atexit handlers done, "no Python frame"), destroying a joinable C++
+#: thread, with destroy_process_group, and also with a barrier or the DDP model deleted before
+#: it. Such a run is started again, afresh (its output directory removed).
+TEARDOWN_ABORT = "terminate called without an active exception"
+
+
+def _torchrun(args, cwd, out=None, attempts=3):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
            "127.0.0.1", "--master_port", str(_port())] + [str(a) for a in args]
-    return subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=240)
+    for _ in range(attempts):
+        if out is not None:
+            shutil.rmtree(out, ignore_errors=True)
+        done = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=240)
+        if done.returncode == 0 or TEARDOWN_ABORT not in done.stderr:
+            return done
+        cmd[cmd.index("--master_port") + 1] = str(_port())
+    return done
 
 
 @pytest.fixture(scope="module")
 def job(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("torchrun")
     shutil.copy(SCRIPT, tmp / SCRIPT.name)
-    traced = _torchrun(["-m", "tracer", "run", "--no-excel", "--no-csv", "--out", tmp / "out", SCRIPT.name], tmp)
+    traced = _torchrun(["-m", "tracer", "run", "--no-excel", "--no-csv", "--out", tmp / "out", SCRIPT.name], tmp,
+                       out=tmp / "out")
     plain = _torchrun([SCRIPT.name], tmp)
     return tmp, traced, plain
 
