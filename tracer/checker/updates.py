@@ -19,7 +19,8 @@ from ..errors import SteptraceError
 from ..math.clipping import Clipping, transforms_of
 from ..math.optimizers import get_optimizer
 from . import identify
-from .compare import nonfinite_rows, worst_blocks, worst_rows
+from .compare import badness, nonfinite_rows, worst_blocks, worst_rows
+from .reproduce import reproduced_rows, reproducible
 from .scratch import Scratch
 from .stateful import _recorded_slot, _used_grad, _value_scale, check_rows, subnormal_floor  # noqa: F401
 from .tolerance import FACTOR
@@ -227,14 +228,51 @@ def _update_rows(rule, b, a, gk, tk, lr_used, eps, shape, gmag=None):
     """``(worst index, expected, actual, scale, rows the magnitudes decided, rows shown
     finite, whether that covers the gradient)`` per row of the update check of a stateless
     rule (see :func:`_check_rows_fast`). ``gmag``: the gradient's own rounding magnitudes
-    (a recomputed gradient), which the rule carries into the update's scale."""
+    (a recomputed gradient), which the rule carries into the update's scale.
+
+    Plain SGD first tries to reproduce the run's arithmetic (:mod:`.reproduce`): a row
+    equal to it bit for bit, but for a few elements that pass compared one by one, passes
+    without a ratio and reports the worst of those elements (its first element when there
+    are none); the other rows get the ratios of :func:`_ratio_rows`."""
+    R = b.shape[0]
+    dt = np.result_type(b.dtype, gk.dtype, np.float32)
+    minus_lr = _minus_rate(rule, lr_used, R, dt)
+    if minus_lr is None or R == 0 or not reproducible(dt, b, a, gk, eps):
+        return _ratio_rows(rule, b, a, gk, tk, lr_used, eps, shape, gmag, minus_lr)
+    ok, ur, uc = reproduced_rows(b, a, gk, minus_lr)
+    f = 8 * eps / (FACTOR * eps)
+    idx = np.zeros(R, dtype=np.int64)
+    with np.errstate(all="ignore"):  # (a NaN or inf among them: its row goes to the ratios)
+        if ur.size:                 # the elements not reproduced: compared as the check defines it
+            e, av, sv = _exact_at(rule, b, a, gk, tk, lr_used, ur, uc, f)
+            bad = badness(e, av, FACTOR * eps, sv)
+            ok[ur[~(bad <= 1.0)]] = False
+            order = np.lexsort((-bad, ur))          # per row, its worst first
+            first = order[np.r_[True, ur[order][1:] != ur[order][:-1]]]
+            idx[ur[first]] = uc[first]
+        exp_u, act_u, scale = _exact_at(rule, b, a, gk, tk, lr_used, np.arange(R), idx, f)
+    rest = np.flatnonzero(~ok)
+    if not rest.size:
+        return idx, exp_u, act_u, scale, rest, ok, True
+    whole = rest.size == R          # (given up on: no copy of the rows)
+    sub = slice(None) if whole else rest
+    out = _ratio_rows(rule, b[sub], a[sub], gk[sub], tk[sub], None if lr_used is None else lr_used[sub], eps,
+                      shape, None if gmag is None else gmag[sub], minus_lr[sub])
+    idx[rest], exp_u[rest], act_u[rest], scale[rest] = out[:4]
+    ok[rest] = out[5]
+    return idx, exp_u, act_u, scale, rest[out[4]], ok, True
+
+
+def _ratio_rows(rule, b, a, gk, tk, lr_used, eps, shape, gmag, minus_lr):
+    """:func:`_update_rows` by the ratio of every element: a blocked pass in the run's
+    precision, then float64 (and the rule's rounding magnitudes) for the rows it does not
+    settle. ``minus_lr``: :func:`_minus_rate`."""
     rtol = FACTOR * eps
     R, size = b.shape
     f = 8 * eps / rtol
     dt = np.result_type(b.dtype, gk.dtype, np.float32)
 
     scratch = Scratch(dt)
-    minus_lr = _minus_rate(rule, lr_used, R, dt)
 
     def values(r0, r1, c0, c1):     # the update from its own expression (-lr*g): its digits kept
         bb, aa = b[r0:r1, c0:c1], a[r0:r1, c0:c1]

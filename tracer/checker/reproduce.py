@@ -1,0 +1,138 @@
+"""Update rows that the run's own arithmetic reproduces: plain SGD recomputed bit for bit.
+
+Why: the update check of a wide parameter (S4's W1: 140 steps of 128,000 float32 elements)
+computes ratios in about fifteen NumPy passes over 18 million elements. A plain-SGD run
+computes ``after = before - lr * g`` in its own precision, so ``before + g * (-lr)``
+recomputed in that precision gives the recorded ``after`` exactly for nearly every
+element (S4's hand-written ``p -= lr * p.grad / batch_size``: all but 0.0007%; torch's
+``add_(g, alpha=-lr)`` rounds once, and differs from it in about as few). Four passes
+(product, sum, difference, any) find the elements where it does not, and only those are
+compared one by one (:func:`tracer.checker.updates._update_rows`).
+
+Why an element reproduced bit for bit passes (``docs/TOLERANCES.md``, "Updates reproduced
+bit for bit"): with ``u`` the unit roundoff of the precision ``dt`` the sum is computed in
+and ``eps >= 2 u`` the run's, ``after = fl(before + fl(g * fl(-lr)))`` is within
+``4 eps |update| + 2 eps |p| + u * tiny`` of ``before - lr * g`` and of the update the
+check computes in float64, under 0.4 of the update check's quick tolerance
+``32 eps max(|e|, |a|, |p| / 4, tiny)``; it also passes against any larger scale, so the
+row's verdict is the one the element-by-element comparison gives.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .scratch import Scratch
+
+__all__ = ["reproducible", "reproduced_rows", "BLOCK", "MOST_UNEQUAL", "FEW", "SEGMENT"]
+
+#: elements per block: a float32 row of S4's W1 (128,000 elements, 512 KB) is one block, so
+#: the sum is still in the 2 MiB cache when it is compared (measured on S4's W1: 14.0 ms at
+#: 128,000, 15.0 at 64,000, 15.8 at 32,000; reading the three arrays alone, 10.6)
+BLOCK = 128 * 1024
+#: elements of a row that may differ from the reproduction and be compared one by one (or
+#: 1/128 of the row when that is more); a row with more goes to the ratios of every element
+#: (a wrong rate differs everywhere): past it they cost more (measured on S4's W1: 2.6 ns an
+#: element for the ratios of whole rows, 70 to 120 for an element compared alone)
+MOST_UNEQUAL = 32
+#: unequal elements of a block's row found one by one before they are counted and listed
+FEW = 8
+#: elements of a wide row flagged together: a segment holding an unequal element is searched
+#: alone, not the whole row (S4's W1 has 80 rows of 128,000 with one to four such elements)
+SEGMENT = 4096
+#: rows looked at before giving up on a parameter most of whose rows are not reproduced
+#: (a wrong rate, another rule): the reproduction then costs those rows only
+PROBE_ROWS = 8
+
+
+def reproducible(dt: np.dtype, before: np.ndarray, after: np.ndarray, grad: np.ndarray, eps: float) -> bool:
+    """Whether an update reproduced in ``dt`` proves anything at the check's ``eps``: the
+    recorded values are in ``dt`` (a sum in another precision would rarely be equal) and
+    ``dt`` rounds at least as finely as the run (``finfo(dt).eps <= eps``: the argument
+    above needs ``eps >= 2 u``); a float32 trace checked at float64 precision is not."""
+    dt = np.dtype(dt)
+    return (dt.kind == "f" and before.dtype == dt and after.dtype == dt and grad.dtype.kind == "f"
+            and grad.dtype.itemsize <= dt.itemsize and float(np.finfo(dt).eps) <= eps and _subnormals_kept(dt))
+
+
+def _subnormals_kept(dt: np.dtype) -> bool:
+    """Whether this thread computes with subnormal numbers in ``dt`` (a library may have set
+    the processor to flush them to zero, e.g. ``torch.set_flush_denormal(True)``): then two
+    different subnormals would compare equal and their difference be 0."""
+    tiny = np.array([np.finfo(dt).smallest_subnormal * 3], dtype=dt)
+    return bool(np.subtract(tiny, tiny / 3)[0] != 0)
+
+
+def reproduced_rows(before: np.ndarray, after: np.ndarray, grad: np.ndarray,
+                    minus_lr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(rows reproduced, rows of the unequal elements, their columns)``: a row is reproduced
+    when ``before + grad * minus_lr`` (``minus_lr``: ``(R, 1)`` in the precision of
+    ``before``) equals ``after`` at every element but at most :data:`MOST_UNEQUAL` (or 1/128
+    of the row), which are listed (the caller compares them); an element equal and finite
+    is ``after - sum == 0`` exactly (an inf or NaN gives inf or NaN there). Rows not
+    reproduced list nothing."""
+    R, N = before.shape
+    k, w = max(1, BLOCK // max(1, N)), min(N, BLOCK)
+    ok = np.ones(R, dtype=bool)
+    found: dict[int, list] = {}
+    most = max(MOST_UNEQUAL, N // 128)
+    with np.errstate(all="ignore"), Scratch(before.dtype) as scratch, Scratch(np.bool_) as flags:
+        for r0 in range(0, R, k):
+            r1 = min(R, r0 + k)
+            if r0 >= PROBE_ROWS and 2 * int((~ok[:r0]).sum()) > r0:     # mostly not reproduced: give up
+                ok[r0:] = False
+                break
+            for c0 in range(0, N, w):
+                c1 = min(N, c0 + w)
+                if not ok[r0:r1].any():
+                    break
+                d = scratch.views((r1 - r0, c1 - c0), 1)[0]
+                np.multiply(grad[r0:r1, c0:c1], minus_lr[r0:r1], out=d, casting="unsafe")
+                np.add(d, before[r0:r1, c0:c1], out=d)
+                np.subtract(after[r0:r1, c0:c1], d, out=d)
+                for i, c, part in _odd_parts(d):
+                    r = r0 + i
+                    if ok[r]:
+                        hits = _nonzero(part, flags, most - sum(h.size for h in found.get(r, ())))
+                        if hits is None:
+                            ok[r] = False
+                        else:
+                            found.setdefault(r, []).append(hits + c0 + c)
+    listed = [(r, np.concatenate(h)) for r, h in found.items() if ok[r]]
+    rows = [np.full(c.size, r, dtype=np.int64) for r, c in listed]
+    cat = (lambda xs: np.concatenate(xs) if xs else np.zeros(0, np.int64))
+    return ok, cat(rows), cat([c for _, c in listed])
+
+
+def _odd_parts(d: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
+    """``(row, first column, part)`` of the block ``d`` holding a nonzero element: its rows when
+    they are short (one pass of ``any`` per row), else segments of :data:`SEGMENT` elements of
+    its one row, flagged in that same pass, so that a wide row with one unequal element is
+    searched in one segment, not in full."""
+    if d.shape[0] > 1 or d.shape[1] < 2 * SEGMENT:
+        return [(int(i), 0, d[i]) for i in np.flatnonzero(d.any(axis=1))]
+    row = d[0]
+    full = row.size - row.size % SEGMENT
+    odd = np.flatnonzero(row[:full].reshape(-1, SEGMENT).any(axis=1)) * SEGMENT
+    parts = [(0, int(c), row[c:c + SEGMENT]) for c in odd.tolist()]
+    if full < row.size and row[full:].any():
+        parts.append((0, full, row[full:]))
+    return parts
+
+
+def _nonzero(part: np.ndarray, flags: Scratch, most: int) -> np.ndarray | None:
+    """The positions of the nonzero (or NaN) elements of ``part``, or None when there are more
+    than ``most``. Usually one or two: each search for the next stops at it (``argmax`` of a
+    boolean row), so the part is scanned once; past :data:`FEW` they are counted and listed
+    in two vectorised passes instead."""
+    nz = flags.views((1, part.size), 1)[0][0]
+    np.not_equal(part, 0, out=nz)
+    hits, pos = [], 0
+    while pos < nz.size and len(hits) <= FEW:
+        j = pos + int(nz[pos:].argmax())
+        if not nz[j]:
+            break
+        hits.append(j)
+        pos = j + 1
+    if len(hits) <= FEW:
+        return np.asarray(hits, dtype=np.int64) if len(hits) <= most else None
+    return np.flatnonzero(nz) if np.count_nonzero(nz) <= most else None
