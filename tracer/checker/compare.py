@@ -11,6 +11,7 @@ NaN/inf) are recomputed in float64 by :func:`badness`, the exact definition.
 """
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -92,12 +93,18 @@ def worst_rows_pair(expected: np.ndarray, actual: np.ndarray, rtol: float, scale
     magnitudes, :mod:`tracer.checker.tolerance`). A row that clearly fails the first
     comparison (as long rows of a gradient with cancellations all do) keeps a fast badness
     above 1 from its first elements only, and its index is not its worst: the caller only
-    needs to know that it fails."""
+    needs to know that it fails. ``scale`` may be a factored bound (``block(r0, r1, c0, c1,
+    out)`` and ``at(rows, cols)``, :class:`~tracer.program.matmul.LowProduct`): each block of
+    it is then computed into a scratch buffer just before it is compared, never stored whole."""
     R = expected.shape[0]
     e, a = expected.reshape(R, -1), actual.reshape(R, -1)
-    s = np.broadcast_to(scale, expected.shape).reshape(R, -1)
+    factored = hasattr(scale, "block")
+    s = scale.reshape(R, -1) if factored else np.broadcast_to(scale, expected.shape).reshape(R, -1)
+    buf = Scratch(np.dtype(s.dtype)) if factored else None
 
     def values(r0, r1, c0, c1):
+        if factored:
+            return e[r0:r1, c0:c1], a[r0:r1, c0:c1], s.block(r0, r1, c0, c1, buf.views((r1 - r0, c1 - c0), 1)[0])
         return e[r0:r1, c0:c1], a[r0:r1, c0:c1], s[r0:r1, c0:c1]
 
     def exact(rows, cols=None):
@@ -106,8 +113,11 @@ def worst_rows_pair(expected: np.ndarray, actual: np.ndarray, rtol: float, scale
 
     def exact2(rows, cols=None):
         at = rows if cols is None else (rows, cols)
+        if factored:
+            return e[at], a[at], np.asarray(s[rows]) if cols is None else s.at(rows, cols)
         return e[at], a[at], s[at]
-    (i1, f1), (i2, f2) = _fast_worst(R, e.shape[1], values, rtol / CONCLUSIVE * (1 + 1e-6), pair=True)
+    with buf if factored else contextlib.nullcontext():
+        (i1, f1), (i2, f2) = _fast_worst(R, e.shape[1], values, rtol / CONCLUSIVE * (1 + 1e-6), pair=True)
     return (_finish(R, e.shape[1], i1, f1, exact, rtol, False, 0.0),
             _finish(R, e.shape[1], i2, f2, exact2, rtol2, False, 0.0))
 
