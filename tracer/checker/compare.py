@@ -11,6 +11,7 @@ NaN/inf) are recomputed in float64 by :func:`badness`, the exact definition.
 """
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -92,12 +93,18 @@ def worst_rows_pair(expected: np.ndarray, actual: np.ndarray, rtol: float, scale
     magnitudes, :mod:`tracer.checker.tolerance`). A row that clearly fails the first
     comparison (as long rows of a gradient with cancellations all do) keeps a fast badness
     above 1 from its first elements only, and its index is not its worst: the caller only
-    needs to know that it fails."""
+    needs to know that it fails. ``scale`` may be a factored bound (``block(r0, r1, c0, c1,
+    out)`` and ``at(rows, cols)``, :class:`~tracer.program.matmul.LowProduct`): each block of
+    it is then computed into a scratch buffer just before it is compared, never stored whole."""
     R = expected.shape[0]
     e, a = expected.reshape(R, -1), actual.reshape(R, -1)
-    s = np.broadcast_to(scale, expected.shape).reshape(R, -1)
+    factored = hasattr(scale, "block")
+    s = scale.reshape(R, -1) if factored else np.broadcast_to(scale, expected.shape).reshape(R, -1)
+    buf = Scratch(np.dtype(s.dtype)) if factored else None
 
     def values(r0, r1, c0, c1):
+        if factored:
+            return e[r0:r1, c0:c1], a[r0:r1, c0:c1], s.block(r0, r1, c0, c1, buf.views((r1 - r0, c1 - c0), 1)[0])
         return e[r0:r1, c0:c1], a[r0:r1, c0:c1], s[r0:r1, c0:c1]
 
     def exact(rows, cols=None):
@@ -106,8 +113,12 @@ def worst_rows_pair(expected: np.ndarray, actual: np.ndarray, rtol: float, scale
 
     def exact2(rows, cols=None):
         at = rows if cols is None else (rows, cols)
+        if factored:
+            return e[at], a[at], np.asarray(s[rows]) if cols is None else s.at(rows, cols)
         return e[at], a[at], s[at]
-    (i1, f1), (i2, f2) = _fast_worst(R, e.shape[1], values, rtol / CONCLUSIVE * (1 + 1e-6), pair=True)
+    with buf if factored else contextlib.nullcontext():
+        (i1, f1), (i2, f2) = _fast_worst(R, e.shape[1], values, rtol / CONCLUSIVE * (1 + 1e-6), pair=True,
+                                         recorded=max(rtol, rtol2) > OWN_RTOL or e.shape[1] < PROBE)
     return (_finish(R, e.shape[1], i1, f1, exact, rtol, False, 0.0),
             _finish(R, e.shape[1], i2, f2, exact2, rtol2, False, 0.0))
 
@@ -124,7 +135,8 @@ def worst_blocks(R: int, N: int, values: Callable, exact: Callable, rtol: float,
     and no ratio was NaN: a NaN or inf in the values makes its ratio NaN, so those rows'
     values are finite (:func:`_fast_worst`)."""
     top = 1.0 / CONCLUSIVE + slack
-    idx, fast = _fast_worst(R, N, values, None if exact_fails else rtol * top, finite=finite)
+    idx, fast = _fast_worst(R, N, values, None if exact_fails else rtol * top, finite=finite,
+                            recorded=rtol > OWN_RTOL or N < PROBE)
     return _finish(R, N, idx, fast, exact, rtol, exact_fails, slack)
 
 
@@ -155,7 +167,7 @@ def _finish(R, N, idx, fast, exact, rtol, exact_fails, slack):
     return idx, bad
 
 
-def _fast_worst(R, N, values, enough=None, pair=False, finite=None):
+def _fast_worst(R, N, values, enough=None, pair=False, finite=None, recorded=True):
     """Per row: the arg-max of ``|e - a| / (max(|e|, |a|, s) + tiny)`` and that ratio, in blocks
     of :data:`BLOCK` elements through reused buffers (NaN where a block holds a NaN: such
     rows are left to the exact pass). Rows whose ratio already exceeds ``enough`` skip
@@ -181,17 +193,17 @@ def _fast_worst(R, N, values, enough=None, pair=False, finite=None):
                     scratch.views((k, w), 3)             # the largest block first
                 dt, views = scratch.dtype, scratch.views((r1 - r0, c1 - c0), 3)
                 if not pair:
-                    _keep(out[0], _ratios(eb, ab, sb, views, dt), r0, c0)
+                    _keep(out[0], _ratios(eb, ab, sb, views, dt, recorded), r0, c0)
                     continue
-                d, m, t = _pair_ratios(eb, ab, sb, views, dt)
+                d, m, t = _pair_ratios(eb, ab, sb, views, dt, recorded)
                 _keep(out[1], t, r0, c0)
                 if enough is None or _probe(out[0], d, m, dt, r0, c0, enough):
                     np.add(m, dt.type(np.finfo(dt).tiny), out=m)
                     _keep(out[0], np.divide(d, m, out=m), r0, c0)
     if scratch is not None:
         scratch.release()
-    if finite is not None:
-        finite &= ~np.isnan(out[0][1]) & (out[0][1] >= 0)
+    if finite is not None:      # (an inf ratio needs |a| out of the scale: not proven finite then)
+        finite &= np.isfinite(out[0][1]) & (out[0][1] >= 0)
     return out if pair else out[0]
 
 
@@ -207,6 +219,17 @@ def _keep(result, ratio, r0, c0):
     idx[r0:r1] = np.where(take, j + c0, idx[r0:r1])
 
 
+#: tolerances up to which the fast passes leave the recorded value out of their scales: a
+#: ratio ``r' = |e - a| / max(|e|, s)`` is at least the ratio ``r`` of the definition
+#: (a smaller scale), so a row it settles passes; and ``r >= r' / (1 + r')`` (``|a| <= |e| +
+#: |e - a|``), so below this tolerance a row whose ``r'`` is clearly above it (past the band
+#: :data:`CONCLUSIVE` leaves to the exact recomputation, widened by any ``slack``) fails by
+#: ``r`` too: every decision is the definition's, two passes of eight or nine are saved, and
+#: only among elements whose ratios agree to within the tolerance (4e-6 in float32) may
+#: another be named the worst. Taken for rows of at least :data:`PROBE` elements only (a
+#: weight's gradient or update), where the two passes count: a short row (predictions, a
+#: loss, a bias) names its worst element as before, ties included
+OWN_RTOL = 5e-5
 #: elements per row of a block whose first ratio is probed before it is computed in full
 PROBE = 4096
 
@@ -227,16 +250,18 @@ def _probe(result, d, m, dt, r0, c0, enough) -> bool:
     return bool((best[r0:r1] <= enough).any())
 
 
-def _ratios(eb, ab, sb, views, dt):
+def _ratios(eb, ab, sb, views, dt, recorded=True):
     """``|e - a| / (max(|e|, |a|, s) + tiny)`` of one block in the scratch ``views``; one
-    pass per operation, no temporaries."""
+    pass per operation, no temporaries. ``recorded`` False leaves ``|a|`` out of the scale
+    (:data:`OWN_RTOL`)."""
     d, m, t = views[:3]
     tiny = dt.type(np.finfo(dt).tiny)
     np.subtract(eb, ab, out=d, casting="unsafe")
     np.abs(d, out=d)
     np.abs(eb, out=m, casting="unsafe")
-    np.abs(ab, out=t, casting="unsafe")
-    np.maximum(m, t, out=m)
+    if recorded:
+        np.abs(ab, out=t, casting="unsafe")
+        np.maximum(m, t, out=m)
     if sb is not None:
         np.maximum(m, sb, out=m, casting="unsafe")
     np.add(m, tiny, out=m)
@@ -244,15 +269,17 @@ def _ratios(eb, ab, sb, views, dt):
     return d
 
 
-def _pair_ratios(eb, ab, sb, views, dt):
+def _pair_ratios(eb, ab, sb, views, dt, recorded=True):
     """``(|e - a|, max(|e|, |a|), |e - a| / (max(|e|, |a|, s) + tiny))`` of one block in the
-    scratch ``views``: the ratio without ``s`` is left to the caller (:func:`_probe`)."""
+    scratch ``views``: the ratio without ``s`` is left to the caller (:func:`_probe`).
+    ``recorded`` False leaves ``|a|`` out of both scales (:data:`OWN_RTOL`)."""
     d, m, t = views[:3]
     np.subtract(eb, ab, out=d, casting="unsafe")
     np.abs(d, out=d)
     np.abs(eb, out=m, casting="unsafe")
-    np.abs(ab, out=t, casting="unsafe")
-    np.maximum(m, t, out=m)
+    if recorded:
+        np.abs(ab, out=t, casting="unsafe")
+        np.maximum(m, t, out=m)
     np.maximum(m, sb, out=t, casting="unsafe")
     np.add(t, dt.type(np.finfo(dt).tiny), out=t)
     return d, m, np.divide(d, t, out=t)

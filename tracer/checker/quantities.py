@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..program import Evaluation
+from ..program.matmul import LowProduct
 from .compare import all_nan_rows, badness, worst_per_row, worst_rows, worst_rows_pair
 from .feed import leaves, positions
 from .tolerance import FACTOR, LOWER_FACTOR
@@ -112,7 +113,8 @@ def compare_rows(builder: TableBuilder, quantity: str, name: str | None, steps: 
     eager = lower_of is not None and expected[:1].size >= EAGER_ELEMENTS
     low = lower_of(np.ones(len(expected), dtype=bool)) if eager else None
     if low is not None:                     # long rows: both comparisons in one pass
-        idx, need, scale = _quick_and_lower(expected, actual, rtol, np.asarray(low).reshape(len(expected), -1))
+        low = (low if isinstance(low, LowProduct) else np.asarray(low)).reshape(len(expected), -1)
+        idx, need, scale = _quick_and_lower(expected, actual, rtol, low)
     else:
         idx, bad = worst_rows(expected, actual, rtol, exact_fails=False)
         need, scale = ~(bad <= 1.0), None
@@ -131,13 +133,16 @@ def compare_rows(builder: TableBuilder, quantity: str, name: str | None, steps: 
 
 def _quick_and_lower(expected, actual, rtol, low):
     """``(worst index, rows still to settle, scale)``: each row against ``|value|``, and
-    where that does not pass it, against the lower bound ``low`` (as :func:`_settle`)."""
+    where that does not pass it, against the lower bound ``low`` (as :func:`_settle`; an
+    array, or a :class:`~tracer.program.matmul.LowProduct` multiplied out block by block)."""
     (idx, bad), (j, bad2) = worst_rows_pair(expected, actual, rtol, low, rtol * LOWER_FACTOR)
     need = ~(bad <= 1.0)
     take = need & (bad2 <= 1.0)
     scale = np.zeros(len(idx))
     idx[take] = j[take]
-    scale[take] = low[take, j[take]].astype(np.float64) * LOWER_FACTOR
+    rows = np.flatnonzero(take)
+    at = low.at(rows, j[rows]) if isinstance(low, LowProduct) else low[rows, j[rows]]
+    scale[rows] = at.astype(np.float64) * LOWER_FACTOR
     return idx, need & ~take, scale
 
 
@@ -204,11 +209,13 @@ class Mags:
         m = self.ev.magnitudes(lower=True)[name].reshape(self.ev.values[name].shape)
         return m if rows.size == m.shape[0] else m[rows]
 
-    def lower_grad(self, name: str, rows: np.ndarray) -> np.ndarray | None:
-        """The same for the gradient of parameter ``name``."""
+    def lower_grad(self, name: str, rows: np.ndarray) -> np.ndarray | LowProduct | None:
+        """The same for the gradient of parameter ``name`` (a first-layer weight's as its
+        factors, :class:`~tracer.program.matmul.LowProduct`: the comparison multiplies them
+        out block by block)."""
         if not self._lower_saves():
             return None
-        m = self.ev.gradient_magnitudes(lower=True)[name]
+        m = self.ev.gradient_magnitudes(lower=True, factored=True)[name]
         m = m.reshape(m.shape[0], -1)
         return m if rows.size == m.shape[0] else m[rows]
 

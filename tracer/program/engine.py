@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import TraceInputError
 from .program import StepProgram
+from .matmul import LowProduct
 from .registry import get_op
 
 __all__ = ["Evaluation"]
@@ -112,7 +113,7 @@ class Evaluation:
         self._grads = (wrt, out, acc, req)
         return out
 
-    def _walk_back(self, req, acc, mags, lower=False):
+    def _walk_back(self, req, acc, mags, lower=False, factored=False):
         for n in reversed(self._nodes):
             if n.name not in self._needed or n.name not in req or n.name not in acc:
                 continue
@@ -130,7 +131,8 @@ class Evaluation:
                     exact = self._exact(n)
                     fm = self.magnitudes(lower)
                     ms = [None if e else fm[a] for a, e in zip(n.args, exact)]
-                    gs = op.bmag(mags[n.name], g, ms, xs, out, n.attrs, need, exact=exact, lower=lower)
+                    gs = op.bmag(mags[n.name], g, ms, xs, out, n.attrs, need, exact=exact, lower=lower,
+                                 factored=factored)
                 else:
                     fm = self.magnitudes(lower)
                     ms = [fm[a] if isinstance(a, str) else np.abs(x) for a, x in zip(n.args, xs)]
@@ -172,18 +174,22 @@ class Evaluation:
         setattr(self, key, fm)
         return fm
 
-    def gradient_magnitudes(self, wrt: list[str] | None = None, lower: bool = False) -> dict:
+    def gradient_magnitudes(self, wrt: list[str] | None = None, lower: bool = False, factored: bool = False) -> dict:
         """Rounding magnitudes of :meth:`gradients` (same keys and shapes); ``lower``: a
-        lower bound of them (see :meth:`magnitudes`)."""
+        lower bound of them (see :meth:`magnitudes`); with ``factored`` a leaf's bound may
+        stay a :class:`~tracer.program.matmul.LowProduct` (the checker multiplies it out block
+        by block where it compares)."""
         grads = self.gradients(wrt)
         wrt_list, _, acc, req = self._grads
         key = "_lbmags" if lower else "_bmags"
-        if getattr(self, key) is not None:
-            return getattr(self, key)
-        loss_name = self.program.outputs["loss"]
-        mags = {loss_name: np.ones_like(self.loss)}
-        self._walk_back(req, acc, mags, lower)
-        out = {w: (np.zeros_like(g) if w not in mags else _fit(mags[w], self.values[w])) for w, g in grads.items()}
+        out = getattr(self, key)
+        if out is None:
+            loss_name = self.program.outputs["loss"]
+            mags = {loss_name: np.ones_like(self.loss)}
+            self._walk_back(req, acc, mags, lower, factored=lower and factored)
+            out = {w: (np.zeros_like(g) if w not in mags else _fit(mags[w], self.values[w])) for w, g in grads.items()}
+        if not factored and any(isinstance(m, LowProduct) for m in out.values()):
+            out = {w: np.asarray(m) for w, m in out.items()}
         setattr(self, key, out)
         return out
 
@@ -219,7 +225,11 @@ class _LeafMagnitudes(dict):
 
 
 def _fit(g, like):
-    """A gradient in the stacked shape of its leaf (summing a shared leaf's steps)."""
+    """A gradient in the stacked shape of its leaf (summing a shared leaf's steps); a
+    factored bound in that shape stays factored."""
+    if isinstance(g, LowProduct) and g.shape == like.shape:
+        return g
+    g = np.asarray(g)
     if like.shape[0] == 1 and g.shape[0] != 1:
         g = g.sum(axis=0, keepdims=True)
     if g.shape != like.shape:

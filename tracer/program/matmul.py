@@ -30,7 +30,7 @@ from ..errors import TraceInputError
 from .batched import align, rank, unbroadcast
 from .registry import Op, register
 
-__all__ = ["MatMul", "lower_stride", "LOWER_WORK", "LOWER_STRIDE", "SPARSE"]
+__all__ = ["MatMul", "LowProduct", "lower_stride", "LOWER_WORK", "LOWER_STRIDE", "SPARSE"]
 
 #: per-step multiply-adds from which a product's lower bound samples its contracted index
 LOWER_WORK = 1 << 16
@@ -75,12 +75,13 @@ def _matmul(a, b):
     return np.matmul(a, b)
 
 
-def _low_matmul(a, b):
+def _low_matmul(a, b, factored=False):
     """A lower bound of ``a @ b`` for nonnegative ``a``, ``b`` (contracted: ``a``'s last
     axis, ``b``'s second to last): per run of ``s`` entries, the smallest term of the side
     with fewer zero minima times the sum of the other (see the module docstring). When both
     sides hold zeros (a ReLU layer's activations against a ReLU-masked gradient), every
-    run's minimum is mostly 0 and the bound would vanish: the product is then exact."""
+    run's minimum is mostly 0 and the bound would vanish: the product is then exact.
+    ``factored``: the cut product left as its two factors (:class:`LowProduct`)."""
     (m, k), n = a.shape[-2:], b.shape[-1]
     work = int(np.prod(np.broadcast_shapes(a.shape[1:-2], b.shape[1:-2]), dtype=np.int64)) * m * k * n
     s = lower_stride(k, work, LOWER_STRIDE["gradient"])
@@ -88,15 +89,108 @@ def _low_matmul(a, b):
         return _matmul(a, b)
     amin = _runs(a, -1, s, np.minimum)
     if amin.all():                      # a dense side (no run's minimum is 0): it is taken
-        return np.matmul(amin, _runs(b, -2, s, np.add))
+        return _product(amin, _runs(b, -2, s, np.add), factored)
     za = 1.0 - np.count_nonzero(amin) / max(1, amin.size)       # runs whose minimum is 0
     bmin = _runs(b, -2, s, np.minimum)
     zb = 1.0 - np.count_nonzero(bmin) / max(1, bmin.size)
     if min(za, zb) > SPARSE:
-        return np.matmul(a, b)
+        return _product(a, b, factored)
     if za <= zb:
-        return np.matmul(amin, _runs(b, -2, s, np.add))
-    return np.matmul(_runs(a, -1, s, np.add), bmin)
+        return _product(amin, _runs(b, -2, s, np.add), factored)
+    return _product(_runs(a, -1, s, np.add), bmin, factored)
+
+
+def _product(a, b, factored):
+    """``a @ b``, or with ``factored`` its factors (:class:`LowProduct`) where it is a plain
+    stack of matrix products (one per step, nothing broadcast)."""
+    if factored and a.ndim == 3 == b.ndim and a.shape[0] == b.shape[0]:
+        return LowProduct(a, b)
+    return np.matmul(a, b)
+
+
+class LowProduct:
+    """A lower bound of a leaf's gradient magnitudes kept as its two factors, ``left @ right``
+    per step (``(S, m, K) @ (S, K, n)``, ``K`` the few runs of :func:`_low_matmul`), in the
+    stacked ``shape`` of the leaf (C order: flat element ``c`` of a step is ``(c // n, c % n)``).
+
+    Why: the checker reads a first-layer weight's bound once, in its comparison, block by
+    block (:func:`tracer.checker.compare.worst_rows_pair`). Multiplied out whole it is a
+    (steps, weights) array (S4: 11 MB a chunk) written to memory and read back; computed per
+    block (:meth:`block`, into the comparison's scratch buffer) it stays in the cache. Every
+    number is the one ``np.matmul(left, right)`` gives (the same product per step, and per
+    row of a step). Arithmetic with it (two bounds summed for a leaf used twice) and
+    ``np.asarray`` give the plain array."""
+
+    __array_ufunc__ = None          # no silent NumPy arithmetic: ``+`` multiplies out
+
+    def __init__(self, left: np.ndarray, right: np.ndarray, shape: tuple | None = None) -> None:
+        self.left, self.right = left, right
+        full = (left.shape[0], left.shape[1], right.shape[2])
+        self.shape = full if shape is None else tuple(int(d) for d in shape)
+        self.dtype = np.result_type(left.dtype, right.dtype)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = np.matmul(self.left, self.right).reshape(self.shape)
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def __add__(self, other):
+        return np.asarray(self) + np.asarray(other)
+
+    __radd__ = __add__
+
+    def reshape(self, *shape: int | tuple) -> LowProduct | np.ndarray:
+        """The same bound in another shape with the same steps (else multiplied out)."""
+        shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        if int(shape[0]) != self.shape[0]:
+            return np.asarray(self).reshape(shape)
+        rest = [int(d) for d in shape[1:]]
+        if -1 in rest:
+            known = int(np.prod([d for d in rest if d != -1], dtype=np.int64))
+            rest[rest.index(-1)] = self.size // self.shape[0] // max(1, known)
+        return LowProduct(self.left, self.right, (self.shape[0], *rest))
+
+    def __getitem__(self, rows) -> LowProduct:
+        """The steps ``rows`` (an index array, a boolean mask or a slice) of the bound."""
+        if isinstance(rows, tuple):
+            raise TypeError("LowProduct: select steps, then use block() or at()")
+        left, right = self.left[rows], self.right[rows]
+        return LowProduct(left, right, (left.shape[0],) + self.shape[1:])
+
+    def block(self, r0: int, r1: int, c0: int, c1: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Steps ``r0:r1``, flat elements ``c0:c1`` of each, as ``(r1 - r0, c1 - c0)``
+        (into ``out`` when given)."""
+        n = self.right.shape[2]
+        i0, i1 = c0 // n, -(-c1 // n)
+        left, right = self.left[r0:r1, i0:i1], self.right[r0:r1]
+        if out is not None and (c0, c1) == (i0 * n, i1 * n):       # whole matrix rows: straight in
+            np.matmul(left, right, out=out.reshape(r1 - r0, i1 - i0, n))
+            return out
+        part = np.matmul(left, right).reshape(r1 - r0, -1)[:, c0 - i0 * n:c1 - i0 * n]
+        if out is None:
+            return part
+        out[...] = part
+        return out
+
+    def at(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """One element per step: flat element ``cols[k]`` of step ``rows[k]``."""
+        rows, cols = np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
+        n = self.right.shape[2]
+        i, j = np.divmod(cols, n)
+        line = np.matmul(self.left[rows, i][:, None, :], self.right[rows])[:, 0, :]
+        return line[np.arange(rows.size), j]
+
+
+def _whole(g, like):
+    """``g`` multiplied out where a :class:`LowProduct` would need a sum over broadcast axes."""
+    return np.asarray(g) if isinstance(g, LowProduct) and g.shape != like.shape else g
 
 
 def _swap(a):
@@ -157,24 +251,26 @@ class MatMul(Op):
         cap = LOWER_STRIDE["gradient"]
         return lower_stride(k, work, LOWER_STRIDE["forward"]), lower_stride(n, work, cap), lower_stride(m, work, cap)
 
-    def _grads(self, g, a0, b0, need, left=None, right=None, lower=False):
+    def _grads(self, g, a0, b0, need, left=None, right=None, lower=False, factored=(False, False)):
         """``(g @ right^T, left^T @ g)`` reduced to the operands' shapes. ``left``/``right``
         None stand for ``|a0|``/``|b0|``; ``lower``: each product's lower bound (for
-        nonnegative operands, :func:`_low_matmul`)."""
+        nonnegative operands, :func:`_low_matmul`), per operand left as its factors where
+        ``factored`` says so and nothing is summed over broadcast axes (:class:`LowProduct`)."""
         a, b, va, vb = self._prep(a0, b0)
         if va:
             g = g[..., None, :] if not vb else g[..., None, None]
         elif vb:
             g = g[..., None]
         la, rb = align(*self._prep(a0 if left is None else left, b0 if right is None else right)[:2])
-        product = _low_matmul if lower else _matmul
+        def product(x, y, keep):
+            return _low_matmul(x, y, keep) if lower else _matmul(x, y)
         out = [None, None]
         if need[0]:
-            ga = product(g, _swap(np.abs(rb) if right is None else rb))
-            out[0] = _back(unbroadcast(ga, a), a0)
+            ga = product(g, _swap(np.abs(rb) if right is None else rb), factored[0])
+            out[0] = _back(unbroadcast(_whole(ga, a), a), a0)
         if need[1]:
-            gb = product(_swap(np.abs(la) if left is None else la), g)
-            out[1] = _back(unbroadcast(gb, b), b0)
+            gb = product(_swap(np.abs(la) if left is None else la), g, factored[1])
+            out[1] = _back(unbroadcast(_whole(gb, b), b), b0)
         return out
 
     def vjp(self, g: np.ndarray, xs: list[np.ndarray], out: np.ndarray, attrs: dict, need: list[bool]) -> list:
@@ -210,17 +306,20 @@ class MatMul(Op):
         return self._post(out, va, vb)
 
     def bmag(self, gm: np.ndarray, g: np.ndarray, ms: list, xs: list[np.ndarray], out: np.ndarray,
-             attrs: dict, need: list[bool], exact: tuple[bool, bool] = (False, False), lower: bool = False) -> list:
+             attrs: dict, need: list[bool], exact: tuple[bool, bool] = (False, False), lower: bool = False,
+             factored: bool = False) -> list:
         """``gm`` against ``|A|``, ``|B|`` plus ``|g|`` against ``M(A)``, ``M(B)``; against a
         leaf operand (``M = |value|``) the two are one product of ``gm + |g|``; ``lower``:
         the lower bound (of the sum: a run's smallest ``gm + |g|`` is at least the sum of
-        the two smallest, so the one product's bound is at least the two products')."""
+        the two smallest, so the one product's bound is at least the two products').
+        ``factored``: a leaf's bound (of a product with another leaf) as a :class:`LowProduct`."""
         ag = np.abs(g)
         one = [need[0] and exact[1], need[1] and exact[0]]      # the other operand is a leaf
         two = [n and not o for n, o in zip(need, one)]
         res = [None, None]
         if any(one):
-            res = self._grads(gm + ag, xs[0], xs[1], one, None, None, lower)
+            keep = (factored and exact[0], factored and exact[1])     # only a leaf's: a node's is read on
+            res = self._grads(gm + ag, xs[0], xs[1], one, None, None, lower, keep)
         if any(two):
             first = self._grads(gm, xs[0], xs[1], two, None, None, lower)
             second = self._grads(ag, xs[0], xs[1], two, None if exact[0] else ms[0], None if exact[1] else ms[1],

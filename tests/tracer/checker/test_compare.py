@@ -157,8 +157,36 @@ def test_the_pair_pass_skips_the_quick_ratio_of_rows_known_to_fail_and_keeps_eve
     want2 = worst_rows(e, a, RTOL / 2, scale, exact_fails=False)
     assert ((b1 > 1) == (want1[1] > 1)).all() and (b1 > 1).tolist() == [True, True, True, True, False]
     assert i1[4] == want1[0][4] and b1[4] == want1[1][4] <= 1          # the clean twin: its worst element
-    assert (i2 == want2[0]).all() and np.array_equal(b2, want2[1])     # the second comparison: unchanged
+    assert (i2 == want2[0]).all() and ((b2 > 1) == (want2[1] > 1)).all()    # the second comparison: unchanged
+    assert np.array_equal(b2[b2 <= 1], want2[1][b2 <= 1])   # (a clear failure's fast badness leaves out |a|)
     assert i2[2] == 2 * PROBE and np.isinf(b2[2]) and i2[3] == 1
+
+
+def test_the_pair_pass_leaves_the_recorded_value_out_of_its_scales_only_below_its_tolerance():
+    """``|e - a| / max(|e|, s)`` decides as the definition while the tolerance is small: a row
+    just inside its tolerance passes, one just outside fails, an inf or a NaN fails. At a
+    float16 run's tolerance the shortcut would fail a row the definition passes (``|a|`` is
+    then far above ``|e|``), so it is not taken there."""
+    from tracer.checker.compare import OWN_RTOL, worst_rows_pair
+    e, a = _pair(6, 5000, seed=7)
+    scale = np.zeros_like(e)
+    a[0, 9] = e[0, 9] * (1 + 0.9 * RTOL)          # inside, by the definition's ratio
+    a[1, 9] = e[1, 9] * (1 + 1.2 * RTOL)          # outside
+    a[2, 9], a[3, 9] = np.inf, np.nan
+    a[4, 9] = -e[4, 9]                            # a wrong sign
+    (_, b1), (i2, b2) = worst_rows_pair(e, a, RTOL, scale, RTOL / 2)
+    want1, want2 = worst_rows(e, a, RTOL), worst_rows(e, a, RTOL / 2, scale)
+    assert RTOL < OWN_RTOL
+    assert (b1 > 1).tolist() == (want1[1] > 1).tolist() == [False, True, True, True, True, False]
+    assert (b2 > 1).tolist() == (want2[1] > 1).tolist() == [True, True, True, True, True, False]
+    assert (i2[1:5] == 9).all()
+    big = 0.03                                    # a float16 run's 32 * eps
+    e16 = np.ones((2, 5000), dtype=np.float32)
+    a16 = e16.copy()
+    a16[0, 9] = 1.0305                            # |e - a| / max(|e|, |a|) = 0.0296: passes
+    a16[1, 9] = 1.0325                            # 0.0315: fails
+    (_, c1), _ = worst_rows_pair(e16, a16, big, np.zeros_like(e16), big / 2)
+    assert big > OWN_RTOL and (c1 > 1).tolist() == [False, True]
 
 
 def _non_finite(report):
