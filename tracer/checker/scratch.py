@@ -16,38 +16,77 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
+import sys
+
 import numpy as np
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-__all__ = ["Scratch", "arena"]
+__all__ = ["Scratch", "arena", "empty", "ARENA_MIN"]
 
-_free: ContextVar[list | None] = ContextVar("steptrace_check_scratch", default=None)
+_pool: ContextVar[list | None] = ContextVar("steptrace_check_scratch", default=None)
+
+#: arrays from this size up come from the arena (smaller ones: malloc's own free lists
+#: keep them, and the bookkeeping would cost more than the pages)
+ARENA_MIN = 128 << 10
+#: block sizes round up to this, so that a chunk's arrays fit the blocks of the last one
+_GRAIN = 64 << 10
+#: the refcount of a block no array uses: the pool's list, the loop variable, the call's argument
+_IDLE = 3
 
 
 @contextmanager
 def arena() -> Iterator[None]:
-    """For the duration of the block: buffers a :class:`Scratch` releases serve the next one."""
-    token = _free.set([])
+    """For the duration of the block (one check): big arrays of :func:`empty` and
+    :class:`Scratch` come from blocks that no live array uses any more, kept in the arena
+    and dropped when the block ends."""
+    token = _pool.set([])
     try:
         yield
     finally:
-        _free.reset(token)
+        _pool.reset(token)
 
 
-#: buffers are whole MiB of raw bytes, so that one serves any dtype and block shape that
-#: fits (a float32 block then a float64 one): the arena keeps fewer, and holds less
-_UNIT = 1 << 20
+def _block(nbytes: int) -> np.ndarray:
+    """Raw bytes of at least ``nbytes``: the smallest idle block of the arena that holds
+    them (a last, shorter chunk fits the blocks of the full ones), else a new one.
+
+    A block is idle when nothing but the arena refers to it: every array handed out is a
+    view whose ``base`` is its block, so a value a caller still holds (a recomputed gradient
+    kept after its chunk, the report's context) keeps its block busy, and it is never
+    written over. That test is why reuse needs no explicit "give back"."""
+    pool = _pool.get()
+    nbytes = -(-nbytes // _GRAIN) * _GRAIN
+    if pool is None:
+        return np.empty(nbytes, dtype=np.uint8)
+    best = None
+    for raw in pool:
+        if nbytes <= raw.nbytes and sys.getrefcount(raw) <= _IDLE \
+                and (best is None or raw.nbytes < best.nbytes):
+            best = raw
+    if best is None:
+        best = np.empty(nbytes, dtype=np.uint8)
+        pool.append(best)
+    return best
+
+
+def empty(shape: tuple, dtype: np.dtype | type) -> np.ndarray:
+    """``np.empty(shape, dtype)``; within an :func:`arena`, an array of ``ARENA_MIN`` bytes
+    or more is laid on an idle block already touched by an earlier chunk, so it costs no
+    page faults (fresh pages cost about 1.3 ms per MB here, and glibc hands big freed
+    arrays back to the system until its thresholds have grown). Nothing process-wide (no
+    malloc setting) is changed: a check runs in the user's process."""
+    dtype = np.dtype(dtype)
+    n = int(np.prod(shape, dtype=np.int64))
+    if n * dtype.itemsize < ARENA_MIN or _pool.get() is None:
+        return np.empty(shape, dtype=dtype)
+    return _block(n * dtype.itemsize)[:n * dtype.itemsize].view(dtype).reshape(shape)
 
 
 def _take(n: int, dtype: np.dtype) -> np.ndarray:
-    """A flat ``dtype`` view of ``n`` elements on raw bytes: free ones of the arena first."""
-    nbytes = -(-n * dtype.itemsize // _UNIT) * _UNIT
-    free = _free.get()
-    fits = [i for i, raw in enumerate(free or ()) if raw.nbytes >= nbytes]
-    raw = free.pop(min(fits, key=lambda i: free[i].nbytes)) if fits else np.empty(nbytes, dtype=np.uint8)
-    return raw.view(dtype)
+    """A flat ``dtype`` array of ``n`` elements on a block of the arena (or a new block)."""
+    return _block(n * dtype.itemsize)[:n * dtype.itemsize].view(dtype)
 
 
 class Scratch:
@@ -67,10 +106,7 @@ class Scratch:
 
     def release(self) -> None:
         """Give the buffers back (to the arena when one is active); views must be done with."""
-        free = _free.get()
-        if free is not None:
-            free.extend(buf.base if buf.base is not None else buf for buf in self.bufs)
-        self.bufs = []
+        self.bufs = []      # their blocks turn idle (see _block)
 
     def __enter__(self) -> Scratch:
         return self

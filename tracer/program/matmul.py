@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..checker.scratch import empty
 from ..errors import TraceInputError
 from .batched import align, rank, unbroadcast
 from .registry import Op, register
@@ -70,9 +71,23 @@ def _matmul(a, b):
     """``np.matmul``, except a contraction of length 1 (an outer product, ``g @ w^T`` for a
     one-output layer): NumPy runs that in its own loop, 4x slower than the broadcast
     product, which gives the same numbers (one multiplication per element)."""
+    dtype = np.result_type(a, b)
     if a.ndim > 1 and b.ndim > 1 and a.shape[-1] == 1 == b.shape[-2]:
-        return a * b
-    return np.matmul(a, b)
+        return np.multiply(a, b, out=empty(np.broadcast_shapes(a.shape, b.shape), dtype))
+    if a.ndim < 2 or b.ndim < 2:
+        return np.matmul(a, b)
+    shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
+    return np.matmul(a, b, out=empty(shape, dtype))
+
+
+def _abs(x):
+    """``np.abs(x)`` into an array of the check's arena (:func:`tracer.checker.scratch.empty`)."""
+    return np.abs(x, out=empty(np.shape(x), np.asarray(x).dtype))
+
+
+def _add(x, y):
+    """``x + y`` into an array of the check's arena."""
+    return np.add(x, y, out=empty(np.broadcast_shapes(np.shape(x), np.shape(y)), np.result_type(x, y)))
 
 
 def _low_matmul(a, b):
@@ -88,15 +103,15 @@ def _low_matmul(a, b):
         return _matmul(a, b)
     amin = _runs(a, -1, s, np.minimum)
     if amin.all():                      # a dense side (no run's minimum is 0): it is taken
-        return np.matmul(amin, _runs(b, -2, s, np.add))
+        return _matmul(amin, _runs(b, -2, s, np.add))
     za = 1.0 - np.count_nonzero(amin) / max(1, amin.size)       # runs whose minimum is 0
     bmin = _runs(b, -2, s, np.minimum)
     zb = 1.0 - np.count_nonzero(bmin) / max(1, bmin.size)
     if min(za, zb) > SPARSE:
-        return np.matmul(a, b)
+        return _matmul(a, b)
     if za <= zb:
-        return np.matmul(amin, _runs(b, -2, s, np.add))
-    return np.matmul(_runs(a, -1, s, np.add), bmin)
+        return _matmul(amin, _runs(b, -2, s, np.add))
+    return _matmul(_runs(a, -1, s, np.add), bmin)
 
 
 def _swap(a):
@@ -170,10 +185,10 @@ class MatMul(Op):
         product = _low_matmul if lower else _matmul
         out = [None, None]
         if need[0]:
-            ga = product(g, _swap(np.abs(rb) if right is None else rb))
+            ga = product(g, _swap(_abs(rb) if right is None else rb))
             out[0] = _back(unbroadcast(ga, a), a0)
         if need[1]:
-            gb = product(_swap(np.abs(la) if left is None else la), g)
+            gb = product(_swap(_abs(la) if left is None else la), g)
             out[1] = _back(unbroadcast(gb, b), b0)
         return out
 
@@ -194,7 +209,7 @@ class MatMul(Op):
         if s > 1:
             a, b = a[..., ::s], b[..., ::s, :]
             ma, mb = (None, None) if ma is None else (ma[..., ::s], mb[..., ::s, :])
-        a, b = np.abs(a), np.abs(b)
+        a, b = _abs(a), _abs(b)
         if exact[0] and exact[1]:            # both leaves: |A| @ |B| once
             value = out
             out = _matmul(a, b)
@@ -202,11 +217,12 @@ class MatMul(Op):
                 np.maximum(out, np.abs(self._unpost(value, va, vb)), out=out)
             out *= 2
         elif exact[1]:                       # (M_A + |A|) @ |B|: one product, not two
-            out = _matmul(ma + a, b)
+            out = _matmul(_add(ma, a), b)
         elif exact[0]:
-            out = _matmul(a, mb + b)
+            out = _matmul(a, _add(mb, b))
         else:
-            out = _matmul(ma, b) + _matmul(a, mb)
+            out = _matmul(ma, b)
+            out += _matmul(a, mb)
         return self._post(out, va, vb)
 
     def bmag(self, gm: np.ndarray, g: np.ndarray, ms: list, xs: list[np.ndarray], out: np.ndarray,
@@ -215,17 +231,17 @@ class MatMul(Op):
         leaf operand (``M = |value|``) the two are one product of ``gm + |g|``; ``lower``:
         the lower bound (of the sum: a run's smallest ``gm + |g|`` is at least the sum of
         the two smallest, so the one product's bound is at least the two products')."""
-        ag = np.abs(g)
+        ag = _abs(g)
         one = [need[0] and exact[1], need[1] and exact[0]]      # the other operand is a leaf
         two = [n and not o for n, o in zip(need, one)]
         res = [None, None]
         if any(one):
-            res = self._grads(gm + ag, xs[0], xs[1], one, None, None, lower)
+            res = self._grads(_add(gm, ag), xs[0], xs[1], one, None, None, lower)
         if any(two):
             first = self._grads(gm, xs[0], xs[1], two, None, None, lower)
             second = self._grads(ag, xs[0], xs[1], two, None if exact[0] else ms[0], None if exact[1] else ms[1],
                                  lower)
-            res = [r if not t else f + s for r, t, f, s in zip(res, two, first, second)]
+            res = [r if not t else _add(f, s) for r, t, f, s in zip(res, two, first, second)]
         return res
 
     def text(self, args: list, attrs: dict) -> str:
