@@ -32,8 +32,16 @@ _pool: ContextVar[list | None] = ContextVar("steptrace_check_scratch", default=N
 ARENA_MIN = 128 << 10
 #: block sizes round up to this, so that a chunk's arrays fit the blocks of the last one
 _GRAIN = 64 << 10
-#: the refcount of a block no array uses: the pool's list, the loop variable, the call's argument
-_IDLE = 3
+
+
+def _refs(pool: list, i: int) -> int:
+    """References to block ``i`` of ``pool``, read the same way for every block."""
+    return sys.getrefcount(pool[i])
+
+
+#: the count :func:`_refs` reads for a block that nothing but the pool refers to (measured,
+#: not assumed: how many references the call itself holds is the interpreter's business)
+_IDLE = _refs([np.empty(1)], 0)
 
 
 @contextmanager
@@ -61,14 +69,14 @@ def _block(nbytes: int) -> np.ndarray:
     if pool is None:
         return np.empty(nbytes, dtype=np.uint8)
     best = None
-    for raw in pool:
-        if nbytes <= raw.nbytes and sys.getrefcount(raw) <= _IDLE \
-                and (best is None or raw.nbytes < best.nbytes):
-            best = raw
+    for i in range(len(pool)):
+        size = pool[i].nbytes
+        if nbytes <= size and (best is None or size < pool[best].nbytes) and _refs(pool, i) <= _IDLE:
+            best = i
     if best is None:
-        best = np.empty(nbytes, dtype=np.uint8)
-        pool.append(best)
-    return best
+        pool.append(np.empty(nbytes, dtype=np.uint8))
+        best = -1
+    return pool[best]
 
 
 def empty(shape: tuple, dtype: np.dtype | type) -> np.ndarray:
