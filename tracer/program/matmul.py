@@ -221,8 +221,7 @@ class MatMul(Op):
         elif exact[0]:
             out = _matmul(a, _add(mb, b))
         else:
-            out = _matmul(ma, b)
-            out += _matmul(a, mb)
+            out = _add(_matmul(ma, b), _matmul(a, mb))
         return self._post(out, va, vb)
 
     def bmag(self, gm: np.ndarray, g: np.ndarray, ms: list, xs: list[np.ndarray], out: np.ndarray,
