@@ -1,14 +1,15 @@
-"""Scratch buffers the checker's blocked comparisons reuse, within one call and across calls
-of the same check.
+"""The check's arena: memory for the big arrays one check makes, reused from chunk to chunk.
 
-Why: a comparison walks 18 million pairs in blocks of 1 MB through a few buffers (see
-:mod:`tracer.checker.compare`). A fresh buffer costs its first touch, about 1.3 ms per MB
-of page faults here, and glibc hands such sizes back to the system when they are freed,
-so every comparison paid it again. While :func:`arena` is active (one ``check`` call), a
-released buffer is kept and the next comparison takes it: the arena holds at most what the
-comparisons used at once (a few MB), and is dropped when the check returns. Outside an arena
-(a comparison called on its own) buffers are plain allocations. Nothing process-wide
-(no malloc setting) is changed: ``check`` runs in the user's process.
+Why: a check walks the trace in chunks of steps, and each chunk makes arrays of the same
+sizes (S4: a dozen of 1-11 MB). Fresh memory costs its first touch, about 1.3 ms per MB of
+page faults here, and glibc hands big freed arrays back to the system until its own
+thresholds have grown, so a process's first check paid the faults again in every chunk
+(S4: 26,000 minor faults, 7,000 with the arena). While :func:`arena` is active (one
+``check`` call), :func:`empty` and :class:`Scratch` lay arrays of :data:`ARENA_MIN` bytes or
+more on blocks of the arena. The rule: a block is reused once nothing but the arena refers
+to it (its reference count), so a value a caller still holds is never written over; the
+blocks are dropped when the check returns. Outside an arena these are plain allocations.
+Nothing process-wide (no malloc setting) is changed: ``check`` runs in the user's process.
 """
 from __future__ import annotations
 
@@ -48,12 +49,14 @@ _IDLE = _refs([np.empty(1)], 0)
 def arena() -> Iterator[None]:
     """For the duration of the block (one check): big arrays of :func:`empty` and
     :class:`Scratch` come from blocks that no live array uses any more, kept in the arena
-    and dropped when the block ends."""
-    token = _pool.set([])
+    and dropped when the block ends. Inside an active arena it opens none of its own: the
+    checks of one outer block (several traces checked in a row) share its blocks."""
+    token = _pool.set([]) if _pool.get() is None else None
     try:
         yield
     finally:
-        _pool.reset(token)
+        if token is not None:
+            _pool.reset(token)
 
 
 def _block(nbytes: int) -> np.ndarray:

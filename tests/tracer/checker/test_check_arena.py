@@ -99,3 +99,39 @@ def test_values_held_after_their_chunk_are_not_overwritten(monkeypatch, broken):
         assert changed == 0
         assert report.verdict == clean.verdict == "passed"
         assert report.table.equals(clean.table)
+
+
+def test_a_nested_arena_shares_the_outer_blocks():
+    big = (256, 128)
+    with arena():
+        a = empty(big, np.float64)
+        where = _addr(a)
+        del a
+        with arena():                   # inside an active arena: no arena of its own
+            held = empty(big, np.float64)
+            assert _addr(held) == where
+        assert scratch._pool.get() is not None
+        assert _addr(empty(big, np.float64)) != where       # still held: still busy
+    assert scratch._pool.get() is None
+
+
+@pytest.mark.parametrize("broken", [False, True])
+def test_checks_in_one_arena_never_overwrite_the_first_checks_values(monkeypatch, broken):
+    """Several checks in one outer arena (the blocks of the first serve the next): what the
+    first check's engine handed out and is still held keeps its memory."""
+    first, second = _trace(), _trace(steps=8)
+    clean = tracer.check(second)
+    with arena():
+        kept = _held(monkeypatch, small_chunks=3 * 8 * (6 * 2000 + 4 * 8 * 40))
+        tracer.check(first)
+        held = list(kept)               # the first check's (the list grows in the second)
+        if broken:          # planted: an arena that takes held blocks as idle
+            monkeypatch.setattr(scratch, "_IDLE", 1 << 30)
+        report = tracer.check(second)
+    assert len(held) > 50
+    changed = sum(not np.array_equal(v, c, equal_nan=True) for v, c in held)
+    if broken:
+        assert changed > 0
+    else:
+        assert changed == 0 and report.verdict == clean.verdict == "passed"
+        assert report.table.equals(clean.table)
