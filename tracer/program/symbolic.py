@@ -26,6 +26,7 @@ import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
 from ..checker.scratch import empty
+from .numpy_names import NUMPY
 
 __all__ = ["sigmoid", "softplus", "magnitude", "lambdify", "to_plain"]
 
@@ -156,7 +157,7 @@ def _select_numbers(conds, numbers, dt, shape, default):
 
 
 _MODULES = [{"sigmoid": _np_sigmoid, "softplus": _np_softplus, "erf": _np_erf, "heaviside_": _np_heaviside,
-             "select_": _np_select, "functools": functools}, "numpy"]
+             "select_": _np_select, "functools": functools}, NUMPY]
 
 
 class _Printer(NumPyPrinter):
