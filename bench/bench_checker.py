@@ -12,7 +12,7 @@ threads (torch, BLAS and numexpr): one by default.
 
 ``--profile`` adds a cProfile of one check (the 25 most expensive functions). ``--no-arena``
 makes the engine's big arrays plain allocations instead of blocks of the check's arena
-(:mod:`tracer.checker.scratch`), to compare the first check's cost with and without it.
+(:mod:`tracer.program.scratch`), to compare the first check's cost with and without it.
 """
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def main(argv=None):
                     help="the engine's arrays as plain allocations, not from the check's arena (to compare)")
     args = ap.parse_args(argv)
     if args.no_arena:
-        import tracer.checker.scratch as scratch
+        import tracer.program.scratch as scratch
         scratch.ARENA_MIN = 1 << 62
     torch.set_num_threads(args.threads)
     if numexpr is not None:

@@ -17,7 +17,7 @@ from ..errors import SteptraceError
 from ..program import Evaluation
 from ..program.legacy import loss_tail
 from .feed import leaves
-from .scratch import empty
+from ..program.scratch import empty
 from .tolerance import FACTOR
 
 if TYPE_CHECKING:

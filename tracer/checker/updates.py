@@ -20,7 +20,7 @@ from ..math.clipping import Clipping, transforms_of
 from ..math.optimizers import get_optimizer
 from . import identify
 from .compare import nonfinite_rows, worst_blocks, worst_rows
-from .scratch import Scratch
+from ..program.scratch import Scratch
 from .stateful import _recorded_slot, _used_grad, _value_scale, check_rows, subnormal_floor  # noqa: F401
 from .tolerance import FACTOR
 

@@ -17,7 +17,7 @@ import math
 import numpy as np
 import sympy as sp
 
-from ..checker.scratch import empty
+from .scratch import empty
 from ..errors import TraceInputError
 from .batched import align, unbroadcast
 from .registry import MISSING, Op, register

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..checker.scratch import empty
+from .scratch import empty
 from ..errors import TraceInputError
 from .program import StepProgram
 from .registry import get_op

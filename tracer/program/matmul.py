@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..checker.scratch import empty
+from .scratch import empty
 from ..errors import TraceInputError
 from .batched import align, rank, unbroadcast
 from .registry import Op, register
@@ -81,7 +81,7 @@ def _matmul(a, b):
 
 
 def _abs(x):
-    """``np.abs(x)`` into an array of the check's arena (:func:`tracer.checker.scratch.empty`)."""
+    """``np.abs(x)`` into an array of the check's arena (:func:`tracer.program.scratch.empty`)."""
     return np.abs(x, out=empty(np.shape(x), np.asarray(x).dtype))
 
 

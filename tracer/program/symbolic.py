@@ -25,7 +25,7 @@ import numpy as np
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
-from ..checker.scratch import empty
+from .scratch import empty
 from .numpy_names import NUMPY
 
 __all__ = ["sigmoid", "softplus", "magnitude", "lambdify", "to_plain"]

@@ -1,4 +1,4 @@
-"""The check's arena (tracer.checker.scratch.empty) reuses blocks from chunk to chunk, and
+"""The check's arena (tracer.program.scratch.empty) reuses blocks from chunk to chunk, and
 never under a value a caller still holds: a recomputed gradient handed on after its chunk,
 the engine's values kept by the report's context."""
 import numpy as np
@@ -7,9 +7,9 @@ import torch
 import torch.nn as nn
 
 import tracer
-import tracer.checker.scratch as scratch
+import tracer.program.scratch as scratch
 from hooks.torch import trace_torch
-from tracer.checker.scratch import arena, empty
+from tracer.program.scratch import arena, empty
 from tracer.program import engine
 
 

@@ -3,7 +3,7 @@ reuses buffers without ever handing one out twice."""
 import numpy as np
 import pytest
 
-from tracer.checker.scratch import Scratch, arena
+from tracer.program.scratch import Scratch, arena
 from tracer.checker.updates import _minus_rate
 from tracer.math.optimizers import get_optimizer
 
