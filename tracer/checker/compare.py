@@ -3,7 +3,7 @@
 Why blocked: a gradient check on a 500 x 256 weight over 140 steps compares 18 million
 pairs. A whole-chunk temporary costs more than the arithmetic on it (first touch of
 fresh memory is about 1.3 ms per MB), so :func:`worst_rows` walks the pairs in blocks
-of :data:`BLOCK` elements through scratch buffers (:mod:`tracer.checker.scratch`, reused
+of :data:`BLOCK` elements through scratch buffers (:mod:`tracer.program.scratch`, reused
 from one call to the next within a check), in the run's precision (float32 for a float32
 run), and keeps per row only the worst element.
 Only rows that this fast pass does not settle (badness above :data:`CONCLUSIVE`, or
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .scratch import Scratch
+from ..program.scratch import Scratch
 
 if TYPE_CHECKING:
     from collections.abc import Callable

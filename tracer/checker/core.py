@@ -28,7 +28,7 @@ from .compare import all_nan_rows
 from .quantities import check_chunk
 from .report import CheckReport, Finding, TableBuilder
 from .resolve import resolve_program
-from .scratch import arena
+from ..program.scratch import arena
 from .tolerance import EPS, FACTOR, run_precision, working_dtype
 from .updates import check_updates
 

@@ -17,6 +17,7 @@ from ..errors import SteptraceError
 from ..program import Evaluation
 from ..program.legacy import loss_tail
 from .feed import leaves
+from ..program.scratch import empty
 from .tolerance import FACTOR
 
 if TYPE_CHECKING:
@@ -151,14 +152,15 @@ def sgd_rate(update: ArrayLike, grad: ArrayLike, magnitude: ArrayLike, eps: floa
     top = float(np.max(np.abs(g))) if g.size else 0.0
     if not top:
         return None
-    au = np.abs(u)                   # |u|, then the tolerance, in one buffer (a quarter million elements:
+    au = np.abs(u, out=empty(u.shape, u.dtype))     # |u|, then the tolerance, in one buffer (a quarter million elements:
     umax = max(float(np.max(au)), 1e-300)      # fresh temporaries cost more than the arithmetic)
-    gs, us = g / top, u / umax
+    gs = np.divide(g, top, out=empty(g.shape, g.dtype))
+    us = np.divide(u, umax, out=empty(u.shape, u.dtype))
     lr = -float(np.dot(us, gs)) / float(np.dot(gs, gs)) * (umax / top)
     if not np.isfinite(lr):
         return None
     au *= 64 * eps
-    tol = np.multiply(mag, 8 * eps)
+    tol = np.multiply(mag, 8 * eps, out=empty(mag.shape, mag.dtype))
     tol += au                        # 8 eps mag + 64 eps |u|, as written
     if gm is not None:
         tol += np.where(np.isfinite(gm), gm, 0.0) * (FACTOR * eps * abs(lr))

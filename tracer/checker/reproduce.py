@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .scratch import Scratch
+from ..program.scratch import Scratch
 
 __all__ = ["reproducible", "reproduced_rows", "BLOCK", "MOST_UNEQUAL", "FEW", "SEGMENT"]
 

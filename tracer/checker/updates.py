@@ -21,7 +21,7 @@ from ..math.optimizers import get_optimizer
 from . import identify
 from .compare import badness, nonfinite_rows, worst_blocks, worst_rows
 from .reproduce import reproduced_rows, reproducible
-from .scratch import Scratch
+from ..program.scratch import Scratch
 from .stateful import _recorded_slot, _used_grad, _value_scale, check_rows, subnormal_floor  # noqa: F401
 from .tolerance import FACTOR
 

@@ -19,6 +19,7 @@ import numpy as np
 import sympy as sp
 
 from ..errors import TraceInputError, UnsupportedError
+from ..program.numpy_names import numpy_lambdify
 
 __all__ = ["Activation", "get_activation", "ACTIVATION_NAMES", "z", "a"]
 
@@ -46,13 +47,13 @@ class Activation:
 
     @cached_property
     def _f(self):
-        return sp.lambdify([z], self.expr, "numpy")
+        return numpy_lambdify([z], self.expr)
 
     @cached_property
     def _df(self):
         if self.derivative_in_a is not None:
-            return sp.lambdify([z, a], self.derivative_in_a, "numpy")
-        d = sp.lambdify([z], self.derivative, "numpy")
+            return numpy_lambdify([z, a], self.derivative_in_a)
+        d = numpy_lambdify([z], self.derivative)
         return lambda zz, aa: d(zz)
 
     def f(self, zv: np.ndarray) -> np.ndarray:

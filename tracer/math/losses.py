@@ -24,6 +24,7 @@ import numpy as np
 import sympy as sp
 
 from ..errors import TraceInputError, UnsupportedError
+from ..program.numpy_names import numpy_lambdify
 
 __all__ = ["Loss", "get_loss", "squared_error_family", "LOSS_NAMES", "y_pred", "y_true"]
 
@@ -198,12 +199,12 @@ class Loss:
     @cached_property
     def _funcs(self):
         args = [y_pred, y_true, P, M]
-        f = sp.lambdify(args, self._expr, "numpy")
-        df = sp.lambdify(args, self.derivative, "numpy")
+        f = numpy_lambdify(args, self._expr)
+        df = numpy_lambdify(args, self.derivative)
         if self.aggregate is not None:
-            agg = sp.lambdify(args, self.aggregate, "numpy")
-            dagg = sp.lambdify(args, sp.diff(self.aggregate, y_pred), "numpy")
-            dP = sp.lambdify(args, sp.diff(self._expr, P), "numpy")
+            agg = numpy_lambdify(args, self.aggregate)
+            dagg = numpy_lambdify(args, sp.diff(self.aggregate, y_pred))
+            dP = numpy_lambdify(args, sp.diff(self._expr, P))
         else:
             agg = dagg = dP = None
         return f, df, agg, dagg, dP

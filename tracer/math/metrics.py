@@ -17,6 +17,7 @@ import numpy as np
 import sympy as sp
 
 from ..errors import TraceInputError, UnsupportedError
+from ..program.numpy_names import numpy_lambdify
 from .losses import y_pred, y_true
 
 __all__ = ["Metric", "get_metric", "running", "loss_terms", "METRIC_KINDS"]
@@ -62,7 +63,7 @@ class Metric:
                      "exact_accuracy": sp.Piecewise((1, sp.Eq(y_pred, y_true)), (0, True)),
                      "binary_accuracy": sp.Piecewise((1, sp.Eq(sp.Piecewise((1, y_pred > self.threshold), (0, True)), y_true)), (0, True)),
                      }.get(kind)
-        self._f = sp.lambdify([y_pred, y_true], self.expr, "numpy") if self.expr is not None else None
+        self._f = numpy_lambdify([y_pred, y_true], self.expr) if self.expr is not None else None
 
     def resolve(self, y_pred_shape: tuple, y_true_shape: tuple) -> str:
         """The concrete kind: Keras resolves ``"accuracy"`` from the shapes (compile_utils.get_metric)."""

@@ -12,6 +12,7 @@ import numpy as np
 import sympy as sp
 
 from ..errors import TraceInputError
+from ..program.numpy_names import numpy_lambdify
 from ..program.symbolic import magnitude as _magnitude
 
 __all__ = ["OptimizerRule", "SLOT_ALIASES", "p", "g", "t", "lr"]
@@ -67,12 +68,12 @@ class OptimizerRule:
                     lambda x: sp.Pow(sp.Float(float(np.float32(float(subs[x.base])))), x.exp))
             e = expr.subs(subs)
             args = sorted(e.free_symbols, key=lambda s: s.name)
-            self._compiled.append((target, [s.name for s in args], sp.lambdify(args, e, "numpy")))
+            self._compiled.append((target, [s.name for s in args], numpy_lambdify(args, e)))
             # the rounding magnitude of the assignment (tracer.program.symbolic.magnitude)
             msyms = {a: sp.Symbol("m_" + a.name, nonnegative=True) for a in args}
             m = _magnitude(e, msyms)
             margs = args + [msyms[a] for a in args]
-            self._compiled_mag.append((target, [a.name for a in args], sp.lambdify(margs, m, "numpy")))
+            self._compiled_mag.append((target, [a.name for a in args], numpy_lambdify(margs, m)))
 
     def equations(self, numeric: bool = False) -> list[tuple[str, sp.Expr]]:
         """Ordered assignments ``[(name, sympy expr), ...]``; ``numeric=True`` substitutes hyperparameters."""
@@ -153,7 +154,7 @@ class OptimizerRule:
         final = env[sp.Symbol("p", real=True)]
         delta = sp.expand(final - p)
         args = sorted(delta.free_symbols, key=lambda s: s.name)
-        return [a.name for a in args], sp.lambdify(args, delta, "numpy")
+        return [a.name for a in args], numpy_lambdify(args, delta)
 
     def assignments(self, p_before: np.ndarray, grad: np.ndarray, state: dict, t_step: np.ndarray,
                     lr_value: np.ndarray | float | None = None) -> list:

@@ -17,6 +17,7 @@ import math
 import numpy as np
 import sympy as sp
 
+from .scratch import empty
 from ..errors import TraceInputError
 from .batched import align, unbroadcast
 from .registry import MISSING, Op, register
@@ -109,8 +110,9 @@ class Elementwise(Op):
         xs = align(*[_float(x) for x in xs])
         f = self._compiled(attrs)[0]
         shape = np.broadcast_shapes(*[x.shape for x in xs])
+        ufunc = _UFUNCS.get(self.name)
         with np.errstate(all="ignore"):
-            out = f(*xs)
+            out = f(*xs) if ufunc is None else ufunc(*xs, out=empty(shape, np.result_type(*xs)))
         return _shaped(out, shape, _dtype(xs))
 
     def vjp(self, g: np.ndarray, xs: list[np.ndarray], out: np.ndarray, attrs: dict, need: list[bool]) -> list:
@@ -125,7 +127,8 @@ class Elementwise(Op):
             with np.errstate(all="ignore"):
                 dv = d[i](*xs)
                 # a constant derivative (add, sub, a linear term): one pass, no array of it
-                gi = g * g.dtype.type(dv) if np.ndim(dv) == 0 else g * _shaped(dv, g.shape, g.dtype)
+                dv = g.dtype.type(dv) if np.ndim(dv) == 0 else _shaped(dv, g.shape, g.dtype)
+                gi = np.multiply(g, dv, out=empty(np.broadcast_shapes(g.shape, np.shape(dv)), np.result_type(g, dv)))
             res.append(unbroadcast(gi, x))
         return res
 
@@ -156,6 +159,11 @@ class Elementwise(Op):
         if self._fmt:
             return self._fmt.format(*args, **attrs)
         return super().text(args, attrs)
+
+
+#: ops whose lambdified form is one NumPy ufunc of the two arguments (``x + y`` prints as
+#: ``x + y``): the same numbers, written into an array of the check's arena
+_UFUNCS = {"add": np.add, "sub": np.subtract, "mul": np.multiply}
 
 
 def _float(x):

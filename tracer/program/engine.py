@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .scratch import empty
 from ..errors import TraceInputError
 from .program import StepProgram
 from .matmul import LowProduct
@@ -141,7 +142,7 @@ class Evaluation:
                 if not nd or gi is None:
                     continue
                 target = acc if mags is None else mags
-                target[a] = gi if a not in target else target[a] + gi
+                target[a] = gi if a not in target else _sum(target[a], gi)
 
     # ---------------------------------------------------------- magnitudes
     def magnitudes(self, lower: bool = False) -> dict:
@@ -220,8 +221,16 @@ class _LeafMagnitudes(dict):
     def __missing__(self, name):
         if name in self._nodes or name not in self._values:
             raise KeyError(name)
-        m = self[name] = np.abs(self._values[name]).astype(self._dtype, copy=False)
+        v = self._values[name]
+        m = self[name] = np.abs(v, out=empty(v.shape, v.dtype)).astype(self._dtype, copy=False)
         return m
+
+
+def _sum(x, y):
+    """``x + y`` (two contributions to one gradient) in an array of the check's arena (a
+    factored bound, :class:`LowProduct`, multiplied out first)."""
+    x, y = np.asarray(x), np.asarray(y)
+    return np.add(x, y, out=empty(np.broadcast_shapes(x.shape, y.shape), np.result_type(x, y)))
 
 
 def _fit(g, like):

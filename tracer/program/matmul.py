@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .scratch import empty
 from ..errors import TraceInputError
 from .batched import align, rank, unbroadcast
 from .registry import Op, register
@@ -70,9 +71,23 @@ def _matmul(a, b):
     """``np.matmul``, except a contraction of length 1 (an outer product, ``g @ w^T`` for a
     one-output layer): NumPy runs that in its own loop, 4x slower than the broadcast
     product, which gives the same numbers (one multiplication per element)."""
+    dtype = np.result_type(a, b)
     if a.ndim > 1 and b.ndim > 1 and a.shape[-1] == 1 == b.shape[-2]:
-        return a * b
-    return np.matmul(a, b)
+        return np.multiply(a, b, out=empty(np.broadcast_shapes(a.shape, b.shape), dtype))
+    if a.ndim < 2 or b.ndim < 2:
+        return np.matmul(a, b)
+    shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
+    return np.matmul(a, b, out=empty(shape, dtype))
+
+
+def _abs(x):
+    """``np.abs(x)`` into an array of the check's arena (:func:`tracer.program.scratch.empty`)."""
+    return np.abs(x, out=empty(np.shape(x), np.asarray(x).dtype))
+
+
+def _add(x, y):
+    """``x + y`` into an array of the check's arena."""
+    return np.add(x, y, out=empty(np.broadcast_shapes(np.shape(x), np.shape(y)), np.result_type(x, y)))
 
 
 def _low_matmul(a, b, factored=False):
@@ -105,7 +120,7 @@ def _product(a, b, factored):
     stack of matrix products (one per step, nothing broadcast)."""
     if factored and a.ndim == 3 == b.ndim and a.shape[0] == b.shape[0]:
         return LowProduct(a, b)
-    return np.matmul(a, b)
+    return _matmul(a, b)
 
 
 class LowProduct:
@@ -266,10 +281,10 @@ class MatMul(Op):
             return _low_matmul(x, y, keep) if lower else _matmul(x, y)
         out = [None, None]
         if need[0]:
-            ga = product(g, _swap(np.abs(rb) if right is None else rb), factored[0])
+            ga = product(g, _swap(_abs(rb) if right is None else rb), factored[0])
             out[0] = _back(unbroadcast(_whole(ga, a), a), a0)
         if need[1]:
-            gb = product(_swap(np.abs(la) if left is None else la), g, factored[1])
+            gb = product(_swap(_abs(la) if left is None else la), g, factored[1])
             out[1] = _back(unbroadcast(_whole(gb, b), b), b0)
         return out
 
@@ -290,7 +305,7 @@ class MatMul(Op):
         if s > 1:
             a, b = a[..., ::s], b[..., ::s, :]
             ma, mb = (None, None) if ma is None else (ma[..., ::s], mb[..., ::s, :])
-        a, b = np.abs(a), np.abs(b)
+        a, b = _abs(a), _abs(b)
         if exact[0] and exact[1]:            # both leaves: |A| @ |B| once
             value = out
             out = _matmul(a, b)
@@ -298,11 +313,11 @@ class MatMul(Op):
                 np.maximum(out, np.abs(self._unpost(value, va, vb)), out=out)
             out *= 2
         elif exact[1]:                       # (M_A + |A|) @ |B|: one product, not two
-            out = _matmul(ma + a, b)
+            out = _matmul(_add(ma, a), b)
         elif exact[0]:
-            out = _matmul(a, mb + b)
+            out = _matmul(a, _add(mb, b))
         else:
-            out = _matmul(ma, b) + _matmul(a, mb)
+            out = _add(_matmul(ma, b), _matmul(a, mb))
         return self._post(out, va, vb)
 
     def bmag(self, gm: np.ndarray, g: np.ndarray, ms: list, xs: list[np.ndarray], out: np.ndarray,
@@ -313,18 +328,18 @@ class MatMul(Op):
         the lower bound (of the sum: a run's smallest ``gm + |g|`` is at least the sum of
         the two smallest, so the one product's bound is at least the two products').
         ``factored``: a leaf's bound (of a product with another leaf) as a :class:`LowProduct`."""
-        ag = np.abs(g)
+        ag = _abs(g)
         one = [need[0] and exact[1], need[1] and exact[0]]      # the other operand is a leaf
         two = [n and not o for n, o in zip(need, one)]
         res = [None, None]
         if any(one):
             keep = (factored and exact[0], factored and exact[1])     # only a leaf's: a node's is read on
-            res = self._grads(gm + ag, xs[0], xs[1], one, None, None, lower, keep)
+            res = self._grads(_add(gm, ag), xs[0], xs[1], one, None, None, lower, keep)
         if any(two):
             first = self._grads(gm, xs[0], xs[1], two, None, None, lower)
             second = self._grads(ag, xs[0], xs[1], two, None if exact[0] else ms[0], None if exact[1] else ms[1],
                                  lower)
-            res = [r if not t else f + s for r, t, f, s in zip(res, two, first, second)]
+            res = [r if not t else _add(f, s) for r, t, f, s in zip(res, two, first, second)]
         return res
 
     def text(self, args: list, attrs: dict) -> str:

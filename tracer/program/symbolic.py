@@ -25,6 +25,9 @@ import numpy as np
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
+from .scratch import empty
+from .numpy_names import NUMPY
+
 __all__ = ["sigmoid", "softplus", "magnitude", "lambdify", "to_plain"]
 
 
@@ -76,7 +79,7 @@ def _np_heaviside(x, h0):
     (the earlier form) costs about ten times as much on this path (relu' on every step)."""
     x = np.asarray(x)
     dt = x.dtype.type if x.dtype.kind == "f" else np.float64   # 0, h0 and 1 are exact in any float
-    out = np.empty(x.shape, dtype=dt)
+    out = empty(x.shape, dt)
     np.logical_not(np.less(x, 0), out=out)
     if h0 != 1:
         zero = np.equal(x, 0)
@@ -101,7 +104,7 @@ def _np_select(condlist, choicelist, default=np.nan):
     shape = np.broadcast_shapes(*[c.shape for c in conds], *[np.shape(c) for c in choices])
     if all(type(c) in (int, float) and np.isfinite(c) for c in choices):
         return _select_numbers(conds, choices, dt, shape, default)
-    out = np.empty(shape, dtype=dt)
+    out = empty(shape, dt)
     last = conds[-1]
     if not (last.ndim == 0 and bool(last)):       # a last branch that always holds needs no default
         out[...] = default
@@ -111,7 +114,7 @@ def _np_select(condlist, choicelist, default=np.nan):
             if bool(cond):
                 out[...] = choice
             continue
-        keep = np.subtract(cond, 1, dtype=ut)      # all ones where the branch does not apply
+        keep = np.subtract(cond, 1, dtype=ut, out=empty(cond.shape, ut))   # all ones where the branch does not apply
         np.bitwise_and(bits, keep, out=bits)
         value = np.asarray(choice, dtype=dt)
         if value.ndim == 0 and not int(value.view(ut)):
@@ -141,10 +144,10 @@ def _select_numbers(conds, numbers, dt, shape, default):
         taken = active if taken is None else taken | active
     out = None
     for v, mask in by_value.items():
-        term = np.asarray(np.multiply(np.broadcast_to(mask, shape), dt.type(v), dtype=dt))
+        term = np.multiply(np.broadcast_to(mask, shape), dt.type(v), dtype=dt, out=empty(shape, dt))
         out = term if out is None else np.add(out, term, out=out)
     if out is None:
-        out = np.empty(shape, dtype=dt)
+        out = empty(shape, dt)
         out.fill(0)
     elif any(v < 0 for v in by_value):
         np.add(out, 0.0, out=out)                 # False * -2.0 is -0.0; select gives 0.0 there
@@ -154,7 +157,7 @@ def _select_numbers(conds, numbers, dt, shape, default):
 
 
 _MODULES = [{"sigmoid": _np_sigmoid, "softplus": _np_softplus, "erf": _np_erf, "heaviside_": _np_heaviside,
-             "select_": _np_select, "functools": functools}, "numpy"]
+             "select_": _np_select, "functools": functools}, NUMPY]
 
 
 class _Printer(NumPyPrinter):

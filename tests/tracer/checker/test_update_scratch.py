@@ -3,7 +3,7 @@ reuses buffers without ever handing one out twice."""
 import numpy as np
 import pytest
 
-from tracer.checker.scratch import Scratch, arena
+from tracer.program.scratch import Scratch, arena
 from tracer.checker.updates import _minus_rate
 from tracer.math.optimizers import get_optimizer
 
@@ -47,6 +47,7 @@ def test_scratch_buffers_are_distinct_and_reused_within_an_arena():
             first = {x.__array_interface__["data"][0] for x in (a, b, c)}
             a2, b2 = s.views((1, 5), 2)          # smaller: the same buffers
             assert {a2.__array_interface__["data"][0], b2.__array_interface__["data"][0]} <= first
+        del a, b, c, a2, b2         # a block a live view still uses is never handed out again
         with Scratch(np.float32) as t, Scratch(np.float32) as u:
             got = [x.__array_interface__["data"][0] for x in t.views((2, 10), 2) + u.views((2, 10), 2)]
             assert len(set(got)) == 4 and len(set(got) & first) == 3   # the released three, one new
