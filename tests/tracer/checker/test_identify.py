@@ -106,3 +106,29 @@ def test_sgd_rate_working_in_the_callers_rows_gives_the_same_rate_and_leaves_a_n
     work = (np.zeros(3), np.zeros(3))                                   # (would fail if it were)
     assert sgd_rate(bad, g, np.abs(p), 2.0 ** -24, work=work) == sgd_rate(bad, g, np.abs(p), 2.0 ** -24)
     assert np.isfinite(sgd_rate(bad, g, np.abs(p), 2.0 ** -24))
+
+
+def test_a_sampled_row_with_an_inf_goes_the_slow_way_and_a_huge_finite_row_picks_the_same_elements():
+    from types import SimpleNamespace
+
+    from tracer.checker.identify import SAMPLE, _sampled
+    from tracer.checker.updates import _RowsOfGrad
+    rng = np.random.default_rng(10)
+    rows, size = np.array([0, 3]), SAMPLE // 2 + 5
+    before = rng.standard_normal((4, size)).astype(np.float32)
+    grad = rng.standard_normal((4, size)).astype(np.float32)
+    after = (before - np.float32(1e-3) * grad).astype(np.float32)
+    p = SimpleNamespace(before=before, after=after)
+    u0, g0, mag0, work = _sampled(p, _RowsOfGrad(grad, None), rows)
+    assert work is not None                                             # the clean twin: picked
+    for arr, value in ((grad, np.inf), (before, -np.inf)):
+        saved = arr[3, 11]
+        arr[3, 11] = value                                              # an inf in a sampled row
+        assert _sampled(p, _RowsOfGrad(grad, None), rows)[3] is None
+        arr[3, 11] = saved
+    before[0, 1] = after[0, 1] = np.float32(1e30)                       # finite, its square is not
+    u, g, mag, work = _sampled(p, _RowsOfGrad(grad, None), rows)
+    k = rows.size * size // SAMPLE + 1
+    assert work is None and mag.size > u0.size                          # the slow way: whole rows
+    assert sgd_rate(u, g, mag, 2.0 ** -24) == sgd_rate(u0, g0, mag0, 2.0 ** -24) == 1e-3
+    assert np.array_equal(u.reshape(-1)[::k], u0)                       # ...which sample the same elements
