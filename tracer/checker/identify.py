@@ -122,7 +122,8 @@ def identify_loss(program: StepProgram, arrays: TraceArrays, groups: list[StepGr
 
 
 def sgd_rate(update: ArrayLike, grad: ArrayLike, magnitude: ArrayLike, eps: float,
-             finite: bool = False, grad_mag: ArrayLike | None = None) -> float | None:
+             finite: bool = False, grad_mag: ArrayLike | None = None,
+             work: tuple[np.ndarray, np.ndarray] | None = None) -> float | None:
     """The plain-SGD rate ``lr`` with ``update = -lr * grad``, as a person would have typed it.
 
     Least squares over the elements gives ``lr``; then the shortest decimal (1 to 8
@@ -132,6 +133,10 @@ def sgd_rate(update: ArrayLike, grad: ArrayLike, magnitude: ArrayLike, eps: floa
     ``finite``: the caller knows every element is finite (no masks of them are made).
     ``grad_mag``: the rounding magnitudes of a recomputed gradient (a NumPy run records
     none), which the tolerance then includes as the update check does (``FACTOR eps lr M(g)``).
+    ``work``: two float64 arrays of the update's size that the caller gives up, with
+    ``magnitude`` (float64, its own): the arithmetic then runs in them and in place of the
+    magnitude, making no array (S4: 8 MB of fresh pages a check, 734 page faults), the same
+    operations on the same values, so the same rate.
     """
     u = np.asarray(update, dtype=np.float64).reshape(-1)
     g = np.asarray(grad, dtype=np.float64).reshape(-1)
@@ -149,26 +154,40 @@ def sgd_rate(update: ArrayLike, grad: ArrayLike, magnitude: ArrayLike, eps: floa
     if ok is not None and not ok.all():     # (usually every element is kept: no copies)
         u, g, mag = u[ok], g[ok], mag[ok]
         gm = None if gm is None else gm[ok]
-    top = float(np.max(np.abs(g))) if g.size else 0.0
+        work = None                 # (not the caller's sizes)
+    if work is None:                # fresh buffers (a quarter million elements:
+        work = (empty(u.shape, u.dtype), empty(u.shape, u.dtype))    # temporaries cost more than the arithmetic)
+        tol = None
+    else:
+        tol = mag                    # the caller's own: its magnitude is read once, below
+    gs, us = work
+    top = float(np.max(np.abs(g, out=gs))) if g.size else 0.0
     if not top:
         return None
-    au = np.abs(u, out=empty(u.shape, u.dtype))     # |u|, then the tolerance, in one buffer (a quarter million elements:
-    umax = max(float(np.max(au)), 1e-300)      # fresh temporaries cost more than the arithmetic)
-    gs = np.divide(g, top, out=empty(g.shape, g.dtype))
-    us = np.divide(u, umax, out=empty(u.shape, u.dtype))
+    au = np.abs(u, out=us)
+    umax = max(float(np.max(au)), 1e-300)
+    np.divide(g, top, out=gs)
+    np.divide(u, umax, out=us)
     lr = -float(np.dot(us, gs)) / float(np.dot(gs, gs)) * (umax / top)
     if not np.isfinite(lr):
         return None
+    tol = np.multiply(mag, 8 * eps, out=empty(mag.shape, mag.dtype) if tol is None else tol)
+    au = np.abs(u, out=us)
     au *= 64 * eps
-    tol = np.multiply(mag, 8 * eps, out=empty(mag.shape, mag.dtype))
     tol += au                        # 8 eps mag + 64 eps |u|, as written
     if gm is not None:
         tol += np.where(np.isfinite(gm), gm, 0.0) * (FACTOR * eps * abs(lr))
+    return _shortest(lr, u, g, tol, gs)
+
+
+def _shortest(lr: float, u: np.ndarray, g: np.ndarray, tol: np.ndarray, work: np.ndarray) -> float:
+    """The shortest decimal (1 to 8 significant digits) of ``lr`` with ``|u + cand g| <= tol``
+    everywhere (computed in ``work``), else ``lr`` itself."""
     head = slice(0, 4096)           # a candidate most elements refute is refuted on a few first
     for digits in range(1, 9):
         cand = float(f"{lr:.{digits}g}")
         if np.all(np.abs(u[head] + cand * g[head]) <= tol[head]):
-            r = np.multiply(g, cand, out=gs)
+            r = np.multiply(g, cand, out=work)
             r += u
             if np.all(np.abs(r, out=r) <= tol):
                 return cand
@@ -180,9 +199,11 @@ def _sample_rows(n: int, most: int = 32) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, min(n, most)).astype(np.int64)) if n else np.zeros(0, np.int64)
 
 
-def _sampled(p, grad, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
-    """``(update, grad, magnitude, all finite)`` of the sampled rows, in float64, as
-    :func:`sgd_rate` reads them (all finite: known to be, the rows were summed).
+def _sampled(p, grad, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple | None]:
+    """``(update, grad, magnitude, work)`` of the sampled rows, in float64, as
+    :func:`sgd_rate` reads them; ``work``, when every sampled element is known finite (each
+    row's sum of squares is), is two spare rows of the same array for :func:`sgd_rate` to work in
+    (the magnitude is its own too), else None.
 
     Why not simply convert the rows: :func:`sgd_rate` keeps every k-th element of at most
     :data:`SAMPLE` finite ones; when every sampled element is finite (the usual case) those are
@@ -193,11 +214,12 @@ def _sampled(p, grad, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     if n > SAMPLE and recorded is not None and getattr(grad, "expected", None) is None:
         picked = _picked_if_finite(p, recorded, rows, n // SAMPLE + 1)
         if picked is not None:
-            b, a, g, u = picked
+            b, a, g, u, spare = picked
             np.subtract(a, b, out=u)
-            return u, g, np.maximum(np.abs(b, out=b), np.abs(a, out=a), out=b), True   # no new temporaries
+            mag = np.maximum(np.abs(b, out=b), np.abs(a, out=a), out=b)     # no new temporaries
+            return u, g, mag, (a, spare)
     before, after = p.before[rows].astype(np.float64), p.after[rows].astype(np.float64)
-    return after - before, grad[rows], np.maximum(np.abs(before), np.abs(after)), False
+    return after - before, grad[rows], np.maximum(np.abs(before), np.abs(after)), None
 
 
 def _grad_mag(grad, rows: np.ndarray) -> np.ndarray | None:
@@ -208,19 +230,23 @@ def _grad_mag(grad, rows: np.ndarray) -> np.ndarray | None:
 
 def _picked_if_finite(p, recorded, rows: np.ndarray, k: int) -> np.ndarray | None:
     """Every ``k``-th element of the sampled rows of before, after and the recorded gradient
-    (the rows laid end to end), in float64, as rows 0-2 of a ``(4, n)`` array whose row 3 is
-    left for the update; None when a sampled row holds a NaN or inf. Each row is summed (a
-    finite sum: a finite row) and its elements picked while it is in the cache: the rows are
-    read from memory once, not twice (S4: 7.7 -> 5.6 ms); they are converted straight into
-    place (not piece by piece, then joined: S4's three joins copied 6 MB)."""
+    (the rows laid end to end), in float64, as rows 0-2 of a ``(5, n)`` array whose rows 3
+    and 4 are left for the update and :func:`sgd_rate`'s work (from the check's arena: as fresh
+    memory S4's cost 585 page faults a check); None when a sampled row holds a NaN or inf. Each
+    row's sum of squares is taken (``np.dot(v, v)``: BLAS, S4 2.9 -> 2.0 ms against a sum): a NaN
+    or inf element makes it NaN or inf (its terms are never negative, so no inf - inf), and a
+    finite row whose squares overflow only sends the sample the slow way, which picks the same
+    elements; its elements are picked while it is in the cache: the rows are read from memory
+    once, not twice (S4: 7.7 -> 5.6 ms); they are converted straight into place (not piece by
+    piece, then joined: S4's three joins copied 6 MB)."""
     size = p.before.shape[1]
     offsets = [(-i * size) % k for i in range(rows.size)]
     ends = np.cumsum([0] + [len(range(o, size, k)) for o in offsets]).tolist()
-    out = np.empty((4, ends[-1]))
+    out = empty((5, ends[-1]), np.float64)
     with np.errstate(all="ignore"):
         for i, r in enumerate(rows.tolist()):
             for j, v in enumerate((p.before[r], p.after[r], recorded[r])):
-                if not np.isfinite(float(v.sum())):
+                if not np.isfinite(float(np.dot(v, v))):    # (a sum of squares, see above)
                     return None
                 out[j, ends[i]:ends[i + 1]] = v[offsets[i]::k]
     return out
@@ -238,8 +264,8 @@ def identify_sgd(arrays: TraceArrays, grads: dict, eps: float = 2.2e-16) -> tupl
         if name not in grads:
             continue
         rows = _sample_rows(p.before.shape[0])      # the update check then verifies every step
-        u, g, mag, finite = _sampled(p, grads[name], rows)
-        rate = sgd_rate(u, g, mag, eps, finite=finite, grad_mag=_grad_mag(grads[name], rows))
+        u, g, mag, work = _sampled(p, grads[name], rows)
+        rate = sgd_rate(u, g, mag, eps, finite=work is not None, grad_mag=_grad_mag(grads[name], rows), work=work)
         if rate is not None:
             per_param[name] = rate
     if not per_param:
