@@ -1,0 +1,130 @@
+"""The forward lower bound samples every 16th entry of a wide first layer and stays a bound.
+
+A float32 MLP whose first layer contracts 256 inputs (stride 16 of the forward sample,
+:data:`tracer.program.matmul.LOWER_STRIDE`) is recorded from real torch steps. The sampled
+product sums fewer nonnegative terms than ``|A| @ |B|``, so ``L <= M`` element by element
+(checked here against the exact walk); the clean twin's prediction rows are settled by the
+bound (no exact magnitude asked for); an error of 1.5 times ``FACTOR * eps * M`` planted on
+the prediction whose value is smallest against ``M`` fails on that step, one of 0.5 times
+it passes (decided by the exact magnitudes). Were the sample rescaled (the bound turned
+into an estimate), it would exceed ``M`` at some elements here.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import tracer  # noqa: E402
+import tracer.checker.quantities as quantities  # noqa: E402
+from tracer import Recorder  # noqa: E402
+from tracer.checker.feed import leaves, step_groups  # noqa: E402
+from tracer.checker.resolve import resolve_program  # noqa: E402
+from tracer.checker.tolerance import EPS, FACTOR  # noqa: E402
+from tracer.program import Evaluation  # noqa: E402
+from tracer.program.matmul import LOWER_STRIDE  # noqa: E402
+from tracer.program.registry import get_op  # noqa: E402
+
+PROGRAM = {"inputs": [{"name": "x", "source": "inputs"}, {"name": "y", "source": "targets"}],
+           "params": ["0.weight", "0.bias", "2.weight", "2.bias"],
+           "nodes": [{"name": "z1", "op": "linear", "args": ["x", "0.weight", "0.bias"]},
+                     {"name": "h", "op": "relu", "args": ["z1"]},
+                     {"name": "z2", "op": "linear", "args": ["h", "2.weight", "2.bias"]},
+                     {"name": "loss", "op": "mse_loss", "args": ["z2", "y"]}],
+           "outputs": {"prediction": "z2", "loss": "loss", "target": "y"}}
+STEPS, BATCH, K, HIDDEN = 4, 32, 256, 64
+
+
+def _trace(lr=0.01):
+    torch.manual_seed(5)
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(STEPS * BATCH, K)).astype(np.float32)
+    y = (x @ rng.normal(size=(K, 1)) / 16).astype(np.float32)
+    model = torch.nn.Sequential(torch.nn.Linear(K, HIDDEN), torch.nn.ReLU(), torch.nn.Linear(HIDDEN, 1))
+    params = dict(model.named_parameters())
+    rec = Recorder(meta={"framework": "torch", "program": PROGRAM,
+                         "optimizer": {"name": "sgd", "convention": "torch", "lr": lr}})
+    rec.set_data(x, y)
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    for step in range(STEPS):
+        rows = np.arange(step * BATCH, (step + 1) * BATCH)
+        before = {n: p.detach().numpy().copy() for n, p in params.items()}
+        pred = model(torch.tensor(x[rows]))
+        loss = torch.nn.functional.mse_loss(pred, torch.tensor(y[rows]))
+        opt.zero_grad()
+        loss.backward()
+        grads = {n: p.grad.numpy().copy() for n, p in params.items()}
+        opt.step()
+        rec.record_step(epoch=1, batch=step + 1, params_before=before, grads=grads, rows=rows,
+                        params_after={n: p.detach().numpy().copy() for n, p in params.items()},
+                        y_pred=pred.detach().numpy(), loss=float(loss.detach()), lr=lr, batch_size=BATCH,
+                        extra={"opt_step": step + 1})
+    return rec.trace()
+
+
+def _evaluation(trace):
+    arrays = trace.arrays()
+    program = resolve_program(trace).program
+    group = step_groups(arrays)[0]
+    return Evaluation(program, leaves(program, arrays, group, np.float32), np.float32)
+
+
+@pytest.fixture(scope="module")
+def clean():
+    return _trace()
+
+
+def test_the_wide_layer_is_sampled_at_stride_16_and_the_sample_stays_below_m(clean):
+    ev = _evaluation(clean)
+    first = next(n for n in ev._nodes if n.op == "matmul")          # x @ W of the first layer
+    xs = [ev._arg(a) for a in first.args][:2]
+    assert get_op("matmul").strides(xs)[0] == LOWER_STRIDE["forward"] == 16
+    low, exact = ev.magnitudes(lower=True), ev.magnitudes()
+    for name in ("z1", "h", "z2"):
+        lo, m = np.asarray(low[name], np.float64), np.asarray(exact[name], np.float64)
+        assert np.all(lo / 2 <= m), name                     # LOWER_FACTOR 0.5: float32 rounding
+        assert np.all(lo > 0) if name != "h" else np.any(lo > 0)
+    z1l, z1m = np.asarray(low["z1"], np.float64), np.asarray(exact["z1"], np.float64)
+    assert np.any(16 * z1l > z1m)                          # rescaled, it would not be a bound
+
+
+def _exact_prediction_rows(monkeypatch):
+    asked = []
+    real = quantities.Mags.value
+
+    def value(self, name, rows=None):
+        asked.append((name, 0 if rows is None else len(rows)))
+        return real(self, name, rows)
+    monkeypatch.setattr(quantities.Mags, "value", value)
+    return asked
+
+
+def test_the_clean_twin_settles_its_prediction_rows_by_the_bound(clean, monkeypatch):
+    asked = _exact_prediction_rows(monkeypatch)
+    report = tracer.check(clean)
+    assert report.verdict == "passed", report.summary()
+    assert report.table.query("quantity == 'prediction'").shape[0] == STEPS
+    assert not [a for a in asked if a[0] == "z2"]
+
+
+def _planted(size):
+    trace = _trace()
+    ev = _evaluation(trace)
+    v = np.asarray(ev.values["z2"], np.float64).reshape(STEPS, -1)[2]
+    m = np.asarray(ev.magnitudes()["z2"], np.float64).reshape(STEPS, -1)[2]
+    j = int(np.argmin(np.abs(v) / m))
+    trace.arrays().sample_pred.reshape(STEPS * BATCH, -1)[2 * BATCH + j, 0] += np.float32(
+        size * FACTOR * EPS["float32"] * max(m[j], abs(v[j])))
+    return trace
+
+
+def test_an_error_above_the_tolerance_on_a_prediction_fails():
+    report = tracer.check(_planted(1.5))
+    assert report.verdict == "failed"
+    assert report.failures[["step", "quantity"]].values.tolist() == [[3, "prediction"]]
+
+
+def test_an_error_below_the_tolerance_on_a_prediction_passes():
+    report = tracer.check(_planted(0.5))
+    assert report.verdict == "passed", report.summary()
