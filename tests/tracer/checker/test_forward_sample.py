@@ -18,7 +18,6 @@ torch = pytest.importorskip("torch")
 
 import tracer  # noqa: E402
 import tracer.checker.quantities as quantities  # noqa: E402
-from tracer import Recorder  # noqa: E402
 from tracer.checker.feed import leaves, step_groups  # noqa: E402
 from tracer.checker.resolve import resolve_program  # noqa: E402
 from tracer.checker.tolerance import EPS, FACTOR  # noqa: E402
@@ -26,41 +25,13 @@ from tracer.program import Evaluation  # noqa: E402
 from tracer.program.matmul import LOWER_STRIDE  # noqa: E402
 from tracer.program.registry import get_op  # noqa: E402
 
-PROGRAM = {"inputs": [{"name": "x", "source": "inputs"}, {"name": "y", "source": "targets"}],
-           "params": ["0.weight", "0.bias", "2.weight", "2.bias"],
-           "nodes": [{"name": "z1", "op": "linear", "args": ["x", "0.weight", "0.bias"]},
-                     {"name": "h", "op": "relu", "args": ["z1"]},
-                     {"name": "z2", "op": "linear", "args": ["h", "2.weight", "2.bias"]},
-                     {"name": "loss", "op": "mse_loss", "args": ["z2", "y"]}],
-           "outputs": {"prediction": "z2", "loss": "loss", "target": "y"}}
+from tests._torch_mlp import sgd_mlp_trace  # noqa: E402
+
 STEPS, BATCH, K, HIDDEN = 4, 32, 256, 64
 
 
 def _trace(lr=0.01):
-    torch.manual_seed(5)
-    rng = np.random.default_rng(5)
-    x = rng.normal(size=(STEPS * BATCH, K)).astype(np.float32)
-    y = (x @ rng.normal(size=(K, 1)) / 16).astype(np.float32)
-    model = torch.nn.Sequential(torch.nn.Linear(K, HIDDEN), torch.nn.ReLU(), torch.nn.Linear(HIDDEN, 1))
-    params = dict(model.named_parameters())
-    rec = Recorder(meta={"framework": "torch", "program": PROGRAM,
-                         "optimizer": {"name": "sgd", "convention": "torch", "lr": lr}})
-    rec.set_data(x, y)
-    opt = torch.optim.SGD(model.parameters(), lr=lr)
-    for step in range(STEPS):
-        rows = np.arange(step * BATCH, (step + 1) * BATCH)
-        before = {n: p.detach().numpy().copy() for n, p in params.items()}
-        pred = model(torch.tensor(x[rows]))
-        loss = torch.nn.functional.mse_loss(pred, torch.tensor(y[rows]))
-        opt.zero_grad()
-        loss.backward()
-        grads = {n: p.grad.numpy().copy() for n, p in params.items()}
-        opt.step()
-        rec.record_step(epoch=1, batch=step + 1, params_before=before, grads=grads, rows=rows,
-                        params_after={n: p.detach().numpy().copy() for n, p in params.items()},
-                        y_pred=pred.detach().numpy(), loss=float(loss.detach()), lr=lr, batch_size=BATCH,
-                        extra={"opt_step": step + 1})
-    return rec.trace()
+    return sgd_mlp_trace(STEPS, BATCH, K, HIDDEN, lr, seed=5, y_scale=16)
 
 
 def _evaluation(trace):
