@@ -49,3 +49,19 @@ def sgd_mlp_trace(steps: int, batch: int, k: int, hidden: int, lr: float, seed: 
                         y_pred=pred.detach().numpy(), loss=float(loss.detach()), lr=lr, batch_size=batch,
                         extra={"opt_step": step + 1})
     return rec.trace()
+
+
+def exact_requests(monkeypatch, method: str) -> list:
+    """``(name, rows)`` of every request the check makes to ``quantities.Mags.<method>``
+    (``"value"``: exact forward magnitudes, ``"grad"``: exact gradient magnitudes), so that a
+    test can tell which rows the lower bound alone settled."""
+    import tracer.checker.quantities as quantities
+
+    asked = []
+    real = getattr(quantities.Mags, method)
+
+    def spy(self, name, rows=None):
+        asked.append((name, 0 if rows is None else len(rows)))
+        return real(self, name, rows)
+    monkeypatch.setattr(quantities.Mags, method, spy)
+    return asked

@@ -17,7 +17,6 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import tracer  # noqa: E402
-import tracer.checker.quantities as quantities  # noqa: E402
 from tracer.checker.feed import leaves, step_groups  # noqa: E402
 from tracer.checker.resolve import resolve_program  # noqa: E402
 from tracer.checker.tolerance import EPS, FACTOR  # noqa: E402
@@ -25,7 +24,7 @@ from tracer.program import Evaluation  # noqa: E402
 from tracer.program.matmul import LOWER_STRIDE  # noqa: E402
 from tracer.program.registry import get_op  # noqa: E402
 
-from tests._torch_mlp import sgd_mlp_trace  # noqa: E402
+from tests._torch_mlp import exact_requests, sgd_mlp_trace  # noqa: E402
 
 STEPS, BATCH, K, HIDDEN = 4, 32, 256, 64
 
@@ -61,14 +60,7 @@ def test_the_wide_layer_is_sampled_at_stride_16_and_the_sample_stays_below_m(cle
 
 
 def _exact_prediction_rows(monkeypatch):
-    asked = []
-    real = quantities.Mags.value
-
-    def value(self, name, rows=None):
-        asked.append((name, 0 if rows is None else len(rows)))
-        return real(self, name, rows)
-    monkeypatch.setattr(quantities.Mags, "value", value)
-    return asked
+    return exact_requests(monkeypatch, "value")
 
 
 def test_the_clean_twin_settles_its_prediction_rows_by_the_bound(clean, monkeypatch):

@@ -15,13 +15,12 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import tracer  # noqa: E402
-import tracer.checker.quantities as quantities  # noqa: E402
 from tracer.checker.feed import leaves, positions, step_groups  # noqa: E402
 from tracer.checker.resolve import resolve_program  # noqa: E402
 from tracer.checker.tolerance import EPS, FACTOR  # noqa: E402
 from tracer.program import Evaluation  # noqa: E402
 
-from tests._torch_mlp import sgd_mlp_trace  # noqa: E402
+from tests._torch_mlp import exact_requests, sgd_mlp_trace  # noqa: E402
 
 
 
@@ -58,15 +57,7 @@ def _planted(size):
 
 
 def _exact_rows(monkeypatch):
-    """Records ``(param, rows)`` of every request for exact gradient magnitudes."""
-    asked = []
-    real = quantities.Mags.grad
-
-    def grad(self, name, rows=None):
-        asked.append((name, 0 if rows is None else len(rows)))
-        return real(self, name, rows)
-    monkeypatch.setattr(quantities.Mags, "grad", grad)
-    return asked
+    return exact_requests(monkeypatch, "grad")
 
 
 def test_the_clean_twin_passes_its_gradient_rows_settled_by_the_bound(clean, monkeypatch):
