@@ -160,3 +160,19 @@ def test_gradient_accumulation_under_no_sync_on_every_rank_is_clean(jobs):
     g = [t.param_values("module.0.weight", "grad") for t in traces.values()]
     loc = [t.param_values("module.0.weight", "local_grad") for t in traces.values()]
     assert np.array_equal(g[0], g[1]) and np.allclose(g[0], (loc[0] + loc[1]) / 2, rtol=1e-5, atol=1e-7)
+
+
+def test_only_an_abort_after_the_result_is_run_again(tmp_path):
+    """The job runner retries gloo's teardown abort (SIGABRT once the rank's result is written)
+    and nothing else: an abort before the result, or an exit code, is a real failure."""
+    from _ddp_jobs import _teardown_abort
+    import torch.multiprocessing as mp
+
+    def died(signal_name, exit_code=-6):
+        return mp.ProcessExitedException("died", error_index=1, error_pid=1, exit_code=exit_code,
+                                         signal_name=signal_name)
+    assert not _teardown_abort(died("SIGABRT"), str(tmp_path))          # no result yet
+    (tmp_path / "final_1.pt").write_bytes(b"")
+    assert _teardown_abort(died("SIGABRT"), str(tmp_path))
+    assert not _teardown_abort(died("SIGSEGV", -11), str(tmp_path))
+    assert not _teardown_abort(died(None, 1), str(tmp_path))
