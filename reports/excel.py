@@ -252,6 +252,32 @@ def _fill_workbook(tmp, trace, sheet, info, reason, progress, extra_sheets=None)
     from openpyxl import Workbook
 
     wb = Workbook(write_only=True)
+    try:
+        _fill_sheets(wb, trace, sheet, info, reason, progress, extra_sheets)
+        wb.save(tmp)
+    except BaseException:       # any failure, an interrupt too: end the streams, then re-raise
+        _discard_sheets(wb)
+        raise
+
+
+def _discard_sheets(wb) -> None:
+    """After a failed save, end the write-only sheets' row streams and remove their
+    temporary files now. Left to the garbage collector, each stream's generator would end
+    by writing to a closed file ("Exception ignored in ... _write_rows"), and openpyxl's
+    temporary files would stay on disk until the process exits."""
+    for ws in wb.worksheets:
+        rows, writer = getattr(ws, "_rows", None), getattr(ws, "_writer", None)
+        try:
+            if rows is not None:
+                rows.close()
+            if writer is not None:
+                writer.close()
+                writer.cleanup()
+        except (OSError, ValueError):    # already closed or removed: nothing left to end
+            pass
+
+
+def _fill_sheets(wb, trace, sheet, info, reason, progress, extra_sheets) -> None:
     if sheet is not None:
         from ._xl_live_sheet import write_live_sheet
         from ._xl_summary import write_summary
@@ -267,4 +293,3 @@ def _fill_workbook(tmp, trace, sheet, info, reason, progress, extra_sheets=None)
     for name, frame in (extra_sheets or {}).items():
         _write_frame(wb, name, frame, info, progress)
     _write_about(wb, trace, info, reason)
-    wb.save(tmp)

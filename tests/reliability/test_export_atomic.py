@@ -65,10 +65,16 @@ def test_csv_files(tmp_path, monkeypatch):
     assert _snapshot(out)["samples.csv"] == before["samples.csv"]
 
 
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
 def test_workbook(tmp_path, monkeypatch):
+    """A failed save leaves the earlier workbook, no partial file, none of openpyxl's
+    temporary sheet files, and no sheet stream that ends by writing to a closed file."""
+    import gc
+
     from openpyxl.workbook.workbook import Workbook
+    from openpyxl.worksheet._writer import ALL_TEMP_FILES
     book = reports.to_excel(clean_trace(), tmp_path / "run.xlsx")
-    before = _snapshot(tmp_path)
+    before, temp_files = _snapshot(tmp_path), list(ALL_TEMP_FILES)
 
     def half_saved(self, filename):
         Path(filename).write_bytes(b"PK\x03\x04 partial")
@@ -78,6 +84,8 @@ def test_workbook(tmp_path, monkeypatch):
         reports.to_excel(clean_trace(), book)
     monkeypatch.undo()
     assert _snapshot(tmp_path) == before
+    assert ALL_TEMP_FILES == temp_files and all(os.path.exists(f) for f in temp_files)
+    gc.collect()            # the abandoned sheets' streams end here, inside this test
 
 
 def test_plots(tmp_path, monkeypatch):
