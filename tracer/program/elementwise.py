@@ -129,8 +129,9 @@ class Elementwise(Op):
                 dv = d[i](*xs)
                 # a constant derivative (add, sub, a linear term): one pass, no array of it
                 dv = g.dtype.type(dv) if np.ndim(dv) == 0 else _shaped(dv, g.shape, g.dtype)
-                # times exactly 1 (add): g itself, bit for bit (nothing writes into a gradient)
-                gi = g if np.ndim(dv) == 0 and dv == 1 and g.dtype.kind == "f" else \
+                # times exactly 1 (add): g itself, bit for bit (nothing writes into a gradient); only
+                # a C-contiguous g, as the product would be (a product reading it takes the same path)
+                gi = g if np.ndim(dv) == 0 and dv == 1 and g.dtype.kind == "f" and g.flags.c_contiguous else \
                     np.multiply(g, dv, out=empty(np.broadcast_shapes(g.shape, np.shape(dv)), np.result_type(g, dv)))
             res.append(unbroadcast(gi, x))
         return res

@@ -88,3 +88,18 @@ def test_a_relu_written_as_maximum_still_gets_its_gradient_and_magnitudes():
         m, _ = op.bmag(np.full_like(g, 2.0), g, [np.abs(z), np.abs(zero)], [z, zero], z, {}, [True, False])
     assert gz.tolist() == [[[0.0, 0.5, -3.0]]]
     assert m.tolist() == [[[0.0, 1.5, 5.0]]]
+
+
+def test_add_passes_a_contiguous_gradient_on_and_multiplies_out_a_broadcast_one():
+    """add's derivative is exactly 1: a C-contiguous gradient goes on as it is (the same
+    bits as g * 1); a broadcast one is still multiplied into a contiguous array, so that a
+    product reading it takes the same path as before."""
+    op = get_op("add")
+    x, y = np.ones((3, 4, 5), np.float32), np.ones((3, 1, 5), np.float32)
+    g = np.random.default_rng(0).standard_normal((3, 4, 5)).astype(np.float32)
+    gx, gy = op.vjp(g, [x, y], None, {}, [True, True])
+    assert gx is g
+    np.testing.assert_array_equal(gy, g.sum(axis=1, keepdims=True))
+    wide = np.broadcast_to(g[:, :1], g.shape)
+    gx, _ = op.vjp(wide, [x, y], None, {}, [True, False])
+    assert gx is not wide and gx.flags.c_contiguous and np.array_equal(gx, wide)
