@@ -103,8 +103,8 @@ def worst_rows_pair(expected: np.ndarray, actual: np.ndarray, rtol: float, scale
     buf = Scratch(np.dtype(s.dtype)) if factored else None
 
     def values(r0, r1, c0, c1):
-        if factored:
-            return e[r0:r1, c0:c1], a[r0:r1, c0:c1], s.block(r0, r1, c0, c1, buf.views((r1 - r0, c1 - c0), 1)[0])
+        if factored:        # the bound's block is computed into a scratch buffer: the pass may write over it
+            return e[r0:r1, c0:c1], a[r0:r1, c0:c1], _Own(s.block(r0, r1, c0, c1, buf.views((r1 - r0, c1 - c0), 1)[0]))
         return e[r0:r1, c0:c1], a[r0:r1, c0:c1], s[r0:r1, c0:c1]
 
     def exact(rows, cols=None):
@@ -188,13 +188,15 @@ def _fast_worst(R, N, values, enough=None, pair=False, finite=None, recorded=Tru
                     break
                 c1 = min(N, c0 + w)
                 eb, ab, sb = values(r0, r1, c0, c1)
+                own = isinstance(sb, _Own)
+                sb = sb.array if own else sb
                 if scratch is None:
                     scratch = _buffers(_fast_dtype(eb, ab, sb), min(k, R), w)
                 dt, views = scratch.dtype, scratch.views((r1 - r0, c1 - c0), 3)
                 if not pair:
                     _keep(out[0], _ratios(eb, ab, sb, views, dt, recorded), r0, c0, first=c0 == 0)
                     continue
-                d, m, t = _pair_ratios(eb, ab, sb, views, dt, recorded)
+                d, m, t = _pair_ratios(eb, ab, sb, views, dt, recorded, own and sb.dtype == dt)
                 _keep(out[1], t, r0, c0, first=c0 == 0)
                 if enough is None or _probe(out[0], d, m, dt, r0, c0, enough):
                     np.add(m, _tiny(dt), out=m)
@@ -313,20 +315,29 @@ def _ratios(eb, ab, sb, views, dt, recorded=True):
     return d
 
 
-def _pair_ratios(eb, ab, sb, views, dt, recorded=True):
+def _pair_ratios(eb, ab, sb, views, dt, recorded=True, own=False):
     """``(|e - a|, max(|e|, |a|), |e - a| / (max(|e|, |a|, s) + tiny))`` of one block in the
     scratch ``views``: the ratio without ``s`` is left to the caller (:func:`_probe`).
-    ``recorded`` False leaves ``|a|`` out of both scales (:data:`OWN_RTOL`)."""
-    d, m, t = views[:3]
+    ``recorded`` False leaves ``|a|`` out of both scales (:data:`OWN_RTOL`). ``own``: ``sb``
+    is the pass's own buffer, the ratio is computed in it (one block buffer fewer in the cache)."""
+    d, m, tmp = views[:3]
+    t = sb if own else tmp
     np.subtract(eb, ab, out=d, casting="unsafe")
     np.abs(d, out=d)
     np.abs(eb, out=m, casting="unsafe")
     if recorded:
-        np.abs(ab, out=t, casting="unsafe")
-        np.maximum(m, t, out=m)
+        np.abs(ab, out=tmp, casting="unsafe")
+        np.maximum(m, tmp, out=m)
     np.maximum(m, sb, out=t, casting="unsafe")
     np.add(t, _tiny(dt), out=t)
     return d, m, np.divide(d, t, out=t)
+
+
+class _Own:
+    """A block of the scale computed into the pass's own scratch buffer (it may be written over)."""
+
+    def __init__(self, array):
+        self.array = array
 
 
 def _fast_dtype(*arrays) -> np.dtype:
