@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..program.scratch import Scratch
+from ..program.scratch import ARENA_MIN, Scratch
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -103,8 +103,8 @@ def worst_rows_pair(expected: np.ndarray, actual: np.ndarray, rtol: float, scale
     buf = Scratch(np.dtype(s.dtype)) if factored else None
 
     def values(r0, r1, c0, c1):
-        if factored:
-            return e[r0:r1, c0:c1], a[r0:r1, c0:c1], s.block(r0, r1, c0, c1, buf.views((r1 - r0, c1 - c0), 1)[0])
+        if factored:        # the bound's block is computed into a scratch buffer: the pass may write over it
+            return e[r0:r1, c0:c1], a[r0:r1, c0:c1], _Own(s.block(r0, r1, c0, c1, buf.views((r1 - r0, c1 - c0), 1)[0]))
         return e[r0:r1, c0:c1], a[r0:r1, c0:c1], s[r0:r1, c0:c1]
 
     def exact(rows, cols=None):
@@ -188,17 +188,18 @@ def _fast_worst(R, N, values, enough=None, pair=False, finite=None, recorded=Tru
                     break
                 c1 = min(N, c0 + w)
                 eb, ab, sb = values(r0, r1, c0, c1)
+                own = isinstance(sb, _Own)
+                sb = sb.array if own else sb
                 if scratch is None:
-                    scratch = Scratch(_fast_dtype(eb, ab, sb))
-                    scratch.views((k, w), 3)             # the largest block first
+                    scratch = _buffers(_fast_dtype(eb, ab, sb), min(k, R), w)
                 dt, views = scratch.dtype, scratch.views((r1 - r0, c1 - c0), 3)
                 if not pair:
-                    _keep(out[0], _ratios(eb, ab, sb, views, dt, recorded), r0, c0)
+                    _keep(out[0], _ratios(eb, ab, sb, views, dt, recorded), r0, c0, first=c0 == 0)
                     continue
-                d, m, t = _pair_ratios(eb, ab, sb, views, dt, recorded)
-                _keep(out[1], t, r0, c0)
+                d, m, t = _pair_ratios(eb, ab, sb, views, dt, recorded, own and sb.dtype == dt)
+                _keep(out[1], t, r0, c0, first=c0 == 0)
                 if enough is None or _probe(out[0], d, m, dt, r0, c0, enough):
-                    np.add(m, dt.type(np.finfo(dt).tiny), out=m)
+                    np.add(m, _tiny(dt), out=m)
                     _keep(out[0], np.divide(d, m, out=m), r0, c0)
     if scratch is not None:
         scratch.release()
@@ -207,16 +208,61 @@ def _fast_worst(R, N, values, enough=None, pair=False, finite=None, recorded=Tru
     return out if pair else out[0]
 
 
-def _keep(result, ratio, r0, c0):
+def _buffers(dt, k, w):
+    """The pass's three block buffers (``views``, ``release``, as :class:`Scratch`): from the
+    check's arena when a block is arena-sized (reused pages), else plain arrays (a loss,
+    a bias: finding an arena block scans the arena, which costs more than they do)."""
+    if k * w * dt.itemsize >= ARENA_MIN:
+        scratch = Scratch(dt)
+        scratch.views((k, w), 3)                 # the largest block first
+        return scratch
+    return _Plain(dt, k * w)
+
+
+class _Plain:
+    """Three small flat buffers viewed in each block's shape (see :func:`_buffers`)."""
+
+    def __init__(self, dt, n):
+        self.dtype, self.bufs = dt, [np.empty(n, dtype=dt) for _ in range(3)]
+
+    def views(self, shape, count):
+        n = shape[0] * shape[1]
+        return [b[:n].reshape(shape) for b in self.bufs[:count]]
+
+    def release(self):
+        self.bufs = []
+
+
+_TINY = {}
+
+
+def _tiny(dt):
+    """The smallest normal number of float dtype ``dt``, as a scalar of it (cached)."""
+    t = _TINY.get(dt)
+    if t is None:
+        t = _TINY[dt] = dt.type(np.finfo(dt).tiny)
+    return t
+
+
+def _keep(result, ratio, r0, c0, first=False):
     """Fold one block's ratios into the running ``(index, ratio)`` of its rows: a larger
-    ratio or a NaN replaces the row's worst, and a NaN stays."""
+    ratio or a NaN replaces the row's worst, and a NaN stays (``~(v <= best)`` holds for
+    a larger or a NaN ratio, ``best == best`` for a worst that is not NaN). ``first``: the
+    rows' first block, taken as it is (every ratio is at least 0 or NaN: each replaces
+    the starting -1)."""
     idx, best = result
     r1 = r0 + ratio.shape[0]
     j = ratio.argmax(axis=1)
-    v = ratio[np.arange(ratio.shape[0]), j].astype(np.float64)
-    take = ((v > best[r0:r1]) | np.isnan(v)) & ~np.isnan(best[r0:r1])
-    best[r0:r1] = np.where(take, v, best[r0:r1])
-    idx[r0:r1] = np.where(take, j + c0, idx[r0:r1])
+    v = ratio[np.arange(ratio.shape[0]), j]
+    if first:
+        best[r0:r1], idx[r0:r1] = v, j
+        return
+    v = v.astype(np.float64)
+    bv = best[r0:r1]
+    take = ~(v <= bv)
+    take &= bv == bv
+    np.copyto(bv, v, where=take)
+    np.copyto(idx[r0:r1], j + c0, where=take)
 
 
 #: tolerances up to which the fast passes leave the recorded value out of their scales: a
@@ -244,7 +290,7 @@ def _probe(result, d, m, dt, r0, c0, enough) -> bool:
         return False
     if d.shape[1] <= 2 * PROBE:
         return True
-    head = np.add(m[:, :PROBE], dt.type(np.finfo(dt).tiny))
+    head = np.add(m[:, :PROBE], _tiny(dt))
     np.divide(d[:, :PROBE], head, out=head)
     _keep(result, head, r0, c0)
     return bool((best[r0:r1] <= enough).any())
@@ -255,7 +301,7 @@ def _ratios(eb, ab, sb, views, dt, recorded=True):
     pass per operation, no temporaries. ``recorded`` False leaves ``|a|`` out of the scale
     (:data:`OWN_RTOL`)."""
     d, m, t = views[:3]
-    tiny = dt.type(np.finfo(dt).tiny)
+    tiny = _tiny(dt)
     np.subtract(eb, ab, out=d, casting="unsafe")
     np.abs(d, out=d)
     np.abs(eb, out=m, casting="unsafe")
@@ -269,20 +315,29 @@ def _ratios(eb, ab, sb, views, dt, recorded=True):
     return d
 
 
-def _pair_ratios(eb, ab, sb, views, dt, recorded=True):
+def _pair_ratios(eb, ab, sb, views, dt, recorded=True, own=False):
     """``(|e - a|, max(|e|, |a|), |e - a| / (max(|e|, |a|, s) + tiny))`` of one block in the
     scratch ``views``: the ratio without ``s`` is left to the caller (:func:`_probe`).
-    ``recorded`` False leaves ``|a|`` out of both scales (:data:`OWN_RTOL`)."""
-    d, m, t = views[:3]
+    ``recorded`` False leaves ``|a|`` out of both scales (:data:`OWN_RTOL`). ``own``: ``sb``
+    is the pass's own buffer, the ratio is computed in it (one block buffer fewer in the cache)."""
+    d, m, tmp = views[:3]
+    t = sb if own else tmp
     np.subtract(eb, ab, out=d, casting="unsafe")
     np.abs(d, out=d)
     np.abs(eb, out=m, casting="unsafe")
     if recorded:
-        np.abs(ab, out=t, casting="unsafe")
-        np.maximum(m, t, out=m)
+        np.abs(ab, out=tmp, casting="unsafe")
+        np.maximum(m, tmp, out=m)
     np.maximum(m, sb, out=t, casting="unsafe")
-    np.add(t, dt.type(np.finfo(dt).tiny), out=t)
+    np.add(t, _tiny(dt), out=t)
     return d, m, np.divide(d, t, out=t)
+
+
+class _Own:
+    """A block of the scale computed into the pass's own scratch buffer (it may be written over)."""
+
+    def __init__(self, array):
+        self.array = array
 
 
 def _fast_dtype(*arrays) -> np.dtype:

@@ -20,6 +20,7 @@ import sympy as sp
 from .scratch import empty
 from ..errors import TraceInputError
 from .batched import align, unbroadcast
+from .kernels import hand_written
 from .registry import MISSING, Op, register
 from .symbolic import lambdify, magnitude, sigmoid, softplus
 
@@ -99,7 +100,7 @@ class Elementwise(Op):
             gm = magnitude(gexpr, {**dict(zip(syms, msyms)), _G: _MG})
             d.append(lambdify(syms, de))
             dm.append(lambdify(syms + msyms + (_G, _MG), gm, cse=True))
-        hit = self._cache[key] = (f, fm, d, dm)
+        hit = self._cache[key] = hand_written(self.name, attrs, f, fm, d, dm)
         return hit
 
     def can_differentate_safe(self, i: int) -> bool:
@@ -128,7 +129,10 @@ class Elementwise(Op):
                 dv = d[i](*xs)
                 # a constant derivative (add, sub, a linear term): one pass, no array of it
                 dv = g.dtype.type(dv) if np.ndim(dv) == 0 else _shaped(dv, g.shape, g.dtype)
-                gi = np.multiply(g, dv, out=empty(np.broadcast_shapes(g.shape, np.shape(dv)), np.result_type(g, dv)))
+                # times exactly 1 (add): g itself, bit for bit (nothing writes into a gradient); only
+                # a C-contiguous g, as the product would be (a product reading it takes the same path)
+                gi = g if np.ndim(dv) == 0 and dv == 1 and g.dtype.kind == "f" and g.flags.c_contiguous else \
+                    np.multiply(g, dv, out=empty(np.broadcast_shapes(g.shape, np.shape(dv)), np.result_type(g, dv)))
             res.append(unbroadcast(gi, x))
         return res
 

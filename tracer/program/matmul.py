@@ -335,7 +335,11 @@ class MatMul(Op):
         res = [None, None]
         if any(one):
             keep = (factored and exact[0], factored and exact[1])     # only a leaf's: a node's is read on
-            res = self._grads(_add(gm, ag), xs[0], xs[1], one, None, None, lower, keep)
+            # gm + |g| into |g|'s own array where nothing reads |g| after (one array fewer)
+            alone = not any(two) and ag.shape == np.broadcast_shapes(np.shape(gm), ag.shape) \
+                and ag.dtype == np.result_type(gm, ag)
+            both = np.add(gm, ag, out=ag) if alone else _add(gm, ag)
+            res = self._grads(both, xs[0], xs[1], one, None, None, lower, keep)
         if any(two):
             first = self._grads(gm, xs[0], xs[1], two, None, None, lower)
             second = self._grads(ag, xs[0], xs[1], two, None if exact[0] else ms[0], None if exact[1] else ms[1],

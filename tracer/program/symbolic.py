@@ -80,9 +80,10 @@ def _np_heaviside(x, h0):
     x = np.asarray(x)
     dt = x.dtype.type if x.dtype.kind == "f" else np.float64   # 0, h0 and 1 are exact in any float
     out = empty(x.shape, dt)
-    np.logical_not(np.less(x, 0), out=out)
+    mask = np.less(x, 0)                       # one boolean buffer for both masks
+    np.logical_not(mask, out=out)
     if h0 != 1:
-        zero = np.equal(x, 0)
+        zero = np.equal(x, 0, out=mask)
         if zero.any():
             out[zero] = dt(h0)
     return out

@@ -216,3 +216,28 @@ def test_an_update_rule_that_is_not_minus_lr_times_grad_shows_no_gradient_finite
     report = tracer.check(trace, optimizer={"name": "sgd", "convention": "torch", "lr": 0.01, "weight_decay": 0.1})
     proven = report.context["finite_rows"]["w"]       # (the update fails: the run had no weight decay)
     assert proven["after"].all() and not proven["grad"].any()
+
+
+def test_first_blocks_and_small_buffers_keep_the_worst_elements_and_their_nans(monkeypatch):
+    """A row's first block is taken as it is and later blocks fold in (a NaN stays the
+    worst); short rows run on plain buffers, not the arena: the result is the one of the
+    float64 definition, one block per row or many, with a planted fault and a clean twin."""
+    e, a = _pair(9, 300, seed=3)
+    a[1, 250] = e[1, 250] * 1.001                  # planted: outside tolerance, in a later block
+    e[2, 40], a[3, 299] = np.nan, np.inf           # NaN in a first block, inf in the last
+    e[4, 5], e[4, 260] = np.nan, 1e30              # a NaN first, a huge ratio after: the NaN stays
+    e[5], a[5] = 0, 0
+    want_idx, want_bad = _exact(e, a)
+    results = [worst_rows(e, a, RTOL)]
+    monkeypatch.setattr(compare, "BLOCK", 64)      # 5 column blocks a row: the folding path
+    results.append(worst_rows(e, a, RTOL))
+    for idx, bad in results:
+        np.testing.assert_array_equal(bad > 1, want_bad > 1)
+        assert bad[6] <= 1 and bad[0] <= 1         # the clean twins pass
+        for r in (1, 2, 3):
+            assert idx[r] == want_idx[r]
+        assert idx[4] == 5 and bad[4] == np.inf
+    fast = compare._fast_worst(9, 300, lambda r0, r1, c0, c1: (e[r0:r1, c0:c1], a[r0:r1, c0:c1], None), None)
+    assert np.isnan(fast[1][4]) and fast[0][4] == 5 and np.isnan(fast[1][2]) and fast[0][2] == 40
+    assert isinstance(compare._buffers(np.dtype(np.float32), 9, 300), compare._Plain)
+    assert not isinstance(compare._buffers(np.dtype(np.float32), 2, 1 << 18), compare._Plain)   # 2 MB: arena
