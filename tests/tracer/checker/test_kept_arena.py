@@ -161,3 +161,15 @@ def test_values_held_from_the_first_check_survive_the_second(monkeypatch, broken
     if not broken:
         assert report.verdict == clean.verdict == "passed"
         assert report.table.equals(clean.table)
+
+
+def test_steptrace_runs_check_keeps_nothing_for_its_exports(monkeypatch):
+    """``steptrace run`` checks its trace once, then writes its reports: the arena's blocks
+    are freed before those (they would only add to the run's peak)."""
+    from tracer.app.run_reports import check_run
+    monkeypatch.setattr(scratch, "ARENA_MIN", 0)
+    trace = _trace()
+    verdict, _ = check_run(trace, None)
+    assert verdict == "passed" and kept_bytes() == 0
+    tracer.check(trace)
+    assert kept_bytes() > 0             # a plain check keeps them
