@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
+import math
 import sys
 import threading
 import weakref
@@ -184,10 +185,11 @@ def empty(shape: tuple, dtype: np.dtype | type) -> np.ndarray:
     arrays back to the system until its thresholds have grown). Nothing process-wide (no
     malloc setting) is changed: a check runs in the user's process."""
     dtype = np.dtype(dtype)
-    n = int(np.prod(shape, dtype=np.int64))
-    if n * dtype.itemsize < ARENA_MIN or _pool.get() is None:
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else shape
+    nbytes = int(math.prod(shape)) * dtype.itemsize      # math.prod: np.prod costs ~5 us a call
+    if nbytes < ARENA_MIN or _pool.get() is None:
         return np.empty(shape, dtype=dtype)
-    return _block(n * dtype.itemsize)[:n * dtype.itemsize].view(dtype).reshape(shape)
+    return np.ndarray(shape, dtype, buffer=_block(nbytes))     # its base is the block
 
 
 def _take(n: int, dtype: np.dtype) -> np.ndarray:
