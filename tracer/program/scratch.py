@@ -61,7 +61,9 @@ _GRAIN = 64 << 10
 
 #: the blocks kept after an owner's arena: (weak reference to the owner, key, pool), or None
 _kept: tuple | None = None
-_kept_lock = threading.Lock()
+#: reentrant: the weak reference's callback (:func:`_forget`) may run from a garbage
+#: collection that an allocation made while the lock is held sets off, in the same thread
+_kept_lock = threading.RLock()
 
 
 def _refs(pool: list, i: int) -> int:
@@ -126,8 +128,9 @@ def _keep(owner: object, key: Hashable, pool: _Pool) -> None:
         ref = weakref.ref(owner, _forget)
     except TypeError:       # an owner that cannot be weakly referenced keeps nothing
         return
+    entry = (ref, key, pool)      # made before the lock is taken (see _kept_lock)
     with _kept_lock:
-        _kept = (ref, key, pool)
+        _kept = entry
 
 
 def _forget(ref: weakref.ref) -> None:

@@ -173,3 +173,24 @@ def test_steptrace_runs_check_keeps_nothing_for_its_exports(monkeypatch):
     assert verdict == "passed" and kept_bytes() == 0
     tracer.check(trace)
     assert kept_bytes() > 0             # a plain check keeps them
+
+
+def test_the_owners_callback_may_run_under_the_lock(monkeypatch):
+    """A trace in a reference cycle goes at a garbage collection, which an allocation made
+    while the keeping's lock is held may set off, in the same thread: its callback must not
+    wait for that lock forever (a plain Lock would deadlock here)."""
+    monkeypatch.setattr(scratch, "ARENA_MIN", 0)
+    trace = _trace()
+    tracer.check(trace)
+    ref, done = scratch._kept[0], []
+
+    def collect_under_the_lock():
+        with scratch._kept_lock:
+            scratch._forget(ref)        # as the owner's weak reference calls it when it goes
+        done.append(True)
+    worker = threading.Thread(target=collect_under_the_lock, daemon=True)
+    worker.start()
+    worker.join(10)
+    if not done:            # stuck (a plain Lock): free it so that the teardown does not hang
+        scratch._kept_lock.release()
+    assert done and kept_bytes() == 0
