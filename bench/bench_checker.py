@@ -4,15 +4,20 @@ One epoch of S4's regression loop (7000 x 500 -> 256 -> 1, batch 50, 140 steps) 
 trained untraced and traced (full capture), interleaved, best of N; then the trace
 is checked, best of N. Printed: training ms per epoch, check ms, their ratio (wall
 clock, and CPU time of this process, steadier on a shared machine), the minor page faults
-of the first check and of the later ones, and the checker's peak memory (tracemalloc, which counts NumPy's buffers) against the trace's own
-in-memory size (its arrays' bytes). Training and checking use the same number of
-threads (torch, BLAS and numexpr): one by default.
+of the first check and of the later ones, the checker's peak memory (tracemalloc, which
+counts NumPy's buffers; measured from nothing kept, so the arena's blocks count) and the
+memory its arena keeps for the next check of the trace (:mod:`tracer.program.scratch`)
+against the trace's own in-memory size (its arrays' bytes). Training and checking use the
+same number of threads (torch, BLAS and numexpr): one by default.
 
-    python bench/bench_checker.py [--repeats 3] [--threads 1] [--profile] [--no-arena]
+    python bench/bench_checker.py [--repeats 3] [--threads 1] [--profile] [--no-arena] [--drop-kept]
 
 ``--profile`` adds a cProfile of one check (the 25 most expensive functions). ``--no-arena``
 makes the engine's big arrays plain allocations instead of blocks of the check's arena
 (:mod:`tracer.program.scratch`), to compare the first check's cost with and without it.
+``--drop-kept`` also times checks that start with the arena's kept blocks dropped
+(:func:`tracer.program.scratch.drop_kept`: fresh pages, as before blocks were kept),
+interleaved with the ones that reuse them, best of N each.
 """
 from __future__ import annotations
 
@@ -43,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import tracer  # noqa: E402
 from bench_torch import make_data, run  # noqa: E402
 from hooks.torch import trace_torch  # noqa: E402
+from tracer.program.scratch import drop_kept, kept_bytes  # noqa: E402
 
 
 def trace_bytes(trace) -> int:
@@ -70,6 +76,8 @@ def main(argv=None):
     ap.add_argument("--profile", action="store_true", help="cProfile one check")
     ap.add_argument("--no-arena", action="store_true",
                     help="the engine's arrays as plain allocations, not from the check's arena (to compare)")
+    ap.add_argument("--drop-kept", action="store_true",
+                    help="also time checks with the arena's kept blocks dropped first, interleaved (to compare)")
     args = ap.parse_args(argv)
     if args.no_arena:
         import tracer.program.scratch as scratch
@@ -87,12 +95,17 @@ def main(argv=None):
         train, train_cpu = min(train, seconds), min(train_cpu, time.process_time() - c0)
         _, _, _, trace = run(lambda: trace_torch(capture="full"), x, y, 1)
     best, best_cpu, report, faults, cpus = float("inf"), float("inf"), None, [], []
+    dropped = [float("inf"), float("inf"), []]          # cpu, wall, faults of checks from dropped blocks
     for _ in range(args.repeats):
         t0, c0, f0 = time.perf_counter(), time.process_time(), _minor_faults()
         report = tracer.check(trace)
         cpus.append(time.process_time() - c0)
         best, best_cpu = min(best, time.perf_counter() - t0), min(best_cpu, cpus[-1])
         faults.append(_minor_faults() - f0)
+        if args.drop_kept and len(cpus) > 1:
+            _dropped_check(trace, dropped)
+    kept = kept_bytes()
+    drop_kept()             # the peak of a check from nothing kept: its blocks count in it
     tracemalloc.start()
     tracer.check(trace)
     _, peak = tracemalloc.get_traced_memory()
@@ -105,8 +118,13 @@ def main(argv=None):
           f"ratio check/train {best / train:.2f} (cpu {best_cpu / train_cpu:.2f})")
     print(f"  trace in memory      {size / 2**20:8.1f} MB")
     print(f"  check peak memory    {peak / 2**20:8.1f} MB   ratio {peak / size:.2f}")
+    print(f"  kept after a check   {kept / 2**20:8.1f} MB   ratio {kept / size:.2f}   (the arena's blocks, "
+          "for the next check of this trace)")
     print(f"  minor page faults    first check {faults[0]}, later ones {min(faults[1:], default=faults[0])} "
           "(fresh memory's first touch, about 4 KiB each)")
+    if dropped[2]:
+        print(f"  kept blocks dropped  {1e3 * dropped[1]:8.1f} ms   cpu {1e3 * dropped[0]:8.1f} ms   "
+              f"minor page faults {min(dropped[2])}   (each check after drop_kept(), interleaved)")
     print(f"  first check cpu      {1e3 * cpus[0]:8.1f} ms   (the process's first: compiles the program's "
           "functions, fresh memory)")
     print(f"  verdict: {report.verdict}")
@@ -114,8 +132,19 @@ def main(argv=None):
         _floor(trace, args.repeats)
         _profile(trace)
     return {"train_s": train, "check_s": best, "train_cpu_s": train_cpu, "check_cpu_s": best_cpu,
-            "first_check_cpu_s": cpus[0],
+            "first_check_cpu_s": cpus[0], "kept_bytes": kept,
             "trace_bytes": size, "check_peak_bytes": peak}
+
+
+def _dropped_check(trace, dropped: list) -> None:
+    """One check after :func:`drop_kept` (fresh blocks, as before they were kept): the best
+    cpu and wall time and the faults into ``dropped``."""
+    drop_kept()
+    t0, c0, f0 = time.perf_counter(), time.process_time(), _minor_faults()
+    tracer.check(trace)
+    dropped[0] = min(dropped[0], time.process_time() - c0)
+    dropped[1] = min(dropped[1], time.perf_counter() - t0)
+    dropped[2].append(_minor_faults() - f0)
 
 
 def _minor_faults() -> int:

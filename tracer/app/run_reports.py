@@ -48,9 +48,11 @@ def check_run(trace: Trace, path: Path | None) -> tuple[str, str]:
     A run read back in part (``trace.part``) says which steps were left on disk and the
     command that checks them, in the summary and in ``check.txt``."""
     from .. import check
+    from ..program.scratch import drop_kept
     try:
         report = check(trace)
         summary, verdict = report.summary(), report.verdict
+        drop_kept()     # checked once: the arena's blocks are not kept through the exports
     except Exception as exc:  # the checker's own failure is the run's report, not a crash
         return "error", f"steptrace check: could not run: {type(exc).__name__}: {exc}"
     part = getattr(trace, "part", None)

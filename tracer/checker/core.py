@@ -48,8 +48,20 @@ def check(trace: Trace, *, loss: dict | None = None, optimizer: dict | None = No
     docs/ARCHITECTURE.md). ``precision`` (``float64``, ``float32``, ``float16``,
     ``bfloat16``) overrides the precision the tolerances assume.
     """
-    with arena():         # the comparisons' scratch buffers, reused from one to the next
+    arrays = trace.arrays()
+    # the engine's and comparisons' big arrays: blocks reused from chunk to chunk, and kept
+    # for the next check of these arrays while they live (tracer.program.scratch.drop_kept)
+    with arena(arrays, _arena_key(arrays)):
         return _check(trace, loss, optimizer, precision)
+
+
+def _arena_key(arrays) -> tuple:
+    """What the kept blocks' sizes follow: the steps, rows and parameter shapes (a trace
+    whose arrays changed starts with fresh blocks instead of ones cut for other sizes)."""
+    params = tuple((name, getattr(p.before, "shape", None), getattr(p.grad, "shape", None))
+                   for name, p in arrays.params.items())
+    rows = None if arrays.inputs is None else arrays.inputs.shape
+    return params, rows, arrays.sample_step.shape, len(arrays.steps.get("step", ()))
 
 
 def _check(trace, loss, optimizer, precision):

@@ -1,4 +1,5 @@
-"""The check's arena: memory for the big arrays one check makes, reused from chunk to chunk.
+"""The check's arena: memory for the big arrays one check makes, reused from chunk to chunk
+and, for the same trace, from one check to the next.
 
 Why: a check walks the trace in chunks of steps, and each chunk makes arrays of the same
 sizes (S4: a dozen of 1-11 MB). Fresh memory costs its first touch, about 1.3 ms per MB of
@@ -7,9 +8,28 @@ thresholds have grown, so a process's first check paid the faults again in every
 (S4: 26,000 minor faults, 7,000 with the arena). While :func:`arena` is active (one
 ``check`` call), :func:`empty` and :class:`Scratch` lay arrays of :data:`ARENA_MIN` bytes or
 more on blocks of the arena. The rule: a block is reused once nothing but the arena refers
-to it (its reference count), so a value a caller still holds is never written over; the
-blocks are dropped when the check returns. Outside an arena these are plain allocations.
-Nothing process-wide (no malloc setting) is changed: ``check`` runs in the user's process.
+to it (its reference count), so a value a caller still holds is never written over.
+Outside an arena these are plain allocations. Nothing process-wide (no malloc setting) is
+changed: ``check`` runs in the user's process.
+
+Whose blocks: an arena opened for an ``owner`` (``check`` passes the trace's arrays) keeps,
+when it ends, the blocks this check handed out (at most what the check itself held at
+once, S4: ~36 MB for a 150 MB trace) for the next arena of the same owner and ``key`` (the
+same trace, unchanged in shape): a repeated check then touches no fresh page (S4: 3,400
+minor faults less). One owner's blocks are kept at a time: opening an arena for another
+owner, or the same owner with another key (its arrays changed), frees them first; the
+owner going (a weak reference) frees them; :func:`drop_kept` frees them on demand;
+:func:`kept_bytes` says how much is kept. Only raw memory is kept, never a value: every
+array handed out is written before it is read, so what the last check left in a block
+plays no part in the next one.
+
+Why malloc's memory and no huge pages: blocks of 1 MB or more mapped on their own in 2 MiB
+pages (``MADV_HUGEPAGE``) made a check from fresh blocks cheaper (S4: 3,392 faults -> 17,
+cpu best 158.5 -> 150.7 ms), but a repeated check then took 9,700 faults: the check's other
+big temporaries (NumPy results not laid on the arena, ~1.1 MB each) come from malloc's heap,
+and with no kept block at its top glibc trimmed and grew it again in every chunk (strace:
+44 ``brk`` calls a check, none with malloc's blocks). ``MADV_POPULATE_WRITE`` on a new
+block did not help either (it touches the block's unused tail too: more faults, no less cpu).
 """
 from __future__ import annotations
 
@@ -17,16 +37,29 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
+import math
 import sys
+import threading
+import weakref
 
 import numpy as np
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Hashable, Iterator
 
-__all__ = ["Scratch", "arena", "empty", "ARENA_MIN"]
+__all__ = ["Scratch", "arena", "empty", "ARENA_MIN", "drop_kept", "kept_bytes"]
 
-_pool: ContextVar[list | None] = ContextVar("steptrace_check_scratch", default=None)
+
+class _Pool(list):
+    """The blocks of one arena, and the ids of those this arena has handed out (``used``):
+    the ones worth keeping for the next check of the same trace."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.used: set[int] = set()
+
+
+_pool: ContextVar[_Pool | None] = ContextVar("steptrace_check_scratch", default=None)
 
 #: arrays from this size up come from the arena (smaller ones: malloc's own free lists
 #: keep them, and the bookkeeping would cost more than the pages)
@@ -34,29 +67,102 @@ ARENA_MIN = 128 << 10
 #: block sizes round up to this, so that a chunk's arrays fit the blocks of the last one
 _GRAIN = 64 << 10
 
+#: the blocks kept after an owner's arena: (weak reference to the owner, key, pool), or None
+_kept: tuple | None = None
+#: reentrant: the weak reference's callback (:func:`_forget`) may run from a garbage
+#: collection that an allocation made while the lock is held sets off, in the same thread
+_kept_lock = threading.RLock()
+
 
 def _refs(pool: list, i: int) -> int:
     """References to block ``i`` of ``pool``, read the same way for every block."""
     return sys.getrefcount(pool[i])
 
 
+def _idle() -> int:
+    pool = _Pool()
+    pool.append(np.empty(1))
+    return _refs(pool, 0)
+
+
 #: the count :func:`_refs` reads for a block that nothing but the pool refers to (measured,
 #: not assumed: how many references the call itself holds is the interpreter's business)
-_IDLE = _refs([np.empty(1)], 0)
+_IDLE = _idle()
 
 
 @contextmanager
-def arena() -> Iterator[None]:
+def arena(owner: object | None = None, key: Hashable = None) -> Iterator[None]:
     """For the duration of the block (one check): big arrays of :func:`empty` and
-    :class:`Scratch` come from blocks that no live array uses any more, kept in the arena
-    and dropped when the block ends. Inside an active arena it opens none of its own: the
-    checks of one outer block (several traces checked in a row) share its blocks."""
-    token = _pool.set([]) if _pool.get() is None else None
+    :class:`Scratch` come from blocks that no live array uses any more. Without an
+    ``owner`` the blocks are dropped when the block ends. With one (``check`` passes the
+    trace's arrays), the blocks kept by the last arena of the same ``owner`` and ``key``
+    are reused, and the blocks this arena handed out are kept for the next one (see the
+    module's docstring). Inside an active arena it opens none of its own: the checks of
+    one outer block (several traces checked in a row) share its blocks."""
+    if _pool.get() is not None:
+        yield
+        return
+    pool = _adopt(owner, key)
+    token = _pool.set(pool)
     try:
         yield
     finally:
-        if token is not None:
-            _pool.reset(token)
+        _pool.reset(token)
+        if owner is not None:
+            _keep(owner, key, pool)
+
+
+def _adopt(owner: object | None, key: Hashable) -> _Pool:
+    """The pool an arena starts with: the kept one when it is ``owner``'s under ``key``
+    (taken out, so that two threads checking one trace never share blocks), else a new one;
+    any other owner's kept blocks are freed here, before this check allocates its own."""
+    global _kept
+    with _kept_lock:
+        kept, _kept = _kept, None
+    if owner is not None and kept is not None and kept[0]() is owner and kept[1] == key:
+        return kept[2]
+    return _Pool()
+
+
+def _keep(owner: object, key: Hashable, pool: _Pool) -> None:
+    """Keep the blocks ``pool`` handed out in this arena (at most what the check held at
+    once) for ``owner``'s next arena; the others are freed."""
+    global _kept
+    pool[:] = [block for block in pool if id(block) in pool.used]
+    pool.used.clear()
+    if not pool:
+        return
+    try:
+        ref = weakref.ref(owner, _forget)
+    except TypeError:       # an owner that cannot be weakly referenced keeps nothing
+        return
+    entry = (ref, key, pool)      # made before the lock is taken (see _kept_lock)
+    with _kept_lock:
+        _kept = entry
+
+
+def _forget(ref: weakref.ref) -> None:
+    """The owner is gone: its kept blocks go too."""
+    global _kept
+    with _kept_lock:
+        if _kept is not None and _kept[0] is ref:
+            _kept = None
+
+
+def drop_kept() -> int:
+    """Free the blocks kept since the last check (a caller done checking that trace, e.g.
+    ``steptrace run`` before its exports); returns the bytes dropped. A block a caller still
+    views is freed when that view goes."""
+    global _kept
+    with _kept_lock:
+        kept, _kept = _kept, None
+    return 0 if kept is None else sum(block.nbytes for block in kept[2])
+
+
+def kept_bytes() -> int:
+    """Bytes of the blocks kept for the next check of the last trace checked (0: none)."""
+    kept = _kept
+    return 0 if kept is None else sum(block.nbytes for block in kept[2])
 
 
 def _block(nbytes: int) -> np.ndarray:
@@ -79,6 +185,7 @@ def _block(nbytes: int) -> np.ndarray:
     if best is None:
         pool.append(np.empty(nbytes, dtype=np.uint8))
         best = -1
+    pool.used.add(id(pool[best]))
     return pool[best]
 
 
@@ -89,10 +196,11 @@ def empty(shape: tuple, dtype: np.dtype | type) -> np.ndarray:
     arrays back to the system until its thresholds have grown). Nothing process-wide (no
     malloc setting) is changed: a check runs in the user's process."""
     dtype = np.dtype(dtype)
-    n = int(np.prod(shape, dtype=np.int64))
-    if n * dtype.itemsize < ARENA_MIN or _pool.get() is None:
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else shape
+    nbytes = int(math.prod(shape)) * dtype.itemsize      # math.prod: np.prod costs ~5 us a call
+    if nbytes < ARENA_MIN or _pool.get() is None:
         return np.empty(shape, dtype=dtype)
-    return _block(n * dtype.itemsize)[:n * dtype.itemsize].view(dtype).reshape(shape)
+    return np.ndarray(shape, dtype, buffer=_block(nbytes))     # its base is the block
 
 
 def _take(n: int, dtype: np.dtype) -> np.ndarray:

@@ -59,9 +59,11 @@ def check_ranks(run: str | os.PathLike | dict[int, Trace]) -> RanksReport:
     """Check a job: ``run`` is a run directory of ``rank=N`` traces or ``{rank: Trace}``."""
     from ..checker import check
     from ..checker.diagnoses.ranks import rank_findings
+    from ..program.scratch import arena
     traces = run if isinstance(run, dict) else load_ranks(Path(run))
-    report = RanksReport(per_rank={r: check(t) for r, t in sorted(traces.items())})
-    report.merged_trace = merge_ranks(traces)
-    report.merged = check(report.merged_trace)
+    with arena():       # one arena for the job: a rank's check reuses the last one's blocks, none kept after
+        report = RanksReport(per_rank={r: check(t) for r, t in sorted(traces.items())})
+        report.merged_trace = merge_ranks(traces)
+        report.merged = check(report.merged_trace)
     report.findings = rank_findings(traces)
     return report
