@@ -51,12 +51,14 @@ __all__ = ["Scratch", "arena", "empty", "ARENA_MIN", "drop_kept", "kept_bytes"]
 
 
 class _Pool(list):
-    """The blocks of one arena, and the ids of those this arena has handed out (``used``):
-    the ones worth keeping for the next check of the same trace."""
+    """The blocks of one arena; ``log``: the position of the block each request of this
+    arena got, in order (the blocks worth keeping are those it names); ``plan``: the log of
+    the last arena of the same trace, which this one replays (see :func:`_block`)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.used: set[int] = set()
+        self.log: list[int] = []
+        self.plan: list[int] = []
 
 
 _pool: ContextVar[_Pool | None] = ContextVar("steptrace_check_scratch", default=None)
@@ -128,8 +130,9 @@ def _keep(owner: object, key: Hashable, pool: _Pool) -> None:
     """Keep the blocks ``pool`` handed out in this arena (at most what the check held at
     once) for ``owner``'s next arena; the others are freed."""
     global _kept
-    pool[:] = [block for block in pool if id(block) in pool.used]
-    pool.used.clear()
+    place = {old: new for new, old in enumerate(sorted(set(pool.log)))}
+    pool[:] = [pool[old] for old in place]
+    pool.plan, pool.log = [place[old] for old in pool.log], []
     if not pool:
         return
     try:
@@ -166,8 +169,16 @@ def kept_bytes() -> int:
 
 
 def _block(nbytes: int) -> np.ndarray:
-    """Raw bytes of at least ``nbytes``: the smallest idle block of the arena that holds
-    them (a last, shorter chunk fits the blocks of the full ones), else a new one.
+    """Raw bytes of at least ``nbytes``: the block the same request got in the last check
+    of this trace (its ``plan``) when that one is idle and big enough, else the smallest
+    idle block of the arena that holds them (a last, shorter chunk fits the blocks of the
+    full ones), else a new one.
+
+    Why the plan: a repeated check makes the same requests in the same order, and replaying
+    the first check's choices needs exactly its blocks. Best fit alone does not: with all
+    the kept blocks there from the start, a small request takes a small block that the
+    first check had not made yet (it had lent a bigger one), and a bigger request later finds
+    its block lent out (the kept-arena test saw one new 128 KiB block a repeated check).
 
     A block is idle when nothing but the arena refers to it: every array handed out is a
     view whose ``base`` is its block, so a value a caller still holds (a recomputed gradient
@@ -177,6 +188,12 @@ def _block(nbytes: int) -> np.ndarray:
     nbytes = -(-nbytes // _GRAIN) * _GRAIN
     if pool is None:
         return np.empty(nbytes, dtype=np.uint8)
+    log, plan = pool.log, pool.plan
+    if len(log) < len(plan):
+        i = plan[len(log)]
+        if nbytes <= pool[i].nbytes and _refs(pool, i) <= _IDLE:
+            log.append(i)
+            return pool[i]
     best = None
     for i in range(len(pool)):
         size = pool[i].nbytes
@@ -184,8 +201,8 @@ def _block(nbytes: int) -> np.ndarray:
             best = i
     if best is None:
         pool.append(np.empty(nbytes, dtype=np.uint8))
-        best = -1
-    pool.used.add(id(pool[best]))
+        best = len(pool) - 1
+    log.append(best)
     return pool[best]
 
 

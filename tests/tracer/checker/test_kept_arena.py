@@ -147,13 +147,20 @@ def test_a_check_in_progress_takes_its_blocks_out(monkeypatch):
 def test_values_held_from_the_first_check_survive_the_second(monkeypatch, broken):
     """What the first check's engine handed out and a caller still holds keeps its blocks
     busy in the next check of the same trace; a planted arena that takes held blocks as
-    idle overwrites them, and the assertion sees it."""
+    idle overwrites them, and the assertion sees it.
+
+    The held values are set to a mark first: the next check replays the blocks of the
+    last one (each request gets the same block), so an overwrite would otherwise write the
+    very numbers the caller holds, and no comparison could see it."""
     trace = _trace()
     clean = tracer.check(trace)
     kept = _held(monkeypatch, small_chunks=3 * 8 * (6 * 2000 + 4 * 8 * 40))
     tracer.check(trace)
-    held = list(kept)                   # the first check's (the list grows in the second)
-    assert _kept_blocks()
+    blocks = {id(b) for b in _kept_blocks()}
+    held = [(v, c) for v, c in kept if id(v.base) in blocks]   # the first check's, on its blocks
+    for v, c in held:
+        v[...] = c[...] = 12345.0       # a mark no check computes
+    assert len(held) > 50 and _kept_blocks()
     if broken:              # planted: an arena that takes held blocks as idle
         monkeypatch.setattr(scratch, "_IDLE", 1 << 30)
     report = tracer.check(trace)
