@@ -206,15 +206,25 @@ def _update_rows(rule, b, a, gk, tk, lr_used, eps, shape, gmag=None):
     ok, ur, uc = reproduced_rows(b, a, gk, minus_lr)
     f = 8 * eps / (FACTOR * eps)
     idx = np.zeros(R, dtype=np.int64)
+    plain = np.ones(R, dtype=bool)
+    plain[ur] = False               # rows reproduced at every element: they report their first
+    rows = np.concatenate([ur, np.flatnonzero(plain)])
+    m = ur.size
+    cols = np.zeros(rows.size, dtype=np.int64)
+    cols[:m] = uc
     with np.errstate(all="ignore"):  # (a NaN or inf among them: its row goes to the ratios)
-        if ur.size:                 # the elements not reproduced: compared as the check defines it
-            e, av, sv = _exact_at(rule, b, a, gk, tk, lr_used, ur, uc, f)
-            bad = badness(e, av, FACTOR * eps, sv)
+        # one float64 evaluation of the rule for the elements not reproduced and the first
+        # element of every other row (elementwise: the values of two separate calls)
+        e, av, sv = _exact_at(rule, b, a, gk, tk, lr_used, rows, cols, f)
+        exp_u, act_u, scale = (np.empty(R, x.dtype) for x in (e, av, sv))
+        exp_u[rows[m:]], act_u[rows[m:]], scale[rows[m:]] = e[m:], av[m:], sv[m:]
+        if m:                       # the elements not reproduced: compared as the check defines it
+            bad = badness(e[:m], av[:m], FACTOR * eps, sv[:m])
             ok[ur[~(bad <= 1.0)]] = False
             order = np.lexsort((-bad, ur))          # per row, its worst first
             first = order[np.r_[True, ur[order][1:] != ur[order][:-1]]]
             idx[ur[first]] = uc[first]
-        exp_u, act_u, scale = _exact_at(rule, b, a, gk, tk, lr_used, np.arange(R), idx, f)
+            exp_u[ur[first]], act_u[ur[first]], scale[ur[first]] = e[first], av[first], sv[first]
     rest = np.flatnonzero(~ok)
     update_rules.note_reproduced(not rest.size)     # (a rate read quickly is proven by every row)
     if not rest.size:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tracer.checker import reproduce
+from tracer.checker.compare import badness
 from tracer.checker.reproduce import _odd_parts, reproduced_rows
 
 LR = 0.0002
@@ -63,3 +64,32 @@ def test_an_after_of_negative_zero_is_reproduced_with_nothing_listed():
         a[0, 2] = last
         ok, ur, uc = reproduced_rows(b, a, g, ml)
         assert ok.tolist() == [True] and uc.tolist() == listed
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_each_reported_element_has_the_values_of_the_rule_evaluated_at_it_alone(seed):
+    """The update check evaluates the rule once for the unequal elements and the first element
+    of every other row: each row's reported values are bit for bit those of a call for that
+    element alone (as two calls gave them), for rows reproduced, rows with unequal elements
+    within tolerance (a row past it reports the ratio path's element, as before)."""
+    from tracer.checker import updates
+    from tracer.checker.tolerance import FACTOR
+    from tracer.math.optimizers import get_optimizer
+    rng = np.random.default_rng(seed)
+    eps = float(np.finfo(np.float32).eps)
+    b = (rng.standard_normal((8, 3000)) * 0.01).astype(np.float32)
+    g = rng.standard_normal((8, 3000)).astype(np.float32)
+    a = ((np.float32(LR * 50) * g) / np.float32(50)).astype(np.float32)
+    a = (b - a).astype(np.float32)
+    for r, ulps in ((1, 1), (3, 2), (5, 400), (5, 1)):
+        c = int(rng.integers(0, 3000))
+        a[r, c] = a[r, c] * np.float32(1 + ulps * eps)
+    rule = get_optimizer({"name": "sgd", "convention": "plain", "lr": LR})
+    t = np.arange(1.0, 9.0)
+    idx, e, act, scale, *_ = updates._update_rows(rule, b, a, g, t, None, eps, (3000,))
+    passed = badness(e, act, FACTOR * eps, scale) <= 1.0
+    assert passed.tolist() == [True] * 5 + [False] + [True] * 2
+    f = 8 * eps / (FACTOR * eps)
+    for r in np.flatnonzero(passed):          # (the failing row reports the ratio path's values)
+        want = updates._exact_at(rule, b, a, g, t, None, np.array([r]), np.array([idx[r]]), f)
+        assert [x[0] for x in want] == [e[r], act[r], scale[r]]
