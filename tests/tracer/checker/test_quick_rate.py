@@ -160,3 +160,33 @@ def test_without_the_proof_a_misread_rate_would_stand(monkeypatch):
     report, full = _checked(trace, monkeypatch)
     assert full == 0 and report.context["rules"]["w"].lr == pytest.approx(LR * 1.5, rel=1e-3)
     assert not report.table.equals(slow.table)
+
+
+@pytest.mark.parametrize("where, times", [("quick", 0.8), ("rule", 0.9), ("rule", 1.1)])
+def test_an_element_near_the_tolerances_is_decided_as_by_the_full_sample(monkeypatch, where, times):
+    """One element of ``w`` at step OUTSIDE moved ``times`` a tolerance: the quick one
+    (``FACTOR eps max(|p|) / 4``, compared element by element) at 0.8: not reproduced bit for
+    bit, compared alone, passes, and the quick rate is still proven (no full sample); the
+    rule's (``FACTOR eps (|p| + lr |g|)``, the rounding magnitudes of ``p - lr g``) at 0.9:
+    past the quick one, so the row goes to the ratios and the full sample is read, and it
+    passes; at 1.1 it fails at its step and index; each as the full sample's check."""
+    from tracer.checker.tolerance import FACTOR
+
+    def plant(k, w, gw, w2):
+        if k == OUTSIDE:
+            w2 = w2.copy()
+            p, u = float(w[777]), float(w2[777])
+            tol = FACTOR * EPS32 * (max(abs(p), abs(u)) / 4 if where == "quick" else abs(p) + LR * abs(float(gw[777])))
+            w2[777] = np.float32(u + times * tol)
+        return w2
+    trace = _trace(STEPS, plant=plant)
+    report, full = _checked(trace, monkeypatch)
+    slow, _ = _checked(trace, monkeypatch, quick=False)
+    rows = _updates(report)
+    pd.testing.assert_frame_equal(report.table, slow.table)
+    assert full == (0 if where == "quick" else 1)
+    if times < 1:
+        assert rows["passed"].all()
+        assert rows[(rows["step"] == OUTSIDE) & (rows["param"] == "w")]["index"].tolist() == [777]
+    else:
+        assert rows[~rows["passed"]][["step", "param", "index"]].values.tolist() == [[OUTSIDE, "w", 777]]
