@@ -252,33 +252,71 @@ def _picked_if_finite(p, recorded, rows: np.ndarray, k: int) -> np.ndarray | Non
     return out
 
 
-def identify_sgd(arrays: TraceArrays, grads: dict, eps: float = 2.2e-16) -> tuple[dict[str, float] | None, str]:
+#: the quick sample (``identify_sgd(quick=True)``): :data:`QUICK_RUNS` runs of
+#: :data:`QUICK_RUN` consecutive elements spread over each of :data:`QUICK_ROWS` steps spread
+#: over the run (S4's W1: 8 x 4,096 of 18 million elements, read as 8 x 8 short runs, not 49 MB).
+#: Only a rate the update check then proves may stand on it (tracer.checker.update_rules)
+QUICK_ROWS, QUICK_RUNS, QUICK_RUN = 8, 8, 512
+
+
+def _quick_sampled(p, recorded: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(update, grad, magnitude)`` in float64 at the quick sample's elements (see
+    :data:`QUICK_ROWS`) of the recorded gradient ``recorded``: runs of consecutive elements,
+    so that a wide parameter's sample reads a few KB, not every cache line of its rows."""
+    size = p.before.shape[1]
+    if size <= QUICK_RUNS * QUICK_RUN:
+        cols = np.arange(size)
+    else:
+        starts = np.linspace(0, size - QUICK_RUN, QUICK_RUNS).astype(np.int64)
+        cols = (starts[:, None] + np.arange(QUICK_RUN)).reshape(-1)
+    at = np.ix_(rows, cols)
+    b, a = p.before[at].astype(np.float64), p.after[at].astype(np.float64)
+    return a - b, recorded[at].astype(np.float64), np.maximum(np.abs(b), np.abs(a))
+
+
+def identify_sgd(arrays: TraceArrays, grads: dict, eps: float = 2.2e-16,
+                 quick: bool = False) -> tuple[dict[str, float] | None, str]:
     """The plain-SGD learning rate that explains the updates (see :func:`sgd_rate`).
 
     Returns ``(rates, text)`` where rates maps every parameter to the rate most
     parameters share (the odd ones out will then fail their update check, which is
-    the point), or ``(None, reason)``.
+    the point), or ``(None, reason)``. ``quick``: from the quick sample (:data:`QUICK_ROWS`)
+    of the recorded gradients (``grads[name].recorded``; no recomputed ones), a rate the
+    caller must prove (:mod:`tracer.checker.update_rules`); ``(None, reason)`` also when the
+    parameters' rates differ (the full sample then names the odd ones).
     """
     per_param = {}
     for name, p in arrays.params.items():
         if name not in grads:
             continue
-        rows = _sample_rows(p.before.shape[0])      # the update check then verifies every step
-        u, g, mag, work = _sampled(p, grads[name], rows)
-        rate = sgd_rate(u, g, mag, eps, finite=work is not None, grad_mag=_grad_mag(grads[name], rows), work=work)
+        if quick:
+            rows = _sample_rows(p.before.shape[0], QUICK_ROWS)
+            rate = sgd_rate(*_quick_sampled(p, grads[name].recorded, rows), eps)
+        else:
+            rows = _sample_rows(p.before.shape[0])      # the update check then verifies every step
+            u, g, mag, work = _sampled(p, grads[name], rows)
+            rate = sgd_rate(u, g, mag, eps, finite=work is not None, grad_mag=_grad_mag(grads[name], rows),
+                            work=work)
         if rate is not None:
             per_param[name] = rate
     if not per_param:
         return None, "no gradients to identify the update rule from"
+    lr, odd = _shared_rate(per_param)
+    if quick and odd:
+        return None, "the quick sample's rates differ"
+    from ..display import num
+    text = f"updates match SGD with lr {num(lr, 4)} (param -= {num(lr, 4)} * grad)"
+    if odd:
+        text += "; except " + ", ".join(f"{n} (moves {r:.6g} x grad)" for n, r in odd.items())
+    return {name: lr for name in grads}, text
+
+
+def _shared_rate(per_param: dict[str, float]) -> tuple[float, dict[str, float]]:
+    """``(the rate most parameters share, to 4 digits, {parameter: its rate} of the others)``."""
     counts = Counter(float(f"{r:.4g}") for r in per_param.values())
     best = max(counts.values())
     candidates = [v for v, c in counts.items() if c == best]
     positive = [v for v in candidates if v > 0]
     chosen4 = min(positive) if positive else candidates[0]
     lr = next((v for v in per_param.values() if float(f"{v:.4g}") == chosen4), chosen4)
-    odd = {n: r for n, r in per_param.items() if float(f"{r:.4g}") != chosen4}
-    from ..display import num
-    text = f"updates match SGD with lr {num(lr, 4)} (param -= {num(lr, 4)} * grad)"
-    if odd:
-        text += "; except " + ", ".join(f"{n} (moves {r:.6g} x grad)" for n, r in odd.items())
-    return {name: lr for name in grads}, text
+    return lr, {n: r for n, r in per_param.items() if float(f"{r:.4g}") != chosen4}

@@ -17,13 +17,13 @@ import numpy as np
 
 from ..errors import SteptraceError
 from ..math.clipping import Clipping, transforms_of
-from ..math.optimizers import get_optimizer
-from . import identify
+from . import update_rules
 from .compare import badness, nonfinite_rows, worst_blocks, worst_rows
 from .reproduce import reproduced_rows, reproducible
 from ..program.scratch import Scratch
 from .stateful import _recorded_slot, _used_grad, _value_scale, check_rows, subnormal_floor  # noqa: F401
 from .tolerance import FACTOR
+from .update_rules import RowsOfGrad as _RowsOfGrad  # noqa: F401 (tests import it from here)
 
 if TYPE_CHECKING:
     from ..trace import Trace
@@ -61,10 +61,6 @@ def check_updates(trace: Trace, report: CheckReport, builder: TableBuilder, eps:
 
     frozen = {n for n, r in (trace.meta.get("update_rule") or {}).items()
               if isinstance(r, dict) and r.get("kind") == "frozen" and n in arrays.params}
-    rules = _rules(arrays, report, opt_spec, expected_grads, frozen, eps, grad_mags)
-    if rules is None:
-        return
-    report.context["rules"] = rules
     t_rec = col("opt_step")
     if np.isfinite(t_rec).any():
         t = t_rec
@@ -73,16 +69,25 @@ def check_updates(trace: Trace, report: CheckReport, builder: TableBuilder, eps:
     else:
         t = param_step.astype(np.float64)
     lr_rec = col("lr")
-    clipping = _clipping(trace, report, opt_spec, expected_grads)
+    clip = []                   # made once the rules are known (its notes come after theirs)
     unmodelled = (opt_spec or {}).get("unmodelled") or {}
-    for name, p in arrays.params.items():
-        if name in unmodelled:         # the hook saw something the rule does not describe
-            report.cannot_check.append(f"update of {name}: {unmodelled[name]}")
-            continue
-        if p.before.ndim == 2 and p.before.shape[1] == 0:   # no elements: nothing to compare
-            continue
-        _check_param(name, p, rules[name], param_step, t, lr_rec if opt_spec is not None else None,
-                     expected_grads.get(name), builder, report, eps, clipping, (grad_mags or {}).get(name))
+
+    def run(rules, out, notes, witness):
+        if not clip:
+            clip.append(_clipping(trace, report, opt_spec, expected_grads))
+        for name, p in arrays.params.items():
+            if name in unmodelled:         # the hook saw something the rule does not describe
+                notes.cannot_check.append(f"update of {name}: {unmodelled[name]}")
+                continue
+            if p.before.ndim == 2 and p.before.shape[1] == 0:   # no elements: nothing to compare
+                continue
+            with update_rules.proving(witness, name):
+                _check_param(name, p, rules[name], param_step, t, lr_rec if opt_spec is not None else None,
+                             expected_grads.get(name), out, notes, eps, clip[0], (grad_mags or {}).get(name))
+    grads = {name: _RowsOfGrad(p.grad, expected_grads.get(name), (grad_mags or {}).get(name))
+             for name, p in arrays.params.items() if name not in frozen} if opt_spec is None else {}
+    update_rules.rules_checked(arrays, report, builder, opt_spec, grads, frozen, eps, run)
+    clipping = clip[0] if clip else None
     if clipping is not None:
         report.context["clipping"] = {"transforms": clipping.transforms, "active_steps": int(clipping.active.sum()),
                                       "steps": int(param_step.size), "largest": list(clipping.largest)}
@@ -102,49 +107,6 @@ def _clipping(trace, report, opt_spec, expected_grads):
     def grad_of(name, i0, i1):
         return _used_grad(params[name], expected_grads.get(name), i0, i1)
     return Clipping(transforms, params, trace.arrays().param_step.size, grad_of)
-
-
-def _rules(arrays, report, opt_spec, expected_grads, frozen, eps, grad_mags=None):
-    if opt_spec is None:
-        grads = {name: _RowsOfGrad(p.grad, expected_grads.get(name), (grad_mags or {}).get(name))
-                 for name, p in arrays.params.items() if name not in frozen}
-        rates, text = identify.identify_sgd(arrays, grads, eps)
-        if rates is None:
-            report.cannot_check.append(f"optimizer: {text}")
-            return None
-        report.identified["optimizer"] = text
-        rules = {name: get_optimizer({"name": "sgd", "convention": "plain", "lr": lr}) for name, lr in rates.items()}
-    else:
-        try:
-            rule = get_optimizer(opt_spec)
-        except SteptraceError as exc:
-            report.cannot_check.append(f"optimizer: {exc}")
-            return None
-        rules = {name: rule for name in arrays.params}
-    for name in frozen:
-        rules[name] = get_optimizer({"name": "sgd", "convention": "plain", "lr": 0.0})
-    for name in arrays.params:
-        rules.setdefault(name, get_optimizer({"name": "sgd", "convention": "plain", "lr": 0.0}))
-    return rules
-
-
-class _RowsOfGrad:
-    """A gradient as identification reads it: recorded, else recomputed, in float64 -
-    converted only on the rows asked for (it samples a few steps), not the whole trace."""
-
-    def __init__(self, recorded: np.ndarray, expected: np.ndarray | None, mags: np.ndarray | None = None) -> None:
-        self.recorded, self.expected, self.mags = recorded, expected, mags
-
-    def mag_rows(self, rows) -> np.ndarray | None:
-        """The rounding magnitudes of the recomputed gradient at ``rows`` (0 where it was
-        recorded), or None when none were computed."""
-        return None if self.mags is None else self.mags[rows]
-
-    def __getitem__(self, rows) -> np.ndarray:
-        g = self.recorded[rows].astype(np.float64)
-        if self.expected is not None:
-            g = np.where(np.isnan(g), self.expected[rows], g)
-        return g
 
 
 def _check_param(name, p, rule, param_step, t, lr_rec, expected, builder, report, eps, clipping=None, gmag=None):
@@ -203,6 +165,7 @@ def _check_rows_fast(name, p, rule, param_step, t, lr_rec, expected, builder, ep
             break
         rows = np.flatnonzero(~nonfinite_rows(g) & ~nonfinite_rows(before))
     if rows is not None and not rows.size:
+        update_rules.note_reproduced(False)
         return 0
     idx, exp_u, act_u, scale, _, finite, from_grad = out
     _note_finite(proven, i0 + (np.arange(i1 - i0) if rows is None else rows), finite,
@@ -238,20 +201,32 @@ def _update_rows(rule, b, a, gk, tk, lr_used, eps, shape, gmag=None):
     dt = np.result_type(b.dtype, gk.dtype, np.float32)
     minus_lr = _minus_rate(rule, lr_used, R, dt)
     if minus_lr is None or R == 0 or not reproducible(dt, b, a, gk, eps):
+        update_rules.note_reproduced(R == 0)
         return _ratio_rows(rule, b, a, gk, tk, lr_used, eps, shape, gmag, minus_lr)
     ok, ur, uc = reproduced_rows(b, a, gk, minus_lr)
     f = 8 * eps / (FACTOR * eps)
     idx = np.zeros(R, dtype=np.int64)
+    plain = np.ones(R, dtype=bool)
+    plain[ur] = False               # rows reproduced at every element: they report their first
+    rows = np.concatenate([ur, np.flatnonzero(plain)])
+    m = ur.size
+    cols = np.zeros(rows.size, dtype=np.int64)
+    cols[:m] = uc
     with np.errstate(all="ignore"):  # (a NaN or inf among them: its row goes to the ratios)
-        if ur.size:                 # the elements not reproduced: compared as the check defines it
-            e, av, sv = _exact_at(rule, b, a, gk, tk, lr_used, ur, uc, f)
-            bad = badness(e, av, FACTOR * eps, sv)
+        # one float64 evaluation of the rule for the elements not reproduced and the first
+        # element of every other row (elementwise: the values of two separate calls)
+        e, av, sv = _exact_at(rule, b, a, gk, tk, lr_used, rows, cols, f)
+        exp_u, act_u, scale = (np.empty(R, x.dtype) for x in (e, av, sv))
+        exp_u[rows[m:]], act_u[rows[m:]], scale[rows[m:]] = e[m:], av[m:], sv[m:]
+        if m:                       # the elements not reproduced: compared as the check defines it
+            bad = badness(e[:m], av[:m], FACTOR * eps, sv[:m])
             ok[ur[~(bad <= 1.0)]] = False
             order = np.lexsort((-bad, ur))          # per row, its worst first
             first = order[np.r_[True, ur[order][1:] != ur[order][:-1]]]
             idx[ur[first]] = uc[first]
-        exp_u, act_u, scale = _exact_at(rule, b, a, gk, tk, lr_used, np.arange(R), idx, f)
+            exp_u[ur[first]], act_u[ur[first]], scale[ur[first]] = e[first], av[first], sv[first]
     rest = np.flatnonzero(~ok)
+    update_rules.note_reproduced(not rest.size)     # (a rate read quickly is proven by every row)
     if not rest.size:
         return idx, exp_u, act_u, scale, rest, ok, True
     whole = rest.size == R          # (given up on: no copy of the rows)
