@@ -8,6 +8,7 @@ computes shared things once (the steps table, an evaluation of the first steps).
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -79,7 +80,18 @@ class Context:
             return self.evaluation
         return self._evaluate(1, False)
 
-    def _evaluate(self, count, gradients):
+    @cached_property
+    def shape_probe(self) -> Evaluation | None:
+        """The program's values on the first step's first 2 rows (or :attr:`first_values` when
+        that is already computed, or the probe fails): for a diagnosis asking only whether some
+        shape pattern occurs. Why 2 rows: a batch dimension of 2 is > 1 exactly where one of 50
+        is, so which dimensions broadcast is the same; the full step's float64 forward pass cost
+        S4's check ~1 ms (two 50x500x256 products), the probe a small part of it."""
+        if "evaluation" in self.__dict__ or "first_values" in self.__dict__:
+            return self.first_values
+        return self._evaluate(1, False, rows=2) or self.first_values
+
+    def _evaluate(self, count, gradients, rows=None):
         if self.program is None or not self.program.has_loss:
             return None
         from ...errors import SteptraceError
@@ -93,6 +105,8 @@ class Context:
             g = min(groups, key=lambda g: g.steps[0])
             g = g.subset(g.param_pos >= 0)
             sub = g.subset(slice(0, count))
+            if rows is not None and sub.rows is not None and sub.rows.shape[1] > rows:
+                sub = replace(sub, rows=sub.rows[:, :rows])
             ev = Evaluation(self.program, leaves(self.program, self.arrays, sub, np.float64), np.float64)
             if gradients:
                 ev.gradients()

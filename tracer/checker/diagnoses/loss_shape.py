@@ -23,9 +23,20 @@ class LossBroadcast(Diagnosis):
     kind = "loss_broadcast"
 
     def run(self, ctx: Context) -> list[dict]:
-        ev = ctx.first_values            # shapes only
         prog = ctx.program
-        if ev is None or "prediction" not in prog.outputs or "target" not in prog.outputs:
+        if prog is None or "prediction" not in prog.outputs or "target" not in prog.outputs:
+            return []
+        # screen on 2 rows (the same dimensions broadcast as with the full batch: shape_probe);
+        # the finding's shapes are then read from the whole first step
+        probe = ctx.shape_probe
+        found = self._scan(prog, probe)
+        if not found or probe is ctx.__dict__.get("first_values"):
+            return found
+        return self._scan(prog, ctx.first_values)
+
+    def _scan(self, prog, ev) -> list[dict]:
+        """The finding for the first prediction-target broadcast in ``ev``'s shapes, or []."""
+        if ev is None:
             return []
         from_pred = _cone(prog, prog.outputs["prediction"])
         from_target = _cone(prog, prog.outputs["target"])
