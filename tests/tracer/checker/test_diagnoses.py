@@ -70,29 +70,6 @@ def test_loss_broadcast_names_both_shapes():
     assert clean == [] and report.ok
 
 
-def test_loss_broadcast_screens_on_two_rows_and_names_the_full_batch():
-    """The diagnosis screens on the first step's first 2 rows (a probe of 1 row would not
-    broadcast (1, 1) against (1,) and miss the bug); a hit is re-read on the whole step for
-    the shapes it names; a probe that cannot be evaluated falls back to the whole step."""
-    from tracer.checker.diagnoses.base import Context
-    from tracer.checker.diagnoses.loss_shape import LossBroadcast
-    prog = mlp_program(target_shape=[])
-    trace = simulate(prog, X, Y[:, 0], _params(b1=0.1))
-    program = tracer.check(trace).context["program"]
-    ctx = Context(trace, program)
-    assert ctx.shape_probe.values["pred"].shape[1] == 2
-    (found,) = LossBroadcast().run(ctx)
-    assert "(20, 1)" in found["message"] and "(20, 20)" in found["message"]
-    failing = Context(trace, program)
-    failing._evaluate = lambda count, gradients, rows=None: None if rows else Context._evaluate(
-        failing, count, gradients)
-    (found,) = LossBroadcast().run(failing)
-    assert "(20, 20)" in found["message"] and failing.shape_probe.values["pred"].shape[1] == 20
-    clean = simulate(mlp_program(), X, Y, _params(b1=0.1))
-    clean_ctx = Context(clean, tracer.check(clean).context["program"])
-    assert LossBroadcast().run(clean_ctx) == [] and clean_ctx.shape_probe.values["pred"].shape[1] == 2
-
-
 def test_non_finite_names_the_step_and_the_operation():
     prog = mlp_program(act="tanh")
     prog["nodes"].insert(3, {"name": "lp", "op": "log", "args": ["pred"], "where": "model.py:6"})
@@ -150,3 +127,26 @@ def test_a_summed_loss_that_diverges_is_named():
     assert len(found) == 1 and "sums over the 20 rows" in found[0].message and "diverged" in found[0].message
     calm, _ = _kinds(simulate(summed, X, Y, _params(), lr=0.001, steps=8), "loss_scale")
     assert calm == []
+
+
+def test_loss_broadcast_screens_on_two_rows_and_names_the_full_batch():
+    """The diagnosis screens on the first step's first 2 rows (a probe of 1 row would not
+    broadcast (1, 1) against (1,) and miss the bug); a hit is re-read on the whole step for
+    the shapes it names; a probe that cannot be evaluated falls back to the whole step."""
+    from tracer.checker.diagnoses.base import Context
+    from tracer.checker.diagnoses.loss_shape import LossBroadcast
+    prog = mlp_program(target_shape=[])
+    trace = simulate(prog, X, Y[:, 0], _params(b1=0.1))
+    program = tracer.check(trace).context["program"]
+    ctx = Context(trace, program)
+    assert ctx.shape_probe.values["pred"].shape[1] == 2
+    (found,) = LossBroadcast().run(ctx)
+    assert "(20, 1)" in found["message"] and "(20, 20)" in found["message"]
+    failing = Context(trace, program)
+    failing._evaluate = lambda count, gradients, rows=None: None if rows else Context._evaluate(
+        failing, count, gradients)
+    (found,) = LossBroadcast().run(failing)
+    assert "(20, 20)" in found["message"] and failing.shape_probe.values["pred"].shape[1] == 20
+    clean = simulate(mlp_program(), X, Y, _params(b1=0.1))
+    clean_ctx = Context(clean, tracer.check(clean).context["program"])
+    assert LossBroadcast().run(clean_ctx) == [] and clean_ctx.shape_probe.values["pred"].shape[1] == 2
