@@ -23,7 +23,6 @@ from .reproduce import reproduced_rows, reproducible
 from ..program.scratch import Scratch
 from .stateful import _recorded_slot, _used_grad, _value_scale, check_rows, subnormal_floor  # noqa: F401
 from .tolerance import FACTOR
-from .update_rules import RowsOfGrad as _RowsOfGrad  # noqa: F401 (tests import it from here)
 
 if TYPE_CHECKING:
     from ..trace import Trace
@@ -84,7 +83,7 @@ def check_updates(trace: Trace, report: CheckReport, builder: TableBuilder, eps:
             with update_rules.proving(witness, name):
                 _check_param(name, p, rules[name], param_step, t, lr_rec if opt_spec is not None else None,
                              expected_grads.get(name), out, notes, eps, clip[0], (grad_mags or {}).get(name))
-    grads = {name: _RowsOfGrad(p.grad, expected_grads.get(name), (grad_mags or {}).get(name))
+    grads = {name: update_rules.RowsOfGrad(p.grad, expected_grads.get(name), (grad_mags or {}).get(name))
              for name, p in arrays.params.items() if name not in frozen} if opt_spec is None else {}
     update_rules.rules_checked(arrays, report, builder, opt_spec, grads, frozen, eps, run)
     clipping = clip[0] if clip else None

@@ -69,20 +69,20 @@ def test_sampled_rows_are_picked_straight_from_finite_rows_and_converted_whole_o
     from types import SimpleNamespace
 
     from tracer.checker.identify import SAMPLE, _sampled
-    from tracer.checker.updates import _RowsOfGrad
+    from tracer.checker.update_rules import RowsOfGrad
     rng = np.random.default_rng(8)
     rows, size = np.array([0, 2, 5]), SAMPLE // 2 + 3                  # more elements than the sample
     before = rng.standard_normal((6, size)).astype(np.float32)
     after = (before * 0.999).astype(np.float32)
     grad = rng.standard_normal((6, size)).astype(np.float32)
     p = SimpleNamespace(before=before, after=after)
-    u, g, mag, work = _sampled(p, _RowsOfGrad(grad, None), rows)
+    u, g, mag, work = _sampled(p, RowsOfGrad(grad, None), rows)
     k = rows.size * size // SAMPLE + 1                                  # every k-th of the rows end to end
     want_b = before[rows].astype(np.float64).reshape(-1)[::k]
     assert work is not None and np.array_equal(g, grad[rows].astype(np.float64).reshape(-1)[::k])
     assert np.array_equal(u, after[rows].astype(np.float64).reshape(-1)[::k] - want_b)
     after[5, 7] = np.nan                                                # a NaN in a sampled row: whole rows
-    u, g, mag, work = _sampled(p, _RowsOfGrad(grad, None), rows)
+    u, g, mag, work = _sampled(p, RowsOfGrad(grad, None), rows)
     assert work is None and u.shape == (3, size) and np.isnan(u[2, 7])
 
 
@@ -112,22 +112,22 @@ def test_a_sampled_row_with_an_inf_goes_the_slow_way_and_a_huge_finite_row_picks
     from types import SimpleNamespace
 
     from tracer.checker.identify import SAMPLE, _sampled
-    from tracer.checker.updates import _RowsOfGrad
+    from tracer.checker.update_rules import RowsOfGrad
     rng = np.random.default_rng(10)
     rows, size = np.array([0, 3]), SAMPLE // 2 + 5
     before = rng.standard_normal((4, size)).astype(np.float32)
     grad = rng.standard_normal((4, size)).astype(np.float32)
     after = (before - np.float32(1e-3) * grad).astype(np.float32)
     p = SimpleNamespace(before=before, after=after)
-    u0, g0, mag0, work = _sampled(p, _RowsOfGrad(grad, None), rows)
+    u0, g0, mag0, work = _sampled(p, RowsOfGrad(grad, None), rows)
     assert work is not None                                             # the clean twin: picked
     for arr, value in ((grad, np.inf), (before, -np.inf)):
         saved = arr[3, 11]
         arr[3, 11] = value                                              # an inf in a sampled row
-        assert _sampled(p, _RowsOfGrad(grad, None), rows)[3] is None
+        assert _sampled(p, RowsOfGrad(grad, None), rows)[3] is None
         arr[3, 11] = saved
     before[0, 1] = after[0, 1] = np.float32(1e30)                       # finite, its square is not
-    u, g, mag, work = _sampled(p, _RowsOfGrad(grad, None), rows)
+    u, g, mag, work = _sampled(p, RowsOfGrad(grad, None), rows)
     k = rows.size * size // SAMPLE + 1
     assert work is None and mag.size > u0.size                          # the slow way: whole rows
     assert sgd_rate(u, g, mag, 2.0 ** -24) == sgd_rate(u0, g0, mag0, 2.0 ** -24) == 1e-3
