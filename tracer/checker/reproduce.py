@@ -25,10 +25,12 @@ from ..program.scratch import Scratch
 
 __all__ = ["reproducible", "reproduced_rows", "BLOCK", "MOST_UNEQUAL", "FEW", "SEGMENT"]
 
-#: elements per block: a float32 row of S4's W1 (128,000 elements, 512 KB) is one block, so
-#: the sum is still in the 2 MiB cache when it is compared (measured on S4's W1: 14.0 ms at
-#: 128,000, 15.0 at 64,000, 15.8 at 32,000; reading the three arrays alone, 10.6)
-BLOCK = 128 * 1024
+#: elements per block: two float32 rows of S4's W1 (128,000 elements each), so that a row
+#: a chained recording shares between them (one step's ``after`` is the next one's
+#: ``before``) is read from memory once, and the sums are still in the cache when they are
+#: compared (measured on S4's W1, best of 8 in one process: 11.1 ms at 256 Ki elements,
+#: 10.8 at 512 Ki, 12.6 at 128 Ki, one row a block, where the shared row was read twice)
+BLOCK = 256 * 1024
 #: elements of a row that may differ from the reproduction and be compared one by one (or
 #: 1/128 of the row when that is more); a row with more goes to the ratios of every element
 #: (a wrong rate differs everywhere): past it they cost more (measured on S4's W1: 2.6 ns an
@@ -109,10 +111,10 @@ def reproduced_rows(before: np.ndarray, after: np.ndarray, grad: np.ndarray,
 
 
 def _odd_parts(d: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
-    """``(row, first column, part)`` of the block ``d`` holding a nonzero element: its rows when
-    they are short (one pass per row), else segments of :data:`SEGMENT` elements of its one
-    row, flagged in that same pass, so that a wide row with one unequal element is searched in
-    one segment, not in full.
+    """``(row, first column, part)`` of the block ``d`` holding a nonzero element, by row and
+    column: its rows when they are short (one pass per row), else segments of
+    :data:`SEGMENT` elements of each row, flagged in that same pass, so that a wide row with
+    one unequal element is searched in one segment, not in full.
 
     A part is flagged by the largest of its elements' bit patterns (``d`` viewed as unsigned
     integers of its width): 0 exactly when every bit of every element is 0, i.e. every
@@ -121,14 +123,14 @@ def _odd_parts(d: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
     elements are listed as by a test of ``!= 0``. Why: an unsigned maximum is half the cost of
     ``any`` on floats (S4's W1 row of 128,000 float32: 7.7 against 15.5 us)."""
     bits = _bits(d)
-    if d.shape[0] > 1 or d.shape[1] < 2 * SEGMENT:
+    if d.shape[1] < 2 * SEGMENT:
         return [(i, 0, d[i]) for i in bits.max(axis=1).nonzero()[0].tolist()]
-    row, brow = d[0], bits[0]
-    full = row.size - row.size % SEGMENT
-    odd = brow[:full].reshape(-1, SEGMENT).max(axis=1).nonzero()[0] * SEGMENT
-    parts = [(0, c, row[c:c + SEGMENT]) for c in odd.tolist()]
-    if full < row.size and brow[full:].max():
-        parts.append((0, full, row[full:]))
+    full = d.shape[1] - d.shape[1] % SEGMENT
+    rows, segs = bits[:, :full].reshape(d.shape[0], -1, SEGMENT).max(axis=2).nonzero()
+    parts = [(i, c, d[i, c:c + SEGMENT]) for i, c in zip(rows.tolist(), (segs * SEGMENT).tolist())]
+    if full < d.shape[1]:
+        parts += [(i, full, d[i, full:]) for i in bits[:, full:].max(axis=1).nonzero()[0].tolist()]
+        parts.sort(key=lambda p: (p[0], p[1]))
     return parts
 
 

@@ -37,6 +37,7 @@ class Evaluation:
         wanted = [v for k, v in program.outputs.items() if k in (outputs or ("loss", "prediction"))]
         self._needed = _ancestors(self._nodes, wanted)
         self._given = {n.name for n in self._nodes if n.name in leaves}   # node values not computed here
+        self._plain = _plain_nodes(self._nodes, self._needed, self._given)
         self._grads = None
         self._fmags = self._bmags = self._lfmags = self._lbmags = None
         self._forward()
@@ -133,7 +134,7 @@ class Evaluation:
                     fm = self.magnitudes(lower)
                     ms = [None if e else fm[a] for a, e in zip(n.args, exact)]
                     gs = op.bmag(mags[n.name], g, ms, xs, out, n.attrs, need, exact=exact, lower=lower,
-                                 factored=factored)
+                                 factored=factored, leaf=self._leaf(n))
                 else:
                     fm = self.magnitudes(lower)
                     ms = [fm[a] if isinstance(a, str) else np.abs(x) for a, x in zip(n.args, xs)]
@@ -204,9 +205,14 @@ class Evaluation:
     def _is_node(self, name):
         return name in self._needed
 
-    def _exact(self, node):
-        """Per argument: True for a leaf or number (its rounding magnitude is its own |value|)."""
+    def _leaf(self, node):
+        """Per argument: True for a leaf or number (not computed by the program)."""
         return tuple(not (isinstance(a, str) and self._is_node(a)) for a in node.args)
+
+    def _exact(self, node):
+        """Per argument: True where its rounding magnitude is its own |value|: a leaf or
+        number, or a leaf only moved (:func:`_plain_nodes`: ``W.T`` of a ``linear`` layer)."""
+        return tuple(leaf or a in self._plain for a, leaf in zip(node.args, self._leaf(node)))
 
 
 class _LeafMagnitudes(dict):
@@ -224,6 +230,23 @@ class _LeafMagnitudes(dict):
         v = self._values[name]
         m = self[name] = np.abs(v, out=empty(v.shape, v.dtype)).astype(self._dtype, copy=False)
         return m
+
+
+def _plain_nodes(nodes, needed, given) -> set:
+    """Names of the nodes that only move a leaf's values (a shape op, ``moves_only``: the
+    transpose ``W.T`` of a ``linear`` layer, a reshape), directly or through other such
+    nodes, and that the evaluation computes itself. Their rounding magnitude is their own
+    ``|value|``, as a leaf's: a move does no arithmetic. A matrix product reads them as it
+    reads a leaf (one product saved, and the lower bound of a product of two leaves,
+    :meth:`tracer.program.matmul.MatMul.fmag`)."""
+    plain: set = set()
+    for n in nodes:
+        if n.name not in needed or n.name in given or not getattr(get_op(n.op), "moves_only", False):
+            continue
+        a = n.args[0] if n.args else None
+        if isinstance(a, str) and (a not in needed or a in plain):
+            plain.add(n.name)
+    return plain
 
 
 def _sum(x, y):

@@ -5,11 +5,11 @@ exact one (docs/TOLERANCES.md) costs as much as the product itself: ``|A| @ |B|`
 beside ``A @ B``. The *lower bound* (``lower=True``) sums fewer nonnegative terms, so it
 is at most the exact one, element by element, at a fraction of its cost:
 
-- a forward product sums every ``s``-th entry of its contracted index only
-  (``|A[..., ::s]| @ |B[..., ::s, :]|``, not rescaled: about ``1/s`` of the exact value);
-  for a product of two leaves (``M = 2 |A| @ |B|``) it takes at each element the larger
-  of that and ``|A @ B|``, the value already computed (the triangle inequality: the
-  larger where a sparse input leaves the sample without the element's few terms);
+- a forward product of two leaves (``M = 2 |A| @ |B|``, a first layer's ``x @ W``) is
+  bounded by ``2 |A @ B|``, from the value already computed (the triangle inequality), at
+  the cost of one pass; a forward product with a computed operand sums every ``s``-th
+  entry of its contracted index only (``M(A)[..., ::s] @ |B[..., ::s, :]|`` and the like,
+  not rescaled: about ``1/s`` of the exact value);
 - a gradient product (``g @ B^T``, ``A^T @ g``) groups its contracted index into runs of
   ``s`` and bounds each run's sum ``sum_k a_k b_k`` by ``min_k a_k * sum_k b_k``, the
   minimum taken on the side with fewer runs whose minimum is 0. Every term still counts, so a
@@ -35,11 +35,11 @@ __all__ = ["MatMul", "LowProduct", "lower_stride", "LOWER_WORK", "LOWER_STRIDE",
 
 #: per-step multiply-adds from which a product's lower bound samples its contracted index
 LOWER_WORK = 1 << 16
-#: the largest stride of a forward product's sample (its bound: about 1/16 of the exact
-#: value, which every gradient magnitude downstream inherits; 16 rather than 8 halves the
-#: sampled product again, S4's forward bound walk 14 -> 11 ms, and every row S4 settles
-#: by the bound still settles) and the longest run of a gradient product (its bound:
-#: about a run's smallest term over its mean, 0.3 on S4)
+#: the largest stride of the sample of a forward product with a computed operand (its
+#: bound: about 1/16 of the exact value, which every gradient magnitude downstream
+#: inherits; a product of two leaves takes ``2 |A @ B|`` instead, see :meth:`MatMul.fmag`)
+#: and the longest run of a gradient product (its bound: about a run's smallest term over
+#: its mean, 0.3 on S4)
 LOWER_STRIDE = {"forward": 16, "gradient": 8}
 #: the share of runs whose smallest term is 0 from which a side of a gradient product
 #: counts as sparse (a dense side: none; a ReLU side, half zeros, runs of 4: 94%)
@@ -242,15 +242,6 @@ class MatMul(Op):
             out = out[..., 0, :] if not vb else out[..., 0]
         return out
 
-    @staticmethod
-    def _unpost(out, va, vb):
-        """The inverse of :meth:`_post`: a value in the promoted shape ``(..., M, N)``."""
-        if va and vb:
-            return out[..., None, None]
-        if vb:
-            return out[..., None]
-        return out[..., None, :] if va else out
-
     def forward(self, xs: list[np.ndarray], attrs: dict) -> np.ndarray:
         a, b, va, vb = self._prep(*xs)
         a, b = align(a, b)
@@ -295,9 +286,19 @@ class MatMul(Op):
     def fmag(self, ms: list, xs: list[np.ndarray], out: np.ndarray, attrs: dict,
              exact: tuple[bool, bool] = (False, False), lower: bool = False) -> np.ndarray:
         """``M(A) @ |B| + |A| @ M(B)``; a leaf's magnitude is its own ``|value|`` (``exact``:
-        its ``ms`` entry is not read), which saves a product. ``lower``: the lower bound;
-        for a product of two leaves, ``2 |A @ B|`` from the value itself (module docstring)."""
+        its ``ms`` entry is not read), which saves a product. ``lower``: the lower bound
+        (module docstring). For a product of two leaves it is ``2 |A @ B|`` from the value
+        itself (``out``, which the evaluation computed): one pass. Why not the sample of the
+        contracted index, as for a computed operand: the sample costs a sixteenth of the
+        product plus the absolute values of both operands' sampled entries (on S4's
+        ``x @ W1``, 500 inputs: 5.5 ms of a 130 ms check, against 0.3 for ``2 |A @ B|``),
+        and it is of the order of ``|A @ B|`` anyway (``K/16 * E|a||b|`` against
+        ``sqrt(K) * E|ab|``: about equal at K = 500); every row S4 settles by the bound
+        still settles, none needs ``M``."""
         s = self.strides(xs)[0] if lower else 1
+        if s > 1 and exact[0] and exact[1]:      # two leaves: 2 |A @ B|, the value at hand
+            m = np.abs(out, out=empty(np.shape(out), out.dtype))
+            return np.multiply(m, out.dtype.type(2), out=m)
         a, b, va, vb = self._prep(*xs)
         a, b = align(a, b)
         ma = mb = None
@@ -308,10 +309,7 @@ class MatMul(Op):
             ma, mb = (None, None) if ma is None else (ma[..., ::s], mb[..., ::s, :])
         a, b = _abs(a), _abs(b)
         if exact[0] and exact[1]:            # both leaves: |A| @ |B| once
-            value = out
             out = _matmul(a, b)
-            if s > 1:                        # and |A| @ |B| >= |A @ B|, the value at hand
-                np.maximum(out, np.abs(self._unpost(value, va, vb)), out=out)
             out *= 2
         elif exact[1]:                       # (M_A + |A|) @ |B|: one product, not two
             out = _matmul(_add(ma, a), b)
@@ -323,18 +321,21 @@ class MatMul(Op):
 
     def bmag(self, gm: np.ndarray, g: np.ndarray, ms: list, xs: list[np.ndarray], out: np.ndarray,
              attrs: dict, need: list[bool], exact: tuple[bool, bool] = (False, False), lower: bool = False,
-             factored: bool = False) -> list:
+             factored: bool = False, leaf: tuple[bool, bool] | None = None) -> list:
         """``gm`` against ``|A|``, ``|B|`` plus ``|g|`` against ``M(A)``, ``M(B)``; against a
         leaf operand (``M = |value|``) the two are one product of ``gm + |g|``; ``lower``:
         the lower bound (of the sum: a run's smallest ``gm + |g|`` is at least the sum of
         the two smallest, so the one product's bound is at least the two products').
-        ``factored``: a leaf's bound (of a product with another leaf) as a :class:`LowProduct`."""
+        ``factored``: a leaf's bound (of a product with another leaf) as a :class:`LowProduct`
+        (``leaf``: which operands are leaves, default ``exact``; an operand only moved from
+        a leaf is ``exact`` but not a leaf, and its gradient is read on by the move)."""
         ag = _abs(g)
         one = [need[0] and exact[1], need[1] and exact[0]]      # the other operand is a leaf
         two = [n and not o for n, o in zip(need, one)]
         res = [None, None]
         if any(one):
-            keep = (factored and exact[0], factored and exact[1])     # only a leaf's: a node's is read on
+            leaf = exact if leaf is None else leaf
+            keep = (factored and leaf[0], factored and leaf[1])     # only a leaf's: a node's is read on
             # gm + |g| into |g|'s own array where nothing reads |g| after (one array fewer)
             alone = not any(two) and ag.shape == np.broadcast_shapes(np.shape(gm), ag.shape) \
                 and ag.dtype == np.result_type(gm, ag)

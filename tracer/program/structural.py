@@ -53,6 +53,9 @@ class _Shape(Op):
 
     linear = True
     differentiable = (0,)
+    #: only moves (or repeats) its argument's values, no arithmetic: the rounding magnitude
+    #: of a moved leaf is its own ``|value|`` (:func:`tracer.program.engine._plain_nodes`)
+    moves_only = True
 
     def vjp(self, g: np.ndarray, xs: list[np.ndarray], out: np.ndarray, attrs: dict, need: list[bool]) -> list:
         return [self.back(g, xs[0], attrs) if need[0] else None] + [None] * (len(xs) - 1)

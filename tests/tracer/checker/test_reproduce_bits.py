@@ -34,10 +34,10 @@ def _planted(dtype, rows, cols, seed):
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, np.longdouble])
-@pytest.mark.parametrize("shape", [(1, 3000), (5, 300), (1, 100)])
+@pytest.mark.parametrize("shape", [(1, 3000), (3, 3000), (5, 300), (1, 100)])
 @pytest.mark.parametrize("seed", range(4))
 def test_every_nonzero_element_is_in_a_flagged_part(monkeypatch, dtype, shape, seed):
-    monkeypatch.setattr(reproduce, "SEGMENT", 128)     # (1, 3000): 23 segments and a tail of 56
+    monkeypatch.setattr(reproduce, "SEGMENT", 128)     # rows of 3000: 23 segments and a tail of 56
     d = _planted(dtype, *shape, seed)
     want = sorted(zip(*[x.tolist() for x in np.nonzero(d != 0)]))
     assert _listed(d) == want
