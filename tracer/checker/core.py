@@ -4,8 +4,9 @@ For each recorded step the checker evaluates the run's step program
 (:mod:`tracer.program`) from the parameters *before* the step and the step's batch
 rows: the predictions, the loss and every gradient; then applies the optimizer's
 rule to the gradient the run used and compares the update and the optimizer state.
-Steps are grouped by batch size and cut into memory-bounded chunks; each chunk is a
-few array operations, not a loop over steps.
+Steps are grouped by batch size and cut into memory-bounded chunks, sized by what the
+first chunk held (:mod:`.step_memory`); each chunk is a few array operations, not a loop
+over steps.
 
 What the trace does not declare is identified (the loss among the loss registry,
 a plain-SGD learning rate) and said so. What cannot be checked is said too, and the
@@ -28,6 +29,7 @@ from .compare import all_nan_rows
 from .quantities import check_chunk
 from .report import CheckReport, Finding, TableBuilder
 from .resolve import resolve_program
+from .step_memory import StepMemory
 from ..program.scratch import arena
 from .tolerance import EPS, FACTOR, run_precision, working_dtype
 from .updates import check_updates
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = ["check", "CHUNK_BYTES"]
 
+#: the working memory a chunk of steps may hold (:mod:`.step_memory` measures a step's)
 CHUNK_BYTES = 256 * 1024**2
 
 
@@ -121,7 +124,9 @@ def _evaluate(trace, program, report, builder, eps, dtype, recomputed):
     grads = {n: np.full(arrays.params[n].grad.shape, np.nan) for n in missing}
     gather = RowBuffers()       # each chunk's results are taken out before the next one's rows
     variant = guard_free(program) if missing else None      # hand-written gradients skip log(p + 1e-12)'s guard
-    for sub in chunks(groups, _bytes_per_step(arrays, program), CHUNK_BYTES):
+    per_step = StepMemory(_bytes_per_step(arrays, program))     # measured on the first chunk
+    for sub in chunks(groups, per_step, CHUNK_BYTES):
+        mark = per_step.start()
         try:
             lv = leaves(program, arrays, sub, dtype, gather=gather)
             ev = Evaluation(program, lv, dtype)
@@ -131,6 +136,7 @@ def _evaluate(trace, program, report, builder, eps, dtype, recomputed):
             report.cannot_check.append(f"model: {exc}")
             return program
         del ev, lv       # not kept: the next chunk's arrays reuse their memory
+        per_step.measure(mark, sub)
         if res.loss is not None:
             recomputed["loss"].update(zip(sub.steps.tolist(), res.loss.tolist()))
         for key, n in res.checked.items():

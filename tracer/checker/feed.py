@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import TraceInputError
+from ..program.scratch import empty
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from numpy.typing import ArrayLike
 
@@ -102,16 +103,22 @@ def step_groups(arrays: TraceArrays, needs_rows: bool = True) -> list[StepGroup]
     return groups
 
 
-def chunks(groups: list[StepGroup], bytes_per_step: int, budget: int = 256 * 1024**2) -> Iterator[StepGroup]:
-    """Split groups (only steps with parameters) so one chunk's working arrays stay under ``budget``."""
-    size = max(1, budget // max(1, bytes_per_step))
+def chunks(groups: list[StepGroup], bytes_per_step: int | Callable[[StepGroup], int],
+           budget: int = 256 * 1024**2) -> Iterator[StepGroup]:
+    """Split groups (only steps with parameters) so one chunk's working arrays stay under
+    ``budget``. ``bytes_per_step``: a step's working memory, or a function of the group
+    asked before each chunk (an estimate its caller refines as it measures chunks)."""
     for g in groups:
         ok = g.param_pos >= 0
         if not ok.any():
             continue
         g = g.subset(ok)
-        for start in range(0, len(g.steps), size):
+        start = 0
+        while start < len(g.steps):
+            per = bytes_per_step(g) if callable(bytes_per_step) else bytes_per_step
+            size = max(1, budget // max(1, per))
             yield g.subset(slice(start, start + size))
+            start += size
 
 
 def leaves(program: StepProgram, arrays: TraceArrays, group: StepGroup, dtype: type[np.floating],
@@ -157,7 +164,10 @@ class RowBuffers:
     input), for a caller that is done with a chunk's leaves before it asks for the next.
 
     Why: a chunk of S4 gathers 2.2 MB of rows; into fresh memory that cost 9.5 ms an epoch
-    (the first touch of a page, about 1.3 ms per MB here), into a reused buffer 2 ms."""
+    (the first touch of a page, about 1.3 ms per MB here), into a reused buffer 2 ms. The
+    buffers are blocks of the check's arena (:func:`tracer.program.scratch.empty`), kept for
+    the next check of the trace with the others and counted in what a chunk holds
+    (:mod:`tracer.checker.step_memory`)."""
 
     def __init__(self) -> None:
         self._bufs: dict[str, np.ndarray] = {}
@@ -172,7 +182,7 @@ class RowBuffers:
         n = int(np.prod(shape, dtype=np.int64))
         buf = self._bufs.get(name)
         if buf is None or buf.size < n or buf.dtype != table.dtype:
-            buf = self._bufs[name] = np.empty(n, dtype=table.dtype)
+            buf = self._bufs[name] = empty(n, table.dtype)
         return np.take(table, rows, axis=0, out=buf[:n].reshape(shape), mode="clip")
 
 

@@ -57,14 +57,19 @@ def lower_stride(length: int, work: int, cap: int = 8) -> int:
 
 def _runs(x, axis, s, ufunc):
     """``ufunc.reduce`` over consecutive runs of ``s`` entries along ``axis`` (-1 or -2);
-    a last, shorter run holds the remainder."""
+    a last, shorter run holds the remainder. The result is an array of the check's arena
+    (:func:`tracer.program.scratch.empty`), the remainder's run reduced straight into it."""
     ax = x.ndim + axis
-    q = x.shape[ax] // s
+    n = x.shape[ax]
+    q = n // s
+    shape = x.shape[:ax] + (-(-n // s),) + x.shape[ax + 1:]
+    out = empty(shape, x.dtype)
     head = x[(slice(None),) * ax + (slice(0, q * s),)]
-    out = ufunc.reduce(head.reshape(head.shape[:ax] + (q, s) + head.shape[ax + 1:]), axis=ax + 1)
-    if q * s < x.shape[ax]:
-        tail = ufunc.reduce(x[(slice(None),) * ax + (slice(q * s, None),)], axis=ax, keepdims=True)
-        out = np.concatenate([out, tail], axis=ax)
+    ufunc.reduce(head.reshape(head.shape[:ax] + (q, s) + head.shape[ax + 1:]), axis=ax + 1,
+                 out=out[(slice(None),) * ax + (slice(0, q),)])
+    if q * s < n:
+        ufunc.reduce(x[(slice(None),) * ax + (slice(q * s, None),)], axis=ax, keepdims=True,
+                     out=out[(slice(None),) * ax + (slice(q, None),)])
     return out
 
 

@@ -14,7 +14,8 @@ changed: ``check`` runs in the user's process.
 
 Whose blocks: an arena opened for an ``owner`` (``check`` passes the trace's arrays) keeps,
 when it ends, the blocks this check handed out (at most what the check itself held at
-once, S4: ~36 MB for a 150 MB trace) for the next arena of the same owner and ``key`` (the
+once, S4: 166 MB for a 151 MB trace, its first chunk's blocks and the larger chunk's
+after it, :mod:`tracer.checker.step_memory`) for the next arena of the same owner and ``key`` (the
 same trace, unchanged in shape): a repeated check then touches no fresh page (S4: 3,400
 minor faults less). One owner's blocks are kept at a time: opening an arena for another
 owner, or the same owner with another key (its arrays changed), frees them first; the
@@ -47,7 +48,7 @@ import numpy as np
 if TYPE_CHECKING:
     from collections.abc import Hashable, Iterator
 
-__all__ = ["Scratch", "arena", "empty", "ARENA_MIN", "drop_kept", "kept_bytes"]
+__all__ = ["Scratch", "arena", "empty", "ARENA_MIN", "drop_kept", "kept_bytes", "lent_mark", "lent_since"]
 
 
 class _Pool(list):
@@ -166,6 +167,24 @@ def kept_bytes() -> int:
     """Bytes of the blocks kept for the next check of the last trace checked (0: none)."""
     kept = _kept
     return 0 if kept is None else sum(block.nbytes for block in kept[2])
+
+
+def lent_mark() -> int | None:
+    """A mark of the active arena's requests so far, for :func:`lent_since` (None outside
+    an arena)."""
+    pool = _pool.get()
+    return None if pool is None else len(pool.log)
+
+
+def lent_since(mark: int | None) -> int:
+    """Bytes of the distinct blocks the active arena handed out since ``mark``: the arena
+    memory the work since then held at once, about (a block is handed out again once it is
+    idle). 0 outside an arena or without a mark. Why: the checker sizes its chunks of steps
+    from what its first chunk really used (:mod:`tracer.checker.core`)."""
+    pool = _pool.get()
+    if pool is None or mark is None:
+        return 0
+    return sum(pool[i].nbytes for i in set(pool.log[mark:]))
 
 
 def _block(nbytes: int) -> np.ndarray:

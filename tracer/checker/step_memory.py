@@ -1,0 +1,61 @@
+"""How much memory one step of a check needs: what sizes the check's chunks of steps.
+
+Why measured: the checker cuts the steps into chunks whose working arrays stay under a
+budget (:data:`tracer.checker.core.CHUNK_BYTES`), and every chunk costs the same fixed
+work (a walk of the step program, a comparison per quantity: about 2 ms of NumPy calls
+on S4, whatever the chunk's length). A formula of the program's size has to be generous,
+since it knows the widths of the inputs and parameters but not of the values in between
+(S4: 11 MB a step, where a step holds 1.2 MB), and cut S4's 140 steps into 7 chunks. So
+the first chunk is sized by the formula and measured: the check's arena
+(:mod:`tracer.program.scratch`) knows the blocks it handed out, and every big array of a
+chunk is one of them. The chunks after it are sized by that measurement (S4: the other
+118 steps in one chunk, 1.2x the trace's size at the peak, within the 2x the
+benchmark holds the checker to).
+"""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from ..program.scratch import lent_mark, lent_since
+
+if TYPE_CHECKING:
+    from .feed import StepGroup
+
+__all__ = ["StepMemory", "MARGIN", "SHRINK"]
+
+#: the measured bytes of a step are taken this many times over: arrays below the arena's
+#: size (:data:`tracer.program.scratch.ARENA_MIN`) are not among its blocks
+MARGIN = 1.5
+#: a measurement may lower the formula's estimate at most this many times (a program whose
+#: arrays all stay below the arena's size is measured at next to nothing)
+SHRINK = 32
+
+
+class StepMemory:
+    """Bytes of working memory per step, for :func:`tracer.checker.feed.chunks`: the
+    ``formula``'s estimate (a generous one) until :meth:`measure` has seen a chunk, then
+    the largest measured so far, per row of the batch and times :data:`MARGIN`, never
+    above the formula. Call it with a chunk's group for that group's estimate."""
+
+    def __init__(self, formula: int) -> None:
+        self.formula = max(1, int(formula))
+        self.per_row: float | None = None        # measured bytes per step and batch row
+
+    def __call__(self, group: StepGroup) -> int:
+        if self.per_row is None:
+            return self.formula
+        rows = max(1, group.batch_size or 1)
+        return max(self.formula // SHRINK, min(self.formula, math.ceil(self.per_row * rows)))
+
+    def start(self) -> int | None:
+        """A mark before a chunk's work (see :meth:`measure`)."""
+        return lent_mark()
+
+    def measure(self, mark: int | None, group: StepGroup) -> None:
+        """Take in what the chunk ``group`` held in the arena since ``mark``."""
+        used = lent_since(mark)
+        if used <= 0 or not len(group.steps):
+            return
+        per_row = MARGIN * used / len(group.steps) / max(1, group.batch_size or 1)
+        self.per_row = per_row if self.per_row is None else max(self.per_row, per_row)
