@@ -58,12 +58,14 @@ def lower_stride(length: int, work: int, cap: int = 8) -> int:
 def _runs(x, axis, s, ufunc):
     """``ufunc.reduce`` over consecutive runs of ``s`` entries along ``axis`` (-1 or -2);
     a last, shorter run holds the remainder. The result is an array of the check's arena
-    (:func:`tracer.program.scratch.empty`), the remainder's run reduced straight into it."""
+    (:func:`tracer.program.scratch.empty`) laid out in the memory order of ``x``'s axes, as
+    NumPy lays out a reduction's own result: a reduction into an output of another order
+    walks it element by element (a first layer's ``|x|.T``: 50 times slower), and a fresh
+    result costs its page faults on every check."""
     ax = x.ndim + axis
     n = x.shape[ax]
     q = n // s
-    shape = x.shape[:ax] + (-(-n // s),) + x.shape[ax + 1:]
-    out = empty(shape, x.dtype)
+    out = _empty_in_order(x.shape[:ax] + (-(-n // s),) + x.shape[ax + 1:], x.strides, x.dtype)
     head = x[(slice(None),) * ax + (slice(0, q * s),)]
     ufunc.reduce(head.reshape(head.shape[:ax] + (q, s) + head.shape[ax + 1:]), axis=ax + 1,
                  out=out[(slice(None),) * ax + (slice(0, q),)])
@@ -71,6 +73,14 @@ def _runs(x, axis, s, ufunc):
         ufunc.reduce(x[(slice(None),) * ax + (slice(q * s, None),)], axis=ax, keepdims=True,
                      out=out[(slice(None),) * ax + (slice(q, None),)])
     return out
+
+
+def _empty_in_order(shape, strides, dtype):
+    """An arena array of ``shape`` whose axes lie in memory in the order of ``strides``
+    (largest first, ties in axis order): the layout ``np.empty_like(.., order="K")`` gives."""
+    order = sorted(range(len(shape)), key=lambda i: -abs(strides[i]))
+    block = empty(tuple(shape[i] for i in order), dtype)
+    return block.transpose(np.argsort(order))
 
 
 def _matmul(a, b):

@@ -164,3 +164,27 @@ def test_a_gradient_product_keeps_every_sparse_term_and_is_exact_when_both_sides
     assert np.all(low <= exact * (1 + 1e-12)) and np.all((low > 0) == (exact > 0))
     h = x * (rng.uniform(size=x.shape) < 0.5)                          # ReLU activations: sparse too
     assert np.array_equal(_low_matmul(h, g), np.matmul(h, g))
+
+
+@pytest.mark.parametrize("transposed", [True, False])
+@pytest.mark.parametrize("axis,ufunc", [(-1, np.minimum), (-2, np.add)])
+def test_runs_are_reduced_into_an_arena_array_laid_out_as_numpy_lays_out_its_own(transposed, axis, ufunc):
+    # a reduction into an output of another memory order walks it element by element (50x
+    # slower on a first layer's |x|.T); the values are those of each run reduced alone
+    from tracer.program.matmul import _runs
+    from tracer.program.scratch import arena
+    rng = np.random.default_rng(6)
+    shape = [3, 20, 20]
+    shape[axis] = 50                                       # 8 runs of 6 and one of 2
+    x = np.abs(rng.normal(size=shape).astype(np.float32))
+    if transposed:
+        x = np.swapaxes(np.ascontiguousarray(np.swapaxes(x, -1, -2)), -1, -2)      # same shape, F-ordered steps
+    ax = x.ndim + axis
+    cut = lambda a, b: x[(slice(None),) * ax + (slice(a, b),)]
+    want = np.concatenate([ufunc.reduce(cut(a, a + 6), axis=ax, keepdims=True) for a in range(0, 50, 6)], axis=ax)
+    fresh = ufunc.reduce(cut(0, 48).reshape(x.shape[:ax] + (8, 6) + x.shape[ax + 1:]), axis=ax + 1)
+    with arena():
+        got = _runs(x, axis, 6, ufunc)
+        assert got.shape == want.shape and np.array_equal(got, want)
+        order = lambda a: sorted(range(a.ndim), key=lambda i: -abs(a.strides[i]))
+        assert order(got) == order(fresh)                 # NumPy's own layout of the result
