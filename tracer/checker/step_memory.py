@@ -35,12 +35,15 @@ SHRINK = 32
 class StepMemory:
     """Bytes of working memory per step, for :func:`tracer.checker.feed.chunks`: the
     ``formula``'s estimate (a generous one) until :meth:`measure` has seen a chunk, then
-    the largest measured so far, per row of the batch and times :data:`MARGIN`, never
-    above the formula. Call it with a chunk's group for that group's estimate."""
+    the measurement of the longest chunk so far (the one whose fixed part, such as a
+    comparison's block buffers, weighs least on a step; the larger one among equals), per
+    row of the batch and times :data:`MARGIN`, never above the formula. Call it with a
+    chunk's group for that group's estimate."""
 
     def __init__(self, formula: int) -> None:
         self.formula = max(1, int(formula))
         self.per_row: float | None = None        # measured bytes per step and batch row
+        self._steps = 0                          # the length of the chunk it was measured on
 
     def __call__(self, group: StepGroup) -> int:
         if self.per_row is None:
@@ -57,5 +60,7 @@ class StepMemory:
         used = lent_since(mark)
         if used <= 0 or not len(group.steps):
             return
-        per_row = MARGIN * used / len(group.steps) / max(1, group.batch_size or 1)
-        self.per_row = per_row if self.per_row is None else max(self.per_row, per_row)
+        steps = len(group.steps)
+        per_row = MARGIN * used / steps / max(1, group.batch_size or 1)
+        if self.per_row is None or steps > self._steps or steps == self._steps and per_row > self.per_row:
+            self.per_row, self._steps = per_row, steps

@@ -98,3 +98,14 @@ def test_the_measured_chunks_give_the_same_report_as_the_formula_chunks(trace, m
         formula, fixed, _ = _chunked_check(trace, m, 2, measured=False)
     assert fixed == [2] * (STEPS // 2) and sizes != fixed
     pd.testing.assert_frame_equal(measured.table, formula.table)
+
+
+def test_the_longest_chunk_measured_sizes_the_next_ones():
+    est = StepMemory(10 ** 7)
+    with arena():
+        for steps, mib in ((1, 3), (5, 5), (2, 1)):          # 3 MiB for one step, 1 MiB a step for five
+            mark = est.start()
+            held = [empty((1 << 18,), np.float32) for _ in range(mib)]
+            est.measure(mark, _group(steps, 10))
+            del held
+    assert est(_group(1, 10)) == int(np.ceil(MARGIN * (5 << 20) / 5))
