@@ -9,7 +9,8 @@ since it knows the widths of the inputs and parameters but not of the values in 
 the first chunk is sized by the formula and measured: the check's arena
 (:mod:`tracer.program.scratch`) knows the blocks it handed out, and every big array of a
 chunk is one of them. The chunks after it are sized by that measurement (S4: the other
-118 steps in one chunk; a repeated check 123 -> 115 ms CPU, best of 6 in one process).
+118 steps in one chunk; a repeated check's CPU time 129-134 -> 119-123 ms, the best of 6
+checks in each of 3 processes, interleaved with the 7 chunks' code).
 
 The price is memory: the check's peak is what the budget allows rather than a ninth of
 it (S4: 171 MB, 1.13x the trace's size, within the 2x the benchmark holds the checker to;
