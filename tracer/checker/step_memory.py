@@ -13,9 +13,10 @@ chunk is one of them. The chunks after it are sized by that measurement (S4: the
 checks in each of 3 processes, interleaved with the 7 chunks' code).
 
 The price is memory: the check's peak is what the budget allows rather than a ninth of
-it (S4: 171 MB, 1.13x the trace's size, within the 2x the benchmark holds the checker to;
-7 chunks held 28 MB), and the arena keeps as much for the next check of the trace (166
-MB, until the trace goes or ``tracer.program.scratch.drop_kept()``).
+it (``bench/bench_checker.py`` on S4: 168 MB, 1.11x the trace's size, within the 2x the
+benchmark holds the checker to; 7 chunks held 29 MB), and the arena keeps as much for the
+next check of the trace (166 MB, until the trace goes or
+``tracer.program.scratch.drop_kept()``).
 """
 from __future__ import annotations
 
